@@ -1,0 +1,125 @@
+"""Typed run configuration (pydantic). One :class:`RunConfig` fully determines one cell of a table.
+
+Each stage reads one slice of it (:data:`STAGE_SLICES`); the slice, the keys of the stage's inputs and the
+code version of the modules it runs make the stage's content-addressed cache key (``bench/cache.py``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Strict):
+    """Which frames to train and evaluate on."""
+
+    source: Literal["synthetic", "crowdhuman"] = "synthetic"
+    preset: str = Field("small", description="synthetic preset: tiny | small | medium")
+    root: Path | None = Field(None, description="dataset folder for real data (--data-root)")
+    train_split: str = "train"
+    val_split: str = "val"
+    max_val_images: int | None = None
+
+
+class DetectorConfig(_Strict):
+    """torchvision Faster R-CNN + FPN, with the CrowdDet multi-instance head (methods.md section 1)."""
+
+    backbone: str = "resnet18"
+    weights: Path | None = Field(None, description="local ImageNet weights for the backbone; none = scratch")
+    trainable_layers: int = 5
+    fpn_channels: int = 256
+    representation_size: int = 1024
+    min_size: int = 800
+    max_size: int = 1400
+    anchor_sizes: tuple[int, ...] = (32, 64, 128, 256, 512)
+    aspect_ratios: tuple[float, ...] = (1.0, 2.0, 3.0)
+    rpn_pre_nms_top_n_train: int = 2000
+    rpn_pre_nms_top_n_test: int = 1000
+    rpn_post_nms_top_n_train: int = 2000
+    rpn_post_nms_top_n_test: int = 1000
+    box_batch_size_per_image: int = 512
+    box_positive_fraction: float = 0.5
+    detections_per_img: int = 1000
+    # CrowdDet (Chu et al. 2020): predictions per proposal, EMD set loss, refinement module.
+    k: int = Field(1, ge=1, le=3)
+    emd: bool = False
+    refine: bool = False
+
+
+class TrainConfig(_Strict):
+    """SGD schedule (CrowdDet defaults, methods.md section 1 "Training defaults")."""
+
+    iterations: int = 56250
+    batch_size: int = 2
+    lr: float = 0.0025
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    warmup_iters: int = 800
+    warmup_factor: float = 0.33
+    lr_steps: tuple[float, ...] = Field((0.8, 0.9), description="fractions of iterations where LR x 0.1")
+    hflip: bool = True
+    grad_clip: float | None = 10.0
+    amp: bool = Field(True, description="mixed precision when on CUDA (ignored on CPU)")
+    checkpoint_every: int = 200
+    num_workers: int = 0
+
+
+class InferConfig(_Strict):
+    score_thresh: float = Field(0.01, description="drop raw boxes with score <= this (CrowdDet test.py)")
+    batch_size: int = 4
+
+
+class PostprocessConfig(_Strict):
+    nms: Literal["normal", "set", "none"] = "normal"
+    nms_iou: float = 0.5
+    score_thresh: float = 0.01
+    max_dets: int | None = None
+
+
+class EvaluateConfig(_Strict):
+    metric: Literal["crowdhuman"] = "crowdhuman"
+
+
+class RunConfig(_Strict):
+    """Everything one cell (table row x seed x profile) needs."""
+
+    task: Literal["detection"] = "detection"
+    profile: Literal["smoke", "full"] = "smoke"
+    seed: int = 0
+    device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: DetectorConfig = Field(default_factory=DetectorConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    infer: InferConfig = Field(default_factory=InferConfig)
+    postprocess: PostprocessConfig = Field(default_factory=PostprocessConfig)
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+    plugins: list[str] = Field(default_factory=list, description="plugins applied, in order (for the record)")
+
+    @property
+    def level(self) -> str:
+        """Reproduction level: ``smoke`` on synthetic data, ``full`` on the paper's real data."""
+        return "smoke" if self.data.source == "synthetic" else "full"
+
+
+def set_dotted(cfg: BaseModel, dotted: str, value: Any) -> None:
+    """Set ``cfg.a.b = value`` from ``"a.b"``; an unknown key lists the valid ones at that level."""
+    *parents, leaf = dotted.split(".")
+    node: BaseModel = cfg
+    for i, part in enumerate(parents):
+        if part not in type(node).model_fields:
+            raise KeyError(_unknown(dotted, parents[:i], part, node))
+        node = getattr(node, part)
+    if leaf not in type(node).model_fields:
+        raise KeyError(_unknown(dotted, parents, leaf, node))
+    setattr(node, leaf, value)
+
+
+def _unknown(dotted: str, prefix: list[str], part: str, node: BaseModel) -> str:
+    where = ".".join(prefix) or "config"
+    return f"unknown option {dotted!r}: {where} has no {part!r}; valid: {', '.join(type(node).model_fields)}"

@@ -1,0 +1,129 @@
+"""Table specs: one YAML per paper table under ``results/papers/<key>/table<N>.yaml``.
+
+A spec names the paper and table, the metric columns, and the rows. Each row is a set of plugins and config
+overrides plus the paper's own numbers, transcribed from ``shared/papers`` (``null`` where the extracted text
+does not show the cell). Rows whose plugins do not exist yet carry ``pending: <what is missing>``.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+PAPER_KEYS = ("hie-pose", "occlusion-aug", "pose-regression", "offset-guided", "hie-tracking")
+TABLE_ID = re.compile(r"^(?P<key>[a-z-]+)/table(?P<num>\d+)$")
+
+
+class SpecError(ValueError):
+    """A table spec is missing, unknown or invalid."""
+
+
+class MetricColumn(BaseModel):
+    """One metric column of a table."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    key: str = Field(description="metric key as the evaluator returns it, e.g. 'AP', 'mMR', 'JI'")
+    label: str = Field(description="column header as the paper prints it, e.g. 'AP (%)'")
+    higher_is_better: bool = True
+    scale: float = Field(100.0, description="factor from the evaluator's value to the paper's unit (100 for %)")
+    decimals: int = 2
+
+
+class Row(BaseModel):
+    """One table row: what it switches on, and what the paper reports for it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    label: str
+    plugins: list[str | dict[str, dict[str, Any]]] = Field(
+        default_factory=list, description="plugin names, or {name: {option: value}}"
+    )
+    overrides: dict[str, Any] = Field(default_factory=dict, description="dotted config keys -> values")
+    settings: dict[str, Any] = Field(
+        default_factory=dict, description="descriptive non-metric columns as printed (e.g. grid parameters)"
+    )
+    paper: dict[str, float | None] = Field(default_factory=dict, description="metric key -> paper value or null")
+    source: str = Field(description="where the paper values come from, e.g. 'Table 3, row 2'")
+    pending: str | None = Field(None, description="what is missing before this row can run")
+
+
+class TableSpec(BaseModel):
+    """A whole table of one paper."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    paper: Literal["hie-pose", "occlusion-aug", "pose-regression", "offset-guided", "hie-tracking"]
+    paper_file: str
+    table: int
+    title: str
+    task: Literal["detection", "pose", "pose_regression", "tracking", "pose_tracking"]
+    dataset: str = Field(description="the paper's dataset and split")
+    smoke_dataset: str = Field("synthetic/small", description="what the smoke profile runs on instead")
+    metrics: list[MetricColumn]
+    rows: list[Row]
+    notes: str = ""
+
+    @field_validator("id")
+    @classmethod
+    def _id_form(cls, value: str) -> str:
+        if not TABLE_ID.match(value):
+            raise ValueError(f"table id {value!r} is not of the form '<paper-key>/table<N>'")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TableSpec:
+        match = TABLE_ID.match(self.id)
+        assert match is not None
+        if match["key"] != self.paper or int(match["num"]) != self.table:
+            raise ValueError(f"id {self.id!r} does not match paper {self.paper!r} / table {self.table}")
+        keys = {m.key for m in self.metrics}
+        if len(keys) != len(self.metrics):
+            raise ValueError("duplicate metric keys")
+        for row in self.rows:
+            unknown = set(row.paper) - keys
+            if unknown:
+                raise ValueError(f"row {row.label!r}: paper values for unknown metrics {sorted(unknown)}")
+        labels = [r.label for r in self.rows]
+        if len(set(labels)) != len(labels):
+            raise ValueError("duplicate row labels")
+        return self
+
+    @property
+    def runnable_rows(self) -> list[tuple[int, Row]]:
+        return [(i, r) for i, r in enumerate(self.rows) if r.pending is None]
+
+
+def specs_root() -> Path:
+    """Folder holding ``<paper-key>/table<N>.yaml`` (the repo's ``results/papers``, or the installed copy)."""
+    here = Path(__file__).resolve()
+    for candidate in (here.parent.parent / "results" / "papers", here.parent / "_specs"):
+        if candidate.is_dir():
+            return candidate
+    raise SpecError(f"no table specs found next to {here.parent}")
+
+
+def available_tables(root: Path | None = None) -> list[str]:
+    root = root or specs_root()
+    return sorted(f"{p.parent.name}/{p.stem}" for p in root.glob("*/table*.yaml"))
+
+
+@cache
+def load_spec(table_id: str, root: Path | None = None) -> TableSpec:
+    """Load and validate one spec; an unknown id lists the valid ones."""
+    root = root or specs_root()
+    path = root / f"{table_id}.yaml"
+    if not TABLE_ID.match(table_id) or not path.is_file():
+        raise SpecError(f"unknown table {table_id!r}; known tables: {', '.join(available_tables(root))}")
+    try:
+        data = yaml.safe_load(path.read_text())
+        return TableSpec.model_validate(data)
+    except (yaml.YAMLError, ValueError) as exc:
+        first = str(exc).strip().splitlines()
+        raise SpecError(f"{path}: invalid table spec: {' '.join(first[:3])}") from exc
