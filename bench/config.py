@@ -21,6 +21,7 @@ class DataConfig(_Strict):
 
     source: Literal["synthetic", "crowdhuman"] = "synthetic"
     preset: str = Field("small", description="synthetic preset: tiny | small | medium")
+    seed: int = Field(0, description="seed of the synthetic data (fixed across training seeds)")
     root: Path | None = Field(None, description="dataset folder for real data (--data-root)")
     train_split: str = "train"
     val_split: str = "val"

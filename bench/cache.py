@@ -1,0 +1,115 @@
+"""Content-addressed stage outputs (DESIGN.md "Stages, cache, store").
+
+A stage's key is the hash of its name, the config slice it reads, the keys of its inputs and the source of the
+modules it runs. Its outputs live in ``<cache>/<stage>/<key>/``; they are written into a temporary sibling
+folder and renamed into place, so an interrupted stage leaves nothing that looks finished. A per-key file lock
+lets two processes that need the same stage wait for one another instead of computing it twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import importlib
+import inspect
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+DONE = "stage.json"
+
+
+def canonical_json(obj: Any) -> str:
+    """Deterministic JSON (sorted keys, no whitespace) used for hashing configs."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+
+
+@cache
+def code_version(module_names: tuple[str, ...]) -> str:
+    """Hash of the source files of ``module_names`` (a change in the code invalidates the stage)."""
+    digest = hashlib.sha256()
+    for name in sorted(module_names):
+        module = importlib.import_module(name)
+        digest.update(name.encode())
+        digest.update(inspect.getsource(module).encode())
+    return digest.hexdigest()[:16]
+
+
+def stage_key(stage: str, config_slice: Any, inputs: Sequence[str], modules: Sequence[str]) -> str:
+    payload = canonical_json(
+        {"stage": stage, "config": config_slice, "inputs": list(inputs), "code": code_version(tuple(modules))}
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()[:20]
+
+
+class StageCache:
+    """Folder of finished stage outputs, ``<root>/<stage>/<key>/``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def path(self, stage: str, key: str) -> Path:
+        return self.root / stage / key
+
+    def is_done(self, stage: str, key: str) -> bool:
+        return (self.path(stage, key) / DONE).is_file()
+
+    def meta(self, stage: str, key: str) -> dict[str, Any]:
+        return json.loads((self.path(stage, key) / DONE).read_text())
+
+    @contextlib.contextmanager
+    def lock(self, stage: str, key: str) -> Iterator[None]:
+        """Exclusive lock on one stage key (released when the holder exits, even on kill -9)."""
+        lock_dir = self.root / ".locks"
+        lock_dir.mkdir(parents=True, exist_ok=True)
+        with open(lock_dir / f"{stage}-{key}.lock", "w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    @contextlib.contextmanager
+    def writing(self, stage: str, key: str, meta: dict[str, Any]) -> Iterator[Path]:
+        """Yield a temporary folder to fill; on success it is renamed to the final path with its metadata."""
+        final = self.path(stage, key)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=final.parent))
+        try:
+            yield tmp
+            atomic_write_text(tmp / DONE, json.dumps(meta, indent=1, default=str))
+            if final.exists():  # a stale partial folder without DONE: replace it
+                shutil.rmtree(final)
+            os.rename(tmp, final)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+
+    def scratch(self, stage: str, key: str) -> Path:
+        """A folder that survives interruption (training checkpoints for resuming a stage midway)."""
+        path = self.root / stage / f".{key}.resume"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise

@@ -1,0 +1,172 @@
+"""The ``crowdbench`` command (also ``python -m crowdbench``)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from rich.markup import escape
+
+from crowdbench import __version__
+from crowdbench.bench.log import console, out
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``"3"`` -> seeds 0, 1, 2; ``"0,5,7"`` -> exactly those."""
+    try:
+        if "," in text:
+            return [int(s) for s in text.split(",") if s.strip()]
+        count = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--seeds {text!r}: give a count (3) or a list (0,5,7)") from None
+    if count < 1:
+        raise argparse.ArgumentTypeError("--seeds must be at least 1")
+    return list(range(count))
+
+
+def parse_rows(text: str) -> list[int]:
+    try:
+        return [int(s) - 1 for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--rows {text!r}: give 1-based row numbers, e.g. 1,3") from None
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("table", help="table id, e.g. hie-pose/table3 (see `crowdbench list tables`)")
+    p.add_argument("--profile", default="smoke", choices=("smoke", "full"), help="smoke: synthetic, CPU minutes")
+    p.add_argument("--seeds", type=parse_seeds, default=[0], help="count (3 = seeds 0,1,2) or list; mean ± std")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override, e.g. --set train.iterations=100 (repeatable)")
+    p.add_argument("--data-root", type=Path, help="real dataset folder (full profile)")
+    p.add_argument("--run-dir", type=Path, default=Path("runs"), help="cache, store and reports (default: runs/)")
+    p.add_argument("--db", help="SQLAlchemy URL of the result store (default: SQLite in the run dir)")
+    p.add_argument("--executor", default="local", help="local (default)")
+    p.add_argument("--jobs", type=int, help="concurrent cells (default: number of GPUs, else 1)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--rows", type=parse_rows, help="only these 1-based rows, e.g. 1,2")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="crowdbench", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"crowdbench {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    table = sub.add_parser("table", help="regenerate a paper table (paper values beside reproduced ones)")
+    _add_run_options(table)
+    table.set_defaults(func=cmd_table)
+
+    report = sub.add_parser("report", help="re-render a table's reports from the store without running")
+    report.add_argument("table")
+    report.add_argument("--profile", default="smoke", choices=("smoke", "full"))
+    report.add_argument("--run-dir", type=Path, default=Path("runs"))
+    report.add_argument("--db")
+    report.set_defaults(func=cmd_report)
+
+    lister = sub.add_parser("list", help="list tables, plugins or profiles")
+    lister.add_argument("what", choices=("tables", "plugins", "profiles"))
+    lister.set_defaults(func=cmd_list)
+
+    ev = sub.add_parser("eval", help="evaluate prediction files with a metric").add_subparsers(
+        dest="metric", required=True
+    )
+    from crowdbench.bench.metrics.cli import add_eval_commands
+
+    add_eval_commands(ev)
+
+    data = sub.add_parser("data", help="datasets: write the synthetic crowds in native formats").add_subparsers(
+        dest="data_command", required=True
+    )
+    from crowdbench.datasets.synthetic import add_data_commands
+
+    add_data_commands(data)
+    return parser
+
+
+def cmd_table(args: argparse.Namespace) -> int:
+    from crowdbench.bench.matrix import parse_set
+    from crowdbench.bench.runner import run_table
+
+    result = run_table(
+        args.table,
+        profile=args.profile,
+        seeds=args.seeds,
+        overrides=parse_set(args.overrides),
+        run_dir=args.run_dir,
+        db_url=args.db,
+        executor=args.executor,
+        jobs=args.jobs,
+        device=args.device,
+        rows=args.rows,
+        data_root=args.data_root,
+    )
+    return 1 if result.failed else 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from crowdbench.bench.provenance import command_line
+    from crowdbench.bench.specs import load_spec
+    from crowdbench.bench.store import ResultStore, store_url
+    from crowdbench.reports.aggregate import aggregate
+    from crowdbench.reports.render import terminal_table, write_reports
+
+    spec = load_spec(args.table)
+    store = ResultStore(store_url(args.run_dir, args.db))
+    records = store.query(spec.id, profile=args.profile)
+    # Several configs of one row (e.g. after --set runs) would mix: keep the newest config per row.
+    newest: dict[int, str] = {}
+    for rec in sorted(records, key=lambda r: r.created):
+        newest[rec.row_index] = rec.config_hash
+    records = [r for r in records if newest[r.row_index] == r.config_hash]
+    command = records[-1].provenance.get("command", command_line()) if records else command_line()
+    view = aggregate(spec, records, args.profile, command)
+    paths = write_reports(view, Path(args.run_dir).resolve() / "reports")
+    out.print(terminal_table(view))
+    console.print("Reports: " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    if args.what == "tables":
+        from crowdbench.bench.specs import available_tables, load_spec
+
+        for table_id in available_tables():
+            spec = load_spec(table_id)
+            runnable = len(spec.runnable_rows)
+            out.print(f"{table_id:<28} {runnable}/{len(spec.rows)} rows runnable  {spec.title}")
+    elif args.what == "plugins":
+        from crowdbench.bench.registry import get_plugin, plugin_names
+
+        for name in plugin_names():
+            plugin = get_plugin(name)
+            doc = (type(plugin).__doc__ or "").strip().splitlines()[0]
+            out.print(f"{name:<26} {plugin.hook:<12} {plugin.stage:<12} {doc}")
+    else:
+        from crowdbench.bench.profiles import PROFILES
+
+        out.print("\n".join(PROFILES))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    from crowdbench.bench.errors import known_errors, one_line
+
+    parser = build_parser()
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        console.print(
+            "[yellow]interrupted[/]: finished stages and cells are kept; run the same command again to resume."
+        )
+        return 130
+    except known_errors() as exc:
+        if os.environ.get("CROWDBENCH_DEBUG"):
+            raise
+        console.print(f"[red]error:[/] {escape(one_line(exc))}", soft_wrap=True)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

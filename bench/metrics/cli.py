@@ -1,0 +1,64 @@
+"""``crowdbench eval <metric>`` subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+__all__ = ["add_eval_commands", "cmd_eval_crowdhuman"]
+
+
+def add_eval_commands(eval_subparsers: argparse._SubParsersAction) -> None:
+    """Register the metric subcommands (currently ``crowdhuman``) on the ``crowdbench eval`` subparsers."""
+    p = eval_subparsers.add_parser(
+        "crowdhuman",
+        help="CrowdHuman AP / mMR / JI (CrowdDet protocol, full-body boxes)",
+        description="CrowdHuman full-body AP, mMR and JI exactly as CrowdDet's evaluation code computes them.",
+    )
+    p.add_argument("--gt", type=Path, required=True, metavar="FILE.odgt", help="ground truth, CrowdHuman .odgt")
+    p.add_argument(
+        "--pred",
+        type=Path,
+        required=True,
+        metavar="FILE.json",
+        help="detections: CrowdDet JSON lines (ID, height, width, dtboxes) or a COCO results list",
+    )
+    p.add_argument("--id-hw", type=Path, metavar="FILE", help="image sizes {ID: [height, width]} (mmdet format)")
+    p.add_argument("--json", action="store_true", help="print the full result as JSON")
+    p.set_defaults(func=cmd_eval_crowdhuman)
+
+
+def _pct(v: float) -> str:
+    return "n/a" if math.isnan(v) else f"{v:.4f}  ({100 * v:.2f} %)"
+
+
+def cmd_eval_crowdhuman(args: argparse.Namespace) -> int:
+    from crowdbench.bench.metrics.crowdhuman import evaluate_crowdhuman
+    from crowdbench.datasets.formats.crowdhuman import read_detections, read_id_hw, read_odgt
+    from crowdbench.datasets.formats.errors import FormatError
+
+    try:
+        for path in (args.gt, args.pred, args.id_hw):
+            if path is not None and not path.is_file():
+                raise FileNotFoundError(f"{path}: no such file")
+        id_hw = read_id_hw(args.id_hw) if args.id_hw is not None else None
+        gt = read_odgt(args.gt, id_hw=id_hw)
+        dets = read_detections(args.pred)
+        result = evaluate_crowdhuman(gt, dets)
+    except (FormatError, OSError, ValueError) as exc:
+        print("error: " + " ".join(str(exc).split()), file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+        return 0
+    print(
+        f"CrowdHuman ({args.gt.name} vs {args.pred.name}): {result.num_images} images, {result.num_gt} GT "
+        f"(+{result.num_ignore} ignore), {result.num_det} detections"
+    )
+    print(f"  {'AP':<4} {_pct(result.AP)}")
+    print(f"  {'mMR':<4} {_pct(result.mMR)}   (lower is better)")
+    print(f"  {'JI':<4} {_pct(result.JI)}")
+    return 0

@@ -1,0 +1,65 @@
+"""Profiles: ``smoke`` (synthetic crowds, tiny model, CPU minutes) and ``full`` (the paper's data and settings).
+
+Same code path, different config: a profile is a set of dotted overrides on :class:`RunConfig` defaults, which
+are already the paper-sized (``full``) values.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from crowdbench.bench.config import RunConfig, set_dotted
+
+PROFILES = ("smoke", "full")
+
+# Smoke detection: ResNet-18 FPN from scratch on 160 x 160 synthetic crowds. Narrow FPN and box head and fewer
+# proposals keep one SGD step near 0.3 s on 2 CPU cores (figures in docs/architecture.md).
+_SMOKE_DETECTION: dict[str, Any] = {
+    "data.source": "synthetic",
+    "data.preset": "small",
+    "model.backbone": "resnet18",
+    "model.fpn_channels": 64,
+    "model.representation_size": 256,
+    "model.min_size": 160,
+    "model.max_size": 160,
+    "model.anchor_sizes": (16, 32, 64, 128, 256),
+    "model.rpn_pre_nms_top_n_train": 1000,
+    "model.rpn_pre_nms_top_n_test": 500,
+    "model.rpn_post_nms_top_n_train": 500,
+    "model.rpn_post_nms_top_n_test": 300,
+    "model.box_batch_size_per_image": 128,
+    "model.detections_per_img": 300,
+    "train.iterations": 300,
+    "train.batch_size": 4,
+    "train.lr": 0.02,
+    "train.warmup_iters": 50,
+    "train.checkpoint_every": 50,
+    "infer.batch_size": 8,
+}
+
+# Full detection: CrowdDet's CrowdHuman recipe (methods.md section 1) on CrowdHuman-format data. The paper
+# (000, section 2.1) starts from ImageNet weights; pass them with --set model.weights=PATH (no downloads here).
+_FULL_DETECTION: dict[str, Any] = {
+    "data.source": "crowdhuman",
+    "model.backbone": "resnet50",
+    "model.trainable_layers": 3,
+}
+
+_PROFILE_OVERRIDES: dict[tuple[str, str], dict[str, Any]] = {
+    ("smoke", "detection"): _SMOKE_DETECTION,
+    ("full", "detection"): _FULL_DETECTION,
+}
+
+
+def base_config(profile: str, task: str) -> RunConfig:
+    """Defaults of ``task`` under ``profile``; an unknown profile lists the valid ones."""
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; profiles: {', '.join(PROFILES)}")
+    try:
+        overrides = _PROFILE_OVERRIDES[(profile, task)]
+    except KeyError:
+        raise ValueError(f"task {task!r} has no {profile!r} profile yet") from None
+    cfg = RunConfig(task=task, profile=profile)  # type: ignore[arg-type]
+    for key, value in overrides.items():
+        set_dotted(cfg, key, value)
+    return cfg

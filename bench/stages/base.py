@@ -1,0 +1,49 @@
+"""Running one cached stage: cache hit, or compute under a lock into a temporary folder and publish."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from crowdbench.bench.cache import StageCache
+from crowdbench.bench.log import console
+
+
+@dataclass
+class StageResult:
+    name: str
+    key: str
+    path: Path
+    ran: bool
+    seconds: float
+
+
+def run_stage(
+    cache: StageCache, name: str, key: str, meta: dict[str, Any], compute: Callable[[Path, Path], None]
+) -> StageResult:
+    """``compute(out_dir, scratch_dir)`` fills ``out_dir``; ``scratch_dir`` survives interruption (checkpoints)."""
+    if cache.is_done(name, key):
+        console.print(f"  [green]cache hit[/]  {name:<11} {key}")
+        return StageResult(name, key, cache.path(name, key), False, 0.0)
+    with cache.lock(name, key):
+        if cache.is_done(name, key):  # another process finished it while we waited
+            console.print(f"  [green]cache hit[/]  {name:<11} {key} (computed by a concurrent cell)")
+            return StageResult(name, key, cache.path(name, key), False, 0.0)
+        console.print(f"  [yellow]running[/]    {name:<11} {key}")
+        start = time.perf_counter()
+        scratch = cache.scratch(name, key)
+        with cache.writing(name, key, {**meta, "stage": name, "key": key}) as out:
+            compute(out, scratch)
+        seconds = time.perf_counter() - start
+        _remove_tree(scratch)
+        console.print(f"  [cyan]done[/]       {name:<11} {key} in {seconds:.1f} s")
+        return StageResult(name, key, cache.path(name, key), True, seconds)
+
+
+def _remove_tree(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,158 @@
+"""The detection pipeline: ``train -> infer (raw, pre-NMS) -> postprocess (NMS variant) -> evaluate``.
+
+Keys follow DESIGN.md: a row that differs from another only in post-processing (``crowddet.set_nms``) shares
+the ``train`` and ``infer`` keys and so reuses that row's model and raw predictions.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from crowdbench.bench.cache import StageCache, stage_key
+from crowdbench.bench.config import DataConfig, RunConfig
+from crowdbench.bench.stages.base import StageResult, run_stage
+from crowdbench.datasets.formats.crowdhuman import DetectionRecord
+from crowdbench.datasets.model import Dataset, Frame
+
+DATA_MODULES = ("crowdbench.datasets.synthetic", "crowdbench.datasets.formats.crowdhuman")
+TRAIN_MODULES = (
+    "crowdbench.methods.detection.faster_rcnn",
+    "crowdbench.methods.detection.crowddet",
+    "crowdbench.bench.stages.detector_training",
+    *DATA_MODULES,
+)
+POSTPROCESS_MODULES = ("crowdbench.methods.detection.crowddet",)
+EVALUATE_MODULES = ("crowdbench.bench.metrics.crowdhuman", *DATA_MODULES)
+
+
+class DataError(ValueError):
+    """The dataset a config names cannot be loaded."""
+
+
+def _data_slice(data: DataConfig, split: str) -> dict[str, Any]:
+    return {
+        "source": data.source,
+        "preset": data.preset,
+        "seed": data.seed,
+        "root": str(data.root) if data.root else None,
+        "split": split,
+        "max_images": data.max_val_images if split == data.val_split else None,
+    }
+
+
+def stage_keys(cfg: RunConfig) -> dict[str, str]:
+    """Cache keys of the four stages of ``cfg`` (cheap: hashes configs and source files, runs nothing)."""
+    dump = cfg.model_dump(mode="json")
+    train = stage_key(
+        "train",
+        {"data": _data_slice(cfg.data, cfg.data.train_split), "model": dump["model"], "train": dump["train"],
+         "seed": cfg.seed},
+        [],
+        TRAIN_MODULES,
+    )
+    infer = stage_key(
+        "infer", {"data": _data_slice(cfg.data, cfg.data.val_split), "infer": dump["infer"]}, [train], TRAIN_MODULES
+    )
+    post = stage_key("postprocess", dump["postprocess"], [infer], POSTPROCESS_MODULES)
+    evaluate = stage_key(
+        "evaluate", {"data": _data_slice(cfg.data, cfg.data.val_split), **dump["evaluate"]}, [post], EVALUATE_MODULES
+    )
+    return {"train": train, "infer": infer, "postprocess": post, "evaluate": evaluate}
+
+
+@cache
+def _synthetic(preset: str, seed: int) -> Dataset:
+    from crowdbench.datasets.synthetic import generate
+
+    return generate(preset, seed=seed)
+
+
+def _records(frames: list[dict[str, Any]], dets: list[dict[str, Any]]) -> list[DetectionRecord]:
+    return [
+        DetectionRecord(f["id"], d["boxes"], d["scores"], f["width"], f["height"])
+        for f, d in zip(frames, dets, strict=True)
+    ]
+
+
+def load_frames(data: DataConfig, split: str) -> list[Frame]:
+    """Frames of one split: the synthetic generator, or CrowdHuman-format ``annotation_<split>.odgt`` + Images/."""
+    if data.source == "synthetic":
+        frames = _synthetic(data.preset, data.seed).frames(split)
+    else:
+        from crowdbench.datasets.formats.crowdhuman import read_odgt
+
+        if data.root is None:
+            raise DataError("--data-root is required for real data (a folder with annotation_<split>.odgt, Images/)")
+        odgt = Path(data.root) / f"annotation_{split}.odgt"
+        if not odgt.is_file():
+            raise DataError(f"{odgt}: annotation file not found (expected CrowdHuman layout under --data-root)")
+        frames = read_odgt(odgt, image_root=Path(data.root))
+    if split == data.val_split and data.max_val_images:
+        frames = frames[: data.max_val_images]
+    return frames
+
+
+@dataclass
+class CellOutcome:
+    metrics: dict[str, float]
+    stage_keys: dict[str, str]
+    stages: list[StageResult] = field(default_factory=list)
+
+    @property
+    def stages_run(self) -> list[str]:
+        return [s.name for s in self.stages if s.ran]
+
+
+def run_detection_cell(cfg: RunConfig, cache: StageCache, device: str) -> CellOutcome:
+    """Run (or fetch from the cache) every stage of one detection cell."""
+    from crowdbench.bench.metrics.crowdhuman import evaluate_crowdhuman
+    from crowdbench.bench.stages.detector_training import infer_raw, load_per_frame, save_per_frame, train_detector
+    from crowdbench.datasets.formats.crowdhuman import write_detections
+    from crowdbench.methods.detection.crowddet import apply_nms
+
+    keys = stage_keys(cfg)
+    meta = {"config": cfg.model_dump(mode="json"), "device": device}
+    val_frames: list[Frame] | None = None
+
+    def val() -> list[Frame]:
+        nonlocal val_frames
+        if val_frames is None:
+            val_frames = load_frames(cfg.data, cfg.data.val_split)
+        return val_frames
+
+    def train(out: Path, scratch: Path) -> None:
+        info = train_detector(cfg, load_frames(cfg.data, cfg.data.train_split), device, out, scratch)
+        (out / "train.json").write_text(json.dumps(info))
+
+    def infer(out: Path, _scratch: Path) -> None:
+        info = infer_raw(cfg, cache.path("train", keys["train"]) / "model.pt", val(), device, out)
+        (out / "infer.json").write_text(json.dumps(info))
+
+    def postprocess(out: Path, _scratch: Path) -> None:
+        frames, raw = load_per_frame(cache.path("infer", keys["infer"]) / "raw.npz")
+        p = cfg.postprocess
+        dets = [
+            {k: v.numpy() for k, v in apply_nms(r, p.nms, p.nms_iou, p.score_thresh, p.max_dets).items()} for r in raw
+        ]
+        save_per_frame(out / "detections.npz", dets)
+        (out / "frames.json").write_text(json.dumps(frames))
+        write_detections(_records(frames, dets), out / "detections.json")
+
+    def evaluate(out: Path, _scratch: Path) -> None:
+        post = cache.path("postprocess", keys["postprocess"])
+        frames, dets = load_per_frame(post / "detections.npz")
+        result = evaluate_crowdhuman(val(), _records(frames, dets))
+        (out / "metrics.json").write_text(json.dumps(result.to_dict()))
+
+    stages = [
+        run_stage(cache, "train", keys["train"], meta, train),
+        run_stage(cache, "infer", keys["infer"], meta, infer),
+        run_stage(cache, "postprocess", keys["postprocess"], meta, postprocess),
+        run_stage(cache, "evaluate", keys["evaluate"], meta, evaluate),
+    ]
+    metrics = json.loads((cache.path("evaluate", keys["evaluate"]) / "metrics.json").read_text())
+    return CellOutcome({k: float(v) for k, v in metrics.items() if k in ("AP", "mMR", "JI")}, keys, stages)

@@ -1,0 +1,189 @@
+"""Train and run a torchvision detector on our frames: resumable SGD loop, AMP on CUDA, raw (pre-NMS) inference."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from crowdbench.bench.config import RunConfig
+from crowdbench.bench.log import console, progress
+from crowdbench.datasets.formats.crowdhuman import record_id
+from crowdbench.datasets.model import Frame
+from crowdbench.methods.detection.crowddet import targets_from_frame
+from crowdbench.methods.detection.faster_rcnn import build_detector
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training produced a NaN/inf loss; the last checkpoint is kept for inspection and resuming."""
+
+
+def image_tensor(frame: Frame, flip: bool = False) -> torch.Tensor:
+    image = frame.load_image()
+    if flip:
+        image = image[:, ::-1]
+    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0)
+
+
+def flip_target(target: dict[str, torch.Tensor], width: int) -> dict[str, torch.Tensor]:
+    out = dict(target)
+    for key in ("boxes", "ignore_boxes"):
+        boxes = target[key].clone()
+        if len(boxes):
+            boxes[:, [0, 2]] = width - target[key][:, [2, 0]]
+        out[key] = boxes
+    return out
+
+
+def lr_factor(it: int, cfg: RunConfig) -> float:
+    """Linear warm-up from ``warmup_factor`` then x0.1 at each fraction in ``lr_steps`` (CrowdDet schedule)."""
+    t = cfg.train
+    warm = t.warmup_factor + (1 - t.warmup_factor) * it / t.warmup_iters if it < t.warmup_iters else 1.0
+    drops = sum(it >= int(step * t.iterations) for step in t.lr_steps)
+    return warm * (0.1**drops)
+
+
+def _batch_indices(n_frames: int, seed: int, it: int, batch: int) -> np.ndarray:
+    """Frames of iteration ``it``: epoch-wise permutations seeded by (seed, epoch), so resuming is exact."""
+    per_epoch = n_frames // batch
+    epoch, step = divmod(it, per_epoch)
+    order = np.random.default_rng([seed, epoch]).permutation(n_frames)
+    return order[step * batch : (step + 1) * batch]
+
+
+def _save_checkpoint(path: Path, model: torch.nn.Module, opt: Any, scaler: Any, it: int, losses: list) -> None:
+    state = {
+        "model": model.state_dict(),
+        "optimizer": opt.state_dict(),
+        "scaler": scaler.state_dict(),
+        "iteration": it,
+        "torch_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+        "losses": losses,
+    }
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def train_detector(cfg: RunConfig, frames: list[Frame], device: str, out: Path, scratch: Path) -> dict[str, Any]:
+    """Train from scratch (or the backbone weights in ``cfg.model.weights``); resumes from ``scratch``."""
+    torch.manual_seed(cfg.seed)
+    model = build_detector(cfg.model).to(device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.SGD(params, lr=cfg.train.lr, momentum=cfg.train.momentum, weight_decay=cfg.train.weight_decay)
+    use_amp = cfg.train.amp and device.startswith("cuda")
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    start, losses = 0, []
+    ckpt_path = scratch / "checkpoint.pt"
+    if ckpt_path.is_file():
+        state = torch.load(ckpt_path, map_location=device, weights_only=False)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["torch_rng"])
+        if state["cuda_rng"] is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        start, losses = state["iteration"], state["losses"]
+        console.print(f"  resuming training at iteration {start} from {ckpt_path}")
+    targets = [targets_from_frame(f, "cpu") for f in frames]
+    flip_rng_seed = cfg.seed + 7919
+    n_iter, batch = cfg.train.iterations, cfg.train.batch_size
+    if len(frames) < batch:
+        raise ValueError(f"{len(frames)} training frames is fewer than one batch of {batch}")
+    model.train()
+    with progress() as bar:
+        task = bar.add_task("train", total=n_iter, completed=start, status="")
+        for it in range(start, n_iter):
+            for group in opt.param_groups:
+                group["lr"] = cfg.train.lr * lr_factor(it, cfg)
+            idx = _batch_indices(len(frames), cfg.seed, it, batch)
+            flips = np.random.default_rng([flip_rng_seed, it]).random(len(idx)) < 0.5
+            if not cfg.train.hflip:
+                flips[:] = False
+            images, tgts = [], []
+            for i, flip in zip(idx, flips, strict=True):
+                image = image_tensor(frames[i], bool(flip))
+                target = flip_target(targets[i], image.shape[-1]) if flip else targets[i]
+                images.append(image.to(device))
+                tgts.append({k: v.to(device) for k, v in target.items()})
+            with torch.autocast("cuda", enabled=use_amp):
+                loss_dict = model(images, tgts)
+            loss = sum(loss_dict.values())
+            values = {k: float(v.detach()) for k, v in loss_dict.items()}
+            if not math.isfinite(float(loss.detach())):
+                raise NonFiniteLossError(
+                    f"non-finite loss at iteration {it} ({', '.join(f'{k}={v:.4g}' for k, v in values.items())}); "
+                    f"last checkpoint kept at {ckpt_path}"
+                )
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if cfg.train.grad_clip:
+                scaler.unscale_(opt)
+                torch.nn.utils.clip_grad_norm_(params, cfg.train.grad_clip)
+            scaler.step(opt)
+            scaler.update()
+            losses.append({"it": it, "loss": float(loss.detach()), **values})
+            bar.update(task, advance=1, status=f"loss {float(loss.detach()):.3f}")
+            if (it + 1) % cfg.train.checkpoint_every == 0 and it + 1 < n_iter:
+                _save_checkpoint(ckpt_path, model, opt, scaler, it + 1, losses)
+    torch.save(model.state_dict(), out / "model.pt")
+    (out / "losses.json").write_text(json.dumps(losses))
+    tail = losses[-min(20, len(losses)) :]
+    return {"final_loss": float(np.mean([x["loss"] for x in tail])), "iterations": n_iter}
+
+
+@torch.inference_mode()
+def infer_raw(cfg: RunConfig, model_path: Path, frames: list[Frame], device: str, out: Path) -> dict[str, Any]:
+    """Raw (pre-NMS) boxes, scores and proposal ids per frame, saved to ``raw.npz`` + ``frames.json``."""
+    model = build_detector(cfg.model)
+    model.load_state_dict(torch.load(model_path, map_location="cpu", weights_only=True))
+    model.to(device).eval()
+    model.roi_heads.score_thresh = cfg.infer.score_thresh
+    boxes, scores, groups, counts = [], [], [], []
+    with progress() as bar:
+        task = bar.add_task("infer", total=len(frames), status="")
+        for start in range(0, len(frames), cfg.infer.batch_size):
+            chunk = frames[start : start + cfg.infer.batch_size]
+            images = [image_tensor(f).to(device) for f in chunk]
+            with torch.autocast("cuda", enabled=cfg.train.amp and device.startswith("cuda")):
+                outputs = model(images)
+            for o in outputs:
+                boxes.append(o["boxes"].float().cpu().numpy())
+                scores.append(o["scores"].float().cpu().numpy())
+                groups.append(o["groups"].cpu().numpy())
+                counts.append(len(o["boxes"]))
+            bar.update(task, advance=len(chunk))
+    np.savez_compressed(
+        out / "raw.npz",
+        boxes=np.concatenate(boxes).astype(np.float32) if boxes else np.zeros((0, 4), np.float32),
+        scores=np.concatenate(scores).astype(np.float32) if scores else np.zeros(0, np.float32),
+        groups=np.concatenate(groups).astype(np.int64) if groups else np.zeros(0, np.int64),
+        counts=np.asarray(counts, dtype=np.int64),
+    )
+    frame_index = [{"id": record_id(f), "width": f.width, "height": f.height} for f in frames]
+    (out / "frames.json").write_text(json.dumps(frame_index))
+    return {"frames": len(frames), "raw_boxes": int(sum(counts))}
+
+
+def load_per_frame(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, np.ndarray]]]:
+    """Read ``raw.npz`` / ``detections.npz`` back into one dict of arrays per frame."""
+    frames = json.loads((path.parent / "frames.json").read_text()) if (path.parent / "frames.json").exists() else []
+    data = np.load(path)
+    offsets = np.concatenate([[0], np.cumsum(data["counts"])])
+    per_frame = []
+    for i in range(len(data["counts"])):
+        sl = slice(offsets[i], offsets[i + 1])
+        per_frame.append({k: data[k][sl] for k in data.files if k != "counts"})
+    return frames, per_frame
+
+
+def save_per_frame(path: Path, per_frame: list[dict[str, np.ndarray]]) -> None:
+    keys = per_frame[0].keys() if per_frame else ("boxes", "scores", "groups")
+    arrays = {k: np.concatenate([p[k] for p in per_frame]) if per_frame else np.zeros(0) for k in keys}
+    np.savez_compressed(path, counts=np.asarray([len(p["scores"]) for p in per_frame], np.int64), **arrays)

@@ -1,0 +1,137 @@
+"""Result store: one record per (table, row, seed, profile, config hash), in SQLite (WAL) or any SQLAlchemy URL."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+records = sa.Table(
+    "records",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("table_id", sa.String(64), nullable=False),
+    sa.Column("row_index", sa.Integer, nullable=False),
+    sa.Column("row_label", sa.String(256), nullable=False),
+    sa.Column("seed", sa.Integer, nullable=False),
+    sa.Column("profile", sa.String(16), nullable=False),
+    sa.Column("level", sa.String(16), nullable=False),
+    sa.Column("config_hash", sa.String(40), nullable=False),
+    sa.Column("config", sa.Text, nullable=False),
+    sa.Column("stage_keys", sa.Text, nullable=False),
+    sa.Column("stages_run", sa.Text, nullable=False),
+    sa.Column("metrics", sa.Text, nullable=False),
+    sa.Column("provenance", sa.Text, nullable=False),
+    sa.Column("created", sa.String(32), nullable=False),
+    sa.UniqueConstraint("table_id", "row_index", "seed", "profile", "config_hash", name="uq_cell"),
+)
+
+
+@dataclass
+class Record:
+    table_id: str
+    row_index: int
+    row_label: str
+    seed: int
+    profile: str
+    level: str
+    config_hash: str
+    config: dict[str, Any]
+    stage_keys: dict[str, str]
+    stages_run: list[str]
+    metrics: dict[str, float]
+    provenance: dict[str, Any]
+    created: str = ""
+
+
+def store_url(run_dir: Path, url: str | None = None) -> str:
+    return url or f"sqlite:///{Path(run_dir).resolve() / 'results.sqlite'}"
+
+
+class ResultStore:
+    """Thin SQLAlchemy Core wrapper; SQLite gets WAL mode so readers never block the writer."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = sa.create_engine(url, future=True)
+        if self.engine.dialect.name == "sqlite":
+            Path(self.engine.url.database or ".").parent.mkdir(parents=True, exist_ok=True)
+
+            @sa.event.listens_for(self.engine, "connect")
+            def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+                cursor = dbapi_conn.cursor()
+                cursor.execute("PRAGMA journal_mode=WAL")
+                cursor.execute("PRAGMA synchronous=NORMAL")
+                cursor.execute("PRAGMA busy_timeout=30000")
+                cursor.close()
+
+        metadata.create_all(self.engine)
+
+    def put(self, rec: Record) -> None:
+        """Insert or replace the record of one cell (a transaction: all or nothing)."""
+        row = {
+            "table_id": rec.table_id,
+            "row_index": rec.row_index,
+            "row_label": rec.row_label,
+            "seed": rec.seed,
+            "profile": rec.profile,
+            "level": rec.level,
+            "config_hash": rec.config_hash,
+            "config": json.dumps(rec.config, sort_keys=True, default=str),
+            "stage_keys": json.dumps(rec.stage_keys, sort_keys=True),
+            "stages_run": json.dumps(rec.stages_run),
+            "metrics": json.dumps(rec.metrics, sort_keys=True),
+            "provenance": json.dumps(rec.provenance, sort_keys=True, default=str),
+            "created": rec.created or datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        cell = sa.and_(
+            records.c.table_id == rec.table_id,
+            records.c.row_index == rec.row_index,
+            records.c.seed == rec.seed,
+            records.c.profile == rec.profile,
+            records.c.config_hash == rec.config_hash,
+        )
+        with self.engine.begin() as conn:
+            conn.execute(records.delete().where(cell))
+            conn.execute(records.insert().values(**row))
+
+    def get(self, table_id: str, row_index: int, seed: int, profile: str, config_hash: str) -> Record | None:
+        found = self.query(table_id, profile=profile, config_hash=config_hash, row_index=row_index, seed=seed)
+        return found[0] if found else None
+
+    def query(self, table_id: str, *, profile: str | None = None, **where: Any) -> list[Record]:
+        stmt = sa.select(records).where(records.c.table_id == table_id)
+        if profile is not None:
+            stmt = stmt.where(records.c.profile == profile)
+        for column, value in where.items():
+            stmt = stmt.where(records.c[column] == value)
+        with self.engine.connect() as conn:
+            rows = conn.execute(stmt.order_by(records.c.row_index, records.c.seed)).mappings().all()
+        return [_to_record(r) for r in rows]
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _to_record(row: Any) -> Record:
+    return Record(
+        table_id=row["table_id"],
+        row_index=row["row_index"],
+        row_label=row["row_label"],
+        seed=row["seed"],
+        profile=row["profile"],
+        level=row["level"],
+        config_hash=row["config_hash"],
+        config=json.loads(row["config"]),
+        stage_keys=json.loads(row["stage_keys"]),
+        stages_run=json.loads(row["stages_run"]),
+        metrics=json.loads(row["metrics"]),
+        provenance=json.loads(row["provenance"]),
+        created=row["created"],
+    )

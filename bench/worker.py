@@ -1,0 +1,84 @@
+"""Run one cell in this process: ``python -m crowdbench.bench.worker CELL.json`` (what executors launch).
+
+The cell file holds the table id, row, seed, resolved config, command line, store URL and cache folder. On
+success the cell's record is written to the store; on a known failure one ``error:`` line goes to stderr and
+the exit code is 2. Stages finished before a failure or an interruption stay in the cache.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.markup import escape
+
+from crowdbench.bench.cache import StageCache
+from crowdbench.bench.config import RunConfig
+from crowdbench.bench.device import configure_threads, resolve_device
+from crowdbench.bench.log import console
+from crowdbench.bench.matrix import config_hash
+from crowdbench.bench.provenance import provenance
+from crowdbench.bench.store import Record, ResultStore
+
+
+def run_cell_file(path: Path) -> Record:
+    job: dict[str, Any] = json.loads(Path(path).read_text())
+    cfg = RunConfig.model_validate(job["config"])
+    configure_threads()
+    device = resolve_device(cfg.device)
+    if device.startswith("cuda"):
+        import torch
+
+        torch.backends.cudnn.benchmark = True
+    cache = StageCache(Path(job["cache_root"]))
+    start = time.perf_counter()
+    if cfg.task == "detection":
+        from crowdbench.bench.stages.detection import run_detection_cell
+
+        outcome = run_detection_cell(cfg, cache, device)
+    else:  # pragma: no cover - other tasks arrive with later issues
+        raise NotImplementedError(f"task {cfg.task!r} has no pipeline yet")
+    record = Record(
+        table_id=job["table_id"],
+        row_index=job["row_index"],
+        row_label=job["row_label"],
+        seed=cfg.seed,
+        profile=cfg.profile,
+        level=cfg.level,
+        config_hash=config_hash(cfg),
+        config=cfg.model_dump(mode="json"),
+        stage_keys=outcome.stage_keys,
+        stages_run=outcome.stages_run,
+        metrics=outcome.metrics,
+        provenance=provenance(device, time.perf_counter() - start, job["command"], cfg.level),
+    )
+    store = ResultStore(job["store_url"])
+    store.put(record)
+    store.dispose()
+    return record
+
+
+def main(argv: list[str] | None = None) -> int:
+    from crowdbench.bench.errors import known_errors, one_line
+
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        console.print("usage: python -m crowdbench.bench.worker CELL.json")
+        return 2
+    try:
+        record = run_cell_file(Path(args[0]))
+    except known_errors() as exc:
+        console.print(f"[red]error:[/] {escape(one_line(exc))}", soft_wrap=True)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    shown = ", ".join(f"{k} {v:.4f}" for k, v in record.metrics.items())
+    console.print(f"  [bold]stored[/]     {shown} (stages run: {', '.join(record.stages_run) or 'none'})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

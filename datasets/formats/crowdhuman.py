@@ -1,0 +1,440 @@
+"""CrowdHuman ODGT annotations and CrowdDet-style detection files on the crowdbench data model.
+
+ODGT (Shao et al. 2018, "CrowdHuman: A Benchmark for Detecting Human in a Crowd", arXiv:1805.00123) is one JSON object
+per line: ``{"ID": ..., "gtboxes": [{"tag", "fbox", "vbox", "hbox", "extra", "head_attr"}, ...]}`` with boxes as
+``[x, y, w, h]``. Our boxes are ``x1, y1, x2, y2`` (``x2 = x + w``, the same float operation CrowdDet uses).
+
+Record id convention (:func:`record_id`): a still image is a :class:`Frame` with ``video = ID`` and ``index = 0``, so
+its evaluation id is ``frame.video``. A frame of a real video (``index > 0``) is written with ``ID = frame.frame_id``
+(``"<video>/<index:06d>"``), and the reader splits an ID of exactly that shape back into ``(video, index)``; CrowdHuman
+IDs (``"283554,35288000868e92d4"``) never contain ``/``. Reader and writer round-trip every field the data model
+holds; ``hbox``, ``head_attr``, ``extra.occ`` and ``extra.box_id`` have no place in it and are dropped on reading.
+
+Ignore rule (CrowdDet ``load_gt_boxes``, metrics.md 3.1): a gtbox is ignored if ``tag != "person"`` or
+``extra.ignore != 0``. Ignored boxes become ``Frame.ignore_regions`` (their ``fbox``), in file order.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import tempfile
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from crowdbench.datasets.formats.errors import FormatError
+from crowdbench.datasets.model import Frame, Instance
+
+__all__ = [
+    "DetectionRecord",
+    "read_detections",
+    "read_id_hw",
+    "read_odgt",
+    "record_id",
+    "split_record_id",
+    "write_detections",
+    "write_odgt",
+]
+
+_FRAME_ID = re.compile(r"(.+)/(\d{6})")
+_NUM = (int, float)
+# COCO-17 keypoint rows used to derive a head box when writing: nose, left/right eye, left/right ear.
+_COCO17_HEAD = (0, 1, 2, 3, 4)
+
+
+class _Bad(Exception):
+    """Reason a record is malformed; the caller prefixes file and line."""
+
+
+def record_id(frame: Frame) -> str:
+    """The CrowdHuman ``ID`` (evaluation id) of a frame: ``video`` for a still image (index 0), else ``frame_id``."""
+    return frame.video if frame.index == 0 else frame.frame_id
+
+
+def split_record_id(rid: str) -> tuple[str, int]:
+    """Inverse of :func:`record_id`: ``"vid/000012"`` -> ``("vid", 12)``, any other id -> ``(id, 0)``."""
+    m = _FRAME_ID.fullmatch(rid)
+    return (m.group(1), int(m.group(2))) if m else (rid, 0)
+
+
+@dataclass
+class DetectionRecord:
+    """Detections of one image: ``boxes`` ``M x 4`` (x1, y1, x2, y2), ``scores`` ``M``; size 0 = unknown."""
+
+    id: str
+    boxes: np.ndarray
+    scores: np.ndarray
+    width: int = 0
+    height: int = 0
+
+    def __post_init__(self) -> None:
+        self.boxes = np.asarray(self.boxes, dtype=np.float64).reshape(-1, 4)
+        self.scores = np.asarray(self.scores, dtype=np.float64).reshape(-1)
+        if len(self.boxes) != len(self.scores):
+            raise ValueError(f"detections of {self.id!r}: {len(self.boxes)} boxes but {len(self.scores)} scores")
+
+    @classmethod
+    def from_frame(cls, frame: Frame) -> DetectionRecord:
+        boxes = frame.boxes()
+        scores = np.array([inst.score for inst in frame.instances], dtype=np.float64)
+        return cls(record_id(frame), boxes, scores, frame.width, frame.height)
+
+    def to_frame(self) -> Frame:
+        video, index = split_record_id(self.id)
+        inst = [Instance(box=b, score=float(s)) for b, s in zip(self.boxes, self.scores, strict=True)]
+        return Frame(video=video, index=index, width=self.width, height=self.height, instances=inst)
+
+
+# ----------------------------------------------------------------------------------------------------------- reading
+
+
+def _read_lines(path: Path) -> list[str]:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return fh.read().splitlines()
+    except UnicodeDecodeError as exc:
+        raise FormatError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+
+
+def _json_line(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise _Bad(f"invalid JSON ({exc.msg} at column {exc.colno})") from None
+
+
+def _number(value: Any, what: str) -> float:
+    try:
+        ok = type(value) in _NUM and math.isfinite(value)
+    except OverflowError:  # an integer beyond float range
+        ok = False
+    if not ok:
+        raise _Bad(f"{what} must be a finite number, got {json.dumps(value)[:40]}")
+    return float(value)
+
+
+def _xywh(value: Any, what: str) -> list[float]:
+    if type(value) is list and len(value) == 4:  # fast path; JSON numbers are exactly int or float
+        x, y, w, h = value
+        if type(x) in _NUM and type(y) in _NUM and type(w) in _NUM and type(h) in _NUM:
+            try:
+                if math.isfinite(x + y + w + h):
+                    return [float(x), float(y), float(x + w), float(y + h)]
+            except OverflowError:
+                pass
+    if not isinstance(value, list) or len(value) != 4:
+        raise _Bad(f"{what} must be a list of 4 numbers [x, y, w, h], got {json.dumps(value)[:60]}")
+    x, y, w, h = (_number(v, what) for v in value)
+    return [x, y, x + w, y + h]
+
+
+def _size(value: Any, what: str) -> int:
+    integral = type(value) is int or (type(value) is float and math.isfinite(value) and value.is_integer())
+    if not integral or value < 0:
+        raise _Bad(f"{what} must be a non-negative integer, got {json.dumps(value)[:40]}")
+    return int(value)
+
+
+def _rid(record: Any, key: str = "ID") -> str:
+    if not isinstance(record, dict):
+        raise _Bad(f"expected a JSON object, got {type(record).__name__}")
+    if key not in record:
+        raise _Bad(f"record has no {key!r}")
+    rid = record[key]
+    if isinstance(rid, bool) or not isinstance(rid, str | int) or rid == "":
+        raise _Bad(f"{key!r} must be a non-empty string or an integer, got {json.dumps(rid)[:40]}")
+    return str(rid)
+
+
+def read_id_hw(path: str | Path) -> dict[str, tuple[int, int]]:
+    """mmdet's CrowdHuman size file ``{ID: [height, width]}`` -> ``{ID: (height, width)}``."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise FormatError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg} at column {exc.colno})") from None
+    if not isinstance(data, dict):
+        raise FormatError(f"{path}: expected a JSON object {{ID: [height, width]}}, got {type(data).__name__}")
+    out: dict[str, tuple[int, int]] = {}
+    for key, hw in data.items():
+        try:
+            if not isinstance(hw, list) or len(hw) != 2:
+                raise _Bad("must be [height, width]")
+            out[key] = (_size(hw[0], "height"), _size(hw[1], "width"))
+        except _Bad as exc:
+            raise FormatError(f"{path}: ID {key!r}: {exc}") from None
+    return out
+
+
+def _gt_record(record: Any, id_hw: Mapping[str, tuple[int, int]] | None, image_root: Path | None) -> Frame:
+    rid = _rid(record)
+    gtboxes = record.get("gtboxes")
+    if gtboxes is None:
+        raise _Bad(f"record {rid!r} has no 'gtboxes'")
+    if not isinstance(gtboxes, list):
+        raise _Bad(f"'gtboxes' must be a list, got {type(gtboxes).__name__}")
+    if "width" in record or "height" in record:
+        width = _size(record.get("width"), "'width'")
+        height = _size(record.get("height"), "'height'")
+    elif id_hw is not None and rid in id_hw:
+        height, width = id_hw[rid]
+    else:
+        width = height = 0
+    instances: list[Instance] = []
+    ignore: list[list[float]] = []
+    for j, gt in enumerate(gtboxes):
+        if not isinstance(gt, dict):
+            raise _Bad(f"gtbox {j} must be a JSON object, got {type(gt).__name__}")
+        if "fbox" not in gt:
+            raise _Bad(f"gtbox {j} has no 'fbox'")
+        if "tag" not in gt:
+            raise _Bad(f"gtbox {j} has no 'tag'")
+        fbox = _xywh(gt["fbox"], f"gtbox {j} 'fbox'")
+        extra = gt.get("extra", {})
+        if not isinstance(extra, dict):
+            raise _Bad(f"gtbox {j} 'extra' must be a JSON object")
+        if gt["tag"] != "person" or extra.get("ignore", 0) != 0:
+            ignore.append(fbox)
+            continue
+        vbox = _xywh(gt["vbox"], f"gtbox {j} 'vbox'") if "vbox" in gt else None
+        instances.append(Instance(box=fbox, visible_box=vbox))
+    video, index = split_record_id(rid)
+    image = image_root / "Images" / f"{rid}.jpg" if image_root is not None else None
+    return Frame(video, index, width, height, image=image, instances=instances, ignore_regions=ignore)
+
+
+def read_odgt(
+    path: str | Path, image_root: str | Path | None = None, id_hw: Mapping[str, Any] | None = None
+) -> list[Frame]:
+    """Read a CrowdHuman ``.odgt`` file: one :class:`Frame` per non-blank line, in file order.
+
+    ``width``/``height`` come from the record's own ``width``/``height`` keys, else ``id_hw`` (mmdet's
+    ``{ID: [h, w]}``), else 0 (unknown). ``image`` is ``image_root/Images/<ID>.jpg`` when ``image_root`` is given.
+    Raises :class:`FormatError` (``file:line: reason``) on the first malformed line or a duplicate ID.
+    """
+    path = Path(path)
+    root = Path(image_root) if image_root is not None else None
+    hw = {str(k): (int(v[0]), int(v[1])) for k, v in id_hw.items()} if id_hw is not None else None
+    frames: list[Frame] = []
+    first_line: dict[str, int] = {}
+    for lineno, text in enumerate(_read_lines(path), start=1):
+        if not text.strip():
+            continue
+        try:
+            frame = _gt_record(_json_line(text), hw, root)
+            rid = record_id(frame)
+            if rid in first_line:
+                raise _Bad(f"duplicate ID {rid!r} (first on line {first_line[rid]})")
+        except _Bad as exc:
+            raise FormatError(f"{path}:{lineno}: {exc}") from None
+        first_line[rid] = lineno
+        frames.append(frame)
+    return frames
+
+
+def _det_boxes(dts: Any, box_key: str, where: str) -> tuple[np.ndarray, np.ndarray]:
+    if not isinstance(dts, list):
+        raise _Bad(f"{where} must be a list, got {type(dts).__name__}")
+    try:  # fast path; on any problem the slow path below names the culprit
+        xywh = np.array([d[box_key] for d in dts], dtype=np.float64).reshape(len(dts), 4)
+        scores = np.array([d["score"] for d in dts], dtype=np.float64).reshape(len(dts))
+        ok = bool(np.isfinite(xywh).all() and np.isfinite(scores).all())
+        # numpy would also accept "1" or true; JSON numbers parse to exactly int or float
+        ok = ok and all(type(v) in (int, float) for d in dts for v in (*d[box_key], d["score"]))
+    except (KeyError, TypeError, ValueError, IndexError):
+        ok = False
+    if not ok:
+        for i, d in enumerate(dts):
+            if not isinstance(d, dict):
+                raise _Bad(f"{where}[{i}] must be a JSON object")
+            for key in (box_key, "score"):
+                if key not in d:
+                    raise _Bad(f"{where}[{i}] has no {key!r}")
+            _xywh(d[box_key], f"{where}[{i}] {box_key!r}")
+            _number(d["score"], f"{where}[{i}] 'score'")
+        raise _Bad(f"{where}: malformed boxes")  # pragma: no cover - the loop above always finds it
+    boxes = xywh.copy()
+    boxes[:, 2:4] += boxes[:, :2]
+    return boxes, scores
+
+
+def _read_coco_results(path: Path, text: str) -> list[DetectionRecord]:
+    try:
+        items = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise FormatError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg} at column {exc.colno})") from None
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for i, item in enumerate(items):
+        try:
+            rid = _rid(item, "image_id")
+            if "bbox" not in item:
+                raise _Bad("has no 'bbox'")
+            if "score" not in item:
+                raise _Bad("has no 'score'")
+        except _Bad as exc:
+            raise FormatError(f"{path}: record {i}: {exc}") from None
+        groups.setdefault(rid, []).append(item)
+    out = []
+    for rid, dts in groups.items():
+        try:
+            boxes, scores = _det_boxes(dts, "bbox", "detections")
+        except _Bad as exc:
+            raise FormatError(f"{path}: image_id {rid!r}: {exc}") from None
+        out.append(DetectionRecord(rid, boxes, scores))
+    return out
+
+
+def read_detections(path: str | Path) -> list[DetectionRecord]:
+    """Read detections: CrowdDet JSON lines ``{"ID", "height", "width", "dtboxes": [{"box", "score", "tag"}]}``
+    or a COCO results list ``[{"image_id", "bbox", "score"}, ...]`` (boxes ``[x, y, w, h]`` in both).
+
+    Returns one :class:`DetectionRecord` per image (file order; COCO entries grouped by ``image_id``, ids as strings,
+    size unknown = 0; ``category_id`` is not looked at). Raises :class:`FormatError` naming file and line/record.
+    """
+    path = Path(path)
+    lines = _read_lines(path)
+    text = "\n".join(lines)
+    if text.lstrip().startswith("["):
+        return _read_coco_results(path, text)
+    out: list[DetectionRecord] = []
+    first_line: dict[str, int] = {}
+    for lineno, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = _json_line(line)
+            rid = _rid(record)
+            if rid in first_line:
+                raise _Bad(f"duplicate ID {rid!r} (first on line {first_line[rid]})")
+            if "dtboxes" not in record:
+                raise _Bad(f"record {rid!r} has no 'dtboxes'")
+            boxes, scores = _det_boxes(record["dtboxes"], "box", "dtboxes")
+            width = _size(record.get("width", 0), "'width'")
+            height = _size(record.get("height", 0), "'height'")
+        except _Bad as exc:
+            raise FormatError(f"{path}:{lineno}: {exc}") from None
+        first_line[rid] = lineno
+        out.append(DetectionRecord(rid, boxes, scores, width, height))
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------- writing
+
+
+def _num(v: float) -> int | float:
+    v = float(v)
+    if not math.isfinite(v):
+        raise ValueError(f"non-finite box coordinate or score {v}")
+    return int(v) if v.is_integer() and abs(v) < 2**53 else v
+
+
+def _to_xywh(box: np.ndarray) -> list[int | float]:
+    x1, y1, x2, y2 = (float(v) for v in box)
+    return [_num(x1), _num(y1), _num(x2 - x1), _num(y2 - y1)]
+
+
+def _head_box(inst: Instance) -> np.ndarray:
+    """Approximate head box: around the visible nose/eyes/ears of COCO-17 keypoints, else the top 1/6 of the box."""
+    x1, y1, x2, y2 = inst.box
+    kp = inst.keypoints
+    if kp is not None and len(kp) == 17:
+        pts = kp[list(_COCO17_HEAD)]
+        pts = pts[pts[:, 2] > 0, :2]
+        if len(pts) >= 2:
+            lo, hi = pts.min(axis=0), pts.max(axis=0)
+            cx, cy = (lo + hi) / 2
+            side = max(float((hi - lo).max()) * 1.5, 1.0)
+            return np.array([cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2])
+    return np.array([x1, y1, x2, y1 + (y2 - y1) / 6])
+
+
+def _atomic_write_lines(lines: Iterable[str], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            for line in lines:
+                fh.write(line)
+                fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _odgt_record(frame: Frame) -> dict[str, Any]:
+    rec: dict[str, Any] = {"ID": record_id(frame)}
+    if frame.width > 0 and frame.height > 0:  # unknown sizes are omitted: 0 would make CrowdDet clip to nothing
+        rec["width"], rec["height"] = int(frame.width), int(frame.height)
+    gtboxes = []
+    for i, inst in enumerate(frame.instances):
+        vbox = inst.visible_box if inst.visible_box is not None else inst.box
+        extra: dict[str, int] = {"box_id": i}
+        if inst.ignore:
+            extra["ignore"] = 1
+        gtboxes.append(
+            {
+                "tag": "person",
+                "fbox": _to_xywh(inst.box),
+                "vbox": _to_xywh(vbox),
+                "hbox": _to_xywh(_head_box(inst)),
+                "head_attr": {"ignore": 0, "occ": 0, "unsure": 0},
+                "extra": extra,
+            }
+        )
+    for region in frame.ignore_regions:
+        box = _to_xywh(region)
+        gtboxes.append({"tag": "mask", "fbox": box, "vbox": box, "hbox": box, "head_attr": {}, "extra": {"ignore": 1}})
+    rec["gtboxes"] = gtboxes
+    return rec
+
+
+def write_odgt(frames: Iterable[Frame], path: str | Path) -> None:
+    """Write frames as a CrowdHuman ``.odgt`` file (atomically: temp file + ``os.replace``).
+
+    Per frame: ``ID`` = :func:`record_id`, ``width``/``height`` (omitted when unknown), each instance as
+    ``tag: "person"`` with ``fbox`` (box), ``vbox`` (visible box, else box), ``hbox`` (see below) and
+    ``extra.ignore: 1`` if ``Instance.ignore``; each ignore region as ``tag: "mask"``, ``extra.ignore: 1``.
+    ``hbox`` is approximate (CrowdDet's full-body evaluation never reads it): a square of 1.5x the extent of the
+    visible nose/eyes/ears when the instance has COCO-17 keypoints with at least two of them, else the top 1/6 of
+    the full box. Integral coordinates are written as JSON integers.
+    """
+    recs = []
+    for frame in frames:
+        try:
+            recs.append(json.dumps(_odgt_record(frame)))
+        except ValueError as exc:
+            raise ValueError(f"frame {frame.frame_id}: {exc}") from None
+    _atomic_write_lines(recs, Path(path))
+
+
+def write_detections(frames_or_dets: Iterable[Frame | DetectionRecord], path: str | Path) -> None:
+    """Write detections as CrowdDet JSON lines (atomically), one line per :class:`Frame` / :class:`DetectionRecord`.
+
+    Line: ``{"ID", "height", "width", "dtboxes": [{"box": [x, y, w, h], "score", "tag": 1}]}``; a frame's
+    instances are its detections (``Instance.score``). Values are written at full precision (CrowdDet's own
+    ``tools/test.py`` rounds boxes to 0.1 px and scores to 5 decimals; we do not).
+    """
+    lines = []
+    for item in frames_or_dets:
+        if isinstance(item, Frame):
+            item = DetectionRecord.from_frame(item)
+        elif not isinstance(item, DetectionRecord):
+            raise TypeError(f"write_detections takes Frame or DetectionRecord items, got {type(item).__name__}")
+        try:
+            dts = [
+                {"box": _to_xywh(b), "score": _num(s), "tag": 1} for b, s in zip(item.boxes, item.scores, strict=True)
+            ]
+        except ValueError as exc:
+            raise ValueError(f"detections of {item.id!r}: {exc}") from None
+        rec = {"ID": item.id, "height": int(item.height), "width": int(item.width), "dtboxes": dts}
+        lines.append(json.dumps(rec))
+    _atomic_write_lines(lines, Path(path))

@@ -1,0 +1,67 @@
+"""Nox sessions: thin calls into the ``crowdbench`` CLI, all sharing one environment (``.venv``).
+
+The environment is created on first use and reinstalled only when ``pyproject.toml`` changes, so torch is
+installed once and a second ``nox`` call starts at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+from pathlib import Path
+
+import nox
+
+nox.options.sessions = ["tests"]
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+STAMP = VENV / ".crowdbench-installed"
+
+
+def shared_env(session: nox.Session) -> Path:
+    """Create or update the shared ``.venv``; return its ``bin`` folder."""
+    want = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    python = VENV / "bin" / "python"
+    if not python.exists():
+        session.run(sys.executable, "-m", "venv", str(VENV), external=True)
+    if not STAMP.exists() or STAMP.read_text() != want:
+        session.run(str(python), "-m", "pip", "install", "--upgrade", "pip", external=True)
+        session.run(str(python), "-m", "pip", "install", "-e", f"{ROOT}[dev]", external=True)
+        STAMP.write_text(want)
+    else:
+        session.log(f"shared environment {VENV} is up to date; nothing to install")
+    return VENV / "bin"
+
+
+@nox.session(venv_backend="none")
+def tests(session: nox.Session) -> None:
+    """Lint, then the test suite without tests marked slow (add `-- -m slow` for those)."""
+    bin_dir = shared_env(session)
+    session.run(str(bin_dir / "ruff"), "check", ".", external=True)
+    session.run(str(bin_dir / "ruff"), "format", "--check", ".", external=True)
+    args = session.posargs or ["-m", "not slow"]
+    session.run(str(bin_dir / "python"), "-m", "pytest", *args, external=True)
+
+
+@nox.session(venv_backend="none")
+def lint(session: nox.Session) -> None:
+    """ruff check + ruff format --check."""
+    bin_dir = shared_env(session)
+    session.run(str(bin_dir / "ruff"), "check", ".", external=True)
+    session.run(str(bin_dir / "ruff"), "format", "--check", ".", external=True)
+
+
+@nox.session(venv_backend="none")
+def table3(session: nox.Session) -> None:
+    """hie-pose Table 3 (CrowdDet parts) on the embedded synthetic crowds: `nox -s table3 [-- options]`."""
+    bin_dir = shared_env(session)
+    session.run(str(bin_dir / "crowdbench"), "table", "hie-pose/table3", *session.posargs, external=True)
+
+
+@nox.session(venv_backend="none")
+def table(session: nox.Session) -> None:
+    """Any table: `nox -s table -- <paper-key>/table<N> [--profile full --data-root DIR ...]`."""
+    if not session.posargs:
+        session.error("usage: nox -s table -- <paper-key>/table<N> [options]; list: crowdbench list tables")
+    bin_dir = shared_env(session)
+    session.run(str(bin_dir / "crowdbench"), "table", *session.posargs, external=True)

@@ -1,0 +1,178 @@
+"""Render a :class:`TableView` as a rich terminal table, Markdown, CSV and one self-contained HTML file."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+from pathlib import Path
+
+from jinja2 import Environment, PackageLoader, select_autoescape
+from rich.table import Table
+
+from crowdbench.bench.cache import atomic_write_text
+from crowdbench.reports.aggregate import TableView, format_cell, format_delta, format_value
+
+LEVEL_NOTE = {
+    "smoke": "SMOKE: synthetic crowds and tiny models. These numbers test the pipeline; they are NOT a reproduction "
+    "of the paper and must not be compared with its values.",
+    "full": "FULL: the paper's data and settings.",
+}
+
+
+def level_note(view: TableView) -> str:
+    return " ".join(LEVEL_NOTE.get(level, level) for level in view.level.split("/") if level in LEVEL_NOTE) or (
+        "No row has been run yet."
+    )
+
+
+def _row_status(row) -> str:  # noqa: ANN001 - RowView
+    if row.status == "pending":
+        return f"pending: {row.pending}"
+    return row.status if row.status != "done" else ",".join(row.levels)
+
+
+def terminal_table(view: TableView) -> Table:
+    spec = view.spec
+    table = Table(title=f"{spec.id}: {spec.title}", caption=level_note(view), caption_justify="left")
+    table.add_column("row", no_wrap=True)
+    for m in spec.metrics:
+        table.add_column(f"{m.label}\npaper", justify="right", style="dim")
+        table.add_column(f"{m.label}\n{view.level}", justify="right")
+        table.add_column("Δ", justify="right", style="dim")
+    table.add_column("level")
+    for row in view.rows:
+        cells = []
+        for m in spec.metrics:
+            c = row.cells[m.key]
+            cells += [format_value(c.paper, m.decimals), format_cell(c, m.decimals), format_delta(c, m.decimals)]
+        status = _row_status(row)
+        table.add_row(row.label, *cells, f"[yellow]{status}[/]" if row.status != "done" else status)
+    return table
+
+
+def _header(view: TableView) -> list[str]:
+    head = ["row"]
+    for m in view.spec.metrics:
+        head += [f"{m.label} paper", f"{m.label} reproduced", f"{m.label} Δ"]
+    return [*head, "level / status"]
+
+
+def _body(view: TableView) -> list[list[str]]:
+    out = []
+    for row in view.rows:
+        line = [row.label]
+        for m in view.spec.metrics:
+            c = row.cells[m.key]
+            line += [format_value(c.paper, m.decimals), format_cell(c, m.decimals), format_delta(c, m.decimals)]
+        out.append([*line, _row_status(row)])
+    return out
+
+
+def markdown(view: TableView) -> str:
+    spec = view.spec
+    head = _header(view)
+    lines = [
+        f"# {spec.id}: {spec.title}",
+        "",
+        f"Paper: `{spec.paper_file}`, Table {spec.table} ({spec.dataset}). Profile `{view.profile}`.",
+        "",
+        f"> {level_note(view)}",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "|".join("---" for _ in head) + "|",
+    ]
+    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in body) + " |" for body in _body(view)]
+    lines += ["", "Paper values: " + "; ".join(f"{r.label}: {r.source}" for r in view.rows), ""]
+    lines += [_provenance_text(view), ""]
+    return "\n".join(lines)
+
+
+def csv_text(view: TableView) -> str:
+    """Machine-readable: one line per (row, metric) with paper, mean, std, n, delta, level."""
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["table", "row", "metric", "paper", "mean", "std", "n", "delta", "level", "status", "source"])
+    for row in view.rows:
+        for m in view.spec.metrics:
+            c = row.cells[m.key]
+            writer.writerow(
+                [
+                    view.spec.id,
+                    row.label,
+                    m.key,
+                    "" if c.paper is None else c.paper,
+                    "" if c.mean is None else round(c.mean, 6),
+                    "" if c.std is None else round(c.std, 6),
+                    c.n,
+                    "" if c.delta is None else round(c.delta, 6),
+                    ",".join(row.levels),
+                    row.status if not row.pending else f"pending: {row.pending}",
+                    row.source,
+                ]
+            )
+    return buf.getvalue()
+
+
+def _provenance_text(view: TableView) -> str:
+    p = view.provenance
+    if not p:
+        return f"Command: `{view.command}`"
+    dirty = " (dirty)" if p.get("dirty") else ""
+    pkgs = ", ".join(f"{k} {v}" for k, v in sorted(p.get("packages", {}).items()))
+    return f"Command: `{view.command}` · commit {p.get('commit', '?')[:12]}{dirty} · {p.get('device', '?')} · {pkgs}"
+
+
+def figure_png(view: TableView) -> str | None:
+    """Bar chart, paper vs reproduced per metric, as a base64 PNG (None when nothing ran)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metrics = [m for m in view.spec.metrics if any(r.cells[m.key].mean is not None for r in view.rows)]
+    if not metrics:
+        return None
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.2), squeeze=False)
+    labels = [r.label for r in view.rows]
+    xs = range(len(labels))
+    for ax, m in zip(axes[0], metrics, strict=True):
+        paper = [r.cells[m.key].paper or 0 for r in view.rows]
+        repro = [r.cells[m.key].mean or 0 for r in view.rows]
+        err = [r.cells[m.key].std or 0 for r in view.rows]
+        ax.bar([x - 0.2 for x in xs], paper, 0.4, label="paper", color="#bbbbbb")
+        ax.bar([x + 0.2 for x in xs], repro, 0.4, yerr=err, label=f"reproduced ({view.level})", color="#3b75af")
+        ax.set_title(m.label + (" ↓" if not m.higher_is_better else ""))
+        ax.set_xticks(list(xs), [str(i + 1) for i in xs])
+        ax.set_xlabel("row")
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def html(view: TableView) -> str:
+    env = Environment(loader=PackageLoader("crowdbench.reports", "templates"), autoescape=select_autoescape())
+    template = env.get_template("table.html.j2")
+    return template.render(
+        view=view,
+        spec=view.spec,
+        header=_header(view),
+        body=_body(view),
+        level_note=level_note(view),
+        provenance=_provenance_text(view),
+        figure=figure_png(view),
+    )
+
+
+def write_reports(view: TableView, out_dir: Path) -> dict[str, Path]:
+    """Write ``<table>.md``, ``.csv`` and ``.html`` under ``out_dir/<paper-key>/``."""
+    base = Path(out_dir) / view.spec.paper
+    paths = {}
+    for ext, text in (("md", markdown(view)), ("csv", csv_text(view)), ("html", html(view))):
+        path = base / f"table{view.spec.table}.{ext}"
+        atomic_write_text(path, text)
+        paths[ext] = path
+    return paths

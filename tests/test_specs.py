@@ -1,0 +1,299 @@
+"""Table specs (``results/papers/<key>/table<N>.yaml``): they validate, cover exactly the tables of the papers
+README, name only registered plugins where they are runnable, and their paper numbers match the paper text.
+
+The transcription checks read the plain-text papers from ``shared/papers`` next to the repository, find each
+table's block from its ``Table N`` caption, find each row's line in the block, and compare the printed cells
+with the spec, column by column. They skip when the papers folder is absent.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+from pathlib import Path
+
+import pytest
+
+from crowdbench.bench import registry
+from crowdbench.bench.specs import SpecError, TableSpec, available_tables, load_spec
+
+PAPERS = Path(__file__).resolve().parents[2] / "shared" / "papers"
+
+# The "tables to reproduce" column of shared/papers/README.md.
+EXPECTED_TABLES = [
+    *(f"hie-pose/table{n}" for n in range(1, 6)),
+    *(f"occlusion-aug/table{n}" for n in range(1, 5)),
+    *(f"pose-regression/table{n}" for n in range(1, 5)),
+    *(f"offset-guided/table{n}" for n in range(1, 6)),
+    *(f"hie-tracking/table{n}" for n in range(1, 8)),
+]
+PAPER_FILES = {
+    "hie-pose": "000_ddb63d29ac90dafd.txt",
+    "occlusion-aug": "001_cddd551554c567a9.txt",
+    "pose-regression": "002_ce6e9ef320c78a94.txt",
+    "offset-guided": "003_9f847b36dbdd0e4d.txt",
+    "hie-tracking": "004_2ed4b343d242199f.txt",
+}
+RUNNABLE_TABLES = {"hie-pose/table3"}
+
+# Tables whose body is printed above their caption (the block runs from the previous caption to this one).
+BODY_ABOVE_CAPTION = {
+    "hie-pose/table5",
+    *(f"occlusion-aug/table{n}" for n in range(1, 5)),
+    *(f"pose-regression/table{n}" for n in range(1, 5)),
+}
+# Metric columns the paper prints, in order, where that is not simply every metric of the spec.
+PRINTED_COLUMNS = {"hie-pose/table3": ("AP", "mMR"), "hie-tracking/table3": ("AP", "mMR")}
+# Rows whose line is not found from the label: (table, label) -> (fragment the line starts with, lines to skip).
+FRAGMENTS: dict[tuple[str, str], tuple[str, int]] = {
+    ("hie-pose/table5", "HRNet"): ("\t✓\t\t\t\t\t", 0),
+    ("hie-pose/table5", "HRNet + multi-scale evaluation"): ("\t✓\t\t✓\t\t\t", 0),
+    ("hie-pose/table5", "HRNet + extra data"): ("\t✓\t\t\t\t✓\t", 0),
+    ("hie-pose/table5", "HRNet + SimpleNet + multi-scale evaluation + extra data"): ("\t✓\t✓\t✓\t\t✓\t", 0),
+    ("hie-pose/table5", "HRNet + SimpleNet + multi-scale evaluation + multi-scale input + extra data"): (
+        "\t✓\t✓\t✓\t✓\t✓\t",
+        0,
+    ),
+    (
+        "hie-pose/table5",
+        "HRNet + SimpleNet + multi-scale evaluation + multi-scale input + extra data + optical flow smoothing",
+    ): ("\t✓\t✓\t✓\t✓\t✓\t✓", 0),
+    ("pose-regression/table2", "Ours (+ centerness; using centerness)"): ("Ours\t✓\t\t✓\t", 0),
+    ("pose-regression/table2", "Ours (+ centerness, + PSM; using centerness)"): ("Ours\t✓\t✓\t✓\t", 0),
+    ("pose-regression/table2", "Ours (+ centerness, + PSM; using PSM)"): ("Ours\t✓\t✓\t\t✓", 0),
+    ("pose-regression/table2", "Ours (+ PSM; using PSM)"): ("Ours\t\t✓\t\t✓", 0),
+    ("occlusion-aug/table2", "+OA (HRNet-W48plus, 384 × 288)"): ("+OA\tHRNet-W48plus\t384 × 288\t77.5(+0.7)", 0),
+    ("occlusion-aug/table2", "+OA (HRNet-W48plus, 384 × 288, extra data)"): (
+        "+OA\tHRNet-W48plus\t384 × 288\t78.7(+0.5)",
+        0,
+    ),
+    ("hie-tracking/table4", "Performance on training set"): ("Performance on training set", 2),
+    ("hie-tracking/table4", "Performance on testing set"): ("Performance on testing set", 2),
+    ("hie-tracking/table5", "+ Own ReID & Det"): ("+ Own RelD & Det", 0),  # OCR reads ReID as RelD
+}
+# Checked by their own tests below: per-video (transposed), garbled, and configuration-only tables.
+SPECIAL_TABLES = {"hie-pose/table4", "hie-tracking/table6", "occlusion-aug/table4"}
+# Tables whose settings are printed tab-separated columns named like the settings keys.
+SETTINGS_TABLES = [
+    "hie-pose/table5",
+    *(f"occlusion-aug/table{n}" for n in range(1, 5)),
+    "pose-regression/table2",
+    "offset-guided/table1",
+    "offset-guided/table4",
+    "offset-guided/table5",
+]
+
+CAPTION = re.compile(r"^\s*Table (\d+)[:.]")
+DELTA = re.compile(r"\([+-]\d+(?:\.\d+)?\)")  # the gain printed next to a value, e.g. "75.3(+0.7)"
+TOKEN = re.compile(r"(?<![\w.\-])(?:\d+(?:\.\d+)?|-)(?![\w.\-])")  # a number cell, or "-" for an empty one
+OCR_CELL_START = re.compile(r"[ |‘\\]+[\d-]")  # space-separated OCR rows: separators, then the first number
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+@cache
+def paper_lines(paper_file: str) -> tuple[str, ...]:
+    path = PAPERS / paper_file
+    if not path.is_file():
+        pytest.skip(f"paper texts not found at {PAPERS} (the shared folder next to the repository)")
+    return tuple(path.read_text().splitlines())
+
+
+def table_block(spec: TableSpec) -> list[str]:
+    """The lines of the table: after its caption up to the next one, or (body above) from the previous one."""
+    lines = paper_lines(spec.paper_file)
+    captions = [(i, int(m[1])) for i, line in enumerate(lines) if (m := CAPTION.match(line))]
+    mine = [i for i, num in captions if num == spec.table]
+    assert len(mine) == 1, f"{spec.id}: expected one 'Table {spec.table}' caption, found lines {mine}"
+    at = mine[0]
+    if spec.id in BODY_ABOVE_CAPTION:
+        start = max((i for i, _ in captions if i < at), default=-1) + 1
+        return list(lines[start:at])
+    end = min((i for i, _ in captions if i > at), default=len(lines))
+    return list(lines[at + 1 : end])
+
+
+def _starts_row(line: str, fragment: str) -> bool:
+    """``line`` starts with ``fragment`` and the next thing is a new cell (not more label text)."""
+    if not line.startswith(fragment):
+        return False
+    rest = line[len(fragment) :]
+    return rest == "" or rest.startswith("\t") or OCR_CELL_START.match(rest) is not None
+
+
+def row_line(spec: TableSpec, label: str, block: list[str]) -> str:
+    """The one line of ``block`` that holds row ``label``."""
+    fragment, skip = FRAGMENTS.get((spec.id, label), (label, 0))
+    candidates = [fragment]
+    if (spec.id, label) not in FRAGMENTS and (m := re.fullmatch(r"(.+) \(([^()]*)\)", label)):
+        # A label made unique as "<printed label> (<cell>, <cell>)" stands for the tab-separated cells.
+        candidates.append("\t".join([m[1], *m[2].split(", ")]))
+    for frag in candidates:
+        hits = [i for i, line in enumerate(block) if _starts_row(line, frag)]
+        if len(hits) > 1:
+            pytest.fail(f"{spec.id}: row {label!r}: {len(hits)} lines start with {frag!r}")
+        if hits:
+            at = hits[0]
+            while skip:
+                at += 1
+                skip -= bool(block[at].strip())
+            return block[at]
+    pytest.fail(f"{spec.id}: no line for row {label!r} (tried {candidates!r}) in the Table {spec.table} block")
+
+
+def printed_tokens(line: str) -> list[str]:
+    return TOKEN.findall(DELTA.sub(" ", line))
+
+
+def cell_matches(value: object, cell: str) -> bool:
+    cell = cell.strip()
+    if value is True:
+        return cell == "✓"
+    if value is False:
+        return cell in ("", "✗")
+    if value is None:
+        return cell == "-"
+    return str(value) == cell
+
+
+# ---------------------------------------------------------------------------------------------- 1. the set
+def test_every_spec_validates_and_the_set_is_the_readme_tables():
+    assert sorted(available_tables()) == sorted(EXPECTED_TABLES)
+    for table_id in EXPECTED_TABLES:
+        spec = load_spec(table_id)
+        assert spec.id == table_id
+        assert spec.paper_file == PAPER_FILES[spec.paper]
+        assert spec.rows, table_id
+        for row in spec.rows:
+            assert set(row.paper) <= {m.key for m in spec.metrics}
+
+
+def test_only_hie_pose_table3_is_runnable():
+    runnable = {t for t in EXPECTED_TABLES if load_spec(t).runnable_rows}
+    assert runnable == RUNNABLE_TABLES
+    for table_id in RUNNABLE_TABLES:
+        assert len(load_spec(table_id).runnable_rows) == len(load_spec(table_id).rows)
+
+
+def test_hie_pose_table3_is_the_crowddet_ablation():
+    spec = load_spec("hie-pose/table3")
+    assert spec.task == "detection"
+    assert spec.smoke_dataset == "synthetic/small"
+    assert [(m.key, m.label, m.higher_is_better) for m in spec.metrics] == [
+        ("AP", "AP (%)", True),
+        ("mMR", "mMR (%)", False),
+        ("JI", "JI (%)", True),
+    ]
+    assert [(r.label, r.plugins) for r in spec.rows] == [
+        ("ResNet50 + Faster RCNN + extra data", []),
+        ("+ emd loss", ["crowddet.emd_loss"]),
+        ("+ refine module", ["crowddet.emd_loss", "crowddet.refine_module"]),
+        ("+ set NMS", ["crowddet.emd_loss", "crowddet.refine_module", "crowddet.set_nms"]),
+    ]
+    assert all(r.paper["JI"] is None for r in spec.rows)
+
+
+# ---------------------------------------------------------------------------------------------- 2. plugins
+def test_runnable_rows_name_registered_plugins():
+    known = set(registry.plugin_names())
+    for table_id in EXPECTED_TABLES:
+        for _, row in load_spec(table_id).runnable_rows:
+            for ref in row.plugins:
+                name, options = registry.parse_plugin_ref(ref)
+                assert name in known, f"{table_id}: row {row.label!r} names unregistered plugin {name!r}"
+                registry.get_plugin(name, options)  # raises PluginError on a bad option
+
+
+def test_pending_rows_say_what_is_missing():
+    for table_id in EXPECTED_TABLES:
+        for row in load_spec(table_id).rows:
+            assert row.pending is None or row.pending.strip(), f"{table_id}: row {row.label!r}"
+
+
+# ---------------------------------------------------------------------------------------------- 3. numbers
+@pytest.mark.parametrize("table_id", [t for t in EXPECTED_TABLES if t not in SPECIAL_TABLES])
+def test_paper_values_match_the_paper_text(table_id):
+    spec = load_spec(table_id)
+    block = table_block(spec)
+    columns = PRINTED_COLUMNS.get(table_id, tuple(m.key for m in spec.metrics))
+    problems = []
+    for row in spec.rows:
+        tokens = printed_tokens(row_line(spec, row.label, block))
+        if len(tokens) < len(columns):
+            problems.append(f"{row.label!r}: line has {tokens}, expected {len(columns)} value cells")
+            continue
+        for column, token in zip(columns, tokens[-len(columns) :], strict=True):
+            value = row.paper[column]
+            printed = None if token == "-" else float(token)
+            if value != printed:
+                problems.append(f"{row.label!r} {column}: spec {value!r}, paper prints {token!r}")
+    assert not problems, f"{table_id}:\n" + "\n".join(problems)
+
+
+@pytest.mark.parametrize("table_id", SETTINGS_TABLES)
+def test_settings_match_the_printed_columns(table_id):
+    spec = load_spec(table_id)
+    block = table_block(spec)
+    problems = []
+    for row in spec.rows:
+        header = next((line.split("\t") for line in block if set(row.settings) <= set(line.split("\t"))), None)
+        assert header is not None, f"{table_id}: no header line with columns {sorted(row.settings)}"
+        cells = row_line(spec, row.label, block).split("\t")
+        for key, value in row.settings.items():
+            cell = cells[header.index(key)]
+            if not cell_matches(value, cell):
+                problems.append(f"{row.label!r} {key}: spec {value!r}, paper prints {cell!r}")
+    assert not problems, f"{table_id}:\n" + "\n".join(problems)
+
+
+def test_hie_pose_table4_per_video_columns():
+    spec = load_spec("hie-pose/table4")
+    block = table_block(spec)
+    header = next(line for line in block if line.startswith("Video Name\t")).split("\t")
+    problems, nulls = [], []
+    for metric in spec.metrics:
+        video_line = [line for line in block if line.startswith(metric.label + "\t")]
+        assert len(video_line) == 1, metric.label
+        cells = video_line[0].split("\t")
+        for row in spec.rows:
+            cell = cells[header.index(row.label)].strip()
+            value = row.paper[metric.key]
+            if value is None:
+                nulls.append((row.label, metric.key))
+            if value != (float(cell) if cell else None):
+                problems.append(f"{row.label!r} {metric.key}: spec {value!r}, paper prints {cell!r}")
+    assert not problems, "\n".join(problems)
+    # The two first-place cells the README warns about are empty in the text; nothing else is missing.
+    assert sorted(nulls) == [("First Place", "hm_in_restaurant"), ("First Place", "hm_in_shopping_mall3")]
+
+
+def test_hie_tracking_table6_garbled_cells_are_null():
+    spec = load_spec("hie-tracking/table6")
+    (row,) = spec.rows
+    assert all(v is None for v in row.paper.values())
+    # The text lost the decimal points; the cells are not usable numbers (w-AP cannot be 5634 %).
+    assert printed_tokens(row_line(spec, row.label, table_block(spec))) == ["5634", "6960", "5302"]
+
+
+def test_hie_tracking_table4_grid_parameters():
+    spec = load_spec("hie-tracking/table4")
+    block = table_block(spec)
+    at = next(i for i, line in enumerate(block) if line.startswith("max-cos-dis"))
+    header = [c.strip() for c in block[at].split("|")]
+    grid = [float(t) for t in printed_tokens(block[at + 1])]
+    for row in spec.rows:
+        assert list(row.settings) == header
+        assert list(row.settings.values()) == grid
+
+
+def test_occlusion_aug_table4_has_no_numbers_in_the_text():
+    spec = load_spec("occlusion-aug/table4")
+    assert [r.label for r in spec.rows] == ["E1", "E2", "E3", "E4", "E5"]
+    assert all(v is None for r in spec.rows for v in r.paper.values())
+
+
+# ---------------------------------------------------------------------------------------------- 4. errors
+def test_unknown_table_lists_the_known_ones():
+    with pytest.raises(SpecError, match="known tables") as info:
+        load_spec("nope/table9")
+    assert "hie-pose/table3" in str(info.value)
+    assert "nope/table9" in str(info.value)

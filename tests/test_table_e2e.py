@@ -1,0 +1,109 @@
+"""End to end on the tiny synthetic preset: run hie-pose/table3, rerun from cache, resume, reports, CLI errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from crowdbench.bench.cli import main
+from crowdbench.bench.runner import run_table
+
+TINY = {
+    "data.preset": "tiny",
+    "train.iterations": 4,
+    "train.batch_size": 2,
+    "train.warmup_iters": 2,
+    "train.checkpoint_every": 2,
+    "infer.batch_size": 4,
+}
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("run")
+    return run_dir, run_table("hie-pose/table3", overrides=TINY, run_dir=run_dir, seeds=[0])
+
+
+def test_table3_runs_all_rows_and_reuses_model_for_set_nms(first_run):
+    _, result = first_run
+    assert not result.failed and result.ran == 4
+    rows = result.view.rows
+    assert [r.status for r in rows] == ["done"] * 4
+    assert all(r.levels == ["smoke"] for r in rows)
+    for row in rows:
+        for key in ("AP", "mMR", "JI"):
+            assert row.cells[key].mean is not None
+    # rows 1-3 train their own model; the set-NMS row only post-processes and evaluates
+    assert rows[0].stages_run == [["train", "infer", "postprocess", "evaluate"]]
+    assert rows[3].stages_run == [["postprocess", "evaluate"]]
+    assert rows[0].cells["AP"].paper == 81.36
+
+
+def test_second_run_recomputes_nothing(first_run):
+    run_dir, _ = first_run
+    again = run_table("hie-pose/table3", overrides=TINY, run_dir=run_dir, seeds=[0])
+    assert again.ran == 0 and again.cached == 4
+    assert [r.cells["AP"].mean for r in again.view.rows] == [r.cells["AP"].mean for r in first_run[1].view.rows]
+
+
+def test_reports_are_written_and_labelled_smoke(first_run):
+    _, result = first_run
+    md = result.reports["md"].read_text()
+    assert "SMOKE" in md and "NOT a reproduction" in md and "81.36" in md
+    html = result.reports["html"].read_text()
+    assert "data:image/png;base64," in html and "SMOKE" in html
+    assert 'src="http' not in html and 'href="http' not in html and "<link" not in html  # self-contained
+    csv = result.reports["csv"].read_text().splitlines()
+    assert csv[0].startswith("table,row,metric,paper,mean") and len(csv) == 1 + 4 * 3
+
+
+def test_training_resumes_exactly_after_interruption(tmp_path, monkeypatch):
+    from crowdbench.bench.matrix import expand
+    from crowdbench.bench.specs import load_spec
+    from crowdbench.bench.stages import detector_training as dt
+    from crowdbench.bench.stages.detection import load_frames
+
+    cfg = expand(load_spec("hie-pose/table3"), overrides=TINY, rows=[1])[0].config
+    frames = load_frames(cfg.data, "train")
+    ref_dir, out_dir, scratch = tmp_path / "ref", tmp_path / "out", tmp_path / "scratch"
+    for d in (ref_dir, out_dir, scratch, tmp_path / "s0"):
+        d.mkdir()
+    dt.train_detector(cfg, frames, "cpu", ref_dir, tmp_path / "s0")
+
+    real_save = dt._save_checkpoint
+
+    def save_then_die(*args, **kwargs):
+        real_save(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(dt, "_save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        dt.train_detector(cfg, frames, "cpu", out_dir, scratch)
+    assert (scratch / "checkpoint.pt").is_file() and not (out_dir / "model.pt").exists()
+    monkeypatch.setattr(dt, "_save_checkpoint", real_save)
+    dt.train_detector(cfg, frames, "cpu", out_dir, scratch)
+    ref = torch.load(ref_dir / "model.pt", weights_only=True)
+    got = torch.load(out_dir / "model.pt", weights_only=True)
+    assert all(torch.equal(ref[k], got[k]) for k in ref)
+    assert json.loads((out_dir / "losses.json").read_text()) == json.loads((ref_dir / "losses.json").read_text())
+
+
+def test_cli_unknown_table_is_one_line_error(capsys):
+    assert main(["table", "hie-pose/table99"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "unknown table 'hie-pose/table99'" in err and "hie-pose/table3" in err
+
+
+def test_cli_bad_override_is_one_line_error(capsys, tmp_path):
+    assert main(["table", "hie-pose/table3", "--run-dir", str(tmp_path), "--set", "train.iters=3"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "train has no 'iters'" in err
+
+
+def test_python_dash_m_entry_point():
+    proc = subprocess.run([sys.executable, "-m", "crowdbench", "list", "tables"], capture_output=True, text=True)
+    assert proc.returncode == 0 and "hie-pose/table3" in proc.stdout
