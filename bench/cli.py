@@ -37,8 +37,14 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("table", help="table id, e.g. hie-pose/table3 (see `crowdbench list tables`)")
     p.add_argument("--profile", default="smoke", choices=("smoke", "full"), help="smoke: synthetic, CPU minutes")
     p.add_argument("--seeds", type=parse_seeds, default=[0], help="count (3 = seeds 0,1,2) or list; mean ± std")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="config override, e.g. --set train.iterations=100 (repeatable)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config override, e.g. --set train.iterations=100 (repeatable)",
+    )
     p.add_argument("--data-root", type=Path, help="real dataset folder (full profile)")
     p.add_argument("--run-dir", type=Path, default=Path("runs"), help="cache, store and reports (default: runs/)")
     p.add_argument("--db", help="SQLAlchemy URL of the result store (default: SQLite in the run dir)")

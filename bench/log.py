@@ -26,3 +26,31 @@ def progress(description_width: int = 12) -> Progress:
         console=console,
         transient=False,
     )
+
+
+class Tracker:
+    """A progress bar on a terminal; in a log file, one line every 10 % instead."""
+
+    def __init__(self, description: str, total: int, completed: int = 0) -> None:
+        self.description, self.total, self.done = description, total, completed
+        self._bar: Progress | None = None
+        self._next_line = completed + max(1, total // 10)
+
+    def __enter__(self) -> Tracker:
+        if console.is_terminal:
+            self._bar = progress()
+            self._bar.start()
+            self._task = self._bar.add_task(self.description, total=self.total, completed=self.done, status="")
+        return self
+
+    def advance(self, n: int = 1, status: str = "") -> None:
+        self.done += n
+        if self._bar is not None:
+            self._bar.update(self._task, advance=n, status=status)
+        elif self.done >= self._next_line or self.done == self.total:
+            console.print(f"  {self.description:<11} {self.done}/{self.total} {status}")
+            self._next_line = self.done + max(1, self.total // 10)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()

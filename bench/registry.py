@@ -101,6 +101,6 @@ def parse_plugin_ref(ref: str | dict[str, Any]) -> tuple[str, dict[str, Any]]:
     if isinstance(ref, str):
         return ref, {}
     if isinstance(ref, dict) and len(ref) == 1:
-        (name, options), = ref.items()
+        ((name, options),) = ref.items()
         return name, dict(options or {})
     raise PluginError(f"plugin reference {ref!r} is neither 'name' nor {{name: {{options}}}}")

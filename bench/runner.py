@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from crowdbench.bench.cache import StageCache
@@ -27,11 +28,12 @@ class TableRun:
     cached: int
 
 
-def pipeline_keys(task: str):  # noqa: ANN201 - returns the task's stage_keys function
+def pipeline(task: str) -> ModuleType:
+    """The module of a task's pipeline: ``stage_keys(cfg)`` and ``check_data(data_cfg)``."""
     if task == "detection":
-        from crowdbench.bench.stages.detection import stage_keys
+        from crowdbench.bench.stages import detection
 
-        return stage_keys
+        return detection
     raise NotImplementedError(f"task {task!r} has no pipeline yet")
 
 
@@ -61,15 +63,17 @@ def run_table(
     store = ResultStore(url)
     cache = StageCache(run_dir / "cache")
     command = command_line()
+    tasks = pipeline(spec.task)
+    for cell in cells:
+        tasks.check_data(cell.config.data)
     console.print(
         f"[bold]{spec.id}[/]: {spec.title} — profile [bold]{profile}[/], {len(cells)} cells "
         f"({len(spec.runnable_rows)} runnable of {len(spec.rows)} rows × {len(seeds or [0])} seeds), run dir {run_dir}"
     )
     start = time.perf_counter()
-    keys_of = pipeline_keys(spec.task)
     todo, cached = [], 0
     for cell in cells:
-        keys = keys_of(cell.config)
+        keys = tasks.stage_keys(cell.config)
         rec = store.get(cell.table_id, cell.row_index, cell.seed, profile, cell.config_hash)
         if rec is not None and rec.stage_keys == keys and cache.is_done("evaluate", keys["evaluate"]):
             console.print(f"  [green]cache hit[/]  {cell.name}: record from {rec.created}, no stage recomputed")

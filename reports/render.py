@@ -11,7 +11,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from rich.table import Table
 
 from crowdbench.bench.cache import atomic_write_text
-from crowdbench.reports.aggregate import TableView, format_cell, format_delta, format_value
+from crowdbench.reports.aggregate import RowView, TableView, format_cell, format_delta, format_value
 
 LEVEL_NOTE = {
     "smoke": "SMOKE: synthetic crowds and tiny models. These numbers test the pipeline; they are NOT a reproduction "
@@ -26,7 +26,7 @@ def level_note(view: TableView) -> str:
     )
 
 
-def _row_status(row) -> str:  # noqa: ANN001 - RowView
+def _row_status(row: RowView) -> str:
     if row.status == "pending":
         return f"pending: {row.pending}"
     return row.status if row.status != "done" else ",".join(row.levels)
@@ -54,7 +54,7 @@ def terminal_table(view: TableView) -> Table:
 def _header(view: TableView) -> list[str]:
     head = ["row"]
     for m in view.spec.metrics:
-        head += [f"{m.label} paper", f"{m.label} reproduced", f"{m.label} Δ"]
+        head += [f"{m.label} paper", f"{m.label} {view.level}", f"{m.label} Δ"]
     return [*head, "level / status"]
 
 

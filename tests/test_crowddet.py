@@ -54,7 +54,7 @@ def brute_force_emd(logits, deltas, labels, targets, perms=None) -> torch.Tensor
     for b in range(n):
         costs = []
         for p in perms or itertools.permutations(range(k)):
-            c = 0.0
+            c = logits.new_zeros(())
             for j in range(k):
                 y = int(labels[b, j])
                 if y >= 0:

@@ -49,8 +49,12 @@ def stage_keys(cfg: RunConfig) -> dict[str, str]:
     dump = cfg.model_dump(mode="json")
     train = stage_key(
         "train",
-        {"data": _data_slice(cfg.data, cfg.data.train_split), "model": dump["model"], "train": dump["train"],
-         "seed": cfg.seed},
+        {
+            "data": _data_slice(cfg.data, cfg.data.train_split),
+            "model": dump["model"],
+            "train": dump["train"],
+            "seed": cfg.seed,
+        },
         [],
         TRAIN_MODULES,
     )
@@ -78,6 +82,22 @@ def _records(frames: list[dict[str, Any]], dets: list[dict[str, Any]]) -> list[D
     ]
 
 
+def check_data(data: DataConfig) -> None:
+    """Fail before any work when the configured data cannot be there (missing --data-root or annotations)."""
+    if data.source == "synthetic":
+        from crowdbench.datasets.synthetic import PRESETS
+
+        if data.preset not in PRESETS:
+            raise DataError(f"unknown synthetic preset {data.preset!r}; presets: {', '.join(PRESETS)}")
+        return
+    if data.root is None:
+        raise DataError("--data-root is required for real data (a folder with annotation_<split>.odgt, Images/)")
+    for split in (data.train_split, data.val_split):
+        odgt = Path(data.root) / f"annotation_{split}.odgt"
+        if not odgt.is_file():
+            raise DataError(f"{odgt}: annotation file not found (expected CrowdHuman layout under --data-root)")
+
+
 def load_frames(data: DataConfig, split: str) -> list[Frame]:
     """Frames of one split: the synthetic generator, or CrowdHuman-format ``annotation_<split>.odgt`` + Images/."""
     if data.source == "synthetic":
@@ -85,12 +105,8 @@ def load_frames(data: DataConfig, split: str) -> list[Frame]:
     else:
         from crowdbench.datasets.formats.crowdhuman import read_odgt
 
-        if data.root is None:
-            raise DataError("--data-root is required for real data (a folder with annotation_<split>.odgt, Images/)")
-        odgt = Path(data.root) / f"annotation_{split}.odgt"
-        if not odgt.is_file():
-            raise DataError(f"{odgt}: annotation file not found (expected CrowdHuman layout under --data-root)")
-        frames = read_odgt(odgt, image_root=Path(data.root))
+        check_data(data)
+        frames = read_odgt(Path(data.root) / f"annotation_{split}.odgt", image_root=Path(data.root))
     if split == data.val_split and data.max_val_images:
         frames = frames[: data.max_val_images]
     return frames

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from crowdbench.bench.config import RunConfig
-from crowdbench.bench.log import console, progress
+from crowdbench.bench.log import Tracker, console
 from crowdbench.datasets.formats.crowdhuman import record_id
 from crowdbench.datasets.model import Frame
 from crowdbench.methods.detection.crowddet import targets_from_frame
@@ -97,8 +97,7 @@ def train_detector(cfg: RunConfig, frames: list[Frame], device: str, out: Path, 
     if len(frames) < batch:
         raise ValueError(f"{len(frames)} training frames is fewer than one batch of {batch}")
     model.train()
-    with progress() as bar:
-        task = bar.add_task("train", total=n_iter, completed=start, status="")
+    with Tracker("train", n_iter, start) as bar:
         for it in range(start, n_iter):
             for group in opt.param_groups:
                 group["lr"] = cfg.train.lr * lr_factor(it, cfg)
@@ -129,7 +128,7 @@ def train_detector(cfg: RunConfig, frames: list[Frame], device: str, out: Path, 
             scaler.step(opt)
             scaler.update()
             losses.append({"it": it, "loss": float(loss.detach()), **values})
-            bar.update(task, advance=1, status=f"loss {float(loss.detach()):.3f}")
+            bar.advance(1, f"loss {float(loss.detach()):.3f}")
             if (it + 1) % cfg.train.checkpoint_every == 0 and it + 1 < n_iter:
                 _save_checkpoint(ckpt_path, model, opt, scaler, it + 1, losses)
     torch.save(model.state_dict(), out / "model.pt")
@@ -146,8 +145,7 @@ def infer_raw(cfg: RunConfig, model_path: Path, frames: list[Frame], device: str
     model.to(device).eval()
     model.roi_heads.score_thresh = cfg.infer.score_thresh
     boxes, scores, groups, counts = [], [], [], []
-    with progress() as bar:
-        task = bar.add_task("infer", total=len(frames), status="")
+    with Tracker("infer", len(frames)) as bar:
         for start in range(0, len(frames), cfg.infer.batch_size):
             chunk = frames[start : start + cfg.infer.batch_size]
             images = [image_tensor(f).to(device) for f in chunk]
@@ -158,7 +156,7 @@ def infer_raw(cfg: RunConfig, model_path: Path, frames: list[Frame], device: str
                 scores.append(o["scores"].float().cpu().numpy())
                 groups.append(o["groups"].cpu().numpy())
                 counts.append(len(o["boxes"]))
-            bar.update(task, advance=len(chunk))
+            bar.advance(len(chunk))
     np.savez_compressed(
         out / "raw.npz",
         boxes=np.concatenate(boxes).astype(np.float32) if boxes else np.zeros((0, 4), np.float32),

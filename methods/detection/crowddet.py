@@ -4,12 +4,12 @@ One Proposal, Multiple Predictions", CVPR 2020). Spec: ``shared/reference/method
 The technique, top to bottom:
 
 1. ``targets_from_frame`` / ``IgnoreAwareTransform``: our data model -> torchvision targets with ignore regions.
-2. ``assign_slots``: per-proposal top-K GT targets (paper section 3.1, reference ``fpn_roi_target``).
-3. ``emd_loss``: the set loss, paper Eq. (2)-(3): min over permutations of the summed slot losses.
-4. ``MultiInstancePredictor``: K (logits, deltas) per proposal + the refinement module (paper section 3.2, Fig. 3).
+2. ``assign_slots``: per-proposal top-K GT targets (paper: instance set G(b_i); reference ``fpn_roi_target``).
+3. ``emd_loss``: the paper's EMD loss L(b_i) = min over permutations of the summed slot losses.
+4. ``MultiInstancePredictor``: K (logits, deltas) per proposal + the refinement module (paper: "Refinement module").
 5. ``MultiInstanceRoIHeads``: torchvision ``RoIHeads`` with 2-4; inference returns raw, pre-NMS boxes.
-6. ``set_nms`` / ``normal_nms`` / ``apply_nms``: paper section 3.3 (Set NMS), run as a separate post-processing stage.
-7. Plugins ``crowddet.emd_loss``, ``crowddet.refine_module``, ``crowddet.set_nms``: the rows of CrowdDet Table 1
+6. ``set_nms`` / ``normal_nms`` / ``apply_nms``: paper: "Set NMS", run as a separate post-processing stage.
+7. Plugins ``crowddet.emd_loss``, ``crowddet.refine_module``, ``crowddet.set_nms``: the columns of CrowdDet's ablation
    (MIP/EMD/RM/Set NMS) and of paper 000 (hie-pose) Table 3, which switches the CrowdDet pieces on one by one.
 """
 
@@ -122,7 +122,7 @@ def assign_slots(
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# 3. EMD loss (paper Eq. 2-3; methods.md "EMD loss (exact)")
+# 3. EMD loss (paper: "EMD loss"; methods.md "EMD loss (exact)")
 # ----------------------------------------------------------------------------------------------------------------
 
 
@@ -144,7 +144,7 @@ def emd_loss(logits: Tensor, deltas: Tensor, labels: Tensor, targets: Tensor, *,
     reg = F.smooth_l1_loss(
         deltas[:, :, None, :].expand(n, k, k, 4), targets[:, None, :, :].expand(n, k, k, 4), beta=1.0, reduction="none"
     ).sum(-1)
-    cost = ce.view(n, k, k) + reg * (lb > 0).to(reg.dtype)
+    cost = ce.view(n, k, k) + torch.where(lb > 0, reg, 0.0)  # no regression for background/ignore slots
     perms = list(itertools.permutations(range(k))) if emd else [tuple(range(k))]
     slot = torch.arange(k, device=cost.device)
     per_perm = torch.stack([cost[:, list(p), slot].sum(-1) for p in perms], dim=1)  # [N, K!]
@@ -152,7 +152,7 @@ def emd_loss(logits: Tensor, deltas: Tensor, labels: Tensor, targets: Tensor, *,
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# 4. Multi-instance predictor with the refinement module (paper section 3.2 / Fig. 3)
+# 4. Multi-instance predictor with the refinement module (paper: "Refinement module")
 # ----------------------------------------------------------------------------------------------------------------
 
 
@@ -325,7 +325,7 @@ class MultiInstanceRoIHeads(RoIHeads):
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# 6. Set NMS (paper section 3.3) and the post-processing stage entry point
+# 6. Set NMS (paper: "Set NMS") and the post-processing stage entry point
 # ----------------------------------------------------------------------------------------------------------------
 
 
@@ -399,8 +399,11 @@ def apply_nms(
 
 @register("crowddet.emd_loss")
 class EMDLossPlugin(Plugin):
-    """Multiple-instance prediction with the EMD set loss (CrowdDet Eq. 2-3; "MIP + EMD" columns of CrowdDet
-    Table 1; the CrowdDet detector of paper 000, hie-pose Table 3). Sets ``model.k`` and ``model.emd``."""
+    """K predictions per proposal trained with the EMD loss, L(b) = min_pi sum_k [L_cls + L_reg] (Chu et al. 2020;
+    "MIP" + "EMD" columns of CrowdDet's ablation; "+ emd loss" row of paper 000, hie-pose Table 3).
+
+    Sets ``model.k`` and ``model.emd``. (K > 1 without EMD, the paper's fixed-order row, is ``model.emd=false``.)
+    """
 
     hook: ClassVar[Hook] = "loss"
     stage: ClassVar[Stage] = "train"
@@ -416,8 +419,11 @@ class EMDLossPlugin(Plugin):
 
 @register("crowddet.refine_module")
 class RefineModulePlugin(Plugin):
-    """Refinement module (CrowdDet section 3.2, "RM" column of Table 1; paper 000 hie-pose Table 3): feed each
-    prediction back with the proposal feature to a second predictor. Works with any ``model.k`` (also 1)."""
+    """Refinement module (Chu et al. 2020; "RM" column of CrowdDet's ablation; "+ refine module" row of paper 000,
+    hie-pose Table 3): each prediction is fed back with the proposal feature to a second predictor.
+
+    Sets ``model.refine``; works with any ``model.k`` (also 1: refine with one slot).
+    """
 
     hook: ClassVar[Hook] = "model"
     stage: ClassVar[Stage] = "train"
@@ -428,8 +434,8 @@ class RefineModulePlugin(Plugin):
 
 @register("crowddet.set_nms")
 class SetNMSPlugin(Plugin):
-    """Set NMS (CrowdDet section 3.3, "Set NMS" column of Table 1; paper 000 hie-pose Table 3): boxes from the
-    same proposal never suppress each other."""
+    """Set NMS (Chu et al. 2020; "Set NMS" column of CrowdDet's ablation; "+ set NMS" row of paper 000, hie-pose
+    Table 3): boxes from the same proposal never suppress each other. Sets ``postprocess.nms``/``nms_iou``."""
 
     hook: ClassVar[Hook] = "postprocess"
     stage: ClassVar[Stage] = "postprocess"
