@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -30,6 +28,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from crowdbench.datasets.formats.atomic import atomic_write_bytes
 from crowdbench.datasets.keypoints import COCO_17
 from crowdbench.datasets.model import Dataset, Frame, Instance
 
@@ -624,10 +623,7 @@ def render_to_folder(dataset: Dataset, out_dir: str | Path, ext: str = ".jpg") -
             ok, buf = cv2.imencode(ext, cv2.cvtColor(frame.load_image(), cv2.COLOR_RGB2BGR), params)
             if not ok:
                 raise OSError(f"could not encode {path}")
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(buf.tobytes())
-            os.replace(tmp, path)
+            atomic_write_bytes(path, buf.tobytes())
             written.append(replace(frame, image=path))
         splits[split] = written
     return Dataset(name=dataset.name, schema=dataset.schema, splits=splits, summary=dict(dataset.summary))

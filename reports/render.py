@@ -10,7 +10,7 @@ from pathlib import Path
 from jinja2 import Environment, PackageLoader, select_autoescape
 from rich.table import Table
 
-from crowdbench.bench.cache import atomic_write_text
+from crowdbench.datasets.formats.atomic import atomic_write_text
 from crowdbench.reports.aggregate import RowView, TableView, format_cell, format_delta, format_value
 
 LEVEL_NOTE = {

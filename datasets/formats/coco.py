@@ -12,36 +12,20 @@ can never be a true positive in pycocotools, metrics.md 1.6).
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from crowdbench.datasets.formats.atomic import atomic_write_text
 from crowdbench.datasets.model import Frame, Instance, KeypointSchema
 
-__all__ = ["AREA_FACTOR", "atomic_write_text", "to_coco_keypoints", "write_coco_keypoints"]
+__all__ = ["AREA_FACTOR", "to_coco_keypoints", "write_coco_keypoints"]
 
 AREA_FACTOR = 0.53
 """``area = AREA_FACTOR * w * h`` of the (clipped) box: the CrowdPose convention standing in for a COCO
 segmentation area, which synthetic and box-only data do not have (metrics.md 2.2)."""
-
-
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Write ``text`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def _r(x: float) -> float:

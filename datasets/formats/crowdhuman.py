@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
-import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from crowdbench.datasets.formats.atomic import atomic_write_text
 from crowdbench.datasets.formats.errors import FormatError
 from crowdbench.datasets.model import Frame, Instance
 
@@ -355,19 +354,7 @@ def _head_box(inst: Instance) -> np.ndarray:
 
 
 def _atomic_write_lines(lines: Iterable[str], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            for line in lines:
-                fh.write(line)
-                fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(path, "".join(f"{line}\n" for line in lines))
 
 
 def _odgt_record(frame: Frame) -> dict[str, Any]:

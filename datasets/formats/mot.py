@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from crowdbench.datasets.formats.coco import atomic_write_text
+from crowdbench.datasets.formats.atomic import atomic_write_text
 from crowdbench.datasets.model import Frame, Instance
 
 __all__ = ["box_visibility", "mot_lines", "write_mot_results", "write_mot_sequence"]
