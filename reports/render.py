@@ -133,7 +133,7 @@ def figure_png(view: TableView) -> str | None:
     metrics = [m for m in view.spec.metrics if any(r.cells[m.key].mean is not None for r in view.rows)]
     if not metrics:
         return None
-    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.5), squeeze=False)
     labels = [r.label for r in view.rows]
     xs = range(len(labels))
     for ax, m in zip(axes[0], metrics, strict=True):
@@ -145,8 +145,9 @@ def figure_png(view: TableView) -> str | None:
         ax.set_title(m.label + (" ↓" if not m.higher_is_better else ""))
         ax.set_xticks(list(xs), [str(i + 1) for i in xs])
         ax.set_xlabel("row")
-    axes[0][0].legend(fontsize=7)
-    fig.tight_layout()
+    handles, names = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="lower center", ncol=2, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)
