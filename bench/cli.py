@@ -111,6 +111,7 @@ def cmd_table(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from crowdbench.bench.matrix import variant_hash
     from crowdbench.bench.provenance import command_line
     from crowdbench.bench.specs import load_spec
     from crowdbench.bench.store import ResultStore, store_url
@@ -120,11 +121,11 @@ def cmd_report(args: argparse.Namespace) -> int:
     spec = load_spec(args.table)
     store = ResultStore(store_url(args.run_dir, args.db))
     records = store.query(spec.id, profile=args.profile)
-    # Several configs of one row (e.g. after --set runs) would mix: keep the newest config per row.
+    # A row run with several configs (e.g. after --set runs) would mix: keep its newest variant, all seeds.
     newest: dict[int, str] = {}
     for rec in sorted(records, key=lambda r: r.created):
-        newest[rec.row_index] = rec.config_hash
-    records = [r for r in records if newest[r.row_index] == r.config_hash]
+        newest[rec.row_index] = variant_hash(rec.config)
+    records = [r for r in records if newest[r.row_index] == variant_hash(r.config)]
     command = records[-1].provenance.get("command", command_line()) if records else command_line()
     view = aggregate(spec, records, args.profile, command)
     paths = write_reports(view, Path(args.run_dir).resolve() / "reports")
@@ -140,7 +141,9 @@ def cmd_list(args: argparse.Namespace) -> int:
         for table_id in available_tables():
             spec = load_spec(table_id)
             runnable = len(spec.runnable_rows)
-            out.print(f"{table_id:<28} {runnable}/{len(spec.rows)} rows runnable  {spec.title}")
+            title = spec.title.split(". ")[0].rstrip(".")
+            title = title if len(title) <= 90 else title[:89] + "…"
+            out.print(f"{table_id:<26} {runnable:>2}/{len(spec.rows):<2} rows runnable  {title}", soft_wrap=True)
     elif args.what == "plugins":
         from crowdbench.bench.registry import get_plugin, plugin_names
 

@@ -40,6 +40,12 @@ def config_hash(cfg: RunConfig) -> str:
     return hashlib.sha256(canonical_json(payload).encode()).hexdigest()[:16]
 
 
+def variant_hash(config: dict[str, Any]) -> str:
+    """Hash of a stored config with seed and device left out: the records of one row variant across seeds."""
+    payload = {k: v for k, v in config.items() if k not in ("seed", "device")}
+    return hashlib.sha256(canonical_json(payload).encode()).hexdigest()[:16]
+
+
 def parse_set(items: list[str]) -> dict[str, Any]:
     """``["train.iterations=100", "model.k=2"]`` -> dotted overrides (values parsed as YAML scalars)."""
     out: dict[str, Any] = {}

@@ -26,6 +26,11 @@ def level_note(view: TableView) -> str:
     )
 
 
+def _ours(view: TableView) -> str:
+    """Header of the reproduced columns: the reproduction level, so smoke numbers are never unlabelled."""
+    return view.level if view.level != "none" else "reproduced"
+
+
 def _row_status(row: RowView) -> str:
     if row.status == "pending":
         return f"pending: {row.pending}"
@@ -38,7 +43,7 @@ def terminal_table(view: TableView) -> Table:
     table.add_column("row", no_wrap=True)
     for m in spec.metrics:
         table.add_column(f"{m.label}\npaper", justify="right", style="dim")
-        table.add_column(f"{m.label}\n{view.level}", justify="right")
+        table.add_column(f"{m.label}\n{_ours(view)}", justify="right")
         table.add_column("Δ", justify="right", style="dim")
     table.add_column("level")
     for row in view.rows:
@@ -54,7 +59,7 @@ def terminal_table(view: TableView) -> Table:
 def _header(view: TableView) -> list[str]:
     head = ["row"]
     for m in view.spec.metrics:
-        head += [f"{m.label} paper", f"{m.label} {view.level}", f"{m.label} Δ"]
+        head += [f"{m.label} paper", f"{m.label} {_ours(view)}", f"{m.label} Δ"]
     return [*head, "level / status"]
 
 

@@ -127,3 +127,15 @@ def test_config_hash_ignores_device():
     assert config_hash(a) == config_hash(b)
     b.seed = 1
     assert config_hash(a) != config_hash(b)
+
+
+def test_variant_hash_groups_seeds_but_not_configs():
+    from crowdbench.bench.matrix import variant_hash
+
+    cells = expand(load_spec("hie-pose/table3"), seeds=[0, 1, 2])
+    dumps = [c.config.model_dump(mode="json") for c in cells]
+    by_row: dict[int, set[str]] = {}
+    for cell, dump in zip(cells, dumps, strict=True):
+        by_row.setdefault(cell.row_index, set()).add(variant_hash(dump))
+    assert all(len(v) == 1 for v in by_row.values())  # one variant per row across its seeds
+    assert len(set().union(*by_row.values())) == 4  # rows differ

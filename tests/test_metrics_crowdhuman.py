@@ -240,9 +240,9 @@ REFERENCE = Path(os.environ.get("CROWDDET_EVAL", REPO / "benchmarks" / "referenc
 
 def _reference():
     """CrowdDet's own evaluation code (MIT), which we do not redistribute: see benchmarks/README.md."""
-    pytest.importorskip("tqdm")  # imported by CrowdDet's compute_JI
     if not (REFERENCE / "crowddet_eval").is_dir():
         pytest.skip(f"CrowdDet evaluation code not found under {REFERENCE} (benchmarks/README.md says how to add it)")
+    pytest.importorskip("tqdm")  # imported by CrowdDet's compute_JI
     sys.path.insert(0, str(REFERENCE))
     try:
         from crowddet_eval import compute_JI
