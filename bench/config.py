@@ -104,8 +104,15 @@ class RunConfig(_Strict):
 
     @property
     def level(self) -> str:
-        """Reproduction level: ``smoke`` on synthetic data, ``full`` on the paper's real data."""
-        return "smoke" if self.data.source == "synthetic" else "full"
+        """Reproduction level: ``smoke`` on synthetic data (also synthetic data written to disk and read back
+        through a real-data reader), ``full`` on real data."""
+        from crowdbench.datasets.synthetic import SYNTHETIC_MARKER
+
+        if self.data.source == "synthetic":
+            return "smoke"
+        if self.data.root is not None and (Path(self.data.root) / SYNTHETIC_MARKER).exists():
+            return "smoke"
+        return "full"
 
 
 def set_dotted(cfg: BaseModel, dotted: str, value: Any) -> None:

@@ -43,6 +43,7 @@ _FULL_DETECTION: dict[str, Any] = {
     "data.source": "crowdhuman",
     "model.backbone": "resnet50",
     "model.trainable_layers": 3,
+    "train.num_workers": 4,
 }
 
 _PROFILE_OVERRIDES: dict[tuple[str, str], dict[str, Any]] = {

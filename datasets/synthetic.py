@@ -20,7 +20,10 @@ re-rendered on demand (``Frame.image`` is a :class:`SyntheticImage`), byte-ident
 from __future__ import annotations
 
 import argparse
+import json
 import math
+import os
+import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -28,7 +31,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from crowdbench.datasets.formats.atomic import atomic_write_bytes
+from crowdbench.datasets.formats.atomic import atomic_write_bytes, atomic_write_text
 from crowdbench.datasets.keypoints import COCO_17
 from crowdbench.datasets.model import Dataset, Frame, Instance
 
@@ -67,6 +70,9 @@ class Preset:
     min_height: float
     fps: int = 10
 
+
+SYNTHETIC_MARKER = "crowdbench-synthetic.json"
+"""Written next to synthetic data in native formats: results computed from that folder stay labelled ``smoke``."""
 
 PRESETS: dict[str, Preset] = {
     "tiny": Preset(128, 128, {"train": 2, "val": 1}, {"train": 8, "val": 8}, (4, 6), (2, 3), (1, 2), 14.0),
@@ -634,15 +640,19 @@ def write_native(dataset: Dataset, out_dir: str | Path, ext: str = ".jpg") -> di
 
     Layout: ``<split>/<video>/{img1/,gt/gt.txt,seqinfo.ini}`` (MOTChallenge),
     ``annotations/person_keypoints_<split>.json`` (COCO keypoints, ``file_name`` relative to ``out_dir``,
-    PoseTrack-style ``frame_id``/``vid_id``/``track_id`` extras) and ``annotation_<split>.odgt`` (CrowdHuman).
-    Returns the written paths by key (``images``, ``coco_<split>``, ``odgt_<split>``, ``mot_<split>``).
+    PoseTrack-style ``frame_id``/``vid_id``/``track_id`` extras) and ``annotation_<split>.odgt`` with
+    ``Images/<ID>.jpg`` (CrowdHuman layout, hard links to the same JPEGs), so ``out_dir`` also works as a
+    ``--data-root`` for the ``full`` profile. Returns the written paths by key (``images``, ``coco_<split>``,
+    ``odgt_<split>``, ``mot_<split>``).
     """
     from crowdbench.datasets.formats.coco import write_coco_keypoints
-    from crowdbench.datasets.formats.crowdhuman import write_odgt
+    from crowdbench.datasets.formats.crowdhuman import record_id, write_odgt
     from crowdbench.datasets.formats.mot import write_mot_sequence
 
     out_dir = Path(out_dir)
     rendered = render_to_folder(dataset, out_dir, ext)
+    marker = {"generator": "crowdbench.datasets.synthetic", "name": dataset.name, "summary": dataset.summary}
+    atomic_write_text(out_dir / SYNTHETIC_MARKER, json.dumps(marker, indent=1, default=str))
     fps = PRESETS[str(dataset.summary["preset"])].fps if dataset.summary.get("preset") in PRESETS else 10
     paths: dict[str, Path] = {"images": out_dir}
     for split, frames in rendered:
@@ -652,10 +662,23 @@ def write_native(dataset: Dataset, out_dir: str | Path, ext: str = ".jpg") -> di
         odgt = out_dir / f"annotation_{split}.odgt"
         write_odgt(frames, odgt)
         paths[f"odgt_{split}"] = odgt
+        if ext == ".jpg":
+            for frame in frames:
+                _link(Path(str(frame.image)), out_dir / "Images" / f"{record_id(frame)}.jpg")
         for video, vframes in rendered.videos(split).items():
             write_mot_sequence(vframes, out_dir / split / video, frame_rate=fps, im_ext=ext)
         paths[f"mot_{split}"] = out_dir / split
     return paths
+
+
+def _link(src: Path, dst: Path) -> None:
+    """Hard link ``dst`` to ``src`` (a copy where links are not possible)."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    dst.unlink(missing_ok=True)
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copyfile(src, dst)
 
 
 # ---------------------------------------------------------------------------------------------------- CLI

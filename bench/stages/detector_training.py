@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,37 @@ def lr_factor(it: int, cfg: RunConfig) -> float:
     warm = t.warmup_factor + (1 - t.warmup_factor) * it / t.warmup_iters if it < t.warmup_iters else 1.0
     drops = sum(it >= int(step * t.iterations) for step in t.lr_steps)
     return warm * (0.1**drops)
+
+
+class TrainSamples(torch.utils.data.Dataset):
+    """``(frame index, flip)`` -> ``(image, target)``; loaded in DataLoader workers when ``num_workers > 0``."""
+
+    def __init__(self, frames: list[Frame], targets: list[dict[str, torch.Tensor]]) -> None:
+        self.frames, self.targets = frames, targets
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def __getitem__(self, key: tuple[int, bool]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        index, flip = key
+        image = image_tensor(self.frames[index], flip)
+        target = flip_target(self.targets[index], image.shape[-1]) if flip else self.targets[index]
+        return image, target
+
+
+def _as_list(batch: list) -> list:
+    return batch
+
+
+def iteration_batches(
+    n_frames: int, seed: int, start: int, n_iter: int, batch: int, hflip: bool
+) -> Iterator[list[tuple[int, bool]]]:
+    """The ``(frame, flip)`` pairs of iterations ``start .. n_iter-1``: a pure function of (seed, iteration), so a
+    resumed run sees exactly the batches an uninterrupted one would."""
+    for it in range(start, n_iter):
+        idx = _batch_indices(n_frames, seed, it, batch)
+        flips = np.random.default_rng([seed + 7919, it]).random(len(idx)) < 0.5
+        yield [(int(i), bool(f) and hflip) for i, f in zip(idx, flips, strict=True)]
 
 
 def _batch_indices(n_frames: int, seed: int, it: int, batch: int) -> np.ndarray:
@@ -91,26 +123,25 @@ def train_detector(cfg: RunConfig, frames: list[Frame], device: str, out: Path, 
             torch.cuda.set_rng_state_all(state["cuda_rng"])
         start, losses = state["iteration"], state["losses"]
         console.print(f"  resuming training at iteration {start} from {ckpt_path}")
-    targets = [targets_from_frame(f, "cpu") for f in frames]
-    flip_rng_seed = cfg.seed + 7919
     n_iter, batch = cfg.train.iterations, cfg.train.batch_size
     if len(frames) < batch:
         raise ValueError(f"{len(frames)} training frames is fewer than one batch of {batch}")
+    samples = TrainSamples(frames, [targets_from_frame(f, "cpu") for f in frames])
+    loader = torch.utils.data.DataLoader(
+        samples,
+        batch_sampler=list(iteration_batches(len(frames), cfg.seed, start, n_iter, batch, cfg.train.hflip)),
+        num_workers=cfg.train.num_workers,
+        collate_fn=_as_list,
+        pin_memory=device.startswith("cuda"),
+        generator=torch.Generator().manual_seed(cfg.seed),  # never draw from the global RNG: resumes stay exact
+    )
     model.train()
     with Tracker("train", n_iter, start) as bar:
-        for it in range(start, n_iter):
+        for it, pairs in zip(range(start, n_iter), loader, strict=True):
             for group in opt.param_groups:
                 group["lr"] = cfg.train.lr * lr_factor(it, cfg)
-            idx = _batch_indices(len(frames), cfg.seed, it, batch)
-            flips = np.random.default_rng([flip_rng_seed, it]).random(len(idx)) < 0.5
-            if not cfg.train.hflip:
-                flips[:] = False
-            images, tgts = [], []
-            for i, flip in zip(idx, flips, strict=True):
-                image = image_tensor(frames[i], bool(flip))
-                target = flip_target(targets[i], image.shape[-1]) if flip else targets[i]
-                images.append(image.to(device))
-                tgts.append({k: v.to(device) for k, v in target.items()})
+            images = [image.to(device, non_blocking=True) for image, _ in pairs]
+            tgts = [{k: v.to(device, non_blocking=True) for k, v in target.items()} for _, target in pairs]
             with torch.autocast("cuda", enabled=use_amp):
                 loss_dict = model(images, tgts)
             loss = sum(loss_dict.values())
@@ -144,11 +175,12 @@ def infer_raw(cfg: RunConfig, model_path: Path, frames: list[Frame], device: str
     model.load_state_dict(torch.load(model_path, map_location="cpu", weights_only=True))
     model.to(device).eval()
     model.roi_heads.score_thresh = cfg.infer.score_thresh
-    boxes, scores, groups, counts = [], [], [], []
+    boxes, scores, groups, counts, sizes = [], [], [], [], []
     with Tracker("infer", len(frames)) as bar:
         for start in range(0, len(frames), cfg.infer.batch_size):
             chunk = frames[start : start + cfg.infer.batch_size]
             images = [image_tensor(f).to(device) for f in chunk]
+            sizes += [(int(im.shape[-1]), int(im.shape[-2])) for im in images]
             with torch.autocast("cuda", enabled=cfg.train.amp and device.startswith("cuda")):
                 outputs = model(images)
             for o in outputs:
@@ -164,7 +196,7 @@ def infer_raw(cfg: RunConfig, model_path: Path, frames: list[Frame], device: str
         groups=np.concatenate(groups).astype(np.int64) if groups else np.zeros(0, np.int64),
         counts=np.asarray(counts, dtype=np.int64),
     )
-    frame_index = [{"id": record_id(f), "width": f.width, "height": f.height} for f in frames]
+    frame_index = [{"id": record_id(f), "width": w, "height": h} for f, (w, h) in zip(frames, sizes, strict=True)]
     (out / "frames.json").write_text(json.dumps(frame_index))
     return {"frames": len(frames), "raw_boxes": int(sum(counts))}
 
