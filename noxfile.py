@@ -16,17 +16,21 @@ nox.options.sessions = ["tests"]
 ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 STAMP = VENV / ".crowdbench-installed"
+# TrackEval (the MOTChallenge reference, parity tests only) requires opencv-python, which would shadow the
+# project's opencv-python-headless: install it without its dependencies (the others come with the dev extra).
+NO_DEPS = ["trackeval==1.3.0"]
 
 
 def shared_env(session: nox.Session) -> Path:
     """Create or update the shared ``.venv``; return its ``bin`` folder."""
-    want = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    want = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + " ".join(NO_DEPS).encode()).hexdigest()
     python = VENV / "bin" / "python"
     if not python.exists():
         session.run(sys.executable, "-m", "venv", str(VENV), external=True)
     if not STAMP.exists() or STAMP.read_text() != want:
         session.run(str(python), "-m", "pip", "install", "--upgrade", "pip", external=True)
         session.run(str(python), "-m", "pip", "install", "-e", f"{ROOT}[dev]", external=True)
+        session.run(str(python), "-m", "pip", "install", "--no-deps", *NO_DEPS, external=True)
         STAMP.write_text(want)
     else:
         session.log(f"shared environment {VENV} is up to date; nothing to install")

@@ -84,7 +84,9 @@ class PostprocessConfig(_Strict):
 
 
 class EvaluateConfig(_Strict):
-    metric: Literal["crowdhuman"] = "crowdhuman"
+    """``crowdhuman``: AP / mMR / JI as CrowdDet (metrics.md 3); ``coco_box``: pycocotools box AP/AR."""
+
+    metric: Literal["crowdhuman", "coco_box"] = "crowdhuman"
 
 
 class RunConfig(_Strict):

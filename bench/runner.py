@@ -13,7 +13,7 @@ from crowdbench.bench.executor import CellJob, CellStatus, make_executor
 from crowdbench.bench.log import console, out
 from crowdbench.bench.matrix import expand
 from crowdbench.bench.provenance import command_line
-from crowdbench.bench.specs import load_spec
+from crowdbench.bench.specs import SpecError, load_spec
 from crowdbench.bench.store import ResultStore, store_url
 from crowdbench.reports.aggregate import TableView, aggregate
 from crowdbench.reports.render import terminal_table, write_reports
@@ -66,6 +66,13 @@ def run_table(
     tasks = pipeline(spec.task)
     for cell in cells:
         tasks.check_data(cell.config.data)
+        produced = tasks.metric_keys(cell.config)
+        missing = [m.key for m in spec.metrics if m.key not in produced]
+        if missing:
+            raise SpecError(
+                f"{spec.id}: metric columns {missing} are not produced by evaluate.metric="
+                f"{cell.config.evaluate.metric!r} (it gives {', '.join(produced)})"
+            )
     console.print(
         f"[bold]{spec.id}[/]: {spec.title} — profile [bold]{profile}[/], {len(cells)} cells "
         f"({len(spec.runnable_rows)} runnable of {len(spec.rows)} rows × {len(seeds or [0])} seeds), run dir {run_dir}"

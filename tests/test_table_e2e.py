@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -121,3 +122,27 @@ def test_nan_loss_stops_with_one_line_error_and_keeps_checkpoint(tmp_path, monke
         dt.train_detector(cfg, load_frames(cfg.data, "train"), "cpu", out, scratch)
     assert (scratch / "checkpoint.pt").is_file()  # iterations 0-1 are kept (checkpoint_every=2)
     assert not (out / "model.pt").exists()
+
+
+def test_evaluate_metric_is_pluggable_and_columns_are_checked(tmp_path):
+    from crowdbench.bench.specs import SpecError
+
+    default = run_table("hie-pose/table3", overrides=TINY, run_dir=tmp_path, rows=[0])  # crowdhuman: AP, mMR, JI
+    assert default.view.rows[0].cells["JI"].mean is not None
+    with pytest.raises(SpecError, match=r"columns \['mMR', 'JI'\] are not produced by evaluate.metric='coco_box'"):
+        run_table("hie-pose/table3", overrides={**TINY, "evaluate.metric": "coco_box"}, run_dir=tmp_path, rows=[0])
+
+
+def test_coco_box_evaluation_of_detection_records():
+    from crowdbench.bench.config import DataConfig
+    from crowdbench.bench.stages.detection import evaluate_detections, load_frames
+    from crowdbench.datasets.formats.crowdhuman import DetectionRecord, record_id
+
+    frames = load_frames(DataConfig(preset="tiny"), "val")
+    # detectors clip to the image, as the COCO ground truth (bbox) is clipped
+    clipped = [np.clip(f.boxes(include_ignored=False), 0, [f.width, f.height, f.width, f.height]) for f in frames]
+    perfect = [DetectionRecord(record_id(f), b, [1.0] * len(b)) for f, b in zip(frames, clipped, strict=True)]
+    box = evaluate_detections("coco_box", frames, perfect)
+    assert box["AP"] == pytest.approx(1.0) and set(box) >= {"AP50", "ARL"}
+    ch = evaluate_detections("crowdhuman", frames, perfect)
+    assert ch["mMR"] == 0.0 and ch["JI"] == pytest.approx(1.0, abs=1e-5)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import math
 import sys
@@ -11,8 +12,18 @@ from pathlib import Path
 __all__ = ["add_eval_commands", "cmd_eval_crowdhuman"]
 
 
+# Metric modules that register their own ``crowdbench eval <metric>`` command through ``add_command``.
+METRIC_MODULES = (
+    "crowdbench.bench.metrics.coco_keypoints",
+    "crowdbench.bench.metrics.crowdpose",
+    "crowdbench.bench.metrics.hie_wap",
+    "crowdbench.bench.metrics.posetrack",
+    "crowdbench.bench.metrics.mot",
+)
+
+
 def add_eval_commands(eval_subparsers: argparse._SubParsersAction) -> None:
-    """Register the metric subcommands (currently ``crowdhuman``) on the ``crowdbench eval`` subparsers."""
+    """Register every metric subcommand on the ``crowdbench eval`` subparsers."""
     p = eval_subparsers.add_parser(
         "crowdhuman",
         help="CrowdHuman AP / mMR / JI (CrowdDet protocol, full-body boxes)",
@@ -29,6 +40,8 @@ def add_eval_commands(eval_subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--id-hw", type=Path, metavar="FILE", help="image sizes {ID: [height, width]} (mmdet format)")
     p.add_argument("--json", action="store_true", help="print the full result as JSON")
     p.set_defaults(func=cmd_eval_crowdhuman)
+    for name in METRIC_MODULES:
+        importlib.import_module(name).add_command(eval_subparsers)
 
 
 def _pct(v: float) -> str:

@@ -26,7 +26,41 @@ TRAIN_MODULES = (
     *DATA_MODULES,
 )
 POSTPROCESS_MODULES = ("crowdbench.methods.detection.crowddet",)
-EVALUATE_MODULES = ("crowdbench.bench.metrics.crowdhuman", *DATA_MODULES)
+EVALUATE_MODULES = (
+    "crowdbench.bench.metrics.crowdhuman",
+    "crowdbench.bench.metrics.coco_keypoints",
+    "crowdbench.datasets.formats.coco",
+    *DATA_MODULES,
+)
+METRIC_KEYS = {
+    "crowdhuman": ("AP", "mMR", "JI"),
+    "coco_box": ("AP", "AP50", "AP75", "APS", "APM", "APL", "AR1", "AR10", "AR100", "ARS", "ARM", "ARL"),
+}
+
+
+def metric_keys(cfg: RunConfig) -> tuple[str, ...]:
+    """The metric values the evaluate stage of ``cfg`` produces (a table's columns must be among them)."""
+    return METRIC_KEYS[cfg.evaluate.metric]
+
+
+def evaluate_detections(metric: str, gt: list[Frame], dets: list[DetectionRecord]) -> dict[str, float]:
+    """Score detections against ground-truth frames with the configured metric."""
+    if metric == "crowdhuman":
+        from crowdbench.bench.metrics.crowdhuman import evaluate_crowdhuman
+
+        result = evaluate_crowdhuman(gt, dets).to_dict()
+    else:
+        from crowdbench.bench.metrics.coco_keypoints import evaluate_coco_box
+        from crowdbench.datasets.formats.coco import to_coco_keypoints
+        from crowdbench.datasets.keypoints import COCO_17
+
+        coco = [
+            {"image_id": i, "category_id": 1, "bbox": [x1, y1, x2 - x1, y2 - y1], "score": float(s)}
+            for i, d in enumerate(dets, start=1)
+            for (x1, y1, x2, y2), s in zip(d.boxes.tolist(), d.scores.tolist(), strict=True)
+        ]
+        result = evaluate_coco_box(to_coco_keypoints(gt, COCO_17), coco).to_dict()
+    return {k: float(result[k]) for k in METRIC_KEYS[metric]}
 
 
 class DataError(ValueError):
@@ -125,7 +159,6 @@ class CellOutcome:
 
 def run_detection_cell(cfg: RunConfig, cache: StageCache, device: str) -> CellOutcome:
     """Run (or fetch from the cache) every stage of one detection cell."""
-    from crowdbench.bench.metrics.crowdhuman import evaluate_crowdhuman
     from crowdbench.bench.stages.detector_training import infer_raw, load_per_frame, save_per_frame, train_detector
     from crowdbench.datasets.formats.crowdhuman import write_detections
     from crowdbench.methods.detection.crowddet import apply_nms
@@ -161,8 +194,8 @@ def run_detection_cell(cfg: RunConfig, cache: StageCache, device: str) -> CellOu
     def evaluate(out: Path, _scratch: Path) -> None:
         post = cache.path("postprocess", keys["postprocess"])
         frames, dets = load_per_frame(post / "detections.npz")
-        result = evaluate_crowdhuman(val(), _records(frames, dets))
-        (out / "metrics.json").write_text(json.dumps(result.to_dict()))
+        result = evaluate_detections(cfg.evaluate.metric, val(), _records(frames, dets))
+        (out / "metrics.json").write_text(json.dumps(result))
 
     stages = [
         run_stage(cache, "train", keys["train"], meta, train),
@@ -171,4 +204,4 @@ def run_detection_cell(cfg: RunConfig, cache: StageCache, device: str) -> CellOu
         run_stage(cache, "evaluate", keys["evaluate"], meta, evaluate),
     ]
     metrics = json.loads((cache.path("evaluate", keys["evaluate"]) / "metrics.json").read_text())
-    return CellOutcome({k: float(v) for k, v in metrics.items() if k in ("AP", "mMR", "JI")}, keys, stages)
+    return CellOutcome(metrics, keys, stages)

@@ -1,0 +1,639 @@
+"""COCO keypoint AP/AR (OKS), COCO person box AP and AP-vis / AP-invis, with pycocotools semantics.
+
+Reference: ``cocodataset/cocoapi: PythonAPI/pycocotools/cocoeval.py`` + ``coco.py`` (``loadRes``), as summarised in
+``shared/reference/metrics.md`` section 1 (10 OKS thresholds ``.50:.05:.95``, 101 recall points, ``maxDets=20``,
+areas all / medium ``[32², 96²]`` / large, ignore = ``iscrowd or num_keypoints == 0``, stable score sorts).
+
+Backend: ``faster_coco_eval`` 1.8 (``COCOeval_faster``) for OKS / IoU and per-image matching (C++), then our numpy
+port of pycocotools' ``accumulate`` (faster_coco_eval's C++ accumulate is off by one ulp when the top-ranked
+detection is a TP followed by a FP, see :func:`_accumulate`); ``tests/test_metrics_coco.py`` checks that all 10
+(keypoints) and 12 (box) stats are bit-identical to pycocotools 2.0.11 on random sets and on the shared COCO sample.
+Sigmas are passed in pycocotools' form ``tenths / 10.0`` (``0.26 / 10`` is not the float ``0.026``).
+
+Conventions (each covered by a test):
+
+* **GT annotation id 0** (metrics.md 1.6): pycocotools cannot count a GT with id 0 as a TP; reproduced by default.
+  ``renumber_zero_id=True`` renumbers GT ids to ``1..N`` first (then results equal xtcocotools / hotcoco).
+* **Duplicate GT annotation ids**: pycocotools silently evaluates the *last* annotation of that id twice; that is
+  a corrupt file, so it is a :class:`FormatError` unless ``allow_duplicate_ids=True`` (then pycocotools' behaviour).
+* **Scores**: only their order matters (stable sorts). Negative scores are ordinary values. NaN scores sort *after*
+  every other score (numpy ``argsort`` of ``-score``), as in pycocotools; faster_coco_eval rejects NaN, so when a
+  score is NaN or infinite all scores are replaced by their dense rank, which keeps order and ties, hence the stats.
+* **Empty prediction list**: pycocotools' ``loadRes`` raises IndexError; here AP/AR are 0 (or -1 where no GT).
+* Keypoint results containing a non-empty ``bbox`` take pycocotools' bbox branch (detection area = ``w * h``).
+* Images in the GT without annotations or without predictions are evaluated as pycocotools does (all FP / all FN).
+
+AP-vis / AP-invis: Huang et al., "How to Train Your Robust Human Pose Estimator" (paper 001, Sec. 4.1 and
+Table 1) split COCO val "into two subsets: val-vis only contains visible keypoints and val-invis only contains
+invisible keypoints", "based on the predefined metrics in [COCO]". The COCO flags are ``v=2`` labeled and visible,
+``v=1`` labeled but not visible. Two readings, selectable with ``split``:
+
+* ``"keypoints"`` (default; the literal reading, "contains only ... keypoints"): every GT keeps only its ``v=2``
+  (vis) or ``v=1`` (invis) keypoints, the others become unlabeled ``(0, 0, 0)``; ``num_keypoints`` is recounted, so
+  GT left with no keypoint is ignored (COCO rule). OKS is then computed over the kept keypoints only.
+* ``"instances"``: persons are split whole: vis = persons whose labeled keypoints are all ``v=2``, invis = persons
+  with at least one ``v=1``; persons outside the subset are ignored (``num_keypoints = 0``, COCO's ignore rule).
+
+Paper 001 publishes no code for the split, so neither reading can be verified against its numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import sys
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from crowdbench.datasets.formats.errors import FormatError
+
+__all__ = [
+    "BOX_STAT_NAMES",
+    "KEYPOINT_STAT_NAMES",
+    "CocoBoxResult",
+    "CocoKeypointResult",
+    "CocoVisInvisResult",
+    "add_command",
+    "evaluate_coco_box",
+    "evaluate_coco_keypoints",
+    "evaluate_coco_vis_invis",
+    "load_json",
+    "pycocotools_sigmas",
+    "split_vis_invis",
+]
+
+KEYPOINT_STAT_NAMES = ("AP", "AP50", "AP75", "APM", "APL", "AR", "AR50", "AR75", "ARM", "ARL")
+BOX_STAT_NAMES = ("AP", "AP50", "AP75", "APS", "APM", "APL", "AR1", "AR10", "AR100", "ARS", "ARM", "ARL")
+
+GtSource = Mapping[str, Any] | str | Path
+PredSource = Sequence[Mapping[str, Any]] | str | Path
+
+
+# ------------------------------------------------------------------------------------------------ results
+
+
+@dataclass(frozen=True)
+class CocoKeypointResult:
+    """pycocotools ``stats`` for ``iouType="keypoints"`` as fractions; -1 where a bucket has no GT."""
+
+    AP: float
+    AP50: float
+    AP75: float
+    APM: float
+    APL: float
+    AR: float
+    AR50: float
+    AR75: float
+    ARM: float
+    ARL: float
+    num_images: int = 0
+    num_gt: int = 0
+    num_ignored_gt: int = 0
+    num_predictions: int = 0
+
+    @property
+    def stats(self) -> tuple[float, ...]:
+        """The 10 values in pycocotools order."""
+        return tuple(getattr(self, n) for n in KEYPOINT_STAT_NAMES)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class CocoBoxResult:
+    """pycocotools ``stats`` for ``iouType="bbox"`` (maxDets 1/10/100, areas small/medium/large)."""
+
+    AP: float
+    AP50: float
+    AP75: float
+    APS: float
+    APM: float
+    APL: float
+    AR1: float
+    AR10: float
+    AR100: float
+    ARS: float
+    ARM: float
+    ARL: float
+    num_images: int = 0
+    num_gt: int = 0
+    num_ignored_gt: int = 0
+    num_predictions: int = 0
+
+    @property
+    def stats(self) -> tuple[float, ...]:
+        """The 12 values in pycocotools order."""
+        return tuple(getattr(self, n) for n in BOX_STAT_NAMES)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class CocoVisInvisResult:
+    """AP-vis / AP-invis (paper 001) with the full keypoint results of both subsets."""
+
+    AP_vis: float
+    AP_invis: float
+    split: str
+    vis: CocoKeypointResult
+    invis: CocoKeypointResult
+
+    def to_dict(self) -> dict:
+        return {
+            "AP_vis": self.AP_vis,
+            "AP_invis": self.AP_invis,
+            "split": self.split,
+            "vis": self.vis.to_dict(),
+            "invis": self.invis.to_dict(),
+        }
+
+
+# ------------------------------------------------------------------------------------------------ loading / checks
+
+
+def load_json(path: str | Path) -> Any:
+    """Read a JSON file; truncated or invalid JSON is a one-line :class:`FormatError` naming file, line, column."""
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise FormatError(f"{path}:{exc.lineno}:{exc.colno}: invalid JSON ({exc.msg})") from None
+
+
+def _source(obj: Any, default: str) -> tuple[Any, str]:
+    if isinstance(obj, str | Path):
+        return load_json(obj), str(obj)
+    return obj, default
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int | np.integer) and not isinstance(x, bool)
+
+
+def _is_num(x: Any) -> bool:
+    return isinstance(x, int | float | np.integer | np.floating) and not isinstance(x, bool)
+
+
+def _num_list(x: Any, n: int | None = None) -> bool:
+    """A flat list of numbers (bools and strings are not); one vectorised dtype check instead of a Python loop."""
+    if not isinstance(x, list | tuple) or (n is not None and len(x) != n):
+        return False
+    if not x:
+        return True
+    try:
+        kind = np.asarray(x).dtype.kind
+    except (ValueError, TypeError):  # ragged / nested
+        return False
+    return kind in "iuf"
+
+
+def pycocotools_sigmas(sigmas: Sequence[float]) -> np.ndarray:
+    """Sigmas as pycocotools builds them (``np.array(tenths) / 10.0``), so OKS is bit-identical to the references."""
+    return np.round(np.asarray(sigmas, dtype=np.float64) * 10.0, 6) / 10.0
+
+
+def _check_gt(
+    gt: Any, src: str, *, kind: Literal["keypoints", "bbox"], num_keypoints: int | None, need_area: bool = True
+) -> None:
+    """Validate a COCO GT dict; every problem is a one-line FormatError naming ``src`` and the record."""
+    if not isinstance(gt, Mapping):
+        raise FormatError(f"{src}: expected a COCO JSON object, got {type(gt).__name__}")
+    for key in ("images", "annotations", "categories"):
+        if not isinstance(gt.get(key), list):
+            raise FormatError(f"{src}: missing or non-list '{key}'")
+    cat_k: dict[Any, int | None] = {}
+    for i, c in enumerate(gt["categories"]):
+        if not isinstance(c, Mapping) or not _is_int(c.get("id")):
+            raise FormatError(f"{src}: categories[{i}]: needs an integer 'id'")
+        names = c.get("keypoints")
+        cat_k[c["id"]] = len(names) if isinstance(names, list) else None
+    img_ids: set = set()
+    for i, im in enumerate(gt["images"]):
+        if not isinstance(im, Mapping) or not _is_int(im.get("id")):
+            raise FormatError(f"{src}: images[{i}]: needs an integer 'id'")
+        if im["id"] in img_ids:
+            raise FormatError(f"{src}: images[{i}]: duplicate image id {im['id']}")
+        img_ids.add(im["id"])
+    for i, a in enumerate(gt["annotations"]):
+        where = f"{src}: annotations[{i}]"
+        if not isinstance(a, Mapping):
+            raise FormatError(f"{where}: expected an object, got {type(a).__name__}")
+        if not _is_int(a.get("id")):
+            raise FormatError(f"{where}: needs an integer 'id'")
+        if a.get("image_id") not in img_ids:
+            raise FormatError(f"{where}: image_id {a.get('image_id')!r} is not in 'images'")
+        if a.get("category_id") not in cat_k:
+            raise FormatError(f"{where}: category_id {a.get('category_id')!r} is not in 'categories'")
+        if not _num_list(a.get("bbox"), 4):
+            raise FormatError(f"{where}: 'bbox' must be 4 numbers [x, y, w, h]")
+        if need_area and not _is_num(a.get("area")):
+            raise FormatError(f"{where}: 'area' must be a number")
+        if "iscrowd" in a and a["iscrowd"] not in (0, 1):
+            raise FormatError(f"{where}: 'iscrowd' must be 0 or 1, got {a['iscrowd']!r}")
+        if kind == "keypoints":
+            _check_kpts(a, where, cat_k[a["category_id"]], num_keypoints)
+            if not _is_int(a.get("num_keypoints")):
+                raise FormatError(f"{where}: needs an integer 'num_keypoints'")
+
+
+def _check_kpts(a: Mapping, where: str, cat_k: int | None, num_keypoints: int | None) -> None:
+    k = cat_k if cat_k is not None else num_keypoints
+    kp = a.get("keypoints")
+    if not _num_list(kp):
+        raise FormatError(f"{where}: 'keypoints' must be a list of numbers")
+    if k is not None and len(kp) != 3 * k:
+        raise FormatError(f"{where}: 'keypoints' has {len(kp)} values, the category has {k} keypoints ({3 * k})")
+    if num_keypoints is not None and k != num_keypoints:
+        raise FormatError(f"{where}: the category has {k} keypoints but {num_keypoints} sigmas are used")
+
+
+def _check_preds(
+    preds: Any, src: str, gt: Mapping, *, kind: Literal["keypoints", "bbox"], num_keypoints: int | None
+) -> None:
+    if not isinstance(preds, list | tuple):
+        raise FormatError(f"{src}: expected a COCO results list, got {type(preds).__name__}")
+    img_ids = {im["id"] for im in gt["images"]}
+    cat_k = {c["id"]: (len(c["keypoints"]) if isinstance(c.get("keypoints"), list) else None) for c in gt["categories"]}
+    for i, p in enumerate(preds):
+        where = f"{src}: record {i}"
+        if not isinstance(p, Mapping):
+            raise FormatError(f"{where}: expected an object, got {type(p).__name__}")
+        if p.get("image_id") not in img_ids:
+            raise FormatError(f"{where}: image_id {p.get('image_id')!r} is not in the ground truth")
+        if p.get("category_id") not in cat_k:
+            raise FormatError(f"{where}: category_id {p.get('category_id')!r} is not in the ground truth")
+        if not _is_num(p.get("score")):
+            raise FormatError(f"{where}: 'score' must be a number")
+        if (kind == "bbox" or p.get("bbox")) and not _num_list(p.get("bbox"), 4):
+            raise FormatError(f"{where}: 'bbox' must be 4 numbers [x, y, w, h]")
+        if kind == "keypoints":
+            _check_kpts(p, where, cat_k[p["category_id"]], num_keypoints)
+
+
+def _check_ids(gt: Mapping, src: str, allow_duplicate_ids: bool) -> None:
+    if allow_duplicate_ids:
+        return
+    seen: dict[int, int] = {}
+    for i, a in enumerate(gt["annotations"]):
+        if a["id"] in seen:
+            raise FormatError(
+                f"{src}: annotations[{i}]: duplicate annotation id {a['id']} (first at annotations[{seen[a['id']]}])"
+            )
+        seen[a["id"]] = i
+
+
+# ------------------------------------------------------------------------------------------------ backend
+
+
+def _copy_gt(gt: Mapping, renumber_zero_id: bool) -> dict:
+    """Shallow copies (the backend adds keys such as ``ignore`` to annotation dicts)."""
+    anns = [dict(a) for a in gt["annotations"]]
+    if renumber_zero_id and any(a["id"] == 0 for a in anns):
+        for i, a in enumerate(anns):
+            a["id"] = i + 1
+    return {
+        "images": [dict(im) for im in gt["images"]],
+        "annotations": anns,
+        "categories": [dict(c) for c in gt["categories"]],
+    }
+
+
+def _copy_preds(preds: Sequence[Mapping]) -> list[dict]:
+    """Shallow copies; scores become dense ranks when any is NaN/inf (order and ties kept, see module doc)."""
+    out = [dict(p) for p in preds]
+    scores = np.array([float(p["score"]) for p in out], dtype=np.float64)
+    if len(scores) and not np.isfinite(scores).all():
+        key = -scores  # pycocotools sorts -score ascending, NaN last
+        uniq = np.unique(key[~np.isnan(key)])
+        rank = np.where(np.isnan(key), len(uniq), np.searchsorted(uniq, np.nan_to_num(key, nan=0.0)))
+        for p, r in zip(out, rank, strict=True):
+            p["score"] = -float(r)
+    return out
+
+
+def _accumulate(states: Sequence[tuple], p: Any) -> dict:
+    """pycocotools ``COCOeval.accumulate`` (cocoeval.py) in numpy, from faster_coco_eval's per-image results.
+
+    faster_coco_eval's C++ accumulate computes the precision of a run of exactly one TP and no FP as ``1.0``,
+    where pycocotools computes ``1 / (1 + eps) = 0.9999999999999998``; redoing the accumulation here with the very
+    same float operations restores bit-identity. ``states`` are ``ImageEvaluation.__getstate__()`` tuples
+    (dt matches ``T x D``, gt matches, dt scores, gt ignore, dt ignore ``T x D``, pairs), ordered category, area,
+    image, as ``evalImgs`` in pycocotools. GT id 0 counts as unmatched there too (metrics.md 1.6).
+    """
+    cat_ids = p.catIds if p.useCats else [-1]
+    n_t, n_r, n_k, n_a, n_m = len(p.iouThrs), len(p.recThrs), len(cat_ids), len(p.areaRng), len(p.maxDets)
+    n_i = len(p.imgIds)
+    precision = -np.ones((n_t, n_r, n_k, n_a, n_m))
+    recall = -np.ones((n_t, n_k, n_a, n_m))
+    scores_out = -np.ones((n_t, n_r, n_k, n_a, n_m))
+    rec_thrs = np.asarray(p.recThrs)
+    for k in range(n_k):
+        for a in range(n_a):
+            block = states[(k * n_a + a) * n_i : (k * n_a + a + 1) * n_i]
+            if not block:
+                continue
+            scores = np.concatenate([np.asarray(st[2], dtype=np.float64) for st in block])
+            pos = np.concatenate([np.arange(len(st[2])) for st in block])
+            dtm = np.concatenate([np.asarray(st[0], dtype=np.float64).reshape(n_t, len(st[2])) for st in block], 1)
+            dtig = np.concatenate([np.asarray(st[4], dtype=bool).reshape(n_t, len(st[2])) for st in block], 1)
+            npig = int(sum(np.count_nonzero(~np.asarray(st[3], dtype=bool)) for st in block))
+            if npig == 0:
+                continue
+            for m, max_det in enumerate(p.maxDets):
+                keep = pos < max_det
+                sc = scores[keep]
+                inds = np.argsort(-sc, kind="mergesort")
+                m_dtm, m_ig = dtm[:, keep][:, inds], dtig[:, keep][:, inds]
+                tps = np.logical_and(m_dtm, np.logical_not(m_ig))
+                fps = np.logical_and(np.logical_not(m_dtm), np.logical_not(m_ig))
+                tp_sum = np.cumsum(tps, axis=1).astype(dtype=float)
+                fp_sum = np.cumsum(fps, axis=1).astype(dtype=float)
+                nd = tp_sum.shape[1]
+                rc = tp_sum / npig
+                pr = tp_sum / (fp_sum + tp_sum + np.spacing(1))
+                recall[:, k, a, m] = rc[:, -1] if nd else 0
+                if nd:
+                    pr = np.maximum.accumulate(pr[:, ::-1], axis=1)[:, ::-1]
+                sc_sorted = sc[inds]
+                for t in range(n_t):
+                    q = np.zeros(n_r)
+                    ss = np.zeros(n_r)
+                    pi = np.searchsorted(rc[t], rec_thrs, side="left")
+                    ok = pi < nd
+                    q[ok] = pr[t, pi[ok]]
+                    ss[ok] = sc_sorted[pi[ok]]
+                    precision[t, :, k, a, m] = q
+                    scores_out[t, :, k, a, m] = ss
+    return {
+        "params": p,
+        "counts": [n_t, n_r, n_k, n_a, n_m],
+        "precision": precision,
+        "recall": recall,
+        "scores": scores_out,
+    }
+
+
+def run_cocoeval(
+    gt: dict,
+    preds: list[dict],
+    iou_type: str,
+    *,
+    sigmas: np.ndarray | None = None,
+    use_area: bool = True,
+) -> Any:
+    """Run faster_coco_eval ``evaluate`` + our pycocotools ``accumulate`` + ``summarize`` on checked copies."""
+    from faster_coco_eval import COCO, COCOeval_faster
+
+    class _Eval(COCOeval_faster):
+        def accumulate(self, p: Any = None) -> None:
+            self.eval = _accumulate([e.__getstate__() for e in self._evalImgs_cpp], self._paramsEval)
+
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        cgt = COCO(gt)
+        cdt = cgt.loadRes(preds)
+        ev = _Eval(
+            cgt,
+            cdt,
+            iou_type,
+            print_function=lambda *a, **k: None,
+            kpt_oks_sigmas=None if sigmas is None else list(sigmas),
+            use_area=use_area,
+            separate_eval=True,
+        )
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    return ev
+
+
+def _counts(gt: Mapping, preds: Sequence, kind: str) -> dict[str, int]:
+    ign = 0
+    for a in gt["annotations"]:
+        ign += bool(a.get("iscrowd", 0)) or (kind == "keypoints" and a.get("num_keypoints", 0) == 0)
+    return {
+        "num_images": len(gt["images"]),
+        "num_gt": len(gt["annotations"]),
+        "num_ignored_gt": int(ign),
+        "num_predictions": len(preds),
+    }
+
+
+def _stats(ev: Any, n: int) -> list[float]:
+    return [float(v) for v in np.asarray(ev.stats, dtype=np.float64)[:n]]
+
+
+# ------------------------------------------------------------------------------------------------ public API
+
+
+def evaluate_coco_keypoints(
+    gt: GtSource,
+    preds: PredSource,
+    *,
+    sigmas: Sequence[float] | None = None,
+    renumber_zero_id: bool = False,
+    allow_duplicate_ids: bool = False,
+) -> CocoKeypointResult:
+    """COCO OKS keypoint AP/AR (pycocotools ``iouType="keypoints"``; metrics.md section 1).
+
+    ``gt``: COCO GT dict or JSON path; ``preds``: COCO results list or JSON path. ``sigmas`` default to COCO-17
+    (pycocotools' own array); other sigmas are converted with :func:`pycocotools_sigmas`.
+    """
+    gt, gsrc = _source(gt, "<gt>")
+    preds, psrc = _source(preds, "<predictions>")
+    sig = None if sigmas is None else pycocotools_sigmas(sigmas)
+    k = 17 if sig is None else len(sig)
+    _check_gt(gt, gsrc, kind="keypoints", num_keypoints=k)
+    _check_ids(gt, gsrc, allow_duplicate_ids)
+    _check_preds(preds, psrc, gt, kind="keypoints", num_keypoints=k)
+    ev = run_cocoeval(_copy_gt(gt, renumber_zero_id), _copy_preds(preds), "keypoints", sigmas=sig)
+    return CocoKeypointResult(*_stats(ev, 10), **_counts(gt, preds, "keypoints"))
+
+
+def evaluate_coco_box(
+    gt: GtSource,
+    dets: PredSource,
+    *,
+    renumber_zero_id: bool = False,
+    allow_duplicate_ids: bool = False,
+) -> CocoBoxResult:
+    """COCO box AP/AR (pycocotools ``iouType="bbox"``), e.g. person detection; same conventions as keypoints."""
+    gt, gsrc = _source(gt, "<gt>")
+    dets, psrc = _source(dets, "<predictions>")
+    _check_gt(gt, gsrc, kind="bbox", num_keypoints=None)
+    _check_ids(gt, gsrc, allow_duplicate_ids)
+    _check_preds(dets, psrc, gt, kind="bbox", num_keypoints=None)
+    ev = run_cocoeval(_copy_gt(gt, renumber_zero_id), _copy_preds(dets), "bbox")
+    return CocoBoxResult(*_stats(ev, 12), **_counts(gt, dets, "bbox"))
+
+
+def split_vis_invis(gt: Mapping[str, Any], split: Literal["keypoints", "instances"] = "keypoints") -> tuple[dict, dict]:
+    """The (val-vis, val-invis) GT dicts of paper 001 under the chosen reading (module docstring)."""
+    if split not in ("keypoints", "instances"):
+        raise ValueError(f"split must be 'keypoints' or 'instances', got {split!r}")
+    out = []
+    for keep in (2, 1):
+        anns = []
+        for a in gt["annotations"]:
+            a = dict(a)
+            kp = np.asarray(a["keypoints"], dtype=np.float64).reshape(-1, 3)
+            v = kp[:, 2]
+            if split == "keypoints":
+                kp[v != keep] = 0.0
+                a["keypoints"] = kp.ravel().tolist()
+                a["num_keypoints"] = int(np.count_nonzero(kp[:, 2] > 0))
+            else:
+                labeled = v > 0
+                member = labeled.any() and (bool(np.all(v[labeled] == 2)) if keep == 2 else bool(np.any(v == 1)))
+                if not member:
+                    a["num_keypoints"] = 0
+            anns.append(a)
+        out.append({**gt, "annotations": anns})
+    return out[0], out[1]
+
+
+def evaluate_coco_vis_invis(
+    gt: GtSource,
+    preds: PredSource,
+    *,
+    split: Literal["keypoints", "instances"] = "keypoints",
+    sigmas: Sequence[float] | None = None,
+    renumber_zero_id: bool = False,
+    allow_duplicate_ids: bool = False,
+) -> CocoVisInvisResult:
+    """AP-vis and AP-invis of paper 001 (Table 1): COCO keypoint AP on the val-vis / val-invis GT subsets."""
+    gt, gsrc = _source(gt, "<gt>")
+    preds, psrc = _source(preds, "<predictions>")
+    k = 17 if sigmas is None else len(sigmas)
+    _check_gt(gt, gsrc, kind="keypoints", num_keypoints=k)
+    _check_ids(gt, gsrc, allow_duplicate_ids)
+    _check_preds(preds, psrc, gt, kind="keypoints", num_keypoints=k)
+    vis, invis = split_vis_invis(gt, split)
+    kw = {"sigmas": sigmas, "renumber_zero_id": renumber_zero_id, "allow_duplicate_ids": allow_duplicate_ids}
+    rv = evaluate_coco_keypoints(vis, preds, **kw)
+    ri = evaluate_coco_keypoints(invis, preds, **kw)
+    return CocoVisInvisResult(AP_vis=rv.AP, AP_invis=ri.AP, split=split, vis=rv, invis=ri)
+
+
+# ------------------------------------------------------------------------------------------------ CLI
+
+
+def _fmt(v: float) -> str:
+    from crowdbench.bench.metrics.cli import _pct
+
+    return "n/a (no GT)" if v == -1 else _pct(v)
+
+
+def print_stats(title: str, result: Any, names: Sequence[str]) -> None:
+    """Human-readable block: title line, then one line per stat (shared by the pose metric commands)."""
+    print(title)
+    for n in names:
+        print(f"  {n:<8} {_fmt(getattr(result, n))}")
+
+
+def run_command(fn: Any, args: argparse.Namespace) -> int:
+    """Call ``fn()``; print its result as JSON or text; bad input → ``error: ...`` on stderr and return 2."""
+    try:
+        for path in (args.gt, args.pred):
+            if not Path(path).is_file():
+                raise FileNotFoundError(f"{path}: no such file")
+        fn()
+    except (FormatError, OSError, ValueError) as exc:
+        print("error: " + " ".join(str(exc).split()), file=sys.stderr)
+        return 2
+    return 0
+
+
+def _cmd_keypoints(args: argparse.Namespace) -> int:
+    def go() -> None:
+        kw = {"renumber_zero_id": args.renumber_zero_id, "allow_duplicate_ids": args.allow_duplicate_ids}
+        if args.vis_invis:
+            res: Any = evaluate_coco_vis_invis(args.gt, args.pred, split=args.vis_invis, **kw)
+            if args.json:
+                print(json.dumps(res.to_dict(), indent=2))
+                return
+            print(f"COCO keypoints AP-vis / AP-invis ({args.gt.name} vs {args.pred.name}, split={res.split})")
+            print(f"  {'AP-vis':<8} {_fmt(res.AP_vis)}")
+            print(f"  {'AP-invis':<8} {_fmt(res.AP_invis)}")
+            return
+        res = evaluate_coco_keypoints(args.gt, args.pred, **kw)
+        if args.json:
+            print(json.dumps(res.to_dict(), indent=2))
+            return
+        print_stats(
+            f"COCO keypoints ({args.gt.name} vs {args.pred.name}): {res.num_images} images, {res.num_gt} GT "
+            f"({res.num_ignored_gt} ignored), {res.num_predictions} predictions",
+            res,
+            KEYPOINT_STAT_NAMES,
+        )
+
+    return run_command(go, args)
+
+
+def _cmd_box(args: argparse.Namespace) -> int:
+    def go() -> None:
+        res = evaluate_coco_box(
+            args.gt, args.pred, renumber_zero_id=args.renumber_zero_id, allow_duplicate_ids=args.allow_duplicate_ids
+        )
+        if args.json:
+            print(json.dumps(res.to_dict(), indent=2))
+            return
+        print_stats(
+            f"COCO box ({args.gt.name} vs {args.pred.name}): {res.num_images} images, {res.num_gt} GT "
+            f"({res.num_ignored_gt} crowd), {res.num_predictions} detections",
+            res,
+            BOX_STAT_NAMES,
+        )
+
+    return run_command(go, args)
+
+
+def add_io_arguments(p: argparse.ArgumentParser) -> None:
+    """``--gt``, ``--pred``, ``--json`` (shared by the pose metric commands)."""
+    p.add_argument("--gt", type=Path, required=True, metavar="FILE.json", help="ground truth, COCO JSON")
+    p.add_argument("--pred", type=Path, required=True, metavar="FILE.json", help="predictions, COCO results list")
+    p.add_argument("--json", action="store_true", help="print the full result as JSON")
+
+
+def _add_id_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--renumber-zero-id", action="store_true", help="renumber GT ids 1..N if one is 0 (else pycocotools' bug)"
+    )
+    p.add_argument(
+        "--allow-duplicate-ids", action="store_true", help="accept duplicate GT ids as pycocotools does (else error)"
+    )
+
+
+def add_command(eval_subparsers: argparse._SubParsersAction) -> None:
+    """Register ``crowdbench eval coco-keypoints`` and ``crowdbench eval coco-box``."""
+    p = eval_subparsers.add_parser(
+        "coco-keypoints",
+        help="COCO keypoint AP/AR (OKS, pycocotools protocol); optionally AP-vis / AP-invis",
+        description="COCO keypoint AP/AR bit-identical to pycocotools (faster-coco-eval backend).",
+    )
+    add_io_arguments(p)
+    _add_id_options(p)
+    p.add_argument(
+        "--vis-invis",
+        choices=("keypoints", "instances"),
+        help="report AP-vis / AP-invis (paper 001) with this reading of the split",
+    )
+    p.set_defaults(func=_cmd_keypoints)
+    p = eval_subparsers.add_parser(
+        "coco-box",
+        help="COCO box AP/AR (pycocotools protocol), e.g. person detection",
+        description="COCO bbox AP/AR bit-identical to pycocotools (faster-coco-eval backend).",
+    )
+    add_io_arguments(p)
+    _add_id_options(p)
+    p.set_defaults(func=_cmd_box)

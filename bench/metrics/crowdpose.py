@@ -1,0 +1,159 @@
+"""CrowdPose keypoint AP/AR and AP(easy/medium/hard) with the official CrowdPose API semantics.
+
+References (``shared/reference/metrics.md`` section 2): the official evaluator
+``Jeff-sjtu/CrowdPose: crowdpose-api/PythonAPI/crowdposetools/cocoeval.py`` and ``jin-s13/xtcocoapi`` (what MMPose
+uses). Backend: ``faster_coco_eval`` ``iouType="keypoints_crowd"``, ``use_area=False``, verified identical to the
+official API (metrics.md 2.5). Protocol:
+
+* 14 joints, sigmas ``[.79, .79, .72, .72, .62, .62, 1.07, 1.07, .87, .87, .89, .89, .79, .79] / 10``;
+* OKS scale ``0.53 * w * h`` of the GT box (CrowdPose GT has no ``area``); ignore = ``iscrowd or num_keypoints == 0``
+  (the file's ``num_keypoints`` field, which counts the 12 limb joints only); ``maxDets = 20``;
+* easy / medium / hard from each image's ``crowdIndex`` in the GT: ``< 0.2``, ``[0.2, 0.8)``, ``>= 0.8`` (the
+  thresholds the official ``summarize`` passes); each split is re-evaluated and reported as
+  ``round(mean(precision[..., area=all, :]), 4)`` including -1 entries; an empty split gives -1.
+
+``drop_zero_score_predictions=True`` reproduces xtcocotools / MMPose, which drop predictions whose keypoint scores
+(every third value) are all ``<= 0`` before evaluating (metrics.md 2.4); the official API keeps them (default).
+xtcocotools also fixes the GT-id-0 bug (metrics.md 1.6); use ``renumber_zero_id=True`` for that part.
+Scores, duplicate ids and input checks follow :mod:`crowdbench.bench.metrics.coco_keypoints`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from crowdbench.bench.metrics.coco_keypoints import (
+    GtSource,
+    PredSource,
+    _check_gt,
+    _check_ids,
+    _check_preds,
+    _copy_gt,
+    _copy_preds,
+    _counts,
+    _is_num,
+    _source,
+    add_io_arguments,
+    print_stats,
+    pycocotools_sigmas,
+    run_cocoeval,
+    run_command,
+)
+from crowdbench.datasets.formats.errors import FormatError
+from crowdbench.datasets.keypoints import CROWDPOSE_14
+
+__all__ = ["CROWDPOSE_STAT_NAMES", "CrowdPoseResult", "add_command", "drop_zero_score", "evaluate_crowdpose"]
+
+CROWDPOSE_STAT_NAMES = ("AP", "AP50", "AP75", "AR", "AR50", "AR75", "AP_easy", "AP_medium", "AP_hard")
+
+
+@dataclass(frozen=True)
+class CrowdPoseResult:
+    """Official CrowdPose stats as fractions (easy/medium/hard rounded to 4 decimals as the API does; -1 = empty)."""
+
+    AP: float
+    AP50: float
+    AP75: float
+    AR: float
+    AR50: float
+    AR75: float
+    AP_easy: float
+    AP_medium: float
+    AP_hard: float
+    num_images: int = 0
+    num_gt: int = 0
+    num_ignored_gt: int = 0
+    num_predictions: int = 0
+    num_dropped_predictions: int = 0
+
+    @property
+    def stats(self) -> tuple[float, ...]:
+        """The 9 values in xtcocotools / faster-coco-eval order."""
+        return tuple(getattr(self, n) for n in CROWDPOSE_STAT_NAMES)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def drop_zero_score(preds: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """Predictions with at least one keypoint score ``> 0`` (xtcocotools' filter, metrics.md 2.4)."""
+    return [p for p in preds if any(s > 0 for s in list(p["keypoints"])[2::3])]
+
+
+def evaluate_crowdpose(
+    gt: GtSource,
+    preds: PredSource,
+    *,
+    drop_zero_score_predictions: bool = False,
+    renumber_zero_id: bool = False,
+    allow_duplicate_ids: bool = False,
+) -> CrowdPoseResult:
+    """CrowdPose AP/AR + AP(easy/medium/hard) as the official API computes them (module docstring).
+
+    ``gt``: CrowdPose GT dict or JSON path (every image needs ``crowdIndex``); ``preds``: COCO results list or path.
+    """
+    gt, gsrc = _source(gt, "<gt>")
+    preds, psrc = _source(preds, "<predictions>")
+    k = CROWDPOSE_14.num_keypoints
+    _check_gt(gt, gsrc, kind="keypoints", num_keypoints=k, need_area=False)
+    for i, im in enumerate(gt["images"]):
+        if not _is_num(im.get("crowdIndex")) or np.isnan(im["crowdIndex"]):
+            raise FormatError(f"{gsrc}: images[{i}]: needs a numeric 'crowdIndex'")
+    _check_ids(gt, gsrc, allow_duplicate_ids)
+    _check_preds(preds, psrc, gt, kind="keypoints", num_keypoints=k)
+    kept = drop_zero_score(preds) if drop_zero_score_predictions else list(preds)
+    g = _copy_gt(gt, renumber_zero_id)
+    for src_im, im in zip(gt["images"], g["images"], strict=True):
+        im["crowdIndex"] = float(src_im["crowdIndex"])
+    ev = run_cocoeval(
+        g, _copy_preds(kept), "keypoints_crowd", sigmas=pycocotools_sigmas(CROWDPOSE_14.sigmas), use_area=False
+    )
+    stats = [float(v) for v in np.asarray(ev.all_stats, dtype=np.float64)[:9]]
+    return CrowdPoseResult(*stats, **_counts(gt, preds, "keypoints"), num_dropped_predictions=len(preds) - len(kept))
+
+
+def _cmd(args: argparse.Namespace) -> int:
+    def go() -> None:
+        res = evaluate_crowdpose(
+            args.gt,
+            args.pred,
+            drop_zero_score_predictions=args.drop_zero_score_predictions,
+            renumber_zero_id=args.renumber_zero_id,
+            allow_duplicate_ids=args.allow_duplicate_ids,
+        )
+        if args.json:
+            print(json.dumps(res.to_dict(), indent=2))
+            return
+        print_stats(
+            f"CrowdPose ({args.gt.name} vs {args.pred.name}): {res.num_images} images, {res.num_gt} GT "
+            f"({res.num_ignored_gt} ignored), {res.num_predictions} predictions"
+            + (f" ({res.num_dropped_predictions} dropped)" if args.drop_zero_score_predictions else ""),
+            res,
+            CROWDPOSE_STAT_NAMES,
+        )
+
+    return run_command(go, args)
+
+
+def add_command(eval_subparsers: argparse._SubParsersAction) -> None:
+    """Register ``crowdbench eval crowdpose``."""
+    p = eval_subparsers.add_parser(
+        "crowdpose",
+        help="CrowdPose AP/AR + easy/medium/hard (official CrowdPose API protocol)",
+        description="CrowdPose keypoint AP as the official crowdposetools evaluator computes it.",
+    )
+    add_io_arguments(p)
+    p.add_argument(
+        "--drop-zero-score-predictions",
+        action="store_true",
+        help="drop predictions whose keypoint scores are all <= 0 (xtcocotools / MMPose behaviour)",
+    )
+    p.add_argument("--renumber-zero-id", action="store_true", help="renumber GT ids 1..N if one is 0")
+    p.add_argument("--allow-duplicate-ids", action="store_true", help="accept duplicate GT ids as pycocotools does")
+    p.set_defaults(func=_cmd)

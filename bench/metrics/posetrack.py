@@ -1,0 +1,952 @@
+"""PoseTrack 2017/2018 multi-person pose metrics (per-joint AP with PCKh@0.5, per-joint MOTA) as ``poseval`` does.
+
+Reference: ``leonid-pishchulin/poseval`` (BSD-2) at commit ``4258a157``: ``poseval/eval_helpers.py``
+(``load_data_dir``, ``cleanupData``, ``removeIgnoredPoints``, ``assignGTmulti``, ``computeRPC``, ``VOCap``,
+``getCum``), ``evaluateAP.computeMetrics``, ``evaluateTracking.computeMetrics``, ``convert.py`` (PT18 -> PT17) and
+motmetrics 1.4 ``MOTAccumulator.update``; summary in metrics.md section 5. Re-implemented, not copied.
+
+Pipeline, in poseval's order: per video file, GT and prediction frames are paired by index; frames whose GT has no
+person are dropped; persons without ``annopoints`` are dropped; in frames with GT ignore regions, GT and predicted
+points strictly inside a polygon are removed and persons left without points dropped. Per frame, poses are assigned
+by PCKh (distance / (0.6 x head-box diagonal) <= 0.5): every prediction keeps its best GT (first argmax), every GT
+takes the prediction with the highest remaining PCKh (0 -> none). AP per joint: every predicted joint is a sample
+(label 1 iff its pose is assigned and the joint matches), sorted with ``np.argsort`` reversed as poseval does (ties
+keep numpy's order), VOC all-point AP x 100; Total = mean of the 15 joint APs.
+
+Tracking: one accumulator per joint per sequence with motmetrics 1.4 semantics (continue previous matches, then a
+min-cost maximum-cardinality assignment); the poseval quirks are named options of
+:func:`evaluate_posetrack_tracking` (``skip_last_frame``, ``empty_frame_dummy``, ``motp_all_events``).
+
+Known differences: point-in-polygon is our own strict-interior test (shapely ``Polygon.contains`` for valid
+polygons; polygons with fewer than 3 vertices contain nothing where shapely raises); sequences are processed in
+sorted file-name order (poseval uses ``glob`` order, which only matters for tied scores and the dummy-id quirk);
+the tracking assignment uses scipy's solver (motmetrics picks ``lap`` when installed): identical unless two
+assignments tie exactly; joint distances are ``sqrt(dx*dx + dy*dy)`` (poseval: ``np.linalg.norm`` of the 2-vector,
+which may differ in the last bit); MOTP sums distances in another order than pandas (last-bit differences); a
+PT18 file spanning several video folders is read whole (poseval's converter keeps only the first video).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from crowdbench.datasets.formats.errors import FormatError
+
+__all__ = [
+    "JOINT_NAMES",
+    "PT18_KEYPOINT_NAMES",
+    "PoseTrackAPResult",
+    "PoseTrackFrame",
+    "PoseTrackMOTResult",
+    "PoseTrackPerson",
+    "PoseTrackPoint",
+    "PoseTrackResult",
+    "PoseTrackVideo",
+    "add_command",
+    "cmd_eval_posetrack",
+    "evaluate_posetrack",
+    "evaluate_posetrack_ap",
+    "evaluate_posetrack_tracking",
+    "read_posetrack",
+    "read_posetrack17",
+    "read_posetrack18",
+    "read_posetrack_dir",
+]
+
+#: poseval's 15 joint ids (``eval_helpers.Joint``); ``head_bottom`` is poseval's ``neck``.
+JOINT_NAMES: tuple[str, ...] = (
+    "right_ankle",
+    "right_knee",
+    "right_hip",
+    "left_hip",
+    "left_knee",
+    "left_ankle",
+    "right_wrist",
+    "right_elbow",
+    "right_shoulder",
+    "left_shoulder",
+    "left_elbow",
+    "left_wrist",
+    "head_bottom",
+    "nose",
+    "head_top",
+)
+N_JOINTS = len(JOINT_NAMES)
+#: PoseTrack18 keypoint order (``convert.POSETRACK18_LM_NAMES_COCO_ORDER``); the ears are unused.
+PT18_KEYPOINT_NAMES: tuple[str, ...] = (
+    "nose",
+    "head_bottom",
+    "head_top",
+    "left_ear",
+    "right_ear",
+    "left_shoulder",
+    "right_shoulder",
+    "left_elbow",
+    "right_elbow",
+    "left_wrist",
+    "right_wrist",
+    "left_hip",
+    "right_hip",
+    "left_knee",
+    "right_knee",
+    "left_ankle",
+    "right_ankle",
+)
+#: printed columns (``eval_helpers.getCum``): joint ids averaged per column
+GROUPS: dict[str, tuple[int, ...]] = {
+    "Head": (14, 12, 13),
+    "Shou": (8, 9),
+    "Elb": (7, 10),
+    "Wri": (6, 11),
+    "Hip": (2, 3),
+    "Knee": (1, 4),
+    "Ankl": (0, 5),
+}
+DIST_THRESHOLD = 0.5
+MIN_SCORE = -9999.0  # eval_helpers.MIN_SCORE: score of a predicted joint without one
+MAX_TRACK_ID = 10000  # eval_helpers.MAX_TRACK_ID: track ids are offset by video index x this
+
+
+# ------------------------------------------------------------------------------------------------------ data model
+
+
+@dataclass(frozen=True)
+class PoseTrackPoint:
+    """One annotated / predicted joint: poseval joint id (0..14; others are kept but never evaluated)."""
+
+    id: int
+    x: float
+    y: float
+    score: float | None = None
+
+
+@dataclass
+class PoseTrackPerson:
+    """One ``annorect``. ``head_box`` is (x1, y1, x2, y2); ``has_annopoints`` is poseval's ``rectHasPoints``."""
+
+    track_id: int | None
+    points: list[PoseTrackPoint]
+    head_box: tuple[float, float, float, float] | None = None
+    has_annopoints: bool = True
+    ref: str = ""  # "file: record", for error messages
+
+
+@dataclass
+class PoseTrackFrame:
+    """One frame (``annolist`` entry); ``ignore_regions`` are polygons as ``K x 2`` arrays."""
+
+    name: str
+    persons: list[PoseTrackPerson]
+    ignore_regions: list[np.ndarray] = field(default_factory=list)
+
+
+@dataclass
+class PoseTrackVideo:
+    """One per-video file; ``name`` is the file name (GT and predictions are paired by it)."""
+
+    name: str
+    frames: list[PoseTrackFrame]
+
+
+# --------------------------------------------------------------------------------------------------------- readers
+
+
+def _num(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise FormatError(f"{where}: expected a finite number, got {value!r}")
+    return float(value)
+
+
+def _int(value: Any, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise FormatError(f"{where}: expected an integer, got {value!r}")
+    return value
+
+
+def _one(rec: Mapping, key: str, where: str) -> Any:
+    """PT17 wraps scalars in one-element lists (``{"x": [3.0]}``)."""
+    if key not in rec:
+        raise FormatError(f"{where}: missing '{key}'")
+    value = rec[key]
+    if not isinstance(value, list) or len(value) != 1:
+        raise FormatError(f"{where}: '{key}' must be a one-element list, got {value!r}")
+    return value[0]
+
+
+def _load_json(path: Path) -> Any:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except json.JSONDecodeError as exc:
+        raise FormatError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg} at column {exc.colno})") from None
+    except UnicodeDecodeError as exc:
+        raise FormatError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+
+
+def _polygons(xs: Any, ys: Any, where: str) -> list[np.ndarray]:
+    if not isinstance(xs, list) or not isinstance(ys, list) or len(xs) != len(ys):
+        raise FormatError(f"{where}: ignore_regions_x / ignore_regions_y must be lists of equal length")
+    out = []
+    for k, (px, py) in enumerate(zip(xs, ys, strict=True)):
+        if not isinstance(px, list) or not isinstance(py, list) or len(px) != len(py):
+            raise FormatError(f"{where}: ignore region {k}: x and y must be lists of equal length")
+        rw = f"{where}: ignore region {k}"
+        pts = [(_num(a, rw), _num(b, rw)) for a, b in zip(px, py, strict=True)]
+        out.append(np.array(pts, dtype=np.float64).reshape(-1, 2))
+    return out
+
+
+def read_posetrack18(path: str | os.PathLike, data: Any = None) -> PoseTrackVideo:
+    """Read one PoseTrack18 per-video file (``images``, ``annotations``, ``categories``) as poseval sees it.
+
+    Mirrors ``convert.Video.from_new`` / ``Person.to_old``: keypoints are mapped by the category's keypoint names
+    (15 or 17 of them, all 15 poseval names present); a keypoint with ``x == y == 0`` and visibility 0 is absent;
+    ``scores`` (empty = none) give the joint scores; ``bbox_head`` [x, y, w, h] is the head box. Frames keep the
+    order of ``images``, persons the order of ``annotations``. Raises :class:`FormatError` naming file and record.
+    """
+    path = Path(path)
+    if data is None:
+        data = _load_json(path)
+    if not isinstance(data, dict):
+        raise FormatError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    for key in ("images", "annotations", "categories"):
+        if not isinstance(data.get(key), list):
+            raise FormatError(f"{path}: missing list '{key}'")
+    cats = data["categories"]
+    if len(cats) != 1 or not isinstance(cats[0], dict) or cats[0].get("name") != "person":
+        raise FormatError(f"{path}: categories: expected exactly one category named 'person'")
+    names = cats[0].get("keypoints")
+    if not isinstance(names, list) or len(names) not in (15, 17):
+        raise FormatError(f"{path}: categories[0]: 'keypoints' must list 15 or 17 names")
+    table = [JOINT_NAMES.index(n) if n in JOINT_NAMES else None for n in names]
+    missing = [n for j, n in enumerate(JOINT_NAMES) if j not in table]
+    if missing:
+        raise FormatError(f"{path}: categories[0]: keypoint {missing[0]!r} not found")
+    n_kp = len(names)
+
+    frames: list[PoseTrackFrame] = []
+    by_image: dict[Any, PoseTrackFrame] = {}
+    for k, img in enumerate(data["images"]):
+        where = f"{path}: images[{k}]"
+        if not isinstance(img, dict) or "id" not in img or not isinstance(img.get("file_name"), str):
+            raise FormatError(f"{where}: needs 'id' and a string 'file_name'")
+        if img["id"] in by_image:
+            raise FormatError(f"{where}: duplicate image id {img['id']!r}")
+        regions: list[np.ndarray] = []
+        if "ignore_regions_x" in img and "ignore_regions_y" in img:
+            regions = _polygons(img["ignore_regions_x"], img["ignore_regions_y"], where)
+        frame = PoseTrackFrame(name=img["file_name"], persons=[], ignore_regions=regions)
+        by_image[img["id"]] = frame
+        frames.append(frame)
+
+    for k, ann in enumerate(data["annotations"]):
+        where = f"{path}: annotations[{k}]"
+        if not isinstance(ann, dict):
+            raise FormatError(f"{where}: expected an object")
+        for key in ("image_id", "keypoints", "track_id"):
+            if key not in ann:
+                raise FormatError(f"{where}: missing '{key}'")
+        if ann["image_id"] not in by_image:
+            raise FormatError(f"{where}: image_id {ann['image_id']!r} not in images")
+        kps = ann["keypoints"]
+        if not isinstance(kps, list) or len(kps) != 3 * n_kp:
+            raise FormatError(f"{where}: 'keypoints' must have {3 * n_kp} numbers")
+        kps = [_num(v, f"{where}: keypoints") for v in kps]
+        scores = ann.get("scores") or []
+        if not isinstance(scores, list) or len(scores) not in (0, n_kp):
+            raise FormatError(f"{where}: 'scores' must be empty or have {n_kp} numbers")
+        scores = [_num(v, f"{where}: scores") for v in scores]
+        head = None
+        if "bbox_head" in ann:
+            hb = ann["bbox_head"]
+            if not isinstance(hb, list) or len(hb) != 4:
+                raise FormatError(f"{where}: 'bbox_head' must be [x, y, w, h]")
+            x, y, w, h = (_num(v, f"{where}: bbox_head") for v in hb)
+            head = (x, y, x + w, y + h)
+        points = []
+        for slot, jid in enumerate(table):
+            if jid is None:
+                continue
+            x, y, vis = kps[3 * slot : 3 * slot + 3]
+            if x == 0 and y == 0 and vis == 0:
+                continue
+            points.append(PoseTrackPoint(jid, x, y, scores[slot] if scores else None))
+        track = _int(ann["track_id"], f"{where}: track_id")
+        by_image[ann["image_id"]].persons.append(PoseTrackPerson(track, points, head, True, where))
+    return PoseTrackVideo(name=path.name, frames=frames)
+
+
+def read_posetrack17(path: str | os.PathLike, data: Any = None) -> PoseTrackVideo:
+    """Read one PoseTrack17 ``annolist`` file (GT or predictions) as ``eval_helpers.load_data_dir`` uses it.
+
+    Each entry needs ``image: [{name}]`` and ``annorect``; a rect has optional ``track_id: [int]``, head box
+    ``x1 y1 x2 y2`` (one-element lists) and ``annopoints: [{point: [{id, x, y[, score, is_visible]}]}]``.
+    ``ignore_regions: [{point: [{x, y}]}]``. Raises :class:`FormatError` naming file and record.
+    """
+    path = Path(path)
+    if data is None:
+        data = _load_json(path)
+    if not isinstance(data, dict) or not isinstance(data.get("annolist"), list):
+        raise FormatError(f"{path}: expected an object with an 'annolist' list")
+    frames = []
+    for f, entry in enumerate(data["annolist"]):
+        where = f"{path}: annolist[{f}]"
+        if not isinstance(entry, dict):
+            raise FormatError(f"{where}: expected an object")
+        img = entry.get("image")
+        if not isinstance(img, list) or len(img) != 1 or not isinstance(img[0], dict) or "name" not in img[0]:
+            raise FormatError(f"{where}: 'image' must be [{{'name': ...}}]")
+        if not isinstance(entry.get("annorect"), list):
+            raise FormatError(f"{where}: missing list 'annorect'")
+        regions = []
+        for k, reg in enumerate(entry.get("ignore_regions") or []):
+            pts = reg.get("point") if isinstance(reg, dict) else None
+            if not isinstance(pts, list):
+                raise FormatError(f"{where}: ignore_regions[{k}]: missing list 'point'")
+            xy = []
+            for q, pt in enumerate(pts):
+                qw = f"{where}: ignore_regions[{k}].point[{q}]"
+                if not isinstance(pt, dict) or "x" not in pt or "y" not in pt:
+                    raise FormatError(f"{qw}: expected an object with 'x' and 'y'")
+                xy.append((_num(_one(pt, "x", qw), qw), _num(_one(pt, "y", qw), qw)))
+            regions.append(np.array(xy, dtype=np.float64).reshape(-1, 2))
+        persons = []
+        for r, rect in enumerate(entry["annorect"]):
+            rw = f"{where}.annorect[{r}]"
+            if not isinstance(rect, dict):
+                raise FormatError(f"{rw}: expected an object")
+            try:
+                track = _int(_one(rect, "track_id", rw), f"{rw}: track_id") if "track_id" in rect else None
+                head = None
+                if all(k in rect for k in ("x1", "y1", "x2", "y2")):
+                    head = tuple(_num(_one(rect, k, rw), f"{rw}: {k}") for k in ("x1", "y1", "x2", "y2"))
+                ap = rect.get("annopoints")
+                has = isinstance(ap, list) and len(ap) > 0 and isinstance(ap[0], dict) and "point" in ap[0]
+                points = []
+                if has:
+                    if not isinstance(ap[0]["point"], list):
+                        raise FormatError(f"{rw}: annopoints[0]['point'] must be a list")
+                    for p, pt in enumerate(ap[0]["point"]):
+                        pw = f"{rw}.point[{p}]"
+                        if not isinstance(pt, dict):
+                            raise FormatError(f"{pw}: expected an object")
+                        score = _num(_one(pt, "score", pw), f"{pw}: score") if "score" in pt else None
+                        points.append(
+                            PoseTrackPoint(
+                                _int(_one(pt, "id", pw), f"{pw}: id"),
+                                _num(_one(pt, "x", pw), f"{pw}: x"),
+                                _num(_one(pt, "y", pw), f"{pw}: y"),
+                                score,
+                            )
+                        )
+            except KeyError as exc:
+                raise FormatError(f"{rw}: missing {exc}") from None
+            persons.append(PoseTrackPerson(track, points, head, has, rw))  # type: ignore[arg-type]
+        frames.append(PoseTrackFrame(name=str(img[0]["name"]), persons=persons, ignore_regions=regions))
+    return PoseTrackVideo(name=path.name, frames=frames)
+
+
+def read_posetrack(path: str | os.PathLike, fmt: str | None = None) -> PoseTrackVideo:
+    """Read a per-video file; ``fmt`` "2017" / "2018" or ``None`` to detect it as poseval does ("annolist" key)."""
+    path = Path(path)
+    data = _load_json(path)
+    if fmt is None:
+        fmt = "2017" if isinstance(data, dict) and "annolist" in data else "2018"
+    if fmt == "2017":
+        return read_posetrack17(path, data)
+    if fmt == "2018":
+        return read_posetrack18(path, data)
+    raise ValueError(f"unknown PoseTrack format {fmt!r} (use '2017' or '2018')")
+
+
+def read_posetrack_dir(directory: str | os.PathLike, fmt: str | None = None) -> dict[str, PoseTrackVideo]:
+    """All ``*.json`` files of a folder (poseval's ``--groundTruth`` / ``--predictions``), keyed by file name."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise FileNotFoundError(f"{directory}: no such directory")
+    files = sorted(p for p in directory.glob("*.json") if p.is_file())
+    return {p.name: read_posetrack(p, fmt) for p in files}
+
+
+# ------------------------------------------------------------------------------------------------ preprocessing
+
+
+def _polygon_contains(poly: np.ndarray, x: float, y: float) -> bool:
+    """Strict interior test (shapely ``Polygon.contains``): boundary points are not contained; even-odd rule."""
+    n = len(poly)
+    if n < 3:
+        return False
+    inside = False
+    for k in range(n):
+        x1, y1 = poly[k]
+        x2, y2 = poly[(k + 1) % n]
+        cross = (x2 - x1) * (y - y1) - (y2 - y1) * (x - x1)
+        if cross == 0 and min(x1, x2) <= x <= max(x1, x2) and min(y1, y2) <= y <= max(y1, y2):
+            return False  # on the boundary
+        if (y1 > y) != (y2 > y) and x < x1 + (y - y1) * (x2 - x1) / (y2 - y1):
+            inside = not inside
+    return inside
+
+
+def _drop_ignored(persons: list[PoseTrackPerson], regions: list[np.ndarray]) -> list[PoseTrackPerson]:
+    """``removeIgnoredPointsRects``: drop points inside any region, then persons without points."""
+    out = []
+    for p in persons:
+        pts = [q for q in p.points if not any(_polygon_contains(r, q.x, q.y) for r in regions)]
+        if pts:
+            out.append(PoseTrackPerson(p.track_id, pts, p.head_box, p.has_annopoints, p.ref))
+    return out
+
+
+@dataclass
+class _Frame:
+    seq: int
+    gt: list[PoseTrackPerson]
+    pr: list[PoseTrackPerson]
+
+
+def _as_list(videos: Mapping[str, PoseTrackVideo] | Iterable[PoseTrackVideo]) -> dict[str, PoseTrackVideo]:
+    if isinstance(videos, Mapping):
+        return dict(videos)
+    return {v.name: v for v in videos}
+
+
+def _prepare(gt_videos: Any, pr_videos: Any) -> tuple[list[_Frame], list[str]]:
+    """``load_data_dir`` + ``cleanupData`` + ``removeIgnoredPoints``: the evaluated frames, in order."""
+    gt_map, pr_map = _as_list(gt_videos), _as_list(pr_videos)
+    frames: list[_Frame] = []
+    names = sorted(gt_map)
+    for seq, name in enumerate(names):
+        gt = gt_map[name]
+        if name not in pr_map:
+            raise FileNotFoundError(f"prediction file {name} does not exist")
+        pr = pr_map[name]
+        if len(pr.frames) != len(gt.frames):
+            raise ValueError(f"{name}: # prediction frames {len(pr.frames)} <> # GT frames {len(gt.frames)}")
+        for fg, fp in zip(gt.frames, pr.frames, strict=True):
+            ids = [p.track_id for p in fp.persons if p.track_id is not None]
+            if len(ids) != len(set(ids)):
+                raise ValueError(f"{name}: non-unique track ids in prediction frame {fp.name}")
+            for p in (*fg.persons, *fp.persons):
+                if p.track_id is not None and p.track_id >= MAX_TRACK_ID:
+                    raise ValueError(f"{p.ref}: track_id {p.track_id} >= {MAX_TRACK_ID} (poseval's limit)")
+            if not fg.persons:
+                continue  # cleanupData: frames without GT persons are not evaluated
+            gts = [p for p in fg.persons if p.has_annopoints]
+            prs = [p for p in fp.persons if p.has_annopoints]
+            if fg.ignore_regions:
+                gts = _drop_ignored(gts, fg.ignore_regions)
+                prs = _drop_ignored(prs, fg.ignore_regions)
+            frames.append(_Frame(seq, gts, prs))
+    return frames, names
+
+
+def _joint_arrays(persons: list[PoseTrackPerson]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(P, 15, 2)`` coordinates, ``(P, 15)`` presence, ``(P, 15)`` scores; the first point of an id wins."""
+    xy = np.zeros((len(persons), N_JOINTS, 2))
+    has = np.zeros((len(persons), N_JOINTS), dtype=bool)
+    score = np.full((len(persons), N_JOINTS), np.nan)
+    for i, p in enumerate(persons):
+        for q in p.points:
+            if 0 <= q.id < N_JOINTS and not has[i, q.id]:
+                has[i, q.id] = True
+                xy[i, q.id] = (q.x, q.y)
+                score[i, q.id] = MIN_SCORE if q.score is None else q.score
+    return xy, has, score
+
+
+@dataclass
+class _Assigned:
+    """``assignGTmulti`` output for one frame."""
+
+    scores: list[np.ndarray]  # per joint: scores of the predicted joints
+    labels: list[np.ndarray]  # per joint: 1 iff pose assigned and joint matched
+    n_gt: np.ndarray  # (15,) annotated GT joints
+    mot: list[tuple[list[int], list[int], np.ndarray]]  # per joint: GT ids, predicted ids, distances (NaN = no)
+    dummy: bool  # frame without predictions or without GT (poseval's dummy MOT entry)
+
+
+def _assign(frame: _Frame, need_tracks: bool) -> _Assigned:
+    gxy, ghas, _ = _joint_arrays(frame.gt)
+    pxy, phas, pscore = _joint_arrays(frame.pr)
+    n_gt = ghas.sum(axis=0).astype(np.float64)
+    n_pr, n_g = len(frame.pr), len(frame.gt)
+    if n_pr == 0 or n_g == 0:
+        scores = [pscore[phas[:, j], j] for j in range(N_JOINTS)]
+        labels = [np.zeros(len(s), dtype=np.int8) for s in scores]
+        if n_g:  # GT but no predictions: nothing to rank
+            scores = [np.zeros(0) for _ in range(N_JOINTS)]
+            labels = [np.zeros(0, dtype=np.int8) for _ in range(N_JOINTS)]
+        return _Assigned(scores, labels, n_gt, [], True)
+    head = np.empty(n_g)
+    for g, p in enumerate(frame.gt):
+        if p.head_box is None:
+            raise FormatError(f"{p.ref}: GT person has no head box (needed for PCKh)")
+        x1, y1, x2, y2 = p.head_box
+        head[g] = 0.6 * np.linalg.norm(np.subtract([x2, y2], [x1, y1]))
+    d = pxy[:, None, :, :] - gxy[None, :, :, :]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        dist = np.sqrt(d[..., 0] * d[..., 0] + d[..., 1] * d[..., 1]) / head[None, :, None]
+    both = phas[:, None, :] & ghas[None, :, :]
+    dist = np.where(both, dist, np.inf)
+    match = dist <= DIST_THRESHOLD
+    n_gtp = ghas.sum(axis=1)
+    pck = match.sum(axis=2).astype(np.float64)
+    pck = np.where(n_gtp[None, :] > 0, pck / np.maximum(n_gtp, 1)[None, :], pck)
+    best = np.argmax(pck, axis=1)
+    keep = np.zeros_like(pck)
+    keep[np.arange(n_pr), best] = pck[np.arange(n_pr), best]
+    pr_to_gt = np.argmax(keep, axis=0)
+    pr_to_gt[np.max(keep, axis=0) == 0] = -1
+    gt_of_pr = np.full(n_pr, -1)
+    for g, p in enumerate(pr_to_gt):
+        if p >= 0:
+            gt_of_pr[p] = g
+    lab = np.zeros((n_pr, N_JOINTS), dtype=np.int8)
+    assigned = gt_of_pr >= 0
+    lab[assigned] = match[np.flatnonzero(assigned), gt_of_pr[assigned]]
+    scores = [pscore[phas[:, j], j] for j in range(N_JOINTS)]
+    labels = [lab[phas[:, j], j] for j in range(N_JOINTS)]
+    mot = []
+    if need_tracks:
+        for p in (*frame.gt, *frame.pr):
+            if p.track_id is None:
+                raise FormatError(f"{p.ref}: person has no track_id (needed for tracking)")
+        off = frame.seq * MAX_TRACK_ID
+        gid = np.array([p.track_id + off for p in frame.gt])
+        pid = np.array([p.track_id + off for p in frame.pr])
+        for j in range(N_JOINTS):
+            gi, pi = np.flatnonzero(ghas[:, j]), np.flatnonzero(phas[:, j])
+            sub = dist[np.ix_(pi, gi, [j])][..., 0].T
+            sub = np.where(match[np.ix_(pi, gi, [j])][..., 0].T, sub, np.nan)
+            mot.append((gid[gi].tolist(), pid[pi].tolist(), sub))
+    return _Assigned(scores, labels, n_gt, mot, False)
+
+
+# ------------------------------------------------------------------------------------------------------------ AP
+
+
+def _group(values: np.ndarray) -> dict[str, float]:
+    """``getCum``: printed columns (mean of left/right; Head = head_top, neck, nose)."""
+    return {k: float(values[list(ids)].reshape(-1, 1).mean()) for k, ids in GROUPS.items()}
+
+
+def _nanmean_like_poseval(values: np.ndarray) -> float:
+    idx = np.argwhere(~np.isnan(values))
+    return float(values[idx].mean()) if len(idx) else math.nan
+
+
+@dataclass(frozen=True)
+class PoseTrackAPResult:
+    """Per-joint AP / precision / recall in percent (``evaluateAP.computeMetrics``), joint order ``JOINT_NAMES``.
+
+    ``grouped`` holds the printed columns Head..Ankl; ``total`` the mean of the non-NaN joint APs.
+    """
+
+    ap: tuple[float, ...]
+    precision: tuple[float, ...]
+    recall: tuple[float, ...]
+    total: float
+    total_precision: float
+    total_recall: float
+    grouped: dict[str, float]
+    num_frames: int
+    num_gt_joints: tuple[int, ...]
+
+    def row(self) -> dict[str, float]:
+        """The 8 printed values (Head, Shou, Elb, Wri, Hip, Knee, Ankl, Total)."""
+        return {**self.grouped, "Total": self.total}
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        for key in ("ap", "precision", "recall", "num_gt_joints"):
+            d[key] = list(d[key])
+        d["joint_names"] = list(JOINT_NAMES)
+        return d
+
+
+def _ap_from_frames(assigned: Sequence[_Assigned]) -> PoseTrackAPResult:
+    ap = np.zeros(N_JOINTS)
+    pre = np.zeros(N_JOINTS)
+    rec = np.zeros(N_JOINTS)
+    n_gt = np.zeros(N_JOINTS)
+    for a in assigned:
+        n_gt += a.n_gt
+    for j in range(N_JOINTS):
+        scores = np.concatenate([np.zeros(0), *(a.scores[j] for a in assigned)]).astype(np.float64)
+        labels = np.concatenate([np.zeros(0, dtype=np.int8), *(a.labels[j] for a in assigned)])
+        if len(scores) == 0:
+            continue  # computeMetrics leaves 0 for a joint without predictions
+        order = np.array(scores).argsort()[::-1]  # computeRPC: default (unstable) argsort, reversed
+        tp = np.cumsum(labels[order] == 1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            recall = 1.0 * tp / n_gt[j]
+        precision = 1.0 * tp / np.arange(1, len(tp) + 1)
+        ap[j] = _voc_ap(recall, precision) * 100
+        pre[j] = precision[-1] * 100
+        rec[j] = recall[-1] * 100
+    return PoseTrackAPResult(
+        ap=tuple(float(v) for v in ap),
+        precision=tuple(float(v) for v in pre),
+        recall=tuple(float(v) for v in rec),
+        total=_nanmean_like_poseval(ap),
+        total_precision=_nanmean_like_poseval(pre),
+        total_recall=_nanmean_like_poseval(rec),
+        grouped=_group(ap),
+        num_frames=len(assigned),
+        num_gt_joints=tuple(int(v) for v in n_gt),
+    )
+
+
+def _voc_ap(rec: np.ndarray, prec: np.ndarray) -> float:
+    """``eval_helpers.VOCap``: monotone precision envelope, sum over recall changes (sentinels 0 and 1)."""
+    mpre = np.concatenate([[0.0], prec, [0.0]])
+    mrec = np.concatenate([[0.0], rec, [1.0]])
+    mpre = np.maximum.accumulate(mpre[::-1])[::-1]
+    i = np.flatnonzero(~np.equal(mrec[1:], mrec[:-1])) + 1
+    return float(np.sum(np.multiply(np.subtract(mrec[i], mrec[i - 1]), mpre[i])))
+
+
+def evaluate_posetrack_ap(gt_videos: Any, pr_videos: Any) -> PoseTrackAPResult:
+    """Per-joint AP with PCKh@0.5 (``evaluateAP.evaluateAP`` with ``bSaveSeq=False``).
+
+    ``gt_videos`` / ``pr_videos``: ``{file name: PoseTrackVideo}`` or iterables of videos (paired by name).
+    """
+    frames, _ = _prepare(gt_videos, pr_videos)
+    return _ap_from_frames([_assign(f, need_tracks=False) for f in frames])
+
+
+# ------------------------------------------------------------------------------------------------------ tracking
+
+
+class _Accumulator:
+    """motmetrics 1.4 ``MOTAccumulator(auto_id=True)`` reduced to the counts poseval reads.
+
+    ``sum_all`` is ``acc.events['D'].sum()`` (RAW pair distances + MATCH/SWITCH + ASCEND/TRANSFER/MIGRATE rows);
+    ``sum_matched`` is the textbook sum over MATCH and SWITCH only.
+    """
+
+    def __init__(self) -> None:
+        self.m: dict[int, int] = {}
+        self.res_m: dict[int, int] = {}
+        self.last_match: set[int] = set()
+        self.hyp_history: set[int] = set()
+        self.matches = self.switches = self.misses = self.fps = self.objects = 0
+        self.sum_all = 0.0
+        self.sum_matched = 0.0
+
+    def update(self, oids: list[int], hids: list[int], dists: np.ndarray) -> None:
+        dists = np.array(dists, dtype=np.float64).reshape(len(oids), len(hids))
+        finite = np.isfinite(dists)
+        self.sum_all += float(dists[finite].sum())
+        omask = np.zeros(len(oids), dtype=bool)
+        hmask = np.zeros(len(hids), dtype=bool)
+        if len(oids) and len(hids):
+            for i, o in enumerate(oids):  # 1. continue previous correspondences
+                if o not in self.m:
+                    continue
+                js = [j for j, h in enumerate(hids) if not hmask[j] and h == self.m[o]]
+                if js and finite[i, js[0]]:
+                    j = js[0]
+                    omask[i] = hmask[j] = True
+                    self._event(dists[i, j])
+                    self.matches += 1
+                    self.last_match.add(o)
+                    self.hyp_history.add(hids[j])
+            d = dists.copy()
+            d[omask, :] = np.nan
+            d[:, hmask] = np.nan
+            for i, j in zip(*_lsa(d), strict=True):  # 2. min-cost assignment of the rest
+                o, h = oids[i], hids[j]
+                dij = d[i, j]
+                switch = o in self.m and self.m[o] != h
+                if switch and h not in self.hyp_history:
+                    self.sum_all += dij  # ASCEND row
+                if h in self.res_m and self.res_m[h] != o:
+                    if o not in self.last_match:
+                        self.sum_all += dij  # MIGRATE row
+                    self.sum_all += dij  # TRANSFER row
+                self.hyp_history.add(h)
+                self.last_match.add(o)
+                self._event(dij)
+                if switch:
+                    self.switches += 1
+                else:
+                    self.matches += 1
+                omask[i] = hmask[j] = True
+                self.m[o] = h
+                self.res_m[h] = o
+        self.misses += int((~omask).sum())
+        self.fps += int((~hmask).sum())
+        self.objects += len(oids)
+
+    def _event(self, dist: float) -> None:
+        self.sum_all += dist
+        self.sum_matched += dist
+
+
+def _lsa(costs: np.ndarray) -> tuple[list[int], list[int]]:
+    """motmetrics ``lap.linear_sum_assignment``: NaN = no edge; large finite cost, then drop non-edges."""
+    if costs.size == 0:
+        return [], []
+    valid = np.isfinite(costs)
+    if not valid.any():
+        return [], []
+    c = np.abs(costs[valid]).max() + 1
+    filled = np.where(valid, costs, 2 * min(costs.shape) * c + 1)
+    rows, cols = linear_sum_assignment(filled)
+    keep = [(int(r), int(k)) for r, k in zip(rows, cols, strict=True) if valid[r, k]]
+    return [r for r, _ in keep], [k for _, k in keep]
+
+
+@dataclass(frozen=True)
+class PoseTrackMOTResult:
+    """Per-joint MOTA / MOTP / precision / recall in percent (``evaluateTracking.computeMetrics``) and totals.
+
+    Totals are the mean over joints of the non-NaN per-joint values (not pooled counts); ``grouped_mota`` holds
+    the printed MOTA columns Head..Ankl. Counts are summed over sequences.
+    """
+
+    mota: tuple[float, ...]
+    motp: tuple[float, ...]
+    precision: tuple[float, ...]
+    recall: tuple[float, ...]
+    total_mota: float
+    total_motp: float
+    total_precision: float
+    total_recall: float
+    grouped_mota: dict[str, float]
+    num_misses: tuple[int, ...]
+    num_switches: tuple[int, ...]
+    num_false_positives: tuple[int, ...]
+    num_objects: tuple[int, ...]
+    num_detections: tuple[int, ...]
+    skip_last_frame: bool = True
+    empty_frame_dummy: bool = True
+    motp_all_events: bool = True
+
+    def row(self) -> dict[str, float]:
+        """The 11 printed values (MOTA Head..Ankl, MOTA / MOTP / Prec / Rec Total)."""
+        return {
+            **{f"MOTA {k}": v for k, v in self.grouped_mota.items()},
+            "MOTA Total": self.total_mota,
+            "MOTP Total": self.total_motp,
+            "Prec Total": self.total_precision,
+            "Rec Total": self.total_recall,
+        }
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        for key, val in d.items():
+            if isinstance(val, tuple):
+                d[key] = list(val)
+        d["joint_names"] = list(JOINT_NAMES)
+        return d
+
+
+def _mot_from_frames(
+    frames: Sequence[_Frame],
+    assigned: Sequence[_Assigned],
+    names: Sequence[str],
+    skip_last_frame: bool,
+    empty_frame_dummy: bool,
+    motp_all_events: bool,
+) -> PoseTrackMOTResult:
+    counts = np.zeros((6, N_JOINTS))  # misses, switches, fps, objects, detections, sumD
+    for seq in sorted({f.seq for f in frames}):
+        idx = [k for k, f in enumerate(frames) if f.seq == seq]
+        if skip_last_frame:
+            idx = idx[:-1]
+            if not idx:
+                raise ValueError(
+                    f"{names[seq]}: only one evaluated frame; poseval drops the last frame of each sequence and "
+                    "crashes here (IndexError). Use skip_last_frame=False"
+                )
+        accs = [_Accumulator() for _ in range(N_JOINTS)]
+        for k in idx:
+            a, f = assigned[k], frames[k]
+            for j in range(N_JOINTS):
+                if not a.dummy:
+                    accs[j].update(*a.mot[j])
+                elif empty_frame_dummy:
+                    accs[j].update([0], [0], np.full((1, 1), np.nan))  # eval_helpers: dummy ids 0, no match
+                else:
+                    off = f.seq * MAX_TRACK_ID
+                    gids = [p.track_id + off for p in f.gt if any(q.id == j for q in p.points)]  # type: ignore[operator]
+                    pids = [p.track_id + off for p in f.pr if any(q.id == j for q in p.points)]  # type: ignore[operator]
+                    accs[j].update(gids, pids, np.full((len(gids), len(pids)), np.nan))
+        for j, acc in enumerate(accs):
+            counts[:, j] += (
+                acc.misses,
+                acc.switches,
+                acc.fps,
+                acc.objects,
+                acc.matches + acc.switches,
+                acc.sum_all if motp_all_events else acc.sum_matched,
+            )
+    misses, switches, fps, objects, dets, sum_d = counts
+    mota, motp, pre, rec = (np.zeros(N_JOINTS) for _ in range(4))
+    for j in range(N_JOINTS):
+        n_obj = objects[j] if objects[j] > 0 else np.nan
+        mota[j] = 100 * (1.0 - (misses[j] + switches[j] + fps[j]) / n_obj)
+        motp[j] = 0.0 if dets[j] == 0 or np.isnan(sum_d[j]) else 100 * (1.0 - (sum_d[j] / dets[j]))
+        total_det = fps[j] + dets[j] if fps[j] + dets[j] > 0 else np.nan
+        pre[j] = 100 * (1.0 * dets[j] / total_det)
+        rec[j] = 100 * (1.0 * dets[j] / n_obj)
+    return PoseTrackMOTResult(
+        mota=tuple(float(v) for v in mota),
+        motp=tuple(float(v) for v in motp),
+        precision=tuple(float(v) for v in pre),
+        recall=tuple(float(v) for v in rec),
+        total_mota=_nanmean_like_poseval(mota),
+        total_motp=_nanmean_like_poseval(motp),
+        total_precision=_nanmean_like_poseval(pre),
+        total_recall=_nanmean_like_poseval(rec),
+        grouped_mota=_group(mota),
+        num_misses=tuple(int(v) for v in misses),
+        num_switches=tuple(int(v) for v in switches),
+        num_false_positives=tuple(int(v) for v in fps),
+        num_objects=tuple(int(v) for v in objects),
+        num_detections=tuple(int(v) for v in dets),
+        skip_last_frame=skip_last_frame,
+        empty_frame_dummy=empty_frame_dummy,
+        motp_all_events=motp_all_events,
+    )
+
+
+def evaluate_posetrack_tracking(
+    gt_videos: Any,
+    pr_videos: Any,
+    *,
+    skip_last_frame: bool = True,
+    empty_frame_dummy: bool = True,
+    motp_all_events: bool = True,
+) -> PoseTrackMOTResult:
+    """Per-joint MOTA / MOTP / Prec / Rec (``evaluateTracking.evaluateTracking``).
+
+    poseval quirks, each on by default as poseval (with motmetrics 1.4) does:
+
+    * ``skip_last_frame``: ``computeMetrics`` drops the last evaluated frame of every sequence (``imgidxs[:-1]``);
+      a sequence with one evaluated frame then makes poseval crash, here a :class:`ValueError`.
+    * ``empty_frame_dummy``: a frame without predictions (or without GT after ignore regions) enters every joint's
+      accumulator as one GT id 0 and one prediction id 0 that cannot match (1 miss + 1 false positive), whatever
+      the number of persons. Off: the real GT / predicted persons having the joint, all unmatched.
+    * ``motp_all_events``: MOTP uses ``acc.events['D'].sum()``, which in motmetrics >= 1.2 also sums the RAW rows
+      (every GT-prediction pair within the threshold) and ASCEND/TRANSFER/MIGRATE rows. Off: matches only.
+    """
+    frames, names = _prepare(gt_videos, pr_videos)
+    assigned = [_assign(f, need_tracks=True) for f in frames]
+    return _mot_from_frames(frames, assigned, names, skip_last_frame, empty_frame_dummy, motp_all_events)
+
+
+@dataclass(frozen=True)
+class PoseTrackResult:
+    """AP and (when it could be computed) tracking results; ``mot_error`` says why tracking is missing."""
+
+    ap: PoseTrackAPResult
+    mot: PoseTrackMOTResult | None
+    mot_error: str | None = None
+    num_videos: int = 0
+
+    def to_dict(self) -> dict:
+        return {
+            "ap": self.ap.to_dict(),
+            "mot": None if self.mot is None else self.mot.to_dict(),
+            "mot_error": self.mot_error,
+            "num_videos": self.num_videos,
+        }
+
+
+def evaluate_posetrack(
+    gt: str | os.PathLike | Mapping[str, PoseTrackVideo],
+    pred: str | os.PathLike | Mapping[str, PoseTrackVideo],
+    *,
+    fmt: str | None = None,
+    skip_last_frame: bool = True,
+    empty_frame_dummy: bool = True,
+    motp_all_events: bool = True,
+) -> PoseTrackResult:
+    """AP and MOTA from folders of per-video JSON (poseval ``--groundTruth`` / ``--predictions``) or videos.
+
+    Tracking errors (a sequence with one evaluated frame under ``skip_last_frame``, missing track ids) leave
+    ``mot`` as ``None`` with the reason in ``mot_error``; AP is still returned.
+    """
+    gt_v = read_posetrack_dir(gt, fmt) if isinstance(gt, str | os.PathLike) else dict(gt)
+    pr_v = read_posetrack_dir(pred, fmt) if isinstance(pred, str | os.PathLike) else dict(pred)
+    if not gt_v:
+        raise FileNotFoundError(f"{gt}: no *.json ground-truth files")
+    frames, names = _prepare(gt_v, pr_v)
+    ap = _ap_from_frames([_assign(f, need_tracks=False) for f in frames])
+    mot, err = None, None
+    try:
+        assigned = [_assign(f, need_tracks=True) for f in frames]
+        mot = _mot_from_frames(frames, assigned, names, skip_last_frame, empty_frame_dummy, motp_all_events)
+    except (FormatError, ValueError) as exc:
+        err = str(exc)
+    return PoseTrackResult(ap=ap, mot=mot, mot_error=err, num_videos=len(names))
+
+
+# ------------------------------------------------------------------------------------------------------------ CLI
+
+
+def add_command(eval_subparsers: argparse._SubParsersAction) -> None:
+    """Register ``crowdbench eval posetrack`` on the ``crowdbench eval`` subparsers."""
+    p = eval_subparsers.add_parser(
+        "posetrack",
+        help="PoseTrack 2017/2018 per-joint AP (PCKh@0.5) and MOTA (poseval protocol)",
+        description="PoseTrack per-joint AP and MOTA exactly as leonid-pishchulin/poseval computes them.",
+    )
+    p.add_argument("--gt", type=Path, required=True, metavar="DIR", help="folder of per-video GT JSON files")
+    p.add_argument("--pred", type=Path, required=True, metavar="DIR", help="folder of per-video prediction JSON")
+    p.add_argument("--format", choices=("2017", "2018"), default=None, help="file format (default: detect)")
+    p.add_argument("--json", action="store_true", help="print the full result as JSON")
+    p.add_argument(
+        "--no-skip-last-frame",
+        action="store_true",
+        help="evaluate MOTA on every frame (poseval drops the last frame of each sequence)",
+    )
+    p.set_defaults(func=cmd_eval_posetrack)
+
+
+def _fmt(v: float) -> str:
+    return "  n/a" if math.isnan(v) else f"{v:5.1f}"  # poseval formatCell: "%1.1f" right-aligned in 5
+
+
+def cmd_eval_posetrack(args: argparse.Namespace) -> int:
+    """Run ``crowdbench eval posetrack``; 0 on success, 2 with a one-line ``error: ...`` on stderr."""
+    try:
+        for path in (args.gt, args.pred):
+            if not path.is_dir():
+                raise FileNotFoundError(f"{path}: no such directory")
+        result = evaluate_posetrack(args.gt, args.pred, fmt=args.format, skip_last_frame=not args.no_skip_last_frame)
+    except (FormatError, OSError, ValueError) as exc:
+        print("error: " + " ".join(str(exc).split()), file=sys.stderr)
+        return 2
+    if result.mot_error is not None:
+        print("warning: tracking metrics not computed: " + " ".join(result.mot_error.split()), file=sys.stderr)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+        return 0
+    print(f"PoseTrack ({args.gt} vs {args.pred}): {result.num_videos} videos, {result.ap.num_frames} frames")
+    row = result.ap.row()
+    print("  AP   " + " ".join(f"{k:>5}" for k in row))
+    print("       " + " ".join(_fmt(v) for v in row.values()))
+    if result.mot is not None:
+        mrow = result.mot.row()
+        print("  MOT  " + " ".join(f"{k.split()[0]:>5}" for k in mrow))
+        print("       " + " ".join(f"{k.split()[1]:>5}" for k in mrow))
+        print("       " + " ".join(_fmt(v) for v in mrow.values()))
+    return 0
