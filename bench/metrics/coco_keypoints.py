@@ -383,6 +383,103 @@ def _accumulate(states: Sequence[tuple], p: Any) -> dict:
     }
 
 
+def _pairwise_sum(a: np.ndarray) -> np.ndarray:
+    """Row sums of ``a [R, n]`` computed exactly as numpy's 1-D ``np.sum`` does for each row (its pairwise
+    algorithm: a plain loop below 8 values, else 8 interleaved accumulators, then the tail). A 2-D
+    ``a.sum(axis=1)`` may add in another order and differ in the last bit, and OKS must stay bit-identical to
+    pycocotools, which sums each ground truth's visible keypoints with a 1-D ``np.sum``."""
+    rows, n = a.shape
+    if n < 8:
+        res = np.zeros(rows)
+        for i in range(n):
+            res = res + a[:, i]
+        return res
+    r = a[:, :8].copy()
+    i = 8
+    while i < n - n % 8:
+        r = r + a[:, i : i + 8]
+        i += 8
+    res = ((r[:, 0] + r[:, 1]) + (r[:, 2] + r[:, 3])) + ((r[:, 4] + r[:, 5]) + (r[:, 6] + r[:, 7]))
+    for j in range(i, n):
+        res = res + a[:, j]
+    return res
+
+
+def _batched_oks(ev: Any, chunk: int = 200_000) -> dict[tuple[int, int], Any]:
+    """OKS of every (image, category) at once, value for value what ``COCOeval.computeOks`` returns.
+
+    pycocotools (and faster-coco-eval, which keeps its Python ``computeOks``) loop over ground truths in Python;
+    here all (detection, ground truth) pairs of the dataset are computed in a few vectorised passes with the same
+    float operations in the same order (``e = (dx**2 + dy**2) / vars / (area + eps) / 2``, the doubled-box distance
+    for ground truths without visible keypoints, and the per-pair mean of ``exp(-e)`` over visible keypoints
+    summed as numpy's 1-D ``np.sum``), so the matrices are bit-identical (tests: parity with pycocotools).
+    """
+    p = ev.params
+    variances = (np.asarray(p.kpt_oks_sigmas) * 2) ** 2
+    cat_ids = p.catIds if p.useCats else [-1]
+    out: dict[tuple[int, int], Any] = {}
+    blocks: list[tuple[tuple[int, int], int, int, int, int]] = []
+    gts_all: list[dict] = []
+    dts_all: list[dict] = []
+    for img_id in p.imgIds:
+        for cat_id in cat_ids:
+            gts = ev.gt_dataset.get(img_id, cat_id)
+            dts = ev.dt_dataset.get(img_id, cat_id)
+            order = np.argsort([-d["score"] for d in dts], kind="mergesort")
+            dts = [dts[i] for i in order][: p.maxDets[-1]]
+            if not gts or not dts:
+                out[img_id, cat_id] = []
+                continue
+            blocks.append(((img_id, cat_id), len(gts_all), len(gts), len(dts_all), len(dts)))
+            gts_all.extend(gts)
+            dts_all.extend(dts)
+    if not blocks:
+        return out
+    g_kp = np.asarray([g["keypoints"] for g in gts_all], dtype=np.float64)
+    d_kp = np.asarray([d["keypoints"] for d in dts_all], dtype=np.float64)
+    bb = np.asarray([g["bbox"] for g in gts_all], dtype=np.float64)
+    # GT area, or (CrowdPose official API, use_area=False) 0.53 * w * h in computeOks' operation order
+    area = np.asarray([g["area"] for g in gts_all], dtype=np.float64) if ev.use_area else bb[:, 3] * bb[:, 2] * 0.53
+    scale = area + np.spacing(1)
+    x0, x1 = bb[:, 0] - bb[:, 2], bb[:, 0] + bb[:, 2] * 2
+    y0, y1 = bb[:, 1] - bb[:, 3], bb[:, 1] + bb[:, 3] * 2
+    xg, yg = np.ascontiguousarray(g_kp[:, 0::3]), np.ascontiguousarray(g_kp[:, 1::3])
+    xd_all, yd_all = np.ascontiguousarray(d_kp[:, 0::3]), np.ascontiguousarray(d_kp[:, 1::3])
+    # per ground truth: which keypoints count (all of them when none is visible), how many, visible ones first
+    vg = g_kp[:, 2::3] > 0
+    visible = vg.any(axis=1)
+    mask = np.where(visible[:, None], vg, True)
+    counts_g = mask.sum(axis=1)
+    order_g = np.argsort(~mask, axis=1, kind="stable")
+    # pair index arrays, block by block: detection-major, as ious[d, g]
+    gi = np.concatenate([g0 + np.tile(np.arange(ng), nd) for _, g0, ng, _, nd in blocks])
+    di = np.concatenate([d0 + np.repeat(np.arange(nd), ng) for _, _, ng, d0, nd in blocks])
+    oks = np.empty(len(gi))
+    for start in range(0, len(gi), chunk):
+        g, d = gi[start : start + chunk], di[start : start + chunk]
+        xd, yd = xd_all[d], yd_all[d]
+        dx, dy = xd - xg[g], yd - yg[g]
+        boxed = ~visible[g]
+        if boxed.any():  # no visible keypoint: distance to the doubled GT box (computeOks' k1 == 0 branch)
+            gb, bx, by = g[boxed], xd[boxed], yd[boxed]
+            z = np.zeros_like(bx)
+            dx[boxed] = np.maximum(z, x0[gb, None] - bx) + np.maximum(z, bx - x1[gb, None])
+            dy[boxed] = np.maximum(z, y0[gb, None] - by) + np.maximum(z, by - y1[gb, None])
+        ex = np.exp(-((dx**2 + dy**2) / variances / scale[g, None] / 2))
+        compact = np.take_along_axis(ex, order_g[g], axis=1)
+        counts = counts_g[g]
+        res = np.empty(len(g))
+        for n in np.unique(counts):
+            rows = counts == n
+            res[rows] = _pairwise_sum(compact[rows, :n]) / n
+        oks[start : start + chunk] = res
+    pos = 0
+    for key, _, ng, _, nd in blocks:
+        out[key] = oks[pos : pos + ng * nd].reshape(nd, ng)
+        pos += ng * nd
+    return out
+
+
 def run_cocoeval(
     gt: dict,
     preds: list[dict],
@@ -395,6 +492,13 @@ def run_cocoeval(
     from faster_coco_eval import COCO, COCOeval_faster
 
     class _Eval(COCOeval_faster):
+        _oks: dict | None = None
+
+        def computeOks(self, imgId: int, catId: int) -> Any:  # the faster-coco-eval hook, all pairs at once
+            if self._oks is None:
+                self._oks = _batched_oks(self)
+            return self._oks[imgId, catId]
+
         def accumulate(self, p: Any = None) -> None:
             self.eval = _accumulate([e.__getstate__() for e in self._evalImgs_cpp], self._paramsEval)
 
