@@ -20,10 +20,19 @@ LEVEL_NOTE = {
 }
 
 
+WAP_NOTE = (
+    "w-AP: per-video OKS AP combined by crowdbench's declared weighting (evaluate option `weighting`, default: "
+    "annotated people per video); the official HIE2020 weighting is unpublished (bench/metrics/hie_wap.py)."
+)
+
+
 def level_note(view: TableView) -> str:
-    return " ".join(LEVEL_NOTE.get(level, level) for level in view.level.split("/") if level in LEVEL_NOTE) or (
+    note = " ".join(LEVEL_NOTE.get(level, level) for level in view.level.split("/") if level in LEVEL_NOTE) or (
         "No row has been run yet."
     )
+    if any(m.key.startswith("wAP") for m in view.spec.metrics):
+        note += " " + WAP_NOTE
+    return note
 
 
 def _ours(view: TableView) -> str:

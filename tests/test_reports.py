@@ -70,3 +70,11 @@ def test_renderings_show_pending_paper_values_and_smoke_label(spec):
     page = html(view)
     assert "Reproduction level: smoke" in page and "pending: needs KD" in page and "data:image/png;base64," in page
     assert terminal_table(view).row_count == 3
+
+
+def test_wap_tables_state_the_weighting():
+    from crowdbench.bench.specs import load_spec
+
+    view = aggregate(load_spec("hie-pose/table5"), [], "smoke", "cmd")
+    assert "official HIE2020 weighting is unpublished" in markdown(view)
+    assert "official HIE2020 weighting is unpublished" in html(view)
