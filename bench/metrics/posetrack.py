@@ -42,6 +42,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from crowdbench.datasets.formats.errors import FormatError
+from crowdbench.datasets.keypoints import POSETRACK_17
 
 __all__ = [
     "JOINT_NAMES",
@@ -84,25 +85,7 @@ JOINT_NAMES: tuple[str, ...] = (
 )
 N_JOINTS = len(JOINT_NAMES)
 #: PoseTrack18 keypoint order (``convert.POSETRACK18_LM_NAMES_COCO_ORDER``); the ears are unused.
-PT18_KEYPOINT_NAMES: tuple[str, ...] = (
-    "nose",
-    "head_bottom",
-    "head_top",
-    "left_ear",
-    "right_ear",
-    "left_shoulder",
-    "right_shoulder",
-    "left_elbow",
-    "right_elbow",
-    "left_wrist",
-    "right_wrist",
-    "left_hip",
-    "right_hip",
-    "left_knee",
-    "right_knee",
-    "left_ankle",
-    "right_ankle",
-)
+PT18_KEYPOINT_NAMES: tuple[str, ...] = POSETRACK_17.keypoints
 #: printed columns (``eval_helpers.getCum``): joint ids averaged per column
 GROUPS: dict[str, tuple[int, ...]] = {
     "Head": (14, 12, 13),
