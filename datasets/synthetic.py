@@ -36,6 +36,7 @@ from crowdbench.datasets.keypoints import COCO_17
 from crowdbench.datasets.model import Dataset, Frame, Instance
 
 __all__ = [
+    "FORMATS",
     "PRESETS",
     "Preset",
     "SyntheticImage",
@@ -78,8 +79,13 @@ PRESETS: dict[str, Preset] = {
     "tiny": Preset(128, 128, {"train": 2, "val": 1}, {"train": 8, "val": 8}, (4, 6), (2, 3), (1, 2), 14.0),
     "small": Preset(160, 160, {"train": 12, "val": 5}, {"train": 30, "val": 20}, (4, 7), (2, 4), (1, 2), 16.0),
     "medium": Preset(256, 256, {"train": 24, "val": 8}, {"train": 40, "val": 30}, (9, 14), (3, 6), (1, 3), 20.0),
+    "hie": Preset(128, 128, {"train": 4, "val": 3}, {"train": 12, "val": 12}, (4, 6), (2, 3), (1, 2), 14.0),
 }
-"""``tiny``: unit tests; ``small``: default of the smoke profile; ``medium``: a harder, larger variant."""
+"""``tiny``: unit tests; ``small``: default of the smoke profile; ``medium``: a harder, larger variant;
+``hie``: several short small videos per split (per-video w-AP and tracking tables on the HIE tree)."""
+
+FORMATS = ("coco", "crowdhuman", "mot", "hie")
+"""Native formats :func:`write_native` can write (images are always written)."""
 
 
 def _preset(name: str) -> Preset:
@@ -635,20 +641,28 @@ def render_to_folder(dataset: Dataset, out_dir: str | Path, ext: str = ".jpg") -
     return Dataset(name=dataset.name, schema=dataset.schema, splits=splits, summary=dict(dataset.summary))
 
 
-def write_native(dataset: Dataset, out_dir: str | Path, ext: str = ".jpg") -> dict[str, Path]:
+def write_native(
+    dataset: Dataset, out_dir: str | Path, ext: str = ".jpg", formats: Sequence[str] | None = None
+) -> dict[str, Path]:
     """Write images and every native format of ``dataset`` under ``out_dir``.
 
     Layout: ``<split>/<video>/{img1/,gt/gt.txt,seqinfo.ini}`` (MOTChallenge),
     ``annotations/person_keypoints_<split>.json`` (COCO keypoints, ``file_name`` relative to ``out_dir``,
     PoseTrack-style ``frame_id``/``vid_id``/``track_id`` extras) and ``annotation_<split>.odgt`` with
     ``Images/<ID>.jpg`` (CrowdHuman layout, hard links to the same JPEGs), so ``out_dir`` also works as a
-    ``--data-root`` for the ``full`` profile. Returns the written paths by key (``images``, ``coco_<split>``,
-    ``odgt_<split>``, ``mot_<split>``).
+    ``--data-root`` for the ``full`` profile. Also ``hie/<split>/`` (HIE tree, keypoints converted to HIE-14,
+    images hard-linked under ``hie/<split>/images``). ``formats`` restricts the formats written (default
+    :data:`FORMATS`, all). Returns the written paths by key (``images``, ``coco_<split>``, ``odgt_<split>``,
+    ``mot_<split>``, ``hie_<split>``).
     """
     from crowdbench.datasets.formats.coco import write_coco_keypoints
     from crowdbench.datasets.formats.crowdhuman import record_id, write_odgt
+    from crowdbench.datasets.formats.hie import to_hie_frames, write_hie
     from crowdbench.datasets.formats.mot import write_mot_sequence
 
+    wanted = set(FORMATS if formats is None else formats)
+    if wanted - set(FORMATS) or not wanted:
+        raise ValueError(f"unknown or no formats {sorted(wanted - set(FORMATS))}; known: {', '.join(FORMATS)}")
     out_dir = Path(out_dir)
     rendered = render_to_folder(dataset, out_dir, ext)
     marker = {"generator": "crowdbench.datasets.synthetic", "name": dataset.name, "summary": dataset.summary}
@@ -656,18 +670,28 @@ def write_native(dataset: Dataset, out_dir: str | Path, ext: str = ".jpg") -> di
     fps = PRESETS[str(dataset.summary["preset"])].fps if dataset.summary.get("preset") in PRESETS else 10
     paths: dict[str, Path] = {"images": out_dir}
     for split, frames in rendered:
-        paths[f"coco_{split}"] = write_coco_keypoints(
-            frames, out_dir / "annotations" / f"person_keypoints_{split}.json", dataset.schema, image_root=out_dir
-        )
-        odgt = out_dir / f"annotation_{split}.odgt"
-        write_odgt(frames, odgt)
-        paths[f"odgt_{split}"] = odgt
-        if ext == ".jpg":
+        if "coco" in wanted:
+            paths[f"coco_{split}"] = write_coco_keypoints(
+                frames, out_dir / "annotations" / f"person_keypoints_{split}.json", dataset.schema, image_root=out_dir
+            )
+        if "crowdhuman" in wanted:
+            odgt = out_dir / f"annotation_{split}.odgt"
+            write_odgt(frames, odgt)
+            paths[f"odgt_{split}"] = odgt
+            if ext == ".jpg":
+                for frame in frames:
+                    _link(Path(str(frame.image)), out_dir / "Images" / f"{record_id(frame)}.jpg")
+        if "mot" in wanted:
+            for video, vframes in rendered.videos(split).items():
+                write_mot_sequence(vframes, out_dir / split / video, frame_rate=fps, im_ext=ext)
+            paths[f"mot_{split}"] = out_dir / split
+        if "hie" in wanted:
+            hie_root = out_dir / "hie" / split
+            hie_videos = {v: to_hie_frames(fs, dataset.schema.name) for v, fs in rendered.videos(split).items()}
+            write_hie(hie_videos, hie_root, image_ext=ext)
             for frame in frames:
-                _link(Path(str(frame.image)), out_dir / "Images" / f"{record_id(frame)}.jpg")
-        for video, vframes in rendered.videos(split).items():
-            write_mot_sequence(vframes, out_dir / split / video, frame_rate=fps, im_ext=ext)
-        paths[f"mot_{split}"] = out_dir / split
+                _link(Path(str(frame.image)), hie_root / "images" / frame.video / f"{frame.index:06d}{ext}")
+            paths[f"hie_{split}"] = hie_root
     return paths
 
 
@@ -689,7 +713,7 @@ def _synth_command(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     dataset = generate(args.preset, seed=args.seed)
-    paths = write_native(dataset, args.out, ext=args.ext)
+    paths = write_native(dataset, args.out, ext=args.ext, formats=args.format or None)
     table = Table(title=f"{dataset.name} (seed {args.seed}) -> {args.out}")
     table.add_column("statistic")
     for split in ("all", *dataset.splits):
@@ -706,10 +730,39 @@ def _synth_command(args: argparse.Namespace) -> int:
 
 
 def add_data_commands(subparsers: argparse._SubParsersAction) -> None:
-    """Register ``synth`` (``crowdbench data synth --preset small --seed 0 --out DIR``) on ``subparsers``."""
+    """Register ``synth`` (``crowdbench data synth --preset small --seed 0 --out DIR [--format F]``) and
+    ``inspect`` (``crowdbench data inspect PATH [--json]``) on ``subparsers``."""
     p = subparsers.add_parser("synth", help="generate the synthetic crowd videos and write every native format")
     p.add_argument("--preset", default="small", choices=sorted(PRESETS), help="dataset size (default: small)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--ext", default=".jpg", choices=(".jpg", ".png"), help="image format (default: .jpg)")
+    p.add_argument(
+        "--format",
+        action="append",
+        choices=FORMATS,
+        help="native format to write; repeat for several (default: all)",
+    )
     p.set_defaults(func=_synth_command)
+    q = subparsers.add_parser("inspect", help="detect a dataset's format and print counts and crowding statistics")
+    q.add_argument("path", type=Path, help="annotation file or folder")
+    q.add_argument("--json", action="store_true", help="print the statistics as JSON")
+    q.set_defaults(func=_inspect_command)
+
+
+def _inspect_command(args: argparse.Namespace) -> int:
+    import sys
+
+    from crowdbench.datasets.formats.errors import FormatError
+    from crowdbench.datasets.inspect import UnknownFormatError, inspect_path, print_report
+
+    try:
+        report = inspect_path(args.path)
+    except (UnknownFormatError, FormatError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(report, indent=1, default=str))
+    else:
+        print_report(report)
+    return 0

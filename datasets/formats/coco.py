@@ -1,4 +1,4 @@
-"""COCO person-keypoints JSON writer (with PoseTrack18-style video extras).
+"""COCO person-keypoints JSON reader and writer (with PoseTrack18-style video extras).
 
 Output follows ``person_keypoints_<split>.json``: ``images``, ``annotations`` (``bbox`` xywh clipped to the
 image, ``area``, ``num_keypoints``, flat ``keypoints`` with unlabeled points written as ``0, 0, 0``,
@@ -7,21 +7,46 @@ Extras: images carry ``frame_id`` (= ``id``), ``vid_id`` (video name), ``frame_i
 ``is_labeled``; annotations carry ``track_id``, ``fbox`` (full box, unclipped, xywh) and ``vbox`` (visible
 box, xywh). Ignore regions become ``iscrowd: 1`` annotations without keypoints. Ids start at 1 (an id of 0
 can never be a true positive in pycocotools, metrics.md 1.6).
+
+Reading (:func:`read_coco_keypoints`, also OCHuman and CrowdPose) returns :class:`CocoFrames`, a ``list`` of
+:class:`Frame` that also carries the COCO image ids, per-image extras (CrowdPose ``crowdIndex``), the schema and
+the count of skipped records; :func:`to_coco_keypoints` reuses those ids and extras, so a read file is written
+back with the same image ids. Reading conventions:
+
+- image with ``vid_id`` -> ``video = str(vid_id)``, ``index = frame_index`` (else its rank inside the video);
+  otherwise a still image: ``video = str(id)``, ``index = 0``. ``image`` is the path ``image_root/file_name``
+  as a ``str`` (just ``file_name`` without ``image_root``); pixels are never read while parsing.
+- box = ``fbox`` when present (our writer's unclipped box), else ``bbox``; ``xywh -> xyxy``; ``vbox`` ->
+  ``visible_box``; ``track_id`` -> ``Instance.track_id`` (-1 without).
+- ``iscrowd: 1`` -> a ``Frame.ignore_regions`` row, except that one carrying ``fbox`` (written by us for an
+  ``Instance.ignore``) is read back as an ignored instance.
+- annotations of another category than the person one (the one with ``keypoints``) are left out.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import math
+import os
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from crowdbench.datasets.formats.atomic import atomic_write_text
+from crowdbench.datasets.formats.errors import FormatError
+from crowdbench.datasets.keypoints import COCO_17, CROWDPOSE_14
 from crowdbench.datasets.model import Frame, Instance, KeypointSchema
 
-__all__ = ["AREA_FACTOR", "to_coco_keypoints", "write_coco_keypoints"]
+__all__ = [
+    "AREA_FACTOR",
+    "CocoFrames",
+    "read_coco_keypoints",
+    "read_coco_results",
+    "to_coco_keypoints",
+    "write_coco_keypoints",
+]
 
 AREA_FACTOR = 0.53
 """``area = AREA_FACTOR * w * h`` of the (clipped) box: the CrowdPose convention standing in for a COCO
@@ -69,18 +94,30 @@ def to_coco_keypoints(
     *,
     image_root: str | Path | None = None,
     area_factor: float = AREA_FACTOR,
+    image_ids: Sequence[int] | None = None,
 ) -> dict[str, Any]:
-    """The COCO keypoints dict of ``frames`` (image ids 1.. in the given order; annotation ids 1..)."""
+    """The COCO keypoints dict of ``frames`` (annotation ids 1..).
+
+    Image ids are ``image_ids`` if given, else those of a :class:`CocoFrames` (whose per-image extras such as
+    ``crowdIndex`` are written too), else 1.. in the given order.
+    """
     root = Path(image_root) if image_root is not None else None
+    extras: Sequence[dict[str, Any]] = [{}] * len(frames)
+    if image_ids is None and isinstance(frames, CocoFrames):
+        image_ids, extras = frames.image_ids, frames.image_extras
+    ids = list(range(1, len(frames) + 1)) if image_ids is None else [int(i) for i in image_ids]
+    if len(ids) != len(frames) or len(set(ids)) != len(ids):
+        raise ValueError(f"need {len(frames)} distinct image ids, got {len(ids)} ({len(set(ids))} distinct)")
     lengths: dict[str, int] = {}
     for f in frames:
         lengths[f.video] = max(lengths.get(f.video, 0), f.index + 1)
     images: list[dict[str, Any]] = []
     anns: list[dict[str, Any]] = []
     k = schema.num_keypoints
-    for image_id, frame in enumerate(frames, start=1):
+    for image_id, frame, extra in zip(ids, frames, extras, strict=True):
         images.append(
             {
+                **extra,
                 "id": image_id,
                 "file_name": _file_name(frame, root),
                 "width": frame.width,
@@ -152,3 +189,423 @@ def write_coco_keypoints(
     """Write :func:`to_coco_keypoints` to ``path`` atomically; ``file_name`` is relative to ``image_root``."""
     data = to_coco_keypoints(frames, schema, image_root=image_root, area_factor=area_factor)
     return atomic_write_text(path, json.dumps(data, separators=(",", ":")))
+
+
+# ----------------------------------------------------------------------------------------------------------- reading
+
+_STANDARD_IMAGE_KEYS = frozenset(
+    {"id", "file_name", "width", "height", "license", "coco_url", "flickr_url", "date_captured"}
+    | {"frame_id", "vid_id", "frame_index", "nframes", "is_labeled"}
+)
+_SCHEMAS_BY_K = {COCO_17.num_keypoints: COCO_17, CROWDPOSE_14.num_keypoints: CROWDPOSE_14}
+
+
+class _Bad(Exception):
+    """Reason a record is malformed; the caller prefixes file and record."""
+
+
+class CocoFrames(list[Frame]):
+    """Frames read from a COCO file (a plain ``list`` of :class:`Frame`) with what the data model has no place for.
+
+    ``image_ids[i]`` / ``image_extras[i]`` belong to ``self[i]``: the COCO image id and the image's non-standard
+    keys (e.g. CrowdPose ``{"crowdIndex": 0.33}``). ``skipped`` counts annotations dropped by ``skip_bad=True``.
+    """
+
+    def __init__(
+        self,
+        frames: Iterable[Frame] = (),
+        *,
+        schema: KeypointSchema | None = None,
+        image_ids: Sequence[int] = (),
+        image_extras: Sequence[dict[str, Any]] = (),
+        skipped: int = 0,
+    ) -> None:
+        super().__init__(frames)
+        self.schema = schema
+        self.image_ids = list(image_ids)
+        self.image_extras = list(image_extras) or [{} for _ in self]
+        self.skipped = skipped
+        if not len(self.image_ids) == len(self.image_extras) == len(self):
+            raise ValueError("CocoFrames needs one image id and one extras dict per frame")
+
+    def crowd_index(self) -> np.ndarray:
+        """CrowdPose ``crowdIndex`` per frame (NaN where the image has none)."""
+        return np.array([float(e.get("crowdIndex", math.nan)) for e in self.image_extras])
+
+    def index_of(self) -> dict[int, int]:
+        """``{COCO image id: position in the list}``."""
+        return {image_id: i for i, image_id in enumerate(self.image_ids)}
+
+
+def _load_json(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise FormatError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise FormatError(f"{path}:{exc.lineno}:{exc.colno}: invalid JSON ({exc.msg})") from None
+
+
+def _short(value: Any) -> str:
+    return json.dumps(value)[:40]
+
+
+def _int(value: Any, what: str) -> int:
+    if type(value) is not int:
+        raise _Bad(f"{what} must be an integer, got {_short(value)}")
+    return value
+
+
+def _size(value: Any, what: str) -> int:
+    integral = type(value) is int or (type(value) is float and math.isfinite(value) and value.is_integer())
+    if not integral or value < 0:
+        raise _Bad(f"{what} must be a non-negative integer, got {_short(value)}")
+    return int(value)
+
+
+def _numbers(value: Any, n: int, what: str) -> None:
+    """Slow exact check of a list of ``n`` finite JSON numbers (used to name the culprit after a fast check failed)."""
+    if not isinstance(value, list) or len(value) != n:
+        got = f"{len(value)} values" if isinstance(value, list) else _short(value)
+        raise _Bad(f"{what} must be a list of {n} numbers, got {got}")
+    for v in value:
+        try:
+            ok = type(v) in (int, float) and math.isfinite(v)
+        except OverflowError:  # an integer beyond float range
+            ok = False
+        if not ok:
+            raise _Bad(f"{what} must hold finite numbers, got {_short(v)}")
+
+
+def _num_array(rows: list[Any], width: int) -> np.ndarray | None:
+    """``len(rows) x width`` float array, or None if any row is not ``width`` finite numbers."""
+    if not rows:
+        return np.zeros((0, width))
+    try:
+        arr = np.array(rows)
+    except ValueError:  # ragged
+        return None
+    if arr.shape != (len(rows), width) or arr.dtype.kind not in "iuf":
+        return None
+    arr = arr.astype(np.float64, copy=False)
+    return arr if np.isfinite(arr).all() else None
+
+
+def _categories(data: dict[str, Any], path: Path) -> tuple[set[int], int, int]:
+    """Known category ids, the person category id and its keypoint count (0 without keypoints)."""
+    cats = data["categories"]
+    known: set[int] = set()
+    person: tuple[int, int] | None = None
+    for i, cat in enumerate(cats):
+        try:
+            if not isinstance(cat, dict):
+                raise _Bad("must be a JSON object")
+            cid = _int(cat.get("id"), "'id'")
+            if cid in known:
+                raise _Bad("duplicate id")
+            known.add(cid)
+            kps = cat.get("keypoints")
+            if kps is not None and not isinstance(kps, list):
+                raise _Bad("'keypoints' must be a list of names")
+            if person is None and (kps or cat.get("name") == "person"):
+                person = (cid, len(kps or ()))
+        except _Bad as exc:
+            raise FormatError(
+                f"{path}: categories[{i}] (id {_short(cat.get('id')) if isinstance(cat, dict) else '?'}): {exc}"
+            ) from None
+    if person is None:
+        raise FormatError(f"{path}: no person category (one named 'person' or with 'keypoints') in 'categories'")
+    return known, person[0], person[1]
+
+
+def _images(images: list[Any], path: Path, root: Path | None) -> tuple[list[Frame], list[int], list[dict[str, Any]]]:
+    frames: list[Frame] = []
+    ids: list[int] = []
+    extras: list[dict[str, Any]] = []
+    first: dict[int, int] = {}
+    seen_frames: dict[tuple[str, int], int] = {}
+    rank: dict[str, int] = {}
+    for i, img in enumerate(images):
+        iid = img.get("id") if isinstance(img, dict) else None
+        try:
+            if not isinstance(img, dict):
+                raise _Bad(f"must be a JSON object, got {type(img).__name__}")
+            for key in ("id", "file_name", "width", "height"):
+                if key not in img:
+                    raise _Bad(f"has no {key!r}")
+            iid = _int(img["id"], "'id'")
+            if iid in first:
+                raise _Bad(f"duplicate image id (first at images[{first[iid]}])")
+            name = img["file_name"]
+            if not isinstance(name, str) or not name:
+                raise _Bad(f"'file_name' must be a non-empty string, got {_short(name)}")
+            width, height = _size(img["width"], "'width'"), _size(img["height"], "'height'")
+            if "vid_id" in img:
+                video = str(img["vid_id"])
+                index = _size(img["frame_index"], "'frame_index'") if "frame_index" in img else rank.get(video, 0)
+                rank[video] = rank.get(video, 0) + 1
+            else:
+                video, index = str(iid), 0
+            if (video, index) in seen_frames:
+                raise _Bad(f"same video {video!r} and frame index {index} as images[{seen_frames[(video, index)]}]")
+        except _Bad as exc:
+            raise FormatError(f"{path}: images[{i}] (id {_short(iid)}): {exc}") from None
+        first[iid] = i
+        seen_frames[(video, index)] = i
+        image = os.path.join(root, name) if root is not None else name  # str: much cheaper than Path objects
+        frames.append(Frame(video, index, width, height, image=image))
+        ids.append(iid)
+        extras.append({k: v for k, v in img.items() if k not in _STANDARD_IMAGE_KEYS})
+    return frames, ids, extras
+
+
+def _annotation(
+    ann: Any, k: int, person: int, categories: set[int], image_index: dict[int, int], first: dict[int, int], i: int
+) -> tuple[int, list[Any], Any, int, Any, int, bool] | None:
+    """Checks of one annotation that need no numbers parsed; None for another category's annotation.
+
+    Returns ``(id, keypoints list, box list, image position, vbox list or None, track id, crowd region)``.
+    """
+    if not isinstance(ann, dict):
+        raise _Bad(f"must be a JSON object, got {type(ann).__name__}")
+    for key in ("id", "image_id", "category_id", "bbox"):
+        if key not in ann:
+            raise _Bad(f"has no {key!r}")
+    aid = _int(ann["id"], "'id'")
+    if aid in first:
+        raise _Bad(f"duplicate annotation id (first at annotations[{first[aid]}])")
+    cid = _int(ann["category_id"], "'category_id'")
+    if cid not in categories:
+        raise _Bad(f"unknown category_id {cid}")
+    if cid != person:
+        return None
+    image_id = _int(ann["image_id"], "'image_id'")
+    if image_id not in image_index:
+        raise _Bad(f"unknown image_id {image_id}")
+    crowd = ann.get("iscrowd", 0)
+    if crowd not in (0, 1) or type(crowd) is float:
+        raise _Bad(f"'iscrowd' must be 0 or 1, got {_short(crowd)}")
+    kps = ann.get("keypoints")
+    if kps is None:
+        if k and not crowd:
+            raise _Bad("has no 'keypoints'")
+        kps = [0] * (3 * k)
+    elif not isinstance(kps, list) or len(kps) != 3 * k:
+        got = f"{len(kps)} values" if isinstance(kps, list) else _short(kps)
+        raise _Bad(f"'keypoints' must hold 3 x {k} values for the category's {k} keypoints, got {got}")
+    track = ann.get("track_id", -1)
+    if type(track) is not int:
+        raise _Bad(f"'track_id' must be an integer, got {_short(track)}")
+    box = ann.get("fbox", ann["bbox"])
+    region = bool(crowd) and "fbox" not in ann
+    return aid, kps, box, image_index[image_id], ann.get("vbox"), track, region
+
+
+def _bad_boxes(xywh: np.ndarray | None, rows: list[Any], what: str) -> dict[int, str]:
+    """``{row: reason}`` for boxes that are not 4 finite numbers or have a negative size."""
+    if xywh is None:
+        bad: dict[int, str] = {}
+        for j, row in enumerate(rows):
+            try:
+                _numbers(row, 4, what)
+            except _Bad as exc:
+                bad[j] = str(exc)
+        return bad
+    neg = np.flatnonzero((xywh[:, 2] < 0) | (xywh[:, 3] < 0))
+    return {int(j): f"{what} has a negative size {[float(v) for v in xywh[j, 2:]]}" for j in neg}
+
+
+def read_coco_keypoints(
+    path: str | Path,
+    *,
+    image_root: str | Path | None = None,
+    schema: KeypointSchema | None = None,
+    skip_bad: bool = False,
+) -> CocoFrames:
+    """Read a COCO person-keypoints file (COCO, OCHuman, CrowdPose, our own exports) into :class:`CocoFrames`.
+
+    One frame per image in file order, instances in annotation order; keypoints are ``K x 3`` with ``K`` from
+    the person category (schema inferred: 17 -> COCO-17, 14 -> CrowdPose-14, unless ``schema`` is given).
+    Malformed input raises :class:`FormatError` (``"<file>: annotations[17] (id 123): <reason>"``); with
+    ``skip_bad=True`` malformed *annotations* are dropped instead and counted in ``CocoFrames.skipped``
+    (file-level, image and category errors still raise).
+    """
+    path = Path(path)
+    root = Path(image_root) if image_root is not None else None
+    data = _load_json(path)
+    if not isinstance(data, dict):
+        raise FormatError(f"{path}: expected a JSON object with 'images', 'annotations', 'categories'")
+    for key in ("images", "annotations", "categories"):
+        if key not in data:
+            raise FormatError(f"{path}: missing top-level key {key!r}")
+        if not isinstance(data[key], list):
+            raise FormatError(f"{path}: {key!r} must be a list, got {type(data[key]).__name__}")
+    categories, person, k = _categories(data, path)
+    if schema is None and k:
+        schema = _SCHEMAS_BY_K.get(k)
+        if schema is None:
+            raise FormatError(f"{path}: person category has {k} keypoints; pass schema= (known: 17, 14)")
+    elif schema is not None and k and schema.num_keypoints != k:
+        raise FormatError(
+            f"{path}: person category has {k} keypoints, schema {schema.name!r} has {schema.num_keypoints}"
+        )
+    frames, image_ids, extras = _images(data["images"], path, root)
+    image_index = {iid: j for j, iid in enumerate(image_ids)}
+
+    anns = data["annotations"]
+    skipped = 0
+
+    def fail(i: int, reason: str) -> None:
+        nonlocal skipped
+        if not skip_bad:
+            ann = anns[i]
+            aid = _short(ann.get("id")) if isinstance(ann, dict) else "?"
+            raise FormatError(f"{path}: annotations[{i}] (id {aid}): {reason}")
+        skipped += 1
+
+    rows: list[int] = []  # positions in anns of the accepted person annotations
+    kps_rows: list[Any] = []
+    box_rows: list[Any] = []
+    where: list[int] = []
+    vboxes: list[Any] = []
+    tracks: list[int] = []
+    regions: list[bool] = []
+    first: dict[int, int] = {}
+    for i, ann in enumerate(anns):
+        try:
+            got = _annotation(ann, k, person, categories, image_index, first, i)
+        except _Bad as exc:
+            fail(i, str(exc))
+            continue
+        first[ann["id"]] = i
+        if got is None:
+            continue
+        _, kps, box, pos, vbox, track, region = got
+        rows.append(i)
+        kps_rows.append(kps)
+        box_rows.append(box)
+        where.append(pos)
+        vboxes.append(vbox)
+        tracks.append(track)
+        regions.append(region)
+
+    # numbers, vectorised; on failure the slow per-row checks name the culprits
+    bad: dict[int, str] = {}
+    boxes = _num_array(box_rows, 4)
+    bad.update(_bad_boxes(boxes, box_rows, "box"))
+    kps_arr = _num_array(kps_rows, 3 * k) if k else np.zeros((len(rows), 0))
+    if kps_arr is None:
+        for j, row in enumerate(kps_rows):
+            try:
+                _numbers(row, 3 * k, "'keypoints'")
+            except _Bad as exc:
+                bad.setdefault(j, str(exc))
+    vis_rows = [j for j, v in enumerate(vboxes) if v is not None]
+    vis_list = [vboxes[j] for j in vis_rows]
+    vis = _num_array(vis_list, 4)
+    for j, reason in _bad_boxes(vis, vis_list, "'vbox'").items():
+        bad.setdefault(vis_rows[j], reason)
+    for j in sorted(bad):
+        fail(rows[j], bad[j])
+    ok = np.ones(len(rows), dtype=bool)
+    ok[list(bad)] = False
+    if boxes is None:
+        boxes = np.array([b if ok[j] else [0, 0, 0, 0] for j, b in enumerate(box_rows)], dtype=np.float64)
+    if kps_arr is None:
+        kps_arr = np.array([r if ok[j] else [0] * (3 * k) for j, r in enumerate(kps_rows)], dtype=np.float64)
+    xyxy = boxes.reshape(-1, 4).copy()
+    xyxy[:, 2:] += xyxy[:, :2]
+    kps3 = kps_arr.reshape(len(rows), k, 3)
+    vis_xyxy: dict[int, np.ndarray] = {}
+    for j in vis_rows:
+        if ok[j]:
+            v = np.array(vboxes[j], dtype=np.float64)
+            vis_xyxy[j] = np.array([v[0], v[1], v[0] + v[2], v[1] + v[3]])
+
+    region_rows: dict[int, list[np.ndarray]] = {}
+    for j in np.flatnonzero(ok):
+        pos = where[j]
+        if regions[j]:
+            region_rows.setdefault(pos, []).append(xyxy[j])
+            continue
+        inst = Instance(
+            box=xyxy[j],
+            visible_box=vis_xyxy.get(j),
+            keypoints=kps3[j] if k else None,
+            track_id=tracks[j],
+            ignore=bool(anns[rows[j]].get("iscrowd", 0)),
+        )
+        frames[pos].instances.append(inst)
+    for pos, regs in region_rows.items():
+        frames[pos].ignore_regions = np.stack(regs)
+    return CocoFrames(frames, schema=schema, image_ids=image_ids, image_extras=extras, skipped=skipped)
+
+
+def read_coco_results(
+    path: str | Path,
+    gt_frames_or_image_ids: Sequence[Frame] | Sequence[int],
+    *,
+    schema: KeypointSchema | None = None,
+) -> CocoFrames:
+    """Read a COCO results list (``image_id``, ``score`` and ``keypoints`` and/or ``bbox`` xywh) into prediction frames.
+
+    One frame per ground-truth image, in the ground truth's order and with its video, index, size and image
+    (a :class:`CocoFrames` from :func:`read_coco_keypoints`), or ``video = str(id)``, size 0 for plain image ids.
+    Instances: ``box`` from ``bbox`` (else the extent of the keypoints), ``keypoints`` ``K x 3`` (third value =
+    keypoint score), ``score``. Other keys (``category_id``, ``center``, ``scale``) are not looked at.
+    """
+    path = Path(path)
+    gt = gt_frames_or_image_ids
+    if isinstance(gt, CocoFrames):
+        ids = list(gt.image_ids)
+        frames = [Frame(f.video, f.index, f.width, f.height, image=f.image) for f in gt]
+        schema = schema or gt.schema
+    elif all(isinstance(x, Frame) for x in gt) and len(gt) > 0:
+        raise TypeError("read_coco_results needs the CocoFrames of read_coco_keypoints (to know the image ids)")
+    else:
+        ids = [int(x) for x in gt]  # type: ignore[arg-type]
+        frames = [Frame(str(i), 0, 0, 0) for i in ids]
+    index = {iid: j for j, iid in enumerate(ids)}
+    items = _load_json(path)
+    if not isinstance(items, list):
+        raise FormatError(f"{path}: expected a JSON list of results, got {type(items).__name__}")
+    k = schema.num_keypoints if schema is not None else None
+    for i, item in enumerate(items):
+        try:
+            if not isinstance(item, dict):
+                raise _Bad(f"must be a JSON object, got {type(item).__name__}")
+            image_id = _int(item.get("image_id"), "'image_id'")
+            if image_id not in index:
+                raise _Bad(f"image_id {image_id} is not in the ground truth")
+            if "score" not in item:
+                raise _Bad("has no 'score'")
+            _numbers([item["score"]], 1, "'score'")
+            kps = None
+            if "keypoints" in item:
+                raw = item["keypoints"]
+                if k is None:
+                    if not isinstance(raw, list) or len(raw) % 3 or len(raw) // 3 not in _SCHEMAS_BY_K:
+                        raise _Bad(f"cannot infer the schema from 'keypoints' of {_short(raw)[:20]}; pass schema=")
+                    schema = _SCHEMAS_BY_K[len(raw) // 3]
+                    k = schema.num_keypoints
+                _numbers(raw, 3 * k, "'keypoints'")
+                kps = np.array(raw, dtype=np.float64).reshape(k, 3)
+            if "bbox" in item:
+                _numbers(item["bbox"], 4, "'bbox'")
+                x, y, w, h = item["bbox"]
+                if w < 0 or h < 0:
+                    raise _Bad(f"'bbox' has a negative size {[w, h]}")
+                box = np.array([x, y, x + w, y + h], dtype=np.float64)
+            elif kps is not None:
+                box = np.concatenate([kps[:, :2].min(axis=0), kps[:, :2].max(axis=0)])
+            else:
+                raise _Bad("has neither 'bbox' nor 'keypoints'")
+        except _Bad as exc:
+            raise FormatError(
+                f"{path}: [{i}] (image_id {_short(item.get('image_id')) if isinstance(item, dict) else '?'}): {exc}"
+            ) from None
+        frames[index[image_id]].instances.append(Instance(box=box, keypoints=kps, score=float(item["score"])))
+    extras = list(gt.image_extras) if isinstance(gt, CocoFrames) else None
+    return CocoFrames(frames, schema=schema, image_ids=ids, image_extras=extras or ())
