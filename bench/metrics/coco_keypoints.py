@@ -709,7 +709,8 @@ def add_io_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the full result as JSON")
 
 
-def _add_id_options(p: argparse.ArgumentParser) -> None:
+def add_id_options(p: argparse.ArgumentParser) -> None:
+    """``--renumber-zero-id`` and ``--allow-duplicate-ids`` (shared by the COCO-protocol commands)."""
     p.add_argument(
         "--renumber-zero-id", action="store_true", help="renumber GT ids 1..N if one is 0 (else pycocotools' bug)"
     )
@@ -726,7 +727,7 @@ def add_command(eval_subparsers: argparse._SubParsersAction) -> None:
         description="COCO keypoint AP/AR bit-identical to pycocotools (faster-coco-eval backend).",
     )
     add_io_arguments(p)
-    _add_id_options(p)
+    add_id_options(p)
     p.add_argument(
         "--vis-invis",
         choices=("keypoints", "instances"),
@@ -739,5 +740,5 @@ def add_command(eval_subparsers: argparse._SubParsersAction) -> None:
         description="COCO bbox AP/AR bit-identical to pycocotools (faster-coco-eval backend).",
     )
     add_io_arguments(p)
-    _add_id_options(p)
+    add_id_options(p)
     p.set_defaults(func=_cmd_box)

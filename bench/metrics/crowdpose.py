@@ -39,6 +39,7 @@ from crowdbench.bench.metrics.coco_keypoints import (
     _counts,
     _is_num,
     _source,
+    add_id_options,
     add_io_arguments,
     print_stats,
     pycocotools_sigmas,
@@ -154,6 +155,5 @@ def add_command(eval_subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="drop predictions whose keypoint scores are all <= 0 (xtcocotools / MMPose behaviour)",
     )
-    p.add_argument("--renumber-zero-id", action="store_true", help="renumber GT ids 1..N if one is 0")
-    p.add_argument("--allow-duplicate-ids", action="store_true", help="accept duplicate GT ids as pycocotools does")
+    add_id_options(p)
     p.set_defaults(func=_cmd)

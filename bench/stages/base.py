@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,12 +39,6 @@ def run_stage(
         with cache.writing(name, key, {**meta, "stage": name, "key": key}) as out:
             compute(out, scratch)
         seconds = time.perf_counter() - start
-        _remove_tree(scratch)
+        shutil.rmtree(scratch, ignore_errors=True)
         console.print(f"  [cyan]done[/]       {name:<11} {key} in {seconds:.1f} s")
         return StageResult(name, key, cache.path(name, key), True, seconds)
-
-
-def _remove_tree(path: Path) -> None:
-    import shutil
-
-    shutil.rmtree(path, ignore_errors=True)
