@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class _Strict(BaseModel):
@@ -17,15 +17,40 @@ class _Strict(BaseModel):
 
 
 class DataConfig(_Strict):
-    """Which frames to train and evaluate on."""
+    """Which frames to train and evaluate on: the synthetic generator, or a dataset of ``datasets/layout.py``."""
 
-    source: Literal["synthetic", "crowdhuman"] = "synthetic"
-    preset: str = Field("small", description="synthetic preset: tiny | small | medium")
+    source: str = Field("synthetic", description="'synthetic' or a dataset key of datasets/layout.py LAYOUTS")
+    preset: str = Field("small", description="synthetic preset: tiny | small | medium | hie")
     seed: int = Field(0, description="seed of the synthetic data (fixed across training seeds)")
     root: Path | None = Field(None, description="dataset folder for real data (--data-root)")
     train_split: str = "train"
     val_split: str = "val"
+    holdout_videos: tuple[str, ...] = Field(
+        (), description="videos of the train split held out as the validation split (HIE: 3, 7, 8, 17)"
+    )
+    extra_train: tuple[str, ...] = Field(
+        (), description="more datasets whose train split is added to the training frames (e.g. crowdhuman)"
+    )
     max_val_images: int | None = None
+
+    @field_validator("source")
+    @classmethod
+    def _known_source(cls, value: str) -> str:
+        from crowdbench.datasets.layout import LAYOUTS
+
+        if value != "synthetic" and value not in LAYOUTS:
+            raise ValueError(f"unknown data source {value!r}; known: synthetic, {', '.join(LAYOUTS)}")
+        return value
+
+    @field_validator("extra_train")
+    @classmethod
+    def _known_extra(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        from crowdbench.datasets.layout import LAYOUTS
+
+        unknown = [v for v in value if v not in LAYOUTS]
+        if unknown:
+            raise ValueError(f"unknown extra_train datasets {unknown}; known: {', '.join(LAYOUTS)}")
+        return value
 
 
 class DetectorConfig(_Strict):

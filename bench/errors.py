@@ -7,9 +7,9 @@ def known_errors() -> tuple[type[BaseException], ...]:
     """Exception types whose message already names the file, record or option (imported lazily)."""
     from crowdbench.bench.registry import PluginError
     from crowdbench.bench.specs import SpecError
-    from crowdbench.bench.stages.detection import DataError
     from crowdbench.bench.stages.detector_training import NonFiniteLossError
     from crowdbench.datasets.formats.errors import FormatError
+    from crowdbench.datasets.layout import DataError
 
     return (PluginError, SpecError, DataError, NonFiniteLossError, FormatError, KeyError, FileNotFoundError, ValueError)
 

@@ -73,6 +73,9 @@ def expand(
             continue
         for seed in seeds:
             cfg = base_config(profile, spec.task)
+            if profile == "full":  # the paper's dataset and split (spec `data`); smoke keeps the synthetic data
+                for key, value in spec.data.items():
+                    set_dotted(cfg, f"data.{key}", value)
             for key, value in row.overrides.items():
                 set_dotted(cfg, key, value)
             for ref in row.plugins:

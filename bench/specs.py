@@ -66,6 +66,9 @@ class TableSpec(BaseModel):
     task: Literal["detection", "pose", "pose_regression", "tracking", "pose_tracking"]
     dataset: str = Field(description="the paper's dataset and split")
     smoke_dataset: str = Field("synthetic/small", description="what the smoke profile runs on instead")
+    data: dict[str, Any] = Field(
+        description="the full profile's data.* settings: `source` (a datasets/layout.py key), splits, holdout videos"
+    )
     metrics: list[MetricColumn]
     rows: list[Row]
     notes: str = ""
@@ -90,6 +93,14 @@ class TableSpec(BaseModel):
             unknown = set(row.paper) - keys
             if unknown:
                 raise ValueError(f"row {row.label!r}: paper values for unknown metrics {sorted(unknown)}")
+        from crowdbench.bench.config import DataConfig
+
+        try:
+            DataConfig.model_validate(self.data)
+        except ValueError as exc:
+            raise ValueError(f"data: {' '.join(str(exc).splitlines()[:3])}") from None
+        if "source" not in self.data:
+            raise ValueError("data: needs 'source' (the dataset of the full profile)")
         labels = [r.label for r in self.rows]
         if len(set(labels)) != len(labels):
             raise ValueError("duplicate row labels")

@@ -7,8 +7,11 @@ PoseTrack 2018 per-video JSON files or 2017 ``annolist`` files.
 
 Conventions: ``people`` counts non-ignored persons (COCO ``iscrowd=0``; CrowdHuman non-ignored gtboxes; MOT rows
 with ``conf != 0`` and class 1, or any class when the file has no class column); ``crowded_share`` is the share of
-people whose box overlaps another person's box in the same frame at IoU > 0.5. PoseTrack files have no full boxes
-and no occlusion flag: boxes are the extent of the labelled joints and labelled joints count as ``v = 2``.
+people whose box overlaps another person's box in the same frame at IoU > 0.5 (COCO files: the unclipped full box
+``fbox`` where an annotation has one, else the possibly image-clipped ``bbox``). PoseTrack (read by
+:func:`~crowdbench.datasets.formats.posetrack.read_posetrack_frames`): people are persons with a labelled joint,
+boxes are PT18 ``bbox`` (PT17 has none: the extent of the labelled joints), visibility counts the 15 evaluated
+joints as that reader gives it (PT18 ground truth: 1 for every labelled joint; PT17: 2, or 1 for ``is_visible`` 0).
 """
 
 from __future__ import annotations
@@ -136,10 +139,10 @@ def _coco(path: Path, data: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(img, dict) or "id" not in img:
             raise FormatError(f"{path}: image {i}: needs 'id'")
         people = [a for a in by_image.get(img["id"], []) if not a.get("iscrowd", 0)]
-        try:
-            boxes = [_xywh(a["bbox"]) for a in people]
+        try:  # the unclipped full box ``fbox`` when present (our writer, CrowdHuman-style COCO), else ``bbox``
+            boxes = [_xywh(a.get("fbox", a["bbox"])) for a in people]
         except (TypeError, ValueError):
-            raise FormatError(f"{path}: image {img['id']!r}: a bbox is not 4 numbers [x, y, w, h]") from None
+            raise FormatError(f"{path}: image {img['id']!r}: a fbox/bbox is not 4 numbers [x, y, w, h]") from None
         vis = [v for a in people for v in a.get("keypoints", [])[2::3]]
         st.frame(
             str(img.get("vid_id", img["id"])),
@@ -203,23 +206,17 @@ def _hie(path: Path) -> dict[str, Any]:
 
 
 def _posetrack(path: Path) -> dict[str, Any]:
-    from crowdbench.bench.metrics.posetrack import read_posetrack_dir
+    from crowdbench.datasets.formats.posetrack import PT17_JOINT_TO_SLOT, read_posetrack_frames
 
-    files = sorted(p for p in path.glob("*.json") if p.is_file())
+    files = sorted(p for p in path.glob("*.json") if p.is_file()) if path.is_dir() else [path]
     first = json.loads(files[0].read_text(encoding="utf-8"))
     fmt = "posetrack17" if isinstance(first, dict) and "annolist" in first else "posetrack18"
     st = _Stats()
-    for vname, video in read_posetrack_dir(path).items():
-        for frame in video.frames:
-            boxes, vis = [], []
-            for p in frame.persons:
-                if not p.points:
-                    continue
-                xy = np.array([[q.x, q.y] for q in p.points])
-                boxes.append([*xy.min(axis=0), *xy.max(axis=0)])
-                vis.extend([2] * len(p.points) + [0] * max(15 - len(p.points), 0))
-            tracks = [p.track_id for p in frame.persons if p.points and p.track_id is not None]
-            st.frame(vname, boxes, tracks=tracks, vis=vis, ignored=len(frame.ignore_regions))
+    for frame in read_posetrack_frames(path):
+        people = [i for i in frame.instances if i.keypoints is not None and (i.keypoints[:, 2] > 0).any()]
+        boxes = [i.box for i in people]
+        vis = [v for i in people for v in i.keypoints[list(PT17_JOINT_TO_SLOT), 2]]
+        st.frame(frame.video, boxes, tracks=[i.track_id for i in people], vis=vis, ignored=len(frame.ignore_polygons))
     return st.report(path, fmt, num_keypoints=15)
 
 
@@ -271,15 +268,8 @@ def inspect_path(path: str | Path) -> dict[str, Any]:
 
 
 def _posetrack_file(path: Path) -> dict[str, Any]:
-    """A single PoseTrack 2017 ``annolist`` file: inspected as a folder holding only it."""
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as tmp:
-        link = Path(tmp) / path.name
-        link.symlink_to(path.resolve())
-        report = _posetrack(Path(tmp))
-    report["path"] = str(path)
-    return report
+    """A single PoseTrack 2017 ``annolist`` file."""
+    return _posetrack(path)
 
 
 def print_report(report: dict[str, Any]) -> None:

@@ -3,7 +3,8 @@
 Skeleton edges and flip pairs are **0-based** keypoint indices (the COCO JSON ``categories[].skeleton`` is
 1-based; writers add 1). Mappings are tuples with one entry per *destination* keypoint: an ``int`` is the
 source index copied as is, a ``str`` names a derived point (:data:`DERIVED`) computed from source keypoints
-looked up by name:
+looked up by name, only when the caller asks for it (``convert_keypoints(..., derive=True)``; by default a joint
+the source lacks is marked unlabeled, not invented):
 
 - ``"neck"``: midpoint of the two shoulders (CrowdPose ``neck``, HIE ``chest``, PoseTrack ``head_bottom``).
 - ``"head_top"``: extrapolated upwards along the neck→eyes axis: ``eyes_mid + 0.5 * (eyes_mid - neck)``
@@ -219,15 +220,20 @@ def _derive(rule: str, kpts: np.ndarray, src: KeypointSchema) -> np.ndarray:
     return out
 
 
-def convert_keypoints(kpts: np.ndarray, src: KeypointSchema, dst: KeypointSchema) -> np.ndarray:
+def convert_keypoints(
+    kpts: np.ndarray, src: KeypointSchema, dst: KeypointSchema, *, derive: bool = False
+) -> np.ndarray:
     """Convert ``K x 3`` (or ``N x K x 3``) keypoints from schema ``src`` to ``dst``.
 
-    Uses the explicit mapping of :data:`MAPPINGS` when there is one, else copies same-named keypoints and
-    leaves the others unlabeled ``(0, 0, 0)``.
+    Uses the explicit mapping of :data:`MAPPINGS` when there is one, else copies same-named keypoints. A joint
+    ``src`` does not have is marked unlabeled ``(0, 0, 0)``, never invented; ``derive=True`` asks for the
+    documented :data:`DERIVED` approximations (``neck``, ``head_top``) instead, for callers that want them.
     """
     kpts = np.asarray(kpts, dtype=np.float64)
     if kpts.ndim < 2 or kpts.shape[-2:] != (src.num_keypoints, 3):
         raise ValueError(f"expected (..., {src.num_keypoints}, 3) keypoints for {src.name}, got {kpts.shape}")
     mapping = _mapping(src, dst)
-    cols = [kpts[..., m, :] if isinstance(m, int) else _derive(m, kpts, src) for m in mapping]
+    cols = [
+        kpts[..., m, :] if isinstance(m, int) else _derive(m if derive else "unlabeled", kpts, src) for m in mapping
+    ]
     return np.stack(cols, axis=-2)

@@ -17,7 +17,8 @@ ImageSource = str | Path | Callable[[], np.ndarray] | None
 
 @dataclass
 class Instance:
-    """One person in one frame (ground truth or prediction)."""
+    """One person in one frame (ground truth or prediction). ``head_box`` (x1, y1, x2, y2): CrowdHuman ``hbox``,
+    PoseTrack ``bbox_head`` / head rectangle (the PCKh normaliser), ``None`` where the source has none."""
 
     box: np.ndarray
     visible_box: np.ndarray | None = None
@@ -25,18 +26,25 @@ class Instance:
     score: float = 1.0
     track_id: int = -1
     ignore: bool = False
+    head_box: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.box = np.asarray(self.box, dtype=np.float64).reshape(4)
         if self.visible_box is not None:
             self.visible_box = np.asarray(self.visible_box, dtype=np.float64).reshape(4)
+        if self.head_box is not None:
+            self.head_box = np.asarray(self.head_box, dtype=np.float64).reshape(4)
         if self.keypoints is not None:
             self.keypoints = np.asarray(self.keypoints, dtype=np.float64).reshape(-1, 3)
 
 
 @dataclass
 class Frame:
-    """One image of a video (or a still image: a video of one frame)."""
+    """One image of a video (or a still image: a video of one frame).
+
+    Ignore areas: ``ignore_regions`` are boxes (CrowdHuman ``mask``/ignored boxes, COCO ``iscrowd``, tiny synthetic
+    people); ``ignore_polygons`` are ``P x 2`` polygons (PoseTrack ``ignore_regions``).
+    """
 
     video: str
     index: int
@@ -45,9 +53,11 @@ class Frame:
     image: ImageSource = None
     instances: list[Instance] = field(default_factory=list)
     ignore_regions: np.ndarray = field(default_factory=lambda: np.zeros((0, 4)))
+    ignore_polygons: list[np.ndarray] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.ignore_regions = np.asarray(self.ignore_regions, dtype=np.float64).reshape(-1, 4)
+        self.ignore_polygons = [np.asarray(p, dtype=np.float64).reshape(-1, 2) for p in self.ignore_polygons]
 
     @property
     def frame_id(self) -> str:

@@ -10,8 +10,10 @@ Annotations are computed from a per-frame label map rendered with the same primi
 
 - ``Instance.box``: extent of the whole body (hidden parts included, not clipped to the image) + a margin;
 - ``Instance.visible_box``: extent of the body's pixels actually visible in the image;
-- keypoints (COCO-17): ``v = 2`` visible, ``1`` covered by another person or an occluder, ``0`` outside the
-  image (then ``x = y = 0``, as in COCO files). Coordinates are continuous, pixel ``j`` spans ``[j, j+1)``.
+- ``Instance.head_box``: extent of the head (hair and face circles), the PoseTrack / CrowdHuman head box;
+- keypoints (COCO-17 unless another schema is asked for, :data:`SCHEMA_ROWS`): ``v = 2`` visible, ``1`` covered
+  by another person or an occluder, ``0`` outside the image (then ``x = y = 0``, as in COCO files). Coordinates are
+  continuous, pixel ``j`` spans ``[j, j+1)``.
 
 Randomness comes only from ``numpy.random.default_rng`` seeded with ``[seed, split, video, ...]``; images are
 re-rendered on demand (``Frame.image`` is a :class:`SyntheticImage`), byte-identical for the same seed.
@@ -20,6 +22,7 @@ re-rendered on demand (``Frame.image`` is a :class:`SyntheticImage`), byte-ident
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -32,15 +35,17 @@ import cv2
 import numpy as np
 
 from crowdbench.datasets.formats.atomic import atomic_write_bytes, atomic_write_text
-from crowdbench.datasets.keypoints import COCO_17
+from crowdbench.datasets.keypoints import COCO_17, CROWDPOSE_14, HIE_14, POSETRACK_17, get_schema
 from crowdbench.datasets.model import Dataset, Frame, Instance
 
 __all__ = [
     "FORMATS",
     "PRESETS",
+    "SCHEMA_ROWS",
     "Preset",
     "SyntheticImage",
     "add_data_commands",
+    "crowd_index",
     "generate",
     "occluder_boxes",
     "render_frame",
@@ -84,7 +89,7 @@ PRESETS: dict[str, Preset] = {
 """``tiny``: unit tests; ``small``: default of the smoke profile; ``medium``: a harder, larger variant;
 ``hie``: several short small videos per split (per-video w-AP and tracking tables on the HIE tree)."""
 
-FORMATS = ("coco", "crowdhuman", "mot", "hie")
+FORMATS = ("coco", "crowdpose", "crowdhuman", "mot", "hie", "posetrack17", "posetrack18")
 """Native formats :func:`write_native` can write (images are always written)."""
 
 
@@ -271,7 +276,8 @@ def _circle(c: np.ndarray, r: float, color: int) -> Prim:
 
 
 def _body(video: _Video, p: _Person, t: int) -> tuple[np.ndarray, list[Prim]]:
-    """COCO-17 keypoints (``17 x 2``) and the drawing primitives of person ``p`` at frame ``t``."""
+    """Body points (``21 x 2``: COCO-17, :data:`_HEAD_TOP`, :data:`_NECK`, then the head box corners) and the
+    drawing primitives of person ``p`` at frame ``t``."""
     fx, fy, h = video.foot(p, t)
     a = p.aspect
     phase = p.phase + 2 * math.pi * p.freq * t
@@ -330,6 +336,10 @@ def _body(video: _Video, p: _Person, t: int) -> tuple[np.ndarray, list[Prim]]:
             legs[1][1],
             legs[0][2],
             legs[1][2],
+            head + np.array([0.0, -0.014 * h - 0.9 * 0.071 * h]),  # just inside the top of the hair
+            neck,
+            head + np.array([-0.071 * h, -0.085 * h]),  # head box (hair and face circles): top left
+            head + np.array([0.071 * h, 0.066 * h]),  # bottom right
         ]
     )
 
@@ -510,7 +520,19 @@ def occluder_boxes(frame: Frame) -> np.ndarray:
 # ------------------------------------------------------------------------------------------- annotations
 
 
-def _annotate(video: _Video, t: int) -> Frame:
+_HEAD_TOP, _NECK, _HEAD_BOX = 17, 18, [19, 20]  # rows of the body points after the COCO-17 ones
+SCHEMA_ROWS: dict[str, tuple[int | None, ...]] = {
+    COCO_17.name: tuple(range(17)),
+    CROWDPOSE_14.name: (*range(5, 17), _HEAD_TOP, _NECK),
+    HIE_14.name: (0, _NECK, 6, 8, 10, 5, 7, 9, 12, 14, 16, 11, 13, 15),
+    POSETRACK_17.name: (0, _NECK, _HEAD_TOP, None, None, *range(5, 17)),
+}
+"""Body-point row of each keypoint of each schema. Every joint is a real point of the stick figure (CrowdPose
+``head``/``neck``, HIE ``chest``, PoseTrack ``head_bottom``/``head_top`` included), with its own visibility from
+the label map; ``None`` is a joint the dataset never labels (the PoseTrack18 ear slots), written ``(0, 0, 0)``."""
+
+
+def _annotate(video: _Video, t: int, body_rows: tuple[int | None, ...] = SCHEMA_ROWS[COCO_17.name]) -> Frame:
     w, h = video.width, video.height
     placed = _place(video, t)
     label = np.zeros((h, w), np.uint8)
@@ -533,13 +555,17 @@ def _annotate(video: _Video, t: int) -> Frame:
             continue
         rows, cols = np.flatnonzero(mine.any(axis=1)), np.flatnonzero(mine.any(axis=0))
         vbox = np.array([x0 + cols[0], y0 + rows[0], x0 + cols[-1] + 1, y0 + rows[-1] + 1], dtype=np.float64)
-        kpts = np.zeros((len(q.kpts), 3))
-        for k, (x, y) in enumerate(q.kpts):
+        kpts = np.zeros((len(body_rows), 3))
+        for k, row in enumerate(body_rows):
+            if row is None:
+                continue
+            x, y = q.kpts[row]
             if 0 <= x < w and 0 <= y < h:
                 seen = label[int(y), int(x)]
                 covered = seen == _OCCLUDER_LABEL or (seen != 0 and seen != j + 1)
                 kpts[k] = (x, y, 1.0 if covered else 2.0)
-        instances.append(Instance(box=box, visible_box=vbox, keypoints=kpts, track_id=q.person.track_id))
+        head = q.kpts[_HEAD_BOX].reshape(4)
+        instances.append(Instance(box=box, visible_box=vbox, keypoints=kpts, track_id=q.person.track_id, head_box=head))
     return Frame(
         video=video.name,
         index=t,
@@ -587,26 +613,37 @@ def summarize(frames: Sequence[Frame]) -> dict[str, float | int]:
     }
 
 
-def generate(preset: str = "small", seed: int = 0) -> Dataset:
-    """Generate the synthetic crowd-video dataset ``preset`` (splits ``train`` and ``val``, COCO-17).
+def generate(preset: str = "small", seed: int = 0, schema: str = COCO_17.name) -> Dataset:
+    """Generate the synthetic crowd-video dataset ``preset`` (splits ``train`` and ``val``).
 
-    Annotations are computed now; images are rendered when ``Frame.load_image()`` is called.
+    ``schema`` (``coco17``, ``crowdpose14``, ``hie14``, ``posetrack17``) picks the keypoints annotated
+    (:data:`SCHEMA_ROWS`); boxes, tracks and images do not depend on it. Annotations are computed now; images are
+    rendered when ``Frame.load_image()`` is called.
     """
     spec = _preset(preset)
     if seed < 0:
         raise ValueError(f"seed must be >= 0, got {seed}")
+    if schema not in SCHEMA_ROWS:
+        raise ValueError(f"unknown keypoint schema {schema!r}; known: {', '.join(SCHEMA_ROWS)}")
+    rows = SCHEMA_ROWS[schema]
     splits: dict[str, list[Frame]] = {}
     for split in SPLITS:
         frames: list[Frame] = []
         for v in range(spec.videos[split]):
             video = _Video(spec, seed, split, v)
-            frames.extend(_annotate(video, t) for t in range(video.n_frames))
+            frames.extend(_annotate(video, t, rows) for t in range(video.n_frames))
         splits[split] = frames
-    summary: dict[str, float | int | str] = {"preset": preset, "seed": seed, "width": spec.width, "height": spec.height}
+    summary: dict[str, float | int | str] = {
+        "preset": preset,
+        "seed": seed,
+        "schema": schema,
+        "width": spec.width,
+        "height": spec.height,
+    }
     summary.update(summarize([f for frames in splits.values() for f in frames]))
     for split, frames in splits.items():
         summary.update({f"{split}/{k}": v for k, v in summarize(frames).items()})
-    return Dataset(name=f"synthetic-{preset}", schema=COCO_17, splits=splits, summary=summary)
+    return Dataset(name=f"synthetic-{preset}", schema=get_schema(schema), splits=splits, summary=summary)
 
 
 # -------------------------------------------------------------------------------------------------- files
@@ -655,10 +692,11 @@ def write_native(
     :data:`FORMATS`, all). Returns the written paths by key (``images``, ``coco_<split>``, ``odgt_<split>``,
     ``mot_<split>``, ``hie_<split>``).
     """
-    from crowdbench.datasets.formats.coco import write_coco_keypoints
+    from crowdbench.datasets.formats.coco import CocoFrames, write_coco_keypoints
     from crowdbench.datasets.formats.crowdhuman import record_id, write_odgt
-    from crowdbench.datasets.formats.hie import to_hie_frames, write_hie
+    from crowdbench.datasets.formats.hie import write_hie
     from crowdbench.datasets.formats.mot import write_mot_sequence
+    from crowdbench.datasets.formats.posetrack import write_posetrack17, write_posetrack18
 
     wanted = set(FORMATS if formats is None else formats)
     if wanted - set(FORMATS) or not wanted:
@@ -669,10 +707,32 @@ def write_native(
     atomic_write_text(out_dir / SYNTHETIC_MARKER, json.dumps(marker, indent=1, default=str))
     fps = PRESETS[str(dataset.summary["preset"])].fps if dataset.summary.get("preset") in PRESETS else 10
     paths: dict[str, Path] = {"images": out_dir}
+
+    def in_schema(split: str, frames: list[Frame], schema: str) -> list[Frame]:
+        """``frames`` (rendered) with their keypoints annotated in ``schema`` (same people, boxes and tracks)."""
+        if dataset.schema.name == schema:
+            return frames
+        if dataset.summary.get("preset") not in PRESETS or "seed" not in dataset.summary:
+            raise ValueError(f"{dataset.name}: not a generated dataset, cannot annotate it in {schema}")
+        other = _regenerated(str(dataset.summary["preset"]), int(dataset.summary["seed"]), schema).frames(split)
+        return [
+            replace(
+                f, instances=[replace(i, keypoints=o.keypoints) for i, o in zip(f.instances, g.instances, strict=True)]
+            )
+            for f, g in zip(frames, other, strict=True)
+        ]
+
     for split, frames in rendered:
         if "coco" in wanted:
             paths[f"coco_{split}"] = write_coco_keypoints(
                 frames, out_dir / "annotations" / f"person_keypoints_{split}.json", dataset.schema, image_root=out_dir
+            )
+        if "crowdpose" in wanted:
+            cp = in_schema(split, frames, CROWDPOSE_14.name)
+            extras = [{"crowdIndex": round(crowd_index(f), 4)} for f in cp]
+            cp = CocoFrames(cp, schema=CROWDPOSE_14, image_ids=range(1, len(cp) + 1), image_extras=extras)
+            paths[f"crowdpose_{split}"] = write_coco_keypoints(
+                cp, out_dir / "crowdpose" / "json" / f"crowdpose_{split}.json", CROWDPOSE_14, image_root=out_dir
             )
         if "crowdhuman" in wanted:
             odgt = out_dir / f"annotation_{split}.odgt"
@@ -687,12 +747,51 @@ def write_native(
             paths[f"mot_{split}"] = out_dir / split
         if "hie" in wanted:
             hie_root = out_dir / "hie" / split
-            hie_videos = {v: to_hie_frames(fs, dataset.schema.name) for v, fs in rendered.videos(split).items()}
+            hie_frames = in_schema(split, frames, HIE_14.name)
+            hie_videos = Dataset(dataset.name, HIE_14, {split: hie_frames}).videos(split)
             write_hie(hie_videos, hie_root, image_ext=ext)
             for frame in frames:
                 _link(Path(str(frame.image)), hie_root / "images" / frame.video / f"{frame.index:06d}{ext}")
             paths[f"hie_{split}"] = hie_root
+        for version, writer in (("posetrack17", write_posetrack17), ("posetrack18", write_posetrack18)):
+            if version not in wanted:
+                continue
+            pt_root = out_dir / version
+            pt_frames = in_schema(split, frames, POSETRACK_17.name)
+            writer(
+                Dataset(dataset.name, POSETRACK_17, {split: pt_frames}).videos(split),
+                pt_root / "annotations" / split,
+                image_dir=f"images/{split}",
+            )
+            for frame in frames:
+                _link(Path(str(frame.image)), pt_root / "images" / split / frame.video / f"{frame.index:06d}{ext}")
+            paths[f"{version}_{split}"] = pt_root / "annotations" / split
     return paths
+
+
+@functools.lru_cache(maxsize=4)
+def _regenerated(preset: str, seed: int, schema: str) -> Dataset:
+    return generate(preset, seed, schema)
+
+
+def crowd_index(frame: Frame) -> float:
+    """CrowdPose crowd index of one image (Li et al., CVPR 2019, "CrowdPose", section 3.1):
+    ``(1/n) sum_i N_b(i) / N_a(i)``, with ``N_a(i)`` the labeled joints of person ``i`` and ``N_b(i)`` the
+    labeled joints of the other people inside person ``i``'s box. People without labeled joints are skipped;
+    0 for an image without people."""
+    people = [i for i in frame.instances if i.keypoints is not None and (i.keypoints[:, 2] > 0).any()]
+    ratios = []
+    for a, inst in enumerate(people):
+        x1, y1, x2, y2 = inst.box
+        n_a = int((inst.keypoints[:, 2] > 0).sum())
+        n_b = 0
+        for b, other in enumerate(people):
+            if b == a:
+                continue
+            kp = other.keypoints[other.keypoints[:, 2] > 0]
+            n_b += int(((kp[:, 0] >= x1) & (kp[:, 0] <= x2) & (kp[:, 1] >= y1) & (kp[:, 1] <= y2)).sum())
+        ratios.append(n_b / n_a)
+    return float(np.mean(ratios)) if ratios else 0.0
 
 
 def _link(src: Path, dst: Path) -> None:
@@ -718,7 +817,7 @@ def _synth_command(args: argparse.Namespace) -> int:
     table.add_column("statistic")
     for split in ("all", *dataset.splits):
         table.add_column(split, justify="right")
-    keys = [k for k in dataset.summary if "/" not in k and k not in ("preset", "seed", "width", "height")]
+    keys = [k for k in dataset.summary if "/" not in k and k not in ("preset", "seed", "schema", "width", "height")]
     for key in keys:
         row = [str(dataset.summary[key])] + [str(dataset.summary.get(f"{s}/{key}", "")) for s in dataset.splits]
         table.add_row(key, *row)
@@ -744,6 +843,10 @@ def add_data_commands(subparsers: argparse._SubParsersAction) -> None:
         help="native format to write; repeat for several (default: all)",
     )
     p.set_defaults(func=_synth_command)
+    c = subparsers.add_parser("check", help="which datasets the tables' full profile needs, and what is missing")
+    c.add_argument("--data-root", type=Path, required=True, help="the folder given to --data-root")
+    c.add_argument("--table", help="one table id (default: every table)")
+    c.set_defaults(func=_check_command)
     q = subparsers.add_parser("inspect", help="detect a dataset's format and print counts and crowding statistics")
     q.add_argument("path", type=Path, help="annotation file or folder")
     q.add_argument("--json", action="store_true", help="print the statistics as JSON")
@@ -766,3 +869,41 @@ def _inspect_command(args: argparse.Namespace) -> int:
     else:
         print_report(report)
     return 0
+
+
+def _check_command(args: argparse.Namespace) -> int:
+    """``crowdbench data check``: per table, the dataset and splits of its full profile, found or not under the root.
+
+    Exit 0 when everything asked for is there, 1 when something is missing (each missing split gets one line saying
+    what to put where)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from crowdbench.bench.specs import available_tables, load_spec
+    from crowdbench.datasets.layout import DataError, check_dataset
+
+    tables = [args.table] if args.table else available_tables()
+    table = Table(title=f"datasets for --profile full under {args.data_root}")
+    for col in ("table", "dataset", "splits", "status"):
+        table.add_column(col)
+    problems: list[str] = []
+    for table_id in tables:
+        spec = load_spec(table_id)
+        data = spec.data
+        source = str(data["source"])
+        train, val = str(data.get("train_split", "train")), str(data.get("val_split", "val"))
+        needs = [(source, [train] if data.get("holdout_videos") else [train, val])]
+        needs += [(str(extra), ["train"]) for extra in data.get("extra_train", ())]
+        for key, splits in needs:
+            try:
+                check_dataset(args.data_root, key, splits)
+                status = "[green]found[/]"
+            except DataError as exc:
+                status = "[red]missing[/]"
+                problems.append(str(exc))
+            table.add_row(table_id, key, ", ".join(splits), status)
+    console = Console()
+    console.print(table)
+    for line in dict.fromkeys(problems):
+        console.print(f"missing: {line}", markup=False, highlight=False, soft_wrap=True)
+    return 1 if problems else 0

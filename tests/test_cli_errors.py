@@ -62,7 +62,10 @@ def test_full_profile_without_data_root_says_so(tmp_path, capsys):
     assert "--data-root is required" in _one_error_line(capsys)
     missing = ["--data-root", str(tmp_path / "nowhere")]
     assert main(["table", "hie-pose/table3", "--profile", "full", "--run-dir", str(tmp_path), *missing]) == 2
-    assert "nowhere/annotation_train.odgt: annotation file not found" in _one_error_line(capsys)
+    assert "nowhere: --data-root is not a folder" in _one_error_line(capsys)
+    empty = ["--data-root", str(tmp_path)]
+    assert main(["table", "hie-pose/table3", "--profile", "full", "--run-dir", str(tmp_path / "r"), *empty]) == 2
+    assert f"{tmp_path}/hie/train: HIE2020 train annotation folder not found; put it there" in _one_error_line(capsys)
 
 
 @pytest.mark.parametrize("args", [["list", "tables"], ["list", "plugins"]])

@@ -37,6 +37,11 @@ def test_read_real_sample():
     np.testing.assert_array_equal(f.instances[0].box, [1330, 317, 1330 + 418, 317 + 1338])  # fbox xywh -> xyxy
     np.testing.assert_array_equal(f.instances[0].visible_box, [1355, 323, 1355 + 381, 323 + 1033])
     np.testing.assert_array_equal(f.ignore_regions[0], [1387, 353, 1387 + 320, 353 + 285])  # the "mask" box
+    # hbox [x, y, w, h] of the first record's gtboxes -> Instance.head_box (x1, y1, x2, y2)
+    np.testing.assert_array_equal(f.instances[0].head_box, [1482, 380, 1482 + 154, 380 + 178])
+    np.testing.assert_array_equal(f.instances[1].head_box, [1142, 42, 1142 + 219, 42 + 297])
+    np.testing.assert_array_equal(f.instances[5].head_box, [123, 349, 123 + 79, 349 + 86])
+    assert all(i.head_box is not None for i in f.instances)
     assert not any(i.ignore for i in f.instances)
     assert Path(f.image) == Path("/data/CrowdHuman/Images") / f"{ID}.jpg"
 
@@ -56,6 +61,7 @@ def test_real_sample_round_trip(tmp_path):
     original = json.loads((SAMPLE / "test_annotation_train.odgt").read_text())
     assert [b["fbox"] for b in line["gtboxes"]] == [b["fbox"] for b in original["gtboxes"]]  # ints stay ints
     assert [b["tag"] for b in line["gtboxes"]] == ["person"] * 6 + ["mask"]
+    assert [b["hbox"] for b in line["gtboxes"]] == [b["hbox"] for b in original["gtboxes"]]  # real head boxes kept
     assert line["gtboxes"][-1]["extra"] == {"ignore": 1}
     back = read_odgt(out)
     _assert_same_frames(back, frames)
@@ -70,6 +76,8 @@ def _assert_same_frames(got: list[Frame], want: list[Frame]) -> None:
         for gi, wi in zip(g.instances, w.instances, strict=True):
             want_vis = wi.visible_box if wi.visible_box is not None else wi.box
             np.testing.assert_allclose(gi.visible_box, want_vis)
+            if wi.head_box is not None:
+                np.testing.assert_allclose(gi.head_box, wi.head_box)
 
 
 def test_round_trip_video_frames_ignored_instances_and_head_boxes(tmp_path):
@@ -115,6 +123,52 @@ def test_round_trip_video_frames_ignored_instances_and_head_boxes(tmp_path):
 
     write_odgt(frames[:1], path)  # replaces the file atomically
     assert len(read_odgt(path)) == 1
+
+
+def test_head_box_round_trip(tmp_path):
+    kp = np.zeros((17, 3))
+    kp[1] = (40, 20, 2)  # eyes: would give the keypoint approximation if head_box were not used
+    kp[2] = (60, 20, 2)
+    frames = [
+        Frame(
+            "img",
+            0,
+            640,
+            480,
+            instances=[
+                Instance([0, 0, 100, 300], head_box=[30.5, 4.25, 70.75, 48]),
+                Instance([200, 10, 260, 130], keypoints=kp, head_box=[210, 12, 240, 40]),
+                Instance([300, 0, 360, 120], ignore=True, head_box=[310, 1, 330, 20]),
+                Instance([400, 60, 460, 180]),  # no head box: top 1/6 of the full box is written
+            ],
+        )
+    ]
+    path = tmp_path / "h.odgt"
+    write_odgt(frames, path)
+    rec = json.loads(path.read_text())
+    hboxes = [b["hbox"] for b in rec["gtboxes"]]
+    assert hboxes == [[30.5, 4.25, 40.25, 43.75], [210, 12, 30, 28], [310, 1, 20, 19], [400, 60, 60, 20]]
+    back = read_odgt(path)[0]
+    assert len(back.instances) == 3  # the ignored one is an ignore region
+    np.testing.assert_array_equal(back.instances[0].head_box, [30.5, 4.25, 70.75, 48])
+    np.testing.assert_array_equal(back.instances[1].head_box, [210, 12, 240, 40])
+    np.testing.assert_array_equal(back.instances[2].head_box, [400, 60, 460, 80])  # the written approximation
+    write_odgt([back], tmp_path / "h2.odgt")  # second generation: the head boxes read back are written unchanged
+    rec2 = json.loads((tmp_path / "h2.odgt").read_text())
+    assert [b["hbox"] for b in rec2["gtboxes"] if b["tag"] == "person"] == [hboxes[0], hboxes[1], hboxes[3]]
+    _assert_same_frames(read_odgt(tmp_path / "h2.odgt"), [back])
+
+    no_hbox = _write(
+        tmp_path, "n.odgt", [json.dumps({"ID": "a", "gtboxes": [{"tag": "person", "fbox": [1, 2, 3, 4]}]})]
+    )
+    assert read_odgt(no_hbox)[0].instances[0].head_box is None
+    bad = _write(
+        tmp_path,
+        "b.odgt",
+        [json.dumps({"ID": "a", "gtboxes": [{"tag": "person", "fbox": [1, 2, 3, 4], "hbox": [1, 2]}]})],
+    )
+    with pytest.raises(FormatError, match=r"b\.odgt:1: gtbox 0 'hbox' must be a list of 4 numbers"):
+        read_odgt(bad)
 
 
 def _write(tmp_path: Path, name: str, lines: list[str]) -> Path:

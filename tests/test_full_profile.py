@@ -35,9 +35,11 @@ def data_root(tmp_path_factory):
 
 
 def test_full_profile_reads_odgt_and_images(data_root, tmp_path):
+    """CrowdHuman-only data (the spec's HIE source replaced on the command line)."""
     assert (data_root / "annotation_train.odgt").is_file() and (data_root / SYNTHETIC_MARKER).is_file()
+    crowdhuman_only = {**SMALL_MODEL, "data.source": "crowdhuman", "data.holdout_videos": (), "data.extra_train": ()}
     result = run_table(
-        "hie-pose/table3", profile="full", data_root=data_root, overrides=SMALL_MODEL, run_dir=tmp_path, rows=[3]
+        "hie-pose/table3", profile="full", data_root=data_root, overrides=crowdhuman_only, run_dir=tmp_path, rows=[3]
     )
     assert not result.failed
     row = result.view.rows[3]
@@ -50,6 +52,27 @@ def test_full_profile_reads_odgt_and_images(data_root, tmp_path):
     dets = (tmp_path / "cache" / "postprocess").glob("*/detections.json")
     lines = [json.loads(line) for path in dets for line in path.read_text().splitlines()]
     assert lines and all(rec["width"] == 128 and rec["height"] == 128 for rec in lines)
+
+
+def test_full_profile_uses_the_papers_hie_video_split_and_extra_data(data_root, tmp_path):
+    """The spec's own full data: HIE train videos minus the held-out ones, plus CrowdHuman train; val = held out."""
+    from crowdbench.bench.matrix import expand
+    from crowdbench.bench.specs import load_spec
+    from crowdbench.bench.stages.detection import load_frames
+
+    overrides = {**SMALL_MODEL, "data.holdout_videos": ("syn_train_001",), "data.root": str(data_root)}
+    cfg = expand(load_spec("hie-pose/table3"), profile="full", overrides=overrides, rows=[0])[0].config
+    assert cfg.data.source == "hie" and cfg.data.extra_train == ("crowdhuman",)
+    val = load_frames(cfg.data, cfg.data.val_split)
+    train = load_frames(cfg.data, cfg.data.train_split)
+    assert {f.video for f in val} == {"syn_train_001"}
+    odgt_train = generate("tiny", seed=3).frames("train")
+    assert len(train) == sum(f.video == "syn_train_000" for f in odgt_train) + len(odgt_train)
+    result = run_table("hie-pose/table3", profile="full", data_root=data_root, overrides=overrides, run_dir=tmp_path)
+    assert not result.failed and result.view.rows[0].status == "done"
+    spec_default = expand(load_spec("hie-pose/table3"), profile="full", overrides={"data.root": str(data_root)})
+    with pytest.raises(ValueError, match=r"holdout videos \['17', '3', '7', '8'\] not found"):
+        load_frames(spec_default[0].config.data, "val")
 
 
 def test_real_data_without_marker_is_full_level(data_root, tmp_path):

@@ -23,6 +23,7 @@ def _spec(rows: list[Row]) -> TableSpec:
         title="t",
         task="detection",
         dataset="d",
+        data={"source": "crowdhuman"},
         metrics=[{"key": "AP", "label": "AP"}],
         rows=rows,
     )

@@ -70,10 +70,30 @@ def test_synthetic_tiny(tmp_path: Path) -> None:
     assert [r["format"] for r in reports] == ["crowdhuman", "coco_keypoints", "mot", "hie"]
     for r in reports:
         assert r["frames"] == val["val/frames"] and r["people"] == people, r["format"]
-        if r["format"] != "coco_keypoints":  # COCO ``bbox`` is clipped to the image; the others are full boxes
-            assert r["crowded_share"] == pytest.approx(val["val/share_iou_gt_0.5"], abs=2e-4), r["format"]
+        # all full boxes: the COCO statistics use the unclipped ``fbox``, not the image-clipped ``bbox``
+        assert r["crowded_share"] == pytest.approx(val["val/share_iou_gt_0.5"], abs=2e-4), r["format"]
     assert reports[3]["tracks"] == val["val/tracks"] and reports[3]["videos"] == val["val/videos"]
     assert reports[1]["visibility"]["1"] > 0 and reports[3]["labelled_keypoints"] > 0
+
+
+def test_coco_statistics_use_fbox(tmp_path: Path) -> None:
+    # image 1: two people leaving the image on the left; full boxes IoU 90/110 > 0.5, clipped bboxes IoU 10/20 = 0.5
+    anns = [
+        {"id": 1, "image_id": 1, "bbox": [0, 0, 10, 100], "fbox": [-90, 0, 100, 100], "iscrowd": 0},
+        {"id": 2, "image_id": 1, "bbox": [0, 0, 20, 100], "fbox": [-80, 0, 100, 100], "iscrowd": 0},
+        {"id": 3, "image_id": 2, "bbox": [0, 0, 50, 50], "iscrowd": 0},  # no fbox: bbox is used
+        {"id": 4, "image_id": 2, "bbox": [0, 0, 50, 50], "iscrowd": 0},
+        {"id": 5, "image_id": 2, "bbox": [0, 0, 50, 50], "fbox": [0, 0, 50, 50], "iscrowd": 0},
+    ]
+    data = {"images": [{"id": 1}, {"id": 2}], "annotations": anns, "categories": [{"id": 1, "name": "person"}]}
+    f = tmp_path / "c.json"
+    f.write_text(json.dumps(data))
+    r = inspect_path(f)
+    assert r["people"] == 5 and r["crowded_share"] == pytest.approx(1.0)
+    for a in anns:
+        a.pop("fbox", None)
+    f.write_text(json.dumps(data))
+    assert inspect_path(f)["crowded_share"] == pytest.approx(3 / 5)  # clipped bboxes only
 
 
 def test_cli_and_unknown(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

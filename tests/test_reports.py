@@ -22,6 +22,7 @@ def spec() -> TableSpec:
         title="Detection in Crowded Scenes",
         task="detection",
         dataset="HIE val",
+        data={"source": "hie"},
         metrics=[{"key": "AP", "label": "AP (%)"}, {"key": "mMR", "label": "mMR (%)", "higher_is_better": False}],
         rows=[
             Row(label="base", paper={"AP": 81.36, "mMR": 55.17}, source="Table 3, row 1"),

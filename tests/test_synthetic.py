@@ -220,32 +220,41 @@ def _coco_person() -> np.ndarray:
 
 def test_coco_to_crowdpose_and_hie() -> None:
     kp = _coco_person()
-    cp = K.convert_keypoints(kp, K.COCO_17, K.CROWDPOSE_14)
+    cp = K.convert_keypoints(kp, K.COCO_17, K.CROWDPOSE_14, derive=True)
     assert cp.shape == (14, 3)
     np.testing.assert_array_equal(cp[:12], kp[5:17])
     np.testing.assert_allclose(cp[13], (50, 40, 2))  # neck = mean of shoulders
     np.testing.assert_allclose(cp[12], (50, 10, 2))  # head top = eyes + 0.5 (eyes - neck)
-    hie = K.convert_keypoints(kp, K.COCO_17, K.HIE_14)
+    hie = K.convert_keypoints(kp, K.COCO_17, K.HIE_14, derive=True)
     for j, name in enumerate(K.HIE_14.keypoints):
         if name in K.COCO_17.keypoints:
             np.testing.assert_array_equal(hie[j], kp[K.COCO_17.keypoints.index(name)])
     np.testing.assert_allclose(hie[1], (50, 40, 2))
-    pt = K.convert_keypoints(kp, K.COCO_17, K.POSETRACK_17)
+    pt = K.convert_keypoints(kp, K.COCO_17, K.POSETRACK_17, derive=True)
     np.testing.assert_allclose(pt[1], (50, 40, 2))
     assert np.all(pt[3:5] == 0)
     np.testing.assert_array_equal(pt[5:], kp[5:])
 
 
+def test_mapping_marks_missing_joints_unless_derivation_is_asked_for() -> None:
+    kp = _coco_person()
+    cp = K.convert_keypoints(kp, K.COCO_17, K.CROWDPOSE_14)
+    np.testing.assert_array_equal(cp[:12], kp[5:17])
+    assert np.all(cp[12:] == 0)  # head top and neck: COCO has neither, so they are unlabeled
+    assert np.all(K.convert_keypoints(kp, K.COCO_17, K.HIE_14)[1] == 0)  # HIE chest
+    assert np.all(K.convert_keypoints(kp, K.COCO_17, K.POSETRACK_17)[1:5] == 0)
+
+
 def test_derived_points_visibility_and_fallbacks() -> None:
     kp = _coco_person()
     kp[6, 2] = 1  # right shoulder occluded -> neck occluded
-    cp = K.convert_keypoints(kp, K.COCO_17, K.CROWDPOSE_14)
+    cp = K.convert_keypoints(kp, K.COCO_17, K.CROWDPOSE_14, derive=True)
     assert cp[13, 2] == 1 and cp[12, 2] == 1
     kp[1, 2] = 0  # no left eye -> head top from nose and neck
-    cp = K.convert_keypoints(kp, K.COCO_17, K.CROWDPOSE_14)
+    cp = K.convert_keypoints(kp, K.COCO_17, K.CROWDPOSE_14, derive=True)
     np.testing.assert_allclose(cp[12, :2], 1.7 * np.array([50, 24]) - 0.7 * np.array([50, 40]))
     kp[[0, 5], 2] = 0  # no nose, no left shoulder -> nothing to derive from
-    cp = K.convert_keypoints(kp, K.COCO_17, K.CROWDPOSE_14)
+    cp = K.convert_keypoints(kp, K.COCO_17, K.CROWDPOSE_14, derive=True)
     assert np.all(cp[12:] == 0)
 
 
@@ -253,7 +262,7 @@ def test_conversion_batches_identity_and_name_fallback() -> None:
     batch = np.stack([_coco_person(), _coco_person() + 1])
     assert K.convert_keypoints(batch, K.COCO_17, K.CROWDPOSE_14).shape == (2, 14, 3)
     np.testing.assert_array_equal(K.convert_keypoints(batch, K.COCO_17, K.COCO_17), batch)
-    cp = K.convert_keypoints(batch[0], K.COCO_17, K.CROWDPOSE_14)
+    cp = K.convert_keypoints(batch[0], K.COCO_17, K.CROWDPOSE_14, derive=True)
     back = K.convert_keypoints(cp, K.CROWDPOSE_14, K.COCO_17)
     np.testing.assert_array_equal(back[5:], batch[0, 5:])
     assert np.all(back[:5] == 0)
@@ -265,7 +274,7 @@ def test_conversion_batches_identity_and_name_fallback() -> None:
 
 def test_synthetic_keypoints_convert(tiny: Dataset) -> None:
     inst = next(i for f in tiny.frames("val") for i in f.instances if (i.keypoints[:, 2] == 2).all())
-    cp = K.convert_keypoints(inst.keypoints, K.COCO_17, K.CROWDPOSE_14)
+    cp = K.convert_keypoints(inst.keypoints, K.COCO_17, K.CROWDPOSE_14, derive=True)
     head_top, neck = cp[12], cp[13]
     assert head_top[1] < inst.keypoints[1, 1] < neck[1]  # head top above the eyes, neck below
     assert inst.box[1] - 2 <= head_top[1]  # and close to the top of the full box

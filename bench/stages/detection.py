@@ -16,9 +16,10 @@ from crowdbench.bench.cache import StageCache, stage_key
 from crowdbench.bench.config import DataConfig, RunConfig
 from crowdbench.bench.stages.base import StageResult, run_stage
 from crowdbench.datasets.formats.crowdhuman import DetectionRecord
+from crowdbench.datasets.layout import DataError, check_dataset, load_split, select_videos
 from crowdbench.datasets.model import Dataset, Frame
 
-DATA_MODULES = ("crowdbench.datasets.synthetic", "crowdbench.datasets.formats.crowdhuman")
+DATA_MODULES = ("crowdbench.datasets.synthetic", "crowdbench.datasets.formats.crowdhuman", "crowdbench.datasets.layout")
 TRAIN_MODULES = (
     "crowdbench.methods.detection.faster_rcnn",
     "crowdbench.methods.detection.crowddet",
@@ -63,12 +64,8 @@ def evaluate_detections(metric: str, gt: list[Frame], dets: list[DetectionRecord
     return {k: float(result[k]) for k in METRIC_KEYS[metric]}
 
 
-class DataError(ValueError):
-    """The dataset a config names cannot be loaded."""
-
-
 def _data_slice(data: DataConfig, split: str) -> dict[str, Any]:
-    return {
+    out: dict[str, Any] = {
         "source": data.source,
         "preset": data.preset,
         "seed": data.seed,
@@ -76,6 +73,11 @@ def _data_slice(data: DataConfig, split: str) -> dict[str, Any]:
         "split": split,
         "max_images": data.max_val_images if split == data.val_split else None,
     }
+    if data.holdout_videos:  # only present when used, so existing cache keys stay valid
+        out["holdout_videos"] = list(data.holdout_videos)
+    if data.extra_train and split == data.train_split:
+        out["extra_train"] = list(data.extra_train)
+    return out
 
 
 def stage_keys(cfg: RunConfig) -> dict[str, str]:
@@ -117,31 +119,38 @@ def _records(frames: list[dict[str, Any]], dets: list[dict[str, Any]]) -> list[D
 
 
 def check_data(data: DataConfig) -> None:
-    """Fail before any work when the configured data cannot be there (missing --data-root or annotations)."""
+    """Fail before any work when the configured data cannot be there (one line: what to put where)."""
     if data.source == "synthetic":
         from crowdbench.datasets.synthetic import PRESETS
 
         if data.preset not in PRESETS:
             raise DataError(f"unknown synthetic preset {data.preset!r}; presets: {', '.join(PRESETS)}")
         return
-    if data.root is None:
-        raise DataError("--data-root is required for real data (a folder with annotation_<split>.odgt, Images/)")
-    for split in (data.train_split, data.val_split):
-        odgt = Path(data.root) / f"annotation_{split}.odgt"
-        if not odgt.is_file():
-            raise DataError(f"{odgt}: annotation file not found (expected CrowdHuman layout under --data-root)")
+    splits = [data.train_split] if data.holdout_videos else [data.train_split, data.val_split]
+    check_dataset(data.root, data.source, splits)
+    for extra in data.extra_train:
+        check_dataset(data.root, extra, ["train"])
 
 
 def load_frames(data: DataConfig, split: str) -> list[Frame]:
-    """Frames of one split: the synthetic generator, or CrowdHuman-format ``annotation_<split>.odgt`` + Images/."""
-    if data.source == "synthetic":
-        frames = _synthetic(data.preset, data.seed).frames(split)
-    else:
-        from crowdbench.datasets.formats.crowdhuman import read_odgt
+    """Frames of one split: the synthetic generator or a real dataset (``datasets/layout.py``).
 
-        check_data(data)
-        frames = read_odgt(Path(data.root) / f"annotation_{split}.odgt", image_root=Path(data.root))
-    if split == data.val_split and data.max_val_images:
+    With ``holdout_videos`` the validation split is those videos of the train split and the train split the
+    other videos; ``extra_train`` adds the train split of other datasets to the training frames.
+    """
+    is_val = split == data.val_split
+    source_split = data.train_split if data.holdout_videos else split
+    if data.source == "synthetic":
+        frames = _synthetic(data.preset, data.seed).frames(source_split)
+    else:
+        frames = load_split(data.root, data.source, source_split)
+    if data.holdout_videos:
+        where = f"{data.source} {data.train_split} split"
+        frames = select_videos(frames, data.holdout_videos, keep=is_val, where=where)
+    if not is_val:
+        for extra in data.extra_train:
+            frames = frames + load_split(data.root, extra, "train")
+    if is_val and data.max_val_images:
         frames = frames[: data.max_val_images]
     return frames
 

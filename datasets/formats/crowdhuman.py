@@ -8,7 +8,9 @@ Record id convention (:func:`record_id`): a still image is a :class:`Frame` with
 its evaluation id is ``frame.video``. A frame of a real video (``index > 0``) is written with ``ID = frame.frame_id``
 (``"<video>/<index:06d>"``), and the reader splits an ID of exactly that shape back into ``(video, index)``; CrowdHuman
 IDs (``"283554,35288000868e92d4"``) never contain ``/``. Reader and writer round-trip every field the data model
-holds; ``hbox``, ``head_attr``, ``extra.occ`` and ``extra.box_id`` have no place in it and are dropped on reading.
+holds: ``fbox`` -> ``Instance.box``, ``vbox`` -> ``Instance.visible_box``, ``hbox`` -> ``Instance.head_box`` (``None``
+when the gtbox has no ``hbox``); ``head_attr``, ``extra.occ`` and ``extra.box_id`` have no place in it and are
+dropped on reading.
 
 Ignore rule (CrowdDet ``load_gt_boxes``, metrics.md 3.1): a gtbox is ignored if ``tag != "person"`` or
 ``extra.ignore != 0``. Ignored boxes become ``Frame.ignore_regions`` (their ``fbox``), in file order.
@@ -202,7 +204,8 @@ def _gt_record(record: Any, id_hw: Mapping[str, tuple[int, int]] | None, image_r
             ignore.append(fbox)
             continue
         vbox = _xywh(gt["vbox"], f"gtbox {j} 'vbox'") if "vbox" in gt else None
-        instances.append(Instance(box=fbox, visible_box=vbox))
+        hbox = _xywh(gt["hbox"], f"gtbox {j} 'hbox'") if "hbox" in gt else None
+        instances.append(Instance(box=fbox, visible_box=vbox, head_box=hbox))
     video, index = split_record_id(rid)
     image = image_root / "Images" / f"{rid}.jpg" if image_root is not None else None
     return Frame(video, index, width, height, image=image, instances=instances, ignore_regions=ignore)
@@ -339,7 +342,10 @@ def _to_xywh(box: np.ndarray) -> list[int | float]:
 
 
 def _head_box(inst: Instance) -> np.ndarray:
-    """Approximate head box: around the visible nose/eyes/ears of COCO-17 keypoints, else the top 1/6 of the box."""
+    """``inst.head_box`` when set, else an approximation: around the visible nose/eyes/ears of COCO-17 keypoints,
+    else the top 1/6 of the box."""
+    if inst.head_box is not None:
+        return inst.head_box
     x1, y1, x2, y2 = inst.box
     kp = inst.keypoints
     if kp is not None and len(kp) == 17:
@@ -390,9 +396,10 @@ def write_odgt(frames: Iterable[Frame], path: str | Path) -> None:
     Per frame: ``ID`` = :func:`record_id`, ``width``/``height`` (omitted when unknown), each instance as
     ``tag: "person"`` with ``fbox`` (box), ``vbox`` (visible box, else box), ``hbox`` (see below) and
     ``extra.ignore: 1`` if ``Instance.ignore``; each ignore region as ``tag: "mask"``, ``extra.ignore: 1``.
-    ``hbox`` is approximate (CrowdDet's full-body evaluation never reads it): a square of 1.5x the extent of the
-    visible nose/eyes/ears when the instance has COCO-17 keypoints with at least two of them, else the top 1/6 of
-    the full box. Integral coordinates are written as JSON integers.
+    ``hbox`` is ``Instance.head_box`` when set (e.g. read from an ``.odgt``); otherwise it is approximate (CrowdDet's
+    full-body evaluation never reads it): a square of 1.5x the extent of the visible nose/eyes/ears when the
+    instance has COCO-17 keypoints with at least two of them, else the top 1/6 of the full box. Integral
+    coordinates are written as JSON integers.
     """
     recs = []
     for frame in frames:

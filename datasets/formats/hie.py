@@ -97,8 +97,9 @@ def coco_to_hie_flags(v: np.ndarray | Sequence[float]) -> np.ndarray:
     return out
 
 
-def to_hie_frames(frames: Iterable[Frame], src: str = COCO_17.name) -> list[Frame]:
-    """Copies of ``frames`` with keypoints converted to HIE-14 (``convert_keypoints``; ``src`` schema name)."""
+def to_hie_frames(frames: Iterable[Frame], src: str = COCO_17.name, *, derive: bool = False) -> list[Frame]:
+    """Copies of ``frames`` with keypoints converted to HIE-14 (``convert_keypoints``; ``src`` schema name); the
+    ``chest`` a COCO source lacks is unlabeled unless ``derive=True`` (shoulder midpoint)."""
     from dataclasses import replace
 
     from crowdbench.datasets.keypoints import get_schema
@@ -107,7 +108,12 @@ def to_hie_frames(frames: Iterable[Frame], src: str = COCO_17.name) -> list[Fram
     out = []
     for f in frames:
         insts = [
-            replace(i, keypoints=None if i.keypoints is None else convert_keypoints(i.keypoints, schema, HIE_14))
+            replace(
+                i,
+                keypoints=None
+                if i.keypoints is None
+                else convert_keypoints(i.keypoints, schema, HIE_14, derive=derive),
+            )
             for i in f.instances
         ]
         out.append(replace(f, instances=insts))

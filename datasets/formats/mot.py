@@ -5,7 +5,9 @@ Ground truth lines are ``frame,id,x,y,w,h,conf,class,visibility`` with 1-based f
 instances), ``class`` 1 (pedestrian) and ``visibility`` = area of the visible box inside the full box over
 the full box's area. Result lines are ``frame,id,x,y,w,h,score,-1,-1,-1``.
 
-:func:`read_mot` reads either kind (MOT15 10-column, MOT16/17/20 9-column GT, 7- to 10-column results), strictly.
+:func:`read_mot` reads either kind (MOT15 10-column, MOT16/17/20 9-column GT, 7- to 10-column results and public
+detection files, whose id is -1), strictly; :func:`read_seqinfo` reads ``seqinfo.ini`` and :func:`mot_to_frames`
+turns a :class:`MotTable` into data-model frames.
 """
 
 from __future__ import annotations
@@ -21,7 +23,29 @@ from crowdbench.datasets.formats.atomic import atomic_write_text
 from crowdbench.datasets.formats.errors import FormatError
 from crowdbench.datasets.model import Frame, Instance
 
-__all__ = ["MotTable", "box_visibility", "mot_lines", "read_mot", "write_mot_results", "write_mot_sequence"]
+__all__ = [
+    "MOT_DISTRACTOR_CLASSES",
+    "MOT_PEDESTRIAN",
+    "SEQINFO_KEYS",
+    "MotTable",
+    "box_visibility",
+    "mot_lines",
+    "mot_to_frames",
+    "read_mot",
+    "read_mot_frames",
+    "read_seqinfo",
+    "write_mot_results",
+    "write_mot_sequence",
+]
+
+MOT_PEDESTRIAN = 1
+"""MOT16/17/20 ``class`` of a pedestrian (the only class evaluated)."""
+MOT_DISTRACTOR_CLASSES = (2, 7, 8, 12)
+"""person_on_vehicle, static_person, distractor, reflection: people that are neither required nor penalised
+(TrackEval removes predictions matched to them; MOT20 also counts class 6, non_mot_vehicle)."""
+SEQINFO_KEYS = ("name", "imDir", "frameRate", "seqLength", "imWidth", "imHeight", "imExt")
+"""The ``[Sequence]`` keys of a MOTChallenge ``seqinfo.ini``."""
+_SEQINFO_INT = ("frameRate", "seqLength", "imWidth", "imHeight")
 
 
 def box_visibility(inst: Instance) -> float:
@@ -139,8 +163,9 @@ def read_mot(path: str | Path) -> MotTable:
     """Read a MOTChallenge ``gt.txt`` or tracker result file (comma or whitespace separated).
 
     Strict: every non-blank line needs the same number (>= 6) of numeric columns; frame must be an integer >= 1, id
-    an integer >= 0, the box finite with ``w, h >= 0``; an id may occur once per frame (TrackEval
-    ``_check_unique_ids``). Violations raise :class:`FormatError` naming ``file:line``.
+    an integer >= 0 or -1 (no identity: MOTChallenge detection files ``det.txt``, ``frame,-1,x,y,w,h,conf[,x,y,z]``),
+    the box finite with ``w, h >= 0``; an id >= 0 may occur once per frame (TrackEval ``_check_unique_ids``), id -1
+    any number of times. Violations raise :class:`FormatError` naming ``file:line``.
     """
     path = Path(path)
     name = str(path)
@@ -166,12 +191,12 @@ def read_mot(path: str | Path) -> MotTable:
     bad(~np.isfinite(data[:, :6]).all(axis=1), "non-finite value")
     frames, ids = data[:, 0], data[:, 1]
     bad((frames != np.round(frames)) | (frames < 1), "frame must be an integer >= 1")
-    bad((ids != np.round(ids)) | (ids < 0), "id must be an integer >= 0")
+    bad((ids != np.round(ids)) | ((ids < 0) & (ids != -1)), "id must be an integer >= 0 (or -1: no identity)")
     bad((data[:, 4] < 0) | (data[:, 5] < 0), "negative box width or height")
     frames, ids = frames.astype(np.int64), ids.astype(np.int64)
     if n:
         order = np.lexsort((ids, frames))
-        dup = (frames[order][1:] == frames[order][:-1]) & (ids[order][1:] == ids[order][:-1])
+        dup = (frames[order][1:] == frames[order][:-1]) & (ids[order][1:] == ids[order][:-1]) & (ids[order][1:] >= 0)
         if dup.any():
             k = int(order[1:][np.argmax(dup)])
             raise FormatError(f"{name}:{nonblank[k]}: id {ids[k]} appears twice in frame {frames[k]}")
@@ -186,3 +211,165 @@ def read_mot(path: str | Path) -> MotTable:
         visibility=col(8, -1.0),
         lines=nonblank,
     )
+
+
+def read_seqinfo(path: str | Path, *, required: Sequence[str] = SEQINFO_KEYS) -> dict[str, str | int]:
+    """Read the ``[Sequence]`` section of a MOTChallenge ``seqinfo.ini``.
+
+    Returns its ``key=value`` pairs (whitespace stripped, later duplicates win); ``frameRate``, ``seqLength``,
+    ``imWidth`` and ``imHeight`` as ``int``, everything else as ``str``. Lines of other sections, blank lines and
+    ``;``/``#`` comments are skipped. Raises :class:`FormatError` (one line naming the file, and the line where
+    there is one) when the file has no ``[Sequence]`` section, a key of ``required`` (default: all of
+    :data:`SEQINFO_KEYS`) is missing, an integer key is not a non-negative integer, or a line is not
+    ``[section]`` / ``key=value``.
+    """
+    path = Path(path)
+    name = str(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise FormatError(f"{name}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    section: str | None = None
+    seen_section = False
+    out: dict[str, str | int] = {}
+    for no, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line[0] in ";#":
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            section = line[1:-1].strip()
+            seen_section |= section == "Sequence"
+            continue
+        if "=" not in line:
+            raise FormatError(f"{name}:{no}: expected key=value or [section], got {line[:40]!r}")
+        if section != "Sequence":
+            continue
+        key, value = (x.strip() for x in line.split("=", 1))
+        if key in _SEQINFO_INT:
+            try:
+                number = int(value)
+            except ValueError:
+                number = -1
+            if number < 0:
+                raise FormatError(f"{name}:{no}: {key} must be a non-negative integer, got {value[:40]!r}")
+            out[key] = number
+        else:
+            out[key] = value
+    if not seen_section:
+        raise FormatError(f"{name}: no [Sequence] section")
+    missing = [k for k in required if k not in out]
+    if missing:
+        raise FormatError(f"{name}: [Sequence] has no {', '.join(missing)}")
+    return out
+
+
+def mot_to_frames(
+    table: MotTable,
+    seqinfo: dict[str, str | int] | None = None,
+    *,
+    gt: bool = True,
+    video: str | None = None,
+    seq_dir: str | Path | None = None,
+    num_frames: int | None = None,
+) -> list[Frame]:
+    """Turn the rows of one sequence (:func:`read_mot`) into data-model frames, ordered by frame.
+
+    Frames: ``Frame.index = frame - 1`` for every frame ``1..N``, with ``N`` = ``num_frames``, else ``seqinfo``
+    ``seqLength``, else the largest frame in the table (frames without rows are empty); a row beyond ``N`` raises
+    :class:`FormatError` naming ``file:line``. ``video`` defaults to ``seqinfo["name"]``, else the sequence folder
+    name (``<seq>/gt/gt.txt``, ``<seq>/det/det.txt``) or the file stem; width and height come from ``seqinfo``
+    (0 = unknown); with ``seq_dir`` the image is ``seq_dir/<imDir>/<frame:06d><imExt>`` (``img1``, ``.jpg`` by
+    default). Boxes ``x, y, w, h`` become ``x1, y1, x2, y2``; ``track_id`` is the row id (-1 for detections).
+
+    ``gt=True`` (ground truth), per the MOT16/17/20 convention that TrackEval evaluates:
+
+    - class 1 (pedestrian) with a non-zero flag (column 7): an :class:`Instance`;
+    - class 1 with flag 0 (zero-marked) and the distractor classes :data:`MOT_DISTRACTOR_CLASSES`
+      (person_on_vehicle, static_person, distractor, reflection): an ``Instance(ignore=True)``;
+    - every other class (vehicles, occluders, crowd): dropped, as they are not people;
+    - files without a class column (MOT15, class -1): flag != 0 -> instance, flag 0 -> ignored instance.
+
+    Visibility (column 9, MOT16+) is kept as ``visible_box``: the top part of the full box, full width, with
+    height ``visibility x h``, so that :func:`box_visibility` gives back the file's value (MOT stores only the
+    fraction, not where the visible part is); no visibility column -> ``visible_box = None``.
+
+    ``gt=False`` (tracker results, public detections): every row is an instance with ``score`` = column 7.
+    """
+    rows_n = len(table)
+    if num_frames is None:
+        if seqinfo is not None and "seqLength" in seqinfo:
+            num_frames = int(seqinfo["seqLength"])
+        else:
+            num_frames = int(table.frames.max(initial=0))
+    if rows_n and table.frames.max() > num_frames:
+        k = int(np.argmax(table.frames))
+        raise FormatError(
+            f"{table.path}:{table.lines[k]}: frame {table.frames[k]} beyond the sequence length {num_frames}"
+        )
+    info = seqinfo or {}
+    if video is None:
+        if "name" in info:
+            video = str(info["name"])
+        else:
+            path = Path(table.path)
+            video = path.parent.parent.name if path.parent.name in ("gt", "det") else path.stem
+    width, height = int(info.get("imWidth", 0)), int(info.get("imHeight", 0))
+    root = Path(seq_dir) if seq_dir is not None else None
+    im_dir, im_ext = str(info.get("imDir", "img1")), str(info.get("imExt", ".jpg"))
+    frames = [
+        Frame(
+            video,
+            i,
+            width,
+            height,
+            image=root / im_dir / f"{i + 1:06d}{im_ext}" if root is not None else None,
+        )
+        for i in range(num_frames)
+    ]
+    if gt:
+        flag_on = table.conf.astype(np.int64) != 0
+        no_class = table.classes == -1
+        person = no_class | (table.classes == MOT_PEDESTRIAN)
+        keep = person | np.isin(table.classes, MOT_DISTRACTOR_CLASSES)
+        ignore = ~(person & flag_on)
+    else:
+        keep = np.ones(rows_n, dtype=bool)
+        ignore = np.zeros(rows_n, dtype=bool)
+    xyxy = np.column_stack([table.boxes[:, :2], table.boxes[:, :2] + table.boxes[:, 2:]])
+    for k in np.flatnonzero(keep):
+        box = xyxy[k]
+        vis = float(table.visibility[k])
+        visible = None
+        if gt and vis >= 0:
+            visible = box.copy()
+            visible[3] = box[1] + min(vis, 1.0) * (box[3] - box[1])
+        frames[int(table.frames[k]) - 1].instances.append(
+            Instance(
+                box=box,
+                visible_box=visible,
+                score=1.0 if gt else float(table.conf[k]),
+                track_id=int(table.ids[k]),
+                ignore=bool(ignore[k]),
+            )
+        )
+    return frames
+
+
+def read_mot_frames(path: str | Path, *, gt: bool = True) -> list[Frame]:
+    """Frames of a MOTChallenge split folder (``<path>/<seq>/{seqinfo.ini,gt/gt.txt,img1/}``) or of one sequence
+    folder, sequences in name order (:func:`mot_to_frames`; ``gt=False`` reads ``det/det.txt`` instead)."""
+    path = Path(path)
+    seqs = (
+        [path]
+        if (path / "seqinfo.ini").is_file()
+        else sorted(p for p in path.iterdir() if (p / "seqinfo.ini").is_file())
+    )
+    if not seqs:
+        raise FormatError(f"{path}: no MOTChallenge sequence (no <seq>/seqinfo.ini)")
+    frames: list[Frame] = []
+    for seq in seqs:
+        ann = seq / ("gt/gt.txt" if gt else "det/det.txt")
+        if not ann.is_file():
+            raise FormatError(f"{ann}: missing ({'ground truth' if gt else 'detections'} of sequence {seq.name})")
+        frames.extend(mot_to_frames(read_mot(ann), read_seqinfo(seq / "seqinfo.ini"), gt=gt, seq_dir=seq))
+    return frames

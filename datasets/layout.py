@@ -1,0 +1,255 @@
+"""Where each real dataset lives under ``--data-root`` (the ``full`` profile), and how a split is loaded.
+
+One :class:`Layout` per dataset key (``crowdhuman``, ``coco``, ``crowdpose``, ``ochuman``, ``posetrack17``,
+``posetrack18``, ``mot17``, ``hie``): the folder, the annotation path of each split as the official release names
+it, and the reader. :func:`check_dataset` turns a missing file into one line that says what to put where;
+:func:`load_split` returns the split as data-model :class:`Frame` objects (images stay on disk, read lazily).
+
+A layout may list several candidate paths; the first that exists wins. The second candidates are where
+``crowdbench data synth`` writes the same format (a synthetic folder is a valid ``--data-root``; its results stay
+``smoke``, see :data:`crowdbench.datasets.synthetic.SYNTHETIC_MARKER`). The table in ``docs/data.md`` is generated
+from :data:`LAYOUTS` by :func:`layout_table` and checked by a test.
+
+Video datasets can hold videos of a split out as the validation split (``holdout_videos``): HIE2020 has no public
+validation labels, so the HIE papers (000 section 2.1, 004 section 4.1) validate on videos 3, 7, 8 and 17 of the
+train set and train on the rest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from crowdbench.datasets.model import Frame
+
+__all__ = [
+    "LAYOUTS",
+    "DataError",
+    "Layout",
+    "annotation_path",
+    "check_dataset",
+    "dataset_status",
+    "layout_table",
+    "load_split",
+    "select_videos",
+]
+
+
+class DataError(ValueError):
+    """The dataset a config names cannot be loaded (missing root, file or split)."""
+
+
+@dataclass(frozen=True)
+class Layout:
+    """One dataset's place under ``--data-root``. Paths use ``{split}``; the first candidate is the official one."""
+
+    key: str
+    title: str
+    annotations: tuple[str, ...]
+    images: str
+    splits: tuple[str, ...]
+    kind: str  # "file" or "dir": what an annotation path is
+    source: str  # where to get it (official page), for error messages
+    reader: str  # name of the reader function, for docs
+
+    def candidates(self, root: Path, split: str) -> list[Path]:
+        return [root / pattern.format(split=split) for pattern in self.annotations]
+
+
+LAYOUTS: dict[str, Layout] = {
+    layout.key: layout
+    for layout in (
+        Layout(
+            "crowdhuman",
+            "CrowdHuman",
+            ("crowdhuman/annotation_{split}.odgt", "annotation_{split}.odgt"),
+            "crowdhuman/Images/<ID>.jpg",
+            ("train", "val"),
+            "file",
+            "https://www.crowdhuman.org",
+            "read_odgt",
+        ),
+        Layout(
+            "coco",
+            "COCO person keypoints 2017",
+            ("coco/annotations/person_keypoints_{split}2017.json", "annotations/person_keypoints_{split}.json"),
+            "coco/{split}2017/*.jpg",
+            ("train", "val", "test-dev"),
+            "file",
+            "https://cocodataset.org",
+            "read_coco_keypoints",
+        ),
+        Layout(
+            "crowdpose",
+            "CrowdPose",
+            ("crowdpose/json/crowdpose_{split}.json",),
+            "crowdpose/images/*.jpg",
+            ("train", "val", "test", "trainval"),
+            "file",
+            "https://github.com/Jeff-sjtu/CrowdPose",
+            "read_coco_keypoints",
+        ),
+        Layout(
+            "ochuman",
+            "OCHuman",
+            ("ochuman/ochuman_coco_format_{split}_range_0.00_1.00.json",),
+            "ochuman/images/*.jpg",
+            ("val", "test"),
+            "file",
+            "https://github.com/liruilong940607/OCHumanApi",
+            "read_coco_keypoints",
+        ),
+        Layout(
+            "posetrack17",
+            "PoseTrack 2017",
+            ("posetrack17/annotations/{split}",),
+            "posetrack17/images/{split}/<video>/*.jpg",
+            ("train", "val"),
+            "dir",
+            "https://posetrack.net (annotations converted to per-video annolist JSON)",
+            "read_posetrack_frames",
+        ),
+        Layout(
+            "posetrack18",
+            "PoseTrack 2018",
+            ("posetrack18/annotations/{split}",),
+            "posetrack18/images/{split}/<video>/*.jpg",
+            ("train", "val"),
+            "dir",
+            "https://posetrack.net",
+            "read_posetrack_frames",
+        ),
+        Layout(
+            "mot17",
+            "MOT17",
+            ("mot17/{split}", "{split}"),
+            "mot17/{split}/<seq>/img1/*.jpg",
+            ("train", "test"),
+            "dir",
+            "https://motchallenge.net/data/MOT17",
+            "read_mot_frames",
+        ),
+        Layout(
+            "hie",
+            "HIE2020",
+            ("hie/{split}",),
+            "hie/{split}/images/<video>/*.jpg",
+            ("train", "test", "val"),
+            "dir",
+            "http://humaninevents.org",
+            "read_hie",
+        ),
+    )
+}
+
+
+def _layout(key: str) -> Layout:
+    try:
+        return LAYOUTS[key]
+    except KeyError:
+        raise DataError(f"unknown dataset {key!r}; known: {', '.join(LAYOUTS)}") from None
+
+
+def annotation_path(root: str | Path, key: str, split: str) -> Path | None:
+    """The first existing annotation path of ``key``/``split`` under ``root``, else ``None``."""
+    layout = _layout(key)
+    for path in layout.candidates(Path(root), split):
+        if path.is_file() if layout.kind == "file" else path.is_dir():
+            return path
+    return None
+
+
+def check_dataset(root: str | Path | None, key: str, splits: Sequence[str]) -> None:
+    """Raise :class:`DataError` (one line: what to put where) unless every split of ``key`` is under ``root``."""
+    layout = _layout(key)
+    if root is None:
+        raise DataError(
+            f"--data-root is required for {layout.title}: put {layout.annotations[0].format(split=splits[0])} "
+            f"under it (layout: docs/data.md)"
+        )
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root}: --data-root is not a folder")
+    for split in splits:
+        if annotation_path(root, key, split) is None:
+            want = root / layout.annotations[0].format(split=split)
+            what = "file" if layout.kind == "file" else "folder"
+            raise DataError(
+                f"{want}: {layout.title} {split} annotation {what} not found; put it there "
+                f"(images under {root / layout.images.format(split=split)}; get it from {layout.source})"
+            )
+
+
+def dataset_status(root: str | Path, key: str) -> dict[str, str | None]:
+    """``{split: found annotation path or None}`` for every split of ``key``."""
+    found = {s: annotation_path(root, key, s) for s in _layout(key).splits}
+    return {s: str(p) if p is not None else None for s, p in found.items()}
+
+
+def select_videos(frames: list[Frame], videos: Sequence[str], *, keep: bool, where: str) -> list[Frame]:
+    """Frames of ``videos`` (``keep=True``) or of every other video; unknown video names raise :class:`DataError`."""
+    names = {f.video for f in frames}
+    unknown = sorted(set(videos) - names)
+    if unknown:
+        raise DataError(f"{where}: holdout videos {unknown} not found; videos: {', '.join(sorted(names)[:20])}")
+    chosen = set(videos)
+    return [f for f in frames if (f.video in chosen) == keep]
+
+
+def _image_root(root: Path, layout: Layout, ann: Path, split: str) -> Path:
+    from crowdbench.datasets.synthetic import SYNTHETIC_MARKER
+
+    if layout.key in ("posetrack17", "posetrack18"):
+        return root / layout.key  # file names are "images/<split>/<video>/<frame>.jpg"
+    if (root / SYNTHETIC_MARKER).is_file():  # synthetic COCO-style exports name files relative to the data root
+        return root
+    if layout.key == "crowdhuman":
+        return ann.parent
+    return root / layout.images.format(split=split).split("/*")[0].split("/<")[0]
+
+
+def _readers() -> dict[str, Callable[[Path, Path], list[Frame]]]:
+    from crowdbench.datasets.formats.coco import read_coco_keypoints
+    from crowdbench.datasets.formats.crowdhuman import read_odgt
+    from crowdbench.datasets.formats.hie import read_hie
+    from crowdbench.datasets.formats.posetrack import read_posetrack_frames
+
+    def mot(path: Path, images: Path) -> list[Frame]:
+        from crowdbench.datasets.formats.mot import read_mot_frames
+
+        return read_mot_frames(path)
+
+    return {
+        "crowdhuman": lambda p, i: read_odgt(p, image_root=i),
+        "coco": lambda p, i: list(read_coco_keypoints(p, image_root=i)),
+        "crowdpose": lambda p, i: list(read_coco_keypoints(p, image_root=i)),
+        "ochuman": lambda p, i: list(read_coco_keypoints(p, image_root=i)),
+        "posetrack17": lambda p, i: read_posetrack_frames(p, image_root=i),
+        "posetrack18": lambda p, i: read_posetrack_frames(p, image_root=i),
+        "mot17": mot,
+        "hie": lambda p, i: read_hie(p),
+    }
+
+
+def load_split(root: str | Path | None, key: str, split: str) -> list[Frame]:
+    """Split ``split`` of dataset ``key`` under ``root`` as frames (checked first, see :func:`check_dataset`)."""
+    check_dataset(root, key, [split])
+    assert root is not None
+    root = Path(root)
+    layout = _layout(key)
+    path = annotation_path(root, key, split)
+    assert path is not None
+    return _readers()[key](path, _image_root(root, layout, path, split))
+
+
+def layout_table() -> str:
+    """The Markdown table of :data:`LAYOUTS` (what ``docs/data.md`` shows)."""
+    lines = [
+        "| key | dataset | annotations (first = official; `{split}` in the splits column) | images | splits |",
+        "|---|---|---|---|---|",
+    ]
+    for layout in LAYOUTS.values():
+        anns = " or ".join(f"`{a}`" for a in layout.annotations)
+        lines.append(f"| `{layout.key}` | {layout.title} | {anns} | `{layout.images}` | {', '.join(layout.splits)} |")
+    return "\n".join(lines)
