@@ -109,15 +109,74 @@ class PostprocessConfig(_Strict):
 
 
 class EvaluateConfig(_Strict):
-    """``crowdhuman``: AP / mMR / JI as CrowdDet (metrics.md 3); ``coco_box``: pycocotools box AP/AR."""
+    """``crowdhuman``: AP / mMR / JI as CrowdDet (metrics.md 3); ``coco_box``: pycocotools box AP/AR;
+    ``coco_keypoints``: OKS AP/AR + AP-vis/AP-invis (metrics.md 1); ``crowdpose``: CrowdPose AP (metrics.md 2)."""
 
-    metric: Literal["crowdhuman", "coco_box"] = "crowdhuman"
+    metric: Literal["crowdhuman", "coco_box", "coco_keypoints", "crowdpose"] = "crowdhuman"
+
+
+class PoseModelConfig(_Strict):
+    """Top-down pose network (methods.md section 8): SimpleBaseline (ResNet + deconvolutions) or HRNet (timm)."""
+
+    arch: Literal["simplebaseline", "hrnet"] = "hrnet"
+    backbone: str = Field("resnet50", description="SimpleBaseline's ResNet")
+    hrnet_width: int = Field(32, description="HRNet width: 32, 48 (timm), 18 (w18-small) or a tiny custom one")
+    deconv_layers: int = Field(3, ge=1, le=3, description="SimpleBaseline deconvolutions: heatmap stride 32 / 2^n")
+    deconv_channels: int = 256
+    fpn: bool = Field(False, description="SimpleBaseline + FPN (the HIE papers' SimpleNet)")
+    offsets: bool = Field(False, description="2K-channel offset branch (offset-guided paper section 3.1.2)")
+    weights: Path | None = Field(None, description="local ImageNet weights for the backbone; none = scratch")
+    input_size: tuple[int, int] = Field((192, 256), description="network input (width, height)")
+
+
+class PoseTrainConfig(_Strict):
+    """Adam with the HRNet schedule (methods.md sections 3 and 8); epochs come from ``schedule`` x ``epoch_scale``."""
+
+    schedule: Literal["baseline", "s1", "s2", "s3"] = "baseline"
+    epoch_scale: float = Field(1.0, gt=0, description="scales every epoch count of the schedule (smoke < 1)")
+    samples_per_epoch: int | None = Field(None, description="person crops per epoch; none = every training person")
+    batch_size: int = 32
+    lr: float = 1e-3
+    udp: bool = Field(False, description="unbiased data processing (Huang et al. 2020; plugin udp); false = MSRA")
+    target: Literal["gaussian", "disk_offset"] = "gaussian"
+    sigma: float = 2.0
+    disk_radius: float = Field(0.0546875, description="disk radius as a fraction of the heatmap height")
+    flip_prob: float = 0.5
+    half_body_prob: float = 0.3
+    half_body_min_joints: int = 8
+    scale_factor: float = 0.35
+    rot_factor: float = 45.0
+    rot_prob: float = 0.6
+    box_padding: float = 1.25
+    occlusion: Literal["none", "keypoint_aware", "cutout", "hide_and_seek"] = "none"
+    occlusion_prob: float = 1.0
+    min_keypoints: int = Field(1, description="train on people with at least this many labeled joints")
+    eval_every: int = Field(1, ge=0, description="validation AP every N epochs during training (0 = never)")
+    amp: bool = True
+    num_workers: int = 0
+
+
+class PoseTestConfig(_Strict):
+    """Test-time options (methods.md section 8)."""
+
+    boxes: Literal["gt", "detections"] = "gt"
+    flip_test: bool = True
+    multiscale: tuple[float, ...] = Field((1.0,), description="input scales averaged (reading A of methods.md 8)")
+    batch_size: int = 64
+    kp_score_thr: float = 0.2
+    oks_nms: float | None = Field(None, description="OKS-NMS threshold; none = no pose NMS (ground-truth boxes)")
+
+
+class PoseConfig(_Strict):
+    model: PoseModelConfig = Field(default_factory=PoseModelConfig)
+    train: PoseTrainConfig = Field(default_factory=PoseTrainConfig)
+    test: PoseTestConfig = Field(default_factory=PoseTestConfig)
 
 
 class RunConfig(_Strict):
     """Everything one cell (table row x seed x profile) needs."""
 
-    task: Literal["detection"] = "detection"
+    task: Literal["detection", "pose"] = "detection"
     profile: Literal["smoke", "full"] = "smoke"
     seed: int = 0
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
@@ -127,6 +186,7 @@ class RunConfig(_Strict):
     infer: InferConfig = Field(default_factory=InferConfig)
     postprocess: PostprocessConfig = Field(default_factory=PostprocessConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+    pose: PoseConfig = Field(default_factory=PoseConfig)
     plugins: list[str] = Field(default_factory=list, description="plugins applied, in order (for the record)")
 
     @property

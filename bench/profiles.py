@@ -46,9 +46,38 @@ _FULL_DETECTION: dict[str, Any] = {
     "train.num_workers": 4,
 }
 
+# Smoke pose: tiny networks (plugins pick the smoke size of their model, methods/pose/plugins.py) on 48 x 64 crops
+# of the synthetic crowds' ground-truth boxes; every schedule's epochs x 0.05 (S1: 210 -> 10), 1,024 crops per
+# epoch, so E1-E5 keep their shape and train in minutes on 2 CPU cores.
+_SMOKE_POSE: dict[str, Any] = {
+    "data.source": "synthetic",
+    "data.preset": "small",
+    "evaluate.metric": "coco_keypoints",
+    "pose.model.arch": "simplebaseline",
+    "pose.model.backbone": "resnet18",
+    "pose.model.deconv_channels": 64,
+    "pose.model.hrnet_width": 8,
+    "pose.model.input_size": (48, 64),
+    "pose.train.epoch_scale": 0.05,
+    "pose.train.samples_per_epoch": 1024,
+    "pose.train.batch_size": 32,
+    "pose.train.lr": 2e-3,
+    "pose.test.batch_size": 128,
+}
+
+# Full pose: the HRNet COCO recipe (methods.md section 8) at 256 x 192 on COCO-format data, ground-truth boxes unless
+# a row asks for detections; ImageNet weights with --set pose.model.weights=PATH.
+_FULL_POSE: dict[str, Any] = {
+    "data.source": "coco",
+    "evaluate.metric": "coco_keypoints",
+    "pose.train.num_workers": 4,
+}
+
 _PROFILE_OVERRIDES: dict[tuple[str, str], dict[str, Any]] = {
     ("smoke", "detection"): _SMOKE_DETECTION,
     ("full", "detection"): _FULL_DETECTION,
+    ("smoke", "pose"): _SMOKE_POSE,
+    ("full", "pose"): _FULL_POSE,
 }
 
 

@@ -34,6 +34,10 @@ def pipeline(task: str) -> ModuleType:
         from crowdbench.bench.stages import detection
 
         return detection
+    if task == "pose":
+        from crowdbench.bench.stages import pose
+
+        return pose
     raise NotImplementedError(f"task {task!r} has no pipeline yet")
 
 

@@ -39,6 +39,10 @@ def run_cell_file(path: Path) -> Record:
         from crowdbench.bench.stages.detection import run_detection_cell
 
         outcome = run_detection_cell(cfg, cache, device)
+    elif cfg.task == "pose":
+        from crowdbench.bench.stages.pose import run_pose_cell
+
+        outcome = run_pose_cell(cfg, cache, device)
     else:  # pragma: no cover - other tasks arrive with later issues
         raise NotImplementedError(f"task {cfg.task!r} has no pipeline yet")
     record = Record(

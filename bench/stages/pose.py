@@ -1,0 +1,245 @@
+"""The top-down pose pipeline: ``train -> infer (poses per person box) -> postprocess (pose NMS) -> evaluate``.
+
+Keys follow DESIGN.md: rows that differ only in test-time options share ``train``; rows that differ only in pose NMS
+share ``infer``. Schedule S3 (paper 001 section 4.3.1) is S1 without occlusion augmentation, then S1 again with it,
+starting from that model: its first phase is the ``train`` stage of the same config with ``schedule = s1`` and no
+occlusion, so an S3 row reuses the E1 row's model when both are in the table.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from crowdbench.bench.cache import StageCache, stage_key
+from crowdbench.bench.config import DataConfig, RunConfig
+from crowdbench.bench.stages.base import StageResult, run_stage
+from crowdbench.bench.stages.detection import check_data as _check_detection_data
+from crowdbench.datasets.keypoints import get_schema
+from crowdbench.datasets.layout import load_split, select_videos
+from crowdbench.datasets.model import Dataset, Frame, KeypointSchema
+
+DATA_MODULES = ("crowdbench.datasets.synthetic", "crowdbench.datasets.layout", "crowdbench.datasets.formats.coco")
+TRAIN_MODULES = (
+    "crowdbench.bench.stages.pose_training",
+    "crowdbench.methods.pose.models",
+    "crowdbench.methods.pose.transforms",
+    "crowdbench.methods.pose.codecs",
+    "crowdbench.methods.pose.occlusion",
+    "crowdbench.methods.pose.schedules",
+    *DATA_MODULES,
+)
+INFER_MODULES = ("crowdbench.methods.pose.postprocess", *TRAIN_MODULES)
+POSTPROCESS_MODULES = ("crowdbench.methods.pose.postprocess",)
+EVALUATE_MODULES = ("crowdbench.bench.metrics.coco_keypoints", "crowdbench.bench.metrics.crowdpose", *DATA_MODULES)
+METRIC_KEYS = {
+    "coco_keypoints": ("AP", "AP50", "AP75", "APM", "APL", "AR", "AR50", "AR75", "ARM", "ARL", "AP_vis", "AP_invis"),
+    "crowdpose": ("AP", "AP50", "AP75", "AR", "AR50", "AR75", "AP_easy", "AP_medium", "AP_hard"),
+}
+
+
+def metric_keys(cfg: RunConfig) -> tuple[str, ...]:
+    if cfg.evaluate.metric not in METRIC_KEYS:
+        raise ValueError(f"pose cells evaluate with {', '.join(METRIC_KEYS)}, not {cfg.evaluate.metric!r}")
+    return METRIC_KEYS[cfg.evaluate.metric]
+
+
+def check_data(data: DataConfig) -> None:
+    _check_detection_data(data)
+
+
+@cache
+def _synthetic(preset: str, seed: int, schema: str) -> Dataset:
+    from crowdbench.datasets.synthetic import generate
+
+    return generate(preset, seed=seed, schema=schema)
+
+
+def load_frames(data: DataConfig, split: str, schema: str) -> list[Frame]:
+    """Frames of one split in keypoint schema ``schema`` (synthetic) or as the dataset has them (real data)."""
+    is_val = split == data.val_split
+    source_split = data.train_split if data.holdout_videos else split
+    if data.source == "synthetic":
+        frames = _synthetic(data.preset, data.seed, schema).frames(source_split)
+    else:
+        frames = load_split(data.root, data.source, source_split)
+    if data.holdout_videos:
+        frames = select_videos(frames, data.holdout_videos, keep=is_val, where=f"{data.source} {data.train_split}")
+    if is_val and data.max_val_images:
+        frames = frames[: data.max_val_images]
+    return frames
+
+
+def schema_of(cfg: RunConfig) -> KeypointSchema:
+    """The keypoint schema of the cell: CrowdPose-14 for the CrowdPose metric, else COCO-17."""
+    return get_schema("crowdpose14" if cfg.evaluate.metric == "crowdpose" else "coco17")
+
+
+def _data_slice(data: DataConfig, split: str, schema: str) -> dict[str, Any]:
+    out = {"source": data.source, "preset": data.preset, "seed": data.seed, "schema": schema, "split": split}
+    out["root"] = str(data.root) if data.root else None
+    if data.holdout_videos:
+        out["holdout_videos"] = list(data.holdout_videos)
+    if split == data.val_split and data.max_val_images:
+        out["max_images"] = data.max_val_images
+    return out
+
+
+def _pretrain_config(cfg: RunConfig) -> RunConfig | None:
+    """Schedule S3's first phase: the same cell with ``schedule = s1`` and no occlusion augmentation."""
+    if cfg.pose.train.schedule != "s3":
+        return None
+    first = cfg.model_copy(deep=True)
+    first.pose.train.schedule = "s1"
+    first.pose.train.occlusion = "none"
+    return first
+
+
+def stage_keys(cfg: RunConfig) -> dict[str, str]:
+    dump = cfg.model_dump(mode="json")["pose"]
+    schema = schema_of(cfg).name
+    val = _data_slice(cfg.data, cfg.data.val_split, schema)
+    train_slice = {
+        "data": _data_slice(cfg.data, cfg.data.train_split, schema),
+        "val": val if cfg.pose.train.eval_every else None,
+        "model": dump["model"],
+        "train": dump["train"],
+        "test": dump["test"] if cfg.pose.train.eval_every else None,  # the per-epoch validation uses test options
+        "seed": cfg.seed,
+    }
+    first = _pretrain_config(cfg)
+    inputs = [stage_keys(first)["train"]] if first is not None else []
+    keys: dict[str, str] = {}
+    if first is not None:
+        keys["pretrain"] = inputs[0]
+    keys["train"] = stage_key("train", train_slice, inputs, TRAIN_MODULES)
+    keys["infer"] = stage_key("infer", {"data": val, "test": dump["test"]}, [keys["train"]], INFER_MODULES)
+    keys["postprocess"] = stage_key(
+        "postprocess", {"oks_nms": dump["test"]["oks_nms"]}, [keys["infer"]], POSTPROCESS_MODULES
+    )
+    keys["evaluate"] = stage_key(
+        "evaluate", {"data": val, "metric": cfg.evaluate.metric}, [keys["postprocess"]], EVALUATE_MODULES
+    )
+    return keys
+
+
+def evaluate_poses(metric: str, frames: list[Frame], schema: KeypointSchema, results: list[dict]) -> dict[str, float]:
+    """COCO keypoint AP/AR (+ AP-vis / AP-invis) or CrowdPose AP of COCO-format results against ``frames``."""
+    from crowdbench.datasets.formats.coco import to_coco_keypoints
+
+    gt = to_coco_keypoints(frames, schema)
+    if metric == "crowdpose":
+        from crowdbench.bench.metrics.crowdpose import evaluate_crowdpose
+        from crowdbench.datasets.synthetic import crowd_index
+
+        for image, frame in zip(gt["images"], frames, strict=True):
+            image.setdefault("crowdIndex", round(crowd_index(frame), 4))
+        out = evaluate_crowdpose(gt, results).to_dict()
+    else:
+        from crowdbench.bench.metrics.coco_keypoints import evaluate_coco_keypoints, evaluate_coco_vis_invis
+
+        sigmas = None if schema.name == "coco17" else schema.sigmas
+        out = evaluate_coco_keypoints(gt, results, sigmas=sigmas).to_dict()
+        out.update(evaluate_coco_vis_invis(gt, results, sigmas=sigmas).to_dict())
+    return {k: float(out[k]) for k in METRIC_KEYS[metric]}
+
+
+@dataclass
+class CellOutcome:
+    metrics: dict[str, float]
+    stage_keys: dict[str, str]
+    stages: list[StageResult] = field(default_factory=list)
+
+    @property
+    def stages_run(self) -> list[str]:
+        return [s.name for s in self.stages if s.ran]
+
+
+def run_pose_cell(cfg: RunConfig, cache_: StageCache, device: str) -> CellOutcome:
+    """Run (or fetch from the cache) every stage of one pose cell."""
+    import torch
+
+    from crowdbench.bench.stages.pose_training import build_model, coco_results, people, predict_poses, train_pose
+
+    keys = stage_keys(cfg)
+    schema = schema_of(cfg)
+    meta = {"config": cfg.model_dump(mode="json"), "device": device}
+    val_frames: list[Frame] = load_frames(cfg.data, cfg.data.val_split, schema.name)
+    val_people = people(val_frames, 0)
+    stages: list[StageResult] = []
+
+    def validate_with(run: RunConfig):
+        def validate(model: torch.nn.Module) -> float:
+            poses = predict_poses(model, run.pose, val_frames, val_people, schema, device, progress=False)
+            results = coco_results(val_frames, val_people, poses, run.pose.test.kp_score_thr)
+            return evaluate_poses(run.evaluate.metric, val_frames, schema, results)["AP"]
+
+        return validate
+
+    def train_stage(run: RunConfig, key: str, init: Path | None = None, prior: list | None = None) -> StageResult:
+        def train(out: Path, scratch: Path) -> None:
+            frames = load_frames(run.data, run.data.train_split, schema.name)
+            info = train_pose(run, frames, schema, device, out, scratch, validate_with(run), init=init, prior=prior)
+            (out / "train.json").write_text(json.dumps(info))
+
+        return run_stage(cache_, "train", key, {**meta, "config": run.model_dump(mode="json")}, train)
+
+    first = _pretrain_config(cfg)
+    if first is None:
+        stages.append(train_stage(cfg, keys["train"]))
+    else:  # S3: phase 1 = the S1 model without occlusion; phase 2 = S1 restarted from it, occlusion from epoch 0
+        stages.append(train_stage(first, keys["pretrain"]))
+        phase1 = cache_.path("train", keys["pretrain"])
+        second = cfg.model_copy(deep=True)
+        second.pose.train.schedule = "s1"
+        prior = json.loads((phase1 / "history.json").read_text())
+        stages.append(train_stage(second, keys["train"], phase1 / "model.pt", prior))
+
+    def infer(out: Path, _scratch: Path) -> None:
+        model = build_model(cfg.pose, schema.num_keypoints)
+        model.load_state_dict(
+            torch.load(cache_.path("train", keys["train"]) / "model.pt", map_location="cpu", weights_only=True)
+        )
+        model.to(device)
+        poses = predict_poses(model, cfg.pose, val_frames, val_people, schema, device)
+        np.savez_compressed(out / "poses.npz", poses=poses.astype(np.float32))
+        (out / "results.json").write_text(
+            json.dumps(coco_results(val_frames, val_people, poses, cfg.pose.test.kp_score_thr))
+        )
+
+    def postprocess(out: Path, _scratch: Path) -> None:
+        results = json.loads((cache_.path("infer", keys["infer"]) / "results.json").read_text())
+        thr = cfg.pose.test.oks_nms
+        if thr is not None:
+            from crowdbench.methods.pose.postprocess import oks_nms
+
+            by_image: dict[int, list[int]] = {}
+            for i, r in enumerate(results):
+                by_image.setdefault(r["image_id"], []).append(i)
+            kept = []
+            for idx in by_image.values():
+                poses = np.array([results[i]["keypoints"] for i in idx]).reshape(len(idx), -1, 3)
+                boxes = [val_people[i].box for i in idx]
+                areas = np.array([(b[2] - b[0]) * (b[3] - b[1]) for b in boxes])
+                scores = np.array([results[i]["score"] for i in idx])
+                kept += [idx[k] for k in oks_nms(poses, scores, areas, np.asarray(schema.sigmas), thr)]
+            results = [results[i] for i in sorted(kept)]
+        (out / "results.json").write_text(json.dumps(results))
+
+    def evaluate(out: Path, _scratch: Path) -> None:
+        results = json.loads((cache_.path("postprocess", keys["postprocess"]) / "results.json").read_text())
+        metrics = evaluate_poses(cfg.evaluate.metric, val_frames, schema, results)
+        (out / "metrics.json").write_text(json.dumps(metrics))
+
+    stages += [
+        run_stage(cache_, "infer", keys["infer"], meta, infer),
+        run_stage(cache_, "postprocess", keys["postprocess"], meta, postprocess),
+        run_stage(cache_, "evaluate", keys["evaluate"], meta, evaluate),
+    ]
+    metrics = json.loads((cache_.path("evaluate", keys["evaluate"]) / "metrics.json").read_text())
+    return CellOutcome(metrics, keys, stages)

@@ -1,0 +1,402 @@
+"""Top-down pose training and inference on our frames (methods.md sections 3, 5, 8).
+
+Person crops come from ground-truth boxes (training, and ``pose.test.boxes = "gt"``). A crop is warped with the UDP
+or MSRA affine transform after random scale / rotation / flip / half-body, optionally occluded (paper 001 section
+3.1; heatmap targets are left unchanged), and encoded as Gaussian heatmaps or disk + offset maps (paper 003
+section 3.1.2). Training is Adam with a per-epoch schedule (``methods/pose/schedules.py``: S1, S2, S3 with its
+restart); each epoch is checkpointed so an interrupted run resumes exactly, and the validation AP and training
+loss of every epoch are recorded (the curves of paper 001 Fig. 3 and Fig. 4).
+
+Randomness is a pure function of ``(seed, epoch, position)``, so the same seed gives the same model on CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from crowdbench.bench.config import PoseConfig, RunConfig
+from crowdbench.bench.log import Tracker, console
+from crowdbench.bench.stages.detector_training import NonFiniteLossError
+from crowdbench.datasets.model import Frame, KeypointSchema
+
+_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
+_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+# COCO-17 upper body (nose .. wrists) for half-body augmentation; other schemas: joints above the hips by name.
+_UPPER_NAMES = ("nose", "eye", "ear", "shoulder", "elbow", "wrist", "head", "neck", "chest")
+
+
+@dataclass(frozen=True)
+class Person:
+    """One training / evaluation crop: frame position, instance position, box and box score."""
+
+    frame: int
+    instance: int
+    box: np.ndarray
+    score: float = 1.0
+
+
+def people(frames: list[Frame], min_keypoints: int) -> list[Person]:
+    """Non-ignored instances with at least ``min_keypoints`` labeled joints (0: every instance)."""
+    out = []
+    for f, frame in enumerate(frames):
+        for i, inst in enumerate(frame.instances):
+            if inst.ignore or inst.keypoints is None:
+                continue
+            if int((inst.keypoints[:, 2] > 0).sum()) >= min_keypoints and inst.box[2] > inst.box[0]:
+                out.append(Person(f, i, inst.box.copy()))
+    return out
+
+
+def upper_body_ids(schema: KeypointSchema) -> list[int]:
+    return [j for j, n in enumerate(schema.keypoints) if any(part in n for part in _UPPER_NAMES)]
+
+
+class ImageCache:
+    """Decoded frames, least recently used first out (synthetic frames render on demand; real ones are JPEGs)."""
+
+    def __init__(self, frames: list[Frame], capacity: int = 512) -> None:
+        self.frames, self.capacity = frames, capacity
+        self._images: OrderedDict[int, np.ndarray] = OrderedDict()
+
+    def __call__(self, index: int) -> np.ndarray:
+        if index in self._images:
+            self._images.move_to_end(index)
+            return self._images[index]
+        image = self.frames[index].load_image()
+        self._images[index] = image
+        if len(self._images) > self.capacity:
+            self._images.popitem(last=False)
+        return image
+
+
+def normalize(crop: np.ndarray) -> torch.Tensor:
+    """``H x W x 3`` uint8 RGB -> ``3 x H x W`` float, ImageNet mean/std."""
+    x = (crop.astype(np.float32) / 255.0 - _MEAN) / _STD
+    return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))
+
+
+class TrainCrops(torch.utils.data.Dataset):
+    """``(person position, epoch)`` -> augmented crop and targets (a pure function of seed, epoch, position)."""
+
+    def __init__(self, frames: list[Frame], persons: list[Person], schema: KeypointSchema, cfg: PoseConfig, seed: int):
+        self.frames, self.persons, self.schema, self.cfg, self.seed = frames, persons, schema, cfg, seed
+        self.images = ImageCache(frames)
+        self.upper = upper_body_ids(schema)
+        self.occlusion = False
+
+    def __len__(self) -> int:
+        return len(self.persons)
+
+    def __getitem__(self, key: tuple[int, int, bool]) -> dict[str, torch.Tensor]:
+        from crowdbench.methods.pose.codecs import encode_disk_offsets, encode_gaussian
+        from crowdbench.methods.pose.occlusion import cutout, hide_and_seek, keypoint_aware_occlusion
+        from crowdbench.methods.pose.transforms import (
+            apply_affine,
+            box_to_center_scale,
+            crop_matrix,
+            flip_image,
+            flip_joints,
+            half_body,
+            random_scale_rotation,
+            warp_crop,
+        )
+
+        index, epoch, occlude = key
+        t, m = self.cfg.train, self.cfg.model
+        rng = np.random.default_rng([self.seed, epoch, index])
+        person = self.persons[index]
+        frame = self.frames[person.frame]
+        joints = frame.instances[person.instance].keypoints.copy()
+        in_w, in_h = m.input_size
+        center, size = box_to_center_scale(person.box, in_w / in_h, t.box_padding)
+        if t.half_body_prob > 0:
+            hb = half_body(
+                joints, self.upper, rng, in_w / in_h, min_joints=t.half_body_min_joints, prob=t.half_body_prob
+            )
+            if hb is not None:
+                center, size = hb
+        scale, rot = random_scale_rotation(rng, t.scale_factor, t.rot_factor, t.rot_prob)
+        image = self.images(person.frame)
+        if rng.random() < t.flip_prob:
+            image = flip_image(image)
+            joints = flip_joints(joints, frame.width or image.shape[1], self.schema.flip_pairs, udp=t.udp)
+            center = np.array([(frame.width or image.shape[1]) - 1 - center[0], center[1]])
+        matrix = crop_matrix(center, np.asarray(size) * scale, rot, (in_w, in_h), udp=t.udp)
+        crop = warp_crop(image, matrix, (in_w, in_h))
+        kp = joints.copy()
+        kp[:, :2] = apply_affine(joints[:, :2], matrix)
+        inside = (kp[:, 0] >= 0) & (kp[:, 0] <= in_w - 1) & (kp[:, 1] >= 0) & (kp[:, 1] <= in_h - 1)
+        kp[~inside, 2] = 0
+        if occlude and rng.random() < t.occlusion_prob:
+            if t.occlusion == "keypoint_aware":
+                crop, _ = keypoint_aware_occlusion(crop, kp, rng)
+            elif t.occlusion == "cutout":
+                crop, _ = cutout(crop, rng)
+            elif t.occlusion == "hide_and_seek":
+                crop, _ = hide_and_seek(crop, rng)
+        hm_w, hm_h = in_w // self.stride, in_h // self.stride
+        out: dict[str, torch.Tensor] = {"image": normalize(crop)}
+        if t.target == "gaussian":
+            heat, weight = encode_gaussian(kp, (in_w, in_h), (hm_w, hm_h), t.sigma, udp=t.udp)
+        else:
+            heat, offsets, weight = encode_disk_offsets(kp, (in_w, in_h), (hm_w, hm_h), t.disk_radius * hm_h, udp=t.udp)
+            out["offsets"] = torch.from_numpy(np.ascontiguousarray(offsets, dtype=np.float32))
+        out["heatmaps"] = torch.from_numpy(np.ascontiguousarray(heat, dtype=np.float32))
+        out["weights"] = torch.from_numpy(np.ascontiguousarray(weight, dtype=np.float32))
+        return out
+
+    stride: int = 4
+
+
+def pose_loss(outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], target: str) -> dict[str, torch.Tensor]:
+    """Gaussian targets: HRNet's ``JointsMSELoss`` (0.5 x MSE of weighted maps, mean over joints). Disk + offset
+    targets (paper 003 section 3.1.2): Smooth-L1 on the disk maps and on the offsets inside the disks."""
+    w = batch["weights"][:, :, None, None]
+    pred, gt = outputs["heatmaps"].float(), batch["heatmaps"]
+    if target == "gaussian":
+        return {"heatmap": 0.5 * F.mse_loss(pred * w, gt * w)}
+    heat = F.smooth_l1_loss(pred * w, gt * w)
+    mask = gt.repeat_interleave(2, dim=1) * w.repeat_interleave(2, dim=1)
+    off = F.smooth_l1_loss(outputs["offsets"].float() * mask, batch["offsets"] * mask, reduction="sum")
+    return {"heatmap": heat, "offset": off / mask.sum().clamp(min=1.0)}
+
+
+def build_model(cfg: PoseConfig, num_joints: int) -> torch.nn.Module:
+    from crowdbench.methods.pose.models import build_pose_model
+
+    m = cfg.model
+    return build_pose_model(
+        m.arch,
+        num_joints=num_joints,
+        backbone=m.backbone,
+        hrnet_width=m.hrnet_width,
+        deconv_layers=m.deconv_layers,
+        deconv_channels=m.deconv_channels,
+        fpn=m.fpn,
+        offsets=m.offsets or cfg.train.target == "disk_offset",
+        weights=m.weights,
+    )
+
+
+def _epoch_order(n: int, seed: int, epoch: int, per_epoch: int | None) -> np.ndarray:
+    order = np.random.default_rng([seed, 104729, epoch]).permutation(n)
+    return order[: per_epoch or n]
+
+
+def _save(path: Path, state: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def train_pose(
+    cfg: RunConfig,
+    frames: list[Frame],
+    schema: KeypointSchema,
+    device: str,
+    out: Path,
+    scratch: Path,
+    validate: Callable[[torch.nn.Module], float] | None = None,
+    init: Path | None = None,
+    prior: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """Train ``cfg.pose`` on ``frames``; resumes from ``scratch/checkpoint.pt``. ``init`` starts from a model and
+    ``prior`` is its history (schedule S3's second phase: epochs continue after it); ``validate(model) -> AP`` is
+    called every ``eval_every`` epochs."""
+    from crowdbench.methods.pose.schedules import SCHEDULES, lr_at, oa_active, restarts_at
+
+    p = cfg.pose
+    schedule = SCHEDULES[p.train.schedule].scaled(p.train.epoch_scale)
+    torch.manual_seed(cfg.seed)
+    model = build_model(p, schema.num_keypoints).to(device)
+    if init is not None:
+        model.load_state_dict(torch.load(init, map_location=device, weights_only=True))
+    opt = torch.optim.Adam(model.parameters(), lr=p.train.lr)
+    use_amp = p.train.amp and device.startswith("cuda")
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    start, history = 0, []
+    ckpt = scratch / "checkpoint.pt"
+    if ckpt.is_file():
+        state = torch.load(ckpt, map_location=device, weights_only=False)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["torch_rng"])
+        start, history = state["epoch"], state["history"]
+        console.print(f"  resuming training at epoch {start} from {ckpt}")
+    persons = people(frames, p.train.min_keypoints)
+    if len(persons) < p.train.batch_size:
+        raise ValueError(f"{len(persons)} training people is fewer than one batch of {p.train.batch_size}")
+    data = TrainCrops(frames, persons, schema, p, cfg.seed)
+    data.stride = model.stride
+    n_batches = len(_epoch_order(len(persons), cfg.seed, 0, p.train.samples_per_epoch)) // p.train.batch_size
+    with Tracker("train", schedule.epochs * n_batches, start * n_batches) as bar:
+        for epoch in range(start, schedule.epochs):
+            if restarts_at(schedule, epoch):
+                opt = torch.optim.Adam(model.parameters(), lr=p.train.lr)  # second phase: fresh optimizer state
+            lr = lr_at(schedule, epoch, p.train.lr)
+            for group in opt.param_groups:
+                group["lr"] = lr
+            occlude = p.train.occlusion != "none" and oa_active(schedule, epoch)
+            order = _epoch_order(len(persons), cfg.seed, epoch, p.train.samples_per_epoch)
+            keys = [(int(i), epoch, occlude) for i in order[: n_batches * p.train.batch_size]]
+            loader = torch.utils.data.DataLoader(
+                data,
+                batch_sampler=[keys[b : b + p.train.batch_size] for b in range(0, len(keys), p.train.batch_size)],
+                num_workers=p.train.num_workers,
+                pin_memory=device.startswith("cuda"),
+            )
+            model.train()
+            losses = []
+            for batch in loader:
+                batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+                with torch.autocast("cuda", enabled=use_amp):
+                    outputs = model(batch["image"])
+                parts = pose_loss(outputs, batch, p.train.target)
+                loss = sum(parts.values())
+                value = float(loss.detach())
+                if not math.isfinite(value):
+                    raise NonFiniteLossError(
+                        f"non-finite loss at epoch {epoch} ({value}); last checkpoint kept at {ckpt}"
+                    )
+                opt.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
+                losses.append(value)
+                bar.advance(1, f"epoch {epoch + 1}/{schedule.epochs} loss {value:.2e}")
+            entry: dict[str, Any] = {
+                "epoch": len(prior or []) + epoch + 1,
+                "lr": lr,
+                "loss": float(np.mean(losses)),
+                "occlusion": occlude,
+            }
+            every = p.train.eval_every
+            if validate is not None and every and ((epoch + 1) % every == 0 or epoch + 1 == schedule.epochs):
+                entry["val_AP"] = validate(model)
+            history.append(entry)
+            if epoch + 1 < schedule.epochs:
+                _save(
+                    ckpt,
+                    {
+                        "model": model.state_dict(),
+                        "optimizer": opt.state_dict(),
+                        "scaler": scaler.state_dict(),
+                        "torch_rng": torch.get_rng_state(),
+                        "epoch": epoch + 1,
+                        "history": history,
+                    },
+                )
+    torch.save(model.state_dict(), out / "model.pt")
+    (out / "history.json").write_text(json.dumps([*(prior or []), *history]))
+    return {"epochs": schedule.epochs, "people": len(persons), "final_loss": history[-1]["loss"] if history else None}
+
+
+@torch.inference_mode()
+def predict_poses(
+    model: torch.nn.Module,
+    cfg: PoseConfig,
+    frames: list[Frame],
+    persons: list[Person],
+    schema: KeypointSchema,
+    device: str,
+    *,
+    progress: bool = True,
+) -> np.ndarray:
+    """Keypoints (``N x K x 3``: x, y, score in image pixels) of each person crop, with the configured flip test and
+    multi-scale inputs (reading A of methods.md section 8: same crop, resized input, heatmaps averaged)."""
+    from crowdbench.methods.pose.codecs import (
+        decode_argmax,
+        decode_disk_offsets,
+        flip_back,
+        flip_back_offsets,
+        heatmap_to_input,
+    )
+    from crowdbench.methods.pose.postprocess import average_heatmaps
+    from crowdbench.methods.pose.transforms import (
+        apply_affine,
+        box_to_center_scale,
+        crop_matrix,
+        invert_affine,
+        warp_crop,
+    )
+
+    t, test = cfg.train, cfg.test
+    in_w, in_h = cfg.model.input_size
+    stride = model.stride
+    hm_w, hm_h = in_w // stride, in_h // stride
+    images = ImageCache(frames, capacity=64)
+    model.eval()
+    out = np.zeros((len(persons), schema.num_keypoints, 3))
+    disk = t.target == "disk_offset"
+    tracker = Tracker("infer", len(persons)) if progress else None
+    if tracker:
+        tracker.__enter__()
+    for start in range(0, len(persons), test.batch_size):
+        chunk = persons[start : start + test.batch_size]
+        crops, matrices = [], []
+        for person in chunk:
+            center, size = box_to_center_scale(person.box, in_w / in_h, t.box_padding)
+            matrix = crop_matrix(center, size, 0.0, (in_w, in_h), udp=t.udp)
+            crops.append(normalize(warp_crop(images(person.frame), matrix, (in_w, in_h))))
+            matrices.append(matrix)
+        x = torch.stack(crops).to(device)
+        heat_maps, offset_maps = [], []
+        for s in test.multiscale:
+            xs = x if s == 1.0 else F.interpolate(x, scale_factor=s, mode="bilinear", align_corners=t.udp)
+            views = [(xs, False)] + ([(xs.flip(-1), True)] if test.flip_test else [])
+            for view, flipped in views:
+                o = model(view)
+                h = o["heatmaps"].float().cpu().numpy()
+                off = o["offsets"].float().cpu().numpy() if disk else None
+                if flipped:
+                    h = flip_back(h, schema.flip_pairs, shift=not t.udp)
+                    off = flip_back_offsets(off, schema.flip_pairs) if off is not None else None
+                heat_maps.append(h)
+                if off is not None:
+                    offset_maps.append(off)
+        heat = average_heatmaps(heat_maps, size=(hm_h, hm_w), align_corners=t.udp)
+        if disk:
+            offsets = average_heatmaps(offset_maps, size=(hm_h, hm_w), align_corners=t.udp)
+            coords, scores = decode_disk_offsets(heat, offsets, t.disk_radius * hm_h)
+        else:
+            coords, scores = decode_argmax(heat, quarter_offset=not t.udp)
+        coords = heatmap_to_input(coords, (in_w, in_h), (hm_w, hm_h), udp=t.udp)
+        for j, matrix in enumerate(matrices):
+            out[start + j, :, :2] = apply_affine(coords[j], invert_affine(matrix))
+            out[start + j, :, 2] = scores[j]
+        if tracker:
+            tracker.advance(len(chunk))
+    if tracker:
+        tracker.__exit__(None, None, None)
+    return out
+
+
+def coco_results(frames: list[Frame], persons: list[Person], poses: np.ndarray, kp_thr: float) -> list[dict[str, Any]]:
+    """COCO keypoint results (image ids 1.. in frame order, as ``to_coco_keypoints`` numbers them); score =
+    box score x mean of the keypoint scores above ``kp_thr`` (mmpose ``bbox_keypoint``; methods.md section 8)."""
+    from crowdbench.methods.pose.postprocess import pose_score
+
+    results = []
+    for person, pose in zip(persons, poses, strict=True):
+        kp = pose.copy()
+        results.append(
+            {
+                "image_id": person.frame + 1,
+                "category_id": 1,
+                "keypoints": [round(float(v), 3) for v in kp.reshape(-1)],
+                "score": float(pose_score(person.score, kp[:, 2], kp_thr)),
+            }
+        )
+    return results

@@ -1,0 +1,73 @@
+"""The top-down pose pipeline end to end on tiny synthetic data: occlusion-aug Table 4 rows E1 and E5 (schedule S3
+reuses E1's model as its first phase), per-epoch history, occlusion only where the schedule says, determinism."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from crowdbench.bench.matrix import expand
+from crowdbench.bench.runner import run_table
+from crowdbench.bench.specs import load_spec
+from crowdbench.bench.stages.pose import load_frames, stage_keys
+from crowdbench.bench.stages.pose_training import TrainCrops, people
+from crowdbench.methods.pose.schedules import SCHEDULES
+
+TINY = {
+    "data.preset": "tiny",
+    "pose.train.epoch_scale": 0.01,  # S1: 210 -> 4 epochs (each phase at least one epoch), S3: 4 + 4
+    "pose.train.samples_per_epoch": 64,
+    "pose.train.batch_size": 16,
+    "pose.test.batch_size": 64,
+}
+
+
+@pytest.fixture(scope="module")
+def table4(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("table4")
+    result = run_table("occlusion-aug/table4", overrides=TINY, run_dir=run_dir, rows=[0, 4])
+    return run_dir, result
+
+
+def test_e1_and_e5_run_and_e5_reuses_e1(table4):
+    run_dir, result = table4
+    assert not result.failed and result.ran == 2
+    cells = {c.row_index: c.config for c in expand(load_spec("occlusion-aug/table4"), overrides=TINY, rows=[0, 4])}
+    e1, e5 = stage_keys(cells[0]), stage_keys(cells[4])
+    assert e5["pretrain"] == e1["train"]  # S3's first phase is the S1 model without occlusion
+    history = json.loads((run_dir / "cache" / "train" / e5["train"] / "history.json").read_text())
+    n1 = SCHEDULES["s1"].scaled(TINY["pose.train.epoch_scale"]).epochs
+    assert [h["epoch"] for h in history] == list(range(1, 2 * n1 + 1))
+    assert [h["occlusion"] for h in history] == [False] * n1 + [True] * n1
+    assert all("val_AP" in h and np.isfinite(h["loss"]) for h in history)
+    first = json.loads((run_dir / "cache" / "train" / e1["train"] / "history.json").read_text())
+    assert history[:n1] == first
+    assert history[n1]["lr"] == cells[4].pose.train.lr  # the second phase restarts the learning rate
+    for row in (0, 4):
+        assert result.view.rows[row].status == "done"
+
+
+def test_rerun_is_all_cache_hits(table4):
+    run_dir, _ = table4
+    again = run_table("occlusion-aug/table4", overrides=TINY, run_dir=run_dir, rows=[0, 4])
+    assert again.ran == 0 and again.cached == 2
+
+
+def test_occlusion_plugin_changes_training_crops_only_when_active():
+    cfg = expand(load_spec("occlusion-aug/table4"), overrides=TINY, rows=[1])[0].config  # E2: S1 + OA
+    assert cfg.pose.train.occlusion == "keypoint_aware" and cfg.pose.model.arch == "hrnet"
+    frames = load_frames(cfg.data, "train", "coco17")
+    crops = TrainCrops(frames, people(frames, 1), _schema(), cfg.pose, seed=0)
+    plain, occluded = crops[(3, 0, False)], crops[(3, 0, True)]
+    assert not np.array_equal(plain["image"].numpy(), occluded["image"].numpy())
+    np.testing.assert_array_equal(plain["heatmaps"].numpy(), occluded["heatmaps"].numpy())  # targets unchanged
+    again = crops[(3, 0, True)]
+    np.testing.assert_array_equal(again["image"].numpy(), occluded["image"].numpy())  # a pure function of the key
+
+
+def _schema():
+    from crowdbench.datasets.keypoints import COCO_17
+
+    return COCO_17
