@@ -132,7 +132,7 @@ class PoseModelConfig(_Strict):
 class PoseTrainConfig(_Strict):
     """Adam with the HRNet schedule (methods.md sections 3 and 8); epochs come from ``schedule`` x ``epoch_scale``."""
 
-    schedule: Literal["baseline", "s1", "s2", "s3"] = "baseline"
+    schedule: Literal["baseline", "s1", "s2", "s3"] = Field("s1", description="S1 = the HRNet schedule")
     epoch_scale: float = Field(1.0, gt=0, description="scales every epoch count of the schedule (smoke < 1)")
     samples_per_epoch: int | None = Field(None, description="person crops per epoch; none = every training person")
     batch_size: int = 32
@@ -159,8 +159,27 @@ class PoseTrainConfig(_Strict):
 class PoseTestConfig(_Strict):
     """Test-time options (methods.md section 8)."""
 
-    boxes: Literal["gt", "detections"] = "gt"
-    flip_test: bool = True
+    boxes: Literal["gt", "detections", "detector"] = Field(
+        "gt", description="gt | detections (a COCO results file) | detector (the detection pipeline's own model)"
+    )
+    detections: Path | None = Field(None, description="person detections, COCO results JSON (boxes = detections)")
+    det_score_thr: float = Field(0.0, description="drop detections scoring at or below this")
+    detector_set: dict[str, Any] = Field(
+        default_factory=dict,
+        description="dotted overrides of the detector cell (boxes = detector), e.g. train.iterations",
+    )
+    gbg: bool = Field(False, description="Greedy Box Generation on the detector's raw (pre-NMS) boxes (paper 003)")
+    gbg_min_size: float = Field(0.0, description="GBG: drop boxes whose shorter side is below this (pixels)")
+    gbg_egt_thr: float = 0.8
+    gbg_drop_iou: float = 0.5
+    gbg_group_iou: float = 0.7
+    gbg_top_n: int = 4
+    pose_nms: Literal["none", "and", "or", "sequential"] = Field(
+        "none", description="box-IoU + OKS NMS after pose (paper 003: IoU 0.6, OKS 0.75; combination rule unstated)"
+    )
+    pose_nms_iou: float = 0.6
+    pose_nms_oks: float = 0.75
+    flip_test: bool = Field(False, description="average with the flipped crop's heatmaps (plugin pose_postproc.flip)")
     multiscale: tuple[float, ...] = Field((1.0,), description="input scales averaged (reading A of methods.md 8)")
     batch_size: int = 64
     kp_score_thr: float = 0.2

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ records = sa.Table(
     sa.Column("metrics", sa.Text, nullable=False),
     sa.Column("provenance", sa.Text, nullable=False),
     sa.Column("created", sa.String(32), nullable=False),
+    sa.Column("curves", sa.Text, nullable=True),
     sa.UniqueConstraint("table_id", "row_index", "seed", "profile", "config_hash", name="uq_cell"),
 )
 
@@ -48,6 +49,8 @@ class Record:
     metrics: dict[str, float]
     provenance: dict[str, Any]
     created: str = ""
+    curves: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    """Per-epoch series recorded during training (``{"train": [{"epoch", "loss", "val_AP", ...}]}``)."""
 
 
 def store_url(run_dir: Path, url: str | None = None) -> str:
@@ -72,6 +75,19 @@ class ResultStore:
                 cursor.close()
 
         metadata.create_all(self.engine)
+        self._add_missing_columns()
+
+    def _add_missing_columns(self) -> None:
+        """Stores written before a column existed get it (nullable, so old rows stay valid)."""
+        existing = {c["name"] for c in sa.inspect(self.engine).get_columns("records")}
+        with self.engine.begin() as conn:
+            for column in records.columns:
+                if column.name not in existing and column.nullable:
+                    conn.execute(
+                        sa.text(
+                            f"ALTER TABLE records ADD COLUMN {column.name} {column.type.compile(self.engine.dialect)}"
+                        )
+                    )
 
     def put(self, rec: Record) -> None:
         """Insert or replace the record of one cell (a transaction: all or nothing)."""
@@ -89,6 +105,7 @@ class ResultStore:
             "metrics": json.dumps(rec.metrics, sort_keys=True),
             "provenance": json.dumps(rec.provenance, sort_keys=True, default=str),
             "created": rec.created or datetime.now(UTC).isoformat(timespec="seconds"),
+            "curves": json.dumps(rec.curves, sort_keys=True),
         }
         cell = sa.and_(
             records.c.table_id == rec.table_id,
@@ -134,4 +151,5 @@ def _to_record(row: Any) -> Record:
         metrics=json.loads(row["metrics"]),
         provenance=json.loads(row["provenance"]),
         created=row["created"],
+        curves=json.loads(row["curves"]) if row["curves"] else {},
     )

@@ -35,6 +35,7 @@ class RowView:
     cells: dict[str, CellView]
     levels: list[str] = field(default_factory=list)
     stages_run: list[list[str]] = field(default_factory=list)
+    curves: list[dict[str, list[dict[str, Any]]]] = field(default_factory=list)  # per seed, from training
 
 
 @dataclass
@@ -89,6 +90,7 @@ def aggregate(
                 cells=cells,
                 levels=sorted({r.level for r in recs}),
                 stages_run=[r.stages_run for r in recs],
+                curves=[r.curves for r in recs if r.curves],
             )
         )
     latest = max(records, key=lambda r: r.created).provenance if records else {}

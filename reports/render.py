@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import csv
 import io
+import statistics
 from pathlib import Path
 
 from jinja2 import Environment, PackageLoader, select_autoescape
@@ -168,6 +169,41 @@ def figure_png(view: TableView) -> str | None:
     return base64.b64encode(buf.getvalue()).decode()
 
 
+def curves_png(view: TableView) -> str | None:
+    """Validation AP and training loss per epoch of every row that recorded them (paper 001 Fig. 3 and Fig. 4 for
+    occlusion-aug Table 4), mean over seeds, as a base64 PNG; None when no row has curves."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in view.rows if r.curves and any(c.get("train") for c in r.curves)]
+    if not rows:
+        return None
+    fig, (ax_ap, ax_loss) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for r in rows:
+        series = [c["train"] for c in r.curves if c.get("train")]
+        n = min(len(s) for s in series)
+        epochs = [e["epoch"] for e in series[0][:n]]
+        loss = [statistics.fmean(s[i]["loss"] for s in series) for i in range(n)]
+        ap_pts = [
+            (epochs[i], statistics.fmean(s[i]["val_AP"] for s in series) * 100)
+            for i in range(n)
+            if all("val_AP" in s[i] for s in series)
+        ]
+        ax_loss.plot(epochs, loss, label=r.label)
+        if ap_pts:
+            ax_ap.plot(*zip(*ap_pts, strict=True), label=r.label)
+    ax_ap.set(title=f"validation AP during training ({view.level})", xlabel="epoch", ylabel="AP (%)")
+    ax_loss.set(title="training loss", xlabel="epoch", ylabel="loss", yscale="log")
+    ax_ap.legend(fontsize=8)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
 def html(view: TableView) -> str:
     env = Environment(loader=PackageLoader("crowdbench.reports", "templates"), autoescape=select_autoescape())
     template = env.get_template("table.html.j2")
@@ -179,6 +215,7 @@ def html(view: TableView) -> str:
         level_note=level_note(view),
         provenance=_provenance_text(view),
         figure=figure_png(view),
+        curves=curves_png(view),
     )
 
 

@@ -17,6 +17,7 @@ from crowdbench.methods.pose.schedules import SCHEDULES
 
 TINY = {
     "data.preset": "tiny",
+    "pose.model.hrnet_width": 8,
     "pose.train.epoch_scale": 0.01,  # S1: 210 -> 4 epochs (each phase at least one epoch), S3: 4 + 4
     "pose.train.samples_per_epoch": 64,
     "pose.train.batch_size": 16,
@@ -47,6 +48,9 @@ def test_e1_and_e5_run_and_e5_reuses_e1(table4):
     assert history[n1]["lr"] == cells[4].pose.train.lr  # the second phase restarts the learning rate
     for row in (0, 4):
         assert result.view.rows[row].status == "done"
+    assert result.view.rows[4].curves[0]["train"] == history  # the record carries the curves to the report
+    html = (run_dir / "reports" / "occlusion-aug" / "table4.html").read_text()
+    assert "Training curves" in html and html.count("data:image/png;base64,") == 2
 
 
 def test_rerun_is_all_cache_hits(table4):
@@ -71,3 +75,51 @@ def _schema():
     from crowdbench.datasets.keypoints import COCO_17
 
     return COCO_17
+
+
+def test_detection_boxes_come_from_a_coco_results_file(tmp_path):
+    from crowdbench.bench.stages.pose_training import detected_people, image_ids
+
+    cfg = expand(load_spec("occlusion-aug/table4"), overrides=TINY, rows=[0])[0].config
+    frames = load_frames(cfg.data, "val", "coco17")
+    ids = image_ids(frames)
+    dets = [
+        {"image_id": ids[f], "category_id": 1, "score": s, "bbox": [10.0, 20.0, 30.0, 60.0]}
+        for f, s in ((0, 0.9), (0, 0.05), (2, 0.5))
+    ]
+    path = tmp_path / "dets.json"
+    path.write_text(json.dumps(dets))
+    got = detected_people(frames, path, score_thr=0.1)
+    assert [(p.frame, p.score) for p in got] == [(0, 0.9), (2, 0.5)]
+    np.testing.assert_allclose(got[0].box, [10, 20, 40, 80])
+    before = stage_keys(cfg)
+    cfg.pose.test.boxes, cfg.pose.test.detections = "detections", path
+    keyed = stage_keys(cfg)
+    assert keyed["train"] == before["train"] and keyed["infer"] != before["infer"]  # test boxes do not retrain
+    path.write_text(json.dumps(dets[:1]))
+    assert stage_keys(cfg)["infer"] != keyed["infer"]  # the file's content keys the predictions
+
+
+def test_detector_boxes_gbg_and_rows_sharing_a_model(tmp_path):
+    """offset-guided Table 1 rows g (offset + GBG) and h (offset, detector NMS boxes) share one pose model; both take
+    their boxes from the detection pipeline, which runs inside the first pose cell and is reused by the second."""
+    over = {
+        **TINY,
+        "pose.test.gbg_egt_thr": 0.05,  # a 20-iteration detector is never confident
+        "pose.test.detector_set": {"train.iterations": 20},
+    }
+    spec = load_spec("offset-guided/table1")
+    cells = {c.row_index: c.config for c in expand(spec, overrides=over, rows=[6, 7])}
+    g, h = stage_keys(cells[6]), stage_keys(cells[7])
+    assert cells[6].pose.test.gbg and not cells[7].pose.test.gbg and cells[6].pose.model.offsets
+    assert g["train"] == h["train"] and g["infer"] != h["infer"] and g["detector"] != h["detector"]
+    result = run_table("offset-guided/table1", overrides=over, run_dir=tmp_path, rows=[6, 7])
+    assert not result.failed
+    from crowdbench.bench.store import ResultStore, store_url
+
+    recs = {r.row_index: r for r in ResultStore(store_url(tmp_path)).query("offset-guided/table1")}
+    assert "detector.train" in recs[6].stages_run and "detector.train" not in recs[7].stages_run
+    assert "train" not in recs[7].stages_run  # h reused g's pose model
+    n_g = len(json.loads((tmp_path / "cache" / "infer" / g["infer"] / "results.json").read_text()))
+    n_h = len(json.loads((tmp_path / "cache" / "infer" / h["infer"] / "results.json").read_text()))
+    assert n_g > 0 and n_h > 0 and n_g != n_h  # GBG keeps another box set than NMS

@@ -34,7 +34,14 @@ PAPER_FILES = {
     "offset-guided": "003_9f847b36dbdd0e4d.txt",
     "hie-tracking": "004_2ed4b343d242199f.txt",
 }
-RUNNABLE_TABLES = {"hie-pose/table2", "hie-pose/table3", "occlusion-aug/table4"}
+RUNNABLE_TABLES = {
+    "hie-pose/table2",
+    "hie-pose/table3",
+    "occlusion-aug/table1",
+    "occlusion-aug/table3",
+    "occlusion-aug/table4",
+    "offset-guided/table1",
+}
 
 # Tables whose body is printed above their caption (the block runs from the previous caption to this one).
 BODY_ABOVE_CAPTION = {
@@ -172,6 +179,10 @@ def test_runnable_tables():
     assert runnable == RUNNABLE_TABLES
     assert len(load_spec("hie-pose/table3").runnable_rows) == len(load_spec("hie-pose/table3").rows)
     assert [i for i, _ in load_spec("hie-pose/table2").runnable_rows] == [0]  # HIE data only; extra data: issue 7
+    for table_id in ("occlusion-aug/table4", "offset-guided/table1"):
+        assert len(load_spec(table_id).runnable_rows) == len(load_spec(table_id).rows)
+    assert [i for i, _ in load_spec("occlusion-aug/table3").runnable_rows] == [1, 2]  # row 0: another method
+    assert [i for i, _ in load_spec("occlusion-aug/table1").runnable_rows] == [0, 1, 4, 5, 6, 7, 8, 9]  # no RSN, W48+
 
 
 def test_every_spec_names_a_known_dataset_and_its_splits():

@@ -9,6 +9,7 @@ occlusion, so an S3 row reuses the E1 row's model when both are in the table.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from crowdbench.bench.cache import StageCache, stage_key
-from crowdbench.bench.config import DataConfig, RunConfig
+from crowdbench.bench.config import DataConfig, PoseTestConfig, RunConfig
 from crowdbench.bench.stages.base import StageResult, run_stage
 from crowdbench.bench.stages.detection import check_data as _check_detection_data
 from crowdbench.datasets.keypoints import get_schema
@@ -100,6 +101,67 @@ def _pretrain_config(cfg: RunConfig) -> RunConfig | None:
     return first
 
 
+def detector_config(cfg: RunConfig) -> RunConfig:
+    """The detection cell whose boxes a pose cell with ``pose.test.boxes = "detector"`` uses: the profile's
+    detector on the same data, seed 0 (every pose seed shares one detector; under ``smoke`` it is the baseline
+    detector of hie-pose Table 3, so a run folder holding both trains it once)."""
+    from crowdbench.bench.config import set_dotted
+    from crowdbench.bench.profiles import base_config
+
+    det = base_config(cfg.profile, "detection")
+    det.data = cfg.data.model_copy(deep=True)
+    det.device = cfg.device
+    for key, value in cfg.pose.test.detector_set.items():
+        set_dotted(det, key, value)
+    return det
+
+
+def detector_people(cfg: RunConfig, cache_: StageCache, device: str, n_frames: int) -> tuple[list, list[StageResult]]:
+    """Person boxes from the detection pipeline: its NMS output, or with GBG (paper 003 section 3.1.1) its raw
+    pre-NMS boxes grouped around the confident ones. Runs (or reuses) the detection stages."""
+    from crowdbench.bench.stages.detection import run_detection_cell
+    from crowdbench.bench.stages.detector_training import load_per_frame
+    from crowdbench.bench.stages.pose_training import Person
+    from crowdbench.methods.pose.postprocess import gbg_boxes
+
+    det = detector_config(cfg)
+    outcome = run_detection_cell(det, cache_, device)
+    stages = [StageResult(f"detector.{s.name}", s.key, s.path, s.ran, s.seconds) for s in outcome.stages]
+    t = cfg.pose.test
+    if t.gbg:
+        _, per_frame = load_per_frame(cache_.path("infer", outcome.stage_keys["infer"]) / "raw.npz")
+    else:
+        _, per_frame = load_per_frame(cache_.path("postprocess", outcome.stage_keys["postprocess"]) / "detections.npz")
+    if len(per_frame) != n_frames:
+        raise ValueError(f"detector gave boxes for {len(per_frame)} frames, the pose split has {n_frames}")
+    found = []
+    for f, d in enumerate(per_frame):
+        boxes, scores = d["boxes"].astype(np.float64), d["scores"].astype(np.float64)
+        keep = scores > t.det_score_thr
+        boxes, scores = boxes[keep], scores[keep]
+        if t.gbg and len(boxes):
+            kept = gbg_boxes(
+                boxes,
+                scores,
+                min_size=t.gbg_min_size,
+                egt_thr=t.gbg_egt_thr,
+                drop_iou=t.gbg_drop_iou,
+                group_iou=t.gbg_group_iou,
+                top_n=t.gbg_top_n,
+            )
+            boxes, scores = boxes[kept], scores[kept]
+        found += [
+            Person(f, -1, b, float(sc)) for b, sc in zip(boxes, scores, strict=True) if b[2] > b[0] and b[3] > b[1]
+        ]
+    return found, stages
+
+
+def _file_sha256(path: Path) -> str | None:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+
+
 def stage_keys(cfg: RunConfig) -> dict[str, str]:
     dump = cfg.model_dump(mode="json")["pose"]
     schema = schema_of(cfg).name
@@ -109,7 +171,6 @@ def stage_keys(cfg: RunConfig) -> dict[str, str]:
         "val": val if cfg.pose.train.eval_every else None,
         "model": dump["model"],
         "train": dump["train"],
-        "test": dump["test"] if cfg.pose.train.eval_every else None,  # the per-epoch validation uses test options
         "seed": cfg.seed,
     }
     first = _pretrain_config(cfg)
@@ -118,10 +179,19 @@ def stage_keys(cfg: RunConfig) -> dict[str, str]:
     if first is not None:
         keys["pretrain"] = inputs[0]
     keys["train"] = stage_key("train", train_slice, inputs, TRAIN_MODULES)
-    keys["infer"] = stage_key("infer", {"data": val, "test": dump["test"]}, [keys["train"]], INFER_MODULES)
-    keys["postprocess"] = stage_key(
-        "postprocess", {"oks_nms": dump["test"]["oks_nms"]}, [keys["infer"]], POSTPROCESS_MODULES
-    )
+    test = dict(dump["test"])
+    if cfg.pose.test.detections is not None:  # the file's content, not only its name, keys the predictions
+        test["detections_sha256"] = _file_sha256(Path(cfg.pose.test.detections))
+    boxes_from: list[str] = []
+    if cfg.pose.test.boxes == "detector":
+        from crowdbench.bench.stages.detection import stage_keys as detection_keys
+
+        dkeys = detection_keys(detector_config(cfg))
+        keys["detector"] = dkeys["infer"] if cfg.pose.test.gbg else dkeys["postprocess"]
+        boxes_from = [keys["detector"]]
+    keys["infer"] = stage_key("infer", {"data": val, "test": test}, [keys["train"], *boxes_from], INFER_MODULES)
+    post = {k: dump["test"][k] for k in ("oks_nms", "pose_nms", "pose_nms_iou", "pose_nms_oks")}
+    keys["postprocess"] = stage_key("postprocess", post, [keys["infer"]], POSTPROCESS_MODULES)
     keys["evaluate"] = stage_key(
         "evaluate", {"data": val, "metric": cfg.evaluate.metric}, [keys["postprocess"]], EVALUATE_MODULES
     )
@@ -154,6 +224,7 @@ class CellOutcome:
     metrics: dict[str, float]
     stage_keys: dict[str, str]
     stages: list[StageResult] = field(default_factory=list)
+    curves: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     @property
     def stages_run(self) -> list[str]:
@@ -164,19 +235,39 @@ def run_pose_cell(cfg: RunConfig, cache_: StageCache, device: str) -> CellOutcom
     """Run (or fetch from the cache) every stage of one pose cell."""
     import torch
 
-    from crowdbench.bench.stages.pose_training import build_model, coco_results, people, predict_poses, train_pose
+    from crowdbench.bench.stages.pose_training import (
+        build_model,
+        coco_results,
+        detected_people,
+        people,
+        predict_poses,
+        train_pose,
+    )
 
     keys = stage_keys(cfg)
     schema = schema_of(cfg)
     meta = {"config": cfg.model_dump(mode="json"), "device": device}
     val_frames: list[Frame] = load_frames(cfg.data, cfg.data.val_split, schema.name)
-    val_people = people(val_frames, 0)
     stages: list[StageResult] = []
+    val_people = people(val_frames, 0)  # ground-truth boxes: per-epoch validation, and testing unless detections
+    test_people = val_people
+    if cfg.pose.test.boxes == "detections":
+        if cfg.pose.test.detections is None:
+            raise ValueError("pose.test.boxes=detections needs --set pose.test.detections=FILE (COCO results JSON)")
+        test_people = detected_people(val_frames, Path(cfg.pose.test.detections), cfg.pose.test.det_score_thr)
+    elif cfg.pose.test.boxes == "detector":
+        test_people, det_stages = detector_people(cfg, cache_, device, len(val_frames))
+        stages += det_stages
 
     def validate_with(run: RunConfig):
+        # A fixed protocol for the per-epoch curve (ground-truth boxes, flip test, one scale), so that test-time
+        # options of a row never change its train key: rows differing only at test time share the model.
+        protocol = run.pose.model_copy(deep=True)
+        protocol.test = PoseTestConfig(flip_test=True, multiscale=(1.0,), batch_size=run.pose.test.batch_size)
+
         def validate(model: torch.nn.Module) -> float:
-            poses = predict_poses(model, run.pose, val_frames, val_people, schema, device, progress=False)
-            results = coco_results(val_frames, val_people, poses, run.pose.test.kp_score_thr)
+            poses = predict_poses(model, protocol, val_frames, val_people, schema, device, progress=False)
+            results = coco_results(val_frames, val_people, poses, protocol.test.kp_score_thr)
             return evaluate_poses(run.evaluate.metric, val_frames, schema, results)["AP"]
 
         return validate
@@ -206,30 +297,43 @@ def run_pose_cell(cfg: RunConfig, cache_: StageCache, device: str) -> CellOutcom
             torch.load(cache_.path("train", keys["train"]) / "model.pt", map_location="cpu", weights_only=True)
         )
         model.to(device)
-        poses = predict_poses(model, cfg.pose, val_frames, val_people, schema, device)
+        poses = predict_poses(model, cfg.pose, val_frames, test_people, schema, device)
         np.savez_compressed(out / "poses.npz", poses=poses.astype(np.float32))
         (out / "results.json").write_text(
-            json.dumps(coco_results(val_frames, val_people, poses, cfg.pose.test.kp_score_thr))
+            json.dumps(coco_results(val_frames, test_people, poses, cfg.pose.test.kp_score_thr))
         )
 
     def postprocess(out: Path, _scratch: Path) -> None:
-        results = json.loads((cache_.path("infer", keys["infer"]) / "results.json").read_text())
-        thr = cfg.pose.test.oks_nms
-        if thr is not None:
-            from crowdbench.methods.pose.postprocess import oks_nms
+        from crowdbench.methods.pose.postprocess import oks_nms, pose_nms
 
+        results = json.loads((cache_.path("infer", keys["infer"]) / "results.json").read_text())
+        boxes = np.array([p.box for p in test_people]).reshape(-1, 4)
+        t, sigmas = cfg.pose.test, np.asarray(schema.sigmas)
+
+        def per_image(keep: list[int], suppress: Callable[..., list[int]]) -> list[int]:
             by_image: dict[int, list[int]] = {}
-            for i, r in enumerate(results):
-                by_image.setdefault(r["image_id"], []).append(i)
+            for i in keep:
+                by_image.setdefault(results[i]["image_id"], []).append(i)
             kept = []
             for idx in by_image.values():
                 poses = np.array([results[i]["keypoints"] for i in idx]).reshape(len(idx), -1, 3)
-                boxes = [val_people[i].box for i in idx]
-                areas = np.array([(b[2] - b[0]) * (b[3] - b[1]) for b in boxes])
+                b = boxes[idx]
+                areas = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
                 scores = np.array([results[i]["score"] for i in idx])
-                kept += [idx[k] for k in oks_nms(poses, scores, areas, np.asarray(schema.sigmas), thr)]
-            results = [results[i] for i in sorted(kept)]
-        (out / "results.json").write_text(json.dumps(results))
+                kept += [idx[k] for k in suppress(b, poses, scores, areas)]
+            return sorted(kept)
+
+        keep = list(range(len(results)))
+        if t.pose_nms != "none":  # paper 003: box IoU 0.6 and OKS 0.75 after pose (rule: methods.md section 5)
+            keep = per_image(
+                keep,
+                lambda b, p, sc, a: pose_nms(
+                    b, p, sc, a, sigmas, iou_thr=t.pose_nms_iou, oks_thr=t.pose_nms_oks, rule=t.pose_nms
+                ),
+            )
+        if t.oks_nms is not None:  # HRNet / mmpose OKS-NMS (methods.md section 8)
+            keep = per_image(keep, lambda b, p, sc, a: oks_nms(p, sc, a, sigmas, t.oks_nms))
+        (out / "results.json").write_text(json.dumps([results[i] for i in keep]))
 
     def evaluate(out: Path, _scratch: Path) -> None:
         results = json.loads((cache_.path("postprocess", keys["postprocess"]) / "results.json").read_text())
@@ -242,4 +346,5 @@ def run_pose_cell(cfg: RunConfig, cache_: StageCache, device: str) -> CellOutcom
         run_stage(cache_, "evaluate", keys["evaluate"], meta, evaluate),
     ]
     metrics = json.loads((cache_.path("evaluate", keys["evaluate"]) / "metrics.json").read_text())
-    return CellOutcome(metrics, keys, stages)
+    history = json.loads((cache_.path("train", keys["train"]) / "history.json").read_text())
+    return CellOutcome(metrics, keys, stages, {"train": history})

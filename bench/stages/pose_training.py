@@ -58,6 +58,11 @@ def people(frames: list[Frame], min_keypoints: int) -> list[Person]:
     return out
 
 
+def heatmap_size(input_wh: tuple[int, int], stride: int) -> tuple[int, int]:
+    """The network's output size for an input: ``ceil(side / stride)`` (the pose nets crop to it)."""
+    return -(-input_wh[0] // stride), -(-input_wh[1] // stride)
+
+
 def upper_body_ids(schema: KeypointSchema) -> list[int]:
     return [j for j, n in enumerate(schema.keypoints) if any(part in n for part in _UPPER_NAMES)]
 
@@ -145,7 +150,7 @@ class TrainCrops(torch.utils.data.Dataset):
                 crop, _ = cutout(crop, rng)
             elif t.occlusion == "hide_and_seek":
                 crop, _ = hide_and_seek(crop, rng)
-        hm_w, hm_h = in_w // self.stride, in_h // self.stride
+        hm_w, hm_h = heatmap_size((in_w, in_h), self.stride)
         out: dict[str, torch.Tensor] = {"image": normalize(crop)}
         if t.target == "gaussian":
             heat, weight = encode_gaussian(kp, (in_w, in_h), (hm_w, hm_h), t.sigma, udp=t.udp)
@@ -318,6 +323,7 @@ def predict_poses(
     multi-scale inputs (reading A of methods.md section 8: same crop, resized input, heatmaps averaged)."""
     from crowdbench.methods.pose.codecs import (
         decode_argmax,
+        decode_dark,
         decode_disk_offsets,
         flip_back,
         flip_back_offsets,
@@ -335,7 +341,7 @@ def predict_poses(
     t, test = cfg.train, cfg.test
     in_w, in_h = cfg.model.input_size
     stride = model.stride
-    hm_w, hm_h = in_w // stride, in_h // stride
+    hm_w, hm_h = heatmap_size((in_w, in_h), stride)
     images = ImageCache(frames, capacity=64)
     model.eval()
     out = np.zeros((len(persons), schema.num_keypoints, 3))
@@ -370,8 +376,10 @@ def predict_poses(
         if disk:
             offsets = average_heatmaps(offset_maps, size=(hm_h, hm_w), align_corners=t.udp)
             coords, scores = decode_disk_offsets(heat, offsets, t.disk_radius * hm_h)
-        else:
-            coords, scores = decode_argmax(heat, quarter_offset=not t.udp)
+        elif t.udp:  # UDP decodes Gaussian heatmaps with DARK's Taylor step (methods.md section 3)
+            coords, scores = decode_dark(heat)
+        else:  # MSRA: argmax + quarter-pixel shift towards the higher neighbour (methods.md section 8)
+            coords, scores = decode_argmax(heat, quarter_offset=True)
         coords = heatmap_to_input(coords, (in_w, in_h), (hm_w, hm_h), udp=t.udp)
         for j, matrix in enumerate(matrices):
             out[start + j, :, :2] = apply_affine(coords[j], invert_affine(matrix))
@@ -383,17 +391,38 @@ def predict_poses(
     return out
 
 
+def image_ids(frames: list[Frame]) -> list[int]:
+    """COCO image ids of ``frames`` as ``to_coco_keypoints`` numbers them: a read file's own, else 1.. in order."""
+    from crowdbench.datasets.formats.coco import CocoFrames
+
+    return list(frames.image_ids) if isinstance(frames, CocoFrames) else list(range(1, len(frames) + 1))
+
+
+def detected_people(frames: list[Frame], path: Path, score_thr: float) -> list[Person]:
+    """Person boxes of a COCO results file (``image_id``, ``bbox``, ``score``) for ``frames``."""
+    from crowdbench.datasets.formats.coco import read_coco_results
+
+    dets = read_coco_results(path, image_ids(frames))
+    return [
+        Person(f, -1, inst.box.copy(), float(inst.score))
+        for f, frame in enumerate(dets)
+        for inst in frame.instances
+        if inst.score > score_thr and inst.box[2] > inst.box[0] and inst.box[3] > inst.box[1]
+    ]
+
+
 def coco_results(frames: list[Frame], persons: list[Person], poses: np.ndarray, kp_thr: float) -> list[dict[str, Any]]:
-    """COCO keypoint results (image ids 1.. in frame order, as ``to_coco_keypoints`` numbers them); score =
-    box score x mean of the keypoint scores above ``kp_thr`` (mmpose ``bbox_keypoint``; methods.md section 8)."""
+    """COCO keypoint results for ``frames`` (their COCO image ids, :func:`image_ids`); score = box score x mean of
+    the keypoint scores above ``kp_thr`` (mmpose ``bbox_keypoint``; methods.md section 8)."""
     from crowdbench.methods.pose.postprocess import pose_score
 
+    ids = image_ids(frames)
     results = []
     for person, pose in zip(persons, poses, strict=True):
         kp = pose.copy()
         results.append(
             {
-                "image_id": person.frame + 1,
+                "image_id": ids[person.frame],
                 "category_id": 1,
                 "keypoints": [round(float(v), 3) for v in kp.reshape(-1)],
                 "score": float(pose_score(person.score, kp[:, 2], kp_thr)),

@@ -23,15 +23,16 @@ def _hrnet(run: RunConfig, width: int, smoke_width: int) -> None:
     run.pose.model.hrnet_width = smoke_width if run.profile == "smoke" else width
 
 
-def _simplebaseline(run: RunConfig, depth: int, smoke_depth: int, fpn: bool = False) -> None:
+def _simplebaseline(run: RunConfig, depth: int, options: BaseModel, fpn: bool = False) -> None:
     m = run.pose.model
     m.arch = "simplebaseline"
-    m.backbone = f"resnet{smoke_depth if run.profile == 'smoke' else depth}"
+    m.backbone = f"resnet{options.smoke_depth if run.profile == 'smoke' else depth}"  # type: ignore[attr-defined]
+    m.deconv_layers = options.deconv_layers  # type: ignore[attr-defined]
     m.fpn = fpn
 
 
 class _HRNetOptions(_Options):
-    smoke_width: int = Field(8, description="HRNet width under the smoke profile (channels w, 2w, 4w, 8w)")
+    smoke_width: int = Field(18, description="HRNet width under smoke: 18 = timm's HRNet-W18-small, 8 = tiny")
 
 
 @register("pose_model.hrnet_w32")
@@ -59,7 +60,8 @@ class HRNetW48(Plugin):
 
 
 class _ResNetOptions(_Options):
-    smoke_depth: Literal[18, 34] = Field(18, description="ResNet depth under the smoke profile")
+    smoke_depth: Literal[18, 34, 50] = Field(18, description="ResNet depth under the smoke profile")
+    deconv_layers: int = Field(3, ge=1, le=3, description="deconvolutions: heatmap stride 32 / 2^n (paper 003 Table 1)")
 
 
 @register("pose_model.simplebaseline_r50")
@@ -71,19 +73,35 @@ class SimpleBaselineR50(Plugin):
     Config = _ResNetOptions
 
     def apply(self, run: RunConfig) -> None:
-        _simplebaseline(run, 50, self.config.smoke_depth)  # type: ignore[attr-defined]
+        _simplebaseline(run, 50, self.config)
+
+
+class _DeepResNetOptions(_ResNetOptions):
+    smoke_depth: Literal[18, 34, 50] = Field(34, description="ResNet depth under the smoke profile")
+
+
+@register("pose_model.simplebaseline_r101")
+class SimpleBaselineR101(Plugin):
+    """SimpleBaseline with ResNet-101 (smoke: ResNet-34, so it stays deeper than the R-50 row's ResNet-18)."""
+
+    hook: ClassVar[Hook] = "model"
+    stage: ClassVar[Stage] = "train"
+    Config = _DeepResNetOptions
+
+    def apply(self, run: RunConfig) -> None:
+        _simplebaseline(run, 101, self.config)
 
 
 @register("pose_model.simplebaseline_r152")
 class SimpleBaselineR152(Plugin):
-    """SimpleBaseline with ResNet-152."""
+    """SimpleBaseline with ResNet-152 (smoke: ResNet-34 unless ``smoke_depth`` says otherwise)."""
 
     hook: ClassVar[Hook] = "model"
     stage: ClassVar[Stage] = "train"
-    Config = _ResNetOptions
+    Config = _DeepResNetOptions
 
     def apply(self, run: RunConfig) -> None:
-        _simplebaseline(run, 152, self.config.smoke_depth)  # type: ignore[attr-defined]
+        _simplebaseline(run, 152, self.config)
 
 
 @register("udp")
@@ -142,3 +160,115 @@ ScheduleS2.__doc__ = "S2 (paper 001 section 4.3.1): 420 epochs, LR x 0.1 at 380 
 ScheduleS3 = register("schedule.s3")(_schedule("s3"))
 ScheduleS3.__doc__ = """S3 (paper 001 section 4.3.1): S1 without occlusion augmentation, then S1 again (LR restarted)
 from that model with it; the first phase is shared with the S1 row of the same table."""
+
+
+def _input(height: int, width: int):
+    class Input(Plugin):
+        hook: ClassVar[Hook] = "model"
+        stage: ClassVar[Stage] = "train"
+
+        def apply(self, run: RunConfig) -> None:
+            # smoke: the same enlargement of the smoke input (48 x 64 for 192 x 256), to a multiple of 4 pixels
+            w, h = (round(width / 16) * 4, round(height / 16) * 4) if run.profile == "smoke" else (width, height)
+            run.pose.model.input_size = (w, h)
+
+    Input.__doc__ = f"""Network input {height} x {width} (height x width) instead of 256 x 192; under the smoke profile
+    the same enlargement of the smoke input ({round(height / 16) * 4} x {round(width / 16) * 4})."""
+    return Input
+
+
+Input352x256 = register("pose_input.352x256")(_input(352, 256))
+Input384x288 = register("pose_input.384x288")(_input(384, 288))
+Input512x384 = register("pose_input.512x384")(_input(512, 384))
+
+
+@register("pose_postproc.flip")
+class FlipTest(Plugin):
+    """Flip test (methods.md section 8): average the heatmaps of the crop and of its mirror image (flipped back,
+    left/right channels swapped; one-pixel shift only without UDP)."""
+
+    hook: ClassVar[Hook] = "postprocess"
+    stage: ClassVar[Stage] = "infer"
+
+    def apply(self, run: RunConfig) -> None:
+        run.pose.test.flip_test = True
+
+
+class _MultiscaleOptions(_Options):
+    scales: tuple[float, ...] = Field((0.7, 1.0, 1.3), description="input scales (reading A of methods.md 8)")
+
+
+@register("pose_postproc.multiscale")
+class MultiscaleTest(Plugin):
+    """Multi-scale test (paper 000 Table 5; methods.md section 8, reading A): the same crop at several input
+    resolutions, each with the flip test, heatmaps resized to one size and averaged."""
+
+    hook: ClassVar[Hook] = "postprocess"
+    stage: ClassVar[Stage] = "infer"
+    Config = _MultiscaleOptions
+
+    def apply(self, run: RunConfig) -> None:
+        run.pose.test.multiscale = tuple(self.config.scales)  # type: ignore[attr-defined]
+        run.pose.test.flip_test = True
+
+
+class _OKSOptions(_Options):
+    thr: float = Field(0.9, gt=0.0, le=1.0, description="OKS threshold (HRNet COCO default 0.9)")
+
+
+@register("pose_postproc.oks_nms")
+class OKSNMS(Plugin):
+    """OKS-NMS after pose (HRNet / mmpose; methods.md section 8): greedy by pose score, OKS > thr suppressed."""
+
+    hook: ClassVar[Hook] = "postprocess"
+    stage: ClassVar[Stage] = "postprocess"
+    Config = _OKSOptions
+
+    def apply(self, run: RunConfig) -> None:
+        run.pose.test.oks_nms = self.config.thr  # type: ignore[attr-defined]
+
+
+class _OffsetOptions(_Options):
+    radius: float = Field(0.0546875, gt=0.0, description="disk radius as a fraction of the heatmap height")
+
+
+@register("offset_guided.offset")
+class OffsetFusion(Plugin):
+    """Offset-guided fusion (paper 003 sections 3.1.2-3.1.3): a 2K-channel offset branch beside the K heatmaps,
+    disk targets of radius R, Smooth-L1 on both; decoding = argmax of the Gaussian-smoothed disk map + offset x R."""
+
+    hook: ClassVar[Hook] = "model"
+    stage: ClassVar[Stage] = "train"
+    Config = _OffsetOptions
+
+    def apply(self, run: RunConfig) -> None:
+        run.pose.model.offsets = True
+        run.pose.train.target = "disk_offset"
+        run.pose.train.disk_radius = self.config.radius  # type: ignore[attr-defined]
+
+
+class _GBGOptions(_Options):
+    min_size: float = Field(0.0, ge=0.0, description="minimum box side in pixels (value not given in the paper)")
+    egt_thr: float = 0.8
+    drop_iou: float = 0.5
+    group_iou: float = 0.7
+    top_n: int = 4
+    rule: Literal["and", "or", "sequential"] = Field("and", description="how box IoU and OKS combine in pose NMS")
+
+
+@register("offset_guided.gbg")
+class GreedyBoxGeneration(Plugin):
+    """Greedy Box Generation (paper 003 section 3.1.1): the detector's boxes without NMS, minimum size, score > 0.8
+    as expected ground truth, drop boxes with IoU < 0.5 to every one, groups at IoU >= 0.7 keep their top 4; then
+    pose NMS with box IoU 0.6 and OKS 0.75 (combination rule unstated: ``rule``, default both must exceed)."""
+
+    hook: ClassVar[Hook] = "postprocess"
+    stage: ClassVar[Stage] = "infer"
+    Config = _GBGOptions
+
+    def apply(self, run: RunConfig) -> None:
+        c, t = self.config, run.pose.test
+        t.boxes, t.gbg = "detector", True
+        t.gbg_min_size, t.gbg_egt_thr, t.gbg_drop_iou = c.min_size, c.egt_thr, c.drop_iou  # type: ignore[attr-defined]
+        t.gbg_group_iou, t.gbg_top_n = c.group_iou, c.top_n  # type: ignore[attr-defined]
+        t.pose_nms = c.rule  # type: ignore[attr-defined]
