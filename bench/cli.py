@@ -147,10 +147,12 @@ def cmd_list(args: argparse.Namespace) -> int:
     elif args.what == "plugins":
         from crowdbench.bench.registry import get_plugin, plugin_names
 
-        for name in plugin_names():
+        names = plugin_names()
+        width = max(len(n) for n in names) + 1
+        for name in names:
             plugin = get_plugin(name)
             doc = (type(plugin).__doc__ or "").strip().splitlines()[0]
-            out.print(f"{name:<26} {plugin.hook:<12} {plugin.stage:<12} {doc}")
+            out.print(f"{name:<{width}} {plugin.hook:<12} {plugin.stage:<12} {doc}", soft_wrap=True)
     else:
         from crowdbench.bench.profiles import PROFILES
 
