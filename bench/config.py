@@ -110,9 +110,11 @@ class PostprocessConfig(_Strict):
 
 class EvaluateConfig(_Strict):
     """``crowdhuman``: AP / mMR / JI as CrowdDet (metrics.md 3); ``coco_box``: pycocotools box AP/AR;
-    ``coco_keypoints``: OKS AP/AR + AP-vis/AP-invis (metrics.md 1); ``crowdpose``: CrowdPose AP (metrics.md 2)."""
+    ``coco_keypoints``: OKS AP/AR + AP-vis/AP-invis (metrics.md 1); ``crowdpose``: CrowdPose AP (metrics.md 2);
+    ``hie_wap``: HIE2020 pose w-AP on the 14 HIE joints (metrics.md 4; ``bench/metrics/hie_wap.py``, its default
+    ``people`` weighting, since the official one is unpublished)."""
 
-    metric: Literal["crowdhuman", "coco_box", "coco_keypoints", "crowdpose"] = "crowdhuman"
+    metric: Literal["crowdhuman", "coco_box", "coco_keypoints", "crowdpose", "hie_wap"] = "crowdhuman"
 
 
 class PoseModelConfig(_Strict):
@@ -180,7 +182,12 @@ class PoseTestConfig(_Strict):
     pose_nms_iou: float = 0.6
     pose_nms_oks: float = 0.75
     flip_test: bool = Field(False, description="average with the flipped crop's heatmaps (plugin pose_postproc.flip)")
-    multiscale: tuple[float, ...] = Field((1.0,), description="input scales averaged (reading A of methods.md 8)")
+    multiscale: tuple[float, ...] = Field((1.0,), description="scales whose heatmaps are averaged (methods.md 8)")
+    multiscale_mode: Literal["input", "box"] = Field(
+        "input",
+        description="input: the same crop, network input resized by s (reading A of methods.md 8); box: the person "
+        "box scaled by s, same input size, heatmaps warped into the s = 1 crop (reading B; paper 000 section 4.3)",
+    )
     batch_size: int = 64
     kp_score_thr: float = 0.2
     oks_nms: float | None = Field(None, description="OKS-NMS threshold; none = no pose NMS (ground-truth boxes)")

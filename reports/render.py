@@ -22,8 +22,9 @@ LEVEL_NOTE = {
 
 
 WAP_NOTE = (
-    "w-AP: per-video OKS AP combined by crowdbench's declared weighting (evaluate option `weighting`, default: "
-    "annotated people per video); the official HIE2020 weighting is unpublished (bench/metrics/hie_wap.py)."
+    "w-AP: per-video OKS AP combined by crowdbench's declared weighting (bench/metrics/hie_wap.py default `people`: "
+    "annotated person-frames per video; `crowdbench eval hie-wap --weighting` offers others); the official HIE2020 "
+    "weighting is unpublished, and so are HIE OKS sigmas."
 )
 
 

@@ -123,3 +123,27 @@ def test_detector_boxes_gbg_and_rows_sharing_a_model(tmp_path):
     n_g = len(json.loads((tmp_path / "cache" / "infer" / g["infer"] / "results.json").read_text()))
     n_h = len(json.loads((tmp_path / "cache" / "infer" / h["infer"] / "results.json").read_text()))
     assert n_g > 0 and n_h > 0 and n_g != n_h  # GBG keeps another box set than NMS
+
+
+def test_hie_pose_table5_rows_1_2_share_a_model_and_report_wap(tmp_path):
+    """hie-pose Table 5 rows 1-2 (HRNet; + multi-scale evaluation, reading B with flip): HIE-14 data, one model,
+    different predictions, w-AP in [0, 1]."""
+    over = {**TINY, "pose.train.epoch_scale": 0.005}
+    cells = {c.row_index: c.config for c in expand(load_spec("hie-pose/table5"), overrides=over, rows=[0, 1])}
+    k1, k2 = stage_keys(cells[0]), stage_keys(cells[1])
+    assert k1["train"] == k2["train"] and k1["infer"] != k2["infer"]  # a test-time option only
+    assert cells[1].pose.test.multiscale_mode == "box" and cells[1].pose.test.flip_test
+    assert not cells[0].pose.test.flip_test and cells[0].evaluate.metric == "hie_wap"
+    result = run_table("hie-pose/table5", overrides=over, run_dir=tmp_path, rows=[0, 1])
+    assert not result.failed and result.ran == 2
+    from crowdbench.bench.store import ResultStore, store_url
+
+    recs = {r.row_index: r for r in ResultStore(store_url(tmp_path)).query("hie-pose/table5")}
+    assert "train" in recs[0].stages_run and "train" not in recs[1].stages_run
+    for rec in recs.values():
+        assert 0.0 <= rec.metrics["wAP"] <= 1.0 and set(rec.metrics) >= {"wAP", "wAP50", "wAP75"}
+    r1 = json.loads((tmp_path / "cache" / "infer" / k1["infer"] / "results.json").read_text())
+    r2 = json.loads((tmp_path / "cache" / "infer" / k2["infer"] / "results.json").read_text())
+    assert len(r1) == len(r2) and len(r1[0]["keypoints"]) == 14 * 3 and r1 != r2
+    history = json.loads((tmp_path / "cache" / "train" / k1["train"] / "history.json").read_text())
+    assert all(0.0 <= h["val_AP"] <= 1.0 for h in history)  # per-epoch validation with the cell's metric (w-AP)

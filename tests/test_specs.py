@@ -37,6 +37,7 @@ PAPER_FILES = {
 RUNNABLE_TABLES = {
     "hie-pose/table2",
     "hie-pose/table3",
+    "hie-pose/table5",
     "occlusion-aug/table1",
     "occlusion-aug/table3",
     "occlusion-aug/table4",
@@ -179,6 +180,7 @@ def test_runnable_tables():
     assert runnable == RUNNABLE_TABLES
     assert len(load_spec("hie-pose/table3").runnable_rows) == len(load_spec("hie-pose/table3").rows)
     assert [i for i, _ in load_spec("hie-pose/table2").runnable_rows] == [0]  # HIE data only; extra data: issue 7
+    assert [i for i, _ in load_spec("hie-pose/table5").runnable_rows] == [0, 1]  # extra data / SimpleNet: pending
     for table_id in ("occlusion-aug/table4", "offset-guided/table1"):
         assert len(load_spec(table_id).runnable_rows) == len(load_spec(table_id).rows)
     assert [i for i, _ in load_spec("occlusion-aug/table3").runnable_rows] == [1, 2]  # row 0: another method

@@ -37,11 +37,20 @@ TRAIN_MODULES = (
 )
 INFER_MODULES = ("crowdbench.methods.pose.postprocess", *TRAIN_MODULES)
 POSTPROCESS_MODULES = ("crowdbench.methods.pose.postprocess",)
-EVALUATE_MODULES = ("crowdbench.bench.metrics.coco_keypoints", "crowdbench.bench.metrics.crowdpose", *DATA_MODULES)
+EVALUATE_MODULES = (
+    "crowdbench.bench.metrics.coco_keypoints",
+    "crowdbench.bench.metrics.crowdpose",
+    "crowdbench.bench.metrics.hie_wap",
+    *DATA_MODULES,
+)
 METRIC_KEYS = {
     "coco_keypoints": ("AP", "AP50", "AP75", "APM", "APL", "AR", "AR50", "AR75", "ARM", "ARL", "AP_vis", "AP_invis"),
     "crowdpose": ("AP", "AP50", "AP75", "AR", "AR50", "AR75", "AP_easy", "AP_medium", "AP_hard"),
+    "hie_wap": ("wAP", "wAP50", "wAP75"),  # w_AP@avg, @50, @75 (bench/metrics/hie_wap.py, weighting "people")
 }
+HIE_WAP_WEIGHTING = "people"
+"""The w-AP weighting of pose cells: ``hie_wap``'s default (annotated person-frames per video; the official one is
+unpublished)."""
 
 
 def metric_keys(cfg: RunConfig) -> tuple[str, ...]:
@@ -77,8 +86,9 @@ def load_frames(data: DataConfig, split: str, schema: str) -> list[Frame]:
 
 
 def schema_of(cfg: RunConfig) -> KeypointSchema:
-    """The keypoint schema of the cell: CrowdPose-14 for the CrowdPose metric, else COCO-17."""
-    return get_schema("crowdpose14" if cfg.evaluate.metric == "crowdpose" else "coco17")
+    """The keypoint schema of the cell: CrowdPose-14 for the CrowdPose metric, HIE-14 for HIE w-AP, else COCO-17
+    (synthetic data is annotated natively in it)."""
+    return get_schema({"crowdpose": "crowdpose14", "hie_wap": "hie14"}.get(cfg.evaluate.metric, "coco17"))
 
 
 def _data_slice(data: DataConfig, split: str, schema: str) -> dict[str, Any]:
@@ -199,7 +209,11 @@ def stage_keys(cfg: RunConfig) -> dict[str, str]:
 
 
 def evaluate_poses(metric: str, frames: list[Frame], schema: KeypointSchema, results: list[dict]) -> dict[str, float]:
-    """COCO keypoint AP/AR (+ AP-vis / AP-invis) or CrowdPose AP of COCO-format results against ``frames``."""
+    """COCO keypoint AP/AR (+ AP-vis / AP-invis), CrowdPose AP or HIE w-AP of COCO-format results against ``frames``.
+
+    ``hie_wap``: ground-truth images carry their video as ``vid_id`` (``to_coco_keypoints``), the per-video OKS AP
+    uses ``schema.sigmas`` (HIE-14: a project choice, no official values) and videos are weighted by
+    :data:`HIE_WAP_WEIGHTING`; keys ``wAP``, ``wAP50``, ``wAP75`` (fractions; -1 without any annotated person)."""
     from crowdbench.datasets.formats.coco import to_coco_keypoints
 
     gt = to_coco_keypoints(frames, schema)
@@ -210,6 +224,11 @@ def evaluate_poses(metric: str, frames: list[Frame], schema: KeypointSchema, res
         for image, frame in zip(gt["images"], frames, strict=True):
             image.setdefault("crowdIndex", round(crowd_index(frame), 4))
         out = evaluate_crowdpose(gt, results).to_dict()
+    elif metric == "hie_wap":
+        from crowdbench.bench.metrics.hie_wap import evaluate_hie_wap
+
+        res = evaluate_hie_wap(gt, results, weighting=HIE_WAP_WEIGHTING, sigmas=schema.sigmas)
+        out = {"wAP": res.w_AP_avg, "wAP50": res.w_AP_50, "wAP75": res.w_AP_75}
     else:
         from crowdbench.bench.metrics.coco_keypoints import evaluate_coco_keypoints, evaluate_coco_vis_invis
 
@@ -268,7 +287,8 @@ def run_pose_cell(cfg: RunConfig, cache_: StageCache, device: str) -> CellOutcom
         def validate(model: torch.nn.Module) -> float:
             poses = predict_poses(model, protocol, val_frames, val_people, schema, device, progress=False)
             results = coco_results(val_frames, val_people, poses, protocol.test.kp_score_thr)
-            return evaluate_poses(run.evaluate.metric, val_frames, schema, results)["AP"]
+            metrics = evaluate_poses(run.evaluate.metric, val_frames, schema, results)
+            return metrics[METRIC_KEYS[run.evaluate.metric][0]]  # AP, or w-AP for hie_wap
 
         return validate
 

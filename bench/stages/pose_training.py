@@ -308,6 +308,17 @@ def train_pose(
     return {"epochs": schedule.epochs, "people": len(persons), "final_loss": history[-1]["loss"] if history else None}
 
 
+def _crops(images: ImageCache, chunk: list[Person], rois: list, scale: float, in_wh: tuple[int, int], udp: bool):
+    """Normalized input crops of the boxes of ``chunk`` (``rois``: centre, size), each scaled by ``scale``."""
+    from crowdbench.methods.pose.transforms import crop_matrix, warp_crop
+
+    out = []
+    for person, (center, size) in zip(chunk, rois, strict=True):
+        matrix = crop_matrix(center, np.asarray(size) * scale, 0.0, in_wh, udp=udp)
+        out.append(normalize(warp_crop(images(person.frame), matrix, in_wh)))
+    return torch.stack(out)
+
+
 @torch.inference_mode()
 def predict_poses(
     model: torch.nn.Module,
@@ -320,7 +331,10 @@ def predict_poses(
     progress: bool = True,
 ) -> np.ndarray:
     """Keypoints (``N x K x 3``: x, y, score in image pixels) of each person crop, with the configured flip test and
-    multi-scale inputs (reading A of methods.md section 8: same crop, resized input, heatmaps averaged)."""
+    multi-scale test (methods.md section 8): ``multiscale_mode = "input"`` (reading A) keeps the crop and resizes the
+    network input by s, heatmaps resized back; ``"box"`` (reading B, paper 000 section 4.3) crops the box scaled by s
+    (same centre, same input size) and warps each heatmap into the s = 1 crop's heatmap frame. Heatmaps of every
+    scale and view are averaged, then decoded in the s = 1 frame."""
     from crowdbench.methods.pose.codecs import (
         decode_argmax,
         decode_dark,
@@ -329,13 +343,12 @@ def predict_poses(
         flip_back_offsets,
         heatmap_to_input,
     )
-    from crowdbench.methods.pose.postprocess import average_heatmaps
+    from crowdbench.methods.pose.postprocess import average_heatmaps, warp_box_scale
     from crowdbench.methods.pose.transforms import (
         apply_affine,
         box_to_center_scale,
         crop_matrix,
         invert_affine,
-        warp_crop,
     )
 
     t, test = cfg.train, cfg.test
@@ -346,21 +359,25 @@ def predict_poses(
     model.eval()
     out = np.zeros((len(persons), schema.num_keypoints, 3))
     disk = t.target == "disk_offset"
+    by_box = test.multiscale_mode == "box" and any(sc != 1.0 for sc in test.multiscale)
+    if by_box and disk:
+        raise ValueError("multiscale_mode=box warps heatmaps only; offset maps (disk_offset targets) are not warped")
     tracker = Tracker("infer", len(persons)) if progress else None
     if tracker:
         tracker.__enter__()
     for start in range(0, len(persons), test.batch_size):
         chunk = persons[start : start + test.batch_size]
-        crops, matrices = [], []
-        for person in chunk:
-            center, size = box_to_center_scale(person.box, in_w / in_h, t.box_padding)
-            matrix = crop_matrix(center, size, 0.0, (in_w, in_h), udp=t.udp)
-            crops.append(normalize(warp_crop(images(person.frame), matrix, (in_w, in_h))))
-            matrices.append(matrix)
-        x = torch.stack(crops).to(device)
+        rois = [box_to_center_scale(person.box, in_w / in_h, t.box_padding) for person in chunk]
+        matrices = [crop_matrix(center, size, 0.0, (in_w, in_h), udp=t.udp) for center, size in rois]
+        x = _crops(images, chunk, rois, 1.0, (in_w, in_h), t.udp).to(device)
         heat_maps, offset_maps = [], []
         for s in test.multiscale:
-            xs = x if s == 1.0 else F.interpolate(x, scale_factor=s, mode="bilinear", align_corners=t.udp)
+            if s == 1.0:
+                xs = x
+            elif by_box:
+                xs = _crops(images, chunk, rois, s, (in_w, in_h), t.udp).to(device)
+            else:
+                xs = F.interpolate(x, scale_factor=s, mode="bilinear", align_corners=t.udp)
             views = [(xs, False)] + ([(xs.flip(-1), True)] if test.flip_test else [])
             for view, flipped in views:
                 o = model(view)
@@ -369,6 +386,8 @@ def predict_poses(
                 if flipped:
                     h = flip_back(h, schema.flip_pairs, shift=not t.udp)
                     off = flip_back_offsets(off, schema.flip_pairs) if off is not None else None
+                if by_box and s != 1.0:
+                    h = warp_box_scale(h, s, udp=t.udp)
                 heat_maps.append(h)
                 if off is not None:
                     offset_maps.append(off)

@@ -209,6 +209,30 @@ class MultiscaleTest(Plugin):
 
     def apply(self, run: RunConfig) -> None:
         run.pose.test.multiscale = tuple(self.config.scales)  # type: ignore[attr-defined]
+        run.pose.test.multiscale_mode = "input"
+        run.pose.test.flip_test = True
+
+
+class _MultiscaleFlipOptions(_Options):
+    scales: tuple[float, ...] = Field((0.7, 1.0, 1.3), description="box scale factors (paper 000 section 4.3)")
+    mode: Literal["box", "input"] = Field(
+        "box", description="box: rescaled boxes, same input (reading B, the paper's); input: resized input (A)"
+    )
+
+
+@register("pose_postproc.multiscale_flip")
+class MultiscaleFlipTest(Plugin):
+    """Multi-scale evaluation of paper 000 (HIE pose, section 4.3; Table 5): the detection box rescaled by 0.7, 1.0
+    and 1.3 about its centre, each cropped to the same input size and flipped, all heatmaps averaged before the
+    peak search (methods.md section 8, reading B: each heatmap warped into the s = 1 crop's frame)."""
+
+    hook: ClassVar[Hook] = "postprocess"
+    stage: ClassVar[Stage] = "infer"
+    Config = _MultiscaleFlipOptions
+
+    def apply(self, run: RunConfig) -> None:
+        run.pose.test.multiscale = tuple(self.config.scales)  # type: ignore[attr-defined]
+        run.pose.test.multiscale_mode = self.config.mode  # type: ignore[attr-defined]
         run.pose.test.flip_test = True
 
 

@@ -1,7 +1,8 @@
 """Pose post-processing: OKS, pose score, OKS-NMS, soft-OKS-NMS, GBG boxes, post-pose NMS, heatmap averaging.
 
 Spec: ``reference/methods.md`` §5 (OGN: Greedy Box Generation and post-pose NMS, paper ``offset-guided`` §3.1.1) and
-§8 (HRNet / mmpose pose score, OKS-NMS, soft-OKS-NMS, multi-scale test reading A, heatmap fusion of two models).
+§8 (HRNet / mmpose pose score, OKS-NMS, soft-OKS-NMS, multi-scale test readings A and B, heatmap fusion of two
+models).
 Everything is NumPy on one image's candidates (tens to thousands of rows); ties in scores are broken by the lower
 index first (stable sort), which keeps results deterministic.
 """
@@ -17,6 +18,7 @@ import numpy as np
 __all__ = [
     "average_heatmaps",
     "box_iou",
+    "box_scale_matrix",
     "gbg_boxes",
     "multiscale_inputs",
     "oks",
@@ -24,6 +26,7 @@ __all__ = [
     "pose_nms",
     "pose_score",
     "soft_oks_nms",
+    "warp_box_scale",
 ]
 
 
@@ -314,6 +317,48 @@ def average_heatmaps(
             m = t.numpy()
         out += wi * m
     return out.astype(np.float32)
+
+
+def box_scale_matrix(scale: float, heatmap_wh: tuple[int, int], *, udp: bool) -> np.ndarray:
+    """2x3 affine from the heatmap of the crop of the box scaled by ``scale`` (same centre, same input size) to the
+    heatmap of the ``scale = 1`` crop: ``u_1 = c + (u_s - c) * scale`` about the heatmap centre ``c``.
+
+    ``c`` follows :func:`~crowdbench.methods.pose.transforms.crop_matrix` at heatmap size: ``((w-1)/2, (h-1)/2)``
+    with UDP (the ROI maps onto pixel centres ``[0, w-1]``), ``(w/2, h/2)`` for MSRA (onto ``[0, w]``); it equals
+    ``crop_matrix(c, size, 0, hm) @ inv(crop_matrix(c, scale * size, 0, hm))`` for any box (test).
+    """
+    w, h = float(heatmap_wh[0]), float(heatmap_wh[1])
+    c = np.array([(w - 1.0) / 2.0, (h - 1.0) / 2.0]) if udp else np.array([w / 2.0, h / 2.0])
+    lin = np.eye(2) * float(scale)
+    return np.concatenate([lin, (c - lin @ c)[:, None]], axis=1)
+
+
+def warp_box_scale(heatmaps: np.ndarray, scale: float, *, udp: bool) -> np.ndarray:
+    """Multi-scale test, reading B (methods.md §8; paper 000 §4.3): warp ``N x C x h x w`` heatmaps predicted on the
+    crop of the box scaled by ``scale`` into the ``scale = 1`` crop's heatmap frame (:func:`box_scale_matrix`;
+    bilinear ``grid_sample``, zero outside the scaled crop: a 0.7 crop says nothing about its surroundings, and the
+    plain average over scales then weighs them down, as averaging the paper's heatmaps does)."""
+    import torch
+    import torch.nn.functional as F
+
+    hm = np.asarray(heatmaps, dtype=np.float32)
+    if scale == 1.0:
+        return hm.copy()
+    n, _, h, w = hm.shape
+    inverse = np.linalg.inv(np.vstack([box_scale_matrix(scale, (w, h), udp=udp), [0.0, 0.0, 1.0]]))[:2]
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
+    src = _apply_grid(inverse, xs, ys)  # each s = 1 pixel's position in the scaled crop's heatmap
+    # grid_sample with align_corners=True: -1 and 1 are the centres of the first and last pixels (pixel index units)
+    grid = np.stack([2.0 * src[0] / max(w - 1, 1) - 1.0, 2.0 * src[1] / max(h - 1, 1) - 1.0], axis=-1)
+    g = torch.from_numpy(grid.astype(np.float32))[None].expand(n, h, w, 2)
+    out = F.grid_sample(torch.from_numpy(hm), g, mode="bilinear", padding_mode="zeros", align_corners=True)
+    return np.ascontiguousarray(out.numpy())
+
+
+def _apply_grid(matrix: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(x', y')`` of a 2x3 affine applied to coordinate grids."""
+    m = np.asarray(matrix, dtype=np.float64)
+    return m[0, 0] * xs + m[0, 1] * ys + m[0, 2], m[1, 0] * xs + m[1, 1] * ys + m[1, 2]
 
 
 def multiscale_inputs(
