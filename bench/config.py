@@ -191,6 +191,9 @@ class PoseTestConfig(_Strict):
     batch_size: int = 64
     kp_score_thr: float = 0.2
     oks_nms: float | None = Field(None, description="OKS-NMS threshold; none = no pose NMS (ground-truth boxes)")
+    soft_oks_nms: float | None = Field(None, description="soft-OKS-NMS threshold (rescoring instead of removal)")
+    soft_oks_method: Literal["gaussian", "linear"] = "gaussian"
+    soft_oks_max_dets: int = 20
 
 
 class PoseConfig(_Strict):

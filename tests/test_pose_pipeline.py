@@ -100,29 +100,32 @@ def test_detection_boxes_come_from_a_coco_results_file(tmp_path):
     assert stage_keys(cfg)["infer"] != keyed["infer"]  # the file's content keys the predictions
 
 
-def test_detector_boxes_gbg_and_rows_sharing_a_model(tmp_path):
-    """offset-guided Table 1 rows g (offset + GBG) and h (offset, detector NMS boxes) share one pose model; both take
-    their boxes from the detection pipeline, which runs inside the first pose cell and is reused by the second."""
-    over = {
-        **TINY,
-        "pose.test.gbg_egt_thr": 0.05,  # a 20-iteration detector is never confident
-        "pose.test.detector_set": {"train.iterations": 20},
-    }
-    spec = load_spec("offset-guided/table1")
-    cells = {c.row_index: c.config for c in expand(spec, overrides=over, rows=[6, 7])}
-    g, h = stage_keys(cells[6]), stage_keys(cells[7])
-    assert cells[6].pose.test.gbg and not cells[7].pose.test.gbg and cells[6].pose.model.offsets
-    assert g["train"] == h["train"] and g["infer"] != h["infer"] and g["detector"] != h["detector"]
-    result = run_table("offset-guided/table1", overrides=over, run_dir=tmp_path, rows=[6, 7])
-    assert not result.failed
+def test_detector_boxes_and_gbg_share_the_pose_model(tmp_path):
+    """offset-guided Table 1 row c takes its boxes from the detection pipeline (run inside the pose cell, through
+    the same cache); switching GBG on (row g's test-time part) reuses both the pose model and the detector."""
+    from crowdbench.bench.cache import StageCache
+    from crowdbench.bench.stages.pose import run_pose_cell
     from crowdbench.bench.store import ResultStore, store_url
 
-    recs = {r.row_index: r for r in ResultStore(store_url(tmp_path)).query("offset-guided/table1")}
-    assert "detector.train" in recs[6].stages_run and "detector.train" not in recs[7].stages_run
-    assert "train" not in recs[7].stages_run  # h reused g's pose model
-    n_g = len(json.loads((tmp_path / "cache" / "infer" / g["infer"] / "results.json").read_text()))
-    n_h = len(json.loads((tmp_path / "cache" / "infer" / h["infer"] / "results.json").read_text()))
-    assert n_g > 0 and n_h > 0 and n_g != n_h  # GBG keeps another box set than NMS
+    over = {
+        **TINY,
+        "pose.test.det_score_thr": 0.2,
+        "pose.test.gbg_egt_thr": 0.3,  # a 20-iteration detector is never confident
+        "pose.test.detector_set": {"train.iterations": 20},
+    }
+    result = run_table("offset-guided/table1", overrides=over, run_dir=tmp_path, rows=[2])
+    assert not result.failed
+    (rec,) = ResultStore(store_url(tmp_path)).query("offset-guided/table1")
+    assert {"detector.train", "detector.infer", "train", "infer"} <= set(rec.stages_run)
+    cfg = expand(load_spec("offset-guided/table1"), overrides=over, rows=[2])[0].config
+    nms_keys = stage_keys(cfg)
+    cfg.pose.test.gbg, cfg.pose.test.pose_nms = True, "and"
+    gbg = run_pose_cell(cfg, StageCache(tmp_path / "cache"), "cpu")
+    assert gbg.stage_keys["train"] == nms_keys["train"] and gbg.stage_keys["detector"] != nms_keys["detector"]
+    assert gbg.stages_run == ["infer", "postprocess", "evaluate"]  # no pose or detector training
+    n_nms = len(json.loads((tmp_path / "cache" / "infer" / nms_keys["infer"] / "results.json").read_text()))
+    n_gbg = len(json.loads((tmp_path / "cache" / "infer" / gbg.stage_keys["infer"] / "results.json").read_text()))
+    assert n_nms > 0 and n_gbg > 0 and n_nms != n_gbg  # GBG keeps another box set than NMS
 
 
 def test_hie_pose_table5_rows_1_2_share_a_model_and_report_wap(tmp_path):
@@ -147,3 +150,21 @@ def test_hie_pose_table5_rows_1_2_share_a_model_and_report_wap(tmp_path):
     assert len(r1) == len(r2) and len(r1[0]["keypoints"]) == 14 * 3 and r1 != r2
     history = json.loads((tmp_path / "cache" / "train" / k1["train"] / "history.json").read_text())
     assert all(0.0 <= h["val_AP"] <= 1.0 for h in history)  # per-epoch validation with the cell's metric (w-AP)
+
+
+def test_soft_oks_nms_reruns_only_postprocess_and_never_raises_a_score(table4):
+    from crowdbench.bench.cache import StageCache
+    from crowdbench.bench.stages.pose import run_pose_cell
+
+    run_dir, _ = table4
+    cfg = expand(load_spec("occlusion-aug/table4"), overrides=TINY, rows=[0])[0].config
+    cfg.pose.test.soft_oks_nms = 0.3
+    outcome = run_pose_cell(cfg, StageCache(run_dir / "cache"), "cpu")
+    assert outcome.stages_run == ["postprocess", "evaluate"]
+    cache = run_dir / "cache"
+    before = json.loads((cache / "infer" / outcome.stage_keys["infer"] / "results.json").read_text())
+    after = json.loads((cache / "postprocess" / outcome.stage_keys["postprocess"] / "results.json").read_text())
+    assert len(after) == len(before)  # at most 20 poses per image are kept; tiny frames have fewer
+    pairs = list(zip(before, after, strict=True))
+    assert all(a["score"] <= b["score"] + 1e-12 for b, a in pairs)
+    assert any(a["score"] < b["score"] for b, a in pairs)  # crowded frames: overlapping poses are rescored

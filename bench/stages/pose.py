@@ -189,7 +189,16 @@ def stage_keys(cfg: RunConfig) -> dict[str, str]:
     if first is not None:
         keys["pretrain"] = inputs[0]
     keys["train"] = stage_key("train", train_slice, inputs, TRAIN_MODULES)
-    test = dict(dump["test"])
+    post_keys = (
+        "oks_nms",
+        "pose_nms",
+        "pose_nms_iou",
+        "pose_nms_oks",
+        "soft_oks_nms",
+        "soft_oks_method",
+        "soft_oks_max_dets",
+    )
+    test = {k: v for k, v in dump["test"].items() if k not in post_keys}  # pose NMS options: postprocess only
     if cfg.pose.test.detections is not None:  # the file's content, not only its name, keys the predictions
         test["detections_sha256"] = _file_sha256(Path(cfg.pose.test.detections))
     boxes_from: list[str] = []
@@ -200,7 +209,16 @@ def stage_keys(cfg: RunConfig) -> dict[str, str]:
         keys["detector"] = dkeys["infer"] if cfg.pose.test.gbg else dkeys["postprocess"]
         boxes_from = [keys["detector"]]
     keys["infer"] = stage_key("infer", {"data": val, "test": test}, [keys["train"], *boxes_from], INFER_MODULES)
-    post = {k: dump["test"][k] for k in ("oks_nms", "pose_nms", "pose_nms_iou", "pose_nms_oks")}
+    post_keys = (
+        "oks_nms",
+        "pose_nms",
+        "pose_nms_iou",
+        "pose_nms_oks",
+        "soft_oks_nms",
+        "soft_oks_method",
+        "soft_oks_max_dets",
+    )
+    post = {k: dump["test"][k] for k in post_keys}
     keys["postprocess"] = stage_key("postprocess", post, [keys["infer"]], POSTPROCESS_MODULES)
     keys["evaluate"] = stage_key(
         "evaluate", {"data": val, "metric": cfg.evaluate.metric}, [keys["postprocess"]], EVALUATE_MODULES
@@ -324,7 +342,7 @@ def run_pose_cell(cfg: RunConfig, cache_: StageCache, device: str) -> CellOutcom
         )
 
     def postprocess(out: Path, _scratch: Path) -> None:
-        from crowdbench.methods.pose.postprocess import oks_nms, pose_nms
+        from crowdbench.methods.pose.postprocess import oks_nms, pose_nms, soft_oks_nms
 
         results = json.loads((cache_.path("infer", keys["infer"]) / "results.json").read_text())
         boxes = np.array([p.box for p in test_people]).reshape(-1, 4)
@@ -353,6 +371,23 @@ def run_pose_cell(cfg: RunConfig, cache_: StageCache, device: str) -> CellOutcom
             )
         if t.oks_nms is not None:  # HRNet / mmpose OKS-NMS (methods.md section 8)
             keep = per_image(keep, lambda b, p, sc, a: oks_nms(p, sc, a, sigmas, t.oks_nms))
+        if t.soft_oks_nms is not None:  # mmpose soft-OKS-NMS: rescore overlapping poses, keep max_dets per image
+            by_image: dict[int, list[int]] = {}
+            for i in keep:
+                by_image.setdefault(results[i]["image_id"], []).append(i)
+            keep = []
+            for idx in by_image.values():
+                poses = np.array([results[i]["keypoints"] for i in idx]).reshape(len(idx), -1, 3)
+                b = boxes[idx]
+                areas = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+                scores = np.array([results[i]["score"] for i in idx])
+                kept, new_scores = soft_oks_nms(
+                    poses, scores, areas, sigmas, t.soft_oks_nms, method=t.soft_oks_method, max_dets=t.soft_oks_max_dets
+                )
+                for k, score in zip(kept, new_scores, strict=True):
+                    results[idx[int(k)]] = {**results[idx[int(k)]], "score": float(score)}
+                    keep.append(idx[int(k)])
+            keep.sort()
         (out / "results.json").write_text(json.dumps([results[i] for i in keep]))
 
     def evaluate(out: Path, _scratch: Path) -> None:

@@ -252,6 +252,28 @@ class OKSNMS(Plugin):
         run.pose.test.oks_nms = self.config.thr  # type: ignore[attr-defined]
 
 
+class _SoftOKSOptions(_Options):
+    thr: float = Field(0.3, gt=0.0, le=1.0, description="Gaussian parameter / linear threshold (mmpose default 0.3)")
+    method: Literal["gaussian", "linear"] = "gaussian"
+    max_dets: int = Field(20, ge=1, description="poses kept per image")
+
+
+@register("pose_postproc.soft_oks_nms")
+class SoftOKSNMS(Plugin):
+    """Soft-OKS-NMS (mmpose; methods.md section 8): overlapping poses are rescored, s * exp(-OKS^2 / thr) or
+    s * (1 - OKS) above thr, instead of removed; the top ``max_dets`` per image are kept."""
+
+    hook: ClassVar[Hook] = "postprocess"
+    stage: ClassVar[Stage] = "postprocess"
+    Config = _SoftOKSOptions
+
+    def apply(self, run: RunConfig) -> None:
+        c = self.config
+        run.pose.test.soft_oks_nms = c.thr  # type: ignore[attr-defined]
+        run.pose.test.soft_oks_method = c.method  # type: ignore[attr-defined]
+        run.pose.test.soft_oks_max_dets = c.max_dets  # type: ignore[attr-defined]
+
+
 class _OffsetOptions(_Options):
     radius: float = Field(0.0546875, gt=0.0, description="disk radius as a fraction of the heatmap height")
 
