@@ -64,7 +64,8 @@ def aggregate(
         recs = sorted(by_row.get(index, []), key=lambda r: r.seed)
         cells = {}
         for metric in spec.metrics:
-            values = [r.metrics[metric.key] * metric.scale for r in recs if metric.key in r.metrics]
+            # -1 is pycocotools' "undefined" (e.g. AP^L without large people): never a measured value
+            values = [r.metrics[metric.key] * metric.scale for r in recs if r.metrics.get(metric.key, -1) != -1]
             cell = CellView(paper=row.paper.get(metric.key))
             if values:
                 cell.mean = statistics.fmean(values)

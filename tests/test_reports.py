@@ -79,3 +79,11 @@ def test_wap_tables_state_the_weighting():
     view = aggregate(load_spec("hie-pose/table5"), [], "smoke", "cmd")
     assert "official HIE2020 weighting is unpublished" in markdown(view)
     assert "official HIE2020 weighting is unpublished" in html(view)
+
+
+def test_undefined_metric_is_not_a_measurement(spec):
+    """pycocotools reports -1 for a bucket without ground truth (AP^L on small people): shown as missing."""
+    view = aggregate(spec, [_rec(0, 0, -1.0, 0.80)], "smoke", "cmd")
+    ap = view.rows[0].cells["AP"]
+    assert ap.mean is None and ap.n == 0 and ap.delta is None
+    assert view.rows[0].cells["mMR"].mean == pytest.approx(80.0)
