@@ -14,6 +14,7 @@ from crowdbench.bench.log import console, out
 from crowdbench.bench.matrix import expand
 from crowdbench.bench.provenance import command_line
 from crowdbench.bench.specs import SpecError, load_spec
+from crowdbench.bench.stages.data import check_data
 from crowdbench.bench.store import ResultStore, store_url
 from crowdbench.reports.aggregate import TableView, aggregate
 from crowdbench.reports.render import terminal_table, write_reports
@@ -29,7 +30,7 @@ class TableRun:
 
 
 def pipeline(task: str) -> ModuleType:
-    """The module of a task's pipeline: ``stage_keys(cfg)`` and ``check_data(data_cfg)``."""
+    """The module of a task's pipeline: ``stage_keys(cfg)`` and ``metric_keys(cfg)``."""
     if task == "detection":
         from crowdbench.bench.stages import detection
 
@@ -69,7 +70,7 @@ def run_table(
     command = command_line()
     tasks = pipeline(spec.task)
     for cell in cells:
-        tasks.check_data(cell.config.data)
+        check_data(cell.config.data)
         produced = tasks.metric_keys(cell.config)
         missing = [m.key for m in spec.metrics if m.key not in produced]
         if missing:

@@ -58,7 +58,7 @@ def run_cell_file(path: Path) -> Record:
         stages_run=outcome.stages_run,
         metrics=outcome.metrics,
         provenance=provenance(device, time.perf_counter() - start, job["command"], cfg.level),
-        curves=getattr(outcome, "curves", {}),
+        curves=outcome.curves,
     )
     store = ResultStore(job["store_url"])
     store.put(record)

@@ -72,17 +72,17 @@ def test_training_resumes_exactly_after_interruption(tmp_path, monkeypatch):
         d.mkdir()
     dt.train_detector(cfg, frames, "cpu", ref_dir, tmp_path / "s0")
 
-    real_save = dt._save_checkpoint
+    real_save = dt.save_checkpoint
 
     def save_then_die(*args, **kwargs):
         real_save(*args, **kwargs)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(dt, "_save_checkpoint", save_then_die)
+    monkeypatch.setattr(dt, "save_checkpoint", save_then_die)
     with pytest.raises(KeyboardInterrupt):
         dt.train_detector(cfg, frames, "cpu", out_dir, scratch)
     assert (scratch / "checkpoint.pt").is_file() and not (out_dir / "model.pt").exists()
-    monkeypatch.setattr(dt, "_save_checkpoint", real_save)
+    monkeypatch.setattr(dt, "save_checkpoint", real_save)
     dt.train_detector(cfg, frames, "cpu", out_dir, scratch)
     ref = torch.load(ref_dir / "model.pt", weights_only=True)
     got = torch.load(out_dir / "model.pt", weights_only=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,21 @@ class StageResult:
     path: Path
     ran: bool
     seconds: float
+
+
+@dataclass
+class CellOutcome:
+    """What one cell produced: metrics, the keys of its stages, the stages (run or cache hits) and any per-epoch
+    curves recorded by training (``{"train": [{"epoch", "loss", ...}]}``)."""
+
+    metrics: dict[str, float]
+    stage_keys: dict[str, str]
+    stages: list[StageResult] = field(default_factory=list)
+    curves: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+    @property
+    def stages_run(self) -> list[str]:
+        return [s.name for s in self.stages if s.ran]
 
 
 def run_stage(

@@ -7,19 +7,16 @@ the ``train`` and ``infer`` keys and so reuses that row's model and raw predicti
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
-from functools import cache
 from pathlib import Path
 from typing import Any
 
 from crowdbench.bench.cache import StageCache, stage_key
-from crowdbench.bench.config import DataConfig, RunConfig
-from crowdbench.bench.stages.base import StageResult, run_stage
+from crowdbench.bench.config import RunConfig
+from crowdbench.bench.stages.base import CellOutcome, run_stage
+from crowdbench.bench.stages.data import DATA_MODULES, data_slice, load_frames
 from crowdbench.datasets.formats.crowdhuman import DetectionRecord
-from crowdbench.datasets.layout import DataError, check_dataset, load_split, select_videos
-from crowdbench.datasets.model import Dataset, Frame
+from crowdbench.datasets.model import Frame
 
-DATA_MODULES = ("crowdbench.datasets.synthetic", "crowdbench.datasets.formats.crowdhuman", "crowdbench.datasets.layout")
 TRAIN_MODULES = (
     "crowdbench.methods.detection.faster_rcnn",
     "crowdbench.methods.detection.crowddet",
@@ -64,29 +61,13 @@ def evaluate_detections(metric: str, gt: list[Frame], dets: list[DetectionRecord
     return {k: float(result[k]) for k in METRIC_KEYS[metric]}
 
 
-def _data_slice(data: DataConfig, split: str) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "source": data.source,
-        "preset": data.preset,
-        "seed": data.seed,
-        "root": str(data.root) if data.root else None,
-        "split": split,
-        "max_images": data.max_val_images if split == data.val_split else None,
-    }
-    if data.holdout_videos:  # only present when used, so existing cache keys stay valid
-        out["holdout_videos"] = list(data.holdout_videos)
-    if data.extra_train and split == data.train_split:
-        out["extra_train"] = list(data.extra_train)
-    return out
-
-
 def stage_keys(cfg: RunConfig) -> dict[str, str]:
     """Cache keys of the four stages of ``cfg`` (cheap: hashes configs and source files, runs nothing)."""
     dump = cfg.model_dump(mode="json")
     train = stage_key(
         "train",
         {
-            "data": _data_slice(cfg.data, cfg.data.train_split),
+            "data": data_slice(cfg.data, cfg.data.train_split),
             "model": dump["model"],
             "train": dump["train"],
             "seed": cfg.seed,
@@ -95,20 +76,13 @@ def stage_keys(cfg: RunConfig) -> dict[str, str]:
         TRAIN_MODULES,
     )
     infer = stage_key(
-        "infer", {"data": _data_slice(cfg.data, cfg.data.val_split), "infer": dump["infer"]}, [train], TRAIN_MODULES
+        "infer", {"data": data_slice(cfg.data, cfg.data.val_split), "infer": dump["infer"]}, [train], TRAIN_MODULES
     )
     post = stage_key("postprocess", dump["postprocess"], [infer], POSTPROCESS_MODULES)
     evaluate = stage_key(
-        "evaluate", {"data": _data_slice(cfg.data, cfg.data.val_split), **dump["evaluate"]}, [post], EVALUATE_MODULES
+        "evaluate", {"data": data_slice(cfg.data, cfg.data.val_split), **dump["evaluate"]}, [post], EVALUATE_MODULES
     )
     return {"train": train, "infer": infer, "postprocess": post, "evaluate": evaluate}
-
-
-@cache
-def _synthetic(preset: str, seed: int) -> Dataset:
-    from crowdbench.datasets.synthetic import generate
-
-    return generate(preset, seed=seed)
 
 
 def _records(frames: list[dict[str, Any]], dets: list[dict[str, Any]]) -> list[DetectionRecord]:
@@ -116,54 +90,6 @@ def _records(frames: list[dict[str, Any]], dets: list[dict[str, Any]]) -> list[D
         DetectionRecord(f["id"], d["boxes"], d["scores"], f["width"], f["height"])
         for f, d in zip(frames, dets, strict=True)
     ]
-
-
-def check_data(data: DataConfig) -> None:
-    """Fail before any work when the configured data cannot be there (one line: what to put where)."""
-    if data.source == "synthetic":
-        from crowdbench.datasets.synthetic import PRESETS
-
-        if data.preset not in PRESETS:
-            raise DataError(f"unknown synthetic preset {data.preset!r}; presets: {', '.join(PRESETS)}")
-        return
-    splits = [data.train_split] if data.holdout_videos else [data.train_split, data.val_split]
-    check_dataset(data.root, data.source, splits)
-    for extra in data.extra_train:
-        check_dataset(data.root, extra, ["train"])
-
-
-def load_frames(data: DataConfig, split: str) -> list[Frame]:
-    """Frames of one split: the synthetic generator or a real dataset (``datasets/layout.py``).
-
-    With ``holdout_videos`` the validation split is those videos of the train split and the train split the
-    other videos; ``extra_train`` adds the train split of other datasets to the training frames.
-    """
-    is_val = split == data.val_split
-    source_split = data.train_split if data.holdout_videos else split
-    if data.source == "synthetic":
-        frames = _synthetic(data.preset, data.seed).frames(source_split)
-    else:
-        frames = load_split(data.root, data.source, source_split)
-    if data.holdout_videos:
-        where = f"{data.source} {data.train_split} split"
-        frames = select_videos(frames, data.holdout_videos, keep=is_val, where=where)
-    if not is_val:
-        for extra in data.extra_train:
-            frames = frames + load_split(data.root, extra, "train")
-    if is_val and data.max_val_images:
-        frames = frames[: data.max_val_images]
-    return frames
-
-
-@dataclass
-class CellOutcome:
-    metrics: dict[str, float]
-    stage_keys: dict[str, str]
-    stages: list[StageResult] = field(default_factory=list)
-
-    @property
-    def stages_run(self) -> list[str]:
-        return [s.name for s in self.stages if s.ran]
 
 
 def run_detection_cell(cfg: RunConfig, cache: StageCache, device: str) -> CellOutcome:

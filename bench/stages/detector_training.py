@@ -88,19 +88,33 @@ def _batch_indices(n_frames: int, seed: int, it: int, batch: int) -> np.ndarray:
     return order[step * batch : (step + 1) * batch]
 
 
-def _save_checkpoint(path: Path, model: torch.nn.Module, opt: Any, scaler: Any, it: int, losses: list) -> None:
+def save_checkpoint(path: Path, model: torch.nn.Module, opt: Any, scaler: Any, **progress: Any) -> None:
+    """Atomically write model, optimizer, AMP scaler and RNG states plus ``progress`` (e.g. ``iteration``,
+    ``losses``) so that training resumes exactly (shared by detector and pose training)."""
     state = {
         "model": model.state_dict(),
         "optimizer": opt.state_dict(),
         "scaler": scaler.state_dict(),
-        "iteration": it,
         "torch_rng": torch.get_rng_state(),
         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-        "losses": losses,
+        **progress,
     }
     tmp = path.with_suffix(".tmp")
     torch.save(state, tmp)
     os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path, model: torch.nn.Module, opt: Any, scaler: Any, device: str) -> dict[str, Any]:
+    """Restore what :func:`save_checkpoint` wrote into ``model``, ``opt``, ``scaler`` and the RNGs; return the
+    whole state (its progress entries included)."""
+    state = torch.load(path, map_location=device, weights_only=False)
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    scaler.load_state_dict(state["scaler"])
+    torch.set_rng_state(state["torch_rng"])
+    if state.get("cuda_rng") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
+    return state
 
 
 def train_detector(cfg: RunConfig, frames: list[Frame], device: str, out: Path, scratch: Path) -> dict[str, Any]:
@@ -114,13 +128,7 @@ def train_detector(cfg: RunConfig, frames: list[Frame], device: str, out: Path, 
     start, losses = 0, []
     ckpt_path = scratch / "checkpoint.pt"
     if ckpt_path.is_file():
-        state = torch.load(ckpt_path, map_location=device, weights_only=False)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        scaler.load_state_dict(state["scaler"])
-        torch.set_rng_state(state["torch_rng"])
-        if state["cuda_rng"] is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        state = load_checkpoint(ckpt_path, model, opt, scaler, device)
         start, losses = state["iteration"], state["losses"]
         console.print(f"  resuming training at iteration {start} from {ckpt_path}")
     n_iter, batch = cfg.train.iterations, cfg.train.batch_size
@@ -161,7 +169,7 @@ def train_detector(cfg: RunConfig, frames: list[Frame], device: str, out: Path, 
             losses.append({"it": it, "loss": float(loss.detach()), **values})
             bar.advance(1, f"loss {float(loss.detach()):.3f}")
             if (it + 1) % cfg.train.checkpoint_every == 0 and it + 1 < n_iter:
-                _save_checkpoint(ckpt_path, model, opt, scaler, it + 1, losses)
+                save_checkpoint(ckpt_path, model, opt, scaler, iteration=it + 1, losses=losses)
     torch.save(model.state_dict(), out / "model.pt")
     (out / "losses.json").write_text(json.dumps(losses))
     tail = losses[-min(20, len(losses)) :]

@@ -9,23 +9,18 @@ occlusion, so an S3 row reuses the E1 row's model when both are in the table.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from functools import cache
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from crowdbench.bench.cache import StageCache, stage_key
-from crowdbench.bench.config import DataConfig, PoseTestConfig, RunConfig
-from crowdbench.bench.stages.base import StageResult, run_stage
-from crowdbench.bench.stages.detection import check_data as _check_detection_data
+from crowdbench.bench.config import PoseTestConfig, RunConfig
+from crowdbench.bench.stages.base import CellOutcome, StageResult, run_stage
+from crowdbench.bench.stages.data import DATA_MODULES, data_slice, load_frames
 from crowdbench.datasets.keypoints import get_schema
-from crowdbench.datasets.layout import load_split, select_videos
-from crowdbench.datasets.model import Dataset, Frame, KeypointSchema
+from crowdbench.datasets.model import Frame, KeypointSchema
 
-DATA_MODULES = ("crowdbench.datasets.synthetic", "crowdbench.datasets.layout", "crowdbench.datasets.formats.coco")
 TRAIN_MODULES = (
     "crowdbench.bench.stages.pose_training",
     "crowdbench.methods.pose.models",
@@ -59,46 +54,10 @@ def metric_keys(cfg: RunConfig) -> tuple[str, ...]:
     return METRIC_KEYS[cfg.evaluate.metric]
 
 
-def check_data(data: DataConfig) -> None:
-    _check_detection_data(data)
-
-
-@cache
-def _synthetic(preset: str, seed: int, schema: str) -> Dataset:
-    from crowdbench.datasets.synthetic import generate
-
-    return generate(preset, seed=seed, schema=schema)
-
-
-def load_frames(data: DataConfig, split: str, schema: str) -> list[Frame]:
-    """Frames of one split in keypoint schema ``schema`` (synthetic) or as the dataset has them (real data)."""
-    is_val = split == data.val_split
-    source_split = data.train_split if data.holdout_videos else split
-    if data.source == "synthetic":
-        frames = _synthetic(data.preset, data.seed, schema).frames(source_split)
-    else:
-        frames = load_split(data.root, data.source, source_split)
-    if data.holdout_videos:
-        frames = select_videos(frames, data.holdout_videos, keep=is_val, where=f"{data.source} {data.train_split}")
-    if is_val and data.max_val_images:
-        frames = frames[: data.max_val_images]
-    return frames
-
-
 def schema_of(cfg: RunConfig) -> KeypointSchema:
     """The keypoint schema of the cell: CrowdPose-14 for the CrowdPose metric, HIE-14 for HIE w-AP, else COCO-17
     (synthetic data is annotated natively in it)."""
     return get_schema({"crowdpose": "crowdpose14", "hie_wap": "hie14"}.get(cfg.evaluate.metric, "coco17"))
-
-
-def _data_slice(data: DataConfig, split: str, schema: str) -> dict[str, Any]:
-    out = {"source": data.source, "preset": data.preset, "seed": data.seed, "schema": schema, "split": split}
-    out["root"] = str(data.root) if data.root else None
-    if data.holdout_videos:
-        out["holdout_videos"] = list(data.holdout_videos)
-    if split == data.val_split and data.max_val_images:
-        out["max_images"] = data.max_val_images
-    return out
 
 
 def _pretrain_config(cfg: RunConfig) -> RunConfig | None:
@@ -175,9 +134,9 @@ def _file_sha256(path: Path) -> str | None:
 def stage_keys(cfg: RunConfig) -> dict[str, str]:
     dump = cfg.model_dump(mode="json")["pose"]
     schema = schema_of(cfg).name
-    val = _data_slice(cfg.data, cfg.data.val_split, schema)
+    val = data_slice(cfg.data, cfg.data.val_split, schema)
     train_slice = {
-        "data": _data_slice(cfg.data, cfg.data.train_split, schema),
+        "data": data_slice(cfg.data, cfg.data.train_split, schema),
         "val": val if cfg.pose.train.eval_every else None,
         "model": dump["model"],
         "train": dump["train"],
@@ -254,18 +213,6 @@ def evaluate_poses(metric: str, frames: list[Frame], schema: KeypointSchema, res
         out = evaluate_coco_keypoints(gt, results, sigmas=sigmas).to_dict()
         out.update(evaluate_coco_vis_invis(gt, results, sigmas=sigmas).to_dict())
     return {k: float(out[k]) for k in METRIC_KEYS[metric]}
-
-
-@dataclass
-class CellOutcome:
-    metrics: dict[str, float]
-    stage_keys: dict[str, str]
-    stages: list[StageResult] = field(default_factory=list)
-    curves: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-
-    @property
-    def stages_run(self) -> list[str]:
-        return [s.name for s in self.stages if s.ran]
 
 
 def run_pose_cell(cfg: RunConfig, cache_: StageCache, device: str) -> CellOutcome:
@@ -348,46 +295,33 @@ def run_pose_cell(cfg: RunConfig, cache_: StageCache, device: str) -> CellOutcom
         boxes = np.array([p.box for p in test_people]).reshape(-1, 4)
         t, sigmas = cfg.pose.test, np.asarray(schema.sigmas)
 
-        def per_image(keep: list[int], suppress: Callable[..., list[int]]) -> list[int]:
+        def per_image(keep: list[int]) -> Iterator[tuple[list[int], np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+            """``(result indices, boxes, poses, scores, box areas)`` of each image among ``keep``."""
             by_image: dict[int, list[int]] = {}
             for i in keep:
                 by_image.setdefault(results[i]["image_id"], []).append(i)
-            kept = []
             for idx in by_image.values():
-                poses = np.array([results[i]["keypoints"] for i in idx]).reshape(len(idx), -1, 3)
                 b = boxes[idx]
-                areas = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+                poses = np.array([results[i]["keypoints"] for i in idx]).reshape(len(idx), -1, 3)
                 scores = np.array([results[i]["score"] for i in idx])
-                kept += [idx[k] for k in suppress(b, poses, scores, areas)]
-            return sorted(kept)
+                yield idx, b, poses, scores, (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
 
         keep = list(range(len(results)))
         if t.pose_nms != "none":  # paper 003: box IoU 0.6 and OKS 0.75 after pose (rule: methods.md section 5)
-            keep = per_image(
-                keep,
-                lambda b, p, sc, a: pose_nms(
-                    b, p, sc, a, sigmas, iou_thr=t.pose_nms_iou, oks_thr=t.pose_nms_oks, rule=t.pose_nms
-                ),
-            )
+            rule = {"iou_thr": t.pose_nms_iou, "oks_thr": t.pose_nms_oks, "rule": t.pose_nms}
+            keep = sorted(idx[k] for idx, b, p, sc, a in per_image(keep) for k in pose_nms(b, p, sc, a, sigmas, **rule))
         if t.oks_nms is not None:  # HRNet / mmpose OKS-NMS (methods.md section 8)
-            keep = per_image(keep, lambda b, p, sc, a: oks_nms(p, sc, a, sigmas, t.oks_nms))
+            keep = sorted(idx[k] for idx, _, p, sc, a in per_image(keep) for k in oks_nms(p, sc, a, sigmas, t.oks_nms))
         if t.soft_oks_nms is not None:  # mmpose soft-OKS-NMS: rescore overlapping poses, keep max_dets per image
-            by_image: dict[int, list[int]] = {}
-            for i in keep:
-                by_image.setdefault(results[i]["image_id"], []).append(i)
-            keep = []
-            for idx in by_image.values():
-                poses = np.array([results[i]["keypoints"] for i in idx]).reshape(len(idx), -1, 3)
-                b = boxes[idx]
-                areas = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-                scores = np.array([results[i]["score"] for i in idx])
+            kept_all = []
+            for idx, _, p, sc, a in per_image(keep):
                 kept, new_scores = soft_oks_nms(
-                    poses, scores, areas, sigmas, t.soft_oks_nms, method=t.soft_oks_method, max_dets=t.soft_oks_max_dets
+                    p, sc, a, sigmas, t.soft_oks_nms, method=t.soft_oks_method, max_dets=t.soft_oks_max_dets
                 )
                 for k, score in zip(kept, new_scores, strict=True):
                     results[idx[int(k)]] = {**results[idx[int(k)]], "score": float(score)}
-                    keep.append(idx[int(k)])
-            keep.sort()
+                    kept_all.append(idx[int(k)])
+            keep = sorted(kept_all)
         (out / "results.json").write_text(json.dumps([results[i] for i in keep]))
 
     def evaluate(out: Path, _scratch: Path) -> None:

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections import OrderedDict
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from crowdbench.bench.config import PoseConfig, RunConfig
 from crowdbench.bench.log import Tracker, console
-from crowdbench.bench.stages.detector_training import NonFiniteLossError
+from crowdbench.bench.stages.detector_training import NonFiniteLossError, load_checkpoint, save_checkpoint
 from crowdbench.datasets.model import Frame, KeypointSchema
 
 _MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
@@ -199,12 +199,6 @@ def _epoch_order(n: int, seed: int, epoch: int, per_epoch: int | None) -> np.nda
     return order[: per_epoch or n]
 
 
-def _save(path: Path, state: dict[str, Any]) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-
-
 def train_pose(
     cfg: RunConfig,
     frames: list[Frame],
@@ -233,11 +227,7 @@ def train_pose(
     start, history = 0, []
     ckpt = scratch / "checkpoint.pt"
     if ckpt.is_file():
-        state = torch.load(ckpt, map_location=device, weights_only=False)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        scaler.load_state_dict(state["scaler"])
-        torch.set_rng_state(state["torch_rng"])
+        state = load_checkpoint(ckpt, model, opt, scaler, device)
         start, history = state["epoch"], state["history"]
         console.print(f"  resuming training at epoch {start} from {ckpt}")
     persons = people(frames, p.train.min_keypoints)
@@ -292,17 +282,7 @@ def train_pose(
                 entry["val_AP"] = validate(model)
             history.append(entry)
             if epoch + 1 < schedule.epochs:
-                _save(
-                    ckpt,
-                    {
-                        "model": model.state_dict(),
-                        "optimizer": opt.state_dict(),
-                        "scaler": scaler.state_dict(),
-                        "torch_rng": torch.get_rng_state(),
-                        "epoch": epoch + 1,
-                        "history": history,
-                    },
-                )
+                save_checkpoint(ckpt, model, opt, scaler, epoch=epoch + 1, history=history)
     torch.save(model.state_dict(), out / "model.pt")
     (out / "history.json").write_text(json.dumps([*(prior or []), *history]))
     return {"epochs": schedule.epochs, "people": len(persons), "final_loss": history[-1]["loss"] if history else None}
@@ -362,51 +342,48 @@ def predict_poses(
     by_box = test.multiscale_mode == "box" and any(sc != 1.0 for sc in test.multiscale)
     if by_box and disk:
         raise ValueError("multiscale_mode=box warps heatmaps only; offset maps (disk_offset targets) are not warped")
-    tracker = Tracker("infer", len(persons)) if progress else None
-    if tracker:
-        tracker.__enter__()
-    for start in range(0, len(persons), test.batch_size):
-        chunk = persons[start : start + test.batch_size]
-        rois = [box_to_center_scale(person.box, in_w / in_h, t.box_padding) for person in chunk]
-        matrices = [crop_matrix(center, size, 0.0, (in_w, in_h), udp=t.udp) for center, size in rois]
-        x = _crops(images, chunk, rois, 1.0, (in_w, in_h), t.udp).to(device)
-        heat_maps, offset_maps = [], []
-        for s in test.multiscale:
-            if s == 1.0:
-                xs = x
-            elif by_box:
-                xs = _crops(images, chunk, rois, s, (in_w, in_h), t.udp).to(device)
-            else:
-                xs = F.interpolate(x, scale_factor=s, mode="bilinear", align_corners=t.udp)
-            views = [(xs, False)] + ([(xs.flip(-1), True)] if test.flip_test else [])
-            for view, flipped in views:
-                o = model(view)
-                h = o["heatmaps"].float().cpu().numpy()
-                off = o["offsets"].float().cpu().numpy() if disk else None
-                if flipped:
-                    h = flip_back(h, schema.flip_pairs, shift=not t.udp)
-                    off = flip_back_offsets(off, schema.flip_pairs) if off is not None else None
-                if by_box and s != 1.0:
-                    h = warp_box_scale(h, s, udp=t.udp)
-                heat_maps.append(h)
-                if off is not None:
-                    offset_maps.append(off)
-        heat = average_heatmaps(heat_maps, size=(hm_h, hm_w), align_corners=t.udp)
-        if disk:
-            offsets = average_heatmaps(offset_maps, size=(hm_h, hm_w), align_corners=t.udp)
-            coords, scores = decode_disk_offsets(heat, offsets, t.disk_radius * hm_h)
-        elif t.udp:  # UDP decodes Gaussian heatmaps with DARK's Taylor step (methods.md section 3)
-            coords, scores = decode_dark(heat)
-        else:  # MSRA: argmax + quarter-pixel shift towards the higher neighbour (methods.md section 8)
-            coords, scores = decode_argmax(heat, quarter_offset=True)
-        coords = heatmap_to_input(coords, (in_w, in_h), (hm_w, hm_h), udp=t.udp)
-        for j, matrix in enumerate(matrices):
-            out[start + j, :, :2] = apply_affine(coords[j], invert_affine(matrix))
-            out[start + j, :, 2] = scores[j]
-        if tracker:
-            tracker.advance(len(chunk))
-    if tracker:
-        tracker.__exit__(None, None, None)
+    with ExitStack() as stack:  # the progress bar stops even if inference fails
+        tracker = stack.enter_context(Tracker("infer", len(persons))) if progress else None
+        for start in range(0, len(persons), test.batch_size):
+            chunk = persons[start : start + test.batch_size]
+            rois = [box_to_center_scale(person.box, in_w / in_h, t.box_padding) for person in chunk]
+            matrices = [crop_matrix(center, size, 0.0, (in_w, in_h), udp=t.udp) for center, size in rois]
+            x = _crops(images, chunk, rois, 1.0, (in_w, in_h), t.udp).to(device)
+            heat_maps, offset_maps = [], []
+            for s in test.multiscale:
+                if s == 1.0:
+                    xs = x
+                elif by_box:
+                    xs = _crops(images, chunk, rois, s, (in_w, in_h), t.udp).to(device)
+                else:
+                    xs = F.interpolate(x, scale_factor=s, mode="bilinear", align_corners=t.udp)
+                views = [(xs, False)] + ([(xs.flip(-1), True)] if test.flip_test else [])
+                for view, flipped in views:
+                    o = model(view)
+                    h = o["heatmaps"].float().cpu().numpy()
+                    off = o["offsets"].float().cpu().numpy() if disk else None
+                    if flipped:
+                        h = flip_back(h, schema.flip_pairs, shift=not t.udp)
+                        off = flip_back_offsets(off, schema.flip_pairs) if off is not None else None
+                    if by_box and s != 1.0:
+                        h = warp_box_scale(h, s, udp=t.udp)
+                    heat_maps.append(h)
+                    if off is not None:
+                        offset_maps.append(off)
+            heat = average_heatmaps(heat_maps, size=(hm_h, hm_w), align_corners=t.udp)
+            if disk:
+                offsets = average_heatmaps(offset_maps, size=(hm_h, hm_w), align_corners=t.udp)
+                coords, scores = decode_disk_offsets(heat, offsets, t.disk_radius * hm_h)
+            elif t.udp:  # UDP decodes Gaussian heatmaps with DARK's Taylor step (methods.md section 3)
+                coords, scores = decode_dark(heat)
+            else:  # MSRA: argmax + quarter-pixel shift towards the higher neighbour (methods.md section 8)
+                coords, scores = decode_argmax(heat, quarter_offset=True)
+            coords = heatmap_to_input(coords, (in_w, in_h), (hm_w, hm_h), udp=t.udp)
+            for j, matrix in enumerate(matrices):
+                out[start + j, :, :2] = apply_affine(coords[j], invert_affine(matrix))
+                out[start + j, :, 2] = scores[j]
+            if tracker:
+                tracker.advance(len(chunk))
     return out
 
 
