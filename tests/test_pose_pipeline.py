@@ -168,3 +168,68 @@ def test_soft_oks_nms_reruns_only_postprocess_and_never_raises_a_score(table4):
     pairs = list(zip(before, after, strict=True))
     assert all(a["score"] <= b["score"] + 1e-12 for b, a in pairs)
     assert any(a["score"] < b["score"] for b, a in pairs)  # crowded frames: overlapping poses are rescored
+
+
+def test_pose_training_resumes_exactly_after_interruption(tmp_path, monkeypatch):
+    import torch
+
+    import crowdbench.bench.stages.pose_training as pt
+    from crowdbench.datasets.keypoints import COCO_17
+
+    cfg = expand(load_spec("occlusion-aug/table4"), overrides=TINY, rows=[1])[0].config  # E2: OA draws too
+    cfg.pose.train.eval_every = 0
+    frames = load_frames(cfg.data, "train", "coco17")
+    ref, out, scratch = tmp_path / "ref", tmp_path / "out", tmp_path / "scratch"
+    for d in (ref, out, scratch, tmp_path / "s0"):
+        d.mkdir()
+    pt.train_pose(cfg, frames, COCO_17, "cpu", ref, tmp_path / "s0")
+    real_save = pt.save_checkpoint
+
+    def save_then_die(*args, **kwargs):
+        real_save(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pt, "save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        pt.train_pose(cfg, frames, COCO_17, "cpu", out, scratch)
+    assert (scratch / "checkpoint.pt").is_file() and not (out / "model.pt").exists()
+    monkeypatch.setattr(pt, "save_checkpoint", real_save)
+    pt.train_pose(cfg, frames, COCO_17, "cpu", out, scratch)
+    a, b = torch.load(ref / "model.pt", weights_only=True), torch.load(out / "model.pt", weights_only=True)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert json.loads((out / "history.json").read_text()) == json.loads((ref / "history.json").read_text())
+
+
+@pytest.mark.parametrize(
+    ("plugin", "part"),
+    [("udp", "crop"), ("offset_guided.offset", "targets"), ("pose_postproc.flip", "predictions")],
+)
+def test_pose_plugin_changes_what_it_names(plugin, part):
+    """Each plugin changes its own part of the computation (not only the config): the crop warp (UDP), the training
+    targets (offset maps beside disk heatmaps), the test-time predictions (flip test)."""
+    import torch
+
+    from crowdbench.bench.registry import get_plugin
+    from crowdbench.bench.stages.pose_training import build_model, predict_poses
+    from crowdbench.datasets.keypoints import COCO_17
+
+    base = expand(load_spec("occlusion-aug/table4"), overrides=TINY, rows=[0])[0].config
+    base.pose.train.udp, base.pose.test.flip_test = False, False  # the spec row turns both on
+    other = base.model_copy(deep=True)
+    get_plugin(plugin).apply(other)
+    frames = load_frames(base.data, "val", "coco17")
+    persons = people(frames, 1)[:8]
+    if part in ("crop", "targets"):
+        a = TrainCrops(frames, persons, COCO_17, base.pose, seed=0)[(0, 0, False)]
+        b = TrainCrops(frames, persons, COCO_17, other.pose, seed=0)[(0, 0, False)]
+        if part == "crop":
+            assert not np.array_equal(a["image"].numpy(), b["image"].numpy())
+        else:
+            assert "offsets" not in a and b["offsets"].shape[0] == 2 * a["heatmaps"].shape[0]
+            assert not np.array_equal(a["heatmaps"].numpy(), b["heatmaps"].numpy())  # disk, not Gaussian
+        return
+    torch.manual_seed(0)
+    model = build_model(base.pose, 17)
+    a = predict_poses(model, base.pose, frames, persons, COCO_17, "cpu", progress=False)
+    b = predict_poses(model, other.pose, frames, persons, COCO_17, "cpu", progress=False)
+    assert not np.array_equal(a, b)
