@@ -143,6 +143,9 @@ class PoseTrainConfig(_Strict):
     target: Literal["gaussian", "disk_offset"] = "gaussian"
     sigma: float = 2.0
     disk_radius: float = Field(0.0546875, description="disk radius as a fraction of the heatmap height")
+    disk_radius_min: float = Field(
+        1.5, ge=0.0, description="floor of the disk radius in heatmap pixels (paper 003 gives no R; see radius_px)"
+    )
     flip_prob: float = 0.5
     half_body_prob: float = 0.3
     half_body_min_joints: int = 8
@@ -187,6 +190,14 @@ class PoseTestConfig(_Strict):
         "input",
         description="input: the same crop, network input resized by s (reading A of methods.md 8); box: the person "
         "box scaled by s, same input size, heatmaps warped into the s = 1 crop (reading B; paper 000 section 4.3)",
+    )
+    ensemble: list[PoseModelConfig] = Field(
+        default_factory=list,
+        description="more trained models whose heatmaps are averaged with the cell's own (paper 000 sections 3.1 and "
+        "4.3: HRNet + SimpleNet fusion, 256 x 192 + 384 x 288 multi-scale input); each trains as its own model",
+    )
+    ensemble_weights: tuple[float, ...] = Field(
+        (), description="heatmap weights of the cell's model and then each ensemble member; empty = equal"
     )
     batch_size: int = 64
     kp_score_thr: float = 0.2

@@ -60,6 +60,27 @@ def schema_of(cfg: RunConfig) -> KeypointSchema:
     return get_schema({"crowdpose": "crowdpose14", "hie_wap": "hie14"}.get(cfg.evaluate.metric, "coco17"))
 
 
+POST_KEYS = (
+    "oks_nms",
+    "pose_nms",
+    "pose_nms_iou",
+    "pose_nms_oks",
+    "soft_oks_nms",
+    "soft_oks_method",
+    "soft_oks_max_dets",
+)
+"""Test options that act after inference (pose NMS): they key the postprocess stage only."""
+
+
+def member_config(cfg: RunConfig, index: int) -> RunConfig:
+    """The cell of ensemble member ``index`` (``pose.test.ensemble``): the same data, training and seed with the
+    member's model, so a table row that trains that model alone shares its ``train`` stage."""
+    member = cfg.model_copy(deep=True)
+    member.pose.model = cfg.pose.test.ensemble[index].model_copy(deep=True)
+    member.pose.test.ensemble, member.pose.test.ensemble_weights = [], ()
+    return member
+
+
 def _pretrain_config(cfg: RunConfig) -> RunConfig | None:
     """Schedule S3's first phase: the same cell with ``schedule = s1`` and no occlusion augmentation."""
     if cfg.pose.train.schedule != "s3":
@@ -148,16 +169,7 @@ def stage_keys(cfg: RunConfig) -> dict[str, str]:
     if first is not None:
         keys["pretrain"] = inputs[0]
     keys["train"] = stage_key("train", train_slice, inputs, TRAIN_MODULES)
-    post_keys = (
-        "oks_nms",
-        "pose_nms",
-        "pose_nms_iou",
-        "pose_nms_oks",
-        "soft_oks_nms",
-        "soft_oks_method",
-        "soft_oks_max_dets",
-    )
-    test = {k: v for k, v in dump["test"].items() if k not in post_keys}  # pose NMS options: postprocess only
+    test = {k: v for k, v in dump["test"].items() if k not in POST_KEYS}  # pose NMS options: postprocess only
     if cfg.pose.test.detections is not None:  # the file's content, not only its name, keys the predictions
         test["detections_sha256"] = _file_sha256(Path(cfg.pose.test.detections))
     boxes_from: list[str] = []
@@ -167,17 +179,12 @@ def stage_keys(cfg: RunConfig) -> dict[str, str]:
         dkeys = detection_keys(detector_config(cfg))
         keys["detector"] = dkeys["infer"] if cfg.pose.test.gbg else dkeys["postprocess"]
         boxes_from = [keys["detector"]]
-    keys["infer"] = stage_key("infer", {"data": val, "test": test}, [keys["train"], *boxes_from], INFER_MODULES)
-    post_keys = (
-        "oks_nms",
-        "pose_nms",
-        "pose_nms_iou",
-        "pose_nms_oks",
-        "soft_oks_nms",
-        "soft_oks_method",
-        "soft_oks_max_dets",
+    members = [stage_keys(member_config(cfg, i))["train"] for i in range(len(cfg.pose.test.ensemble))]
+    keys.update({f"ensemble{i}": k for i, k in enumerate(members)})
+    keys["infer"] = stage_key(
+        "infer", {"data": val, "test": test}, [keys["train"], *members, *boxes_from], INFER_MODULES
     )
-    post = {k: dump["test"][k] for k in post_keys}
+    post = {k: dump["test"][k] for k in POST_KEYS}
     keys["postprocess"] = stage_key("postprocess", post, [keys["infer"]], POSTPROCESS_MODULES)
     keys["evaluate"] = stage_key(
         "evaluate", {"data": val, "metric": cfg.evaluate.metric}, [keys["postprocess"]], EVALUATE_MODULES
@@ -221,6 +228,7 @@ def run_pose_cell(cfg: RunConfig, cache_: StageCache, device: str) -> CellOutcom
 
     from crowdbench.bench.stages.pose_training import (
         build_model,
+        check_ensemble,
         coco_results,
         detected_people,
         people,
@@ -228,6 +236,7 @@ def run_pose_cell(cfg: RunConfig, cache_: StageCache, device: str) -> CellOutcom
         train_pose,
     )
 
+    check_ensemble(cfg.pose)
     keys = stage_keys(cfg)
     schema = schema_of(cfg)
     meta = {"config": cfg.model_dump(mode="json"), "device": device}
@@ -265,24 +274,36 @@ def run_pose_cell(cfg: RunConfig, cache_: StageCache, device: str) -> CellOutcom
 
         return run_stage(cache_, "train", key, {**meta, "config": run.model_dump(mode="json")}, train)
 
-    first = _pretrain_config(cfg)
-    if first is None:
-        stages.append(train_stage(cfg, keys["train"]))
-    else:  # S3: phase 1 = the S1 model without occlusion; phase 2 = S1 restarted from it, occlusion from epoch 0
-        stages.append(train_stage(first, keys["pretrain"]))
-        phase1 = cache_.path("train", keys["pretrain"])
-        second = cfg.model_copy(deep=True)
+    def train_model(run: RunConfig) -> list[StageResult]:
+        run_keys = stage_keys(run)
+        first = _pretrain_config(run)
+        if first is None:
+            return [train_stage(run, run_keys["train"])]
+        # S3: phase 1 = the S1 model without occlusion; phase 2 = S1 restarted from it, occlusion from epoch 0
+        done = [train_stage(first, run_keys["pretrain"])]
+        phase1 = cache_.path("train", run_keys["pretrain"])
+        second = run.model_copy(deep=True)
         second.pose.train.schedule = "s1"
         prior = json.loads((phase1 / "history.json").read_text())
-        stages.append(train_stage(second, keys["train"], phase1 / "model.pt", prior))
+        return [*done, train_stage(second, run_keys["train"], phase1 / "model.pt", prior)]
+
+    stages += train_model(cfg)
+    for i in range(len(cfg.pose.test.ensemble)):  # heatmap-fusion members (paper 000 sections 3.1, 4.3)
+        stages += [
+            StageResult(f"ensemble{i}.{s.name}", s.key, s.path, s.ran, s.seconds)
+            for s in train_model(member_config(cfg, i))
+        ]
+
+    def load_model(run: RunConfig) -> torch.nn.Module:
+        model = build_model(run.pose, schema.num_keypoints)
+        path = cache_.path("train", stage_keys(run)["train"]) / "model.pt"
+        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        return model.to(device)
 
     def infer(out: Path, _scratch: Path) -> None:
-        model = build_model(cfg.pose, schema.num_keypoints)
-        model.load_state_dict(
-            torch.load(cache_.path("train", keys["train"]) / "model.pt", map_location="cpu", weights_only=True)
-        )
-        model.to(device)
-        poses = predict_poses(model, cfg.pose, val_frames, test_people, schema, device)
+        model = load_model(cfg)
+        ensemble = [load_model(member_config(cfg, i)) for i in range(len(cfg.pose.test.ensemble))]
+        poses = predict_poses(model, cfg.pose, val_frames, test_people, schema, device, ensemble=ensemble)
         np.savez_compressed(out / "poses.npz", poses=poses.astype(np.float32))
         (out / "results.json").write_text(
             json.dumps(coco_results(val_frames, test_people, poses, cfg.pose.test.kp_score_thr))

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import math
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from crowdbench.bench.config import PoseConfig, RunConfig
+from crowdbench.bench.config import PoseConfig, PoseTestConfig, PoseTrainConfig, RunConfig
 from crowdbench.bench.log import Tracker, console
 from crowdbench.bench.stages.detector_training import NonFiniteLossError, load_checkpoint, save_checkpoint
 from crowdbench.datasets.model import Frame, KeypointSchema
@@ -155,13 +155,23 @@ class TrainCrops(torch.utils.data.Dataset):
         if t.target == "gaussian":
             heat, weight = encode_gaussian(kp, (in_w, in_h), (hm_w, hm_h), t.sigma, udp=t.udp)
         else:
-            heat, offsets, weight = encode_disk_offsets(kp, (in_w, in_h), (hm_w, hm_h), t.disk_radius * hm_h, udp=t.udp)
+            heat, offsets, weight = encode_disk_offsets(
+                kp, (in_w, in_h), (hm_w, hm_h), disk_radius_px(t, hm_h), udp=t.udp
+            )
             out["offsets"] = torch.from_numpy(np.ascontiguousarray(offsets, dtype=np.float32))
         out["heatmaps"] = torch.from_numpy(np.ascontiguousarray(heat, dtype=np.float32))
         out["weights"] = torch.from_numpy(np.ascontiguousarray(weight, dtype=np.float32))
         return out
 
     stride: int = 4
+
+
+def disk_radius_px(train: PoseTrainConfig, heatmap_h: int) -> float:
+    """Disk radius R in heatmap pixels (paper 003 eqs. (1)-(2)): UDP's ``0.0546875 x H_hm`` (3.5 px at stride 4),
+    floored at ``disk_radius_min``. Paper 003 states no R; at stride 16 the UDP factor alone gives R < 1 px
+    (0.875 px on a 256 x 192 input), so a disk holds at most one pixel and most joints none, which no network
+    can learn from. The floor (default 1.5 px, a project choice) keeps every disk non-empty at any stride."""
+    return max(train.disk_radius * heatmap_h, train.disk_radius_min)
 
 
 def pose_loss(outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], target: str) -> dict[str, torch.Tensor]:
@@ -299,6 +309,34 @@ def _crops(images: ImageCache, chunk: list[Person], rois: list, scale: float, in
     return torch.stack(out)
 
 
+def ensemble_weights(test: PoseTestConfig, members: int) -> np.ndarray:
+    """Normalised heatmap weights of ``members`` models (the cell's own first); equal unless configured."""
+    w = np.asarray(test.ensemble_weights or [1.0] * members, dtype=np.float64)
+    if len(w) != members or (w < 0).any() or w.sum() <= 0:
+        raise ValueError(
+            f"pose.test.ensemble_weights={list(test.ensemble_weights)}: need {members} non-negative weights "
+            "(the cell's model, then each pose.test.ensemble member)"
+        )
+    return w / w.sum()
+
+
+def check_ensemble(cfg: PoseConfig) -> None:
+    """Heatmap fusion needs members that look at the same box region and predict the same kind of map."""
+    in_w, in_h = cfg.model.input_size
+    for i, member in enumerate(cfg.test.ensemble):
+        w, h = member.input_size
+        if abs(w / h - in_w / in_h) > 1e-6:
+            raise ValueError(
+                f"pose.test.ensemble[{i}]: input {w}x{h} has another aspect ratio than the cell's {in_w}x{in_h}; "
+                "fused models must crop the same box region"
+            )
+        if member.offsets:
+            raise ValueError(f"pose.test.ensemble[{i}]: offset (disk) models cannot be fused by heatmap averaging")
+    if cfg.test.ensemble and cfg.train.target == "disk_offset":
+        raise ValueError("pose.test.ensemble: heatmap fusion needs Gaussian targets, not disk_offset")
+    ensemble_weights(cfg.test, 1 + len(cfg.test.ensemble))
+
+
 @torch.inference_mode()
 def predict_poses(
     model: torch.nn.Module,
@@ -309,38 +347,35 @@ def predict_poses(
     device: str,
     *,
     progress: bool = True,
+    ensemble: Sequence[torch.nn.Module] = (),
 ) -> np.ndarray:
     """Keypoints (``N x K x 3``: x, y, score in image pixels) of each person crop, with the configured flip test and
     multi-scale test (methods.md section 8): ``multiscale_mode = "input"`` (reading A) keeps the crop and resizes the
     network input by s, heatmaps resized back; ``"box"`` (reading B, paper 000 section 4.3) crops the box scaled by s
     (same centre, same input size) and warps each heatmap into the s = 1 crop's heatmap frame. Heatmaps of every
-    scale and view are averaged, then decoded in the s = 1 frame."""
-    from crowdbench.methods.pose.codecs import (
-        decode_argmax,
-        decode_dark,
-        decode_disk_offsets,
-        flip_back,
-        flip_back_offsets,
-        heatmap_to_input,
-    )
-    from crowdbench.methods.pose.postprocess import average_heatmaps, warp_box_scale
-    from crowdbench.methods.pose.transforms import (
-        apply_affine,
-        box_to_center_scale,
-        crop_matrix,
-        invert_affine,
-    )
+    scale and view are averaged, then decoded in the s = 1 frame.
+
+    ``ensemble``: trained models of ``cfg.test.ensemble`` (same order). Each crops the same box region at its own
+    input size; its scale- and flip-averaged heatmaps are resized to the cell model's heatmap size and averaged with
+    weights ``cfg.test.ensemble_weights`` (paper 000: HRNet + SimpleNet and 256 x 192 + 384 x 288 heatmap fusion)."""
+    from crowdbench.methods.pose.codecs import decode_argmax, decode_dark, decode_disk_offsets, heatmap_to_input
+    from crowdbench.methods.pose.postprocess import average_heatmaps
+    from crowdbench.methods.pose.transforms import apply_affine, box_to_center_scale, crop_matrix, invert_affine
 
     t, test = cfg.train, cfg.test
+    if len(ensemble) != len(test.ensemble):
+        raise ValueError(f"pose.test.ensemble has {len(test.ensemble)} members, {len(ensemble)} models were given")
+    check_ensemble(cfg)
+    members = [(model, cfg.model), *zip(ensemble, test.ensemble, strict=True)]
+    weights = ensemble_weights(test, len(members))
     in_w, in_h = cfg.model.input_size
-    stride = model.stride
-    hm_w, hm_h = heatmap_size((in_w, in_h), stride)
+    hm_w, hm_h = heatmap_size((in_w, in_h), model.stride)
     images = ImageCache(frames, capacity=64)
-    model.eval()
+    for net, _ in members:
+        net.eval()
     out = np.zeros((len(persons), schema.num_keypoints, 3))
     disk = t.target == "disk_offset"
-    by_box = test.multiscale_mode == "box" and any(sc != 1.0 for sc in test.multiscale)
-    if by_box and disk:
+    if disk and test.multiscale_mode == "box" and any(sc != 1.0 for sc in test.multiscale):
         raise ValueError("multiscale_mode=box warps heatmaps only; offset maps (disk_offset targets) are not warped")
     with ExitStack() as stack:  # the progress bar stops even if inference fails
         tracker = stack.enter_context(Tracker("infer", len(persons))) if progress else None
@@ -348,32 +383,14 @@ def predict_poses(
             chunk = persons[start : start + test.batch_size]
             rois = [box_to_center_scale(person.box, in_w / in_h, t.box_padding) for person in chunk]
             matrices = [crop_matrix(center, size, 0.0, (in_w, in_h), udp=t.udp) for center, size in rois]
-            x = _crops(images, chunk, rois, 1.0, (in_w, in_h), t.udp).to(device)
-            heat_maps, offset_maps = [], []
-            for s in test.multiscale:
-                if s == 1.0:
-                    xs = x
-                elif by_box:
-                    xs = _crops(images, chunk, rois, s, (in_w, in_h), t.udp).to(device)
-                else:
-                    xs = F.interpolate(x, scale_factor=s, mode="bilinear", align_corners=t.udp)
-                views = [(xs, False)] + ([(xs.flip(-1), True)] if test.flip_test else [])
-                for view, flipped in views:
-                    o = model(view)
-                    h = o["heatmaps"].float().cpu().numpy()
-                    off = o["offsets"].float().cpu().numpy() if disk else None
-                    if flipped:
-                        h = flip_back(h, schema.flip_pairs, shift=not t.udp)
-                        off = flip_back_offsets(off, schema.flip_pairs) if off is not None else None
-                    if by_box and s != 1.0:
-                        h = warp_box_scale(h, s, udp=t.udp)
-                    heat_maps.append(h)
-                    if off is not None:
-                        offset_maps.append(off)
-            heat = average_heatmaps(heat_maps, size=(hm_h, hm_w), align_corners=t.udp)
+            fused = []
+            for net, member in members:
+                heat_maps, offset_maps = _member_maps(net, member.input_size, cfg, images, chunk, rois, schema, device)
+                fused.append(average_heatmaps(heat_maps, size=(hm_h, hm_w), align_corners=t.udp))
+            heat = sum(w * h for w, h in zip(weights, fused, strict=True)) if len(fused) > 1 else fused[0]
             if disk:
                 offsets = average_heatmaps(offset_maps, size=(hm_h, hm_w), align_corners=t.udp)
-                coords, scores = decode_disk_offsets(heat, offsets, t.disk_radius * hm_h)
+                coords, scores = decode_disk_offsets(heat, offsets, disk_radius_px(t, hm_h))
             elif t.udp:  # UDP decodes Gaussian heatmaps with DARK's Taylor step (methods.md section 3)
                 coords, scores = decode_dark(heat)
             else:  # MSRA: argmax + quarter-pixel shift towards the higher neighbour (methods.md section 8)
@@ -385,6 +402,49 @@ def predict_poses(
             if tracker:
                 tracker.advance(len(chunk))
     return out
+
+
+def _member_maps(
+    model: torch.nn.Module,
+    in_wh: tuple[int, int],
+    cfg: PoseConfig,
+    images: ImageCache,
+    chunk: list[Person],
+    rois: list,
+    schema: KeypointSchema,
+    device: str,
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Heatmaps (and offset maps) of one model for every configured scale and flip view, flipped back and, in box
+    mode, warped into the s = 1 crop's frame; each at the model's own heatmap size."""
+    from crowdbench.methods.pose.codecs import flip_back, flip_back_offsets
+    from crowdbench.methods.pose.postprocess import warp_box_scale
+
+    t, test = cfg.train, cfg.test
+    disk = t.target == "disk_offset"
+    by_box = test.multiscale_mode == "box" and any(sc != 1.0 for sc in test.multiscale)
+    x = _crops(images, chunk, rois, 1.0, in_wh, t.udp).to(device)
+    heat_maps, offset_maps = [], []
+    for s in test.multiscale:
+        if s == 1.0:
+            xs = x
+        elif by_box:
+            xs = _crops(images, chunk, rois, s, in_wh, t.udp).to(device)
+        else:
+            xs = F.interpolate(x, scale_factor=s, mode="bilinear", align_corners=t.udp)
+        views = [(xs, False)] + ([(xs.flip(-1), True)] if test.flip_test else [])
+        for view, flipped in views:
+            o = model(view)
+            h = o["heatmaps"].float().cpu().numpy()
+            off = o["offsets"].float().cpu().numpy() if disk else None
+            if flipped:
+                h = flip_back(h, schema.flip_pairs, shift=not t.udp)
+                off = flip_back_offsets(off, schema.flip_pairs) if off is not None else None
+            if by_box and s != 1.0:
+                h = warp_box_scale(h, s, udp=t.udp)
+            heat_maps.append(h)
+            if off is not None:
+                offset_maps.append(off)
+    return heat_maps, offset_maps
 
 
 def image_ids(frames: list[Frame]) -> list[int]:

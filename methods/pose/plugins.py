@@ -6,7 +6,7 @@ that trains on a CPU in minutes (``smoke_*`` options, recorded in the run's conf
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -104,6 +104,19 @@ class SimpleBaselineR152(Plugin):
         _simplebaseline(run, 152, self.config)
 
 
+@register("pose_model.simplenet_r152_fpn")
+class SimpleNetR152FPN(Plugin):
+    """SimpleNet of the HIE papers (paper 000 section 3.1): SimpleBaseline with a ResNet-152 backbone plus an FPN whose
+    finest level feeds the deconvolution head (smoke: ResNet-34)."""
+
+    hook: ClassVar[Hook] = "model"
+    stage: ClassVar[Stage] = "train"
+    Config = _DeepResNetOptions
+
+    def apply(self, run: RunConfig) -> None:
+        _simplebaseline(run, 152, self.config, fpn=True)
+
+
 @register("udp")
 class UDP(Plugin):
     """Unbiased data processing (Huang et al., CVPR 2020; methods.md section 3): unit-length crop transform,
@@ -168,9 +181,7 @@ def _input(height: int, width: int):
         stage: ClassVar[Stage] = "train"
 
         def apply(self, run: RunConfig) -> None:
-            # smoke: the same enlargement of the smoke input (48 x 64 for 192 x 256), to a multiple of 4 pixels
-            w, h = (round(width / 16) * 4, round(height / 16) * 4) if run.profile == "smoke" else (width, height)
-            run.pose.model.input_size = (w, h)
+            run.pose.model.input_size = profile_input(run, height, width)
 
     Input.__doc__ = f"""Network input {height} x {width} (height x width) instead of 256 x 192; under the smoke profile
     the same enlargement of the smoke input ({round(height / 16) * 4} x {round(width / 16) * 4})."""
@@ -275,7 +286,8 @@ class SoftOKSNMS(Plugin):
 
 
 class _OffsetOptions(_Options):
-    radius: float = Field(0.0546875, gt=0.0, description="disk radius as a fraction of the heatmap height")
+    radius: float = Field(0.0546875, gt=0.0, description="disk radius as a fraction of the heatmap height (UDP)")
+    min_radius: float = Field(1.5, ge=0.0, description="floor of the radius in heatmap pixels (R is not in paper 003)")
 
 
 @register("offset_guided.offset")
@@ -291,6 +303,7 @@ class OffsetFusion(Plugin):
         run.pose.model.offsets = True
         run.pose.train.target = "disk_offset"
         run.pose.train.disk_radius = self.config.radius  # type: ignore[attr-defined]
+        run.pose.train.disk_radius_min = self.config.min_radius  # type: ignore[attr-defined]
 
 
 class _GBGOptions(_Options):
@@ -318,3 +331,76 @@ class GreedyBoxGeneration(Plugin):
         t.gbg_min_size, t.gbg_egt_thr, t.gbg_drop_iou = c.min_size, c.egt_thr, c.drop_iou  # type: ignore[attr-defined]
         t.gbg_group_iou, t.gbg_top_n = c.group_iou, c.top_n  # type: ignore[attr-defined]
         t.pose_nms = c.rule  # type: ignore[attr-defined]
+
+
+class _FusionOptions(_Options):
+    model: str = Field("pose_model.simplenet_r152_fpn", description="the second model's plugin")
+    options: dict[str, Any] = Field(default_factory=dict, description="that plugin's options")
+    weight: float = Field(1.0, gt=0.0, description="its heatmap weight relative to the cell's model (paper: 1:1)")
+
+
+@register("pose_postproc.model_fusion")
+class ModelFusion(Plugin):
+    """Heatmap fusion of two networks (paper 000 sections 3.1 and 4.2: HRNet + SimpleNet): a second model, trained
+    like the cell's own on the same data, predicts every crop too, and the two heatmaps are averaged (weights
+    ``1 : weight``) before decoding. The second model is its own ``train`` stage, shared with any row training it."""
+
+    hook: ClassVar[Hook] = "postprocess"
+    stage: ClassVar[Stage] = "infer"
+    Config = _FusionOptions
+
+    def apply(self, run: RunConfig) -> None:
+        from crowdbench.bench.registry import get_plugin
+
+        c = self.config
+        other = run.model_copy(deep=True)
+        plugin = get_plugin(c.model, c.options)  # type: ignore[attr-defined]
+        if plugin.hook != "model":
+            raise ValueError(f"pose_postproc.model_fusion: {c.model!r} is not a pose model plugin")  # type: ignore[attr-defined]
+        plugin.apply(other)
+        t = run.pose.test
+        weights = list(t.ensemble_weights or [1.0] * (1 + len(t.ensemble)))
+        t.ensemble.append(other.pose.model)
+        t.ensemble_weights = (*weights, c.weight) if t.ensemble_weights or c.weight != 1.0 else ()  # type: ignore[attr-defined]
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``"256x192"`` (height x width, as the papers print it) -> ``(256, 192)``; a bad one names itself."""
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"input size {text!r} is not HEIGHTxWIDTH, e.g. 256x192") from None
+    return h, w
+
+
+def profile_input(run: RunConfig, height: int, width: int) -> tuple[int, int]:
+    """The network input (width, height) for a paper input ``height x width`` under the run's profile: itself in
+    ``full``; under ``smoke`` the same enlargement of the 48 x 64 smoke input, to a multiple of 4 pixels."""
+    return (round(width / 16) * 4, round(height / 16) * 4) if run.profile == "smoke" else (width, height)
+
+
+class _MultiInputOptions(_Options):
+    input_sizes: tuple[str, ...] = Field(("256x192", "384x288"), description="input sizes (height x width) fused")
+
+
+@register("pose_postproc.multi_input_fusion")
+class MultiInputFusion(Plugin):
+    """Multi-scale input (paper 000 Table 5, section 4.2): each network is trained at every listed input size and
+    the heatmaps of all of them are averaged at test time (resized to the cell model's heatmap size). Applies to the
+    cell's model and to every model already fused (``pose_postproc.model_fusion`` before this plugin)."""
+
+    hook: ClassVar[Hook] = "postprocess"
+    stage: ClassVar[Stage] = "infer"
+    Config = _MultiInputOptions
+
+    def apply(self, run: RunConfig) -> None:
+        sizes = [profile_input(run, *parse_size(text)) for text in self.config.input_sizes]  # type: ignore[attr-defined]
+        t = run.pose.test
+        weights = list(t.ensemble_weights or [1.0] * (1 + len(t.ensemble)))
+        new_weights = list(weights)
+        for model, weight in zip([run.pose.model, *t.ensemble], weights, strict=True):
+            for size in sizes:
+                if tuple(size) != tuple(model.input_size):
+                    t.ensemble.append(model.model_copy(update={"input_size": size}, deep=True))
+                    new_weights.append(weight)
+        t.ensemble_weights = tuple(new_weights) if t.ensemble_weights else ()
