@@ -112,9 +112,10 @@ class EvaluateConfig(_Strict):
     """``crowdhuman``: AP / mMR / JI as CrowdDet (metrics.md 3); ``coco_box``: pycocotools box AP/AR;
     ``coco_keypoints``: OKS AP/AR + AP-vis/AP-invis (metrics.md 1); ``crowdpose``: CrowdPose AP (metrics.md 2);
     ``hie_wap``: HIE2020 pose w-AP on the 14 HIE joints (metrics.md 4; ``bench/metrics/hie_wap.py``, its default
-    ``people`` weighting, since the official one is unpublished)."""
+    ``people`` weighting, since the official one is unpublished); ``mot``: CLEAR MOT + identity metrics with
+    TrackEval semantics (metrics.md 5; ``bench/metrics/mot.py``)."""
 
-    metric: Literal["crowdhuman", "coco_box", "coco_keypoints", "crowdpose", "hie_wap"] = "crowdhuman"
+    metric: Literal["crowdhuman", "coco_box", "coco_keypoints", "crowdpose", "hie_wap", "mot"] = "crowdhuman"
 
 
 class PoseModelConfig(_Strict):
@@ -213,10 +214,58 @@ class PoseConfig(_Strict):
     test: PoseTestConfig = Field(default_factory=PoseTestConfig)
 
 
+class ReIDConfig(_Strict):
+    """Appearance embeddings for DeepSORT (paper 004 section 3.2; methods.md section 7): a ReID network trained on
+    the identities (video, track id) of the training split, or loaded from ``weights``."""
+
+    enabled: bool = Field(True, description="false: DeepSORT without appearance (IoU matching only)")
+    arch: Literal["small", "resnet50"] = Field("resnet50", description="small CNN (smoke) or ResNet-50 (full)")
+    dim: int = 128
+    input_hw: tuple[int, int] = Field((128, 64), description="crop height x width")
+    iterations: int = 20000
+    ids_per_batch: int = Field(16, description="P identities x K crops per batch (batch-hard sampling)")
+    crops_per_id: int = 4
+    lr: float = 3e-4
+    weights: Path | None = Field(None, description="a trained ReID state dict (skips training)")
+    backbone_weights: Path | None = Field(None, description="local ImageNet weights of the ResNet-50 trunk")
+    flip: bool = Field(False, description="add the horizontally flipped crop's features (paper 004 Table 5)")
+    scales: tuple[float, ...] = Field((1.0,), description="box scales whose features are summed (paper 004 Table 5)")
+
+
+class DeepSortConfig(_Strict):
+    """DeepSORT parameters (Wojke et al. 2017; paper 004 Table 4 grid; reference-app detection filters)."""
+
+    max_cosine_distance: float = 0.2
+    nn_budget: int | None = 100
+    max_age: int = 30
+    n_init: int = 3
+    max_iou_distance: float = 0.7
+    min_confidence: float = Field(0.5, description="detections scoring below this are not tracked")
+    nms_max_overlap: float = 1.0
+    min_height: float = 0.0
+
+
+class TrackingConfig(_Strict):
+    """Box tracking (paper 004): person boxes -> ReID embeddings -> DeepSORT (-> flow box smoothing) -> MOT metrics
+    on ``data.val_split``."""
+
+    boxes: Literal["gt", "detector"] = Field(
+        "detector", description="detector: the detection pipeline's own model; gt: ground-truth boxes (a check)"
+    )
+    detector_set: dict[str, Any] = Field(default_factory=dict, description="dotted overrides of the detector cell")
+    reid: ReIDConfig = Field(default_factory=ReIDConfig)
+    deepsort: DeepSortConfig = Field(default_factory=DeepSortConfig)
+    box_smoothing: float | None = Field(
+        None, description="weight of the flow-propagated previous box (paper 004 section 2.1: 0.5); none = off"
+    )
+    flow: Literal["dis_fast", "dis_medium", "dis_ultrafast", "farneback"] = "dis_medium"
+    flow_scale: float = Field(1.0, gt=0.0, le=1.0, description="compute flow at this fraction of the resolution")
+
+
 class RunConfig(_Strict):
     """Everything one cell (table row x seed x profile) needs."""
 
-    task: Literal["detection", "pose"] = "detection"
+    task: Literal["detection", "pose", "tracking"] = "detection"
     profile: Literal["smoke", "full"] = "smoke"
     seed: int = 0
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
@@ -227,6 +276,7 @@ class RunConfig(_Strict):
     postprocess: PostprocessConfig = Field(default_factory=PostprocessConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     pose: PoseConfig = Field(default_factory=PoseConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     plugins: list[str] = Field(default_factory=list, description="plugins applied, in order (for the record)")
 
     @property

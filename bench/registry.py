@@ -22,7 +22,11 @@ Stage = Literal["train", "infer", "postprocess", "evaluate"]
 Hook = Literal["model", "loss", "augmentation", "schedule", "postprocess", "tracker"]
 
 # Modules that register plugins; imported lazily on first lookup so `crowdbench --help` stays fast.
-PLUGIN_MODULES: tuple[str, ...] = ("crowdbench.methods.detection.crowddet", "crowdbench.methods.pose.plugins")
+PLUGIN_MODULES: tuple[str, ...] = (
+    "crowdbench.methods.detection.crowddet",
+    "crowdbench.methods.pose.plugins",
+    "crowdbench.methods.tracking.plugins",
+)
 
 
 class PluginError(ValueError):

@@ -39,6 +39,10 @@ def pipeline(task: str) -> ModuleType:
         from crowdbench.bench.stages import pose
 
         return pose
+    if task == "tracking":
+        from crowdbench.bench.stages import tracking
+
+        return tracking
     raise NotImplementedError(f"task {task!r} has no pipeline yet")
 
 

@@ -43,6 +43,10 @@ def run_cell_file(path: Path) -> Record:
         from crowdbench.bench.stages.pose import run_pose_cell
 
         outcome = run_pose_cell(cfg, cache, device)
+    elif cfg.task == "tracking":
+        from crowdbench.bench.stages.tracking import run_tracking_cell
+
+        outcome = run_tracking_cell(cfg, cache, device)
     else:  # pragma: no cover - other tasks arrive with later issues
         raise NotImplementedError(f"task {cfg.task!r} has no pipeline yet")
     record = Record(

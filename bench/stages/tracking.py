@@ -1,0 +1,297 @@
+"""The box-tracking pipeline of paper 004 (HIE2020 track 1): ``detector -> reid (train) -> embed -> track ->
+evaluate``.
+
+Keys follow DESIGN.md: the detector is the detection pipeline's own cell (shared with the detection and pose
+tables); the ReID network is keyed by its training slice only, so test-time feature options (flip, scales) re-run
+``embed`` alone; DeepSORT parameters and box smoothing key ``track`` alone, so a parameter search replays only the
+tracker on cached boxes and embeddings (milliseconds per frame).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from crowdbench.bench.cache import StageCache, stage_key
+from crowdbench.bench.config import RunConfig
+from crowdbench.bench.stages.base import CellOutcome, StageResult, run_stage
+from crowdbench.bench.stages.data import DATA_MODULES, data_slice, load_frames
+from crowdbench.datasets.model import Frame
+
+REID_MODULES = ("crowdbench.methods.tracking.reid", *DATA_MODULES)
+TRACK_MODULES = ("crowdbench.methods.tracking.deepsort", "crowdbench.methods.tracking.kalman")
+FLOW_MODULES = ("crowdbench.methods.tracking.flow",)
+EVALUATE_MODULES = ("crowdbench.bench.metrics.mot", "crowdbench.bench.stages.tracking", *DATA_MODULES)
+METRIC_KEYS = ("MOTA", "MOTP", "FP", "FN", "IDSw", "IDF1", "HOTA", "MT", "ML", "Frag")
+
+
+def metric_keys(cfg: RunConfig) -> tuple[str, ...]:
+    if cfg.evaluate.metric != "mot":
+        raise ValueError(f"tracking cells evaluate with 'mot', not {cfg.evaluate.metric!r}")
+    return METRIC_KEYS
+
+
+def detector_config(cfg: RunConfig) -> RunConfig:
+    """The detection cell whose boxes are tracked: the profile's detector trained on ``data.train_split`` (seed 0,
+    shared with every table using it), inferring on the split being tracked (``data.val_split``)."""
+    from crowdbench.bench.config import set_dotted
+    from crowdbench.bench.profiles import base_config
+
+    det = base_config(cfg.profile, "detection")
+    det.data = cfg.data.model_copy(deep=True)
+    det.device = cfg.device
+    for key, value in cfg.tracking.detector_set.items():
+        set_dotted(det, key, value)
+    return det
+
+
+def _reid_train_config(cfg: RunConfig) -> dict[str, Any]:
+    dump = cfg.tracking.reid.model_dump(mode="json")
+    return {k: v for k, v in dump.items() if k not in ("flip", "scales")}
+
+
+def stage_keys(cfg: RunConfig) -> dict[str, str]:
+    t = cfg.tracking
+    val = data_slice(cfg.data, cfg.data.val_split)
+    keys: dict[str, str] = {}
+    if t.boxes == "detector":
+        from crowdbench.bench.stages.detection import stage_keys as detection_keys
+
+        keys["detector"] = detection_keys(detector_config(cfg))["postprocess"]
+        boxes = [keys["detector"]]
+    else:
+        boxes = [stage_key("boxes", {"data": val, "boxes": "gt"}, [], DATA_MODULES)]
+    reid: list[str] = []
+    if t.reid.enabled:
+        keys["reid"] = stage_key(
+            "reid",
+            {"data": data_slice(cfg.data, cfg.data.train_split), "reid": _reid_train_config(cfg), "seed": cfg.seed},
+            [],
+            REID_MODULES,
+        )
+        reid = [keys["reid"]]
+    test = {"flip": t.reid.flip, "scales": list(t.reid.scales), "enabled": t.reid.enabled, "data": val}
+    keys["embed"] = stage_key("embed", test, boxes + reid, REID_MODULES)
+    track = {
+        "deepsort": t.deepsort.model_dump(mode="json"),
+        "box_smoothing": t.box_smoothing,
+        "flow": [t.flow, t.flow_scale] if t.box_smoothing is not None else None,
+    }
+    keys["track"] = stage_key("track", track, [keys["embed"]], TRACK_MODULES + FLOW_MODULES)
+    keys["evaluate"] = stage_key("evaluate", {"data": val, "metric": "mot"}, [keys["track"]], EVALUATE_MODULES)
+    return keys
+
+
+def _gt_boxes(frames: list[Frame]) -> list[dict[str, np.ndarray]]:
+    out = []
+    for frame in frames:
+        people = [i for i in frame.instances if not i.ignore]
+        boxes = np.array([i.box for i in people], dtype=np.float32).reshape(-1, 4)
+        out.append({"boxes": boxes, "scores": np.ones(len(boxes), dtype=np.float32)})
+    return out
+
+
+def videos_of(frames: list[Frame]) -> list[list[int]]:
+    """Indices into ``frames`` of each video, in order of first appearance, each ordered by frame index."""
+    by_video: dict[str, list[int]] = {}
+    for i, frame in enumerate(frames):
+        by_video.setdefault(frame.video, []).append(i)
+    return [sorted(idx, key=lambda i: frames[i].index) for idx in by_video.values()]
+
+
+def track_frames(
+    frames: list[Frame], boxes: list[dict[str, np.ndarray]], features: list[np.ndarray] | None, cfg: RunConfig
+) -> list[np.ndarray]:
+    """DeepSORT over every video (a fresh tracker per video): per frame ``M x 6`` ``[x1, y1, x2, y2, id, det]``."""
+    from crowdbench.methods.tracking.deepsort import DeepSortParams, track_sequence
+
+    params = DeepSortParams(**cfg.tracking.deepsort.model_dump())
+    out: list[np.ndarray] = [np.zeros((0, 6))] * len(frames)
+    for video in videos_of(frames):
+        dets = [(boxes[i]["boxes"], boxes[i]["scores"], None if features is None else features[i]) for i in video]
+        for i, tracks in zip(video, track_sequence(dets, params), strict=True):
+            out[i] = np.asarray(tracks, dtype=np.float64).reshape(-1, 6)
+    return out
+
+
+def smooth_tracks(frames: list[Frame], tracks: list[np.ndarray], cfg: RunConfig, flow_root: Path) -> list[np.ndarray]:
+    """Box smoothing with optical flow (paper 004 section 2.1): each tracked box blended with the same id's box of
+    the previous frame moved by the flow (weight ``tracking.box_smoothing``)."""
+    from crowdbench.methods.tracking.flow import FlowCache, smooth_boxes
+
+    t = cfg.tracking
+    flows = FlowCache(flow_root, method=t.flow, scale=t.flow_scale)
+    out = list(tracks)
+    for video in videos_of(frames):
+        per_frame = [{int(r[4]): r[:4] for r in tracks[i]} for i in video]
+        video_frames = [frames[i] for i in video]
+        prev_to_cur = [None] + [
+            flows.get(video_frames, video_frames[k - 1].index, video_frames[k].index)
+            if per_frame[k] and per_frame[k - 1]
+            else None
+            for k in range(1, len(video))
+        ]
+        smoothed = smooth_boxes(per_frame, prev_to_cur, weight=t.box_smoothing)
+        for i, boxes in zip(video, smoothed, strict=True):
+            rows = tracks[i].copy()
+            for r in rows:
+                r[:4] = boxes[int(r[4])][:4]
+            out[i] = rows
+    return out
+
+
+def evaluate_tracks(frames: list[Frame], tracks: list[np.ndarray]) -> dict[str, float]:
+    """CLEAR MOT + identity + HOTA (TrackEval semantics, ``bench/metrics/mot.py``) of each video, combined.
+
+    Ignore instances (crowd / distractor regions) act as MOT17's distractors: a prediction matched to one
+    (Hungarian on IoU >= 0.5) is removed before scoring; they are not ground truth."""
+    from scipy.optimize import linear_sum_assignment
+
+    from crowdbench.bench.metrics.mot import evaluate_mot, sequence_from_frames
+    from crowdbench.methods.pose.postprocess import box_iou
+
+    sequences = []
+    for video in videos_of(frames):
+        gt, pred = [], []
+        for i in video:
+            people = [p for p in frames[i].instances if not p.ignore]
+            ignored = np.array([p.box for p in frames[i].instances if p.ignore], dtype=np.float64).reshape(-1, 4)
+            rows = tracks[i]
+            if len(ignored) and len(rows):
+                iou = box_iou(rows[:, :4], ignored)
+                r, c = linear_sum_assignment(-iou)
+                drop = r[iou[r, c] >= 0.5 - 1e-10]
+                rows = np.delete(rows, drop, axis=0)
+            gt.append((np.array([p.track_id for p in people]), _xywh(np.array([p.box for p in people]))))
+            pred.append((rows[:, 4].astype(np.int64), _xywh(rows[:, :4])))
+        sequences.append(sequence_from_frames(frames[video[0]].video, gt, pred, len(video)))
+    m = evaluate_mot(sequences).combined
+    return {
+        "MOTA": m.MOTA,
+        "MOTP": m.MOTP,
+        "FP": float(m.FP),
+        "FN": float(m.FN),
+        "IDSw": float(m.IDSW),
+        "IDF1": m.IDF1,
+        "HOTA": float(m.HOTA) if m.HOTA is not None else -1.0,
+        "MT": float(m.MT),
+        "ML": float(m.ML),
+        "Frag": float(m.Frag),
+    }
+
+
+def _xywh(boxes: np.ndarray) -> np.ndarray:
+    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    return np.concatenate([b[:, :2], b[:, 2:] - b[:, :2]], axis=1)
+
+
+def save_tracks(path: Path, frames: list[Frame], tracks: list[np.ndarray]) -> None:
+    np.savez_compressed(path, **{f"f{i}": t.astype(np.float32) for i, t in enumerate(tracks)})
+    (path.parent / "frames.json").write_text(json.dumps([f.id for f in frames]))
+
+
+def load_tracks(path: Path, n: int) -> list[np.ndarray]:
+    with np.load(path) as z:
+        return [z[f"f{i}"].astype(np.float64) for i in range(n)]
+
+
+def run_tracking_cell(cfg: RunConfig, cache_: StageCache, device: str) -> CellOutcome:
+    """Run (or fetch from the cache) every stage of one tracking cell."""
+    from crowdbench.bench.stages.detection import run_detection_cell
+    from crowdbench.bench.stages.detector_training import load_per_frame
+
+    keys = stage_keys(cfg)
+    t = cfg.tracking
+    meta = {"config": cfg.model_dump(mode="json"), "device": device}
+    frames = load_frames(cfg.data, cfg.data.val_split)
+    stages: list[StageResult] = []
+    if t.boxes == "detector":
+        outcome = run_detection_cell(detector_config(cfg), cache_, device)
+        stages += [StageResult(f"detector.{s.name}", s.key, s.path, s.ran, s.seconds) for s in outcome.stages]
+        _, boxes = load_per_frame(cache_.path("postprocess", keys["detector"]) / "detections.npz")
+        if len(boxes) != len(frames):
+            raise ValueError(f"detector gave boxes for {len(boxes)} frames, the tracking split has {len(frames)}")
+    else:
+        boxes = _gt_boxes(frames)
+
+    if t.reid.enabled:
+
+        def train(out: Path, scratch: Path) -> None:
+            from crowdbench.methods.tracking.reid import train_reid
+
+            if t.reid.weights is not None:
+                import shutil
+
+                shutil.copyfile(t.reid.weights, out / "model.pt")
+                (out / "train.json").write_text(json.dumps({"weights": str(t.reid.weights)}))
+                return
+            train_frames = load_frames(cfg.data, cfg.data.train_split)
+            r = t.reid
+            info = train_reid(
+                train_frames,
+                arch=r.arch,
+                dim=r.dim,
+                input_hw=r.input_hw,
+                iterations=r.iterations,
+                ids_per_batch=r.ids_per_batch,
+                crops_per_id=r.crops_per_id,
+                lr=r.lr,
+                seed=cfg.seed,
+                device=device,
+                out_dir=out,
+                scratch=scratch,
+                backbone_weights=r.backbone_weights,
+            )
+            (out / "train.json").write_text(json.dumps(info))
+
+        stages.append(run_stage(cache_, "reid", keys["reid"], meta, train))
+
+    def embed_stage(out: Path, _scratch: Path) -> None:
+        import torch
+
+        from crowdbench.methods.tracking.reid import build_reid, embed
+
+        model = build_reid(t.reid.arch, dim=t.reid.dim, input_hw=t.reid.input_hw)
+        state = torch.load(cache_.path("reid", keys["reid"]) / "model.pt", map_location="cpu", weights_only=True)
+        model.load_state_dict(state, strict=False)  # the ID classifier of training is not needed here
+        model.to(device)
+        feats = embed(
+            model,
+            frames,
+            [b["boxes"] for b in boxes],
+            flip=t.reid.flip,
+            scales=tuple(t.reid.scales),
+            device=device,
+        )
+        np.savez_compressed(out / "features.npz", **{f"f{i}": f.astype(np.float32) for i, f in enumerate(feats)})
+
+    if t.reid.enabled:
+        stages.append(run_stage(cache_, "embed", keys["embed"], meta, embed_stage))
+    else:
+        stages.append(run_stage(cache_, "embed", keys["embed"], meta, lambda out, _s: None))
+
+    def track(out: Path, scratch: Path) -> None:
+        features = load_features(cache_, keys["embed"], len(frames)) if t.reid.enabled else None
+        tracks = track_frames(frames, boxes, features, cfg)
+        if t.box_smoothing is not None:
+            tracks = smooth_tracks(frames, tracks, cfg, cache_.root / "flow")
+        save_tracks(out / "tracks.npz", frames, tracks)
+
+    def evaluate(out: Path, _scratch: Path) -> None:
+        tracks = load_tracks(cache_.path("track", keys["track"]) / "tracks.npz", len(frames))
+        (out / "metrics.json").write_text(json.dumps(evaluate_tracks(frames, tracks)))
+
+    stages += [
+        run_stage(cache_, "track", keys["track"], meta, track),
+        run_stage(cache_, "evaluate", keys["evaluate"], meta, evaluate),
+    ]
+    metrics = json.loads((cache_.path("evaluate", keys["evaluate"]) / "metrics.json").read_text())
+    return CellOutcome(metrics, keys, stages)
+
+
+def load_features(cache_: StageCache, key: str, n: int) -> list[np.ndarray]:
+    with np.load(cache_.path("embed", key) / "features.npz") as z:
+        return [z[f"f{i}"] for i in range(n)]
