@@ -104,7 +104,8 @@ def run_table(
             "store_url": url,
             "cache_root": str(cache.root),
         }
-        todo.append(CellJob(cell, keys["train"], payload))
+        shared = next(keys[k] for k in ("train", "reid", "detector", "evaluate") if k in keys)  # heaviest stage
+        todo.append(CellJob(cell, shared, payload))
     failed: list[str] = []
 
     def on_done(status: CellStatus) -> None:

@@ -74,7 +74,7 @@ def stage_keys(cfg: RunConfig) -> dict[str, str]:
         )
         reid = [keys["reid"]]
     test = {"flip": t.reid.flip, "scales": list(t.reid.scales), "enabled": t.reid.enabled, "data": val}
-    keys["embed"] = stage_key("embed", test, boxes + reid, REID_MODULES)
+    keys["embed"] = stage_key("embed", test, boxes + reid, REID_MODULES if t.reid.enabled else DATA_MODULES)
     track = {
         "deepsort": t.deepsort.model_dump(mode="json"),
         "box_smoothing": t.box_smoothing,
@@ -146,7 +146,7 @@ def smooth_tracks(frames: list[Frame], tracks: list[np.ndarray], cfg: RunConfig,
 def evaluate_tracks(frames: list[Frame], tracks: list[np.ndarray]) -> dict[str, float]:
     """CLEAR MOT + identity + HOTA (TrackEval semantics, ``bench/metrics/mot.py``) of each video, combined.
 
-    Ignore instances (crowd / distractor regions) act as MOT17's distractors: a prediction matched to one
+    Ignore instances and ignore regions (crowds, people too small to label) act as MOT17's distractors: a prediction matched to one
     (Hungarian on IoU >= 0.5) is removed before scoring; they are not ground truth."""
     from scipy.optimize import linear_sum_assignment
 
@@ -158,7 +158,12 @@ def evaluate_tracks(frames: list[Frame], tracks: list[np.ndarray]) -> dict[str, 
         gt, pred = [], []
         for i in video:
             people = [p for p in frames[i].instances if not p.ignore]
-            ignored = np.array([p.box for p in frames[i].instances if p.ignore], dtype=np.float64).reshape(-1, 4)
+            ignored = np.concatenate(
+                [
+                    np.array([p.box for p in frames[i].instances if p.ignore], dtype=np.float64).reshape(-1, 4),
+                    np.asarray(frames[i].ignore_regions, dtype=np.float64).reshape(-1, 4),
+                ]
+            )
             rows = tracks[i]
             if len(ignored) and len(rows):
                 iou = box_iou(rows[:, :4], ignored)
@@ -190,7 +195,7 @@ def _xywh(boxes: np.ndarray) -> np.ndarray:
 
 def save_tracks(path: Path, frames: list[Frame], tracks: list[np.ndarray]) -> None:
     np.savez_compressed(path, **{f"f{i}": t.astype(np.float32) for i, t in enumerate(tracks)})
-    (path.parent / "frames.json").write_text(json.dumps([f.id for f in frames]))
+    (path.parent / "frames.json").write_text(json.dumps([f.frame_id for f in frames]))
 
 
 def load_tracks(path: Path, n: int) -> list[np.ndarray]:
