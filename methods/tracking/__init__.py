@@ -1,0 +1,1 @@
+"""Tracking: DeepSORT, ReID embeddings and optical-flow smoothing (issue 6)."""
