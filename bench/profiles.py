@@ -84,7 +84,8 @@ _SMOKE_TRACKING: dict[str, Any] = {
     "tracking.reid.arch": "small",
     "tracking.reid.input_hw": (64, 32),
     "tracking.reid.iterations": 400,
-    "tracking.reid.lr": 1e-3,
+    "tracking.reid.ids_per_batch": 8,
+    "tracking.reid.lr": 2e-3,
 }
 
 # Full tracking: HIE videos, ResNet-50 ReID at 128 x 64 (ImageNet trunk with --set tracking.reid.backbone_weights=PATH).

@@ -241,16 +241,15 @@ def run_tracking_cell(cfg: RunConfig, cache_: StageCache, device: str) -> CellOu
                 dim=r.dim,
                 input_hw=r.input_hw,
                 iterations=r.iterations,
-                ids_per_batch=r.ids_per_batch,
-                crops_per_id=r.crops_per_id,
+                batch_size=(r.ids_per_batch, r.crops_per_id),
                 lr=r.lr,
                 seed=cfg.seed,
                 device=device,
                 out_dir=out,
                 scratch=scratch,
-                backbone_weights=r.backbone_weights,
+                weights=r.backbone_weights,
             )
-            (out / "train.json").write_text(json.dumps(info))
+            (out / "train.json").write_text(json.dumps(info, default=str))
 
         stages.append(run_stage(cache_, "reid", keys["reid"], meta, train))
 
