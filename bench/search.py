@@ -1,0 +1,708 @@
+"""Parameter search over a cheap replay objective (e.g. DeepSORT parameters, paper 004 Table 4) with Optuna.
+
+The search space is a mapping ``name -> definition``, as written in a table YAML::
+
+    max_cosine_distance: {float: [0.1, 0.5], grid: [0.1, 0.2, 0.3]}    # uniform float in [low, high]
+    lr:                  {float: [1.0e-4, 1.0e-1], log: true}           # log-uniform float
+    max_age:             {int: [10, 70], step: 10, grid: [30, 50, 70]}  # integers low, low+step, ... high
+    nn_budget:           {choices: [64, 128, 256]}                      # categorical (grid = all choices)
+    n_init:              [1, 3, 5]                                      # shorthand for {choices: [...]}
+
+``step`` and ``log`` are optional (not both); ``grid`` lists the values the grid sampler enumerates and is required
+for float / int parameters when ``sampler="grid"`` (grid values must lie inside the range / among the choices).
+
+Storage: by default an Optuna JournalStorage file ``run_dir/search/<study>.journal`` (safe for several processes on
+one file system); ``storage`` may be a journal file (``journal:///abs/path`` or a path ending in ``.journal``) or any
+RDB URL (``sqlite:///…``, ``postgresql://…``) handed to :class:`optuna.storages.RDBStorage` with heartbeats.
+
+Grid claims (``sampler="grid"``; Optuna's GridSampler duplicates and skips cells under parallel workers): the grid is
+the Cartesian product of the ``grid`` values in space order, cell 0 first. Trial numbers are assigned atomically by
+the storage, so they order the claims: a new trial ``n`` first waits until every lower-numbered RUNNING trial has
+written its cell (system attr ``crowdbench:cell``; a dead or silent trial is skipped after ``grace_period``), then
+takes the lowest cell that no COMPLETE, RUNNING or WAITING trial holds (and that did not already fail in this run),
+and writes it. Every trial decides after all lower-numbered trials decided and sees their cells, so two trials never
+hold the same cell. The paper setting (trial 0) holds the cell equal to its parameters, if any. A trial that finds
+the grid exhausted (only possible in a race) is told PRUNED. Failed cells of earlier runs are retried.
+
+Restart: every trial records its owner (host, pid) and a heartbeat (system attrs, every ``heartbeat_interval`` s).
+At start, a RUNNING trial whose owner process on this host is gone, or (other hosts, unknown owner) whose heartbeat is
+older than ``grace_period`` seconds, is marked FAIL; RDB storages also use Optuna's own heartbeats with
+:class:`~optuna.storages.RetryHeartbeatStaleTrialCallback`. The search then tops the study up to ``trials`` COMPLETE
+trials (failed grid cells are retried), so a killed or repeated run loses and duplicates nothing. A process killed
+while appending to a journal leaves its lock file; Optuna frees it after 30 s.
+
+Target: a worker asks for a new trial while COMPLETE + RUNNING < ``trials``; racing workers can overshoot by up to
+``workers - 1`` trials (never for the grid beyond its cells).
+
+Workers: ``workers > 1`` spawns that many processes (``multiprocessing`` "spawn"), each running the ask/tell loop
+against the same storage, so the objective must be picklable: a module-level function or a
+:func:`functools.partial` of one. The main process reports finished trials (progress line, ``on_trial``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import math
+import multiprocessing as mp
+import os
+import socket
+import threading
+import time
+import uuid
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import optuna
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.storages import BaseStorage, JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages.journal import JournalFileBackend
+from optuna.trial import FrozenTrial, TrialState
+
+from crowdbench.bench.errors import one_line
+from crowdbench.bench.log import Tracker, console
+
+Kind = Literal["float", "int", "categorical"]
+Direction = Literal["maximize", "minimize"]
+SamplerName = Literal["tpe", "grid", "nsga2"]
+
+CELL = "crowdbench:cell"  # system attr: grid cell index held by the trial (-1: none)
+RUN = "crowdbench:run"  # system attr: id of the run_search call that created the trial
+OWNER = "crowdbench:owner"  # system attr: [host, pid] of the process evaluating the trial
+HEARTBEAT = "crowdbench:heartbeat"  # system attr: time.time() of the last sign of life
+METRICS = "metrics"  # user attr: the objective's full metrics dict
+ERROR = "error"  # user attr: one-line error of a failed trial
+
+_JSON_SCALARS = (type(None), bool, int, float, str)
+
+
+@dataclass(frozen=True)
+class Param:
+    """One searched parameter: a float / int range (optionally stepped or log-scaled) or categorical choices."""
+
+    name: str
+    kind: Kind
+    low: float | None = None
+    high: float | None = None
+    step: float | None = None
+    log: bool = False
+    choices: tuple[Any, ...] | None = None
+    grid: tuple[Any, ...] | None = None
+
+    def __post_init__(self) -> None:
+        err = f"search parameter {self.name!r}:"
+        if self.kind == "categorical":
+            if not self.choices:
+                raise ValueError(f"{err} 'choices' must be a non-empty list")
+            if any(not isinstance(c, _JSON_SCALARS) for c in self.choices):
+                raise ValueError(f"{err} choices must be numbers, strings, booleans or null")
+            if len(set(map(repr, self.choices))) != len(self.choices):
+                raise ValueError(f"{err} duplicate choices")
+            if self.grid is not None and any(g not in self.choices for g in self.grid):
+                raise ValueError(f"{err} grid value not among the choices {list(self.choices)}")
+        elif self.kind in ("float", "int"):
+            if self.low is None or self.high is None or not self.low < self.high:
+                raise ValueError(f"{err} needs low < high (got {self.low}, {self.high})")
+            if self.log and self.low <= 0:
+                raise ValueError(f"{err} log scale needs low > 0")
+            if self.log and self.step is not None:
+                raise ValueError(f"{err} 'step' and 'log' cannot be combined")
+            if self.step is not None and self.step <= 0:
+                raise ValueError(f"{err} 'step' must be > 0")
+            if self.kind == "int" and any(
+                not float(v).is_integer() for v in (self.low, self.high, self.step or 1) if v is not None
+            ):
+                raise ValueError(f"{err} int range and step must be integers")
+            for g in self.grid or ():
+                if isinstance(g, bool) or not isinstance(g, int | float) or not self.low <= g <= self.high:
+                    raise ValueError(f"{err} grid value {g!r} outside [{self.low}, {self.high}]")
+                if self.kind == "int" and not float(g).is_integer():
+                    raise ValueError(f"{err} grid value {g!r} is not an integer")
+                if self.step is not None and not math.isclose(
+                    round((g - self.low) / self.step) * self.step, g - self.low, abs_tol=1e-9
+                ):
+                    raise ValueError(f"{err} grid value {g!r} is not on the step {self.step} from {self.low}")
+        else:
+            raise ValueError(f"{err} unknown kind {self.kind!r} (float, int or categorical)")
+        if self.grid is not None and (not self.grid or len(set(map(repr, self.grid))) != len(self.grid)):
+            raise ValueError(f"{err} 'grid' must be a non-empty list without duplicates")
+
+    @property
+    def grid_values(self) -> tuple[Any, ...]:
+        """Values the grid sampler enumerates (categorical default: all choices)."""
+        if self.grid is not None:
+            cast = {"int": int, "float": float}.get(self.kind)
+            return tuple(cast(g) if cast else g for g in self.grid)
+        if self.kind == "categorical":
+            return tuple(self.choices or ())
+        raise ValueError(f"search parameter {self.name!r}: the grid sampler needs a 'grid' list")
+
+    def distribution(self) -> BaseDistribution:
+        if self.kind == "categorical":
+            return CategoricalDistribution(list(self.choices or ()))
+        if self.kind == "int":
+            return IntDistribution(int(self.low or 0), int(self.high or 0), log=self.log, step=int(self.step or 1))
+        return FloatDistribution(float(self.low or 0), float(self.high or 0), log=self.log, step=self.step)
+
+    @classmethod
+    def from_value(cls, name: str, spec: Any) -> Param:
+        """Parse one definition (see the module docstring); ValueError names the parameter."""
+        err = f"search parameter {name!r}:"
+        if isinstance(spec, list | tuple):
+            spec = {"choices": list(spec)}
+        if not isinstance(spec, Mapping):
+            raise ValueError(f"{err} expected a mapping like {{float: [low, high]}} or a list of choices, got {spec!r}")
+        unknown = set(spec) - {"float", "int", "choices", "step", "log", "grid"}
+        if unknown:
+            raise ValueError(f"{err} unknown key(s) {sorted(unknown)} (float, int, choices, step, log, grid)")
+        kinds = [k for k in ("float", "int", "choices") if k in spec]
+        if len(kinds) != 1:
+            raise ValueError(f"{err} give exactly one of 'float: [low, high]', 'int: [low, high]', 'choices: [...]'")
+        grid = spec.get("grid")
+        if grid is not None and not isinstance(grid, list | tuple):
+            raise ValueError(f"{err} 'grid' must be a list")
+        grid = tuple(grid) if grid is not None else None
+        log = spec.get("log", False)
+        if not isinstance(log, bool):
+            raise ValueError(f"{err} 'log' must be true or false")
+        if kinds[0] == "choices":
+            if not isinstance(spec["choices"], list | tuple):
+                raise ValueError(f"{err} 'choices' must be a list")
+            if "step" in spec or log:
+                raise ValueError(f"{err} 'step' / 'log' do not apply to choices")
+            return cls(name, "categorical", choices=tuple(spec["choices"]), grid=grid)
+        bounds = spec[kinds[0]]
+        if (
+            not isinstance(bounds, list | tuple)
+            or len(bounds) != 2
+            or any(isinstance(b, bool) or not isinstance(b, int | float) for b in bounds)
+        ):
+            raise ValueError(f"{err} '{kinds[0]}' must be [low, high] numbers, got {bounds!r}")
+        step = spec.get("step")
+        if step is not None and (isinstance(step, bool) or not isinstance(step, int | float)):
+            raise ValueError(f"{err} 'step' must be a number")
+        return cls(name, kinds[0], low=bounds[0], high=bounds[1], step=step, log=log, grid=grid)
+
+
+class SearchSpace(tuple[Param, ...]):
+    """An ordered tuple of :class:`Param` (the order fixes the grid enumeration)."""
+
+    def __new__(cls, params: Sequence[Param] = ()) -> SearchSpace:
+        names = [p.name for p in params]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"search parameter {dup[0]!r}: defined twice")
+        return super().__new__(cls, params)
+
+    @classmethod
+    def from_dict(cls, spec: Mapping[str, Any]) -> SearchSpace:
+        if not isinstance(spec, Mapping) or not spec:
+            raise ValueError("search space: expected a non-empty mapping of parameter name -> definition")
+        return cls([Param.from_value(str(name), value) for name, value in spec.items()])
+
+    def grid_cells(self) -> list[dict[str, Any]]:
+        """The Cartesian product of the grid values, in a fixed order (last parameter varies fastest)."""
+        names = [p.name for p in self]
+        return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*(p.grid_values for p in self))]
+
+
+@dataclass
+class TrialRecord:
+    """One trial as the caller stores it: params, every metric the objective returned, state, wall seconds and the
+    one-line error of a failed trial."""
+
+    number: int
+    params: dict[str, Any]
+    metrics: dict[str, float]
+    state: str
+    seconds: float | None
+    error: str | None = None
+
+    @classmethod
+    def from_frozen(cls, t: FrozenTrial, objectives: Sequence[tuple[str, str]] = ()) -> TrialRecord:
+        metrics = dict(t.user_attrs.get(METRICS) or {})
+        if not metrics and t.values is not None:
+            metrics = {name: v for (name, _), v in zip(objectives, t.values, strict=False)}
+        seconds = t.duration.total_seconds() if t.duration is not None else None
+        return cls(t.number, dict(t.params), metrics, t.state.name, seconds, t.user_attrs.get(ERROR))
+
+
+@dataclass
+class SearchResult:
+    """A study's summary: all trials, ``best`` (the best trial, or the Pareto front for two objectives) and trial 0
+    (the paper's setting)."""
+
+    study_name: str
+    storage: str
+    objectives: list[tuple[str, str]]
+    trials: list[TrialRecord]
+    best: list[TrialRecord]
+    first_trial: TrialRecord | None
+    sampler: str = ""
+    target: int | None = None
+    params: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def complete(self) -> list[TrialRecord]:
+        return [t for t in self.trials if t.state == "COMPLETE"]
+
+    @classmethod
+    def from_study(cls, study: optuna.Study, storage: str = "") -> SearchResult:
+        """Summarise a study (best = best trial, or the Pareto front for several objectives)."""
+        attrs = study.user_attrs
+        objectives = [tuple(o) for o in attrs.get("objectives", [])] or [
+            (f"value{i}", d.name.lower()) for i, d in enumerate(study.directions)
+        ]
+        frozen = study.get_trials(deepcopy=False)
+        trials = [TrialRecord.from_frozen(t, objectives) for t in frozen]
+        by_number = {t.number: t for t in trials}
+        best: list[TrialRecord] = []
+        if any(t.state == TrialState.COMPLETE for t in frozen):
+            if len(study.directions) > 1:
+                best = sorted((by_number[t.number] for t in study.best_trials), key=lambda r: r.number)
+            else:
+                best = [by_number[study.best_trial.number]]
+        first = attrs.get("first_trial")
+        first_rec = None
+        if first is not None:
+            first_rec = next((t for t in trials if t.params == first and t.state == "COMPLETE"), None) or next(
+                (t for t in trials if t.params == first), None
+            )
+        return cls(
+            study.study_name,
+            storage,
+            [(str(n), str(d)) for n, d in objectives],
+            trials,
+            best,
+            first_rec,
+            sampler=attrs.get("sampler", ""),
+            target=attrs.get("target"),
+            params=list(attrs.get("params", [])),
+        )
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# storage
+
+
+def default_storage(run_dir: Path, study_name: str) -> str:
+    return f"journal://{(Path(run_dir) / 'search' / f'{study_name}.journal').resolve()}"
+
+
+def open_storage(url: str, *, heartbeat_interval: int = 30, grace_period: float = 120.0) -> BaseStorage:
+    """A JournalStorage for ``journal://PATH`` / ``*.journal``, else an RDBStorage with Optuna heartbeats."""
+    if url.startswith("journal://") or url.endswith(".journal"):
+        path = Path(url.removeprefix("journal://"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return JournalStorage(JournalFileBackend(str(path)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return RDBStorage(
+            url,
+            heartbeat_interval=heartbeat_interval,
+            grace_period=max(int(grace_period), heartbeat_interval + 1),
+            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3),
+        )
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _is_stale(t: FrozenTrial, grace_period: float, now: float) -> bool:
+    """A RUNNING trial whose owner died on this host, or that gave no sign of life for ``grace_period`` seconds."""
+    owner = t.system_attrs.get(OWNER)
+    if owner and owner[0] == socket.gethostname():
+        return not _pid_alive(int(owner[1]))
+    last = t.system_attrs.get(HEARTBEAT)
+    if last is None:
+        last = t.datetime_start.timestamp() if t.datetime_start is not None else now
+    return now - float(last) > grace_period
+
+
+def fail_stale_trials(study: optuna.Study, storage: BaseStorage, grace_period: float) -> list[int]:
+    """Mark RUNNING trials left by dead processes FAIL (see module docstring); return their numbers."""
+    if isinstance(storage, RDBStorage):
+        optuna.storages.fail_stale_trials(study)  # Optuna's heartbeats (+ RetryFailedTrialCallback)
+    sid, now, failed = storage.get_study_id_from_name(study.study_name), time.time(), []
+    for t in storage.get_all_trials(sid, deepcopy=False, states=(TrialState.RUNNING,)):
+        if _is_stale(t, grace_period, now):
+            tid = storage.get_trial_id_from_study_id_trial_number(sid, t.number)
+            with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+                storage.set_trial_user_attr(tid, ERROR, "stale: its process died or stopped responding")
+                storage.set_trial_state_values(tid, TrialState.FAIL)
+                failed.append(t.number)
+    return failed
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# worker
+
+
+class _CellSampler(optuna.samplers.BaseSampler):
+    """Returns the grid cell claimed for each trial (claims are made by :func:`_claim_cell`)."""
+
+    def __init__(self) -> None:
+        self.cells: dict[int, dict[str, Any]] = {}
+
+    def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
+        return {}
+
+    def sample_relative(self, study: optuna.Study, trial: FrozenTrial, search_space: dict) -> dict[str, Any]:
+        return {}
+
+    def sample_independent(
+        self, study: optuna.Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution
+    ) -> Any:
+        return self.cells[trial.number][param_name]
+
+
+def _cell_of(params: Mapping[str, Any], index: Mapping[str, int]) -> int:
+    return index.get(_cell_key(params), -1)
+
+
+def _cell_key(params: Mapping[str, Any]) -> str:
+    return repr(sorted((k, float(v) if isinstance(v, int | float) and not isinstance(v, bool) else v)
+                       for k, v in params.items()))  # fmt: skip
+
+
+def _free_cells(trials: Sequence[FrozenTrial], index: Mapping[str, int], n_cells: int, run_id: str,
+                number: int | None = None) -> list[int]:  # fmt: skip
+    """Grid cells held by no COMPLETE / WAITING / RUNNING (lower-numbered than ``number``) trial, nor failed in
+    this run."""
+    taken: set[int] = set()
+    for t in trials:
+        if t.number == number:
+            continue
+        if t.state == TrialState.COMPLETE:
+            taken.add(_cell_of(t.params, index))
+        elif t.state == TrialState.WAITING:
+            taken.add(_cell_of(t.system_attrs.get("fixed_params", {}), index))
+        elif t.state == TrialState.RUNNING and (number is None or t.number < number):
+            taken.add(int(t.system_attrs.get(CELL, _cell_of(t.system_attrs.get("fixed_params", {}), index))))
+        elif t.state == TrialState.FAIL and t.system_attrs.get(RUN) == run_id:
+            taken.add(int(t.system_attrs.get(CELL, -1)))  # not retried within the run that saw it fail
+    return [c for c in range(n_cells) if c not in taken]
+
+
+def _claim_cell(storage: BaseStorage, study_id: int, trial_id: int, number: int, index: Mapping[str, int],
+                n_cells: int, run_id: str, grace_period: float) -> int:  # fmt: skip
+    """Claim the lowest free grid cell for trial ``number`` (the scheme is in the module docstring); -1: none left."""
+    deadline = time.time() + grace_period
+    while True:
+        trials = storage.get_all_trials(study_id, deepcopy=False)
+        now = time.time()
+        undecided = [
+            t
+            for t in trials
+            if t.number < number
+            and t.state == TrialState.RUNNING
+            and CELL not in t.system_attrs
+            and not _is_stale(t, grace_period, now)
+        ]
+        if not undecided or now > deadline:
+            break
+        time.sleep(0.02)
+    free = _free_cells(trials, index, n_cells, run_id, number)
+    cell = free[0] if free else -1
+    storage.set_trial_system_attr(trial_id, CELL, cell)
+    return cell
+
+
+def _suggest(trial: optuna.Trial, p: Param) -> Any:
+    if p.kind == "categorical":
+        return trial.suggest_categorical(p.name, list(p.choices or ()))
+    if p.kind == "int":
+        return trial.suggest_int(p.name, int(p.low or 0), int(p.high or 0), step=int(p.step or 1), log=p.log)
+    return trial.suggest_float(p.name, float(p.low or 0), float(p.high or 0), step=p.step, log=p.log)
+
+
+@dataclass
+class _WorkerConfig:
+    study_name: str
+    storage: str
+    space: SearchSpace
+    objective: Callable[[dict[str, Any]], dict[str, float]]
+    objectives: list[tuple[str, str]]
+    trials: int
+    sampler: str
+    seed: int
+    run_id: str
+    heartbeat_interval: int
+    grace_period: float
+    max_failures: int
+
+
+def _make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed)
+    if name == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed)
+    if name == "grid":
+        return _CellSampler()
+    raise ValueError(f"search: unknown sampler {name!r} (tpe, grid or nsga2)")
+
+
+def _heartbeat(storage: BaseStorage, trial_id: int, interval: float, stop: threading.Event) -> None:
+    while not stop.wait(interval):
+        try:
+            if isinstance(storage, RDBStorage):
+                storage.record_heartbeat(trial_id)
+            storage.set_trial_system_attr(trial_id, HEARTBEAT, time.time())
+        except Exception:  # finished meanwhile, or storage hiccup: the next beat retries
+            pass
+
+
+def _evaluate(cfg: _WorkerConfig, params: dict[str, Any]) -> tuple[list[float] | None, dict[str, float], str | None]:
+    """Run the objective; (values, metrics, None) or (None, metrics, one-line error)."""
+    try:
+        metrics = cfg.objective(dict(params))
+    except Exception as exc:
+        return None, {}, f"{type(exc).__name__}: {one_line(exc)}"
+    if not isinstance(metrics, Mapping):
+        return None, {}, f"objective returned {type(metrics).__name__}, expected a dict of metrics"
+    try:
+        metrics = {str(k): float(v) for k, v in metrics.items()}
+    except (TypeError, ValueError) as exc:
+        return None, {}, f"objective returned a non-numeric metric: {one_line(exc)}"
+    values = []
+    for name, _ in cfg.objectives:
+        if name not in metrics:
+            return None, metrics, f"objective returned no {name!r} (got {sorted(metrics)})"
+        if not math.isfinite(metrics[name]):
+            return None, metrics, f"metric {name!r} is {metrics[name]}"
+        values.append(metrics[name])
+    return values, metrics, None
+
+
+def _worker(cfg: _WorkerConfig, report: Callable[[FrozenTrial], None] | None = None) -> None:
+    """Ask/tell loop until the study holds ``cfg.trials`` COMPLETE trials (or the grid is exhausted)."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", "Heartbeat of storage is supposed to be used with Study.optimize")
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    storage = open_storage(cfg.storage, heartbeat_interval=cfg.heartbeat_interval, grace_period=cfg.grace_period)
+    sampler = _make_sampler(cfg.sampler, cfg.seed)
+    study = optuna.load_study(study_name=cfg.study_name, storage=storage, sampler=sampler)
+    sid = storage.get_study_id_from_name(cfg.study_name)
+    cells = cfg.space.grid_cells() if cfg.sampler == "grid" else []
+    index = {_cell_key(c): i for i, c in enumerate(cells)}
+    host, pid, failures = socket.gethostname(), os.getpid(), 0
+    while failures < cfg.max_failures:
+        now_trials = storage.get_all_trials(sid, deepcopy=False)
+        if sum(t.state in (TrialState.COMPLETE, TrialState.RUNNING) for t in now_trials) >= cfg.trials:
+            break
+        waiting = any(t.state == TrialState.WAITING for t in now_trials)
+        if cells and not waiting and not _free_cells(now_trials, index, len(cells), cfg.run_id):
+            break  # grid exhausted
+        trial = study.ask()
+        tid = storage.get_trial_id_from_study_id_trial_number(sid, trial.number)
+        storage.set_trial_system_attr(tid, OWNER, [host, pid])
+        storage.set_trial_system_attr(tid, RUN, cfg.run_id)
+        storage.set_trial_system_attr(tid, HEARTBEAT, time.time())
+        if isinstance(storage, RDBStorage):
+            storage.record_heartbeat(tid)
+        fixed = storage.get_trial(tid).system_attrs.get("fixed_params")
+        if cells:
+            if fixed is not None:
+                storage.set_trial_system_attr(tid, CELL, _cell_of(fixed, index))
+            else:
+                cell = _claim_cell(storage, sid, tid, trial.number, index, len(cells), cfg.run_id, cfg.grace_period)
+                if cell < 0:  # grid exhausted by a concurrent worker between the check above and the claim
+                    storage.set_trial_user_attr(tid, ERROR, "grid exhausted")
+                    study.tell(trial, state=TrialState.PRUNED)
+                    break
+                sampler.cells[trial.number] = cells[cell]
+        params = {p.name: _suggest(trial, p) for p in cfg.space}
+        stop = threading.Event()
+        beat = threading.Thread(target=_heartbeat, args=(storage, tid, cfg.heartbeat_interval, stop), daemon=True)
+        beat.start()
+        try:
+            values, metrics, error = _evaluate(cfg, params)
+        finally:
+            stop.set()
+            beat.join()
+        if metrics:
+            storage.set_trial_user_attr(tid, METRICS, metrics)
+        if error is None:
+            frozen = study.tell(trial, values)
+            failures = 0
+        else:
+            storage.set_trial_user_attr(tid, ERROR, error)
+            frozen = study.tell(trial, state=TrialState.FAIL)
+            failures += 1
+        if report is not None:
+            report(frozen)
+    if failures >= cfg.max_failures:
+        console.print(f"[yellow]search {cfg.study_name}: stopping after {failures} failed trials in a row[/]")
+
+
+def _spawn_worker(cfg: _WorkerConfig) -> None:  # entry point of a spawned process
+    _worker(cfg)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# driver
+
+
+class _Reporter:
+    """Progress line and ``on_trial`` for every trial finished during this run (main process only)."""
+
+    def __init__(self, cfg: _WorkerConfig, tracker: Tracker, on_trial: Callable[[TrialRecord], None] | None) -> None:
+        self.cfg, self.tracker, self.on_trial = cfg, tracker, on_trial
+        self.seen: set[int] = set()
+        self.best: list[float] | None = None
+
+    def __call__(self, t: FrozenTrial) -> None:
+        if t.number in self.seen or not t.state.is_finished():
+            return
+        self.seen.add(t.number)
+        rec = TrialRecord.from_frozen(t, self.cfg.objectives)
+        name, direction = self.cfg.objectives[0]
+        if rec.state == "COMPLETE":
+            v = rec.metrics[name]
+            if self.best is None or (v > self.best[0] if direction == "maximize" else v < self.best[0]):
+                self.best = [v]
+            status = f"#{t.number} {name}={v:.4g} best={self.best[0]:.4g}"
+            done = 1
+        else:
+            status = f"#{t.number} {rec.state}" + (f": {rec.error}" if rec.error else "")
+            done = 0
+        console.print(f"  trial {status} {rec.params}", soft_wrap=True, highlight=False, markup=False)
+        if console.is_terminal:  # a bar below the per-trial lines; a log file gets the lines only
+            self.tracker.advance(done, status)
+        if self.on_trial is not None:
+            self.on_trial(rec)
+
+    def poll(self, study: optuna.Study) -> None:
+        for t in study.get_trials(deepcopy=False):
+            if t.system_attrs.get(RUN) == self.cfg.run_id:
+                self(t)
+
+
+def run_search(
+    *,
+    study_name: str,
+    space: SearchSpace,
+    objective: Callable[[dict[str, Any]], dict[str, float]],
+    objectives: Sequence[tuple[str, Direction]],
+    trials: int,
+    workers: int = 1,
+    storage: str | None,
+    run_dir: Path,
+    sampler: SamplerName = "tpe",
+    first_trial: dict[str, Any] | None = None,
+    seed: int = 0,
+    on_trial: Callable[[TrialRecord], None] | None = None,
+    heartbeat_interval: int = 30,
+    grace_period: float = 120.0,
+    max_failures: int = 20,
+) -> SearchResult:
+    """Top the study ``study_name`` up to ``trials`` COMPLETE trials and summarise it.
+
+    ``objective(params) -> metrics`` is maximised / minimised on ``objectives`` (1 or 2 ``(metric, direction)``);
+    every metric it returns is kept (user attr ``metrics``). An exception or a non-finite optimised metric fails
+    the trial (user attr ``error``, one line) and the search goes on; a worker gives up after ``max_failures``
+    failures in a row. ``first_trial`` (the paper's setting) is enqueued once, so it becomes trial 0 of a new study.
+    Storage, grid claims, restarts and workers: see the module docstring.
+    """
+    if not objectives or len(objectives) > 2:
+        raise ValueError("search: give one or two (metric, direction) objectives")
+    for name, direction in objectives:
+        if direction not in ("maximize", "minimize"):
+            raise ValueError(f"search objective {name!r}: direction must be maximize or minimize, got {direction!r}")
+    if sampler not in ("tpe", "grid", "nsga2"):
+        raise ValueError(f"search: unknown sampler {sampler!r} (tpe, grid or nsga2)")
+    if trials < 1 or workers < 1:
+        raise ValueError("search: trials and workers must be >= 1")
+    space = space if isinstance(space, SearchSpace) else SearchSpace(space)
+    names = {p.name for p in space}
+    if first_trial is not None:
+        missing, extra = names - set(first_trial), set(first_trial) - names
+        if missing or extra:
+            bad = sorted(missing or extra)[0]
+            raise ValueError(f"search first_trial: parameter {bad!r} {'missing' if missing else 'not in the space'}")
+        for p in space:
+            v = first_trial[p.name]
+            ok = v in (p.choices or ()) if p.kind == "categorical" else (p.low or 0) <= v <= (p.high or 0)
+            if not ok:
+                raise ValueError(f"search first_trial: parameter {p.name!r} value {v!r} outside its range / choices")
+    if sampler == "grid":
+        space.grid_cells()  # raises naming a parameter without grid
+    url = storage or default_storage(run_dir, study_name)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    store = open_storage(url, heartbeat_interval=heartbeat_interval, grace_period=grace_period)
+    study = optuna.create_study(
+        study_name=study_name,
+        storage=store,
+        directions=[d for _, d in objectives],
+        load_if_exists=True,
+    )
+    if [d.name.lower() for d in study.directions] != [d for _, d in objectives]:
+        raise ValueError(f"search {study_name!r}: the stored study has directions {study.directions}")
+    study.set_user_attr("objectives", [list(o) for o in objectives])
+    study.set_user_attr("sampler", sampler)
+    study.set_user_attr("target", trials)
+    study.set_user_attr("params", [p.name for p in space])
+    if first_trial is not None:
+        study.set_user_attr("first_trial", first_trial)
+    stale = fail_stale_trials(study, store, grace_period)
+    if first_trial is not None:  # again if its earlier attempt failed (e.g. killed)
+        key, live = _cell_key(first_trial), (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
+        if not any(
+            _cell_key(t.system_attrs.get("fixed_params", t.params)) == key for t in study.get_trials(states=live)
+        ):
+            study.enqueue_trial(first_trial)
+    if stale:
+        console.print(f"  search {study_name}: trials {stale} were left RUNNING by a dead process; marked FAIL")
+
+    cfg = _WorkerConfig(
+        study_name, url, space, objective, [(n, d) for n, d in objectives], trials, sampler, seed,
+        uuid.uuid4().hex, heartbeat_interval, grace_period, max_failures,
+    )  # fmt: skip
+    done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+    total = min(trials, len(space.grid_cells())) if sampler == "grid" else trials
+    tracker = Tracker(f"search {study_name}", total=max(total, done), completed=min(done, total))
+    with tracker if console.is_terminal else contextlib.nullcontext():
+        reporter = _Reporter(cfg, tracker, on_trial)
+        if workers == 1:
+            _worker(cfg, reporter)
+        else:
+            ctx = mp.get_context("spawn")
+            procs = []
+            for i in range(workers):
+                wcfg = _WorkerConfig(**{**cfg.__dict__, "seed": seed + i})
+                proc = ctx.Process(target=_spawn_worker, args=(wcfg,), name=f"search-{study_name}-{i}")
+                proc.start()
+                procs.append(proc)
+            try:
+                while any(p.is_alive() for p in procs):
+                    reporter.poll(study)
+                    time.sleep(0.2)
+            finally:
+                for p in procs:
+                    p.join(timeout=None if p.exitcode is not None else 5)
+                    if p.is_alive():
+                        p.terminate()
+            reporter.poll(study)
+            bad = [p.exitcode for p in procs if p.exitcode]
+            if bad:
+                console.print(f"[yellow]search {study_name}: worker exit codes {bad}; rerun to top up[/]")
+    return SearchResult.from_study(study, url)
+
+
+def load_result(study_name: str, storage: str) -> SearchResult:
+    """The :class:`SearchResult` of a stored study (e.g. to render its page later)."""
+    study = optuna.load_study(study_name=study_name, storage=open_storage(storage))
+    return SearchResult.from_study(study, storage)
