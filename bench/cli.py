@@ -70,6 +70,25 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--db")
     report.set_defaults(func=cmd_report)
 
+    search = sub.add_parser("search", help="Optuna search over a pipeline's parameters (tracking: DeepSORT)")
+    search.add_argument("what", choices=("tracking",), help="what to search")
+    search.add_argument("--table", required=True, help="table with a `search:` block, e.g. hie-tracking/table4")
+    search.add_argument("--trials", type=int, default=50, help="COMPLETE trials wanted in the study (tops up)")
+    search.add_argument("--workers", type=int, default=1, help="worker processes sharing the study")
+    search.add_argument("--storage", help="Optuna storage URL (default: a journal file in the run dir)")
+    search.add_argument(
+        "--sampler", default="tpe", choices=("tpe", "grid", "nsga2"), help="tpe (default) | grid | nsga2"
+    )
+    search.add_argument("--multi-objective", action="store_true", help="MOTA and ID switches (Pareto front)")
+    search.add_argument("--profile", default="smoke", choices=("smoke", "full"))
+    search.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    search.add_argument("--data-root", type=Path, help="real dataset folder (full profile)")
+    search.add_argument("--run-dir", type=Path, default=Path("runs"))
+    search.add_argument("--db", help="SQLAlchemy URL of the result store (default: SQLite in the run dir)")
+    search.add_argument("--device", default="auto")
+    search.add_argument("--seed", type=int, default=0, help="sampler seed")
+    search.set_defaults(func=cmd_search)
+
     lister = sub.add_parser("list", help="list tables, plugins or profiles")
     lister.add_argument("what", choices=("tables", "plugins", "profiles"))
     lister.set_defaults(func=cmd_list)
@@ -132,6 +151,32 @@ def cmd_report(args: argparse.Namespace) -> int:
     out.print(terminal_table(view))
     console.print("Reports: " + ", ".join(str(p) for p in paths.values()))
     return 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from crowdbench.bench.matrix import parse_set
+    from crowdbench.bench.search_tracking import search_tracking
+
+    if args.sampler == "nsga2" and not args.multi_objective:
+        console.print("[yellow]note:[/] nsga2 is a multi-objective sampler; add --multi-objective for MOTA + IDSw")
+    overrides = parse_set(args.overrides)
+    if args.data_root is not None:
+        overrides["data.root"] = str(args.data_root)
+    result = search_tracking(
+        args.table,
+        trials=args.trials,
+        workers=args.workers,
+        storage=args.storage,
+        sampler=args.sampler,
+        multi_objective=args.multi_objective,
+        profile=args.profile,
+        overrides=overrides,
+        run_dir=args.run_dir,
+        db_url=args.db,
+        device=args.device,
+        seed=args.seed,
+    )
+    return 0 if result.complete else 1
 
 
 def cmd_list(args: argparse.Namespace) -> int:

@@ -72,6 +72,11 @@ class TableSpec(BaseModel):
     metrics: list[MetricColumn]
     rows: list[Row]
     notes: str = ""
+    search: dict[str, Any] | None = Field(
+        None,
+        description="parameter search of `crowdbench search` (bench/search_tracking.py): row (1-based), objectives, "
+        "multi_objective and space (dotted config keys -> bench/search.py definitions)",
+    )
 
     @field_validator("id")
     @classmethod

@@ -99,6 +99,8 @@ def test_table_rows_configure_what_they_name():
     keys = [stage_keys(rows[i]) for i in (1, 2, 3)]
     assert keys[0]["reid"] == keys[1]["reid"] == keys[2]["reid"]  # one ReID network for rows 2-4
     assert len({k["embed"] for k in keys}) == 3
-    assert all(r.tracking.deepsort.max_cosine_distance == 0.3 and r.tracking.deepsort.nn_budget == 256 for r in rows.values())
+    assert all(
+        r.tracking.deepsort.max_cosine_distance == 0.3 and r.tracking.deepsort.nn_budget == 256 for r in rows.values()
+    )
     t4 = {c.row_index: c.config for c in expand(load_spec("hie-tracking/table4"))}
     assert t4[0].data.val_split == "train" and t4[1].data.val_split == "val"

@@ -146,8 +146,8 @@ def smooth_tracks(frames: list[Frame], tracks: list[np.ndarray], cfg: RunConfig,
 def evaluate_tracks(frames: list[Frame], tracks: list[np.ndarray]) -> dict[str, float]:
     """CLEAR MOT + identity + HOTA (TrackEval semantics, ``bench/metrics/mot.py``) of each video, combined.
 
-    Ignore instances and ignore regions (crowds, people too small to label) act as MOT17's distractors: a prediction matched to one
-    (Hungarian on IoU >= 0.5) is removed before scoring; they are not ground truth."""
+    Ignore instances and ignore regions (crowds, people too small to label) act as MOT17's distractors: a
+    prediction matched to one (Hungarian on IoU >= 0.5) is removed before scoring; they are not ground truth."""
     from scipy.optimize import linear_sum_assignment
 
     from crowdbench.bench.metrics.mot import evaluate_mot, sequence_from_frames

@@ -1,0 +1,168 @@
+"""``crowdbench search tracking``: Optuna search over DeepSORT's parameters (paper 004 Table 4) on one table row.
+
+The row's cell runs once (detector, ReID, embeddings: cached stages); every trial then replays only the tracker on the
+cached boxes and embeddings with the trial's parameters and scores it with the row's MOT metrics. Trial 0 is the
+row's own (paper) setting. Finished trials go to the result store as table ``<table>#search`` (row index = trial
+number) with their full config, and the search page is written to ``<run dir>/reports/search/``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from functools import lru_cache, partial
+from pathlib import Path
+from typing import Any
+
+from crowdbench.bench.config import RunConfig, set_dotted
+from crowdbench.bench.log import console
+
+
+@lru_cache(maxsize=2)
+def _replay_inputs(config_json: str, cache_root: str) -> tuple[list, list, list | None]:
+    """Frames, boxes and embeddings of a finished tracking cell (read once per worker process)."""
+    from crowdbench.bench.cache import StageCache
+    from crowdbench.bench.stages.data import load_frames
+    from crowdbench.bench.stages.detector_training import load_per_frame
+    from crowdbench.bench.stages.tracking import _gt_boxes, load_features, stage_keys
+
+    cfg = RunConfig.model_validate_json(config_json)
+    cache = StageCache(Path(cache_root))
+    keys = stage_keys(cfg)
+    frames = load_frames(cfg.data, cfg.data.val_split)
+    if cfg.tracking.boxes == "detector":
+        _, boxes = load_per_frame(cache.path("postprocess", keys["detector"]) / "detections.npz")
+    else:
+        boxes = _gt_boxes(frames)
+    features = load_features(cache, keys["embed"], len(frames)) if cfg.tracking.reid.enabled else None
+    return frames, boxes, features
+
+
+def trial_config(config_json: str, params: dict[str, Any]) -> RunConfig:
+    cfg = RunConfig.model_validate_json(config_json)
+    for key, value in params.items():
+        set_dotted(cfg, key, value)
+    return cfg
+
+
+def replay_objective(params: dict[str, Any], *, config_json: str, cache_root: str) -> dict[str, float]:
+    """MOT metrics of the tracker run with ``params`` (dotted config keys) on the cell's cached inputs."""
+    from crowdbench.bench.stages.tracking import evaluate_tracks, track_frames
+
+    frames, boxes, features = _replay_inputs(config_json, cache_root)
+    cfg = trial_config(config_json, params)
+    return evaluate_tracks(frames, track_frames(frames, boxes, features, cfg))
+
+
+def study_name(table_id: str, cfg: RunConfig, sampler: str, multi: bool) -> str:
+    """A study per table, profile, sampler, objective set and base cell (data, boxes, ReID): runs that differ in
+    any of these never share trials."""
+    base = cfg.model_dump(mode="json")
+    base["tracking"].pop("deepsort")
+    digest = hashlib.sha256(json.dumps(base, sort_keys=True).encode()).hexdigest()[:8]
+    return f"{table_id.replace('/', '-')}-{cfg.profile}-{sampler}{'-mo' if multi else ''}-{digest}"
+
+
+def search_tracking(
+    table_id: str,
+    *,
+    trials: int,
+    workers: int = 1,
+    storage: str | None = None,
+    sampler: str = "tpe",
+    multi_objective: bool = False,
+    profile: str = "smoke",
+    overrides: dict[str, Any] | None = None,
+    run_dir: Path = Path("runs"),
+    db_url: str | None = None,
+    device: str = "auto",
+    seed: int = 0,
+) -> Any:
+    """Run (or top up) the search of ``table_id``'s ``search:`` block; returns the :class:`SearchResult`."""
+    from crowdbench.bench.cache import StageCache
+    from crowdbench.bench.device import resolve_device
+    from crowdbench.bench.matrix import config_hash, expand
+    from crowdbench.bench.provenance import command_line, provenance
+    from crowdbench.bench.search import SearchSpace, run_search
+    from crowdbench.bench.specs import SpecError, load_spec
+    from crowdbench.bench.stages.data import check_data
+    from crowdbench.bench.stages.tracking import run_tracking_cell
+    from crowdbench.bench.store import Record, ResultStore, store_url
+    from crowdbench.reports.search import render_search_page
+
+    spec = load_spec(table_id)
+    if spec.task != "tracking" or not spec.search:
+        raise SpecError(f"{table_id} has no tracking search (a `search:` block); hie-tracking/table4 has one")
+    block = spec.search
+    row = int(block.get("row", 1)) - 1
+    over = dict(overrides or {})
+    if device != "auto":
+        over["device"] = device
+    cell = expand(spec, profile=profile, overrides=over, rows=[row])[0]
+    cfg = cell.config
+    check_data(cfg.data)
+    run_dir = Path(run_dir).resolve()
+    cache = StageCache(run_dir / "cache")
+    dev = resolve_device(cfg.device)
+    console.print(f"[bold]{table_id}[/] search: preparing row {row + 1} '{cell.row_label}' (cached stages)")
+    run_tracking_cell(cfg, cache, dev)  # detector, ReID, embeddings (and trial 0's own stages)
+
+    space = SearchSpace.from_dict(block["space"])
+    objectives = [tuple(o) for o in block["multi_objective" if multi_objective else "objectives"]]
+    dump = cfg.model_dump(mode="json")
+    first = {}
+    for p in space:
+        node: Any = dump
+        for part in p.name.split("."):
+            node = node[part]
+        first[p.name] = node
+    config_json = cfg.model_dump_json()
+    name = study_name(spec.id, cfg, sampler, multi_objective)
+    store = ResultStore(store_url(run_dir, db_url))
+    command = command_line()
+
+    def on_trial(rec: Any) -> None:
+        if rec.state != "COMPLETE":
+            return
+        trial_cfg = trial_config(config_json, rec.params)
+        store.put(
+            Record(
+                table_id=f"{spec.id}#search",
+                row_index=rec.number,
+                row_label=f"{name} trial {rec.number}",
+                seed=cfg.seed,
+                profile=profile,
+                level=cfg.level,
+                config_hash=config_hash(trial_cfg),
+                config=trial_cfg.model_dump(mode="json"),
+                stage_keys={},
+                stages_run=["track", "evaluate"],
+                metrics={k: float(v) for k, v in rec.metrics.items()},
+                provenance={**provenance(dev, rec.seconds or 0.0, command, cfg.level), "study": name},
+            )
+        )
+
+    start = time.perf_counter()
+    result = run_search(
+        study_name=name,
+        space=space,
+        objective=partial(replay_objective, config_json=config_json, cache_root=str(cache.root)),
+        objectives=objectives,  # type: ignore[arg-type]
+        trials=trials,
+        workers=workers,
+        storage=storage,
+        run_dir=run_dir,
+        sampler=sampler,  # type: ignore[arg-type]
+        first_trial=first,
+        seed=seed,
+        on_trial=on_trial,
+    )
+    store.dispose()
+    scale = {m.key: m.scale for m in spec.metrics}
+    paper = {k: v / scale.get(k, 1.0) for k, v in spec.rows[row].paper.items() if v is not None}
+    title = f"{spec.id} search ({profile}; {cell.row_label}) — {cfg.level} level"
+    page = render_search_page(result, run_dir / "reports" / "search", title=title, paper=paper)
+    done = len(result.complete)
+    console.print(f"{done} complete trials in study {name} ({time.perf_counter() - start:.1f} s); page: {page}")
+    return result
