@@ -240,7 +240,7 @@ class DeepSortConfig(_Strict):
     max_age: int = 30
     n_init: int = 3
     max_iou_distance: float = 0.7
-    min_confidence: float = Field(0.5, description="detections scoring below this are not tracked")
+    min_confidence: float = Field(0.8, description="detections scoring below this are not tracked (app default)")
     nms_max_overlap: float = 1.0
     min_height: float = 0.0
 

@@ -13,7 +13,10 @@ video per process, and a multi-threaded BLAS on these small matrices is several 
 No side-by-side figure with the reference implementation (``nwojke/deep_sort``) is printed: it is GPL-3.0, pins old
 dependencies (TensorFlow 1, scikit-learn's removed ``linear_assignment``) and cannot be installed offline here.
 
-    python benchmarks/tracking.py [--frames 300] [--people 30 100] [--seed 0]
+Then the flow-smoothing section (``benchmarks/flow_smoothing.py``: DIS optical flow and the pose-smoothing step at
+1920 x 1080, against OpenCV's Farneback in the same run); ``--no-flow`` skips it.
+
+    python benchmarks/tracking.py [--frames 300] [--people 30 100] [--seed 0] [--no-flow]
 """
 
 from __future__ import annotations
@@ -92,12 +95,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--frames", type=int, default=300)
     parser.add_argument("--people", type=int, nargs="+", default=[30, 100])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-flow", action="store_true", help="skip the flow-smoothing section")
     args = parser.parse_args(argv)
     print(f"DeepSORT, default parameters ({DeepSortParams()}), {args.frames} frames, 128-D features")
     print(f"{'people':>7} {'fps':>9} {'ms/frame':>9} {'hungarian':>10} {'ids':>5}")
     for n in args.people:
         r = bench_tracker(args.frames, n, args.seed)
         print(f"{n:>7} {r['fps']:>9.1f} {1000 / r['fps']:>9.2f} {100 * r['hungarian_share']:>9.1f}% {r['ids']:>5}")
+    if not args.no_flow:
+        import sys
+        from pathlib import Path
+
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import flow_smoothing
+
+        print()
+        flow_smoothing.main([])
 
 
 if __name__ == "__main__":

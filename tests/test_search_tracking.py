@@ -15,6 +15,7 @@ PAPER = {
     "tracking.deepsort.max_age": 30,
     "tracking.deepsort.n_init": 3,
     "tracking.deepsort.max_iou_distance": 0.7,
+    "tracking.deepsort.min_confidence": 0.8,
 }
 
 

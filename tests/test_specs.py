@@ -42,6 +42,8 @@ RUNNABLE_TABLES = {
     "occlusion-aug/table3",
     "occlusion-aug/table4",
     "offset-guided/table1",
+    "hie-tracking/table4",
+    "hie-tracking/table5",
 }
 
 # Tables whose body is printed above their caption (the block runs from the previous caption to this one).
@@ -181,7 +183,7 @@ def test_runnable_tables():
     assert len(load_spec("hie-pose/table3").runnable_rows) == len(load_spec("hie-pose/table3").rows)
     assert [i for i, _ in load_spec("hie-pose/table2").runnable_rows] == [0]  # HIE data only; extra data: issue 7
     assert [i for i, _ in load_spec("hie-pose/table5").runnable_rows] == [0, 1]  # extra data / SimpleNet: pending
-    for table_id in ("occlusion-aug/table4", "offset-guided/table1"):
+    for table_id in ("occlusion-aug/table4", "offset-guided/table1", "hie-tracking/table4", "hie-tracking/table5"):
         assert len(load_spec(table_id).runnable_rows) == len(load_spec(table_id).rows)
     assert [i for i, _ in load_spec("occlusion-aug/table3").runnable_rows] == [1, 2]  # row 0: another method
     assert [i for i, _ in load_spec("occlusion-aug/table1").runnable_rows] == [0, 1, 4, 5, 6, 7, 8, 9]  # no RSN, W48+

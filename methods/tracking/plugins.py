@@ -21,7 +21,7 @@ class _DeepSortOptions(_Options):
     max_age: int = Field(30, ge=1, description="frames a confirmed track survives without a match")
     n_init: int = Field(3, ge=1, description="hits that confirm a tentative track")
     max_iou_distance: float = Field(0.7, gt=0.0, le=1.0, description="IoU-matching gate (1 - IoU)")
-    min_confidence: float = Field(0.5, description="detections scoring below this are not tracked")
+    min_confidence: float = Field(0.8, description="detections scoring below this are not tracked (app default)")
 
 
 @register("deepsort")
