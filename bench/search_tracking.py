@@ -24,18 +24,13 @@ def _replay_inputs(config_json: str, cache_root: str) -> tuple[list, list, list 
     """Frames, boxes and embeddings of a finished tracking cell (read once per worker process)."""
     from crowdbench.bench.cache import StageCache
     from crowdbench.bench.stages.data import load_frames
-    from crowdbench.bench.stages.detector_training import load_per_frame
-    from crowdbench.bench.stages.tracking import _gt_boxes, load_features, stage_keys
+    from crowdbench.bench.stages.tracking import load_features, stage_keys, tracked_boxes
 
     cfg = RunConfig.model_validate_json(config_json)
     cache = StageCache(Path(cache_root))
-    keys = stage_keys(cfg)
     frames = load_frames(cfg.data, cfg.data.val_split)
-    if cfg.tracking.boxes == "detector":
-        _, boxes = load_per_frame(cache.path("postprocess", keys["detector"]) / "detections.npz")
-    else:
-        boxes = _gt_boxes(frames)
-    features = load_features(cache, keys["embed"], len(frames)) if cfg.tracking.reid.enabled else None
+    boxes = tracked_boxes(cfg, cache, frames)
+    features = load_features(cache, stage_keys(cfg)["embed"], len(frames)) if cfg.tracking.reid.enabled else None
     return frames, boxes, features
 
 

@@ -61,6 +61,22 @@ def evaluate_detections(metric: str, gt: list[Frame], dets: list[DetectionRecord
     return {k: float(result[k]) for k in METRIC_KEYS[metric]}
 
 
+def detector_cell(cfg: RunConfig, detector_set: dict[str, Any]) -> RunConfig:
+    """The detection cell another pipeline (pose, tracking) takes its person boxes from: the profile's detector on
+    the same data and device, seed 0 (every seed of the caller shares one detector; under ``smoke`` it is the
+    baseline detector of hie-pose Table 3, so a run folder holding both trains it once), with ``detector_set``
+    dotted overrides. It infers on the caller's ``data.val_split``."""
+    from crowdbench.bench.config import set_dotted
+    from crowdbench.bench.profiles import base_config
+
+    det = base_config(cfg.profile, "detection")
+    det.data = cfg.data.model_copy(deep=True)
+    det.device = cfg.device
+    for key, value in detector_set.items():
+        set_dotted(det, key, value)
+    return det
+
+
 def stage_keys(cfg: RunConfig) -> dict[str, str]:
     """Cache keys of the four stages of ``cfg`` (cheap: hashes configs and source files, runs nothing)."""
     dump = cfg.model_dump(mode="json")

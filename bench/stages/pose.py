@@ -16,7 +16,7 @@ import numpy as np
 
 from crowdbench.bench.cache import StageCache, stage_key
 from crowdbench.bench.config import PoseTestConfig, RunConfig
-from crowdbench.bench.stages.base import CellOutcome, StageResult, run_stage
+from crowdbench.bench.stages.base import CellOutcome, StageResult, prefixed, run_stage
 from crowdbench.bench.stages.data import DATA_MODULES, data_slice, load_frames
 from crowdbench.datasets.keypoints import get_schema
 from crowdbench.datasets.model import Frame, KeypointSchema
@@ -92,18 +92,11 @@ def _pretrain_config(cfg: RunConfig) -> RunConfig | None:
 
 
 def detector_config(cfg: RunConfig) -> RunConfig:
-    """The detection cell whose boxes a pose cell with ``pose.test.boxes = "detector"`` uses: the profile's
-    detector on the same data, seed 0 (every pose seed shares one detector; under ``smoke`` it is the baseline
-    detector of hie-pose Table 3, so a run folder holding both trains it once)."""
-    from crowdbench.bench.config import set_dotted
-    from crowdbench.bench.profiles import base_config
+    """The detection cell whose boxes a pose cell with ``pose.test.boxes = "detector"`` uses
+    (:func:`~crowdbench.bench.stages.detection.detector_cell` with ``pose.test.detector_set``)."""
+    from crowdbench.bench.stages.detection import detector_cell
 
-    det = base_config(cfg.profile, "detection")
-    det.data = cfg.data.model_copy(deep=True)
-    det.device = cfg.device
-    for key, value in cfg.pose.test.detector_set.items():
-        set_dotted(det, key, value)
-    return det
+    return detector_cell(cfg, cfg.pose.test.detector_set)
 
 
 def detector_people(cfg: RunConfig, cache_: StageCache, device: str, n_frames: int) -> tuple[list, list[StageResult]]:
@@ -116,7 +109,7 @@ def detector_people(cfg: RunConfig, cache_: StageCache, device: str, n_frames: i
 
     det = detector_config(cfg)
     outcome = run_detection_cell(det, cache_, device)
-    stages = [StageResult(f"detector.{s.name}", s.key, s.path, s.ran, s.seconds) for s in outcome.stages]
+    stages = prefixed("detector", outcome.stages)
     t = cfg.pose.test
     if t.gbg:
         _, per_frame = load_per_frame(cache_.path("infer", outcome.stage_keys["infer"]) / "raw.npz")
@@ -289,10 +282,7 @@ def run_pose_cell(cfg: RunConfig, cache_: StageCache, device: str) -> CellOutcom
 
     stages += train_model(cfg)
     for i in range(len(cfg.pose.test.ensemble)):  # heatmap-fusion members (paper 000 sections 3.1, 4.3)
-        stages += [
-            StageResult(f"ensemble{i}.{s.name}", s.key, s.path, s.ran, s.seconds)
-            for s in train_model(member_config(cfg, i))
-        ]
+        stages += prefixed(f"ensemble{i}", train_model(member_config(cfg, i)))
 
     def load_model(run: RunConfig) -> torch.nn.Module:
         model = build_model(run.pose, schema.num_keypoints)

@@ -17,7 +17,7 @@ import numpy as np
 
 from crowdbench.bench.cache import StageCache, stage_key
 from crowdbench.bench.config import RunConfig
-from crowdbench.bench.stages.base import CellOutcome, StageResult, run_stage
+from crowdbench.bench.stages.base import CellOutcome, StageResult, prefixed, run_stage
 from crowdbench.bench.stages.data import DATA_MODULES, data_slice, load_frames
 from crowdbench.datasets.model import Frame
 
@@ -35,17 +35,11 @@ def metric_keys(cfg: RunConfig) -> tuple[str, ...]:
 
 
 def detector_config(cfg: RunConfig) -> RunConfig:
-    """The detection cell whose boxes are tracked: the profile's detector trained on ``data.train_split`` (seed 0,
-    shared with every table using it), inferring on the split being tracked (``data.val_split``)."""
-    from crowdbench.bench.config import set_dotted
-    from crowdbench.bench.profiles import base_config
+    """The detection cell whose boxes are tracked (:func:`~crowdbench.bench.stages.detection.detector_cell` with
+    ``tracking.detector_set``): trained on ``data.train_split``, inferring on the tracked ``data.val_split``."""
+    from crowdbench.bench.stages.detection import detector_cell
 
-    det = base_config(cfg.profile, "detection")
-    det.data = cfg.data.model_copy(deep=True)
-    det.device = cfg.device
-    for key, value in cfg.tracking.detector_set.items():
-        set_dotted(det, key, value)
-    return det
+    return detector_cell(cfg, cfg.tracking.detector_set)
 
 
 def _reid_train_config(cfg: RunConfig) -> dict[str, Any]:
@@ -85,12 +79,21 @@ def stage_keys(cfg: RunConfig) -> dict[str, str]:
     return keys
 
 
-def _gt_boxes(frames: list[Frame]) -> list[dict[str, np.ndarray]]:
+def tracked_boxes(cfg: RunConfig, cache_: StageCache, frames: list[Frame]) -> list[dict[str, np.ndarray]]:
+    """Per frame ``{"boxes", "scores"}`` to track: the (already run) detector cell's NMS output, or the
+    ground-truth boxes with score 1."""
+    if cfg.tracking.boxes == "detector":
+        from crowdbench.bench.stages.detector_training import load_per_frame
+
+        _, boxes = load_per_frame(cache_.path("postprocess", stage_keys(cfg)["detector"]) / "detections.npz")
+        if len(boxes) != len(frames):
+            raise ValueError(f"detector gave boxes for {len(boxes)} frames, the tracking split has {len(frames)}")
+        return boxes
     out = []
     for frame in frames:
         people = [i for i in frame.instances if not i.ignore]
-        boxes = np.array([i.box for i in people], dtype=np.float32).reshape(-1, 4)
-        out.append({"boxes": boxes, "scores": np.ones(len(boxes), dtype=np.float32)})
+        gt = np.array([i.box for i in people], dtype=np.float32).reshape(-1, 4)
+        out.append({"boxes": gt, "scores": np.ones(len(gt), dtype=np.float32)})
     return out
 
 
@@ -206,7 +209,6 @@ def load_tracks(path: Path, n: int) -> list[np.ndarray]:
 def run_tracking_cell(cfg: RunConfig, cache_: StageCache, device: str) -> CellOutcome:
     """Run (or fetch from the cache) every stage of one tracking cell."""
     from crowdbench.bench.stages.detection import run_detection_cell
-    from crowdbench.bench.stages.detector_training import load_per_frame
 
     keys = stage_keys(cfg)
     t = cfg.tracking
@@ -214,13 +216,8 @@ def run_tracking_cell(cfg: RunConfig, cache_: StageCache, device: str) -> CellOu
     frames = load_frames(cfg.data, cfg.data.val_split)
     stages: list[StageResult] = []
     if t.boxes == "detector":
-        outcome = run_detection_cell(detector_config(cfg), cache_, device)
-        stages += [StageResult(f"detector.{s.name}", s.key, s.path, s.ran, s.seconds) for s in outcome.stages]
-        _, boxes = load_per_frame(cache_.path("postprocess", keys["detector"]) / "detections.npz")
-        if len(boxes) != len(frames):
-            raise ValueError(f"detector gave boxes for {len(boxes)} frames, the tracking split has {len(frames)}")
-    else:
-        boxes = _gt_boxes(frames)
+        stages += prefixed("detector", run_detection_cell(detector_config(cfg), cache_, device).stages)
+    boxes = tracked_boxes(cfg, cache_, frames)
 
     if t.reid.enabled:
 
