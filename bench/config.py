@@ -113,9 +113,12 @@ class EvaluateConfig(_Strict):
     ``coco_keypoints``: OKS AP/AR + AP-vis/AP-invis (metrics.md 1); ``crowdpose``: CrowdPose AP (metrics.md 2);
     ``hie_wap``: HIE2020 pose w-AP on the 14 HIE joints (metrics.md 4; ``bench/metrics/hie_wap.py``, its default
     ``people`` weighting, since the official one is unpublished); ``mot``: CLEAR MOT + identity metrics with
-    TrackEval semantics (metrics.md 5; ``bench/metrics/mot.py``)."""
+    TrackEval semantics (metrics.md 5; ``bench/metrics/mot.py``); ``posetrack``: poseval's per-joint AP (PCKh 0.5)
+    and MOTA / MOTP of pose tracks (metrics.md 5.1; ``bench/metrics/posetrack.py``)."""
 
-    metric: Literal["crowdhuman", "coco_box", "coco_keypoints", "crowdpose", "hie_wap", "mot"] = "crowdhuman"
+    metric: Literal["crowdhuman", "coco_box", "coco_keypoints", "crowdpose", "hie_wap", "mot", "posetrack"] = (
+        "crowdhuman"
+    )
 
 
 class PoseModelConfig(_Strict):
@@ -262,10 +265,39 @@ class TrackingConfig(_Strict):
     flow_scale: float = Field(1.0, gt=0.0, le=1.0, description="compute flow at this fraction of the resolution")
 
 
+class PoseTrackingConfig(_Strict):
+    """Pose tracking: ids for the poses of every frame, optionally smoothed by optical flow, scored with poseval.
+
+    ``deepsort`` (paper 004 section 4.3): DeepSORT (``tracking``) tracks the detector's boxes, a pose is estimated
+    in every tracked box and takes its id. ``iou_reid`` (paper 003 section 4.2): poses are estimated in the
+    detector's boxes (``pose.test``, e.g. GBG + pose NMS), then matched frame to frame by box IoU plus the ReID
+    features' Euclidean distance (Detect-and-Track with appearance); ``propagation`` adds FlowTrack's joint
+    propagation (the previous frame's poses moved by optical flow give extra boxes, and the IoU term compares the
+    moved boxes)."""
+
+    tracker: Literal["deepsort", "iou_reid"] = "deepsort"
+    appearance_weight: float = Field(1.0, ge=0.0, description="iou_reid: lambda of the ReID distance (0: IoU only)")
+    max_cost: float = Field(0.7, gt=0.0, description="iou_reid: pairs costing more are not matched")
+    max_age: int = Field(1, ge=1, description="iou_reid: frames a track may go unmatched and still be matched")
+    min_score: float = Field(0.5, description="iou_reid: persons scoring below this are not tracked nor written")
+    propagation: bool = Field(False, description="iou_reid: FlowTrack joint propagation + flow-moved IoU")
+    propagation_margin: float = Field(0.15, ge=0.0, description="enlargement of a propagated pose's box")
+    propagation_nms: float = Field(0.5, gt=0.0, le=1.0, description="propagated boxes overlapping more are dropped")
+    propagation_kp_thr: float = Field(0.3, description="joints scoring above this span a propagated box")
+    smoothing: float | None = Field(
+        None, ge=0.0, le=0.5, description="alpha of paper 000 eq. 1 (optical-flow pose smoothing); none = off"
+    )
+    smoothing_thr: float = Field(0.2, description="neighbour joints scoring at or below this are not used")
+    smoothing_missing: Literal["keep", "renormalise"] = Field(
+        "keep", description="keep: smooth a joint only when both neighbours have it (paper 000 section 3.2)"
+    )
+    kp_thr: float = Field(0.0, description="joints scoring at or below this are left out of the predictions")
+
+
 class RunConfig(_Strict):
     """Everything one cell (table row x seed x profile) needs."""
 
-    task: Literal["detection", "pose", "tracking"] = "detection"
+    task: Literal["detection", "pose", "tracking", "pose_tracking"] = "detection"
     profile: Literal["smoke", "full"] = "smoke"
     seed: int = 0
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
@@ -277,6 +309,7 @@ class RunConfig(_Strict):
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     pose: PoseConfig = Field(default_factory=PoseConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    pose_tracking: PoseTrackingConfig = Field(default_factory=PoseTrackingConfig)
     plugins: list[str] = Field(default_factory=list, description="plugins applied, in order (for the record)")
 
     @property

@@ -94,6 +94,23 @@ _FULL_TRACKING: dict[str, Any] = {
     "evaluate.metric": "mot",
 }
 
+# Smoke pose tracking: the smoke pose networks trained on the synthetic videos' PoseTrack-17 joints, on the smoke
+# detector's boxes, tracked by the smoke DeepSORT / ReID above.
+_SMOKE_POSE_TRACKING: dict[str, Any] = {
+    **_SMOKE_POSE,
+    **_SMOKE_TRACKING,
+    "evaluate.metric": "posetrack",
+    "pose.test.boxes": "detector",
+}
+
+# Full pose tracking: PoseTrack 2017 (the spec's `data` picks the dataset, e.g. HIE), poses on detector boxes.
+_FULL_POSE_TRACKING: dict[str, Any] = {
+    "data.source": "posetrack17",
+    "evaluate.metric": "posetrack",
+    "pose.test.boxes": "detector",
+    "pose.train.num_workers": 4,
+}
+
 _PROFILE_OVERRIDES: dict[tuple[str, str], dict[str, Any]] = {
     ("smoke", "detection"): _SMOKE_DETECTION,
     ("full", "detection"): _FULL_DETECTION,
@@ -101,6 +118,8 @@ _PROFILE_OVERRIDES: dict[tuple[str, str], dict[str, Any]] = {
     ("full", "pose"): _FULL_POSE,
     ("smoke", "tracking"): _SMOKE_TRACKING,
     ("full", "tracking"): _FULL_TRACKING,
+    ("smoke", "pose_tracking"): _SMOKE_POSE_TRACKING,
+    ("full", "pose_tracking"): _FULL_POSE_TRACKING,
 }
 
 

@@ -43,6 +43,10 @@ def pipeline(task: str) -> ModuleType:
         from crowdbench.bench.stages import tracking
 
         return tracking
+    if task == "pose_tracking":
+        from crowdbench.bench.stages import pose_tracking
+
+        return pose_tracking
     raise NotImplementedError(f"task {task!r} has no pipeline yet")
 
 

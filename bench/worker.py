@@ -47,6 +47,10 @@ def run_cell_file(path: Path) -> Record:
         from crowdbench.bench.stages.tracking import run_tracking_cell
 
         outcome = run_tracking_cell(cfg, cache, device)
+    elif cfg.task == "pose_tracking":
+        from crowdbench.bench.stages.pose_tracking import run_pose_tracking_cell
+
+        outcome = run_pose_tracking_cell(cfg, cache, device)
     else:  # pragma: no cover - other tasks arrive with later issues
         raise NotImplementedError(f"task {cfg.task!r} has no pipeline yet")
     record = Record(

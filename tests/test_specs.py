@@ -44,6 +44,8 @@ RUNNABLE_TABLES = {
     "offset-guided/table1",
     "hie-tracking/table4",
     "hie-tracking/table5",
+    "hie-tracking/table7",
+    "offset-guided/table5",
 }
 
 # Tables whose body is printed above their caption (the block runs from the previous caption to this one).
@@ -183,7 +185,9 @@ def test_runnable_tables():
     assert len(load_spec("hie-pose/table3").runnable_rows) == len(load_spec("hie-pose/table3").rows)
     assert [i for i, _ in load_spec("hie-pose/table2").runnable_rows] == [0]  # HIE data only; extra data: issue 7
     assert [i for i, _ in load_spec("hie-pose/table5").runnable_rows] == [0, 1]  # extra data / SimpleNet: pending
-    for table_id in ("occlusion-aug/table4", "offset-guided/table1", "hie-tracking/table4", "hie-tracking/table5"):
+    assert [i for i, _ in load_spec("offset-guided/table5").runnable_rows] == [4, 5]  # validation, two stages
+    tables = ("occlusion-aug/table4", "offset-guided/table1", "hie-tracking/table4", "hie-tracking/table5")
+    for table_id in (*tables, "hie-tracking/table7"):
         assert len(load_spec(table_id).runnable_rows) == len(load_spec(table_id).rows)
     assert [i for i, _ in load_spec("occlusion-aug/table3").runnable_rows] == [1, 2]  # row 0: another method
     assert [i for i, _ in load_spec("occlusion-aug/table1").runnable_rows] == [0, 1, 4, 5, 6, 7, 8, 9]  # no RSN, W48+

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -31,17 +32,21 @@ TRAIN_MODULES = (
     *DATA_MODULES,
 )
 INFER_MODULES = ("crowdbench.methods.pose.postprocess", *TRAIN_MODULES)
-POSTPROCESS_MODULES = ("crowdbench.methods.pose.postprocess",)
+POSTPROCESS_MODULES = ("crowdbench.methods.pose.postprocess", "crowdbench.bench.stages.pose")
+"""The pose NMS code lives in this module: its source keys the postprocess stage."""
 EVALUATE_MODULES = (
     "crowdbench.bench.metrics.coco_keypoints",
     "crowdbench.bench.metrics.crowdpose",
     "crowdbench.bench.metrics.hie_wap",
+    "crowdbench.bench.metrics.pose_tracks",
+    "crowdbench.bench.metrics.posetrack",
     *DATA_MODULES,
 )
 METRIC_KEYS = {
     "coco_keypoints": ("AP", "AP50", "AP75", "APM", "APL", "AR", "AR50", "AR75", "ARM", "ARL", "AP_vis", "AP_invis"),
     "crowdpose": ("AP", "AP50", "AP75", "AR", "AR50", "AR75", "AP_easy", "AP_medium", "AP_hard"),
     "hie_wap": ("wAP", "wAP50", "wAP75"),  # w_AP@avg, @50, @75 (bench/metrics/hie_wap.py, weighting "people")
+    "posetrack": ("AP",),  # poseval's total AP at PCKh 0.5 (bench/metrics/pose_tracks.py), frame by frame
 }
 HIE_WAP_WEIGHTING = "people"
 """The w-AP weighting of pose cells: ``hie_wap``'s default (annotated person-frames per video; the official one is
@@ -55,8 +60,10 @@ def metric_keys(cfg: RunConfig) -> tuple[str, ...]:
 
 
 def schema_of(cfg: RunConfig) -> KeypointSchema:
-    """The keypoint schema of the cell: CrowdPose-14 for the CrowdPose metric, HIE-14 for HIE w-AP, else COCO-17
-    (synthetic data is annotated natively in it)."""
+    """The keypoint schema of the cell: CrowdPose-14 for the CrowdPose metric, HIE-14 for HIE w-AP, PoseTrack-17
+    for the PoseTrack metric (HIE-14 on HIE videos), else COCO-17 (synthetic data is annotated natively in it)."""
+    if cfg.evaluate.metric == "posetrack":
+        return get_schema("hie14" if cfg.data.source == "hie" else "posetrack17")
     return get_schema({"crowdpose": "crowdpose14", "hie_wap": "hie14"}.get(cfg.evaluate.metric, "coco17"))
 
 
@@ -201,6 +208,8 @@ def evaluate_poses(metric: str, frames: list[Frame], schema: KeypointSchema, res
         for image, frame in zip(gt["images"], frames, strict=True):
             image.setdefault("crowdIndex", round(crowd_index(frame), 4))
         out = evaluate_crowdpose(gt, results).to_dict()
+    elif metric == "posetrack":
+        return {"AP": posetrack_ap(frames, schema, results)}
     elif metric == "hie_wap":
         from crowdbench.bench.metrics.hie_wap import evaluate_hie_wap
 
@@ -215,54 +224,37 @@ def evaluate_poses(metric: str, frames: list[Frame], schema: KeypointSchema, res
     return {k: float(out[k]) for k in METRIC_KEYS[metric]}
 
 
-def run_pose_cell(cfg: RunConfig, cache_: StageCache, device: str) -> CellOutcome:
-    """Run (or fetch from the cache) every stage of one pose cell."""
-    import torch
+def _validator(run: RunConfig, val_frames: list[Frame], schema: KeypointSchema, device: str):
+    """The per-epoch validation of a training run: a fixed protocol (ground-truth boxes, flip test, one scale), so
+    that test-time options of a row never change its train key and rows differing only at test time share the
+    model."""
+    from crowdbench.bench.stages.pose_training import coco_results, people, predict_poses
 
-    from crowdbench.bench.stages.pose_training import (
-        build_model,
-        check_ensemble,
-        coco_results,
-        detected_people,
-        people,
-        predict_poses,
-        train_pose,
-    )
+    protocol = run.pose.model_copy(deep=True)
+    protocol.test = PoseTestConfig(flip_test=True, multiscale=(1.0,), batch_size=run.pose.test.batch_size)
+    val_people = people(val_frames, 0)
 
-    check_ensemble(cfg.pose)
-    keys = stage_keys(cfg)
+    def validate(model) -> float:
+        poses = predict_poses(model, protocol, val_frames, val_people, schema, device, progress=False)
+        results = coco_results(val_frames, val_people, poses, protocol.test.kp_score_thr)
+        metrics = evaluate_poses(run.evaluate.metric, val_frames, schema, results)
+        return metrics[METRIC_KEYS[run.evaluate.metric][0]]  # AP, or w-AP for hie_wap
+
+    return validate
+
+
+def train_models(cfg: RunConfig, cache_: StageCache, device: str, val_frames: list[Frame]) -> list[StageResult]:
+    """Run (or fetch) the ``train`` stages of the cell's pose model and of each ensemble member (S3: two phases)."""
+    from crowdbench.bench.stages.pose_training import train_pose
+
     schema = schema_of(cfg)
     meta = {"config": cfg.model_dump(mode="json"), "device": device}
-    val_frames: list[Frame] = load_frames(cfg.data, cfg.data.val_split, schema.name)
-    stages: list[StageResult] = []
-    val_people = people(val_frames, 0)  # ground-truth boxes: per-epoch validation, and testing unless detections
-    test_people = val_people
-    if cfg.pose.test.boxes == "detections":
-        if cfg.pose.test.detections is None:
-            raise ValueError("pose.test.boxes=detections needs --set pose.test.detections=FILE (COCO results JSON)")
-        test_people = detected_people(val_frames, Path(cfg.pose.test.detections), cfg.pose.test.det_score_thr)
-    elif cfg.pose.test.boxes == "detector":
-        test_people, det_stages = detector_people(cfg, cache_, device, len(val_frames))
-        stages += det_stages
-
-    def validate_with(run: RunConfig):
-        # A fixed protocol for the per-epoch curve (ground-truth boxes, flip test, one scale), so that test-time
-        # options of a row never change its train key: rows differing only at test time share the model.
-        protocol = run.pose.model_copy(deep=True)
-        protocol.test = PoseTestConfig(flip_test=True, multiscale=(1.0,), batch_size=run.pose.test.batch_size)
-
-        def validate(model: torch.nn.Module) -> float:
-            poses = predict_poses(model, protocol, val_frames, val_people, schema, device, progress=False)
-            results = coco_results(val_frames, val_people, poses, protocol.test.kp_score_thr)
-            metrics = evaluate_poses(run.evaluate.metric, val_frames, schema, results)
-            return metrics[METRIC_KEYS[run.evaluate.metric][0]]  # AP, or w-AP for hie_wap
-
-        return validate
 
     def train_stage(run: RunConfig, key: str, init: Path | None = None, prior: list | None = None) -> StageResult:
         def train(out: Path, scratch: Path) -> None:
             frames = load_frames(run.data, run.data.train_split, schema.name)
-            info = train_pose(run, frames, schema, device, out, scratch, validate_with(run), init=init, prior=prior)
+            validate = _validator(run, val_frames, schema, device)
+            info = train_pose(run, frames, schema, device, out, scratch, validate, init=init, prior=prior)
             (out / "train.json").write_text(json.dumps(info))
 
         return run_stage(cache_, "train", key, {**meta, "config": run.model_dump(mode="json")}, train)
@@ -280,19 +272,83 @@ def run_pose_cell(cfg: RunConfig, cache_: StageCache, device: str) -> CellOutcom
         prior = json.loads((phase1 / "history.json").read_text())
         return [*done, train_stage(second, run_keys["train"], phase1 / "model.pt", prior)]
 
-    stages += train_model(cfg)
+    stages = train_model(cfg)
     for i in range(len(cfg.pose.test.ensemble)):  # heatmap-fusion members (paper 000 sections 3.1, 4.3)
         stages += prefixed(f"ensemble{i}", train_model(member_config(cfg, i)))
+    return stages
 
-    def load_model(run: RunConfig) -> torch.nn.Module:
+
+def load_models(cfg: RunConfig, cache_: StageCache, device: str) -> tuple[Any, list[Any]]:
+    """The trained pose model of the cell and its ensemble members, on ``device``."""
+    import torch
+
+    from crowdbench.bench.stages.pose_training import build_model
+
+    schema = schema_of(cfg)
+
+    def load(run: RunConfig) -> torch.nn.Module:
         model = build_model(run.pose, schema.num_keypoints)
         path = cache_.path("train", stage_keys(run)["train"]) / "model.pt"
         model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
         return model.to(device)
 
+    return load(cfg), [load(member_config(cfg, i)) for i in range(len(cfg.pose.test.ensemble))]
+
+
+def posetrack_ap(frames: list[Frame], schema: KeypointSchema, results: list[dict]) -> float:
+    """poseval's total AP (PCKh 0.5, a fraction) of COCO-format results, frame by frame (no track ids needed)."""
+    from crowdbench.bench.metrics.pose_tracks import FramePoses, evaluate_pose_tracks
+    from crowdbench.bench.stages.pose_training import image_ids
+
+    frame_of = {image_id: f for f, image_id in enumerate(image_ids(frames))}
+    rows: list[list[dict]] = [[] for _ in frames]
+    for r in results:
+        rows[frame_of[r["image_id"]]].append(r)
+    k = schema.num_keypoints
+    poses = [
+        FramePoses(
+            np.array([r["keypoints"] for r in rs], dtype=np.float64).reshape(-1, k, 3),
+            np.array([r["score"] for r in rs], dtype=np.float64),
+            np.arange(len(rs), dtype=np.int64),  # poseval wants ids unique per frame, even for AP
+            np.zeros((len(rs), 4)),
+        )
+        for rs in rows
+    ]
+    return evaluate_pose_tracks(frames, poses, schema, tracking=False)["AP"]
+
+
+def run_pose_cell(cfg: RunConfig, cache_: StageCache, device: str) -> CellOutcome:
+    """Run (or fetch from the cache) every stage of one pose cell.
+
+    Besides ``results.json`` the postprocess stage writes ``people.json``: the frame, box and box score of each kept
+    result (what pose tracking matches frame to frame)."""
+    from crowdbench.bench.stages.pose_training import (
+        check_ensemble,
+        coco_results,
+        detected_people,
+        people,
+        predict_poses,
+    )
+
+    check_ensemble(cfg.pose)
+    keys = stage_keys(cfg)
+    schema = schema_of(cfg)
+    meta = {"config": cfg.model_dump(mode="json"), "device": device}
+    val_frames: list[Frame] = load_frames(cfg.data, cfg.data.val_split, schema.name)
+    stages: list[StageResult] = []
+    test_people = people(val_frames, 0)  # ground-truth boxes unless detections
+    if cfg.pose.test.boxes == "detections":
+        if cfg.pose.test.detections is None:
+            raise ValueError("pose.test.boxes=detections needs --set pose.test.detections=FILE (COCO results JSON)")
+        test_people = detected_people(val_frames, Path(cfg.pose.test.detections), cfg.pose.test.det_score_thr)
+    elif cfg.pose.test.boxes == "detector":
+        test_people, det_stages = detector_people(cfg, cache_, device, len(val_frames))
+        stages += det_stages
+
+    stages += train_models(cfg, cache_, device, val_frames)
+
     def infer(out: Path, _scratch: Path) -> None:
-        model = load_model(cfg)
-        ensemble = [load_model(member_config(cfg, i)) for i in range(len(cfg.pose.test.ensemble))]
+        model, ensemble = load_models(cfg, cache_, device)
         poses = predict_poses(model, cfg.pose, val_frames, test_people, schema, device, ensemble=ensemble)
         np.savez_compressed(out / "poses.npz", poses=poses.astype(np.float32))
         (out / "results.json").write_text(
@@ -334,6 +390,9 @@ def run_pose_cell(cfg: RunConfig, cache_: StageCache, device: str) -> CellOutcom
                     kept_all.append(idx[int(k)])
             keep = sorted(kept_all)
         (out / "results.json").write_text(json.dumps([results[i] for i in keep]))
+        kept = [test_people[i] for i in keep]
+        people_rows = [{"frame": q.frame, "box": [float(v) for v in q.box], "score": float(q.score)} for q in kept]
+        (out / "people.json").write_text(json.dumps(people_rows))
 
     def evaluate(out: Path, _scratch: Path) -> None:
         results = json.loads((cache_.path("postprocess", keys["postprocess"]) / "results.json").read_text())

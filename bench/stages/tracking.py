@@ -220,54 +220,11 @@ def run_tracking_cell(cfg: RunConfig, cache_: StageCache, device: str) -> CellOu
     boxes = tracked_boxes(cfg, cache_, frames)
 
     if t.reid.enabled:
-
-        def train(out: Path, scratch: Path) -> None:
-            from crowdbench.methods.tracking.reid import train_reid
-
-            if t.reid.weights is not None:
-                import shutil
-
-                shutil.copyfile(t.reid.weights, out / "model.pt")
-                (out / "train.json").write_text(json.dumps({"weights": str(t.reid.weights)}))
-                return
-            train_frames = load_frames(cfg.data, cfg.data.train_split)
-            r = t.reid
-            info = train_reid(
-                train_frames,
-                arch=r.arch,
-                dim=r.dim,
-                input_hw=r.input_hw,
-                iterations=r.iterations,
-                batch_size=(r.ids_per_batch, r.crops_per_id),
-                lr=r.lr,
-                seed=cfg.seed,
-                device=device,
-                out_dir=out,
-                scratch=scratch,
-                weights=r.backbone_weights,
-            )
-            (out / "train.json").write_text(json.dumps(info, default=str))
-
-        stages.append(run_stage(cache_, "reid", keys["reid"], meta, train))
+        stages.append(reid_train_stage(cfg, cache_, keys["reid"], device))
 
     def embed_stage(out: Path, _scratch: Path) -> None:
-        import torch
-
-        from crowdbench.methods.tracking.reid import build_reid, embed
-
-        model = build_reid(t.reid.arch, dim=t.reid.dim, input_hw=t.reid.input_hw)
-        state = torch.load(cache_.path("reid", keys["reid"]) / "model.pt", map_location="cpu", weights_only=True)
-        model.load_state_dict(state, strict=False)  # the ID classifier of training is not needed here
-        model.to(device)
-        feats = embed(
-            model,
-            frames,
-            [b["boxes"] for b in boxes],
-            flip=t.reid.flip,
-            scales=tuple(t.reid.scales),
-            device=device,
-        )
-        np.savez_compressed(out / "features.npz", **{f"f{i}": f.astype(np.float32) for i, f in enumerate(feats)})
+        model = load_reid_model(cfg, cache_, keys["reid"], device)
+        save_features(out, embed_boxes(cfg, model, frames, [b["boxes"] for b in boxes], device))
 
     if t.reid.enabled:
         stages.append(run_stage(cache_, "embed", keys["embed"], meta, embed_stage))
@@ -291,6 +248,76 @@ def run_tracking_cell(cfg: RunConfig, cache_: StageCache, device: str) -> CellOu
     ]
     metrics = json.loads((cache_.path("evaluate", keys["evaluate"]) / "metrics.json").read_text())
     return CellOutcome(metrics, keys, stages)
+
+
+def reid_train_stage(cfg: RunConfig, cache_: StageCache, key: str, device: str) -> StageResult:
+    """Run (or fetch) the ``reid`` stage: the ReID network trained on the identities of ``data.train_split`` (or
+    copied from ``tracking.reid.weights``)."""
+    r = cfg.tracking.reid
+    meta = {"config": cfg.model_dump(mode="json"), "device": device}
+
+    def train(out: Path, scratch: Path) -> None:
+        from crowdbench.methods.tracking.reid import train_reid
+
+        if r.weights is not None:
+            import shutil
+
+            shutil.copyfile(r.weights, out / "model.pt")
+            (out / "train.json").write_text(json.dumps({"weights": str(r.weights)}))
+            return
+        info = train_reid(
+            load_frames(cfg.data, cfg.data.train_split),
+            arch=r.arch,
+            dim=r.dim,
+            input_hw=r.input_hw,
+            iterations=r.iterations,
+            batch_size=(r.ids_per_batch, r.crops_per_id),
+            lr=r.lr,
+            seed=cfg.seed,
+            device=device,
+            out_dir=out,
+            scratch=scratch,
+            weights=r.backbone_weights,
+        )
+        (out / "train.json").write_text(json.dumps(info, default=str))
+
+    return run_stage(cache_, "reid", key, meta, train)
+
+
+def load_reid_model(cfg: RunConfig, cache_: StageCache, key: str, device: str) -> Any:
+    """The trained ReID network of stage ``key`` on ``device``. Only the training-only ID classifier
+    (``classifier``, ``kappa``) may be absent from or extra in the state dict: a file missing any embedding weight
+    (e.g. ``tracking.reid.weights`` of another architecture) is a one-line error naming it."""
+    import torch
+
+    from crowdbench.methods.tracking.reid import build_reid
+
+    r = cfg.tracking.reid
+    model = build_reid(r.arch, dim=r.dim, input_hw=r.input_hw)
+    path = cache_.path("reid", key) / "model.pt"
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = {k: v for k, v in state.items() if k not in ("classifier", "kappa")}
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        source = r.weights if r.weights is not None else path
+        first = str(err).strip().splitlines()[1].strip() if "\n" in str(err) else str(err)
+        raise ValueError(f"{source}: not a {r.arch} ReID state dict of dim {r.dim}: {first}") from None
+    return model.to(device)
+
+
+def embed_boxes(
+    cfg: RunConfig, model: Any, frames: list[Frame], boxes: list[np.ndarray], device: str
+) -> list[np.ndarray]:
+    """ReID features (``N x dim``, L2-normalised) of each frame's boxes with the configured flip / scales."""
+    from crowdbench.methods.tracking.reid import embed
+
+    r = cfg.tracking.reid
+    return embed(model, frames, boxes, flip=r.flip, scales=tuple(r.scales), device=device)
+
+
+def save_features(out: Path, features: list[np.ndarray]) -> None:
+    np.savez_compressed(out / "features.npz", **{f"f{i}": f.astype(np.float32) for i, f in enumerate(features)})
 
 
 def load_features(cache_: StageCache, key: str, n: int) -> list[np.ndarray]:

@@ -101,3 +101,80 @@ class BoxFlowSmoothing(Plugin):
         c = self.config
         run.tracking.box_smoothing = c.weight  # type: ignore[attr-defined]
         run.tracking.flow, run.tracking.flow_scale = c.flow, c.scale  # type: ignore[attr-defined]
+
+
+class _FlowSmoothingOptions(_Options):
+    alpha: float = Field(0.25, ge=0.0, le=0.5, description="a of paper 000 eq. 1 (not given; methods.md 6 sweep)")
+    threshold: float = Field(0.2, description="neighbour joints scoring at or below this are not used")
+    missing: Literal["keep", "renormalise"] = Field("keep", description="keep: only joints both neighbours have")
+    flow: Literal["dis_fast", "dis_medium", "dis_ultrafast", "farneback"] = "dis_medium"
+    scale: float = Field(1.0, gt=0.0, le=1.0, description="flow resolution as a fraction of the frame's")
+
+
+@register("flow_smoothing")
+class FlowSmoothing(Plugin):
+    """Optical-flow pose smoothing (paper 000 section 3.2 eq. 1; paper 004 section 4.2): every tracked pose
+    averaged with the same id's poses of the previous and next frames moved into it by optical flow, weights
+    ``a, a, 1 - 2a`` (DIS flow; the papers' flow network is not available)."""
+
+    hook: ClassVar[Hook] = "postprocess"
+    stage: ClassVar[Stage] = "postprocess"
+    Config = _FlowSmoothingOptions
+
+    def apply(self, run: RunConfig) -> None:
+        c, pt = self.config, run.pose_tracking
+        pt.smoothing, pt.smoothing_thr, pt.smoothing_missing = c.alpha, c.threshold, c.missing  # type: ignore[attr-defined]
+        run.tracking.flow, run.tracking.flow_scale = c.flow, c.scale  # type: ignore[attr-defined]
+
+
+class _IoUReIDOptions(_Options):
+    appearance_weight: float = Field(1.0, ge=0.0, description="lambda of the ReID Euclidean distance (0: IoU only)")
+    max_cost: float = Field(0.7, gt=0.0, description="pairs costing more start a new track")
+    max_age: int = Field(1, ge=1, description="frames a track may go unmatched (1: the previous frame only)")
+    min_score: float = Field(0.5, description="poses scoring below this are not tracked")
+
+
+@register("pose_tracking.iou_reid")
+class IoUReIDTracking(Plugin):
+    """Pose tracking of paper 003 section 4.2: Detect-and-Track's frame-to-frame Hungarian matching on box IoU, plus
+    the Euclidean distance of ReID features (the team's own ReID, ``deepsort.reid``'s network), cost
+    ``((1 - IoU) + lambda d / 2) / (1 + lambda)`` (a project choice: the paper gives no formula)."""
+
+    hook: ClassVar[Hook] = "tracker"
+    stage: ClassVar[Stage] = "postprocess"
+    Config = _IoUReIDOptions
+
+    def apply(self, run: RunConfig) -> None:
+        c, pt = self.config, run.pose_tracking
+        pt.tracker = "iou_reid"
+        pt.appearance_weight, pt.max_cost = c.appearance_weight, c.max_cost  # type: ignore[attr-defined]
+        pt.max_age, pt.min_score = c.max_age, c.min_score  # type: ignore[attr-defined]
+        run.tracking.reid.enabled = c.appearance_weight > 0  # type: ignore[attr-defined]
+
+
+class _PropagationOptions(_Options):
+    margin: float = Field(0.15, ge=0.0, description="enlargement of a propagated pose's box (FlowTrack extends it)")
+    nms: float = Field(0.5, gt=0.0, le=1.0, description="propagated boxes overlapping a detection more are dropped")
+    kp_thr: float = Field(0.3, description="joints scoring above this span the propagated box")
+    flow: Literal["dis_fast", "dis_medium", "dis_ultrafast", "farneback"] = "dis_medium"
+    scale: float = Field(1.0, gt=0.0, le=1.0, description="flow resolution as a fraction of the frame's")
+
+
+@register("pose_tracking.optical_flow")
+class FlowPropagation(Plugin):
+    """MSRA's optical flow in pose tracking (paper 003 Table 5 'with optical flow' = FlowTrack, Xiao et al. 2018):
+    the previous frame's tracked poses are moved into the frame by optical flow; the box around each, where no
+    detection covers it, is added to the detections and gets a pose from the model; the IoU term matches the
+    tracks' flow-moved boxes. Needs ``pose_tracking.iou_reid``."""
+
+    hook: ClassVar[Hook] = "tracker"
+    stage: ClassVar[Stage] = "postprocess"
+    Config = _PropagationOptions
+
+    def apply(self, run: RunConfig) -> None:
+        c, pt = self.config, run.pose_tracking
+        if pt.tracker != "iou_reid":
+            raise ValueError("pose_tracking.optical_flow needs pose_tracking.iou_reid before it in the row's plugins")
+        pt.propagation = True
+        pt.propagation_margin, pt.propagation_nms, pt.propagation_kp_thr = c.margin, c.nms, c.kp_thr  # type: ignore[attr-defined]
+        run.tracking.flow, run.tracking.flow_scale = c.flow, c.scale  # type: ignore[attr-defined]

@@ -1,0 +1,147 @@
+"""The pose-tracking pipeline (hie-tracking Table 7, offset-guided Table 5): poseval scoring of per-frame poses,
+DeepSORT-box and IoU + ReID pipelines, flow smoothing and propagation wired to the stages they claim."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from crowdbench.bench.cache import StageCache
+from crowdbench.bench.matrix import expand
+from crowdbench.bench.metrics.pose_tracks import FramePoses, evaluate_pose_tracks
+from crowdbench.bench.registry import get_plugin
+from crowdbench.bench.specs import load_spec
+from crowdbench.bench.stages.data import load_frames
+from crowdbench.bench.stages.pose_tracking import load_poses, run_pose_tracking_cell, stage_keys
+from crowdbench.datasets.keypoints import POSETRACK_17
+
+# tiny videos, ground-truth boxes, a pose model trained for one short epoch, a ReID trained for 30 steps
+TINY = {
+    "data.preset": "tiny",
+    "tracking.boxes": "gt",
+    "pose.test.boxes": "gt",
+    "pose.train.epoch_scale": 0.005,
+    "pose.train.samples_per_epoch": 64,
+    "pose.train.eval_every": 0,
+    "tracking.reid.iterations": 30,
+}
+
+
+def _cfg(table: str, row: int, **over):
+    return expand(load_spec(table), overrides={**TINY, **over}, rows=[row])[0].config
+
+
+def _gt_poses(frames):
+    out = []
+    for f in frames:
+        people = [i for i in f.instances if not i.ignore]
+        kp = np.array([i.keypoints for i in people], dtype=np.float64).reshape(-1, 17, 3)
+        kp[..., 2] = (kp[..., 2] > 0).astype(float)
+        ids = np.array([i.track_id for i in people], dtype=np.int64)
+        out.append(FramePoses(kp, np.ones(len(people)), ids, np.array([i.box for i in people]).reshape(-1, 4)))
+    return out
+
+
+def test_ground_truth_poses_score_perfectly_and_an_id_swap_costs_mota():
+    frames = load_frames(_cfg("hie-tracking/table7", 0).data, "val", "posetrack17")
+    poses = _gt_poses(frames)
+    m = evaluate_pose_tracks(frames, poses, POSETRACK_17)
+    assert m["AP"] == pytest.approx(1.0) and m["MOTA"] == pytest.approx(1.0) and m["Rec"] == pytest.approx(1.0)
+    first = next(i for i, p in enumerate(poses) if len(p.ids) >= 2)
+    video = frames[first].video
+    for i, f in enumerate(frames):  # swap two people's ids from the middle of that video on
+        if f.video == video and f.index >= frames[first].index + 3 and len(poses[i].ids) >= 2:
+            poses[i].ids[[0, 1]] = poses[i].ids[[1, 0]]
+    swapped = evaluate_pose_tracks(frames, poses, POSETRACK_17)
+    assert swapped["AP"] == pytest.approx(1.0) and swapped["MOTA"] < 1.0
+    # joints scoring at or below kp_thr are not written: all of them gone -> nothing found
+    assert evaluate_pose_tracks(frames, poses, POSETRACK_17, kp_thr=1.0)["Rec"] == 0.0
+
+
+def test_deepsort_pipeline_poses_carry_track_ids_and_smoothing_reruns_smooth_only(tmp_path):
+    cache = StageCache(tmp_path / "cache")
+    cfg = _cfg("hie-tracking/table7", 0)
+    assert cfg.task == "pose_tracking" and cfg.pose_tracking.tracker == "deepsort" and cfg.pose_tracking.smoothing
+    first = run_pose_tracking_cell(cfg, cache, "cpu")
+    assert {"boxes.track", "train", "ensemble0.train", "poses", "smooth", "evaluate"} <= set(first.stages_run)
+    assert 0.0 < first.metrics["AP"] <= 1.0 and -1.0 <= first.metrics["MOTA"] <= 1.0
+    frames = load_frames(cfg.data, "val", "posetrack17")
+    keys = stage_keys(cfg)
+    raw = load_poses(cache.path("poses", keys["poses"]) / "poses.npz", len(frames))
+    smoothed = load_poses(cache.path("smooth", keys["smooth"]) / "poses.npz", len(frames))
+    for f, p in zip(frames, raw, strict=True):  # ground-truth boxes tracked: confirmed tracks keep the person's id
+        assert set(p.ids.tolist()) <= {i.track_id for i in f.instances}
+    moved = np.concatenate([np.abs(s.keypoints - r.keypoints).ravel() for s, r in zip(smoothed, raw, strict=True)])
+    assert moved.max() > 0.0  # eq. 1 moved joints
+
+    other = cfg.model_copy(deep=True)
+    other.pose_tracking.smoothing = 0.0  # alpha 0: eq. 1 is the identity
+    again = run_pose_tracking_cell(other, cache, "cpu")
+    assert again.stages_run == ["smooth", "evaluate"]
+    plain = cfg.model_copy(deep=True)
+    plain.pose_tracking.smoothing = None
+    assert run_pose_tracking_cell(plain, cache, "cpu").metrics == again.metrics
+
+
+def test_iou_reid_pipeline_and_flow_propagation(tmp_path):
+    cache = StageCache(tmp_path / "cache")
+    weak = {"pose_tracking.min_score": 0.0}  # the one-epoch model scores every pose low
+    base = _cfg("offset-guided/table5", 4, **weak)
+    pt = base.pose_tracking
+    assert pt.tracker == "iou_reid" and base.tracking.reid.enabled and not pt.propagation
+    first = run_pose_tracking_cell(base, cache, "cpu")
+    assert {"pose.train", "pose.postprocess", "reid", "embed", "poses", "evaluate"} <= set(first.stages_run)
+    frames = load_frames(base.data, "val", "posetrack17")
+    poses = load_poses(cache.path("poses", stage_keys(base)["poses"]) / "poses.npz", len(frames))
+    assert all((p.ids >= 1).all() and (p.scores >= base.pose_tracking.min_score).all() for p in poses)
+    assert len({int(t) for p in poses for t in p.ids}) < sum(len(p.ids) for p in poses)  # ids carry across frames
+
+    flow = _cfg("offset-guided/table5", 5, **weak)
+    assert flow.pose_tracking.propagation
+    k0, k1 = stage_keys(base), stage_keys(flow)
+    assert k0["embed"] == k1["embed"] and k0["poses"] != k1["poses"]
+    second = run_pose_tracking_cell(flow, cache, "cpu")
+    assert second.stages_run == ["poses", "evaluate"]
+    assert 0.0 <= second.metrics["AP"] <= 1.0
+
+
+def test_flow_propagation_needs_the_iou_reid_tracker():
+    from crowdbench.bench.config import RunConfig
+
+    with pytest.raises(ValueError, match=r"needs pose_tracking\.iou_reid"):
+        get_plugin("pose_tracking.optical_flow").apply(RunConfig(task="pose_tracking"))
+
+
+def test_propagation_fills_a_missed_detection_with_the_same_id(tmp_path):
+    from crowdbench.bench.stages.pose_tracking import track_iou_reid
+
+    cfg = _cfg("offset-guided/table5", 5, **{"pose_tracking.min_score": 0.0})
+    frames = load_frames(cfg.data, "val", "posetrack17")
+    video = [i for i, f in enumerate(frames) if f.video == frames[0].video][:3]
+    frames = [frames[i] for i in video]
+    poses = _gt_poses(frames)
+    person = 0
+    poses[1] = FramePoses(  # frame 1 misses the first person
+        np.delete(poses[1].keypoints, person, 0),
+        np.delete(poses[1].scores, person),
+        np.delete(poses[1].ids, person),
+        np.delete(poses[1].boxes, person, 0),
+    )
+    calls = []
+
+    def estimate(i, boxes, scores):
+        calls.append((i, len(boxes)))
+        kp = np.zeros((len(boxes), 17, 3))
+        kp[:, :, :2] = boxes[:, None, :2] + 1.0
+        kp[:, :, 2] = 0.9
+        return FramePoses(kp, scores * 0.9, np.full(len(boxes), -1), boxes)
+
+    with_flow = track_iou_reid(cfg, frames, poses, None, tmp_path / "flow", estimate, None)
+    assert calls and calls[0][0] == 1  # the pose model was asked for the propagated box in frame 1
+    first_id = int(with_flow[0].ids[person])
+    assert first_id in with_flow[1].ids.tolist()  # the missed person keeps its id through frame 1
+    assert first_id in with_flow[2].ids.tolist()
+    plain = cfg.model_copy(deep=True)
+    plain.pose_tracking.propagation = False
+    without = track_iou_reid(plain, frames, poses, None, tmp_path / "flow")
+    assert first_id not in without[1].ids.tolist() and first_id not in without[2].ids.tolist()  # max_age 1: lost
