@@ -291,7 +291,9 @@ class PoseTrackingConfig(_Strict):
     smoothing_missing: Literal["keep", "renormalise"] = Field(
         "keep", description="keep: smooth a joint only when both neighbours have it (paper 000 section 3.2)"
     )
-    kp_thr: float = Field(0.0, description="joints scoring at or below this are left out of the predictions")
+    kp_thr: float = Field(
+        0.4, description="joints scoring at or below this are not submitted (a common PoseTrack choice; none stated)"
+    )
 
 
 class RunConfig(_Strict):

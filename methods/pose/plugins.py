@@ -10,7 +10,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from crowdbench.bench.config import RunConfig
+from crowdbench.bench.config import PoseTestConfig, RunConfig
 from crowdbench.bench.registry import Hook, Plugin, Stage, register
 
 
@@ -359,9 +359,14 @@ class ModelFusion(Plugin):
             raise ValueError(f"pose_postproc.model_fusion: {c.model!r} is not a pose model plugin")  # type: ignore[attr-defined]
         plugin.apply(other)
         t = run.pose.test
-        weights = list(t.ensemble_weights or [1.0] * (1 + len(t.ensemble)))
+        weights = current_weights(t)
         t.ensemble.append(other.pose.model)
         t.ensemble_weights = (*weights, c.weight) if t.ensemble_weights or c.weight != 1.0 else ()  # type: ignore[attr-defined]
+
+
+def current_weights(test: PoseTestConfig) -> list[float]:
+    """The heatmap weights of the cell's model and its ensemble members so far (empty config = all equal)."""
+    return list(test.ensemble_weights or [1.0] * (1 + len(test.ensemble)))
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -396,7 +401,7 @@ class MultiInputFusion(Plugin):
     def apply(self, run: RunConfig) -> None:
         sizes = [profile_input(run, *parse_size(text)) for text in self.config.input_sizes]  # type: ignore[attr-defined]
         t = run.pose.test
-        weights = list(t.ensemble_weights or [1.0] * (1 + len(t.ensemble)))
+        weights = current_weights(t)
         new_weights = list(weights)
         for model, weight in zip([run.pose.model, *t.ensemble], weights, strict=True):
             for size in sizes:
