@@ -160,8 +160,8 @@ def test_fusion_plugin_keys_reuse_both_models():
     other = base_config("smoke", "detection")
     other.model.backbone = "resnet34"
     keys, base_keys, other_keys = stage_keys(fused), stage_keys(base), stage_keys(other)
-    assert keys["train"] == base_keys["train"] and keys["postprocess"] == base_keys["postprocess"]
-    assert "fusion" in keys and keys["evaluate"] != base_keys["evaluate"]
+    assert keys["train"] == base_keys["train"] and keys["nms"] == base_keys["postprocess"]
+    assert keys["postprocess"] != base_keys["postprocess"] and keys["evaluate"] != base_keys["evaluate"]
     assert fused.postprocess.fusion[0].model == other.model
     # the member cell is exactly the other row: its trained model is shared
     from crowdbench.methods.detection.fusion import member_config

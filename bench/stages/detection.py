@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -114,7 +115,9 @@ def stage_keys(cfg: RunConfig) -> dict[str, str]:
             "iou": cfg.postprocess.fusion_iou,
             "skip": cfg.postprocess.fusion_skip,
         }
-        fused = keys["fusion"] = stage_key("fusion", fusion, [post, *members], FUSION_MODULES)
+        # the fused boxes are this cell's "postprocess" output (what pose and tracking read); "nms" its own boxes
+        keys["nms"] = post
+        fused = keys["postprocess"] = stage_key("postprocess", {"fusion": fusion}, [post, *members], FUSION_MODULES)
     keys["evaluate"] = stage_key(
         "evaluate", {"data": data_slice(cfg.data, cfg.data.val_split), **dump["evaluate"]}, [fused], EVALUATE_MODULES
     )
@@ -183,7 +186,7 @@ def run_detection_cell(cfg: RunConfig, cache: StageCache, device: str) -> CellOu
         write_detections(_records(frames, dets), out / "detections.json")
 
     def fuse(out: Path, _scratch: Path) -> None:
-        paths = [cache.path("postprocess", keys["postprocess"]), *member_posts]
+        paths = [cache.path("postprocess", keys["nms"]), *member_posts]
         frames, dets = load_per_frame(paths[0] / "detections.npz")
         others = [load_per_frame(p / "detections.npz")[1] for p in paths[1:]]
         weights = [1.0, *(m.weight for m in cfg.postprocess.fusion)]
@@ -203,7 +206,7 @@ def run_detection_cell(cfg: RunConfig, cache: StageCache, device: str) -> CellOu
         write_detections(_records(frames, fused), out / "detections.json")
 
     def evaluate(out: Path, _scratch: Path) -> None:
-        post = cache.path(*(("fusion", keys["fusion"]) if "fusion" in keys else ("postprocess", keys["postprocess"])))
+        post = cache.path("postprocess", keys["postprocess"])
         frames, dets = load_per_frame(post / "detections.npz")
         result = evaluate_detections(cfg.evaluate.metric, val(), _records(frames, dets))
         (out / "metrics.json").write_text(json.dumps(result))
@@ -211,15 +214,15 @@ def run_detection_cell(cfg: RunConfig, cache: StageCache, device: str) -> CellOu
     stages += [
         run_stage(cache, "train", keys["train"], meta, _train_fn(cfg, device, teacher_path)),
         run_stage(cache, "infer", keys["infer"], meta, infer),
-        run_stage(cache, "postprocess", keys["postprocess"], meta, postprocess),
+        run_stage(cache, "postprocess", keys.get("nms", keys["postprocess"]), meta, postprocess),
     ]
     member_posts: list[Path] = []
     for i, member in enumerate(cfg.postprocess.fusion, start=1):  # each fused detector runs as its own cell
         sub = member_config(cfg, member)
         stages += prefixed(f"fusion{i}", run_detection_cell(sub, cache, device).stages)
         member_posts.append(cache.path("postprocess", stage_keys(sub)["postprocess"]))
-    if "fusion" in keys:
-        stages.append(run_stage(cache, "fusion", keys["fusion"], meta, fuse))
+    if "nms" in keys:  # WBF of the NMS outputs, cached as this cell's postprocess output
+        stages.append(replace(run_stage(cache, "postprocess", keys["postprocess"], meta, fuse), name="fusion"))
     stages.append(run_stage(cache, "evaluate", keys["evaluate"], meta, evaluate))
     metrics = json.loads((cache.path("evaluate", keys["evaluate"]) / "metrics.json").read_text())
     return CellOutcome(metrics, keys, stages)

@@ -85,8 +85,8 @@ class DetectorModelFusion(Plugin):
     """Fuse the cell's detector with a second one (paper 000 section 2.3: ResNet152 and ResNeXt101 Cascade R-CNN
     fused 1:1) by weighted box fusion after each model's NMS. The second detector is the cell's config at this
     point of the row, changed by plugin ``model`` (``options``) and dotted ``set`` overrides; it trains, infers and
-    post-processes as its own cell (shared with any row training it). The fusion is its own stage (``fusion``)
-    keyed on both models' post-processing keys."""
+    post-processes as its own cell (shared with any row training it). The fused boxes are the cell's
+    ``postprocess`` output (what pose and tracking read), keyed on both models' NMS keys (``nms``: the cell's own)."""
 
     hook: ClassVar[Hook] = "postprocess"
     stage: ClassVar[Stage] = "postprocess"
