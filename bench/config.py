@@ -31,6 +31,9 @@ class DataConfig(_Strict):
     extra_train: tuple[str, ...] = Field(
         (), description="more datasets whose train split is added to the training frames (e.g. crowdhuman)"
     )
+    extra_weights: tuple[float, ...] = Field(
+        (), description="per extra_train dataset: fraction of its frames used (>1 repeats them); empty = all 1"
+    )
     max_val_images: int | None = None
 
     @field_validator("source")
@@ -45,11 +48,11 @@ class DataConfig(_Strict):
     @field_validator("extra_train")
     @classmethod
     def _known_extra(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        from crowdbench.datasets.layout import LAYOUTS
+        from crowdbench.datasets.extra import EXTRA_DATASETS
 
-        unknown = [v for v in value if v not in LAYOUTS]
+        unknown = [v for v in value if v not in EXTRA_DATASETS]
         if unknown:
-            raise ValueError(f"unknown extra_train datasets {unknown}; known: {', '.join(LAYOUTS)}")
+            raise ValueError(f"unknown extra_train datasets {unknown}; known: {', '.join(EXTRA_DATASETS)}")
         return value
 
 
@@ -76,6 +79,16 @@ class DetectorConfig(_Strict):
     k: int = Field(1, ge=1, le=3)
     emd: bool = False
     refine: bool = False
+    # Tf-KD on the R-CNN class logits (Yuan et al. 2020; methods/detection/kd.py, methods.md section 2).
+    kd: Literal["off", "reg", "self", "lsr"] = "off"
+    kd_alpha: float = Field(0.1, ge=0.0, le=1.0, description="KD weight (reference reg ResNet-18: 0.1)")
+    kd_tau: float = Field(20.0, gt=0.0, description="temperature (reference reg ResNet-18: 20)")
+    kd_multiplier: float = Field(100.0, ge=0.0, description="extra KL multiplier m (reference reg ResNet-18: 100)")
+    kd_a: float = Field(0.99, gt=0.0, lt=1.0, description="designed teacher's correct-class probability")
+    kd_eps: float = Field(0.1, gt=0.0, lt=1.0, description="label smoothing epsilon (kd = lsr)")
+    kd_teacher: Path | None = Field(None, description="kd = self: teacher state dict; none = the baseline cell's")
+    kd_reduction: Literal["element_mean", "batchmean"] = Field("element_mean", description="KL reduction")
+    kd_student_tau_in_reg: bool = Field(False, description="student p_tau in reg (paper); reference code: p")
 
 
 class TrainConfig(_Strict):
@@ -101,11 +114,27 @@ class InferConfig(_Strict):
     batch_size: int = 4
 
 
+class FusionMember(_Strict):
+    """A second detector of a fused cell (plugin ``detector.model_fusion``): its model, schedule and NMS; data,
+    inference and evaluation are the cell's own. It trains as its own cell (shared with any row training it)."""
+
+    model: DetectorConfig
+    train: TrainConfig
+    nms: Literal["normal", "set", "none"] = "normal"
+    nms_iou: float = 0.5
+    weight: float = Field(1.0, gt=0.0, description="its box weight; the cell's own model has weight 1")
+
+
 class PostprocessConfig(_Strict):
     nms: Literal["normal", "set", "none"] = "normal"
     nms_iou: float = 0.5
     score_thresh: float = 0.01
     max_dets: int | None = None
+    fusion: list[FusionMember] = Field(
+        default_factory=list, description="more detectors fused with this one by WBF after each one's NMS"
+    )
+    fusion_iou: float = Field(0.55, gt=0.0, le=1.0, description="WBF cluster IoU (Solovyev et al. 2021)")
+    fusion_skip: float = Field(0.0, ge=0.0, description="WBF: boxes scoring below this are left out")
 
 
 class EvaluateConfig(_Strict):

@@ -19,11 +19,14 @@ if TYPE_CHECKING:
     from crowdbench.bench.config import RunConfig
 
 Stage = Literal["train", "infer", "postprocess", "evaluate"]
-Hook = Literal["model", "loss", "augmentation", "schedule", "postprocess", "tracker"]
+Hook = Literal["model", "loss", "augmentation", "schedule", "postprocess", "tracker", "data"]
 
 # Modules that register plugins; imported lazily on first lookup so `crowdbench --help` stays fast.
 PLUGIN_MODULES: tuple[str, ...] = (
     "crowdbench.methods.detection.crowddet",
+    "crowdbench.methods.detection.kd",
+    "crowdbench.methods.detection.fusion",
+    "crowdbench.methods.detection.extra_data",
     "crowdbench.methods.pose.plugins",
     "crowdbench.methods.tracking.plugins",
 )

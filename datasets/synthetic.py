@@ -85,9 +85,19 @@ PRESETS: dict[str, Preset] = {
     "small": Preset(160, 160, {"train": 12, "val": 5}, {"train": 30, "val": 20}, (4, 7), (2, 4), (1, 2), 16.0),
     "medium": Preset(256, 256, {"train": 24, "val": 8}, {"train": 40, "val": 30}, (9, 14), (3, 6), (1, 3), 20.0),
     "hie": Preset(128, 128, {"train": 4, "val": 3}, {"train": 12, "val": 12}, (4, 6), (2, 3), (1, 2), 14.0),
+    # Stand-ins for the extra detector training data of paper 000 Table 2 (datasets/extra.py), smoke only.
+    "crowdhuman_like": Preset(160, 160, {"train": 6, "val": 1}, {"train": 20, "val": 2}, (9, 13), (2, 4), (1, 2), 16.0),
+    "coco_like": Preset(160, 160, {"train": 6, "val": 1}, {"train": 20, "val": 2}, (1, 2), (0, 1), (0, 1), 16.0),
+    "cityperson_like": Preset(256, 128, {"train": 6, "val": 1}, {"train": 20, "val": 2}, (1, 3), (6, 9), (1, 2), 10.0),
+    "self_collected_like": Preset(
+        160, 160, {"train": 3, "val": 1}, {"train": 20, "val": 2}, (5, 8), (2, 4), (1, 2), 16.0
+    ),
 }
 """``tiny``: unit tests; ``small``: default of the smoke profile; ``medium``: a harder, larger variant;
-``hie``: several short small videos per split (per-video w-AP and tracking tables on the HIE tree)."""
+``hie``: several short small videos per split (per-video w-AP and tracking tables on the HIE tree).
+``*_like``: synthetic stand-ins of paper 000's extra detector data (not the real data): ``crowdhuman_like`` dense
+crowds, ``coco_like`` sparse scenes with few people, ``cityperson_like`` wide street views with many small
+pedestrians, ``self_collected_like`` medium crowds (fewer frames, as the real set is the smallest)."""
 
 FORMATS = ("coco", "crowdpose", "crowdhuman", "mot", "hie", "posetrack17", "posetrack18")
 """Native formats :func:`write_native` can write (images are always written)."""

@@ -82,7 +82,7 @@ def test_store_round_trip_and_replace(tmp_path):
 def test_expand_applies_plugins_and_is_deterministic():
     spec = load_spec("hie-pose/table3")
     cells = expand(spec, profile="smoke", seeds=[0, 1])
-    assert [(c.row_index, c.seed) for c in cells] == [(r, s) for r in range(4) for s in (0, 1)]
+    assert [(c.row_index, c.seed) for c in cells] == [(r, s) for r in range(5) for s in (0, 1)]
     by_row = {c.row_index: c.config for c in cells if c.seed == 0}
     assert (by_row[0].model.k, by_row[0].model.emd, by_row[0].model.refine) == (1, False, False)
     assert (by_row[1].model.k, by_row[1].model.emd) == (2, True)
@@ -90,6 +90,7 @@ def test_expand_applies_plugins_and_is_deterministic():
     assert by_row[3].postprocess.nms == "set"
     # the set-NMS row differs from the refine row only in post-processing
     assert by_row[3].model == by_row[2].model and by_row[3].train == by_row[2].train
+    assert by_row[4].model.kd == "reg" and by_row[4].postprocess == by_row[3].postprocess  # + KD regularization
     again = expand(spec, profile="smoke", seeds=[0, 1])
     assert [c.config_hash for c in cells] == [c.config_hash for c in again]
     assert len({c.config_hash for c in cells}) == len(cells)
@@ -139,4 +140,4 @@ def test_variant_hash_groups_seeds_but_not_configs():
     for cell, dump in zip(cells, dumps, strict=True):
         by_row.setdefault(cell.row_index, set()).add(variant_hash(dump))
     assert all(len(v) == 1 for v in by_row.values())  # one variant per row across its seeds
-    assert len(set().union(*by_row.values())) == 4  # rows differ
+    assert len(set().union(*by_row.values())) == len(by_row) == 5  # rows differ

@@ -84,6 +84,8 @@ FRAGMENTS: dict[tuple[str, str], tuple[str, int]] = {
     ("hie-tracking/table5", "+ Own ReID & Det"): ("+ Own RelD & Det", 0),  # OCR reads ReID as RelD
 }
 # Checked by their own tests below: per-video (transposed), garbled, and configuration-only tables.
+# Rows the paper describes in its text but does not print in the table (checked separately).
+TEXT_ROWS = {("hie-pose/table3", "+ KD regularization")}
 SPECIAL_TABLES = {"hie-pose/table4", "hie-tracking/table6", "occlusion-aug/table4"}
 # Tables whose settings are printed tab-separated columns named like the settings keys.
 SETTINGS_TABLES = [
@@ -183,7 +185,8 @@ def test_runnable_tables():
     runnable = {t for t in EXPECTED_TABLES if load_spec(t).runnable_rows}
     assert runnable == RUNNABLE_TABLES
     assert len(load_spec("hie-pose/table3").runnable_rows) == len(load_spec("hie-pose/table3").rows)
-    assert [i for i, _ in load_spec("hie-pose/table2").runnable_rows] == [0]  # HIE data only; extra data: issue 7
+    # every extra-data row runs (smoke: synthetic stand-ins; full: CityPersons / self-collected fail with one line)
+    assert len(load_spec("hie-pose/table2").runnable_rows) == len(load_spec("hie-pose/table2").rows)
     assert [i for i, _ in load_spec("hie-pose/table5").runnable_rows] == [0, 1]  # extra data / SimpleNet: pending
     assert [i for i, _ in load_spec("offset-guided/table5").runnable_rows] == [4, 5]  # validation, two stages
     tables = ("occlusion-aug/table4", "offset-guided/table1", "hie-tracking/table4", "hie-tracking/table5")
@@ -217,8 +220,16 @@ def test_hie_pose_table3_is_the_crowddet_ablation():
         ("+ emd loss", ["crowddet.emd_loss"]),
         ("+ refine module", ["crowddet.emd_loss", "crowddet.refine_module"]),
         ("+ set NMS", ["crowddet.emd_loss", "crowddet.refine_module", "crowddet.set_nms"]),
+        (
+            "+ KD regularization",
+            ["crowddet.emd_loss", "crowddet.refine_module", "crowddet.set_nms", "kd_regularization"],
+        ),
     ]
     assert all(r.paper["JI"] is None for r in spec.rows)
+    kd = spec.rows[-1]  # a sentence of section 2.3, not a printed row: no paper values
+    assert all(v is None for v in kd.paper.values())
+    sentence = kd.source.split('"')[1].replace("''", "'")
+    assert sentence in " ".join(paper_lines(spec.paper_file))
 
 
 # ---------------------------------------------------------------------------------------------- 2. plugins
@@ -246,6 +257,8 @@ def test_paper_values_match_the_paper_text(table_id):
     columns = PRINTED_COLUMNS.get(table_id, tuple(m.key for m in spec.metrics))
     problems = []
     for row in spec.rows:
+        if (table_id, row.label) in TEXT_ROWS:
+            continue
         tokens = printed_tokens(row_line(spec, row.label, block))
         if len(tokens) < len(columns):
             problems.append(f"{row.label!r}: line has {tokens}, expected {len(columns)} value cells")

@@ -28,9 +28,9 @@ def first_run(tmp_path_factory):
 
 def test_table3_runs_all_rows_and_reuses_model_for_set_nms(first_run):
     _, result = first_run
-    assert not result.failed and result.ran == 4
+    assert not result.failed and result.ran == 5
     rows = result.view.rows
-    assert [r.status for r in rows] == ["done"] * 4
+    assert [r.status for r in rows] == ["done"] * 5
     assert all(r.levels == ["smoke"] for r in rows)
     for row in rows:
         for key in ("AP", "mMR", "JI"):
@@ -38,13 +38,14 @@ def test_table3_runs_all_rows_and_reuses_model_for_set_nms(first_run):
     # rows 1-3 train their own model; the set-NMS row only post-processes and evaluates
     assert rows[0].stages_run == [["train", "infer", "postprocess", "evaluate"]]
     assert rows[3].stages_run == [["postprocess", "evaluate"]]
+    assert rows[4].stages_run == [["train", "infer", "postprocess", "evaluate"]]  # + KD regularization trains
     assert rows[0].cells["AP"].paper == 81.36
 
 
 def test_second_run_recomputes_nothing(first_run):
     run_dir, _ = first_run
     again = run_table("hie-pose/table3", overrides=TINY, run_dir=run_dir, seeds=[0])
-    assert again.ran == 0 and again.cached == 4
+    assert again.ran == 0 and again.cached == 5
     assert [r.cells["AP"].mean for r in again.view.rows] == [r.cells["AP"].mean for r in first_run[1].view.rows]
 
 
@@ -56,7 +57,7 @@ def test_reports_are_written_and_labelled_smoke(first_run):
     assert "data:image/png;base64," in html and "SMOKE" in html
     assert 'src="http' not in html and 'href="http' not in html and "<link" not in html  # self-contained
     csv = result.reports["csv"].read_text().splitlines()
-    assert csv[0].startswith("table,row,metric,paper,mean") and len(csv) == 1 + 4 * 3
+    assert csv[0].startswith("table,row,metric,paper,mean") and len(csv) == 1 + 5 * 3
 
 
 def test_training_resumes_exactly_after_interruption(tmp_path, monkeypatch):

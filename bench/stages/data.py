@@ -6,7 +6,10 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
+import numpy as np
+
 from crowdbench.bench.config import DataConfig
+from crowdbench.datasets.extra import EXTRA_DATASETS
 from crowdbench.datasets.keypoints import COCO_17
 from crowdbench.datasets.layout import DataError, check_dataset, load_split, select_videos
 from crowdbench.datasets.model import Dataset, Frame
@@ -17,6 +20,7 @@ DATA_MODULES = (
     "crowdbench.datasets.formats.crowdhuman",
     "crowdbench.datasets.formats.coco",
     "crowdbench.datasets.layout",
+    "crowdbench.datasets.extra",
 )
 """Modules whose source keys every stage that reads frames."""
 
@@ -28,11 +32,43 @@ def check_data(data: DataConfig) -> None:
 
         if data.preset not in PRESETS:
             raise DataError(f"unknown synthetic preset {data.preset!r}; presets: {', '.join(PRESETS)}")
+        _check_weights(data)
         return
     splits = [data.train_split] if data.holdout_videos else [data.train_split, data.val_split]
     check_dataset(data.root, data.source, splits)
     for extra in data.extra_train:
-        check_dataset(data.root, extra, ["train"])
+        check_dataset(data.root, _extra_layout(extra), ["train"])
+    _check_weights(data)
+
+
+def _check_weights(data: DataConfig) -> None:
+    if data.extra_weights and len(data.extra_weights) != len(data.extra_train):
+        raise DataError(
+            f"data.extra_weights has {len(data.extra_weights)} values for {len(data.extra_train)} extra_train datasets"
+        )
+
+
+def _extra_layout(name: str) -> str:
+    """The LAYOUTS key an extra training set reads under full; a one-line error when there is none."""
+    extra = EXTRA_DATASETS[name]
+    if extra.layout is None:
+        raise DataError(f"extra training data {name!r} ({extra.title}) cannot run under full: {extra.missing}")
+    return extra.layout
+
+
+def _extra_frames(data: DataConfig, name: str, schema: str) -> list[Frame]:
+    """Train frames of one extra dataset: its synthetic stand-in when the main data is synthetic, else the real set."""
+    if data.source == "synthetic":
+        return _synthetic(EXTRA_DATASETS[name].smoke_preset, data.seed, schema).frames("train")
+    return load_split(data.root, _extra_layout(name), "train")
+
+
+def weighted_frames(frames: list[Frame], weight: float, seed: int) -> list[Frame]:
+    """``weight`` x the frames: whole copies for the integer part, then a seeded subset for the fraction."""
+    whole, frac = divmod(weight, 1.0)
+    n_more = round(frac * len(frames))
+    pick = np.random.default_rng(seed).permutation(len(frames))[:n_more]
+    return frames * int(whole) + [frames[i] for i in sorted(pick)]
 
 
 @cache
@@ -59,8 +95,10 @@ def load_frames(data: DataConfig, split: str, schema: str = COCO_17.name) -> lis
         where = f"{data.source} {data.train_split} split"
         frames = select_videos(frames, data.holdout_videos, keep=is_val, where=where)
     if not is_val:
-        for extra in data.extra_train:
-            frames = frames + load_split(data.root, extra, "train")
+        weights = data.extra_weights or (1.0,) * len(data.extra_train)
+        for i, (extra, weight) in enumerate(zip(data.extra_train, weights, strict=True)):
+            more = _extra_frames(data, extra, schema)
+            frames = frames + (more if weight == 1.0 else weighted_frames(more, weight, data.seed + 1000 * (i + 1)))
     if is_val and data.max_val_images:
         frames = frames[: data.max_val_images]
     return frames
@@ -83,4 +121,6 @@ def data_slice(data: DataConfig, split: str, schema: str | None = None) -> dict[
         out["holdout_videos"] = list(data.holdout_videos)
     if data.extra_train and split == data.train_split:
         out["extra_train"] = list(data.extra_train)
+        if data.extra_weights:
+            out["extra_weights"] = list(data.extra_weights)
     return out

@@ -7,12 +7,16 @@ the ``train`` and ``infer`` keys and so reuses that row's model and raw predicti
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from crowdbench.bench.cache import StageCache, stage_key
 from crowdbench.bench.config import RunConfig
-from crowdbench.bench.stages.base import CellOutcome, run_stage
+from crowdbench.bench.stages.base import CellOutcome, StageResult, prefixed, run_stage
 from crowdbench.bench.stages.data import DATA_MODULES, data_slice, load_frames
 from crowdbench.datasets.formats.crowdhuman import DetectionRecord
 from crowdbench.datasets.model import Frame
@@ -20,10 +24,12 @@ from crowdbench.datasets.model import Frame
 TRAIN_MODULES = (
     "crowdbench.methods.detection.faster_rcnn",
     "crowdbench.methods.detection.crowddet",
+    "crowdbench.methods.detection.kd",
     "crowdbench.bench.stages.detector_training",
     *DATA_MODULES,
 )
 POSTPROCESS_MODULES = ("crowdbench.methods.detection.crowddet",)
+FUSION_MODULES = ("crowdbench.methods.detection.fusion",)
 EVALUATE_MODULES = (
     "crowdbench.bench.metrics.crowdhuman",
     "crowdbench.bench.metrics.coco_keypoints",
@@ -79,7 +85,11 @@ def detector_cell(cfg: RunConfig, detector_set: dict[str, Any]) -> RunConfig:
 
 def stage_keys(cfg: RunConfig) -> dict[str, str]:
     """Cache keys of the four stages of ``cfg`` (cheap: hashes configs and source files, runs nothing)."""
+    from crowdbench.methods.detection.fusion import member_config
+    from crowdbench.methods.detection.kd import teacher_config
+
     dump = cfg.model_dump(mode="json")
+    teacher = teacher_config(cfg)  # Tf-KD self: the baseline cell's trained model is an input of this training
     train = stage_key(
         "train",
         {
@@ -88,17 +98,30 @@ def stage_keys(cfg: RunConfig) -> dict[str, str]:
             "train": dump["train"],
             "seed": cfg.seed,
         },
-        [],
+        [stage_keys(teacher)["train"]] if teacher is not None else [],
         TRAIN_MODULES,
     )
     infer = stage_key(
         "infer", {"data": data_slice(cfg.data, cfg.data.val_split), "infer": dump["infer"]}, [train], TRAIN_MODULES
     )
-    post = stage_key("postprocess", dump["postprocess"], [infer], POSTPROCESS_MODULES)
-    evaluate = stage_key(
-        "evaluate", {"data": data_slice(cfg.data, cfg.data.val_split), **dump["evaluate"]}, [post], EVALUATE_MODULES
+    own_post = {k: v for k, v in dump["postprocess"].items() if not k.startswith("fusion")}
+    post = stage_key("postprocess", own_post, [infer], POSTPROCESS_MODULES)
+    keys = {"train": train, "infer": infer, "postprocess": post}
+    fused = post
+    if cfg.postprocess.fusion:  # model fusion: WBF of this cell's and each member's post-processed boxes
+        members = [stage_keys(member_config(cfg, m))["postprocess"] for m in cfg.postprocess.fusion]
+        fusion = {
+            "weights": [1.0, *(m.weight for m in cfg.postprocess.fusion)],
+            "iou": cfg.postprocess.fusion_iou,
+            "skip": cfg.postprocess.fusion_skip,
+        }
+        # the fused boxes are this cell's "postprocess" output (what pose and tracking read); "nms" its own boxes
+        keys["nms"] = post
+        fused = keys["postprocess"] = stage_key("postprocess", {"fusion": fusion}, [post, *members], FUSION_MODULES)
+    keys["evaluate"] = stage_key(
+        "evaluate", {"data": data_slice(cfg.data, cfg.data.val_split), **dump["evaluate"]}, [fused], EVALUATE_MODULES
     )
-    return {"train": train, "infer": infer, "postprocess": post, "evaluate": evaluate}
+    return keys
 
 
 def _records(frames: list[dict[str, Any]], dets: list[dict[str, Any]]) -> list[DetectionRecord]:
@@ -108,11 +131,26 @@ def _records(frames: list[dict[str, Any]], dets: list[dict[str, Any]]) -> list[D
     ]
 
 
+def _train_fn(cfg: RunConfig, device: str, teacher: Path | None = None) -> Callable[[Path, Path], None]:
+    """The ``train`` stage of ``cfg`` (``teacher``: the Tf-KD self teacher's trained model)."""
+
+    def train(out: Path, scratch: Path) -> None:
+        from crowdbench.bench.stages.detector_training import train_detector
+
+        info = train_detector(cfg, load_frames(cfg.data, cfg.data.train_split), device, out, scratch, teacher=teacher)
+        (out / "train.json").write_text(json.dumps(info))
+
+    return train
+
+
 def run_detection_cell(cfg: RunConfig, cache: StageCache, device: str) -> CellOutcome:
-    """Run (or fetch from the cache) every stage of one detection cell."""
-    from crowdbench.bench.stages.detector_training import infer_raw, load_per_frame, save_per_frame, train_detector
+    """Run (or fetch from the cache) every stage of one detection cell (with a Tf-KD self teacher's training and
+    the fused detectors' cells when the config has them)."""
+    from crowdbench.bench.stages.detector_training import infer_raw, load_per_frame, save_per_frame
     from crowdbench.datasets.formats.crowdhuman import write_detections
     from crowdbench.methods.detection.crowddet import apply_nms
+    from crowdbench.methods.detection.fusion import member_config, weighted_box_fusion
+    from crowdbench.methods.detection.kd import teacher_config
 
     keys = stage_keys(cfg)
     meta = {"config": cfg.model_dump(mode="json"), "device": device}
@@ -124,9 +162,14 @@ def run_detection_cell(cfg: RunConfig, cache: StageCache, device: str) -> CellOu
             val_frames = load_frames(cfg.data, cfg.data.val_split)
         return val_frames
 
-    def train(out: Path, scratch: Path) -> None:
-        info = train_detector(cfg, load_frames(cfg.data, cfg.data.train_split), device, out, scratch)
-        (out / "train.json").write_text(json.dumps(info))
+    stages: list[StageResult] = []
+    teacher_cfg = teacher_config(cfg)
+    teacher_path = None
+    if teacher_cfg is not None:  # Tf-KD self: train (or fetch) the baseline cell's model first
+        tkey = stage_keys(teacher_cfg)["train"]
+        tmeta = {"config": teacher_cfg.model_dump(mode="json"), "device": device}
+        stages += prefixed("kd_teacher", [run_stage(cache, "train", tkey, tmeta, _train_fn(teacher_cfg, device))])
+        teacher_path = cache.path("train", tkey) / "model.pt"
 
     def infer(out: Path, _scratch: Path) -> None:
         info = infer_raw(cfg, cache.path("train", keys["train"]) / "model.pt", val(), device, out)
@@ -142,17 +185,44 @@ def run_detection_cell(cfg: RunConfig, cache: StageCache, device: str) -> CellOu
         (out / "frames.json").write_text(json.dumps(frames))
         write_detections(_records(frames, dets), out / "detections.json")
 
+    def fuse(out: Path, _scratch: Path) -> None:
+        paths = [cache.path("postprocess", keys["nms"]), *member_posts]
+        frames, dets = load_per_frame(paths[0] / "detections.npz")
+        others = [load_per_frame(p / "detections.npz")[1] for p in paths[1:]]
+        weights = [1.0, *(m.weight for m in cfg.postprocess.fusion)]
+        fused = []
+        for i, own in enumerate(dets):
+            sets = [own, *(o[i] for o in others)]
+            boxes, scores = weighted_box_fusion(
+                [d["boxes"] for d in sets],
+                [d["scores"] for d in sets],
+                weights,
+                cfg.postprocess.fusion_iou,
+                cfg.postprocess.fusion_skip,
+            )
+            fused.append({"boxes": boxes, "scores": scores, "groups": np.arange(len(scores), dtype=np.int64)})
+        save_per_frame(out / "detections.npz", fused)
+        (out / "frames.json").write_text(json.dumps(frames))
+        write_detections(_records(frames, fused), out / "detections.json")
+
     def evaluate(out: Path, _scratch: Path) -> None:
         post = cache.path("postprocess", keys["postprocess"])
         frames, dets = load_per_frame(post / "detections.npz")
         result = evaluate_detections(cfg.evaluate.metric, val(), _records(frames, dets))
         (out / "metrics.json").write_text(json.dumps(result))
 
-    stages = [
-        run_stage(cache, "train", keys["train"], meta, train),
+    stages += [
+        run_stage(cache, "train", keys["train"], meta, _train_fn(cfg, device, teacher_path)),
         run_stage(cache, "infer", keys["infer"], meta, infer),
-        run_stage(cache, "postprocess", keys["postprocess"], meta, postprocess),
-        run_stage(cache, "evaluate", keys["evaluate"], meta, evaluate),
+        run_stage(cache, "postprocess", keys.get("nms", keys["postprocess"]), meta, postprocess),
     ]
+    member_posts: list[Path] = []
+    for i, member in enumerate(cfg.postprocess.fusion, start=1):  # each fused detector runs as its own cell
+        sub = member_config(cfg, member)
+        stages += prefixed(f"fusion{i}", run_detection_cell(sub, cache, device).stages)
+        member_posts.append(cache.path("postprocess", stage_keys(sub)["postprocess"]))
+    if "nms" in keys:  # WBF of the NMS outputs, cached as this cell's postprocess output
+        stages.append(replace(run_stage(cache, "postprocess", keys["postprocess"], meta, fuse), name="fusion"))
+    stages.append(run_stage(cache, "evaluate", keys["evaluate"], meta, evaluate))
     metrics = json.loads((cache.path("evaluate", keys["evaluate"]) / "metrics.json").read_text())
     return CellOutcome(metrics, keys, stages)

@@ -117,10 +117,17 @@ def load_checkpoint(path: Path, model: torch.nn.Module, opt: Any, scaler: Any, d
     return state
 
 
-def train_detector(cfg: RunConfig, frames: list[Frame], device: str, out: Path, scratch: Path) -> dict[str, Any]:
-    """Train from scratch (or the backbone weights in ``cfg.model.weights``); resumes from ``scratch``."""
+def train_detector(
+    cfg: RunConfig, frames: list[Frame], device: str, out: Path, scratch: Path, teacher: Path | None = None
+) -> dict[str, Any]:
+    """Train from scratch (or the backbone weights in ``cfg.model.weights``); resumes from ``scratch``.
+
+    ``cfg.model.kd`` switches Tf-KD on (``methods/detection/kd.py``); ``teacher`` is the self-KD teacher's model."""
+    from crowdbench.methods.detection.kd import attach_kd
+
     torch.manual_seed(cfg.seed)
     model = build_detector(cfg.model).to(device)
+    attach_kd(model, cfg.model, teacher, device)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.SGD(params, lr=cfg.train.lr, momentum=cfg.train.momentum, weight_decay=cfg.train.weight_decay)
     use_amp = cfg.train.amp and device.startswith("cuda")

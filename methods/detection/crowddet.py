@@ -16,6 +16,7 @@ The technique, top to bottom:
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
@@ -126,13 +127,25 @@ def assign_slots(
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def emd_loss(logits: Tensor, deltas: Tensor, labels: Tensor, targets: Tensor, *, emd: bool = True) -> Tensor:
+def emd_loss(
+    logits: Tensor,
+    deltas: Tensor,
+    labels: Tensor,
+    targets: Tensor,
+    *,
+    emd: bool = True,
+    kd: Callable[[Tensor, Tensor, Tensor | None], Tensor] | None = None,
+    teacher_logits: Tensor | None = None,
+) -> Tensor:
     """``mean_b min_pi sum_j [CE(c_pi(j), y_j) + 1[y_j > 0] SmoothL1_beta=1(delta_pi(j), t_j)]``.
 
     ``logits [N,K,2]``, ``deltas [N,K,4]`` (predictions), ``labels [N,K]`` (-1 ignore: zero CE, 0 background,
     1 person), ``targets [N,K,4]`` (encoded deltas). SmoothL1 is summed over the four coordinates; the result is
     the plain mean over the N proposals. ``emd=False`` is the paper's "without EMD" row: only the identity
     permutation (slot j <-> j-th ranked target). The argmin is discrete: gradients flow through the chosen one.
+
+    ``kd`` (Tf-KD, ``methods/detection/kd.py``): the slot classification loss ``kd(logits [N,C], labels [N],
+    teacher [N,C] | None)`` replaces the CE after the matching -- see :func:`_emd_loss_kd`.
     """
     n, k = labels.shape
     if n == 0:
@@ -148,7 +161,33 @@ def emd_loss(logits: Tensor, deltas: Tensor, labels: Tensor, targets: Tensor, *,
     perms = list(itertools.permutations(range(k))) if emd else [tuple(range(k))]
     slot = torch.arange(k, device=cost.device)
     per_perm = torch.stack([cost[:, list(p), slot].sum(-1) for p in perms], dim=1)  # [N, K!]
+    if kd is not None:
+        reg = torch.where(lb > 0, reg, 0.0)
+        return _emd_loss_kd(per_perm, perms, logits, reg, labels, kd, teacher_logits)
     return per_perm.min(dim=1).values.mean()
+
+
+def _emd_loss_kd(
+    per_perm: Tensor,
+    perms: list[tuple[int, ...]],
+    logits: Tensor,
+    reg: Tensor,
+    labels: Tensor,
+    kd: Callable[[Tensor, Tensor, Tensor | None], Tensor],
+    teacher_logits: Tensor | None,
+) -> Tensor:
+    """EMD loss with the class term replaced by ``kd`` (methods.md 2, "With the CrowdDet head"): the permutation
+    minimising the plain EMD cost is chosen (detached), each target slot j is paired with its predicted slot
+    pi(j) (the teacher's slot pi(j) too), and ``sum_j kd(...)`` replaces the CE; regression is unchanged."""
+    n, k = labels.shape
+    order = torch.as_tensor(perms, device=logits.device)[per_perm.detach().argmin(dim=1)]  # [N, K]: pred of slot j
+    rows = torch.arange(n, device=logits.device)[:, None]
+    slot = torch.arange(k, device=logits.device)[None, :]
+    reg_loss = reg[rows, order, slot].sum(-1).mean()
+    student = logits[rows, order]  # [N, K, C], aligned with the target slots
+    teacher = teacher_logits[rows, order] if teacher_logits is not None else None
+    cls = [kd(student[:, j], labels[:, j], None if teacher is None else teacher[:, j]) for j in range(k)]
+    return reg_loss + torch.stack(cls).sum()
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -222,6 +261,7 @@ class MultiInstanceRoIHeads(RoIHeads):
     """
 
     box_predictor: MultiInstancePredictor
+    kd: Any = None  # a methods.detection.kd.DetectorKD when Tf-KD is on (set by kd.attach_kd after building)
 
     def __init__(
         self,
@@ -297,9 +337,19 @@ class MultiInstanceRoIHeads(RoIHeads):
         out = self.box_predictor(h)
         if self.training:
             y, t = torch.cat(labels), torch.cat(reg_targets)
-            losses = {"loss_emd": emd_loss(out["logits"], out["deltas"], y, t, emd=self.emd)}
+            # Tf-KD (methods/detection/kd.py attach_kd): per-slot class loss and, for "self", the teacher's logits.
+            kd = self.kd.loss if self.kd is not None else None
+            teacher = self.kd.teacher_outputs(proposals, image_shapes) if self.kd is not None else {}
+            losses = {
+                "loss_emd": emd_loss(
+                    out["logits"], out["deltas"], y, t, emd=self.emd, kd=kd, teacher_logits=teacher.get("logits")
+                )
+            }
             if "refined_logits" in out:  # the refined predictions get their own EMD loss, same targets
-                losses["loss_emd_refine"] = emd_loss(out["refined_logits"], out["refined_deltas"], y, t, emd=self.emd)
+                t_ref = teacher.get("refined_logits", teacher.get("logits"))
+                losses["loss_emd_refine"] = emd_loss(
+                    out["refined_logits"], out["refined_deltas"], y, t, emd=self.emd, kd=kd, teacher_logits=t_ref
+                )
             return [], losses
         prefix = "refined_" if "refined_logits" in out else ""  # at test time only the refined outputs are used
         return self.postprocess_detections(out[f"{prefix}logits"], out[f"{prefix}deltas"], proposals, image_shapes), {}
