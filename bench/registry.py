@@ -24,6 +24,9 @@ Hook = Literal["model", "loss", "augmentation", "schedule", "postprocess", "trac
 # Modules that register plugins; imported lazily on first lookup so `crowdbench --help` stays fast.
 PLUGIN_MODULES: tuple[str, ...] = (
     "crowdbench.methods.detection.crowddet",
+    "crowdbench.methods.detection.backbones",
+    "crowdbench.methods.detection.faster_rcnn",
+    "crowdbench.methods.detection.cascade",
     "crowdbench.methods.pose.plugins",
     "crowdbench.methods.tracking.plugins",
 )

@@ -19,6 +19,8 @@ from crowdbench.datasets.model import Frame
 
 TRAIN_MODULES = (
     "crowdbench.methods.detection.faster_rcnn",
+    "crowdbench.methods.detection.backbones",
+    "crowdbench.methods.detection.cascade",
     "crowdbench.methods.detection.crowddet",
     "crowdbench.bench.stages.detector_training",
     *DATA_MODULES,
