@@ -3,8 +3,8 @@
 prediction per proposal), so table rows differ only by the plugins they switch on. Plugins ``detector.fpn`` and
 ``detector.c4`` (paper 000, hie-pose Table 1) are at the end; backbones in ``backbones.py``, Cascade in ``cascade.py``.
 
-Built from scratch: nothing is ever downloaded. ``cfg.weights`` may name a local ImageNet checkpoint (a
-torchvision ResNet ``state_dict``) for the backbone.
+Built from scratch: nothing is ever downloaded. ``cfg.weights`` may name a local ImageNet checkpoint of the trunk
+(a torchvision ResNet/ResNeXt ``state_dict``; timm's for SENet-154).
 """
 
 from __future__ import annotations
