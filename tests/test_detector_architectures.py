@@ -55,6 +55,8 @@ def test_backbone_plugin_full_profile_names_the_paper_network():
     run = base_config("full", "detection")
     get_plugin("backbone.senet154").apply(run)
     assert run.model.backbone == "senet154"
+    senet = build_trunk("senet154")  # timm's SENet-154, random init, nothing downloaded
+    assert senet.layer1[0].se is not None and senet.layer1[0].conv2.groups == 64 and len(senet.layer3) == 36
     with pytest.raises(ValueError, match=r"unknown backbone 'resnet7'.*tiny_senet154"):
         build_trunk("resnet7")
 

@@ -27,6 +27,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import ClassVar
 
+import timm
 import timm.models.resnet as timm_resnet
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
@@ -47,6 +48,7 @@ def _torchvision(name: str) -> Callable[..., nn.Module]:
     return partial(getattr(resnet, name), weights=None)
 
 
+# SENet-154's block and stem (timm ``senet154``: SE attention, deep stem, 3x3 downsample, halved first conv width)
 _SE = {"block_args": {"attn_layer": "se"}, "stem_type": "deep", "down_kernel_size": 3, "block_reduce_first": 2}
 
 # name -> constructor taking ``norm_layer``; each builds a classifier whose ``layer1``..``layer4`` the detector uses.
@@ -57,7 +59,7 @@ TRUNKS: dict[str, Callable[..., nn.Module]] = {
     "resnet101": _torchvision("resnet101"),
     "resnet152": _torchvision("resnet152"),
     "resnext101": _torchvision("resnext101_32x8d"),
-    "senet154": partial(timm_resnet.ResNet, timm_resnet.Bottleneck, (3, 8, 36, 3), cardinality=64, base_width=4, **_SE),
+    "senet154": partial(timm.create_model, "senet154", pretrained=False),  # never downloads: pretrained=False
     "tiny_resnet50": _tiny((1, 1, 1, 1)),
     "tiny_resnet101": _tiny((1, 1, 2, 1)),
     "tiny_resnet152": _tiny((1, 2, 3, 1)),
