@@ -55,14 +55,16 @@ def test_backbone_plugin_full_profile_names_the_paper_network():
     run = base_config("full", "detection")
     get_plugin("backbone.senet154").apply(run)
     assert run.model.backbone == "senet154"
-    senet = build_trunk("senet154")  # timm's SENet-154, random init, nothing downloaded
+    with torch.device("meta"):  # timm's SENet-154 (nothing downloaded), no memory or init time
+        senet = build_trunk("senet154")
     assert senet.layer1[0].se is not None and senet.layer1[0].conv2.groups == 64 and len(senet.layer3) == 36
     with pytest.raises(ValueError, match=r"unknown backbone 'resnet7'.*tiny_senet154"):
         build_trunk("resnet7")
 
 
 def stage_params(name: str) -> int:
-    trunk = build_trunk(name)
+    with torch.device("meta"):
+        trunk = build_trunk(name)
     return sum(p.numel() for n, p in trunk.named_parameters() if not n.startswith("fc"))
 
 
@@ -73,9 +75,10 @@ def test_smoke_stand_ins_differ_and_keep_the_depth_order():
     full = {name: stage_params(name) for name in ("resnet50", "resnet101", "resnet152")}
     assert full["resnet50"] < full["resnet101"] < full["resnet152"]
     # families keep their blocks: grouped 3x3 convs for ResNeXt/SENet, SE modules for SENet only
-    resnext, senet = build_trunk("tiny_resnext101"), build_trunk("tiny_senet154")
+    with torch.device("meta"):
+        resnext, senet, resnet = (build_trunk(f"tiny_{n}") for n in ("resnext101", "senet154", "resnet50"))
     assert resnext.layer1[0].conv2.groups > 1 and senet.layer1[0].conv2.groups > 1
-    assert senet.layer1[0].se is not None and build_trunk("tiny_resnet50").layer1[0].se is None
+    assert senet.layer1[0].se is not None and resnet.layer1[0].se is None
 
 
 def test_c4_has_one_stride_16_map_and_layer4_box_head():
