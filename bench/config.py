@@ -57,9 +57,11 @@ class DataConfig(_Strict):
 
 
 class DetectorConfig(_Strict):
-    """torchvision Faster R-CNN + FPN, with the CrowdDet multi-instance head (methods.md section 1)."""
+    """torchvision Faster R-CNN (FPN or C4, plain or Cascade heads), with the CrowdDet multi-instance head
+    (methods.md section 1; architectures of paper 000 Table 1)."""
 
-    backbone: str = "resnet18"
+    backbone: str = Field("resnet18", description="a trunk of methods/detection/backbones.py TRUNKS")
+    fpn: bool = Field(True, description="FPN (P2-P6); false: C4 Faster R-CNN (layer3 features, layer4 box head)")
     weights: Path | None = Field(None, description="local ImageNet weights for the backbone; none = scratch")
     trainable_layers: int = 5
     fpn_channels: int = 256
@@ -89,6 +91,10 @@ class DetectorConfig(_Strict):
     kd_teacher: Path | None = Field(None, description="kd = self: teacher state dict; none = the baseline cell's")
     kd_reduction: Literal["element_mean", "batchmean"] = Field("element_mean", description="KL reduction")
     kd_student_tau_in_reg: bool = Field(False, description="student p_tau in reg (paper); reference code: p")
+    # Cascade R-CNN (Cai & Vasconcelos, CVPR 2018): one R-CNN stage per IoU threshold, loss weights per stage.
+    cascade: bool = False
+    cascade_ious: tuple[float, ...] = Field((0.5, 0.6, 0.7), description="stage IoU thresholds (one per stage)")
+    cascade_weights: tuple[float, ...] = Field((1.0, 0.5, 0.25), description="stage loss weights (as many)")
 
 
 class TrainConfig(_Strict):

@@ -27,6 +27,9 @@ PLUGIN_MODULES: tuple[str, ...] = (
     "crowdbench.methods.detection.kd",
     "crowdbench.methods.detection.fusion",
     "crowdbench.methods.detection.extra_data",
+    "crowdbench.methods.detection.backbones",
+    "crowdbench.methods.detection.faster_rcnn",
+    "crowdbench.methods.detection.cascade",
     "crowdbench.methods.pose.plugins",
     "crowdbench.methods.tracking.plugins",
 )

@@ -35,6 +35,7 @@ PAPER_FILES = {
     "hie-tracking": "004_2ed4b343d242199f.txt",
 }
 RUNNABLE_TABLES = {
+    "hie-pose/table1",
     "hie-pose/table2",
     "hie-pose/table3",
     "hie-pose/table5",
@@ -190,7 +191,7 @@ def test_runnable_tables():
     assert [i for i, _ in load_spec("hie-pose/table5").runnable_rows] == [0, 1]  # extra data / SimpleNet: pending
     assert [i for i, _ in load_spec("offset-guided/table5").runnable_rows] == [4, 5]  # validation, two stages
     tables = ("occlusion-aug/table4", "offset-guided/table1", "hie-tracking/table4", "hie-tracking/table5")
-    for table_id in (*tables, "hie-tracking/table7"):
+    for table_id in (*tables, "hie-tracking/table7", "hie-pose/table1"):
         assert len(load_spec(table_id).runnable_rows) == len(load_spec(table_id).rows)
     assert [i for i, _ in load_spec("occlusion-aug/table3").runnable_rows] == [1, 2]  # row 0: another method
     assert [i for i, _ in load_spec("occlusion-aug/table1").runnable_rows] == [0, 1, 4, 5, 6, 7, 8, 9]  # no RSN, W48+

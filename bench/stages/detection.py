@@ -23,6 +23,8 @@ from crowdbench.datasets.model import Frame
 
 TRAIN_MODULES = (
     "crowdbench.methods.detection.faster_rcnn",
+    "crowdbench.methods.detection.backbones",
+    "crowdbench.methods.detection.cascade",
     "crowdbench.methods.detection.crowddet",
     "crowdbench.methods.detection.kd",
     "crowdbench.bench.stages.detector_training",

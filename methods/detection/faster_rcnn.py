@@ -1,27 +1,32 @@
-"""torchvision Faster R-CNN + FPN with the CrowdDet multi-instance R-CNN head (methods.md section 1,
-"Building it on torchvision"). One code path for every K: K = 1 is the plain baseline (one prediction per
-proposal), so table rows differ only by the plugins they switch on.
+"""torchvision Faster R-CNN (FPN or C4, optionally Cascade R-CNN heads) with the CrowdDet multi-instance R-CNN head
+(methods.md section 1, "Building it on torchvision"). One code path for every K: K = 1 is the plain baseline (one
+prediction per proposal), so table rows differ only by the plugins they switch on. Plugins ``detector.fpn`` and
+``detector.c4`` (paper 000, hie-pose Table 1) are at the end; backbones in ``backbones.py``, Cascade in ``cascade.py``.
 
-Built from scratch: nothing is ever downloaded. ``cfg.weights`` may name a local ImageNet checkpoint (a
-torchvision ResNet ``state_dict``) for the backbone.
+Built from scratch: nothing is ever downloaded. ``cfg.weights`` may name a local ImageNet checkpoint of the trunk
+(a torchvision ResNet/ResNeXt ``state_dict``; timm's for SENet-154).
 """
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
+from typing import ClassVar
 
 import torch
-from torch import nn
-from torchvision.models import resnet
+from torch import Tensor, nn
+from torchvision.models._utils import IntermediateLayerGetter
 from torchvision.models.detection import FasterRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.backbone_utils import BackboneWithFPN
 from torchvision.models.detection.faster_rcnn import TwoMLPHead
 from torchvision.ops import MultiScaleRoIAlign
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
-from torchvision.ops.misc import FrozenBatchNorm2d
 
-from crowdbench.bench.config import DetectorConfig
+from crowdbench.bench.config import DetectorConfig, RunConfig
+from crowdbench.bench.registry import Hook, Plugin, Stage, register
+from crowdbench.methods.detection.backbones import build_trunk, stage_channels
+from crowdbench.methods.detection.cascade import CascadeRoIHeads
 from crowdbench.methods.detection.crowddet import (
     IgnoreAwareTransform,
     MultiInstancePredictor,
@@ -29,13 +34,12 @@ from crowdbench.methods.detection.crowddet import (
     init_fc_kaiming,
 )
 
-BACKBONES: tuple[str, ...] = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]
 
 
-def _load_backbone_weights(body: resnet.ResNet, path: Path) -> None:
-    """Load a local ImageNet ResNet checkpoint (plain or ``{"state_dict": ...}``, optional ``module.`` prefix)."""
+def _load_backbone_weights(body: nn.Module, path: Path) -> None:
+    """Load a local ImageNet checkpoint of the trunk (plain or ``{"state_dict": ...}``, optional ``module.``)."""
     state = torch.load(path, map_location="cpu", weights_only=True)
     state = state.get("state_dict", state) if isinstance(state, dict) else state
     state = {k.removeprefix("module."): v for k, v in state.items()}
@@ -44,19 +48,15 @@ def _load_backbone_weights(body: resnet.ResNet, path: Path) -> None:
         raise ValueError(f"{path}: not a {type(body).__name__} checkpoint; missing e.g. {missing[:3]}")
 
 
-def build_backbone(cfg: DetectorConfig) -> BackboneWithFPN:
-    """ResNet + FPN (P2-P5, plus the max-pool level as P6 for the RPN) with ``cfg.fpn_channels`` channels.
+def build_body(cfg: DetectorConfig) -> nn.Module:
+    """The backbone's classifier trunk (``backbones.TRUNKS``) with ``cfg.weights`` loaded and early stages frozen.
 
-    Same as ``resnet_fpn_backbone`` (which fixes 256 FPN channels), built here so smaller FPNs work for CPU smoke
-    runs. Frozen BatchNorm with pretrained weights, trainable BatchNorm from scratch (torchvision's convention);
+    Frozen BatchNorm with pretrained weights, trainable BatchNorm from scratch (torchvision's convention);
     ``cfg.trainable_layers`` counts trainable stages from layer4 down (5 = all, as in torchvision).
     """
-    if cfg.backbone not in BACKBONES:
-        raise ValueError(f"unknown backbone {cfg.backbone!r}; valid: {', '.join(BACKBONES)}")
     if not 0 <= cfg.trainable_layers <= 5:
         raise ValueError(f"trainable_layers must be in 0..5, got {cfg.trainable_layers}")
-    norm_layer = FrozenBatchNorm2d if cfg.weights is not None else nn.BatchNorm2d
-    body: resnet.ResNet = getattr(resnet, cfg.backbone)(weights=None, norm_layer=norm_layer)
+    body = build_trunk(cfg.backbone, frozen_bn=cfg.weights is not None)
     if cfg.weights is not None:
         _load_backbone_weights(body, Path(cfg.weights))
     trainable = ["layer4", "layer3", "layer2", "layer1", "conv1"][: cfg.trainable_layers]
@@ -65,35 +65,94 @@ def build_backbone(cfg: DetectorConfig) -> BackboneWithFPN:
     for name, param in body.named_parameters():
         if not any(name.startswith(layer) for layer in trainable):
             param.requires_grad_(False)
-    stage2 = body.inplanes // 8  # 64 (basic blocks) or 256 (bottlenecks)
+    return body
+
+
+def build_backbone(cfg: DetectorConfig) -> BackboneWithFPN:
+    """Trunk + FPN (P2-P5, plus the max-pool level as P6 for the RPN) with ``cfg.fpn_channels`` channels.
+
+    Same as ``resnet_fpn_backbone`` (which fixes 256 FPN channels), built here so smaller FPNs work for CPU smoke
+    runs and timm trunks (SENet-154) plug in.
+    """
+    body = build_body(cfg)
     return BackboneWithFPN(
         body,
         return_layers={"layer1": "0", "layer2": "1", "layer3": "2", "layer4": "3"},
-        in_channels_list=[stage2, stage2 * 2, stage2 * 4, stage2 * 8],
+        in_channels_list=stage_channels(body),
         out_channels=cfg.fpn_channels,
         extra_blocks=LastLevelMaxPool(),
     )
 
 
-def build_detector(cfg: DetectorConfig) -> FasterRCNN:
-    """Faster R-CNN + FPN with :class:`MultiInstanceRoIHeads` (``cfg.k`` predictions per proposal).
+class C4Backbone(nn.Module):
+    """Stem + layer1-3 of the trunk: one feature map ``'0'`` at stride 16 (Faster R-CNN "C4", He et al. 2016)."""
 
-    Anchors: one size per FPN level from ``cfg.anchor_sizes`` (P2..P6), aspect ratios h/w ``cfg.aspect_ratios``.
-    ``rpn_pre_nms_top_n_*`` is per level in torchvision (CrowdDet's is global). Box coder weights (10, 10, 5, 5).
-    Inference returns raw pre-NMS dicts (``boxes``, ``scores``, ``groups``); set ``model.roi_heads.score_thresh``
-    from the infer config (default 0.01) and run :func:`crowddet.apply_nms` afterwards.
+    def __init__(self, body: nn.Module) -> None:
+        super().__init__()
+        self.body = IntermediateLayerGetter(body, return_layers={"layer3": "0"})
+        self.out_channels = stage_channels(body)[2]
+
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        return self.body(x)
+
+
+class C4BoxHead(nn.Module):
+    """ResNet C4 box head: the trunk's layer4 (stride 2: 14 x 14 RoIs -> 7 x 7) + global average pooling."""
+
+    def __init__(self, layer4: nn.Module, out_channels: int) -> None:
+        super().__init__()
+        self.layer4 = layer4
+        self.out_channels = out_channels
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.layer4(x).mean(dim=(2, 3))
+
+
+def build_c4(cfg: DetectorConfig) -> tuple[C4Backbone, C4BoxHead]:
+    """The no-FPN detector's backbone (up to layer3) and box head (layer4), from one trunk."""
+    body = build_body(cfg)
+    return C4Backbone(body), C4BoxHead(body.layer4, stage_channels(body)[3])
+
+
+def build_detector(cfg: DetectorConfig) -> FasterRCNN:
+    """Faster R-CNN from ``cfg``: FPN or C4 (``cfg.fpn``), plain or Cascade R-CNN heads (``cfg.cascade``), with the
+    CrowdDet multi-instance predictor (``cfg.k`` predictions per proposal).
+
+    Anchors, FPN: one size per level from ``cfg.anchor_sizes`` (P2..P6); C4: every size on the one stride-16 map.
+    Aspect ratios h/w ``cfg.aspect_ratios``. ``rpn_pre_nms_top_n_*`` is per level in torchvision (CrowdDet's is
+    global). Box coder weights (10, 10, 5, 5) (Cascade: per stage). RoIs: 7 x 7 from the FPN levels into two FCs, or
+    14 x 14 from C4 into layer4. Inference returns raw pre-NMS dicts (``boxes``, ``scores``, ``groups``); set
+    ``model.roi_heads.score_thresh`` from the infer config (default 0.01) and run :func:`crowddet.apply_nms` after.
     """
-    backbone = build_backbone(cfg)
-    if len(cfg.anchor_sizes) != 5:
-        raise ValueError(f"anchor_sizes needs one size per FPN level P2..P6 (5), got {cfg.anchor_sizes}")
-    anchors = AnchorGenerator(
-        sizes=tuple((s,) for s in cfg.anchor_sizes), aspect_ratios=(tuple(cfg.aspect_ratios),) * len(cfg.anchor_sizes)
-    )
-    pooler = MultiScaleRoIAlign(featmap_names=["0", "1", "2", "3"], output_size=7, sampling_ratio=2)
-    box_head = TwoMLPHead(cfg.fpn_channels * 7 * 7, cfg.representation_size)
-    init_fc_kaiming(box_head.fc6)
-    init_fc_kaiming(box_head.fc7)
-    predictor = MultiInstancePredictor(cfg.representation_size, k=cfg.k, refine=cfg.refine)
+    ratios = tuple(cfg.aspect_ratios)
+    if cfg.fpn:
+        if len(cfg.anchor_sizes) != 5:
+            raise ValueError(f"anchor_sizes needs one size per FPN level P2..P6 (5), got {cfg.anchor_sizes}")
+        backbone: nn.Module = build_backbone(cfg)
+        anchors = AnchorGenerator(sizes=tuple((s,) for s in cfg.anchor_sizes), aspect_ratios=(ratios,) * 5)
+        pooler = MultiScaleRoIAlign(featmap_names=["0", "1", "2", "3"], output_size=7, sampling_ratio=2)
+        features = cfg.representation_size
+
+        def box_head() -> nn.Module:
+            head = TwoMLPHead(cfg.fpn_channels * 7 * 7, cfg.representation_size)
+            init_fc_kaiming(head.fc6)
+            init_fc_kaiming(head.fc7)
+            return head
+
+        heads = [box_head() for _ in range(len(cfg.cascade_ious) if cfg.cascade else 1)]
+    else:
+        backbone, c4_head = build_c4(cfg)
+        anchors = AnchorGenerator(sizes=(tuple(cfg.anchor_sizes),), aspect_ratios=(ratios,))
+        pooler = MultiScaleRoIAlign(featmap_names=["0"], output_size=14, sampling_ratio=2)
+        features = c4_head.out_channels
+        # Cascade stages each get their own copy of layer4 (same initial, e.g. ImageNet, weights).
+        heads = [c4_head] + [copy.deepcopy(c4_head) for _ in range(len(cfg.cascade_ious) - 1 if cfg.cascade else 0)]
+    if cfg.cascade and (cfg.k > 1 or cfg.refine):
+        raise ValueError(
+            f"cascade_rcnn with crowddet k>1 is not supported: got k={cfg.k}, refine={cfg.refine} (one prediction "
+            "per proposal and stage only)"
+        )
+    predictors = [MultiInstancePredictor(features, k=cfg.k, refine=cfg.refine) for _ in heads]
     model = FasterRCNN(
         backbone,
         num_classes=None,
@@ -107,20 +166,62 @@ def build_detector(cfg: DetectorConfig) -> FasterRCNN:
         rpn_post_nms_top_n_train=cfg.rpn_post_nms_top_n_train,
         rpn_post_nms_top_n_test=cfg.rpn_post_nms_top_n_test,
         box_roi_pool=pooler,
-        box_head=box_head,
-        box_predictor=predictor,
+        box_head=heads[0],
+        box_predictor=predictors[0],
     )
-    model.roi_heads = MultiInstanceRoIHeads(
-        pooler,
-        box_head,
-        predictor,
-        batch_size_per_image=cfg.box_batch_size_per_image,
-        positive_fraction=cfg.box_positive_fraction,
-        fg_iou_thresh=0.5,
-        bbox_reg_weights=(10.0, 10.0, 5.0, 5.0),
-        score_thresh=0.01,
-        detections_per_img=cfg.detections_per_img,
-        emd=cfg.emd,
-    )
+    if cfg.cascade:
+        model.roi_heads = CascadeRoIHeads(
+            pooler,
+            heads,
+            predictors,
+            ious=cfg.cascade_ious,
+            stage_weights=cfg.cascade_weights,
+            batch_size_per_image=cfg.box_batch_size_per_image,
+            positive_fraction=cfg.box_positive_fraction,
+            score_thresh=0.01,
+            detections_per_img=cfg.detections_per_img,
+        )
+    else:
+        model.roi_heads = MultiInstanceRoIHeads(
+            pooler,
+            heads[0],
+            predictors[0],
+            batch_size_per_image=cfg.box_batch_size_per_image,
+            positive_fraction=cfg.box_positive_fraction,
+            fg_iou_thresh=0.5,
+            bbox_reg_weights=(10.0, 10.0, 5.0, 5.0),
+            score_thresh=0.01,
+            detections_per_img=cfg.detections_per_img,
+            emd=cfg.emd,
+        )
     model.transform = IgnoreAwareTransform(cfg.min_size, cfg.max_size, IMAGENET_MEAN, IMAGENET_STD)
     return model
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Plugins: the detector's neck (paper 000, hie-pose Table 1: "+ FPN" or not)
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@register("detector.fpn")
+class FPNPlugin(Plugin):
+    """Feature Pyramid Network (Lin et al., CVPR 2017): RoIs pooled from P2-P5, anchors one size per level.
+    Sets ``model.fpn = true`` (the default; the plugin names the switch hie-pose Table 1 toggles)."""
+
+    hook: ClassVar[Hook] = "model"
+    stage: ClassVar[Stage] = "train"
+
+    def apply(self, run: RunConfig) -> None:
+        run.model.fpn = True
+
+
+@register("detector.c4")
+class C4Plugin(Plugin):
+    """Faster R-CNN without FPN (Ren et al. 2015, ResNet "C4" variant of He et al. 2016): RPN and 14 x 14 RoIAlign on
+    layer3 (stride 16), layer4 + average pooling as the box head. Sets ``model.fpn = false``."""
+
+    hook: ClassVar[Hook] = "model"
+    stage: ClassVar[Stage] = "train"
+
+    def apply(self, run: RunConfig) -> None:
+        run.model.fpn = False

@@ -155,6 +155,8 @@ def attach_kd(model: nn.Module, cfg: DetectorConfig, teacher_path: Path | None =
     ``cfg.kd_teacher`` or ``teacher_path`` (the baseline cell's ``train`` stage output)."""
     if cfg.kd == "off":
         return
+    if cfg.cascade:
+        raise ValueError("kd_regularization with detector.cascade_rcnn is not supported (KD hooks the one R-CNN head)")
     teacher = None
     if cfg.kd == "self":
         from crowdbench.methods.detection.faster_rcnn import build_detector
