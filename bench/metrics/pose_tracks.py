@@ -35,9 +35,13 @@ class FramePoses:
     ids: np.ndarray
     boxes: np.ndarray
 
-    @classmethod
-    def empty(cls, num_keypoints: int) -> FramePoses:
-        return cls(np.zeros((0, num_keypoints, 3)), np.zeros(0), np.zeros(0, dtype=np.int64), np.zeros((0, 4)))
+
+def indices_by_frame(frame_of: Sequence[int], num_frames: int) -> list[list[int]]:
+    """For each frame, the positions ``n`` (in order) with ``frame_of[n]`` equal to it."""
+    out: list[list[int]] = [[] for _ in range(num_frames)]
+    for n, f in enumerate(frame_of):
+        out[f].append(n)
+    return out
 
 
 def _by_video(frames: Sequence[Frame]) -> dict[str, list[Frame]]:

@@ -297,13 +297,12 @@ def load_models(cfg: RunConfig, cache_: StageCache, device: str) -> tuple[Any, l
 
 def posetrack_ap(frames: list[Frame], schema: KeypointSchema, results: list[dict]) -> float:
     """poseval's total AP (PCKh 0.5, a fraction) of COCO-format results, frame by frame (no track ids needed)."""
-    from crowdbench.bench.metrics.pose_tracks import FramePoses, evaluate_pose_tracks
+    from crowdbench.bench.metrics.pose_tracks import FramePoses, evaluate_pose_tracks, indices_by_frame
     from crowdbench.bench.stages.pose_training import image_ids
 
     frame_of = {image_id: f for f, image_id in enumerate(image_ids(frames))}
-    rows: list[list[dict]] = [[] for _ in frames]
-    for r in results:
-        rows[frame_of[r["image_id"]]].append(r)
+    by_frame = indices_by_frame([frame_of[r["image_id"]] for r in results], len(frames))
+    rows = [[results[n] for n in idx] for idx in by_frame]
     k = schema.num_keypoints
     poses = [
         FramePoses(

@@ -27,7 +27,7 @@ import numpy as np
 
 from crowdbench.bench.cache import StageCache, stage_key
 from crowdbench.bench.config import RunConfig
-from crowdbench.bench.metrics.pose_tracks import METRIC_KEYS, FramePoses
+from crowdbench.bench.metrics.pose_tracks import METRIC_KEYS, FramePoses, indices_by_frame
 from crowdbench.bench.stages import pose, tracking
 from crowdbench.bench.stages.base import CellOutcome, StageResult, prefixed, run_stage
 from crowdbench.bench.stages.data import DATA_MODULES, data_slice, load_frames
@@ -157,11 +157,8 @@ def poses_on_tracks(
     model, ensemble = pose.load_models(cfg, cache_, device)
     kps = predict_poses(model, cfg.pose, frames, persons, schema, device, ensemble=ensemble)
     k = schema.num_keypoints
-    rows: list[list[int]] = [[] for _ in frames]
-    for n, person in enumerate(persons):
-        rows[person.frame].append(n)
     out = []
-    for idx in rows:
+    for idx in indices_by_frame([p.frame for p in persons], len(frames)):
         kp = kps[idx].reshape(-1, k, 3).astype(np.float64)
         box_scores = np.array([persons[n].score for n in idx], dtype=np.float64)
         scores = np.atleast_1d(pose_score(box_scores, kp[..., 2], cfg.pose.test.kp_score_thr)) if idx else np.zeros(0)
@@ -178,9 +175,6 @@ def pose_cell_poses(cache_: StageCache, keys: dict[str, str], frames: list[Frame
     post = cache_.path("postprocess", keys["postprocess"])
     results = json.loads((post / "results.json").read_text())
     people = json.loads((post / "people.json").read_text())
-    rows: list[list[int]] = [[] for _ in frames]
-    for n, person in enumerate(people):
-        rows[person["frame"]].append(n)
     return [
         FramePoses(
             np.array([results[n]["keypoints"] for n in idx], dtype=np.float64).reshape(-1, k, 3),
@@ -188,7 +182,7 @@ def pose_cell_poses(cache_: StageCache, keys: dict[str, str], frames: list[Frame
             np.full(len(idx), -1, dtype=np.int64),
             np.array([people[n]["box"] for n in idx], dtype=np.float64).reshape(-1, 4),
         )
-        for idx in rows
+        for idx in indices_by_frame([p["frame"] for p in people], len(frames))
     ]
 
 
@@ -240,7 +234,7 @@ def track_iou_reid(
             cur = poses[i]
             feats = None if features is None else features[i]
             moved = None
-            if pt.propagation and prev is not None and (len(prev.ids) or len(tracker.live_ids())):
+            if pt.propagation and prev is not None and len(tracker.live_ids()):  # prev's ids are all live
                 flow = flows.get(video_frames, video_frames[k - 1].index, video_frames[k].index)
                 moved = np.array([propagate_box(b, flow) for b in tracker.live_boxes()]).reshape(-1, 4)
                 warped = propagate_poses(prev.keypoints, flow)
@@ -316,7 +310,6 @@ def run_pose_tracking_cell(cfg: RunConfig, cache_: StageCache, device: str) -> C
     else:
         stages += prefixed("pose", pose.run_pose_cell(cfg, cache_, device).stages)
         detected = pose_cell_poses(cache_, keys, frames, schema.num_keypoints)
-        reid_model = None
         if _uses_reid(cfg):
             stages.append(tracking.reid_train_stage(cfg, cache_, keys["reid"], device))
 
@@ -331,13 +324,11 @@ def run_pose_tracking_cell(cfg: RunConfig, cache_: StageCache, device: str) -> C
             from crowdbench.bench.stages.pose_training import Person, predict_poses
             from crowdbench.methods.pose.postprocess import pose_score
 
-            nonlocal reid_model
             features = tracking.load_features(cache_, keys["embed"], len(frames)) if _uses_reid(cfg) else None
             estimate = embed = None
             if pt.propagation:
                 model, ensemble = pose.load_models(cfg, cache_, device)
-                if features is not None:
-                    reid_model = tracking.load_reid_model(cfg, cache_, keys["reid"], device)
+                reid_model = None if features is None else tracking.load_reid_model(cfg, cache_, keys["reid"], device)
 
                 def estimate(i: int, boxes: np.ndarray, scores: np.ndarray) -> FramePoses:
                     persons = [Person(i, -1, b, float(s)) for b, s in zip(boxes, scores, strict=True)]
