@@ -6,9 +6,8 @@ through ``model.weights``. Every trunk exposes torchvision's ResNet layout (stem
 FPN and C4 detectors of ``faster_rcnn.py`` consume.
 
 Under the ``smoke`` profile each ``backbone.*`` plugin picks a tiny CPU-trainable stand-in of the same family
-(timm ``ResNet``, planes 8-16-32-64, outputs 32-64-128-256, stem width 16, same block type and stem). A smoke
-training step at 160 px, batch 4 cost 0.5-1.1x the ResNet-18 FPN-64 step with FPN, 1.2-2.3x as C4 (layer4 on 512
-RoIs of 14 x 14) and 1.2x with Cascade (2 shared CPU cores under heavy load, so only the ratios mean anything):
+(timm ``ResNet``, planes 8-16-32-64, outputs 32-64-128-256, stem width 16, same block type and stem), sized to keep
+a smoke training step near the ResNet-18 FPN-64 one (their step times have no benchmark under ``benchmarks/`` yet):
 
 | plugin              | full (``model.backbone``)                | smoke stand-in                                     |
 |---------------------|------------------------------------------|----------------------------------------------------|
