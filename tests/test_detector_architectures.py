@@ -113,6 +113,18 @@ def test_cascade_trains_three_weighted_stages():
     assert all(math.isfinite(v) for v in losses.values())
 
 
+def test_c4_samples_fewer_rois_in_smoke_only():
+    """The C4 head runs layer4 per RoI: smoke samples 64 per image (option smoke_rois); full keeps the config's."""
+    assert smoke_model("detector.fpn").box_batch_size_per_image == 128
+    assert smoke_model("detector.c4").box_batch_size_per_image == 64
+    run = base_config("smoke", "detection")
+    get_plugin("detector.c4", {"smoke_rois": None}).apply(run)
+    assert run.model.box_batch_size_per_image == 128
+    full = base_config("full", "detection")
+    get_plugin("detector.c4").apply(full)
+    assert full.model.box_batch_size_per_image == base_config("full", "detection").model.box_batch_size_per_image
+
+
 def test_cascade_with_c4_and_crowddet_k2():
     cfg = smoke_model("detector.c4", "detector.cascade_rcnn")
     model = build_detector(cfg)

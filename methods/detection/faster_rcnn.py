@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import torch
+from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 from torchvision.models._utils import IntermediateLayerGetter
 from torchvision.models.detection import FasterRCNN
@@ -121,8 +122,9 @@ def build_detector(cfg: DetectorConfig) -> FasterRCNN:
     Anchors, FPN: one size per level from ``cfg.anchor_sizes`` (P2..P6); C4: every size on the one stride-16 map.
     Aspect ratios h/w ``cfg.aspect_ratios``. ``rpn_pre_nms_top_n_*`` is per level in torchvision (CrowdDet's is
     global). Box coder weights (10, 10, 5, 5) (Cascade: per stage). RoIs: 7 x 7 from the FPN levels into two FCs, or
-    14 x 14 from C4 into layer4. Inference returns raw pre-NMS dicts (``boxes``, ``scores``, ``groups``); set
-    ``model.roi_heads.score_thresh`` from the infer config (default 0.01) and run :func:`crowddet.apply_nms` after.
+    14 x 14 from C4 (adaptive sampling) into layer4. Inference returns raw pre-NMS dicts (``boxes``, ``scores``,
+    ``groups``); set ``model.roi_heads.score_thresh`` from the infer config (default 0.01) and run
+    :func:`crowddet.apply_nms` after.
     """
     ratios = tuple(cfg.aspect_ratios)
     if cfg.fpn:
@@ -143,7 +145,10 @@ def build_detector(cfg: DetectorConfig) -> FasterRCNN:
     else:
         backbone, c4_head = build_c4(cfg)
         anchors = AnchorGenerator(sizes=(tuple(cfg.anchor_sizes),), aspect_ratios=(ratios,))
-        pooler = MultiScaleRoIAlign(featmap_names=["0"], output_size=14, sampling_ratio=2)
+        # sampling_ratio 0 = adaptive, ceil(RoI size / 14) points per bin: Detectron2's C4 default
+        # (POOLER_SAMPLING_RATIO 0). On a stride-16 map most RoIs then take 1 point per bin instead of 2 x 2, which
+        # makes the CPU RoIAlign backward (single-threaded in torchvision) ~4x cheaper.
+        pooler = MultiScaleRoIAlign(featmap_names=["0"], output_size=14, sampling_ratio=0)
         features = c4_head.out_channels
         # Cascade stages each get their own copy of layer4 (same initial, e.g. ImageNet, weights).
         heads = [c4_head] + [copy.deepcopy(c4_head) for _ in range(len(cfg.cascade_ious) - 1 if cfg.cascade else 0)]
@@ -215,13 +220,29 @@ class FPNPlugin(Plugin):
         run.model.fpn = True
 
 
+class _C4Options(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    smoke_rois: int | None = Field(
+        64,
+        ge=1,
+        description="smoke only: RoIs sampled per training image (model.box_batch_size_per_image); None keeps the "
+        "profile's. The C4 head runs layer4 on every RoI and torchvision's CPU RoIAlign backward is single-threaded, "
+        "so at the smoke profile's 128 a C4 step costs ~5x an FPN one (benchmarks/detector_backbones.py)",
+    )
+
+
 @register("detector.c4")
 class C4Plugin(Plugin):
     """Faster R-CNN without FPN (Ren et al. 2015, ResNet "C4" variant of He et al. 2016): RPN and 14 x 14 RoIAlign on
-    layer3 (stride 16), layer4 + average pooling as the box head. Sets ``model.fpn = false``."""
+    layer3 (stride 16), layer4 + average pooling as the box head. Sets ``model.fpn = false``; under ``smoke`` also
+    samples fewer RoIs per image (option ``smoke_rois``)."""
 
     hook: ClassVar[Hook] = "model"
     stage: ClassVar[Stage] = "train"
+    Config = _C4Options
 
     def apply(self, run: RunConfig) -> None:
         run.model.fpn = False
+        rois = self.config.smoke_rois  # type: ignore[attr-defined]
+        if run.profile == "smoke" and rois is not None:
+            run.model.box_batch_size_per_image = rois
