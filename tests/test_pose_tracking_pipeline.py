@@ -146,3 +146,28 @@ def test_propagation_fills_a_missed_detection_with_the_same_id(tmp_path):
     plain.pose_tracking.propagation = False
     without = track_iou_reid(plain, frames, poses, None, tmp_path / "flow")
     assert first_id not in without[1].ids.tolist() and first_id not in without[2].ids.tolist()  # max_age 1: lost
+
+
+def test_hie_wap_scores_the_tracked_poses_and_keys_only_evaluate():
+    """hie-tracking Table 6: the same cell as Table 7 scored with HIE w-AP; ground-truth poses give w-AP 1, a shifted
+    copy less, and switching the metric changes only the evaluate key (and the schema-dependent pose stages)."""
+    from crowdbench.bench.stages import pose
+    from crowdbench.bench.stages.pose_tracking import coco_results
+
+    cfg = _cfg("hie-tracking/table6", 0)
+    assert cfg.evaluate.metric == "hie_wap" and pose.schema_of(cfg).name == "hie14"
+    frames = load_frames(cfg.data, "val", "hie14")
+    gt = []
+    for f in frames:
+        people = [i for i in f.instances if not i.ignore]
+        kp = np.array([i.keypoints for i in people], dtype=np.float64).reshape(len(people), -1, 3)
+        gt.append(FramePoses(kp, np.ones(len(people)), np.arange(len(people)), np.zeros((len(people), 4))))
+    perfect = pose.evaluate_poses("hie_wap", frames, pose.schema_of(cfg), coco_results(frames, gt))
+    assert perfect["wAP"] == pytest.approx(1.0)
+    for p in gt:
+        p.keypoints[..., :2] += 6.0
+    assert pose.evaluate_poses("hie_wap", frames, pose.schema_of(cfg), coco_results(frames, gt))["wAP"] < 0.9
+    t7 = stage_keys(_cfg("hie-tracking/table7", 0))
+    t6 = stage_keys(cfg)
+    assert t6["track"] == t7["track"] and t6["reid"] == t7["reid"]  # the box-tracking cell is shared
+    assert t6["evaluate"] != t7["evaluate"]

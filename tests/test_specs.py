@@ -48,6 +48,7 @@ RUNNABLE_TABLES = {
     "hie-tracking/table3",
     "hie-tracking/table4",
     "hie-tracking/table5",
+    "hie-tracking/table6",
     "hie-tracking/table7",
     "offset-guided/table5",
 }

@@ -46,10 +46,27 @@ BOX_CHOICE_KEYS = ("boxes", "detections", "det_score_thr", "detector_set")
 """Pose test options that pick the boxes to estimate poses in: with DeepSORT the tracked boxes are used instead."""
 
 
+TRACK_METRICS = ("posetrack", "hie_wap")
+"""``posetrack``: poseval's AP / MOTA / MOTP of the tracked poses; ``hie_wap``: HIE w-AP of the same (tracked,
+smoothed) poses, ids unused (hie-tracking Table 6)."""
+
+
 def metric_keys(cfg: RunConfig) -> tuple[str, ...]:
-    if cfg.evaluate.metric != "posetrack":
-        raise ValueError(f"pose-tracking cells evaluate with 'posetrack', not {cfg.evaluate.metric!r}")
-    return METRIC_KEYS
+    if cfg.evaluate.metric not in TRACK_METRICS:
+        raise ValueError(f"pose-tracking cells evaluate with {' or '.join(TRACK_METRICS)}, not {cfg.evaluate.metric!r}")
+    return METRIC_KEYS if cfg.evaluate.metric == "posetrack" else pose.METRIC_KEYS[cfg.evaluate.metric]
+
+
+def coco_results(frames: list[Frame], poses: list[FramePoses]) -> list[dict]:
+    """The tracked poses as COCO keypoint results (image ids of ``pose_training.image_ids``). Every joint is
+    submitted: OKS scores predicted positions whatever their score, so ``kp_thr`` does not apply."""
+    from crowdbench.bench.stages.pose_training import image_ids
+
+    return [
+        {"image_id": int(i), "category_id": 1, "keypoints": kp.ravel().tolist(), "score": float(score)}
+        for i, p in zip(image_ids(frames), poses, strict=True)
+        for kp, score in zip(p.keypoints, p.scores, strict=True)
+    ]
 
 
 def _uses_reid(cfg: RunConfig) -> bool:
@@ -99,9 +116,10 @@ def stage_keys(cfg: RunConfig) -> dict[str, str]:
             "flow": [cfg.tracking.flow, cfg.tracking.flow_scale],
         }
         keys["smooth"] = last = stage_key("smooth", smooth, [last], SMOOTH_MODULES)
-    keys["evaluate"] = stage_key(
-        "evaluate", {"data": val, "metric": "posetrack", "kp_thr": pt.kp_thr}, [last], EVALUATE_MODULES
+    scoring = (
+        {"metric": "posetrack", "kp_thr": pt.kp_thr} if cfg.evaluate.metric == "posetrack" else {"metric": "hie_wap"}
     )
+    keys["evaluate"] = stage_key("evaluate", {"data": val, **scoring}, [last], EVALUATE_MODULES)
     return keys
 
 
@@ -356,7 +374,11 @@ def run_pose_tracking_cell(cfg: RunConfig, cache_: StageCache, device: str) -> C
         last = cache_.path("smooth", keys["smooth"]) / "poses.npz"
 
     def evaluate(out: Path, _scratch: Path) -> None:
-        metrics = evaluate_pose_tracks(frames, load_poses(last, len(frames)), schema, kp_thr=pt.kp_thr, out_dir=out)
+        tracked = load_poses(last, len(frames))
+        if cfg.evaluate.metric == "hie_wap":
+            metrics = pose.evaluate_poses("hie_wap", frames, schema, coco_results(frames, tracked))
+        else:
+            metrics = evaluate_pose_tracks(frames, tracked, schema, kp_thr=pt.kp_thr, out_dir=out)
         (out / "metrics.json").write_text(json.dumps(metrics))
 
     stages.append(run_stage(cache_, "evaluate", keys["evaluate"], meta, evaluate))
