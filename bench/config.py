@@ -331,10 +331,96 @@ class PoseTrackingConfig(_Strict):
     )
 
 
+class RegressionModelConfig(_Strict):
+    """Single-stage pose regression network (paper 002 section 4, Fig. 2; methods.md section 4): a ResNet or HRNet
+    trunk, FPN P3-P7 and one head shared by the levels (``methods/pose/regression/model.py``)."""
+
+    backbone: str = Field("resnet50", description="resnet18/34/50/101/152 (torchvision) or hrnet_w18_small/w32 (timm)")
+    weights: Path | None = Field(None, description="local ImageNet weights of the trunk; none = scratch")
+    fpn_channels: int = 256
+    tower_convs: int = Field(4, ge=1, description="3x3 conv + GroupNorm + ReLU blocks per tower (FCOS: 4)")
+    gn_groups: int = 32
+    strides: tuple[int, ...] = Field((8, 16, 32, 64, 128), description="P3-P7")
+    size_bounds: tuple[float, ...] = Field(
+        (64.0, 128.0, 256.0, 512.0),
+        description="FCOS level ranges: a person goes to level i when max(l, t, r, b) lies in (b[i-1], b[i]]",
+    )
+    feature_align: bool = Field(False, description="second stage on deformable convs sampled at the initial pose")
+    deform_groups: int = Field(4, ge=1, description="offset groups of the alignment's deformable convs (SMPR: 4)")
+    heatmap_aux: bool = Field(False, description="auxiliary keypoint-class heatmaps on P3 (training only)")
+    heatmap_channels: int = 128
+    centerness: bool = Field(False, description="FCOS centre-ness branch (trained; see test.scorer)")
+    psm: bool = Field(False, description="pose scoring branch, trained towards the OKS of the prediction (section 3.2)")
+
+
+class RegressionTrainConfig(_Strict):
+    """Targets, losses and schedule (paper 002 section 5.1; SMPR config where the paper is silent, methods.md 4)."""
+
+    epochs: float = Field(24.0, gt=0, description="paper: 24 for ablations, 31 for Table 3's Baseline*")
+    epoch_scale: float = Field(1.0, gt=0, description="scales epochs (smoke < 1)")
+    batch_size: int = 8
+    lr: float = 0.0025
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    warmup_iters: int = 500
+    warmup_factor: float = 1.0 / 3.0
+    lr_steps: tuple[float, ...] = Field((0.8, 0.9), description="fractions of training where LR x 0.1 (SMPR 80/90)")
+    grad_clip: float | None = 35.0
+    hflip: bool = True
+    min_size: int = Field(800, description="resize: shorter side (0 = keep the image size)")
+    max_size: int = 1333
+    crop: int | None = Field(800, description="random square crop after resizing (section 5.1); none = no crop")
+    center_sampling: bool = Field(False, description="positives only near the keypoints' centre (section 4)")
+    center_radius: float = Field(1.5, gt=0, description="centre-sampling radius in strides (FCOS / SMPR: 1.5)")
+    oks_filter: bool = Field(False, description="refinement losses only on initial poses with OKS >= oks_pos (3.1)")
+    oks_pos: float = Field(0.5, ge=0, le=1, description="OKSFilter threshold (paper: 0.5)")
+    oks_neg: float = Field(
+        0.5, ge=0, le=1, description="below it a location is a negative; [oks_neg, oks_pos) ignored (SMPR: 0.4)"
+    )
+    oks_keep_best: bool = Field(True, description="each person's best initial pose passes the filter (SMPR)")
+    reg_loss: Literal["smooth_l1", "l1"] = Field("smooth_l1", description="paper: smooth L1; SMPR code: L1")
+    smooth_l1_beta: float = Field(1.0 / 9.0, gt=0, description="in strides")
+    reg_weighting: Literal["oks", "uniform"] = Field("oks", description="weight each location's pose loss by OKS")
+    psm_target: Literal["refined", "initial"] = Field(
+        "refined", description="OKS of which pose PSM learns (paper: the predicted pose; SMPR code: the initial one)"
+    )
+    loss_cls: float = 1.0
+    loss_heatmap: float = 4.0
+    loss_initial: float = 0.05
+    loss_refined: float = 0.1
+    loss_psm: float = 1.0
+    loss_centerness: float = 1.0
+    amp: bool = True
+    checkpoint_every: int = 200
+    num_workers: int = 0
+
+
+class RegressionTestConfig(_Strict):
+    """Inference (paper 002 section 5.1 "Testing"; SMPR test config)."""
+
+    scorer: Literal["none", "centerness", "psm"] = Field(
+        "none", description="score = cls x this branch (Table 2's 'using centerness' / 'using PSM')"
+    )
+    score_thr: float = Field(0.05, description="drop locations whose classification score is at or below this")
+    pre_nms_top_n: int = Field(1000, description="per level, by classification score")
+    nms: Literal["soft", "hard"] = "soft"
+    nms_iou: float = Field(0.3, description="IoU of the pseudo boxes (soft-NMS linear: rescored above this)")
+    soft_min_score: float = 1e-3
+    max_dets: int = 20
+    batch_size: int = 8
+    timing_images: int = Field(50, ge=0, description="images timed at batch 1 for the seconds-per-image column")
+
+
+class RegressionConfig(_Strict):
+    model: RegressionModelConfig = Field(default_factory=RegressionModelConfig)
+    train: RegressionTrainConfig = Field(default_factory=RegressionTrainConfig)
+    test: RegressionTestConfig = Field(default_factory=RegressionTestConfig)
+
+
 class RunConfig(_Strict):
     """Everything one cell (table row x seed x profile) needs."""
 
-    task: Literal["detection", "pose", "tracking", "pose_tracking"] = "detection"
+    task: Literal["detection", "pose", "pose_regression", "tracking", "pose_tracking"] = "detection"
     profile: Literal["smoke", "full"] = "smoke"
     seed: int = 0
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
@@ -347,6 +433,7 @@ class RunConfig(_Strict):
     pose: PoseConfig = Field(default_factory=PoseConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     pose_tracking: PoseTrackingConfig = Field(default_factory=PoseTrackingConfig)
+    regression: RegressionConfig = Field(default_factory=RegressionConfig)
     plugins: list[str] = Field(default_factory=list, description="plugins applied, in order (for the record)")
 
     @property

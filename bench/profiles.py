@@ -111,11 +111,43 @@ _FULL_POSE_TRACKING: dict[str, Any] = {
     "pose.train.num_workers": 4,
 }
 
+# Smoke pose regression: a ResNet-18 trunk, 64-channel FPN and two-conv towers on the 160 x 160 synthetic crowds at
+# their own size (no resize or crop). People are 40-85 px tall there, so the FCOS level bounds are halved (P3 up to 32
+# px from a location to its pseudo box's far side, P4 up to 64, ...). LR 0.01 from scratch; every epoch count x 0.5.
+_SMOKE_POSE_REGRESSION: dict[str, Any] = {
+    "data.source": "synthetic",
+    "data.preset": "small",
+    "evaluate.metric": "coco_keypoints",
+    "regression.model.backbone": "resnet18",
+    "regression.model.fpn_channels": 64,
+    "regression.model.tower_convs": 2,
+    "regression.model.gn_groups": 16,
+    "regression.model.heatmap_channels": 32,
+    "regression.model.size_bounds": (32.0, 64.0, 128.0, 256.0),
+    "regression.train.epoch_scale": 0.5,
+    "regression.train.lr": 0.01,
+    "regression.train.warmup_iters": 50,
+    "regression.train.min_size": 0,
+    "regression.train.crop": None,
+    "regression.train.checkpoint_every": 50,
+    "regression.test.batch_size": 16,
+}
+
+# Full pose regression: ResNet-50 FPN at 800 x 1333 on COCO (paper 002 section 5.1; ImageNet weights with
+# --set regression.model.weights=PATH).
+_FULL_POSE_REGRESSION: dict[str, Any] = {
+    "data.source": "coco",
+    "evaluate.metric": "coco_keypoints",
+    "regression.train.num_workers": 4,
+}
+
 _PROFILE_OVERRIDES: dict[tuple[str, str], dict[str, Any]] = {
     ("smoke", "detection"): _SMOKE_DETECTION,
     ("full", "detection"): _FULL_DETECTION,
     ("smoke", "pose"): _SMOKE_POSE,
     ("full", "pose"): _FULL_POSE,
+    ("smoke", "pose_regression"): _SMOKE_POSE_REGRESSION,
+    ("full", "pose_regression"): _FULL_POSE_REGRESSION,
     ("smoke", "tracking"): _SMOKE_TRACKING,
     ("full", "tracking"): _FULL_TRACKING,
     ("smoke", "pose_tracking"): _SMOKE_POSE_TRACKING,

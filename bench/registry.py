@@ -31,6 +31,7 @@ PLUGIN_MODULES: tuple[str, ...] = (
     "crowdbench.methods.detection.faster_rcnn",
     "crowdbench.methods.detection.cascade",
     "crowdbench.methods.pose.plugins",
+    "crowdbench.methods.pose.regression.plugins",
     "crowdbench.methods.tracking.plugins",
 )
 

@@ -39,6 +39,10 @@ def pipeline(task: str) -> ModuleType:
         from crowdbench.bench.stages import pose
 
         return pose
+    if task == "pose_regression":
+        from crowdbench.bench.stages import pose_regression
+
+        return pose_regression
     if task == "tracking":
         from crowdbench.bench.stages import tracking
 

@@ -33,6 +33,9 @@ class MetricColumn(BaseModel):
     higher_is_better: bool = True
     scale: float = Field(100.0, description="factor from the evaluator's value to the paper's unit (100 for %)")
     decimals: int = 2
+    timing: bool = Field(
+        False, description="a time measured on the machine that ran the cell: its header names that device"
+    )
 
 
 class Row(BaseModel):

@@ -43,6 +43,10 @@ def run_cell_file(path: Path) -> Record:
         from crowdbench.bench.stages.pose import run_pose_cell
 
         outcome = run_pose_cell(cfg, cache, device)
+    elif cfg.task == "pose_regression":
+        from crowdbench.bench.stages.pose_regression import run_pose_regression_cell
+
+        outcome = run_pose_regression_cell(cfg, cache, device)
     elif cfg.task == "tracking":
         from crowdbench.bench.stages.tracking import run_tracking_cell
 

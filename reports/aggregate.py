@@ -45,6 +45,7 @@ class TableView:
     rows: list[RowView]
     provenance: dict[str, Any]
     command: str
+    devices: list[str] = field(default_factory=list)  # where the records ran (timing columns name them)
 
     @property
     def level(self) -> str:
@@ -95,7 +96,8 @@ def aggregate(
             )
         )
     latest = max(records, key=lambda r: r.created).provenance if records else {}
-    return TableView(spec, profile, rows, latest, command)
+    devices = sorted({str(r.provenance.get("device", "?")) for r in records})
+    return TableView(spec, profile, rows, latest, command, devices)
 
 
 def format_value(value: float | None, decimals: int) -> str:

@@ -11,6 +11,7 @@ from pathlib import Path
 from jinja2 import Environment, PackageLoader, select_autoescape
 from rich.table import Table
 
+from crowdbench.bench.specs import MetricColumn
 from crowdbench.datasets.formats.atomic import atomic_write_text
 from crowdbench.reports.aggregate import RowView, TableView, format_cell, format_delta, format_value
 
@@ -42,6 +43,13 @@ def _ours(view: TableView) -> str:
     return view.level if view.level != "none" else "reproduced"
 
 
+def _ours_of(view: TableView, m: MetricColumn) -> str:
+    """Header of one metric's reproduced column; a timing column also names the device(s) it was measured on."""
+    if m.timing and view.devices:
+        return f"{_ours(view)}, on {' / '.join(view.devices)}"
+    return _ours(view)
+
+
 def _row_status(row: RowView) -> str:
     if row.status == "pending":
         return f"pending: {row.pending}"
@@ -54,7 +62,7 @@ def terminal_table(view: TableView) -> Table:
     table.add_column("row", no_wrap=True)
     for m in spec.metrics:
         table.add_column(f"{m.label}\npaper", justify="right", style="dim")
-        table.add_column(f"{m.label}\n{_ours(view)}", justify="right")
+        table.add_column(f"{m.label}\n{_ours_of(view, m)}", justify="right")
         table.add_column("Δ", justify="right", style="dim")
     table.add_column("level")
     for row in view.rows:
@@ -70,7 +78,7 @@ def terminal_table(view: TableView) -> Table:
 def _header(view: TableView) -> list[str]:
     head = ["row"]
     for m in view.spec.metrics:
-        head += [f"{m.label} paper", f"{m.label} {_ours(view)}", f"{m.label} Δ"]
+        head += [f"{m.label} paper", f"{m.label} {_ours_of(view, m)}", f"{m.label} Δ"]
     return [*head, "level / status"]
 
 
@@ -181,7 +189,7 @@ def curves_png(view: TableView) -> str | None:
     rows = [r for r in view.rows if r.curves and any(c.get("train") for c in r.curves)]
     if not rows:
         return None
-    fig, (ax_ap, ax_loss) = plt.subplots(1, 2, figsize=(10, 3.6))
+    lines = []
     for r in rows:
         series = [c["train"] for c in r.curves if c.get("train")]
         n = min(len(s) for s in series)
@@ -192,12 +200,18 @@ def curves_png(view: TableView) -> str | None:
             for i in range(n)
             if all("val_AP" in s[i] for s in series)
         ]
-        ax_loss.plot(epochs, loss, label=r.label)
+        lines.append((r.label, epochs, loss, ap_pts))
+    with_ap = any(ap for *_, ap in lines)  # pipelines without a per-epoch validation draw the loss alone
+    fig, axes = plt.subplots(1, 2 if with_ap else 1, figsize=(10 if with_ap else 5.5, 3.6), squeeze=False)
+    ax_loss = axes[0, -1]
+    for label, epochs, loss, ap_pts in lines:
+        ax_loss.plot(epochs, loss, label=label)
         if ap_pts:
-            ax_ap.plot(*zip(*ap_pts, strict=True), label=r.label)
-    ax_ap.set(title=f"validation AP during training ({view.level})", xlabel="epoch", ylabel="AP (%)")
+            axes[0, 0].plot(*zip(*ap_pts, strict=True), label=label)
     ax_loss.set(title="training loss", xlabel="epoch", ylabel="loss", yscale="log")
-    ax_ap.legend(fontsize=8)
+    if with_ap:
+        axes[0, 0].set(title=f"validation AP during training ({view.level})", xlabel="epoch", ylabel="AP (%)")
+    axes[0, 0].legend(fontsize=8)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)

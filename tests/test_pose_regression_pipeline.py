@@ -1,0 +1,102 @@
+"""The pose-regression pipeline end to end on tiny synthetic data: pose-regression Table 2 rows 2-3 (one model, two
+test-time scorers) share training and inference, Table 3 rows reuse Table 2's cells, Table 4 reports seconds per
+image, and a scorer whose branch was not trained is a one-line error."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from crowdbench.bench.matrix import expand
+from crowdbench.bench.runner import run_table
+from crowdbench.bench.specs import load_spec
+from crowdbench.bench.stages.pose_regression import check_regression, final_poses, stage_keys
+
+TINY = {
+    "data.preset": "tiny",
+    "regression.model.fpn_channels": 32,
+    "regression.model.tower_convs": 1,
+    "regression.model.gn_groups": 8,
+    "regression.model.heatmap_channels": 16,
+    "regression.train.epochs": 1,
+    "regression.train.batch_size": 4,
+    "regression.test.timing_images": 2,
+}
+
+
+def cells(table: str, rows: list[int] | None = None):
+    return {c.row_index: c.config for c in expand(load_spec(table), overrides=TINY, rows=rows)}
+
+
+def test_scorer_rows_share_training_and_inference():
+    t2 = cells("pose-regression/table2")
+    k = {i: stage_keys(cfg) for i, cfg in t2.items()}
+    assert k[1]["train"] == k[2]["train"] and k[1]["infer"] == k[2]["infer"]  # + centerness, + PSM: one model
+    assert k[1]["postprocess"] != k[2]["postprocess"]  # using centerness vs using PSM
+    assert t2[1].regression.test.scorer == "centerness" and t2[2].regression.test.scorer == "psm"
+    assert len({k[i]["train"] for i in (0, 1, 3)}) == 3  # centre-ness only, both, PSM only
+    t3 = cells("pose-regression/table3")
+    assert stage_keys(t3[1]) == k[0] and stage_keys(t3[2]) == k[3]  # the same cells as Table 2 rows 1 and 4
+    assert stage_keys(t3[0])["train"] != k[0]["train"]  # Baseline*: no OKSFilter
+    t1 = cells("pose-regression/table1")
+    assert t1[3].regression.train.epochs == 1 and t2[0].regression.train.epochs == 1  # --set beats the row override
+    assert cells("pose-regression/table2", rows=[0])[0].regression.model.backbone == "resnet18"  # smoke stand-in
+    full = expand(load_spec("pose-regression/table3"), profile="full")
+    assert full[0].config.regression.train.epochs == 31 and full[0].config.regression.model.backbone == "resnet50"
+
+
+def test_scorer_without_its_branch_is_a_one_line_error():
+    cfg = cells("pose-regression/table1", rows=[3])[3]
+    cfg.regression.test.scorer = "psm"
+    with pytest.raises(ValueError, match=r"scorer=psm needs the trained psm branch \(plugin pose_regression.psm"):
+        check_regression(cfg)
+
+
+def test_final_score_is_cls_times_the_scorer_before_nms():
+    import numpy as np
+
+    cfg = cells("pose-regression/table2", rows=[2])[2]
+    poses = np.zeros((2, 17, 2))
+    poses[1] += 100  # far apart: soft-NMS leaves both
+    poses[:, 1] += 10
+    found = {
+        "poses": poses,
+        "scores": np.array([0.8, 0.6]),
+        "psm": np.array([0.2, 0.9]),
+        "centerness": np.array([1, 1]),
+    }
+    kept, scores = final_poses(cfg, found)
+    assert scores.tolist() == pytest.approx([0.54, 0.16])  # 0.6 x 0.9 now ranks first
+    assert kept[0].tolist() == poses[1].tolist()
+
+
+@pytest.fixture(scope="module")
+def table2(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("regression")
+    return run_dir, run_table("pose-regression/table2", overrides=TINY, run_dir=run_dir, rows=[1, 2])
+
+
+def test_table2_rows_run_and_the_second_only_postprocesses(table2):
+    run_dir, result = table2
+    assert not result.failed and result.ran == 2
+    rows = result.view.rows
+    assert rows[1].status == rows[2].status == "done"
+    assert set(rows[2].stages_run[0]) == {"postprocess", "evaluate"}  # trained and inferred once, for row 2
+    for row in (1, 2):
+        cell = rows[row].cells["AP"]
+        assert cell.mean is not None and 0.0 <= cell.mean <= 100.0
+    md = (run_dir / "reports" / "pose-regression" / "table2.md").read_text()
+    assert "smoke" in md
+
+
+def test_table4_reports_seconds_per_image_on_the_named_device(tmp_path):
+    overrides = {**TINY, "regression.model.backbone": "resnet18"}
+    result = run_table("pose-regression/table4", overrides=overrides, run_dir=tmp_path, rows=[7])
+    assert not result.failed
+    cell = result.view.rows[7].cells["time_s"]
+    assert cell.mean is not None and cell.mean > 0
+    timing = next((tmp_path / "cache" / "infer").glob("*/timing.json"))
+    assert json.loads(timing.read_text())["timed_images"] == 2
+    md = (tmp_path / "reports" / "pose-regression" / "table4.md").read_text()
+    assert "Times[s] smoke, on cpu" in md
