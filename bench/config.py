@@ -347,6 +347,9 @@ class RegressionModelConfig(_Strict):
     )
     feature_align: bool = Field(False, description="second stage on deformable convs sampled at the initial pose")
     deform_groups: int = Field(4, ge=1, description="offset groups of the alignment's deformable convs (SMPR: 4)")
+    deform_impl: Literal["auto", "torchvision", "grid_sample"] = Field(
+        "auto", description="deformable conv: torchvision's op, or the same function via grid_sample (auto: CPU)"
+    )
     heatmap_aux: bool = Field(False, description="auxiliary keypoint-class heatmaps on P3 (training only)")
     heatmap_channels: int = 128
     centerness: bool = Field(False, description="FCOS centre-ness branch (trained; see test.scorer)")

@@ -6,6 +6,11 @@ full``: 800 x 1216, a COCO image resized to a shorter side of 800): the network,
 soft-NMS on a fixed workload of the ``--people`` x 5 best locations (an untrained network would otherwise keep
 none or all of them, which times nothing real).
 
+Then the feature alignment's deformable 3x3 convolution, forward + backward on the P3 map of a training batch (smoke:
+8 x 64 x 20 x 20; full: 8 x 256 x 100 x 100): ``torchvision.ops.deform_conv2d`` against crowdbench's
+``deform_conv2d_sampled`` (the same function through ``grid_sample``, which CPU runs use), with their largest
+difference.
+
 Reference in the same run: torchvision's ``keypointrcnn_resnet50_fpn`` (Mask R-CNN with a keypoint head; paper 002
 Table 4 compares with Mask R-CNN, 0.2 s), no weights, on the same image, with ``box_score_thresh=0`` and
 ``box_detections_per_img=--people`` so its keypoint head runs on that many people, as in a crowd.
@@ -26,7 +31,7 @@ from torchvision.models.detection import keypointrcnn_resnet50_fpn
 from crowdbench.bench.matrix import expand
 from crowdbench.bench.specs import load_spec
 from crowdbench.methods.pose.regression.decode import decode_poses, pose_boxes, soft_nms
-from crowdbench.methods.pose.regression.model import build_regression_model
+from crowdbench.methods.pose.regression.model import build_regression_model, deform_conv2d_sampled
 
 FULL_IMAGE = (800, 1216)
 
@@ -116,6 +121,36 @@ def main() -> None:
         n = sum(p.numel() for p in model.parameters()) / 1e6
         print(f"{cell.row_label:<50} {r.model.backbone:<16} {n:8.2f} {s:8.3f} {s / ref_s:6.2f}")
         del model
+
+    deform_section(args.profile, args.device, args.iters, cuda)
+
+
+def deform_section(profile: str, device: str, iters: int, cuda: bool) -> None:
+    from torchvision.ops import deform_conv2d
+
+    b, c, side = (8, 64, 20) if profile == "smoke" else (8, 256, 100)
+    torch.manual_seed(0)
+    x = torch.randn(b, c, side, side, device=device, requires_grad=True)
+    weight = torch.randn(c, c, 3, 3, device=device, requires_grad=True) * 0.01
+    offset = (torch.randn(b, 4 * 18, side, side, device=device) * 2).requires_grad_(True)
+    last: dict[str, torch.Tensor] = {}
+
+    def step(name: str, fn):
+        def run() -> None:
+            y = fn(x, offset, weight, None)
+            y.sum().backward()
+            last[name] = y.detach()
+
+        return run
+
+    tv = seconds(step("torchvision", lambda x_, o, w, _b: deform_conv2d(x_, o, w, padding=1)), iters, 1, cuda)
+    ours = seconds(step("ours", deform_conv2d_sampled), iters, 1, cuda)
+    diff = float((last["torchvision"] - last["ours"]).abs().max())
+    print(
+        f"\ndeformable 3x3 conv, forward + backward, {b}x{c}x{side}x{side}, 4 offset groups: "
+        f"torchvision.ops.deform_conv2d {tv:.3f} s, grid_sample form {ours:.3f} s ({tv / ours:.1f}x), "
+        f"max |difference| {diff:.1e}"
+    )
 
 
 if __name__ == "__main__":

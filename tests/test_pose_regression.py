@@ -259,3 +259,23 @@ def test_psm_target_is_the_oks_of_the_prediction(target):
     assert grad.abs().max() < 1e-5
     off = regression_losses({**out, "psm": psm.detach() + 0.5}, people, cfg, train, SIGMAS.float())["psm"]
     assert off > at_target
+
+
+def test_grid_sample_deformable_conv_equals_torchvision():
+    from torchvision.ops import deform_conv2d
+
+    from crowdbench.methods.pose.regression.model import deform_conv2d_sampled
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 8, 7, 5, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(6, 8, 3, 3, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(6, dtype=torch.float64, requires_grad=True)
+    offset = (torch.randn(2, 2 * 2 * 9, 7, 5, dtype=torch.float64) * 3).requires_grad_(True)  # 2 groups, far taps
+    ours = deform_conv2d_sampled(x, offset, weight, bias)
+    ref = deform_conv2d(x, offset, weight, bias, padding=1)
+    torch.testing.assert_close(ours, ref, rtol=1e-12, atol=1e-12)
+    g = torch.randn_like(ref)
+    grads_ours = torch.autograd.grad(ours, (x, offset, weight, bias), g)
+    grads_ref = torch.autograd.grad(ref, (x, offset, weight, bias), g)
+    for a, b in zip(grads_ours, grads_ref, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)

@@ -8,7 +8,8 @@ as FCOS; SMPR itself uses a PAFPN) -> one head shared by every level:
   per-level scale; joint j of the pose at location p is ``p + stride * offset_j`` (eq. 3);
 * **feature alignment** (``feature_align``; eqs. 6-7): a 1x1 conv maps the *detached* initial pose to the sampling
   offsets of a 3x3 deformable convolution (``torchvision.ops.deform_conv2d``, ``deform_groups`` offset groups) on each
-  tower, so the second stage reads features where the pose's joints are; the **refined pose** is the initial pose
+  tower (on CPU the same function through ``grid_sample``, :func:`deform_conv2d_sampled`), so the second stage reads
+  features where the pose's joints are; the **refined pose** is the initial pose
   plus a residual (3x3 conv on the aligned regression feature, second per-level scale). Without alignment the
   network's pose is the initial one, and the classification reads the classification tower directly;
 * classification (person centre, focal loss; bias -log(99), prior 0.01), **PSM** pose score and FCOS **centre-ness**
@@ -28,6 +29,7 @@ from collections import OrderedDict
 from functools import partial
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import DeformConv2d, FeaturePyramidNetwork
 from torchvision.ops.feature_pyramid_network import LastLevelP6P7
@@ -88,14 +90,42 @@ def _conv(cin: int, cout: int, bias: float = 0.0) -> nn.Conv2d:
     return conv
 
 
+def deform_conv2d_sampled(x: Tensor, offset: Tensor, weight: Tensor, bias: Tensor | None, padding: int = 1) -> Tensor:
+    """``torchvision.ops.deform_conv2d`` (DCNv1, stride 1, no mask) as bilinear ``grid_sample`` + a matrix product.
+
+    The same function (``tests/test_pose_regression.py`` checks values and gradients against torchvision to 1e-12):
+    sample ``x`` at ``p + k + offset_k`` for every kernel tap ``k`` and offset group (zero outside the image), then
+    contract with the kernel. torchvision's CPU kernel is about 8x slower in forward + backward on the smoke
+    feature maps (``benchmarks/pose_regression.py`` times both), so CPU runs use this one (``deform_impl``)."""
+    b, c, h, w = x.shape
+    kh, kw = weight.shape[-2:]
+    groups = offset.shape[1] // (2 * kh * kw)
+    ky, kx = torch.meshgrid(
+        torch.arange(kh, dtype=x.dtype, device=x.device),
+        torch.arange(kw, dtype=x.dtype, device=x.device),
+        indexing="ij",
+    )
+    ys, xs = torch.meshgrid(
+        torch.arange(h, dtype=x.dtype, device=x.device), torch.arange(w, dtype=x.dtype, device=x.device), indexing="ij"
+    )
+    off = offset.view(b, groups, kh * kw, 2, h, w)  # torchvision's layout: (dy, dx) per group and tap
+    py = ys - padding + ky.reshape(-1, 1, 1) + off[:, :, :, 0]
+    px = xs - padding + kx.reshape(-1, 1, 1) + off[:, :, :, 1]
+    grid = torch.stack([(2 * px + 1) / w - 1, (2 * py + 1) / h - 1], -1).view(b * groups, kh * kw * h, w, 2)
+    sampled = F.grid_sample(x.reshape(b * groups, c // groups, h, w), grid, align_corners=False, padding_mode="zeros")
+    out = torch.einsum("bckhw,ock->bohw", sampled.view(b, c, kh * kw, h, w), weight.reshape(len(weight), c, kh * kw))
+    return out if bias is None else out + bias.view(1, -1, 1, 1)
+
+
 class AlignedFeatures(nn.Module):
     """Feature alignment (paper 002 eqs. 6-7): a deformable 3x3 conv whose sampling offsets are a learned 1x1 map of
     the detached initial pose (2K channels, stride units)."""
 
-    def __init__(self, channels: int, num_joints: int, groups: int) -> None:
+    def __init__(self, channels: int, num_joints: int, groups: int, impl: str = "auto") -> None:
         super().__init__()
         if channels % groups:
             raise ValueError(f"fpn_channels {channels} is not divisible by deform_groups {groups}")
+        self.impl = impl
         self.offsets = nn.Conv2d(2 * num_joints, groups * 2 * 9, 1, bias=False)
         nn.init.normal_(self.offsets.weight, std=0.1)
         self.conv = DeformConv2d(channels, channels, 3, padding=1)
@@ -103,7 +133,11 @@ class AlignedFeatures(nn.Module):
         nn.init.zeros_(self.conv.bias)  # type: ignore[arg-type]
 
     def forward(self, feature: Tensor, pose: Tensor) -> Tensor:
-        return torch.relu(self.conv(feature, self.offsets(pose)))
+        offsets = self.offsets(pose)
+        impl = self.impl if self.impl != "auto" else ("torchvision" if feature.is_cuda else "grid_sample")
+        if impl == "grid_sample":
+            return torch.relu(deform_conv2d_sampled(feature, offsets, self.conv.weight, self.conv.bias))
+        return torch.relu(self.conv(feature, offsets))
 
 
 class PoseRegressionNet(nn.Module):
@@ -128,8 +162,8 @@ class PoseRegressionNet(nn.Module):
         self.reg_tower = _tower(c, cfg.tower_convs, cfg.gn_groups)
         self.initial = _conv(c, 2 * k)
         self.initial_scales = nn.Parameter(torch.ones(len(cfg.strides)))
-        self.align_cls = AlignedFeatures(c, k, cfg.deform_groups) if cfg.feature_align else None
-        self.align_reg = AlignedFeatures(c, k, cfg.deform_groups) if cfg.feature_align else None
+        self.align_cls = AlignedFeatures(c, k, cfg.deform_groups, cfg.deform_impl) if cfg.feature_align else None
+        self.align_reg = AlignedFeatures(c, k, cfg.deform_groups, cfg.deform_impl) if cfg.feature_align else None
         self.refine = _conv(c, 2 * k) if cfg.feature_align else None
         self.refine_scales = nn.Parameter(torch.ones(len(cfg.strides))) if cfg.feature_align else None
         prior = -math.log((1 - 0.01) / 0.01)
