@@ -69,3 +69,10 @@ def table(session: nox.Session) -> None:
         session.error("usage: nox -s table -- <paper-key>/table<N> [options]; list: crowdbench list tables")
     bin_dir = shared_env(session)
     session.run(str(bin_dir / "crowdbench"), "table", *session.posargs, external=True)
+
+
+@nox.session(venv_backend="none")
+def report(session: nox.Session) -> None:
+    """The report site from the store of `runs/` (or `-- --run-dir DIR`): `runs/report/index.html`."""
+    bin_dir = shared_env(session)
+    session.run(str(bin_dir / "crowdbench"), "report", *session.posargs, external=True)

@@ -63,8 +63,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(table)
     table.set_defaults(func=cmd_table)
 
-    report = sub.add_parser("report", help="re-render a table's reports from the store without running")
-    report.add_argument("table")
+    report = sub.add_parser(
+        "report",
+        help="build the report site (every table, figure and search) from the store without running anything; "
+        "with one TABLE and no --out: that table's terminal view and md/csv/html under <run-dir>/reports",
+    )
+    report.add_argument("table", nargs="?", help="one table (e.g. hie-pose/table3): re-render its reports")
+    report.add_argument("--tables", nargs="+", help="tables of the site (default: all of the five papers)")
+    report.add_argument("--out", type=Path, help="site folder (default: <run-dir>/report)")
     report.add_argument("--profile", default="smoke", choices=("smoke", "full"))
     report.add_argument("--run-dir", type=Path, default=Path("runs"))
     report.add_argument("--db")
@@ -130,26 +136,31 @@ def cmd_table(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from crowdbench.bench.matrix import variant_hash
     from crowdbench.bench.provenance import command_line
     from crowdbench.bench.specs import load_spec
     from crowdbench.bench.store import ResultStore, store_url
-    from crowdbench.reports.aggregate import aggregate
     from crowdbench.reports.render import terminal_table, write_reports
+    from crowdbench.reports.site import build_site, table_view
 
-    spec = load_spec(args.table)
-    store = ResultStore(store_url(args.run_dir, args.db))
-    records = store.query(spec.id, profile=args.profile)
-    # A row run with several configs (e.g. after --set runs) would mix: keep its newest variant, all seeds.
-    newest: dict[int, str] = {}
-    for rec in sorted(records, key=lambda r: r.created):
-        newest[rec.row_index] = variant_hash(rec.config)
-    records = [r for r in records if newest[r.row_index] == variant_hash(r.config)]
-    command = records[-1].provenance.get("command", command_line()) if records else command_line()
-    view = aggregate(spec, records, args.profile, command)
-    paths = write_reports(view, Path(args.run_dir).resolve() / "reports")
-    out.print(terminal_table(view))
-    console.print("Reports: " + ", ".join(str(p) for p in paths.values()))
+    run_dir = Path(args.run_dir).resolve()
+    store = ResultStore(store_url(run_dir, args.db))
+    if args.table and args.out is None and not args.tables:
+        view, _ = table_view(store, load_spec(args.table), args.profile, command_line())
+        paths = write_reports(view, run_dir / "reports")
+        out.print(terminal_table(view))
+        console.print("Reports: " + ", ".join(str(p) for p in paths.values()))
+        return 0
+    tables = [load_spec(t).id for t in [*([args.table] if args.table else []), *(args.tables or [])]] or None
+    index = build_site(
+        store,
+        args.out or run_dir / "report",
+        tables=tables,
+        profile=args.profile,
+        cache_root=run_dir / "cache",
+        search_dir=run_dir / "reports" / "search",
+        command=command_line(),
+    )
+    console.print(f"Report: {index}")
     return 0
 
 

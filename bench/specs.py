@@ -33,6 +33,9 @@ class MetricColumn(BaseModel):
     higher_is_better: bool = True
     scale: float = Field(100.0, description="factor from the evaluator's value to the paper's unit (100 for %)")
     decimals: int = 2
+    tolerance: float = Field(
+        1.0, ge=0, description="|Δ| (paper's unit) within which a full-level number counts as matching the paper"
+    )
     timing: bool = Field(
         False, description="a time measured on the machine that ran the cell: its header names that device"
     )

@@ -29,7 +29,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -84,6 +84,10 @@ class CrowdHumanImage:
             raise ValueError(f"image {self.id!r}: {len(self.det_boxes)} boxes but {len(self.det_scores)} scores")
 
 
+CURVE_POINTS = 200
+_CURVES = ("recall", "precision", "fppi", "miss")
+
+
 @dataclass(frozen=True)
 class CrowdHumanResult:
     """AP, mMR, JI as fractions (0.8718, not 87.18); NaN where not computed or undefined (no valid GT)."""
@@ -97,6 +101,8 @@ class CrowdHumanResult:
     JI_counts: tuple[tuple[int, int, int], ...] = ()
     #: miss rate picked at each of ``FPPI_REFS``
     MR_at_fppi: tuple[float, ...] = ()
+    #: the curves behind AP and mMR, thinned to at most ``CURVE_POINTS`` points: recall, precision, fppi, miss rate
+    curve: dict[str, tuple[float, ...]] = field(default_factory=dict)
     num_images: int = 0
     num_gt: int = 0
     num_ignore: int = 0
@@ -110,6 +116,7 @@ class CrowdHumanResult:
         d["JI_counts"] = [list(c) for c in self.JI_counts]
         for key in ("JI_per_threshold", "JI_thresholds", "MR_at_fppi"):
             d[key] = list(d[key])
+        d["curve"] = {k: list(v) for k, v in self.curve.items()}
         return d
 
 
@@ -297,7 +304,9 @@ def _caltech(flat: _Flat) -> dict:
     picks = miss[np.minimum(idx, len(seq) - 1)]
     with np.errstate(divide="ignore"):
         mmr = float(np.exp(np.log(picks).mean()))
-    return out | {"AP": ap, "mMR": mmr, "MR_at_fppi": tuple(float(v) for v in picks)}
+    thin = np.unique(np.linspace(0, len(seq) - 1, min(len(seq), CURVE_POINTS)).round().astype(np.int64))
+    curve = {k: tuple(float(x) for x in v[thin]) for k, v in zip(_CURVES, (recall, precision, fppi, miss), strict=True)}
+    return out | {"AP": ap, "mMR": mmr, "MR_at_fppi": tuple(float(v) for v in picks), "curve": curve}
 
 
 # --------------------------------------------------------------------------------------------------------------- JI

@@ -49,12 +49,19 @@ def metric_keys(cfg: RunConfig) -> tuple[str, ...]:
     return METRIC_KEYS[cfg.evaluate.metric]
 
 
-def evaluate_detections(metric: str, gt: list[Frame], dets: list[DetectionRecord]) -> dict[str, float]:
-    """Score detections against ground-truth frames with the configured metric."""
+def evaluate_detections(
+    metric: str, gt: list[Frame], dets: list[DetectionRecord], curves: dict[str, Any] | None = None
+) -> dict[str, float]:
+    """Score detections against ground-truth frames with the configured metric; ``curves`` (a dict to fill) receives
+    the CrowdHuman precision-recall and miss-rate-FPPI curves as lists of points."""
     if metric == "crowdhuman":
         from crowdbench.bench.metrics.crowdhuman import evaluate_crowdhuman
 
         result = evaluate_crowdhuman(gt, dets).to_dict()
+        if curves is not None and result["curve"]:
+            c = result["curve"]
+            curves["pr"] = [{"recall": r, "precision": p} for r, p in zip(c["recall"], c["precision"], strict=True)]
+            curves["mr_fppi"] = [{"fppi": f, "miss": m} for f, m in zip(c["fppi"], c["miss"], strict=True)]
     else:
         from crowdbench.bench.metrics.coco_keypoints import evaluate_coco_box
         from crowdbench.datasets.formats.coco import to_coco_keypoints
@@ -210,8 +217,10 @@ def run_detection_cell(cfg: RunConfig, cache: StageCache, device: str) -> CellOu
     def evaluate(out: Path, _scratch: Path) -> None:
         post = cache.path("postprocess", keys["postprocess"])
         frames, dets = load_per_frame(post / "detections.npz")
-        result = evaluate_detections(cfg.evaluate.metric, val(), _records(frames, dets))
+        curves: dict[str, Any] = {}
+        result = evaluate_detections(cfg.evaluate.metric, val(), _records(frames, dets), curves)
         (out / "metrics.json").write_text(json.dumps(result))
+        (out / "curves.json").write_text(json.dumps(curves))
 
     stages += [
         run_stage(cache, "train", keys["train"], meta, _train_fn(cfg, device, teacher_path)),
@@ -226,5 +235,7 @@ def run_detection_cell(cfg: RunConfig, cache: StageCache, device: str) -> CellOu
     if "nms" in keys:  # WBF of the NMS outputs, cached as this cell's postprocess output
         stages.append(replace(run_stage(cache, "postprocess", keys["postprocess"], meta, fuse), name="fusion"))
     stages.append(run_stage(cache, "evaluate", keys["evaluate"], meta, evaluate))
-    metrics = json.loads((cache.path("evaluate", keys["evaluate"]) / "metrics.json").read_text())
-    return CellOutcome(metrics, keys, stages)
+    done = cache.path("evaluate", keys["evaluate"])
+    metrics = json.loads((done / "metrics.json").read_text())
+    curves = json.loads((done / "curves.json").read_text()) if (done / "curves.json").exists() else {}
+    return CellOutcome(metrics, keys, stages, curves)

@@ -1,0 +1,158 @@
+"""Qualitative frames for the report: one validation frame of a cell with what the cell predicted drawn on it (OpenCV).
+
+Read from the run folder's cache (the record's stage keys), never recomputed: detection boxes (score > 0.7) over the
+ground truth, pose skeletons, tracked boxes with their track ids, and pose tracks before / after optical-flow
+smoothing side by side. Synthetic frames re-render from their seed; a missing cache output gives no figure.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from crowdbench.bench.config import RunConfig
+from crowdbench.bench.store import Record
+from crowdbench.datasets.model import Frame, KeypointSchema
+
+SCALE = 3
+GT = (60, 170, 60)
+PRED = (230, 120, 20)
+DET_THR = 0.7
+
+
+def _palette(i: int) -> tuple[int, int, int]:
+    hue = (i * 47) % 180
+    bgr = cv2.cvtColor(np.uint8([[[hue, 200, 230]]]), cv2.COLOR_HSV2RGB)[0, 0]
+    return int(bgr[0]), int(bgr[1]), int(bgr[2])
+
+
+@cache
+def _frames(data_json: str, split: str, schema: str) -> list[Frame]:
+    from crowdbench.bench.config import DataConfig
+    from crowdbench.bench.stages.data import load_frames
+
+    return load_frames(DataConfig.model_validate_json(data_json), split, schema)
+
+
+def _canvas(frame: Frame) -> np.ndarray:
+    image = frame.load_image()
+    return cv2.resize(image, (image.shape[1] * SCALE, image.shape[0] * SCALE), interpolation=cv2.INTER_NEAREST)
+
+
+def _box(img: np.ndarray, box: np.ndarray, color: tuple[int, int, int], label: str | None = None) -> None:
+    x1, y1, x2, y2 = (round(float(v) * SCALE) for v in box[:4])
+    cv2.rectangle(img, (x1, y1), (x2, y2), color, 2)
+    if label:
+        cv2.putText(img, label, (x1 + 2, max(y1 - 3, 10)), cv2.FONT_HERSHEY_SIMPLEX, 0.45, color, 1, cv2.LINE_AA)
+
+
+def _skeleton(
+    img: np.ndarray, kps: np.ndarray, schema: KeypointSchema, color: tuple[int, int, int], thr: float
+) -> None:
+    pts = [(round(float(x) * SCALE), round(float(y) * SCALE), s) for x, y, s in kps]
+    for a, b in schema.skeleton:
+        if pts[a][2] > thr and pts[b][2] > thr:
+            cv2.line(img, pts[a][:2], pts[b][:2], color, 2, cv2.LINE_AA)
+    for x, y, s in pts:
+        if s > thr:
+            cv2.circle(img, (x, y), 3, color, -1, cv2.LINE_AA)
+
+
+def _png(img: np.ndarray) -> str:
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+    return base64.b64encode(buf.tobytes()).decode() if ok else ""
+
+
+def _pick(frames: list[Frame]) -> int:
+    """The most crowded of the first 20 validation frames (ties: the first)."""
+    counts = [sum(not i.ignore for i in f.instances) for f in frames[:20]]
+    return int(np.argmax(counts)) if counts else 0
+
+
+def frame_figure(record: Record, cache_root: Path) -> dict[str, Any] | None:
+    """``{"png": base64, "caption": text}`` for one cell, or None when its outputs are not in ``cache_root``."""
+    cfg = RunConfig.model_validate(record.config)
+    keys = record.stage_keys
+    try:
+        return _draw(cfg, keys, Path(cache_root))
+    except (FileNotFoundError, KeyError, ValueError, OSError):
+        return None
+
+
+def _schema(cfg: RunConfig) -> KeypointSchema:
+    from crowdbench.bench.stages.pose import schema_of
+
+    return schema_of(cfg)
+
+
+def _draw(cfg: RunConfig, keys: dict[str, str], root: Path) -> dict[str, Any] | None:
+    task = cfg.task
+    if task in ("pose", "pose_regression", "pose_tracking"):
+        schema = _schema(cfg)
+    else:
+        from crowdbench.datasets.keypoints import COCO_17
+
+        schema = COCO_17
+    frames = _frames(cfg.data.model_dump_json(), cfg.data.val_split, schema.name)
+    if not frames:
+        return None
+    f = _pick(frames)
+    frame = frames[f]
+    img = _canvas(frame)
+    for inst in frame.instances:
+        if not inst.ignore:
+            _box(img, inst.box, GT)
+    if task == "detection":
+        from crowdbench.bench.stages.detector_training import load_per_frame
+
+        _, per = load_per_frame(root / "postprocess" / keys["postprocess"] / "detections.npz")
+        confident = per[f]["boxes"][per[f]["scores"] > DET_THR]
+        for box in confident:
+            _box(img, box, PRED)
+        caption = f"green: ground truth; orange: the {len(confident)} detections scoring above {DET_THR}"
+    elif task in ("pose", "pose_regression"):
+        from crowdbench.bench.stages.pose_training import image_ids
+
+        results = json.loads((root / "postprocess" / keys["postprocess"] / "results.json").read_text())
+        mine = sorted((r for r in results if r["image_id"] == image_ids(frames)[f]), key=lambda r: -r["score"])
+        n_gt = sum(not i.ignore for i in frame.instances)
+        for r in mine[:n_gt]:
+            _skeleton(img, np.asarray(r["keypoints"]).reshape(-1, 3), schema, PRED, 0.0)
+        caption = f"green: ground-truth boxes; orange: the {min(len(mine), n_gt)} best-scored poses"
+    elif task == "tracking":
+        from crowdbench.bench.stages.tracking import load_tracks
+
+        tracks = load_tracks(root / "track" / keys["track"] / "tracks.npz", len(frames))[f]
+        for x1, y1, x2, y2, tid, _det in tracks:
+            _box(img, np.array([x1, y1, x2, y2]), _palette(int(tid)), f"#{int(tid)}")
+        caption = f"green: ground truth; coloured: {len(tracks)} tracked boxes with their track ids"
+    elif task == "pose_tracking":
+        from crowdbench.bench.stages.pose_tracking import load_poses
+
+        raw = load_poses(root / "poses" / keys["poses"] / "poses.npz", len(frames))[f]
+        thr = cfg.pose_tracking.kp_thr
+        panels = [("tracked poses", raw)]
+        if "smooth" in keys:
+            panels.append(
+                ("after flow smoothing", load_poses(root / "smooth" / keys["smooth"] / "poses.npz", len(frames))[f])
+            )
+        images = []
+        for title, poses in panels:
+            canvas = img.copy()
+            for kps, tid in zip(poses.keypoints, poses.ids, strict=True):
+                _skeleton(canvas, kps, schema, _palette(int(tid)), thr)
+            cv2.putText(canvas, title, (6, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
+            images.append(canvas)
+        img = np.concatenate(images, axis=1)
+        caption = "poses coloured by track id, joints above the submission threshold" + (
+            "; left before, right after optical-flow smoothing" if len(panels) == 2 else ""
+        )
+    else:
+        return None
+    return {"png": _png(img), "caption": f"{frame.frame_id} (×{SCALE}): {caption}"}
