@@ -1,8 +1,9 @@
 """Qualitative frames for the report: one validation frame of a cell with what the cell predicted drawn on it (OpenCV).
 
-Read from the run folder's cache (the record's stage keys), never recomputed: detection boxes (score > 0.7) over the
-ground truth, pose skeletons, tracked boxes with their track ids, and pose tracks before / after optical-flow
-smoothing side by side. Synthetic frames re-render from their seed; a missing cache output gives no figure.
+Read from the run folder's cache (the record's stage keys), never recomputed: the best-scored detection boxes (as
+many as there are people) over the ground truth, pose skeletons, tracked boxes with their track ids, and pose tracks
+before / after optical-flow smoothing side by side. Synthetic frames re-render from their seed; a missing cache
+output gives no figure.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from crowdbench.datasets.model import Frame, KeypointSchema
 SCALE = 3
 GT = (60, 170, 60)
 PRED = (230, 120, 20)
-DET_THR = 0.7
 
 
 def _palette(i: int) -> tuple[int, int, int]:
@@ -77,10 +77,8 @@ def _pick(frames: list[Frame]) -> int:
 
 def frame_figure(record: Record, cache_root: Path) -> dict[str, Any] | None:
     """``{"png": base64, "caption": text}`` for one cell, or None when its outputs are not in ``cache_root``."""
-    cfg = RunConfig.model_validate(record.config)
-    keys = record.stage_keys
     try:
-        return _draw(cfg, keys, Path(cache_root))
+        return draw_cell(RunConfig.model_validate(record.config), record.stage_keys, Path(cache_root))
     except (FileNotFoundError, KeyError, ValueError, OSError):
         return None
 
@@ -91,7 +89,8 @@ def _schema(cfg: RunConfig) -> KeypointSchema:
     return schema_of(cfg)
 
 
-def _draw(cfg: RunConfig, keys: dict[str, str], root: Path) -> dict[str, Any] | None:
+def draw_cell(cfg: RunConfig, keys: dict[str, str], root: Path) -> dict[str, Any] | None:
+    """The figure of one cell from its stage outputs under ``root`` (raises if they are missing)."""
     task = cfg.task
     if task in ("pose", "pose_regression", "pose_tracking"):
         schema = _schema(cfg)
@@ -112,10 +111,12 @@ def _draw(cfg: RunConfig, keys: dict[str, str], root: Path) -> dict[str, Any] | 
         from crowdbench.bench.stages.detector_training import load_per_frame
 
         _, per = load_per_frame(root / "postprocess" / keys["postprocess"] / "detections.npz")
-        confident = per[f]["boxes"][per[f]["scores"] > DET_THR]
-        for box in confident:
-            _box(img, box, PRED)
-        caption = f"green: ground truth; orange: the {len(confident)} detections scoring above {DET_THR}"
+        n_gt = sum(not i.ignore for i in frame.instances)
+        best = np.argsort(-per[f]["scores"], kind="stable")[:n_gt]
+        for i in best:
+            _box(img, per[f]["boxes"][i], PRED)
+        low = float(per[f]["scores"][best].min()) if len(best) else 0.0
+        caption = f"green: the {n_gt} people; orange: the {len(best)} best-scored detections (scores >= {low:.2f})"
     elif task in ("pose", "pose_regression"):
         from crowdbench.bench.stages.pose_training import image_ids
 

@@ -100,3 +100,15 @@ def test_table4_reports_seconds_per_image_on_the_named_device(tmp_path):
     assert json.loads(timing.read_text())["timed_images"] == 2
     md = (tmp_path / "reports" / "pose-regression" / "table4.md").read_text()
     assert "Times[s] smoke, on cpu" in md
+
+
+def test_report_site_draws_a_qualitative_frame_from_the_cache(table2):
+    from crowdbench.bench.store import ResultStore, store_url
+    from crowdbench.reports.site import build_site
+
+    run_dir, _ = table2
+    store = ResultStore(store_url(run_dir))
+    index = build_site(store, run_dir / "site", tables=["pose-regression/table2"], cache_root=run_dir / "cache")
+    page = (index.parent / "tables" / "pose-regression" / "table2.html").read_text()
+    assert "Qualitative: row 3" in page and "best-scored poses" in page
+    assert "2 / 4" in index.read_text()  # rows run of the runnable ones

@@ -74,6 +74,10 @@ def test_deepsort_pipeline_poses_carry_track_ids_and_smoothing_reruns_smooth_onl
         assert set(p.ids.tolist()) <= {i.track_id for i in f.instances}
     moved = np.concatenate([np.abs(s.keypoints - r.keypoints).ravel() for s, r in zip(smoothed, raw, strict=True)])
     assert moved.max() > 0.0  # eq. 1 moved joints
+    from crowdbench.reports.qualitative import draw_cell
+
+    figure = draw_cell(cfg, keys, tmp_path / "cache")  # the report's before / after smoothing frame
+    assert figure is not None and len(figure["png"]) > 1000 and "after optical-flow smoothing" in figure["caption"]
 
     other = cfg.model_copy(deep=True)
     other.pose_tracking.smoothing = 0.0  # alpha 0: eq. 1 is the identity

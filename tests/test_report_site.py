@@ -149,7 +149,7 @@ def test_delta_colours_only_full_numbers():
 
 def test_what_changed_between_rows():
     changes = row_changes(load_spec("pose-regression/table1"))
-    assert changes[0] == "first row: pose_regression.resnet50"
+    assert changes[0] == "parts: pose_regression.resnet50"
     assert changes[1] == "+ pose_regression.feature_align"
     t2 = row_changes(load_spec("pose-regression/table2"))
     assert "pose_regression.centerness: pose_regression.centerness (use_at_test=False)" in t2[2]

@@ -89,6 +89,10 @@ def test_box_smoothing_changes_the_tracked_boxes_and_keys_track_only(tmp_path):
     assert [len(x) for x in ta] == [len(x) for x in tb]  # same tracks, same ids
     assert any(not np.allclose(x[:, :4], y[:, :4]) for x, y in zip(ta, tb, strict=True) if len(x))
     assert (tmp_path / "cache" / "flow").is_dir()  # flow fields cached for the next run
+    from crowdbench.reports.qualitative import draw_cell
+
+    figure = draw_cell(smooth, b.stage_keys, tmp_path / "cache")  # the report's frame with track ids
+    assert figure is not None and "tracked boxes with their track ids" in figure["caption"]
 
 
 def test_table_rows_configure_what_they_name():
