@@ -47,7 +47,12 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--data-root", type=Path, help="real dataset folder (full profile)")
     p.add_argument("--run-dir", type=Path, default=Path("runs"), help="cache, store and reports (default: runs/)")
-    p.add_argument("--db", help="SQLAlchemy URL of the result store (default: SQLite in the run dir)")
+    p.add_argument(
+        "--db",
+        "--store",
+        dest="db",
+        help="SQLAlchemy URL of the result store, e.g. postgresql://user@host/db (default: SQLite in the run dir)",
+    )
     p.add_argument("--executor", default="local", help="local (default)")
     p.add_argument("--jobs", type=int, help="concurrent cells (default: number of GPUs, else 1)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
@@ -90,7 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     search.add_argument("--data-root", type=Path, help="real dataset folder (full profile)")
     search.add_argument("--run-dir", type=Path, default=Path("runs"))
-    search.add_argument("--db", help="SQLAlchemy URL of the result store (default: SQLite in the run dir)")
+    search.add_argument(
+        "--db", "--store", dest="db", help="SQLAlchemy URL of the result store (default: SQLite in the run dir)"
+    )
     search.add_argument("--device", default="auto")
     search.add_argument("--seed", type=int, default=0, help="sampler seed")
     search.set_defaults(func=cmd_search)

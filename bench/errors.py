@@ -5,13 +5,26 @@ from __future__ import annotations
 
 def known_errors() -> tuple[type[BaseException], ...]:
     """Exception types whose message already names the file, record or option (imported lazily)."""
+    from crowdbench.bench.executor import ExecutorError
     from crowdbench.bench.registry import PluginError
     from crowdbench.bench.specs import SpecError
     from crowdbench.bench.stages.detector_training import NonFiniteLossError
+    from crowdbench.bench.store import StoreError
     from crowdbench.datasets.formats.errors import FormatError
     from crowdbench.datasets.layout import DataError
 
-    return (PluginError, SpecError, DataError, NonFiniteLossError, FormatError, KeyError, FileNotFoundError, ValueError)
+    return (
+        PluginError,
+        SpecError,
+        DataError,
+        NonFiniteLossError,
+        FormatError,
+        StoreError,
+        ExecutorError,
+        KeyError,
+        FileNotFoundError,
+        ValueError,
+    )
 
 
 def one_line(exc: BaseException) -> str:

@@ -57,6 +57,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import optuna
+import sqlalchemy
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.storages.journal import JournalFileBackend
@@ -301,14 +302,20 @@ def open_storage(url: str, *, heartbeat_interval: int = 30, grace_period: float 
         path = Path(url.removeprefix("journal://"))
         path.parent.mkdir(parents=True, exist_ok=True)
         return JournalStorage(JournalFileBackend(str(path)))
+    from crowdbench.bench.store import StoreError, database_url, safe_url
+
+    url = database_url(url)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return RDBStorage(
-            url,
-            heartbeat_interval=heartbeat_interval,
-            grace_period=max(int(grace_period), heartbeat_interval + 1),
-            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3),
-        )
+        try:
+            return RDBStorage(
+                url,
+                heartbeat_interval=heartbeat_interval,
+                grace_period=max(int(grace_period), heartbeat_interval + 1),
+                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3),
+            )
+        except sqlalchemy.exc.OperationalError as exc:
+            raise StoreError(f"cannot open the search storage {safe_url(url)}: {one_line(exc.orig)[:300]}") from None
 
 
 def _pid_alive(pid: int) -> bool:

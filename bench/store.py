@@ -54,15 +54,46 @@ class Record:
 
 
 def store_url(run_dir: Path, url: str | None = None) -> str:
-    return url or f"sqlite:///{Path(run_dir).resolve() / 'results.sqlite'}"
+    return database_url(url) if url else f"sqlite:///{Path(run_dir).resolve() / 'results.sqlite'}"
+
+
+class StoreError(RuntimeError):
+    """The result store (or search storage) cannot be used: a missing driver or an unreachable server."""
+
+
+def database_url(url: str) -> str:
+    """``postgresql://`` / ``postgres://`` -> ``postgresql+psycopg://`` (psycopg 3, the ``postgres`` extra; SQLAlchemy
+    would otherwise look for psycopg2); other URLs unchanged. A missing driver is a one-line :class:`StoreError`."""
+    for scheme in ("postgresql://", "postgres://"):
+        if url.startswith(scheme):
+            url = "postgresql+psycopg://" + url.removeprefix(scheme)
+    if url.startswith("postgresql+psycopg://"):
+        try:
+            import psycopg  # noqa: F401
+        except ImportError:
+            raise StoreError(
+                f"a PostgreSQL store needs the psycopg driver: pip install 'crowdbench[postgres]' (URL {safe_url(url)})"
+            ) from None
+    return url
+
+
+def safe_url(url: str) -> str:
+    """The URL without its password."""
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return url
+
+
+CELL_KEY = ("table_id", "row_index", "seed", "profile", "config_hash")
 
 
 class ResultStore:
     """Thin SQLAlchemy Core wrapper; SQLite gets WAL mode so readers never block the writer."""
 
     def __init__(self, url: str) -> None:
-        self.url = url
-        self.engine = sa.create_engine(url, future=True)
+        self.url = url = database_url(url)
+        self.engine = sa.create_engine(url, future=True, pool_pre_ping=True)
         if self.engine.dialect.name == "sqlite":
             Path(self.engine.url.database or ".").parent.mkdir(parents=True, exist_ok=True)
 
@@ -74,7 +105,11 @@ class ResultStore:
                 cursor.execute("PRAGMA busy_timeout=30000")
                 cursor.close()
 
-        metadata.create_all(self.engine)
+        try:
+            metadata.create_all(self.engine)
+        except sa.exc.OperationalError as exc:
+            where = self.engine.url.render_as_string(hide_password=True)
+            raise StoreError(f"cannot open the result store {where}: {str(exc.orig).strip().splitlines()[0]}") from None
         self._add_missing_columns()
 
     def _add_missing_columns(self) -> None:
@@ -107,13 +142,21 @@ class ResultStore:
             "created": rec.created or datetime.now(UTC).isoformat(timespec="seconds"),
             "curves": json.dumps(rec.curves, sort_keys=True),
         }
-        cell = sa.and_(
-            records.c.table_id == rec.table_id,
-            records.c.row_index == rec.row_index,
-            records.c.seed == rec.seed,
-            records.c.profile == rec.profile,
-            records.c.config_hash == rec.config_hash,
-        )
+        dialect = self.engine.dialect.name
+        if dialect in ("sqlite", "postgresql"):  # one atomic upsert on the cell's unique key: concurrent writers of
+            # the same cell leave exactly one record, the last writer's (a delete + insert would race on PostgreSQL)
+            if dialect == "sqlite":
+                from sqlalchemy.dialects.sqlite import insert
+            else:
+                from sqlalchemy.dialects.postgresql import insert
+            stmt = insert(records).values(**row)
+            stmt = stmt.on_conflict_do_update(
+                index_elements=list(CELL_KEY), set_={k: stmt.excluded[k] for k in row if k not in CELL_KEY}
+            )
+            with self.engine.begin() as conn:
+                conn.execute(stmt)
+            return
+        cell = sa.and_(*(records.c[k] == row[k] for k in CELL_KEY))
         with self.engine.begin() as conn:
             conn.execute(records.delete().where(cell))
             conn.execute(records.insert().values(**row))
