@@ -9,10 +9,9 @@ import random
 
 import pytest
 import sqlalchemy as sa
+from postgres_server import postgres_bin, postgres_server  # tests/ is on sys.path (rootdir import mode)
 
 from crowdbench.bench.store import Record, ResultStore, StoreError, database_url, records
-
-from postgres_server import postgres_bin, postgres_server  # tests/ is on sys.path (rootdir import mode)
 
 WORKERS = 4
 SHARED = 15  # cells every worker writes
