@@ -53,8 +53,18 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         dest="db",
         help="SQLAlchemy URL of the result store, e.g. postgresql://user@host/db (default: SQLite in the run dir)",
     )
-    p.add_argument("--executor", default="local", help="local (default)")
-    p.add_argument("--jobs", type=int, help="concurrent cells (default: number of GPUs, else 1)")
+    p.add_argument("--executor", default="local", choices=("local", "ray", "slurm"), help="local (default), ray, slurm")
+    p.add_argument("--jobs", type=int, help="concurrent cells (default: number of GPUs, else 1; ray: local CPUs)")
+    cluster = p.add_argument_group("ray / slurm executors (README: Running on a cluster)")
+    cluster.add_argument("--address", help="ray: address of a running cluster (default: start a local one)")
+    cluster.add_argument("--ray-cpus", dest="cpus", type=int, help="ray: CPUs per CPU-only cell (default 1)")
+    cluster.add_argument("--slurm-partition", dest="partition")
+    cluster.add_argument("--slurm-time", dest="time_min", type=int, help="minutes per array task (default 1440)")
+    cluster.add_argument("--slurm-gpus", dest="gpus_per_task", type=int, help="GPUs per array task (default 0)")
+    cluster.add_argument("--slurm-cpus", dest="cpus_per_task", type=int, help="CPUs per array task (default 4)")
+    cluster.add_argument("--slurm-parallelism", dest="array_parallelism", type=int, help="array tasks at once (16)")
+    cluster.add_argument("--slurm-folder", dest="folder", help="submitit logs (default: <run-dir>/slurm)")
+    cluster.add_argument("--slurm-cluster", dest="cluster", choices=("slurm", "local"), help="local: no SLURM")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--rows", type=parse_rows, help="only these 1-based rows, e.g. 1,2")
 
@@ -138,6 +148,17 @@ def cmd_table(args: argparse.Namespace) -> int:
         device=args.device,
         rows=args.rows,
         data_root=args.data_root,
+        executor_options={
+            "address": args.address,
+            "cpus": args.cpus,
+            "partition": args.partition,
+            "time_min": args.time_min,
+            "gpus_per_task": args.gpus_per_task,
+            "cpus_per_task": args.cpus_per_task,
+            "array_parallelism": args.array_parallelism,
+            "folder": args.folder or str(Path(args.run_dir) / "slurm"),
+            "cluster": args.cluster,
+        },
     )
     return 1 if result.failed else 0
 

@@ -67,6 +67,7 @@ def run_table(
     device: str = "auto",
     rows: list[int] | None = None,
     data_root: Path | None = None,
+    executor_options: dict[str, Any] | None = None,
 ) -> TableRun:
     spec = load_spec(table_id)
     overrides = dict(overrides or {})
@@ -81,6 +82,7 @@ def run_table(
     cache = StageCache(run_dir / "cache")
     command = command_line()
     tasks = pipeline(spec.task)
+    runner = make_executor(executor, jobs, device, executor_options)  # a missing package fails before any work
     for cell in cells:
         check_data(cell.config.data)
         produced = tasks.metric_keys(cell.config)
@@ -122,7 +124,7 @@ def run_table(
             console.print(f"  [red]failed[/]     {status.cell.name} (exit {status.returncode}); other cells continue")
 
     if todo:
-        make_executor(executor, jobs, device).run(todo, on_done)
+        runner.run(todo, on_done)
     hashes = {c.config_hash for c in cells}
     records = [r for r in store.query(spec.id, profile=profile) if r.config_hash in hashes]
     failed_rows = {c.row_index for c in cells if c.name in failed}

@@ -1,0 +1,89 @@
+"""Executors (issue 9): a real local Ray cluster (2 CPUs) and submitit's local executor run a tiny table and give the
+same metrics as the local executor; each executor's failure is a one-line error naming the extra or the address."""
+
+from __future__ import annotations
+
+import builtins
+import socket
+
+import pytest
+
+from crowdbench.bench.executor import ExecutorError, RayExecutor, SlurmExecutor, make_executor
+from crowdbench.bench.runner import run_table
+
+TINY = {
+    "data.preset": "tiny",
+    "train.iterations": 4,
+    "train.batch_size": 2,
+    "train.warmup_iters": 2,
+    "train.checkpoint_every": 2,
+    "infer.batch_size": 4,
+}
+ROWS = [0, 1]  # two models: two groups, two tasks at once
+
+
+def metrics(result) -> dict[int, dict[str, float | None]]:
+    return {r.index: {k: c.mean for k, c in r.cells.items()} for r in result.view.rows if r.status == "done"}
+
+
+@pytest.fixture(scope="module")
+def local(tmp_path_factory):
+    mp = pytest.MonkeyPatch()
+    mp.setenv("CROWDBENCH_THREADS", "1")  # what a Ray / SLURM CPU cell gets: identical float sums
+    result = run_table("hie-pose/table3", overrides=TINY, run_dir=tmp_path_factory.mktemp("local"), rows=ROWS)
+    mp.undo()
+    assert not result.failed and len(metrics(result)) == 2
+    return metrics(result)
+
+
+def test_ray_local_cluster_gives_the_local_executors_metrics(local, tmp_path):
+    pytest.importorskip("ray")
+    result = run_table(
+        "hie-pose/table3", overrides=TINY, run_dir=tmp_path, rows=ROWS, executor="ray", jobs=2, device="cpu"
+    )
+    assert not result.failed and result.ran == 2
+    assert metrics(result) == local
+
+
+def test_submitit_local_executor_gives_the_local_executors_metrics(local, tmp_path):
+    pytest.importorskip("submitit")
+    options = {"cluster": "local", "folder": str(tmp_path / "slurm"), "cpus_per_task": 1, "time_min": 10}
+    result = run_table("hie-pose/table3", overrides=TINY, run_dir=tmp_path, rows=ROWS, executor="slurm",
+                       executor_options=options)  # fmt: skip
+    assert not result.failed and result.ran == 2
+    assert metrics(result) == local
+    assert list((tmp_path / "slurm").glob("*_log.out"))  # submitit wrote the tasks' logs there
+
+
+def test_unreachable_ray_address_is_a_one_line_error_naming_it(tmp_path):
+    pytest.importorskip("ray")
+    with socket.socket() as s:  # a loopback port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    executor = RayExecutor(address=f"127.0.0.1:{port}")
+    with pytest.raises(ExecutorError, match=rf"ray: cannot reach the cluster at 127\.0\.0\.1:{port}: "):
+        executor.run([], lambda status: None)
+
+
+def test_missing_packages_name_the_extra(monkeypatch, tmp_path):
+    real = builtins.__import__
+
+    def without(name, *args, **kwargs):
+        if name in ("ray", "submitit"):
+            raise ImportError(f"No module named {name!r}")
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", without)
+    with pytest.raises(ExecutorError, match=r"--executor ray needs Ray: pip install 'crowdbench\[ray\]'"):
+        make_executor("ray", None, "auto")
+    with pytest.raises(ExecutorError, match=r"--executor slurm needs submitit: pip install 'crowdbench\[slurm\]'"):
+        make_executor("slurm", None, "auto", {"folder": str(tmp_path)})
+    with pytest.raises(ExecutorError, match="unknown executor 'dask'; executors: local, ray, slurm"):
+        make_executor("dask", None, "auto")
+
+
+def test_slurm_without_sbatch_says_how_to_test_locally(tmp_path, monkeypatch):
+    pytest.importorskip("submitit")
+    monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch
+    with pytest.raises(ExecutorError, match="no SLURM here .* --slurm-cluster local"):
+        SlurmExecutor(tmp_path)._executor()
