@@ -85,5 +85,5 @@ def test_missing_packages_name_the_extra(monkeypatch, tmp_path):
 def test_slurm_without_sbatch_says_how_to_test_locally(tmp_path, monkeypatch):
     pytest.importorskip("submitit")
     monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch
-    with pytest.raises(ExecutorError, match="no SLURM here .* --slurm-cluster local"):
+    with pytest.raises(ExecutorError, match=r"no SLURM here .* --slurm-cluster local"):
         SlurmExecutor(tmp_path)._executor()
