@@ -337,6 +337,7 @@ class RegressionModelConfig(_Strict):
 
     backbone: str = Field("resnet50", description="resnet18/34/50/101/152 (torchvision) or hrnet_w18_small/w32 (timm)")
     weights: Path | None = Field(None, description="local ImageNet weights of the trunk; none = scratch")
+    frozen_bn: bool = Field(False, description="freeze the trunk's BatchNorm (SMPR with ImageNet weights)")
     fpn_channels: int = 256
     tower_convs: int = Field(4, ge=1, description="3x3 conv + GroupNorm + ReLU blocks per tower (FCOS: 4)")
     gn_groups: int = 32

@@ -23,12 +23,34 @@ from crowdbench.bench.matrix import config_hash
 from crowdbench.bench.provenance import provenance
 from crowdbench.bench.store import Record, ResultStore
 
+DATA_PARALLEL = {"detection": "detection", "pose_regression": "pose_regression"}
+"""Tasks whose training runs data-parallel under torchrun, and their stage modules (``follow_training``)."""
 
-def run_cell_file(path: Path) -> Record:
+
+def _distributed(cfg: RunConfig, w: Any, device: str) -> dict[str, Any] | None:
+    from crowdbench.bench.distributed import provenance as distributed_provenance
+
+    if cfg.task == "pose_regression":
+        t = cfg.regression.train
+        return distributed_provenance(w, t.batch_size, t.lr, device, not cfg.regression.model.frozen_bn)
+    return distributed_provenance(w, cfg.train.batch_size, cfg.train.lr, device, cfg.model.weights is None)
+
+
+def run_cell_file(path: Path) -> Record | None:
     job: dict[str, Any] = json.loads(Path(path).read_text())
     cfg = RunConfig.model_validate(job["config"])
     configure_threads()
-    device = resolve_device(cfg.device)
+    from crowdbench.bench.distributed import init_distributed
+
+    w, device = init_distributed(resolve_device(cfg.device))
+    if w.size > 1 and cfg.task not in DATA_PARALLEL:
+        raise ValueError(f"torchrun: {', '.join(DATA_PARALLEL)} cells train data-parallel, not {cfg.task!r} cells")
+    if not w.is_main:  # the other ranks join rank 0's training and write nothing
+        import importlib
+
+        module = importlib.import_module(f"crowdbench.bench.stages.{DATA_PARALLEL[cfg.task]}")
+        module.follow_training(cfg, StageCache(Path(job["cache_root"])), device)
+        return None
     if device.startswith("cuda"):
         import torch
 
@@ -69,7 +91,10 @@ def run_cell_file(path: Path) -> Record:
         stage_keys=outcome.stage_keys,
         stages_run=outcome.stages_run,
         metrics=outcome.metrics,
-        provenance=provenance(device, time.perf_counter() - start, job["command"], cfg.level),
+        provenance={
+            **provenance(device, time.perf_counter() - start, job["command"], cfg.level),
+            "distributed": _distributed(cfg, w, device),
+        },
         curves=outcome.curves,
     )
     store = ResultStore(job["store_url"])
@@ -87,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         record = run_cell_file(Path(args[0]))
+        if record is None:  # a non-zero rank of a torchrun launch
+            return 0
     except known_errors() as exc:
         console.print(f"[red]error:[/] {escape(one_line(exc))}", soft_wrap=True)
         return 2

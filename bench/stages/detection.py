@@ -152,6 +152,30 @@ def _train_fn(cfg: RunConfig, device: str, teacher: Path | None = None) -> Calla
     return train
 
 
+def follow_training(cfg: RunConfig, cache: StageCache, device: str) -> None:
+    """A non-zero rank of a ``torchrun`` launch (``bench/distributed.py``): join the training of every ``train`` stage
+    rank 0 is about to compute (the Tf-KD self teacher's, then the cell's own), in the same order, writing nothing.
+    Checkpoints are read from rank 0's scratch folder, so a resumed run resumes on every rank."""
+    import tempfile
+
+    from crowdbench.bench.stages.detector_training import train_detector
+    from crowdbench.methods.detection.kd import teacher_config
+
+    teacher_cfg = teacher_config(cfg)
+    plan: list[tuple[RunConfig, Path | None]] = []
+    if teacher_cfg is not None:
+        plan.append((teacher_cfg, None))
+    tkey = stage_keys(teacher_cfg)["train"] if teacher_cfg is not None else None
+    plan.append((cfg, cache.path("train", tkey) / "model.pt" if tkey else None))
+    for run, teacher in plan:
+        key = stage_keys(run)["train"]
+        if cache.is_done("train", key):
+            continue
+        with tempfile.TemporaryDirectory(prefix="crowdbench-follower-") as tmp:
+            frames = load_frames(run.data, run.data.train_split)
+            train_detector(run, frames, device, Path(tmp), cache.scratch("train", key), teacher=teacher)
+
+
 def run_detection_cell(cfg: RunConfig, cache: StageCache, device: str) -> CellOutcome:
     """Run (or fetch from the cache) every stage of one detection cell (with a Tf-KD self teacher's training and
     the fused detectors' cells when the config has them)."""

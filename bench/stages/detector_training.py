@@ -123,11 +123,14 @@ def train_detector(
     """Train from scratch (or the backbone weights in ``cfg.model.weights``); resumes from ``scratch``.
 
     ``cfg.model.kd`` switches Tf-KD on (``methods/detection/kd.py``); ``teacher`` is the self-KD teacher's model."""
+    from crowdbench.bench.distributed import mean_over_ranks, shard, world, wrap
     from crowdbench.methods.detection.kd import attach_kd
 
+    w = world()  # several ranks under torchrun: each takes its shard of the global batch, rank 0 writes
     torch.manual_seed(cfg.seed)
     model = build_detector(cfg.model).to(device)
     attach_kd(model, cfg.model, teacher, device)
+    net = wrap(model, device, w)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.SGD(params, lr=cfg.train.lr, momentum=cfg.train.momentum, weight_decay=cfg.train.weight_decay)
     use_amp = cfg.train.amp and device.startswith("cuda")
@@ -155,13 +158,14 @@ def train_detector(
         for it, pairs in zip(range(start, n_iter), loader, strict=True):
             for group in opt.param_groups:
                 group["lr"] = cfg.train.lr * lr_factor(it, cfg)
+            pairs = shard(pairs, w)
             images = [image.to(device, non_blocking=True) for image, _ in pairs]
             tgts = [{k: v.to(device, non_blocking=True) for k, v in target.items()} for _, target in pairs]
             with torch.autocast("cuda", enabled=use_amp):
-                loss_dict = model(images, tgts)
+                loss_dict = net(images, tgts)
             loss = sum(loss_dict.values())
-            values = {k: float(v.detach()) for k, v in loss_dict.items()}
-            if not math.isfinite(float(loss.detach())):
+            values = {k: mean_over_ranks(v, w) for k, v in loss_dict.items()}  # the global batch's values
+            if not math.isfinite(mean_over_ranks(loss, w)):  # every rank sees the same value and stops together
                 raise NonFiniteLossError(
                     f"non-finite loss at iteration {it} ({', '.join(f'{k}={v:.4g}' for k, v in values.items())}); "
                     f"last checkpoint kept at {ckpt_path}"
@@ -173,10 +177,13 @@ def train_detector(
                 torch.nn.utils.clip_grad_norm_(params, cfg.train.grad_clip)
             scaler.step(opt)
             scaler.update()
-            losses.append({"it": it, "loss": float(loss.detach()), **values})
-            bar.advance(1, f"loss {float(loss.detach()):.3f}")
-            if (it + 1) % cfg.train.checkpoint_every == 0 and it + 1 < n_iter:
+            total = sum(values.values())
+            losses.append({"it": it, "loss": total, **values})
+            bar.advance(1, f"loss {total:.3f}")
+            if (it + 1) % cfg.train.checkpoint_every == 0 and it + 1 < n_iter and w.is_main:
                 save_checkpoint(ckpt_path, model, opt, scaler, iteration=it + 1, losses=losses)
+    if not w.is_main:
+        return {}
     torch.save(model.state_dict(), out / "model.pt")
     (out / "losses.json").write_text(json.dumps(losses))
     tail = losses[-min(20, len(losses)) :]

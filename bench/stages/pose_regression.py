@@ -111,6 +111,22 @@ def final_poses(cfg: RunConfig, found: dict[str, np.ndarray]) -> tuple[np.ndarra
     return found["poses"][keep], kept
 
 
+def follow_training(cfg: RunConfig, cache_: StageCache, device: str) -> None:
+    """A non-zero rank of a ``torchrun`` launch (``bench/distributed.py``): join rank 0's training of the cell's model
+    (nothing written; checkpoints read from rank 0's scratch folder)."""
+    import tempfile
+
+    from crowdbench.bench.stages.pose_regression_training import train_regression
+
+    key = stage_keys(cfg)["train"]
+    if cache_.is_done("train", key):
+        return
+    schema = schema_of(cfg)
+    frames = load_frames(cfg.data, cfg.data.train_split, schema.name)
+    with tempfile.TemporaryDirectory(prefix="crowdbench-follower-") as tmp:
+        train_regression(cfg, frames, schema, device, Path(tmp), cache_.scratch("train", key))
+
+
 def run_pose_regression_cell(cfg: RunConfig, cache_: StageCache, device: str) -> CellOutcome:
     """Run (or fetch from the cache) every stage of one pose-regression cell."""
     from crowdbench.bench.provenance import device_description

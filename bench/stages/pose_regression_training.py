@@ -151,10 +151,16 @@ def train_regression(
     cfg: RunConfig, frames: list[Frame], schema: KeypointSchema, device: str, out: Path, scratch: Path
 ) -> dict[str, Any]:
     """Train the network of ``cfg.regression`` on ``frames``; resumes from ``scratch/checkpoint.pt``."""
+    from crowdbench.bench.distributed import mean_over_ranks, shard, world, wrap
+    from crowdbench.methods.pose.regression.losses import GlobalBatch
+
     r = cfg.regression
     t = r.train
+    w = world()  # several ranks under torchrun: each takes its shard of the global batch, rank 0 writes
     torch.manual_seed(cfg.seed)
     model = build_regression_model(r.model, schema.num_keypoints).to(device)
+    net = wrap(model, device, w)
+    batch_norms = GlobalBatch(_sum_over_ranks if w.size > 1 else None, w.size)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.SGD(params, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
     use_amp = t.amp and device.startswith("cuda")
@@ -170,7 +176,7 @@ def train_regression(
         start, losses = state["iteration"], state["losses"]
         console.print(f"  resuming training at iteration {start} from {ckpt}")
     batches = [
-        [(i, f, (cfg.seed, it, pos)) for pos, (i, f) in enumerate(pairs)]
+        shard([(i, f, (cfg.seed, it, pos)) for pos, (i, f) in enumerate(pairs)], w)
         for it, pairs in zip(
             range(start, n_iter),
             iteration_batches(len(frames), cfg.seed, start, n_iter, t.batch_size, t.hflip),
@@ -193,12 +199,12 @@ def train_regression(
             images = pad_batch([im for im, _, _ in batch]).to(device, non_blocking=True)
             people = [People(k.to(device), a.to(device)) for _, k, a in batch]
             with torch.autocast("cuda", enabled=use_amp):
-                output = model(images)
+                output = net(images)
             output = {k: (v.float() if v is not None and v.is_floating_point() else v) for k, v in output.items()}
-            terms = regression_losses(output, people, r.model, t, sigmas)
+            terms = regression_losses(output, people, r.model, t, sigmas, batch_norms)
             loss = sum(terms.values())
-            values = {k: float(v.detach()) for k, v in terms.items()}
-            if not math.isfinite(float(loss.detach())):
+            values = {k: mean_over_ranks(v, w) for k, v in terms.items()}  # the global batch's values
+            if not math.isfinite(sum(values.values())):  # every rank sees the same value and stops together
                 raise NonFiniteLossError(
                     f"non-finite loss at iteration {it} ({', '.join(f'{k}={v:.4g}' for k, v in values.items())}); "
                     f"last checkpoint kept at {ckpt}"
@@ -210,10 +216,13 @@ def train_regression(
                 torch.nn.utils.clip_grad_norm_(params, t.grad_clip)
             scaler.step(opt)
             scaler.update()
-            losses.append({"it": it, "loss": float(loss.detach()), **values})
-            bar.advance(1, f"loss {float(loss.detach()):.3f}")
-            if (it + 1) % t.checkpoint_every == 0 and it + 1 < n_iter:
+            total = sum(values.values())
+            losses.append({"it": it, "loss": total, **values})
+            bar.advance(1, f"loss {total:.3f}")
+            if (it + 1) % t.checkpoint_every == 0 and it + 1 < n_iter and w.is_main:
                 save_checkpoint(ckpt, model, opt, scaler, iteration=it + 1, losses=losses)
+    if not w.is_main:
+        return {}
     torch.save(model.state_dict(), out / "model.pt")
     (out / "losses.json").write_text(json.dumps(losses))
     per_epoch = max(1, len(frames) // t.batch_size)
@@ -224,6 +233,13 @@ def train_regression(
     (out / "history.json").write_text(json.dumps(history))
     tail = losses[-min(20, len(losses)) :]
     return {"iterations": n_iter, "final_loss": float(np.mean([x["loss"] for x in tail]))}
+
+
+def _sum_over_ranks(x: torch.Tensor) -> torch.Tensor:
+    import torch.distributed as dist
+
+    dist.all_reduce(x)
+    return x
 
 
 def load_regression_model(cfg: RunConfig, path: Path, num_joints: int, device: str) -> PoseRegressionNet:

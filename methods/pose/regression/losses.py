@@ -22,7 +22,7 @@ whose initial pose matches it best (SMPR's assigner, ``min_pos_iou = 0``), so no
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -97,14 +97,30 @@ def oks_filter(
     return FilterResult(keep, ignore, person, best)
 
 
-def pose_loss(pred: Tensor, target: Tensor, mask: Tensor, weight: Tensor, kind: str, beta: float) -> Tensor:
-    """Sum over locations of ``weight * sum_{labelled joints, x and y} loss(pred - target)``, divided by the sum of
-    weights; ``pred``/``target`` ``[P, K, 2]`` in strides, ``mask [P, K]``, ``weight [P]``."""
-    if pred.shape[0] == 0:
-        return pred.sum() * 0.0
+def pose_loss_sums(
+    pred: Tensor, target: Tensor, mask: Tensor, weight: Tensor, kind: str, beta: float
+) -> tuple[Tensor, Tensor]:
+    """``(sum over locations of weight * sum_{labelled joints, x and y} loss(pred - target), sum of weights)``: the
+    pose loss is their ratio; ``pred``/``target`` ``[P, K, 2]`` in strides, ``mask [P, K]``, ``weight [P]``."""
     per = (pred - target).abs() if kind == "l1" else F.smooth_l1_loss(pred, target, reduction="none", beta=beta)
     per = (per.sum(-1) * mask).sum(-1)  # [P]
-    return (per * weight).sum() / weight.sum().clamp(min=1e-6)
+    return (per * weight).sum(), weight.sum()
+
+
+class GlobalBatch:
+    """Normalisers over the whole batch when it is split over ``world`` DDP ranks (``bench/distributed.py``), as FCOS
+    implementations reduce their positive counts: each rank divides its sum by the denominator summed over the ranks,
+    times ``world`` since DDP averages gradients, so the gradient and the mean loss over ranks are those of the
+    single-process batch. ``sum_over_ranks`` is ``all_reduce``; none = one process (plain ``num / den``)."""
+
+    def __init__(self, sum_over_ranks: Callable[[Tensor], Tensor] | None = None, world: int = 1) -> None:
+        self.sum_over_ranks, self.world = sum_over_ranks, world
+
+    def ratio(self, num: Tensor, den: Tensor | float) -> Tensor:
+        den = torch.as_tensor(den, dtype=num.dtype, device=num.device)
+        if self.sum_over_ranks is None:
+            return num / den
+        return self.world * num / self.sum_over_ranks(den.detach().clone())
 
 
 def regression_losses(
@@ -113,8 +129,11 @@ def regression_losses(
     model_cfg: RegressionModelConfig,
     train: RegressionTrainConfig,
     sigmas: Tensor,
+    batch: GlobalBatch | None = None,
 ) -> dict[str, Tensor]:
-    """The weighted loss terms of one batch (``out`` from ``PoseRegressionNet.forward``, one ``People`` per image)."""
+    """The weighted loss terms of one batch (``out`` from ``PoseRegressionNet.forward``, one ``People`` per image);
+    ``batch`` makes the normalisers those of the global batch under DDP."""
+    batch = batch or GlobalBatch()
     points, strides, levels = out["locations"], out["strides"], out["levels"]
     assert points is not None and strides is not None and levels is not None
     cls, initial = out["cls"], out["initial"]
@@ -172,14 +191,14 @@ def regression_losses(
     n_img = len(people)
     losses: dict[str, Tensor] = {}
     focal = sigmoid_focal_loss(cls, cls_target, alpha=0.25, gamma=2.0, reduction="none")
-    losses["cls"] = train.loss_cls * (focal * cls_weight).sum() / (n_final + n_img)
-    losses["initial"] = train.loss_initial * _pose_term(init_terms, train, initial)
+    losses["cls"] = train.loss_cls * batch.ratio((focal * cls_weight).sum(), n_final + n_img)
+    losses["initial"] = train.loss_initial * _pose_term(init_terms, train, initial, batch)
     if refined is not None:
-        losses["refined"] = train.loss_refined * _pose_term(ref_terms, train, refined)
+        losses["refined"] = train.loss_refined * _pose_term(ref_terms, train, refined, batch)
     if psm is not None:
-        losses["psm"] = train.loss_psm * _bce_term(psm_terms, psm)
+        losses["psm"] = train.loss_psm * _bce_term(psm_terms, psm, batch)
     if ctr is not None:
-        losses["centerness"] = train.loss_centerness * _bce_term(ctr_terms, ctr)
+        losses["centerness"] = train.loss_centerness * _bce_term(ctr_terms, ctr, batch)
     heatmap = out.get("heatmap")
     if heatmap is not None:
         h, w = heatmap.shape[-2:]
@@ -187,21 +206,24 @@ def regression_losses(
         target = torch.stack([heatmap_targets(q.keypoints, stride, h, w) for q in people])
         n_joints = int(target.sum())
         fl = sigmoid_focal_loss(heatmap, target, alpha=0.25, gamma=2.0, reduction="sum")
-        losses["heatmap"] = train.loss_heatmap * fl / (n_joints + n_img)
+        losses["heatmap"] = train.loss_heatmap * batch.ratio(fl, n_joints + n_img)
     return losses
 
 
 def _pose_term(
-    terms: list[tuple[Tensor, Tensor, Tensor, Tensor]], train: RegressionTrainConfig, like: Tensor
+    terms: list[tuple[Tensor, Tensor, Tensor, Tensor]], train: RegressionTrainConfig, like: Tensor, batch: GlobalBatch
 ) -> Tensor:
-    if not terms:
-        return like.sum() * 0.0
+    if not terms:  # still a term of the graph (and a 0 in the denominators' reduction on every rank)
+        return batch.ratio(like.sum() * 0.0, 1e-6)
     pred, target, mask, weight = (torch.cat(parts) for parts in zip(*terms, strict=True))
-    return pose_loss(pred, target, mask, weight, train.reg_loss, train.smooth_l1_beta)
+    num, den = pose_loss_sums(pred, target, mask, weight, train.reg_loss, train.smooth_l1_beta)
+    return batch.ratio(num, den.clamp(min=1e-6) if batch.sum_over_ranks is None else den)
 
 
-def _bce_term(terms: list[tuple[Tensor, Tensor]], like: Tensor) -> Tensor:
+def _bce_term(terms: list[tuple[Tensor, Tensor]], like: Tensor, batch: GlobalBatch) -> Tensor:
     if not terms:
-        return like.sum() * 0.0
+        return batch.ratio(like.sum() * 0.0, 1e-6)
     logits, target = (torch.cat(parts) for parts in zip(*terms, strict=True))
-    return F.binary_cross_entropy_with_logits(logits, target.clamp(0, 1), reduction="mean")
+    if batch.sum_over_ranks is None:
+        return F.binary_cross_entropy_with_logits(logits, target.clamp(0, 1), reduction="mean")
+    return batch.ratio(F.binary_cross_entropy_with_logits(logits, target.clamp(0, 1), reduction="sum"), len(logits))

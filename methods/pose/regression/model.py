@@ -31,7 +31,7 @@ from functools import partial
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchvision.ops import DeformConv2d, FeaturePyramidNetwork
+from torchvision.ops import DeformConv2d, FeaturePyramidNetwork, FrozenBatchNorm2d
 from torchvision.ops.feature_pyramid_network import LastLevelP6P7
 
 from crowdbench.bench.config import RegressionModelConfig
@@ -71,6 +71,18 @@ class Trunk(nn.Module):
     def forward(self, x: Tensor) -> list[Tensor]:
         feats = self.body(x) if self.name in RESNETS else self.body.forward_features(x)
         return list(feats[1:])
+
+
+def freeze_batchnorm(module: nn.Module) -> None:
+    """Replace every ``BatchNorm2d`` below ``module`` by torchvision's ``FrozenBatchNorm2d`` with its values."""
+    for name, child in module.named_children():
+        if isinstance(child, nn.BatchNorm2d):
+            frozen = FrozenBatchNorm2d(child.num_features, eps=child.eps)
+            for key in ("weight", "bias", "running_mean", "running_var"):
+                getattr(frozen, key).copy_(getattr(child, key).detach())
+            setattr(module, name, frozen)
+        else:
+            freeze_batchnorm(child)
 
 
 def _tower(channels: int, n: int, groups: int) -> nn.Sequential:
@@ -154,6 +166,8 @@ class PoseRegressionNet(nn.Module):
         self.trunk = Trunk(cfg.backbone)
         if cfg.weights is not None:
             _load_backbone_weights(self.trunk.body, cfg.weights)
+        if cfg.frozen_bn:  # SMPR's caffe-style trunk: BatchNorm statistics and affine fixed
+            freeze_batchnorm(self.trunk.body)
         extra = LastLevelP6P7(c, c) if len(cfg.strides) == 5 else None
         if len(cfg.strides) == 4:
             raise ValueError("model.strides: use P3-P5 or P3-P7 (P6 without P7 is not built)")
