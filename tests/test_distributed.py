@@ -89,7 +89,7 @@ def test_two_process_gloo_step_equals_the_single_process_step(tmp_path):
 
 def test_the_global_batch_splits_evenly_and_the_provenance_records_it():
     assert shard(list(range(8)), World(1, 2, 1)) == [1, 3, 5, 7]
-    with pytest.raises(ValueError, match="train.batch_size 6 does not split over 4 processes"):
+    with pytest.raises(ValueError, match=r"train\.batch_size 6 does not split over 4 processes"):
         shard(list(range(6)), World(0, 4, 0))
     p = provenance(World(0, 4, 0), 16, 0.02, "cpu", trainable_bn=True)
     assert p == {
