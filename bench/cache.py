@@ -51,16 +51,69 @@ def stage_key(stage: str, config_slice: Any, inputs: Sequence[str], modules: Seq
 
 
 class StageCache:
-    """Folder of finished stage outputs, ``<root>/<stage>/<key>/``."""
+    """Folder of finished stage outputs, ``<root>/<stage>/<key>/``.
 
-    def __init__(self, root: Path) -> None:
+    With ``remote`` (an fsspec URL: ``s3://bucket/crowdbench``, ``gs://``, ``file:///shared/cache``, ...), the folder is
+    a local working copy of a shared cache: a finished stage is uploaded there (its files first, ``stage.json`` last,
+    so a stage is finished on the remote exactly when its marker is there: an interrupted upload is never taken for a
+    result), and a stage finished by another machine is downloaded instead of recomputed. A plain shared filesystem
+    path needs no ``remote``: point ``--run-dir`` at it (the rename into place is atomic there)."""
+
+    def __init__(self, root: Path, remote: str | None = None) -> None:
         self.root = Path(root)
+        self.remote = remote.rstrip("/") if remote else None
+        self._fs: Any = None
+        self._base = ""
+
+    def _remote_fs(self) -> Any:
+        if self._fs is None:
+            try:
+                import fsspec
+            except ImportError:
+                raise RuntimeError("a remote cache needs fsspec: pip install fsspec (and its s3fs / gcsfs)") from None
+            self._fs, self._base = fsspec.core.url_to_fs(self.remote)
+        return self._fs
+
+    def _remote_path(self, stage: str, key: str) -> str:
+        self._remote_fs()
+        return f"{self._base}/{stage}/{key}"
+
+    def _download(self, stage: str, key: str) -> bool:
+        """Fetch a stage finished on the remote into the local folder (atomically); False when it is not there."""
+        fs, remote = self._remote_fs(), self._remote_path(stage, key)
+        if not fs.exists(f"{remote}/{DONE}"):
+            return False
+        final = self.path(stage, key)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=final.parent))
+        try:
+            for name in fs.find(remote):
+                rel = name[len(remote) :].lstrip("/")
+                (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+                fs.get_file(name, str(tmp / rel))
+            if final.exists():
+                shutil.rmtree(final)
+            os.rename(tmp, final)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+        return True
+
+    def _upload(self, stage: str, key: str) -> None:
+        fs, remote, local = self._remote_fs(), self._remote_path(stage, key), self.path(stage, key)
+        files = sorted(p for p in local.rglob("*") if p.is_file())
+        for path in [p for p in files if p.name != DONE] + [local / DONE]:  # the marker last: the commit point
+            target = f"{remote}/{path.relative_to(local).as_posix()}"
+            fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
+            fs.put_file(str(path), target)
 
     def path(self, stage: str, key: str) -> Path:
         return self.root / stage / key
 
     def is_done(self, stage: str, key: str) -> bool:
-        return (self.path(stage, key) / DONE).is_file()
+        if (self.path(stage, key) / DONE).is_file():
+            return True
+        return self.remote is not None and self._download(stage, key)
 
     def meta(self, stage: str, key: str) -> dict[str, Any]:
         return json.loads((self.path(stage, key) / DONE).read_text())
@@ -92,6 +145,8 @@ class StageCache:
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
+        if self.remote is not None:
+            self._upload(stage, key)
 
     def scratch(self, stage: str, key: str) -> Path:
         """A folder that survives interruption (training checkpoints for resuming a stage midway)."""

@@ -148,6 +148,7 @@ def cmd_table(args: argparse.Namespace) -> int:
         device=args.device,
         rows=args.rows,
         data_root=args.data_root,
+        cache_url=args.cache_url,
         executor_options={
             "address": args.address,
             "cpus": args.cpus,

@@ -68,6 +68,7 @@ def run_table(
     rows: list[int] | None = None,
     data_root: Path | None = None,
     executor_options: dict[str, Any] | None = None,
+    cache_url: str | None = None,
 ) -> TableRun:
     spec = load_spec(table_id)
     overrides = dict(overrides or {})
@@ -79,7 +80,7 @@ def run_table(
     run_dir = Path(run_dir).resolve()
     url = store_url(run_dir, db_url)
     store = ResultStore(url)
-    cache = StageCache(run_dir / "cache")
+    cache = StageCache(run_dir / "cache", cache_url)
     command = command_line()
     tasks = pipeline(spec.task)
     runner = make_executor(executor, jobs, device, executor_options)  # a missing package fails before any work
@@ -113,6 +114,7 @@ def run_table(
             "command": command,
             "store_url": url,
             "cache_root": str(cache.root),
+            "cache_url": cache_url,
         }
         shared = next(keys[k] for k in ("train", "reid", "detector", "evaluate") if k in keys)  # heaviest stage
         todo.append(CellJob(cell, shared, payload))

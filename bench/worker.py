@@ -49,13 +49,13 @@ def run_cell_file(path: Path) -> Record | None:
         import importlib
 
         module = importlib.import_module(f"crowdbench.bench.stages.{DATA_PARALLEL[cfg.task]}")
-        module.follow_training(cfg, StageCache(Path(job["cache_root"])), device)
+        module.follow_training(cfg, StageCache(Path(job["cache_root"]), job.get("cache_url")), device)
         return None
     if device.startswith("cuda"):
         import torch
 
         torch.backends.cudnn.benchmark = True
-    cache = StageCache(Path(job["cache_root"]))
+    cache = StageCache(Path(job["cache_root"]), job.get("cache_url"))
     start = time.perf_counter()
     if cfg.task == "detection":
         from crowdbench.bench.stages.detection import run_detection_cell

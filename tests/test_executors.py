@@ -87,3 +87,33 @@ def test_slurm_without_sbatch_says_how_to_test_locally(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch
     with pytest.raises(ExecutorError, match=r"no SLURM here .* --slurm-cluster local"):
         SlurmExecutor(tmp_path)._executor()
+
+
+def test_shared_fsspec_cache_lets_another_run_dir_reuse_every_stage(tmp_path, local):
+    remote = (tmp_path / "bucket").as_uri()  # file:///... stands in for s3:// or gs://
+    first = run_table("hie-pose/table3", overrides=TINY, run_dir=tmp_path / "a", rows=[0], cache_url=remote)
+    assert not first.failed and first.ran == 1
+    stages = {p.parent.parent.name for p in (tmp_path / "bucket").glob("*/*/stage.json")}
+    assert stages == {"train", "infer", "postprocess", "evaluate"}
+    second = run_table("hie-pose/table3", overrides=TINY, run_dir=tmp_path / "b", rows=[0], cache_url=remote)
+    assert second.view.rows[0].stages_run == [[]]  # every stage fetched from the shared cache, none recomputed
+    assert metrics(second)[0] == metrics(first)[0]
+
+
+def test_an_interrupted_upload_is_not_a_finished_stage(tmp_path):
+    from crowdbench.bench.cache import StageCache
+
+    remote = tmp_path / "bucket"
+    (remote / "train" / "abc").mkdir(parents=True)
+    (remote / "train" / "abc" / "model.pt").write_bytes(b"half")  # files uploaded, marker not yet
+    cache = StageCache(tmp_path / "local", remote.as_uri())
+    assert not cache.is_done("train", "abc")
+    with cache.writing("train", "abc", {"stage": "train"}) as out:
+        (out / "model.pt").write_bytes(b"whole")
+    assert (remote / "train" / "abc" / "stage.json").is_file() and (
+        remote / "train" / "abc" / "model.pt"
+    ).read_bytes() == b"whole"
+    fresh = StageCache(tmp_path / "other", remote.as_uri())
+    assert (
+        fresh.is_done("train", "abc") and (tmp_path / "other" / "train" / "abc" / "model.pt").read_bytes() == b"whole"
+    )
