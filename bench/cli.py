@@ -55,6 +55,12 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--executor", default="local", choices=("local", "ray", "slurm"), help="local (default), ray, slurm")
     p.add_argument("--jobs", type=int, help="concurrent cells (default: number of GPUs, else 1; ray: local CPUs)")
+    p.add_argument(
+        "--nproc-per-cell",
+        dest="nproc",
+        type=int,
+        help="local: run each cell as torchrun --nproc_per_node N (data-parallel training on N GPUs, or gloo on CPU)",
+    )
     cluster = p.add_argument_group("ray / slurm executors (README: Running on a cluster)")
     cluster.add_argument("--address", help="ray: address of a running cluster (default: start a local one)")
     cluster.add_argument("--ray-cpus", dest="cpus", type=int, help="ray: CPUs per CPU-only cell (default 1)")
@@ -150,6 +156,7 @@ def cmd_table(args: argparse.Namespace) -> int:
         data_root=args.data_root,
         cache_url=args.cache_url,
         executor_options={
+            "nproc": args.nproc,
             "address": args.address,
             "cpus": args.cpus,
             "partition": args.partition,

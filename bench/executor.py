@@ -79,29 +79,49 @@ def _needs_gpu(group: list[CellJob], device: str) -> bool:
 
 
 class LocalExecutor:
-    """Run each cell as ``python -m crowdbench.bench.worker``; ``jobs`` slots, each pinned to one GPU if any."""
+    """Run each cell as ``python -m crowdbench.bench.worker``; ``jobs`` slots, each pinned to one GPU if any. With
+    ``nproc`` > 1 each cell is ``torchrun --nproc_per_node nproc`` of the worker (data-parallel training,
+    ``bench/distributed.py``) on ``nproc`` GPUs, or on CPU with gloo."""
 
-    def __init__(self, jobs: int | None = None, device: str = "auto") -> None:
-        self.gpus = visible_gpus() if device in ("auto", "cuda") else []
+    def __init__(self, jobs: int | None = None, device: str = "auto", nproc: int = 1) -> None:
+        gpus = visible_gpus() if device in ("auto", "cuda") else []
+        self.nproc = nproc
+        # a slot is nproc GPUs
+        self.gpus = [",".join(gpus[i : i + nproc]) for i in range(0, len(gpus) - nproc + 1, nproc)] if gpus else []
+        if gpus and not self.gpus:
+            raise ExecutorError(f"--nproc-per-cell {nproc}: only {len(gpus)} GPUs visible")
         self.jobs = jobs or max(1, len(self.gpus))
         if self.gpus and self.jobs > len(self.gpus):
-            console.print(f"  {self.jobs} jobs requested but {len(self.gpus)} GPUs: using {len(self.gpus)}")
+            console.print(f"  {self.jobs} jobs requested but {len(self.gpus)} GPU slots: using {len(self.gpus)}")
             self.jobs = len(self.gpus)
 
     def _env(self, slot: int) -> dict[str, str]:
         env = dict(os.environ)
         if self.gpus:
             env["CUDA_VISIBLE_DEVICES"] = self.gpus[slot]
-        elif self.jobs > 1:  # share the cores between concurrent CPU cells
-            env["CROWDBENCH_THREADS"] = str(max(1, (os.cpu_count() or 1) // self.jobs))
+        elif self.jobs * self.nproc > 1:  # share the cores between concurrent CPU processes
+            env["CROWDBENCH_THREADS"] = str(max(1, (os.cpu_count() or 1) // (self.jobs * self.nproc)))
         return env
+
+    def _command(self, path: Path) -> list[str]:
+        worker = ["-m", "crowdbench.bench.worker", str(path)]
+        if self.nproc == 1:
+            return [sys.executable, *worker]
+        return [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc_per_node={self.nproc}",
+            *worker,
+        ]
 
     def _run_one(self, job: CellJob, slot: int, workdir: Path) -> CellStatus:
         where = f"GPU {self.gpus[slot]}" if self.gpus else "CPU"
         console.rule(f"[bold]{job.cell.name}[/] on {where}", style="dim")
         path = workdir / f"cell-{job.cell.row_index}-{job.cell.seed}.json"
         path.write_text(json.dumps(job.payload, default=str))
-        proc = subprocess.run([sys.executable, "-m", "crowdbench.bench.worker", str(path)], env=self._env(slot))
+        proc = subprocess.run(self._command(path), env=self._env(slot))
         if proc.returncode < 0 or proc.returncode == 130:
             raise KeyboardInterrupt
         return CellStatus(job.cell, proc.returncode)
@@ -300,7 +320,7 @@ def make_executor(name: str, jobs: int | None, device: str, options: dict | None
     ``time_min``, ``gpus_per_task``, ``cpus_per_task``, ``array_parallelism``, ``cluster``)."""
     options = {k: v for k, v in (options or {}).items() if v is not None}
     if name == "local":
-        return LocalExecutor(jobs, device)
+        return LocalExecutor(jobs, device, options.get("nproc", 1))
     if name == "ray":
         return RayExecutor(options.get("address"), jobs, device, options.get("cpus", 1))
     if name == "slurm":

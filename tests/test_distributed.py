@@ -102,3 +102,16 @@ def test_the_global_batch_splits_evenly_and_the_provenance_records_it():
         "batchnorm": "per-rank BatchNorm statistics (no SyncBatchNorm on CPU)",
     }
     assert provenance(World(), 16, 0.02, "cpu", trainable_bn=True) is None
+
+
+def test_nproc_per_cell_runs_the_cell_under_torchrun_and_records_it(tmp_path):
+    from crowdbench.bench.runner import run_table
+    from crowdbench.bench.store import ResultStore, store_url
+
+    result = run_table("pose-regression/table1", overrides=TINY, run_dir=tmp_path, rows=[0], device="cpu",
+                       executor_options={"nproc": 2})  # fmt: skip
+    assert not result.failed and result.ran == 1
+    (record,) = ResultStore(store_url(tmp_path)).query("pose-regression/table1")
+    assert record.provenance["distributed"]["world_size"] == 2
+    assert record.provenance["distributed"]["effective_batch"] == 4
+    assert record.provenance["distributed"]["batchnorm"] == "frozen"
