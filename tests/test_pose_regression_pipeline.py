@@ -112,3 +112,31 @@ def test_report_site_draws_a_qualitative_frame_from_the_cache(table2):
     page = (index.parent / "tables" / "pose-regression" / "table2.html").read_text()
     assert "Qualitative: row 3" in page and "best-scored poses" in page
     assert "2 / 4" in index.read_text()  # rows run of the runnable ones
+
+
+def test_interrupted_training_resumes_exactly(tmp_path, monkeypatch):
+    import torch
+
+    from crowdbench.bench.stages import pose_regression_training as prt
+    from crowdbench.bench.stages.data import load_frames
+    from crowdbench.bench.stages.pose import schema_of
+
+    cfg = cells("pose-regression/table1", rows=[3])[3]
+    cfg.regression.train.lr_steps = ()
+    cfg.regression.train.checkpoint_every = 1
+    schema = schema_of(cfg)
+    frames = load_frames(cfg.data, "train", schema.name)
+    monkeypatch.setattr(prt, "iterations_of", lambda *_: 3)
+    (tmp_path / "whole").mkdir()
+    prt.train_regression(cfg, frames, schema, "cpu", tmp_path / "whole", tmp_path / "whole")
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(prt, "iterations_of", lambda *_: 2)  # "killed" after iteration 1's checkpoint
+    prt.train_regression(cfg, frames, schema, "cpu", tmp_path, scratch)
+    assert (scratch / "checkpoint.pt").is_file()
+    monkeypatch.setattr(prt, "iterations_of", lambda *_: 3)
+    (tmp_path / "resumed").mkdir()
+    prt.train_regression(cfg, frames, schema, "cpu", tmp_path / "resumed", scratch)
+    a = torch.load(tmp_path / "whole" / "model.pt", weights_only=True)
+    b = torch.load(tmp_path / "resumed" / "model.pt", weights_only=True)
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -117,6 +117,15 @@ def load_checkpoint(path: Path, model: torch.nn.Module, opt: Any, scaler: Any, d
     return state
 
 
+def resume_iterations(path: Path, model: torch.nn.Module, opt: Any, scaler: Any, device: str) -> tuple[int, list]:
+    """``(first iteration, loss log)``: from the checkpoint at ``path`` when there is one, else ``(0, [])``."""
+    if not path.is_file():
+        return 0, []
+    state = load_checkpoint(path, model, opt, scaler, device)
+    console.print(f"  resuming training at iteration {state['iteration']} from {path}")
+    return state["iteration"], state["losses"]
+
+
 def train_detector(
     cfg: RunConfig, frames: list[Frame], device: str, out: Path, scratch: Path, teacher: Path | None = None
 ) -> dict[str, Any]:
@@ -135,12 +144,8 @@ def train_detector(
     opt = torch.optim.SGD(params, lr=cfg.train.lr, momentum=cfg.train.momentum, weight_decay=cfg.train.weight_decay)
     use_amp = cfg.train.amp and device.startswith("cuda")
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-    start, losses = 0, []
     ckpt_path = scratch / "checkpoint.pt"
-    if ckpt_path.is_file():
-        state = load_checkpoint(ckpt_path, model, opt, scaler, device)
-        start, losses = state["iteration"], state["losses"]
-        console.print(f"  resuming training at iteration {start} from {ckpt_path}")
+    start, losses = resume_iterations(ckpt_path, model, opt, scaler, device)
     n_iter, batch = cfg.train.iterations, cfg.train.batch_size
     if len(frames) < batch:
         raise ValueError(f"{len(frames)} training frames is fewer than one batch of {batch}")

@@ -25,11 +25,11 @@ import torch
 import torch.nn.functional as F
 
 from crowdbench.bench.config import RegressionConfig, RunConfig
-from crowdbench.bench.log import Tracker, console
+from crowdbench.bench.log import Tracker
 from crowdbench.bench.stages.detector_training import (
     NonFiniteLossError,
     iteration_batches,
-    load_checkpoint,
+    resume_iterations,
     save_checkpoint,
 )
 from crowdbench.datasets.formats.coco import AREA_FACTOR
@@ -169,12 +169,8 @@ def train_regression(
     n_iter = iterations_of(cfg, len(frames))
     if len(frames) < t.batch_size:
         raise ValueError(f"{len(frames)} training frames is fewer than one batch of {t.batch_size}")
-    start, losses = 0, []
     ckpt = scratch / "checkpoint.pt"
-    if ckpt.is_file():
-        state = load_checkpoint(ckpt, model, opt, scaler, device)
-        start, losses = state["iteration"], state["losses"]
-        console.print(f"  resuming training at iteration {start} from {ckpt}")
+    start, losses = resume_iterations(ckpt, model, opt, scaler, device)
     batches = [
         shard([(i, f, (cfg.seed, it, pos)) for pos, (i, f) in enumerate(pairs)], w)
         for it, pairs in zip(
