@@ -53,6 +53,12 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         dest="db",
         help="SQLAlchemy URL of the result store, e.g. postgresql://user@host/db (default: SQLite in the run dir)",
     )
+    p.add_argument(
+        "--cache",
+        dest="cache_url",
+        help="shared stage cache as an fsspec URL (s3://..., gs://..., file:///shared/...): finished stages are "
+        "uploaded there and fetched from there instead of recomputed; the run dir keeps a local copy",
+    )
     p.add_argument("--executor", default="local", choices=("local", "ray", "slurm"), help="local (default), ray, slurm")
     p.add_argument("--jobs", type=int, help="concurrent cells (default: number of GPUs, else 1; ray: local CPUs)")
     p.add_argument(
