@@ -86,7 +86,11 @@ def row_changes(spec: TableSpec) -> list[str]:
         before, before_over = parts(i - 1)
         changes = [f"+ {_plugin_text(n, o)}" for n, o in plugins.items() if n not in before]
         changes += [f"− {n}" for n in before if n not in plugins]
-        changes += [f"{n}: {_plugin_text(n, o)}" for n, o in plugins.items() if n in before and before[n] != o]
+        changes += [
+            f"{_plugin_text(n, o)} instead of {_plugin_text(n, before[n])}"
+            for n, o in plugins.items()
+            if n in before and before[n] != o
+        ]
         changes += [f"{k}={v}" for k, v in overrides.items() if before_over.get(k) != v]
         changes += [f"{k} back to default" for k in before_over if k not in overrides]
         out.append("; ".join(changes) or "same parts as the row above")

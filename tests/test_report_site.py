@@ -152,7 +152,10 @@ def test_what_changed_between_rows():
     assert changes[0] == "parts: pose_regression.resnet50"
     assert changes[1] == "+ pose_regression.feature_align"
     t2 = row_changes(load_spec("pose-regression/table2"))
-    assert "pose_regression.centerness: pose_regression.centerness (use_at_test=False)" in t2[2]
+    assert (
+        "pose_regression.centerness (use_at_test=False) instead of pose_regression.centerness (use_at_test=True)"
+        in t2[2]
+    )
 
 
 def test_whole_site_for_every_table_under_30_seconds(tmp_path):
