@@ -173,9 +173,10 @@ class RayExecutor:
 
         if ray.is_initialized():
             return False
+        if self.address:
+            _check_reachable(self.address)
         try:
             if self.address:
-                _check_reachable(self.address)
                 ray.init(address=self.address, log_to_driver=True)
                 return True
             ray.init(
