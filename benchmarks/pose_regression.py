@@ -131,7 +131,7 @@ def deform_section(profile: str, device: str, iters: int, cuda: bool) -> None:
     b, c, side = (8, 64, 20) if profile == "smoke" else (8, 256, 100)
     torch.manual_seed(0)
     x = torch.randn(b, c, side, side, device=device, requires_grad=True)
-    weight = torch.randn(c, c, 3, 3, device=device, requires_grad=True) * 0.01
+    weight = (torch.randn(c, c, 3, 3, device=device) * 0.01).requires_grad_(True)
     offset = (torch.randn(b, 4 * 18, side, side, device=device) * 2).requires_grad_(True)
     last: dict[str, torch.Tensor] = {}
 
