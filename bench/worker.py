@@ -23,8 +23,8 @@ from crowdbench.bench.matrix import config_hash
 from crowdbench.bench.provenance import provenance
 from crowdbench.bench.store import Record, ResultStore
 
-DATA_PARALLEL = {"detection": "detection", "pose_regression": "pose_regression"}
-"""Tasks whose training runs data-parallel under torchrun, and their stage modules (``follow_training``)."""
+DATA_PARALLEL = ("detection", "pose_regression")
+"""Tasks whose training runs data-parallel under torchrun; ``bench/stages/<task>.py`` has their ``follow_training``."""
 
 
 def _distributed(cfg: RunConfig, w: Any, device: str) -> dict[str, Any] | None:
@@ -48,7 +48,7 @@ def run_cell_file(path: Path) -> Record | None:
     if not w.is_main:  # the other ranks join rank 0's training and write nothing
         import importlib
 
-        module = importlib.import_module(f"crowdbench.bench.stages.{DATA_PARALLEL[cfg.task]}")
+        module = importlib.import_module(f"crowdbench.bench.stages.{cfg.task}")
         module.follow_training(cfg, StageCache(Path(job["cache_root"]), job.get("cache_url")), device)
         return None
     if device.startswith("cuda"):
