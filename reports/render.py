@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import csv
 import io
 import statistics
@@ -14,6 +13,7 @@ from rich.table import Table
 from crowdbench.bench.specs import MetricColumn
 from crowdbench.datasets.formats.atomic import atomic_write_text
 from crowdbench.reports.aggregate import RowView, TableView, format_cell, format_delta, format_value
+from crowdbench.reports.figures import png_base64, pyplot
 
 LEVEL_NOTE = {
     "smoke": "SMOKE: synthetic crowds and tiny models. These numbers test the pipeline; they are NOT a reproduction "
@@ -149,10 +149,7 @@ def _provenance_text(view: TableView) -> str:
 
 def figure_png(view: TableView) -> str | None:
     """Bar chart, paper vs reproduced per metric, as a base64 PNG (None when nothing ran)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     metrics = [m for m in view.spec.metrics if any(r.cells[m.key].mean is not None for r in view.rows)]
     if not metrics:
@@ -172,19 +169,13 @@ def figure_png(view: TableView) -> str | None:
     handles, names = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, names, loc="lower center", ncol=2, fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, 0.07, 1, 1))
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    return base64.b64encode(buf.getvalue()).decode()
+    return png_base64(fig)
 
 
 def curves_png(view: TableView) -> str | None:
     """Validation AP and training loss per epoch of every row that recorded them (paper 001 Fig. 3 and Fig. 4 for
     occlusion-aug Table 4), mean over seeds, as a base64 PNG; None when no row has curves."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     rows = [r for r in view.rows if r.curves and any(c.get("train") for c in r.curves)]
     if not rows:
@@ -213,10 +204,7 @@ def curves_png(view: TableView) -> str | None:
         axes[0, 0].set(title=f"validation AP during training ({view.level})", xlabel="epoch", ylabel="AP (%)")
     axes[0, 0].legend(fontsize=8)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    return base64.b64encode(buf.getvalue()).decode()
+    return png_base64(fig)
 
 
 def html(view: TableView) -> str:

@@ -3,8 +3,6 @@ importances, best trial vs the paper's setting (trial 0) vs the paper's numbers,
 
 from __future__ import annotations
 
-import base64
-import io
 import math
 import re
 import warnings
@@ -18,6 +16,7 @@ from optuna.importance import PedAnovaImportanceEvaluator
 from crowdbench.bench.errors import one_line
 from crowdbench.bench.search import SearchResult, TrialRecord, open_storage
 from crowdbench.datasets.formats.atomic import atomic_write_text
+from crowdbench.reports.figures import png_base64, pyplot
 
 PAGE = """<!doctype html>
 <html lang="en">
@@ -96,22 +95,8 @@ def _fmt(v: Any) -> str:
 
 
 def _png(fig: Any) -> str:
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
     fig.tight_layout()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    return base64.b64encode(buf.getvalue()).decode()
-
-
-def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    return png_base64(fig)
 
 
 def history_png(r: SearchResult) -> str | None:
@@ -119,7 +104,7 @@ def history_png(r: SearchResult) -> str | None:
     done = r.complete
     if not done:
         return None
-    plt = _pyplot()
+    plt = pyplot()
     name, direction = r.objectives[0]
     xs = [t.number for t in done]
     ys = [t.metrics.get(name, math.nan) for t in done]
@@ -143,7 +128,7 @@ def pareto_png(r: SearchResult) -> str | None:
     done = r.complete
     if not done:
         return None
-    plt = _pyplot()
+    plt = pyplot()
     (a, da), (b, db) = r.objectives[:2]
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     ax.plot([t.metrics.get(a) for t in done], [t.metrics.get(b) for t in done], "o", ms=4, color="#bbbbbb",
@@ -187,7 +172,7 @@ def importances(study: optuna.Study | None, r: SearchResult) -> tuple[dict[str, 
 
 
 def importance_png(imp: dict[str, float], objective: str) -> str:
-    plt = _pyplot()
+    plt = pyplot()
     names = list(imp)[::-1]
     fig, ax = plt.subplots(figsize=(6.5, 0.45 * len(names) + 1.2))
     ax.barh(names, [imp[n] for n in names], color="#3b75af")

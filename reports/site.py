@@ -16,8 +16,6 @@ Nothing is recomputed: numbers come from the store, qualitative frames from cach
 
 from __future__ import annotations
 
-import base64
-import io
 import shutil
 import statistics
 import time
@@ -34,6 +32,7 @@ from crowdbench.bench.store import Record, ResultStore
 from crowdbench.datasets.formats.atomic import atomic_write_text
 from crowdbench.reports.aggregate import CellView, TableView, aggregate, format_cell, format_delta, format_value
 from crowdbench.reports.exports import latex, markdown_block
+from crowdbench.reports.figures import png_base64, pyplot
 from crowdbench.reports.render import _ours_of, csv_text, curves_png, figure_png, level_note
 
 
@@ -103,10 +102,7 @@ def _plugin_text(name: str, options: dict[str, Any]) -> str:
 
 def detection_curves_png(view: TableView, records: list[Record]) -> str | None:
     """Precision-recall and miss-rate-FPPI curves of the detection rows (seed 0 of each), as a base64 PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     curves = {}
     for rec in sorted(records, key=lambda r: (r.row_index, r.seed)):
@@ -128,19 +124,13 @@ def detection_curves_png(view: TableView, records: list[Record]) -> str | None:
     ax_mr.axvspan(1e-2, 1.0, color="#eee", zorder=0)
     ax_pr.legend(fontsize=7)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    return base64.b64encode(buf.getvalue()).decode()
+    return png_base64(fig, dpi=100)
 
 
 def grouped_bars_png(view: TableView) -> str | None:
     """Tables whose columns are many like quantities (hie-pose Table 4: w-AP per test video): one group of bars per
     column, one bar per row, the paper's solid and the reproduced ones hatched beside them."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     metrics = view.spec.metrics
     series = [(r, [r.cells[m.key] for m in metrics]) for r in view.rows]
@@ -160,10 +150,7 @@ def grouped_bars_png(view: TableView) -> str | None:
     ax.set_ylabel(metrics[-1].label if len({m.label for m in metrics}) == 1 else "value")
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    return base64.b64encode(buf.getvalue()).decode()
+    return png_base64(fig, dpi=100)
 
 
 @dataclass
