@@ -108,8 +108,8 @@ class ResultStore:
         try:
             metadata.create_all(self.engine)
         except sa.exc.OperationalError as exc:
-            where = self.engine.url.render_as_string(hide_password=True)
-            raise StoreError(f"cannot open the result store {where}: {str(exc.orig).strip().splitlines()[0]}") from None
+            first = str(exc.orig).strip().splitlines()[0]
+            raise StoreError(f"cannot open the result store {safe_url(url)}: {first}") from None
         self._add_missing_columns()
 
     def _add_missing_columns(self) -> None:

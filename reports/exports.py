@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 
 from crowdbench.reports.aggregate import TableView, format_cell, format_delta, format_value
-from crowdbench.reports.render import _ours_of, markdown
+from crowdbench.reports.render import markdown, ours_header
 
 _LATEX_SPECIAL = {
     "\\": r"\textbackslash{}",
@@ -39,7 +39,7 @@ def latex(view: TableView) -> str:
     cols = "l" + " rrr" * len(metrics)
     head1 = ["Row"] + [rf"\multicolumn{{3}}{{c}}{{{latex_escape(m.label)}}}" for m in metrics]
     rules = " ".join(rf"\cmidrule(lr){{{2 + 3 * i}-{4 + 3 * i}}}" for i in range(len(metrics)))
-    head2 = [""] + [x for m in metrics for x in ("Paper", latex_escape(_ours_of(view, m).capitalize()), r"$\Delta$")]
+    head2 = [""] + [x for m in metrics for x in ("Paper", latex_escape(ours_header(view, m).capitalize()), r"$\Delta$")]
     lines = [
         f"% crowdbench {spec.id} ({view.level}); regenerate with `crowdbench report --tables {spec.id}`",
         r"\begin{table}[t]",

@@ -43,7 +43,7 @@ def _ours(view: TableView) -> str:
     return view.level if view.level != "none" else "reproduced"
 
 
-def _ours_of(view: TableView, m: MetricColumn) -> str:
+def ours_header(view: TableView, m: MetricColumn) -> str:
     """Header of one metric's reproduced column; a timing column also names the device(s) it was measured on."""
     if m.timing and view.devices:
         return f"{_ours(view)}, on {' / '.join(view.devices)}"
@@ -62,7 +62,7 @@ def terminal_table(view: TableView) -> Table:
     table.add_column("row", no_wrap=True)
     for m in spec.metrics:
         table.add_column(f"{m.label}\npaper", justify="right", style="dim")
-        table.add_column(f"{m.label}\n{_ours_of(view, m)}", justify="right")
+        table.add_column(f"{m.label}\n{ours_header(view, m)}", justify="right")
         table.add_column("Δ", justify="right", style="dim")
     table.add_column("level")
     for row in view.rows:
@@ -78,7 +78,7 @@ def terminal_table(view: TableView) -> Table:
 def _header(view: TableView) -> list[str]:
     head = ["row"]
     for m in view.spec.metrics:
-        head += [f"{m.label} paper", f"{m.label} {_ours_of(view, m)}", f"{m.label} Δ"]
+        head += [f"{m.label} paper", f"{m.label} {ours_header(view, m)}", f"{m.label} Δ"]
     return [*head, "level / status"]
 
 

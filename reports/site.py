@@ -33,7 +33,7 @@ from crowdbench.datasets.formats.atomic import atomic_write_text
 from crowdbench.reports.aggregate import CellView, TableView, aggregate, format_cell, format_delta, format_value
 from crowdbench.reports.exports import latex, markdown_block
 from crowdbench.reports.figures import png_base64, pyplot
-from crowdbench.reports.render import _ours_of, csv_text, curves_png, figure_png, level_note
+from crowdbench.reports.render import csv_text, curves_png, figure_png, level_note, ours_header
 
 
 def newest_records(store: ResultStore, spec: TableSpec, profile: str) -> list[Record]:
@@ -240,7 +240,7 @@ def build_site(
             view=view,
             spec=spec,
             rows=_table_cells(view),
-            metrics=[(m, _ours_of(view, m)) for m in spec.metrics],
+            metrics=[(m, ours_header(view, m)) for m in spec.metrics],
             changes=row_changes(spec),
             level_note=level_note(view),
             figures=figures,

@@ -117,10 +117,12 @@ class GlobalBatch:
         self.sum_over_ranks, self.world = sum_over_ranks, world
 
     def ratio(self, num: Tensor, den: Tensor | float) -> Tensor:
+        """``num / den`` of the global batch; the denominator is floored at 1e-6 (a batch whose OKS weights all
+        underflow to 0 gives 0, not NaN)."""
         den = torch.as_tensor(den, dtype=num.dtype, device=num.device)
         if self.sum_over_ranks is None:
-            return num / den
-        return self.world * num / self.sum_over_ranks(den.detach().clone())
+            return num / den.clamp(min=1e-6)
+        return self.world * num / self.sum_over_ranks(den.detach().clone()).clamp(min=1e-6)
 
 
 def regression_losses(
@@ -217,7 +219,7 @@ def _pose_term(
         return batch.ratio(like.sum() * 0.0, 1e-6)
     pred, target, mask, weight = (torch.cat(parts) for parts in zip(*terms, strict=True))
     num, den = pose_loss_sums(pred, target, mask, weight, train.reg_loss, train.smooth_l1_beta)
-    return batch.ratio(num, den.clamp(min=1e-6) if batch.sum_over_ranks is None else den)
+    return batch.ratio(num, den)
 
 
 def _bce_term(terms: list[tuple[Tensor, Tensor]], like: Tensor, batch: GlobalBatch) -> Tensor:
