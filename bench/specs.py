@@ -15,6 +15,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from crowdbench.bench.recipes import RecipeSetting
+
 PAPER_KEYS = ("hie-pose", "occlusion-aug", "pose-regression", "offset-guided", "hie-tracking")
 TABLE_ID = re.compile(r"^(?P<key>[a-z-]+)/table(?P<num>\d+)$")
 
@@ -78,6 +80,11 @@ class TableSpec(BaseModel):
     metrics: list[MetricColumn]
     rows: list[Row]
     notes: str = ""
+    recipe: dict[str, RecipeSetting] = Field(
+        default_factory=dict,
+        description="this table's own settings of the paper's full recipe (dotted key -> value, source), on top of "
+        "results/recipes/<task>.yaml (bench/recipes.py)",
+    )
     search: dict[str, Any] | None = Field(
         None,
         description="parameter search of `crowdbench search` (bench/search_tracking.py): row (1-based), objectives, "
