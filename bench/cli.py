@@ -79,6 +79,11 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     cluster.add_argument("--slurm-cluster", dest="cluster", choices=("slurm", "local"), help="local: no SLURM")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--rows", type=parse_rows, help="only these 1-based rows, e.g. 1,2")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the resolved recipe (settings and sources) and each row's level and deviations; run nothing",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -98,7 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("table", nargs="?", help="one table (e.g. hie-pose/table3): re-render its reports")
     report.add_argument("--tables", nargs="+", help="tables of the site (default: all of the five papers)")
     report.add_argument("--out", type=Path, help="site folder (default: <run-dir>/report)")
-    report.add_argument("--profile", default="smoke", choices=("smoke", "full"))
+    report.add_argument(
+        "--profile", choices=("smoke", "full"), help="only this profile (default: every profile in the store)"
+    )
     report.add_argument("--run-dir", type=Path, default=Path("runs"))
     report.add_argument("--db")
     report.set_defaults(func=cmd_report)
@@ -161,6 +168,7 @@ def cmd_table(args: argparse.Namespace) -> int:
         rows=args.rows,
         data_root=args.data_root,
         cache_url=args.cache_url,
+        dry_run=args.dry_run,
         executor_options={
             "nproc": args.nproc,
             "address": args.address,
@@ -174,7 +182,7 @@ def cmd_table(args: argparse.Namespace) -> int:
             "cluster": args.cluster,
         },
     )
-    return 1 if result.failed else 0
+    return 1 if result is not None and result.failed else 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -182,15 +190,19 @@ def cmd_report(args: argparse.Namespace) -> int:
     from crowdbench.bench.specs import load_spec
     from crowdbench.bench.store import ResultStore, store_url
     from crowdbench.reports.render import terminal_table, write_reports
-    from crowdbench.reports.site import build_site, table_view
+    from crowdbench.reports.site import PROFILE_ORDER, build_site, table_view
 
     run_dir = Path(args.run_dir).resolve()
     store = ResultStore(store_url(run_dir, args.db))
     if args.table and args.out is None and not args.tables:
-        view, _ = table_view(store, load_spec(args.table), args.profile, command_line())
-        paths = write_reports(view, run_dir / "reports")
-        out.print(terminal_table(view))
-        console.print("Reports: " + ", ".join(str(p) for p in paths.values()))
+        spec = load_spec(args.table)
+        present = sorted({r.profile for r in store.query(spec.id)}, key=PROFILE_ORDER.index) or ["smoke"]
+        for profile in [args.profile] if args.profile else present:
+            view, _ = table_view(store, spec, profile, command_line())
+            out_dir = run_dir / "reports" if profile == "smoke" else run_dir / "reports" / profile
+            paths = write_reports(view, out_dir)
+            out.print(terminal_table(view))
+            console.print("Reports: " + ", ".join(str(p) for p in paths.values()))
         return 0
     tables = [load_spec(t).id for t in [*([args.table] if args.table else []), *(args.tables or [])]] or None
     index = build_site(

@@ -154,6 +154,12 @@ class EvaluateConfig(_Strict):
     metric: Literal["crowdhuman", "coco_box", "coco_keypoints", "crowdpose", "hie_wap", "mot", "posetrack"] = (
         "crowdhuman"
     )
+    # poseval's quirks (bench/metrics/posetrack.py evaluate_posetrack_tracking), on as poseval computes them
+    skip_last_frame: bool = Field(True, description="posetrack MOTA: drop each video's last evaluated frame (poseval)")
+    empty_frame_dummy: bool = Field(
+        True, description="posetrack MOTA: a frame without predictions counts one dummy miss + false positive (poseval)"
+    )
+    motp_all_events: bool = Field(True, description="posetrack MOTP over every distance event row (poseval)")
 
 
 class PoseModelConfig(_Strict):
@@ -421,6 +427,24 @@ class RegressionConfig(_Strict):
     test: RegressionTestConfig = Field(default_factory=RegressionTestConfig)
 
 
+class RuntimeConfig(_Strict):
+    """How a cell's process computes (``bench/device.py: apply_runtime``); the same on every executor, so one config
+    gives the same numbers whichever executor runs it. Part of the config hash and of the train stage's identity."""
+
+    threads: int = Field(
+        2,
+        ge=1,
+        description="CPU intra-op threads of the cell's process (torch and OpenCV). The thread count changes the "
+        "order of floating-point sums on CPU, so it is pinned per cell instead of following the executor's CPUs. "
+        "2: what every executor here can give (a 2-core machine, a 1-CPU Ray or SLURM slot oversubscribed)",
+    )
+    deterministic: bool = Field(
+        True,
+        description="torch.use_deterministic_algorithms (warn only), cuDNN deterministic and no cudnn.benchmark; "
+        "false: cudnn.benchmark autotuning on CUDA (faster, run-to-run noise)",
+    )
+
+
 class RunConfig(_Strict):
     """Everything one cell (table row x seed x profile) needs."""
 
@@ -438,6 +462,7 @@ class RunConfig(_Strict):
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     pose_tracking: PoseTrackingConfig = Field(default_factory=PoseTrackingConfig)
     regression: RegressionConfig = Field(default_factory=RegressionConfig)
+    runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
     plugins: list[str] = Field(default_factory=list, description="plugins applied, in order (for the record)")
 
     @property

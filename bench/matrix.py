@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
@@ -11,19 +11,27 @@ import yaml
 from crowdbench.bench.cache import canonical_json
 from crowdbench.bench.config import RunConfig, set_dotted
 from crowdbench.bench.profiles import base_config
+from crowdbench.bench.recipes import Deviation, compare, load_recipe
 from crowdbench.bench.registry import get_plugin, parse_plugin_ref
-from crowdbench.bench.specs import TableSpec
+from crowdbench.bench.specs import Row, TableSpec
 
 
 @dataclass
 class Cell:
-    """One (row, seed) of a table under one profile."""
+    """One (row, seed) of a table under one profile, with its deviations from the paper's recipe (``full``)."""
 
     table_id: str
     row_index: int
     row_label: str
     seed: int
     config: RunConfig
+    deviations: list[Deviation] = field(default_factory=list)
+
+    @property
+    def level(self) -> str:
+        """``smoke`` (synthetic data), ``full`` (real data, the paper's recipe) or ``full-modified`` (real data, one
+        or more deviations from the recipe)."""
+        return level_of(self.config, self.deviations)
 
     @property
     def config_hash(self) -> str:
@@ -32,6 +40,13 @@ class Cell:
     @property
     def name(self) -> str:
         return f"{self.table_id} row {self.row_index + 1} '{self.row_label}' seed {self.seed}"
+
+
+def level_of(cfg: RunConfig, deviations: list[Any]) -> str:
+    """The reproduction level of a run of ``cfg`` with ``deviations`` from its recipe."""
+    if cfg.level == "smoke":
+        return "smoke"
+    return "full-modified" if deviations else "full"
 
 
 def config_hash(cfg: RunConfig) -> str:
@@ -65,25 +80,46 @@ def expand(
     overrides: dict[str, Any] | None = None,
     rows: list[int] | None = None,
 ) -> list[Cell]:
-    """Cells of the runnable rows in table order, seeds inner. Deterministic for a given input."""
+    """Cells of the runnable rows in table order, seeds inner. Deterministic for a given input.
+
+    A cell's config is the profile's base (``full``: the family recipe), then under ``full`` the spec's ``recipe:``
+    block and its ``data:`` block (what crowdbench runs), then the row's overrides and plugins, then ``overrides``
+    (the command line wins). Under ``full`` each cell also carries its deviations: every resolved setting that
+    differs from the recipe config (base, the spec's data then recipe blocks, the row), and each pretrained
+    initialisation of the recipe that is not given."""
     seeds = seeds if seeds is not None else [0]
     cells = []
     for index, row in spec.runnable_rows:
         if rows is not None and index not in rows:
             continue
         for seed in seeds:
-            cfg = base_config(profile, spec.task)
-            if profile == "full":  # the paper's dataset and split (spec `data`); smoke keeps the synthetic data
-                for key, value in spec.data.items():
-                    set_dotted(cfg, f"data.{key}", value)
-            for key, value in row.overrides.items():
-                set_dotted(cfg, key, value)
-            for ref in row.plugins:
-                name, options = parse_plugin_ref(ref)
-                get_plugin(name, options).apply(cfg)
-                cfg.plugins.append(name)
-            for key, value in (overrides or {}).items():  # the command line wins over rows and plugins
-                set_dotted(cfg, key, value)
-            cfg.seed = seed
-            cells.append(Cell(spec.id, index, row.label, seed, cfg))
+            cfg = row_config(spec, row, profile, seed, overrides or {})
+            deviations = []
+            if profile == "full":
+                recipe = row_config(spec, row, profile, seed, {}, recipe=True)
+                deviations = compare(recipe, cfg, load_recipe(spec.task).init)
+            cells.append(Cell(spec.id, index, row.label, seed, cfg, deviations))
     return cells
+
+
+def row_config(
+    spec: TableSpec, row: Row, profile: str, seed: int, overrides: dict[str, Any], *, recipe: bool = False
+) -> RunConfig:
+    """The resolved config of one row (see :func:`expand`); ``recipe``: the paper's recipe of that row instead of
+    what crowdbench runs (the spec's ``recipe:`` block wins over its ``data:`` block)."""
+    cfg = base_config(profile, spec.task)
+    if profile == "full":  # the paper's dataset and split (spec `data`, `recipe`); smoke keeps the synthetic data
+        data = {f"data.{key}": value for key, value in spec.data.items()}
+        table = {key: s.value for key, s in spec.recipe.items()}
+        for key, value in ({**data, **table} if recipe else {**table, **data}).items():
+            set_dotted(cfg, key, value)
+    for key, value in row.overrides.items():
+        set_dotted(cfg, key, value)
+    for ref in row.plugins:
+        name, options = parse_plugin_ref(ref)
+        get_plugin(name, options).apply(cfg)
+        cfg.plugins.append(name)
+    for key, value in overrides.items():  # the command line wins over rows and plugins
+        set_dotted(cfg, key, value)
+    cfg.seed = seed
+    return cfg

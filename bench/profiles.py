@@ -1,7 +1,9 @@
-"""Profiles: ``smoke`` (synthetic crowds, tiny model, CPU minutes) and ``full`` (the paper's data and settings).
+"""Profiles: ``smoke`` (synthetic crowds, tiny model, CPU minutes) and ``full`` (the paper's recipe).
 
-Same code path, different config: a profile is a set of dotted overrides on :class:`RunConfig` defaults, which
-are already the paper-sized (``full``) values.
+Same code path, different config: a profile is a set of dotted overrides on :class:`RunConfig` defaults. ``full`` is
+the reviewed recipe of the task family (``results/recipes/<task>.yaml``, each setting with its source; table-specific
+settings come from the spec's ``recipe:`` block in ``bench/matrix.py``) plus the infrastructure settings below, which
+never change a number.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from crowdbench.bench.config import RunConfig, set_dotted
+from crowdbench.bench.recipes import load_recipe
 
 PROFILES = ("smoke", "full")
 
@@ -37,15 +40,6 @@ _SMOKE_DETECTION: dict[str, Any] = {
     "infer.batch_size": 8,
 }
 
-# Full detection: CrowdDet's CrowdHuman recipe (methods.md section 1) on CrowdHuman-format data. The paper
-# (000, section 2.1) starts from ImageNet weights; pass them with --set model.weights=PATH (no downloads here).
-_FULL_DETECTION: dict[str, Any] = {
-    "data.source": "crowdhuman",
-    "model.backbone": "resnet50",
-    "model.trainable_layers": 3,
-    "train.num_workers": 4,
-}
-
 # Smoke pose: small networks (plugins pick the smoke size of their model, methods/pose/plugins.py: HRNet-W18-small
 # for HRNet-W32/W48, ResNet-18 SimpleBaseline for ResNet-50/152) on 48 x 64 crops
 # of the synthetic crowds' ground-truth boxes; every schedule's epochs x 0.05 (S1: 210 -> 10), 1,024 crops per
@@ -67,14 +61,6 @@ _SMOKE_POSE: dict[str, Any] = {
     "pose.test.batch_size": 128,
 }
 
-# Full pose: the HRNet COCO recipe (methods.md section 8) at 256 x 192 on COCO-format data, ground-truth boxes unless
-# a row asks for detections; ImageNet weights with --set pose.model.weights=PATH.
-_FULL_POSE: dict[str, Any] = {
-    "data.source": "coco",
-    "evaluate.metric": "coco_keypoints",
-    "pose.train.num_workers": 4,
-}
-
 # Smoke tracking: the smoke detector (hie-pose Table 3's baseline, shared) on the synthetic crowd videos, a small
 # ReID CNN on 64 x 32 crops trained on the training videos' identities, DeepSORT replayed on cached embeddings.
 _SMOKE_TRACKING: dict[str, Any] = {
@@ -88,12 +74,6 @@ _SMOKE_TRACKING: dict[str, Any] = {
     "tracking.reid.lr": 2e-3,
 }
 
-# Full tracking: HIE videos, ResNet-50 ReID at 128 x 64 (ImageNet trunk with --set tracking.reid.backbone_weights=PATH).
-_FULL_TRACKING: dict[str, Any] = {
-    "data.source": "hie",
-    "evaluate.metric": "mot",
-}
-
 # Smoke pose tracking: the smoke pose networks trained on the synthetic videos' PoseTrack-17 joints, on the smoke
 # detector's boxes, tracked by the smoke DeepSORT / ReID above.
 _SMOKE_POSE_TRACKING: dict[str, Any] = {
@@ -101,14 +81,6 @@ _SMOKE_POSE_TRACKING: dict[str, Any] = {
     **_SMOKE_TRACKING,
     "evaluate.metric": "posetrack",
     "pose.test.boxes": "detector",
-}
-
-# Full pose tracking: PoseTrack 2017 (the spec's `data` picks the dataset, e.g. HIE), poses on detector boxes.
-_FULL_POSE_TRACKING: dict[str, Any] = {
-    "data.source": "posetrack17",
-    "evaluate.metric": "posetrack",
-    "pose.test.boxes": "detector",
-    "pose.train.num_workers": 4,
 }
 
 # Smoke pose regression: a ResNet-18 trunk, 64-channel FPN and two-conv towers on the 160 x 160 synthetic crowds at
@@ -133,25 +105,19 @@ _SMOKE_POSE_REGRESSION: dict[str, Any] = {
     "regression.test.batch_size": 16,
 }
 
-# Full pose regression: ResNet-50 FPN at 800 x 1333 on COCO (paper 002 section 5.1; ImageNet weights with
-# --set regression.model.weights=PATH).
-_FULL_POSE_REGRESSION: dict[str, Any] = {
-    "data.source": "coco",
-    "evaluate.metric": "coco_keypoints",
+# Full infrastructure: image-loading workers (capped at the machine's CPUs when the loader starts, bench/device.py).
+_FULL_INFRA: dict[str, Any] = {
+    "train.num_workers": 4,
+    "pose.train.num_workers": 4,
     "regression.train.num_workers": 4,
 }
 
-_PROFILE_OVERRIDES: dict[tuple[str, str], dict[str, Any]] = {
-    ("smoke", "detection"): _SMOKE_DETECTION,
-    ("full", "detection"): _FULL_DETECTION,
-    ("smoke", "pose"): _SMOKE_POSE,
-    ("full", "pose"): _FULL_POSE,
-    ("smoke", "pose_regression"): _SMOKE_POSE_REGRESSION,
-    ("full", "pose_regression"): _FULL_POSE_REGRESSION,
-    ("smoke", "tracking"): _SMOKE_TRACKING,
-    ("full", "tracking"): _FULL_TRACKING,
-    ("smoke", "pose_tracking"): _SMOKE_POSE_TRACKING,
-    ("full", "pose_tracking"): _FULL_POSE_TRACKING,
+_SMOKE_OVERRIDES: dict[str, dict[str, Any]] = {
+    "detection": _SMOKE_DETECTION,
+    "pose": _SMOKE_POSE,
+    "pose_regression": _SMOKE_POSE_REGRESSION,
+    "tracking": _SMOKE_TRACKING,
+    "pose_tracking": _SMOKE_POSE_TRACKING,
 }
 
 
@@ -159,10 +125,12 @@ def base_config(profile: str, task: str) -> RunConfig:
     """Defaults of ``task`` under ``profile``; an unknown profile lists the valid ones."""
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; profiles: {', '.join(PROFILES)}")
-    try:
-        overrides = _PROFILE_OVERRIDES[(profile, task)]
-    except KeyError:
-        raise ValueError(f"task {task!r} has no {profile!r} profile yet") from None
+    if task not in _SMOKE_OVERRIDES:
+        raise ValueError(f"task {task!r} has no {profile!r} profile yet")
+    if profile == "smoke":
+        overrides = _SMOKE_OVERRIDES[task]
+    else:
+        overrides = {**{k: s.value for k, s in load_recipe(task).settings.items()}, **_FULL_INFRA}
     cfg = RunConfig(task=task, profile=profile)  # type: ignore[arg-type]
     for key, value in overrides.items():
         set_dotted(cfg, key, value)

@@ -10,9 +10,16 @@ built from these files (``bench/profiles.py``), so the defaults and the reviewed
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+import yaml
 from pydantic import BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:
+    from crowdbench.bench.config import RunConfig
 
 
 class RecipeSetting(BaseModel):
@@ -44,3 +51,102 @@ class Recipe(BaseModel):
     settings: dict[str, RecipeSetting] = Field(description="dotted RunConfig key -> the paper's value and source")
     init: dict[str, InitSetting] = Field(default_factory=dict, description="weights key -> what the paper used")
     notes: str = ""
+
+
+# Settings that never change a number (infrastructure), or that the run does not share with the paper by nature
+# (where the data lives, the seed, the device): never deviations.
+NOT_RECIPE = (
+    "device",
+    "seed",
+    "plugins",
+    "data.root",
+    "runtime.",
+    "train.num_workers",
+    "train.checkpoint_every",
+    "pose.train.num_workers",
+    "regression.train.num_workers",
+    "regression.train.checkpoint_every",
+    "infer.batch_size",
+    "pose.test.batch_size",
+    "regression.test.batch_size",
+    "regression.test.timing_images",
+)
+
+
+class RecipeError(ValueError):
+    """A recipe file is missing or invalid (one line: which file, which setting)."""
+
+
+def recipes_root() -> Path:
+    """``results/recipes`` next to the table specs (``results/papers``)."""
+    from crowdbench.bench.specs import specs_root
+
+    return specs_root().parent / "recipes"
+
+
+@cache
+def load_recipe(task: str) -> Recipe:
+    """The shared full recipe of ``task`` (``results/recipes/<task>.yaml``), validated."""
+    path = recipes_root() / f"{task}.yaml"
+    if not path.is_file():
+        raise RecipeError(f"no full recipe for task {task!r}: {path} is missing")
+    try:
+        recipe = Recipe.model_validate(yaml.safe_load(path.read_text()))
+    except (yaml.YAMLError, ValueError) as exc:
+        raise RecipeError(f"{path}: {' '.join(str(exc).split())[:300]}") from None
+    if recipe.task != task:
+        raise RecipeError(f"{path}: task {recipe.task!r}, expected {task!r}")
+    return recipe
+
+
+@dataclass(frozen=True)
+class Deviation:
+    """One resolved setting of a run that differs from the paper's recipe."""
+
+    key: str
+    recipe: Any
+    run: Any
+
+    def __str__(self) -> str:
+        return f"{self.key}: {_show(self.recipe)} → {_show(self.run)}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"key": self.key, "recipe": self.recipe, "run": self.run, "text": str(self)}
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_show(v) for v in value) + "]"
+    if value is None:
+        return "none"
+    return str(value)
+
+
+def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``; lists and scalars are leaves (a list of models compares as a whole)."""
+    if isinstance(tree, dict) and tree:
+        out: dict[str, Any] = {}
+        for key, value in tree.items():
+            out.update(flatten(value, f"{prefix}{key}."))
+        return out
+    return {prefix.rstrip("."): tree}
+
+
+def _ignored(key: str) -> bool:
+    return any(key == n or (n.endswith(".") and key.startswith(n)) for n in NOT_RECIPE)
+
+
+def compare(recipe_cfg: RunConfig, run_cfg: RunConfig, init: dict[str, InitSetting]) -> list[Deviation]:
+    """Every resolved setting of ``run_cfg`` that differs from ``recipe_cfg``, in config order, then each
+    pretrained initialisation of the recipe that the run lacks (``initialisation: ImageNet ResNet-50 → none``)."""
+    want = flatten(recipe_cfg.model_dump(mode="json"))
+    have = flatten(run_cfg.model_dump(mode="json"))
+    out = [
+        Deviation(key, want.get(key), have.get(key))
+        for key in dict.fromkeys([*want, *have])
+        if not _ignored(key) and want.get(key) != have.get(key) and key not in init
+    ]
+    for key, setting in init.items():
+        if have.get(key) is None:
+            out.append(Deviation(f"initialisation ({key})", setting.weights, None))
+    return out

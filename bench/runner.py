@@ -8,12 +8,15 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from rich.markup import escape
+
 from crowdbench.bench.cache import StageCache
 from crowdbench.bench.executor import CellJob, CellStatus, make_executor
 from crowdbench.bench.log import console, out
-from crowdbench.bench.matrix import expand
+from crowdbench.bench.matrix import Cell, expand
 from crowdbench.bench.provenance import command_line
-from crowdbench.bench.specs import SpecError, load_spec
+from crowdbench.bench.recipes import load_recipe
+from crowdbench.bench.specs import SpecError, TableSpec, load_spec
 from crowdbench.bench.stages.data import check_data
 from crowdbench.bench.store import ResultStore, store_url
 from crowdbench.reports.aggregate import TableView, aggregate
@@ -54,6 +57,54 @@ def pipeline(task: str) -> ModuleType:
     raise NotImplementedError(f"task {task!r} has no pipeline yet")
 
 
+def warn_deviations(cells: list[Cell]) -> None:
+    """Before anything runs: which rows are ``full-modified`` and why (a missing ImageNet initialisation included)."""
+    shown: set[tuple[str, ...]] = set()
+    for cell in cells:
+        if not cell.deviations:
+            continue
+        texts = tuple(str(d) for d in cell.deviations)
+        if texts in shown:
+            continue
+        shown.add(texts)
+        rows = sorted({c.row_index + 1 for c in cells if tuple(str(d) for d in c.deviations) == texts})
+        console.print(
+            f"[yellow]full-modified[/] (not the paper's recipe) rows {', '.join(map(str, rows))}: "
+            + escape("; ".join(texts)),
+            soft_wrap=True,
+        )
+
+
+def print_recipe(spec: TableSpec, cells: list[Cell], profile: str) -> None:
+    """``crowdbench table T --dry-run``: the resolved recipe, its sources and each row's deviations; runs nothing."""
+    from rich.table import Table
+
+    if profile != "full":
+        out.print(
+            f"{spec.id} under [bold]{profile}[/]: synthetic data and CPU-sized models, not the paper's recipe "
+            "(level smoke); the paper's recipe is what `--profile full` runs."
+        )
+    else:
+        recipe = load_recipe(spec.task)
+        table = Table(title=f"{spec.id}: the paper's recipe ({recipe.title})", title_justify="left")
+        for col in ("setting", "value", "source"):
+            table.add_column(col, overflow="fold")
+        rows: dict[str, tuple[Any, str, bool]] = {k: (v.value, v.source, v.known) for k, v in recipe.settings.items()}
+        rows.update({f"data.{k}": (v, f"table spec data ({spec.dataset})", True) for k, v in spec.data.items()})
+        rows.update({k: (v.value, f"{spec.id}: {v.source}", v.known) for k, v in spec.recipe.items()})
+        for key, (value, source, known) in rows.items():
+            table.add_row(key, escape(str(value)), escape(source if known else f"unknown: {source}"))
+        for key, init in recipe.init.items():
+            table.add_row(key, escape(f"pretrained: {init.weights}"), escape(init.source))
+        out.print(table)
+    for cell in cells:
+        if profile == "full":
+            what = "; ".join(str(d) for d in cell.deviations) or "none"
+            out.print(f"{cell.name}: level {cell.level}; deviations: {escape(what)}", soft_wrap=True)
+        else:
+            out.print(f"{cell.name}: level {cell.level}; config {cell.config_hash}")
+
+
 def run_table(
     table_id: str,
     *,
@@ -69,7 +120,9 @@ def run_table(
     data_root: Path | None = None,
     executor_options: dict[str, Any] | None = None,
     cache_url: str | None = None,
-) -> TableRun:
+    dry_run: bool = False,
+) -> TableRun | None:
+    """Run (or with ``dry_run`` only show) one table; None for a dry run."""
     spec = load_spec(table_id)
     overrides = dict(overrides or {})
     if data_root is not None:
@@ -77,6 +130,9 @@ def run_table(
     if device != "auto":
         overrides["device"] = device
     cells = expand(spec, profile=profile, seeds=seeds, overrides=overrides, rows=rows)
+    if dry_run:
+        print_recipe(spec, cells, profile)
+        return None
     run_dir = Path(run_dir).resolve()
     url = store_url(run_dir, db_url)
     store = ResultStore(url)
@@ -93,6 +149,7 @@ def run_table(
                 f"{spec.id}: metric columns {missing} are not produced by evaluate.metric="
                 f"{cell.config.evaluate.metric!r} (it gives {', '.join(produced)})"
             )
+    warn_deviations(cells)
     console.print(
         f"[bold]{spec.id}[/]: {spec.title} — profile [bold]{profile}[/], {len(cells)} cells "
         f"({len(spec.runnable_rows)} runnable of {len(spec.rows)} rows × {len(seeds or [0])} seeds), run dir {run_dir}"
@@ -115,6 +172,8 @@ def run_table(
             "store_url": url,
             "cache_root": str(cache.root),
             "cache_url": cache_url,
+            "level": cell.level,
+            "deviations": [d.to_dict() for d in cell.deviations],
         }
         shared = next(keys[k] for k in ("train", "reid", "detector", "evaluate") if k in keys)  # heaviest stage
         todo.append(CellJob(cell, shared, payload))
@@ -131,7 +190,7 @@ def run_table(
     records = [r for r in store.query(spec.id, profile=profile) if r.config_hash in hashes]
     failed_rows = {c.row_index for c in cells if c.name in failed}
     view = aggregate(spec, records, profile, command, failed_rows)
-    reports = write_reports(view, run_dir / "reports")
+    reports = write_reports(view, run_dir / "reports" if profile == "smoke" else run_dir / "reports" / profile)
     store.dispose()
     out.print(terminal_table(view))
     console.print(

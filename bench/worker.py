@@ -17,7 +17,7 @@ from rich.markup import escape
 
 from crowdbench.bench.cache import StageCache
 from crowdbench.bench.config import RunConfig
-from crowdbench.bench.device import configure_threads, resolve_device
+from crowdbench.bench.device import apply_runtime, numerics, resolve_device
 from crowdbench.bench.log import console
 from crowdbench.bench.matrix import config_hash
 from crowdbench.bench.provenance import provenance
@@ -39,7 +39,7 @@ def _distributed(cfg: RunConfig, w: Any, device: str) -> dict[str, Any] | None:
 def run_cell_file(path: Path) -> Record | None:
     job: dict[str, Any] = json.loads(Path(path).read_text())
     cfg = RunConfig.model_validate(job["config"])
-    configure_threads()
+    apply_runtime(cfg.runtime, resolve_device(cfg.device))
     from crowdbench.bench.distributed import init_distributed
 
     w, device = init_distributed(resolve_device(cfg.device))
@@ -51,10 +51,6 @@ def run_cell_file(path: Path) -> Record | None:
         module = importlib.import_module(f"crowdbench.bench.stages.{cfg.task}")
         module.follow_training(cfg, StageCache(Path(job["cache_root"]), job.get("cache_url")), device)
         return None
-    if device.startswith("cuda"):
-        import torch
-
-        torch.backends.cudnn.benchmark = True
     cache = StageCache(Path(job["cache_root"]), job.get("cache_url"))
     start = time.perf_counter()
     if cfg.task == "detection":
@@ -85,15 +81,17 @@ def run_cell_file(path: Path) -> Record | None:
         row_label=job["row_label"],
         seed=cfg.seed,
         profile=cfg.profile,
-        level=cfg.level,
+        level=job.get("level", cfg.level),
         config_hash=config_hash(cfg),
         config=cfg.model_dump(mode="json"),
         stage_keys=outcome.stage_keys,
         stages_run=outcome.stages_run,
         metrics=outcome.metrics,
         provenance={
-            **provenance(device, time.perf_counter() - start, job["command"], cfg.level),
+            **provenance(device, time.perf_counter() - start, job["command"], job.get("level", cfg.level)),
             "distributed": _distributed(cfg, w, device),
+            "numerics": numerics(cfg.runtime, device),
+            "deviations": job.get("deviations", []),
         },
         curves=outcome.curves,
     )

@@ -36,6 +36,7 @@ class RowView:
     levels: list[str] = field(default_factory=list)
     stages_run: list[list[str]] = field(default_factory=list)
     curves: list[dict[str, list[dict[str, Any]]]] = field(default_factory=list)  # per seed, from training
+    deviations: list[str] = field(default_factory=list)  # full-modified: the settings that differ from the recipe
 
 
 @dataclass
@@ -93,6 +94,7 @@ def aggregate(
                 levels=sorted({r.level for r in recs}),
                 stages_run=[r.stages_run for r in recs],
                 curves=[r.curves for r in recs if r.curves],
+                deviations=sorted({d["text"] for r in recs for d in r.provenance.get("deviations") or []}),
             )
         )
     latest = max(records, key=lambda r: r.created).provenance if records else {}

@@ -62,7 +62,12 @@ def latex(view: TableView) -> str:
                 texts = (format_value(c.paper, m.decimals), format_cell(c, m.decimals), format_delta(c, m.decimals))
                 cells += [latex_escape(t) for t in texts]
         lines.append(" & ".join([latex_escape(row.label), *cells]) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    modified = [r for r in view.rows if r.deviations]
+    if modified:  # full-modified rows: what differs from the paper's recipe (not a reproduction of it)
+        notes = "; ".join(f"{r.label}: {', '.join(r.deviations)}" for r in modified)
+        lines.append(rf"\par\footnotesize{{{latex_escape(f'Full-modified rows (recipe → run): {notes}')}}}")
+    lines += [r"\end{table}", ""]
     return "\n".join(lines)
 
 

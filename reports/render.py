@@ -18,7 +18,9 @@ from crowdbench.reports.figures import png_base64, pyplot
 LEVEL_NOTE = {
     "smoke": "SMOKE: synthetic crowds and tiny models. These numbers test the pipeline; they are NOT a reproduction "
     "of the paper and must not be compared with its values.",
-    "full": "FULL: the paper's data and settings.",
+    "full": "FULL: the paper's data and recipe (results/recipes, the table spec's recipe block).",
+    "full-modified": "FULL-MODIFIED: real data, but not the paper's recipe; each such row lists its deviations "
+    "(recipe → run). Its Δ is not a reproduction verdict.",
 }
 
 
@@ -53,7 +55,10 @@ def ours_header(view: TableView, m: MetricColumn) -> str:
 def _row_status(row: RowView) -> str:
     if row.status == "pending":
         return f"pending: {row.pending}"
-    return row.status if row.status != "done" else ",".join(row.levels)
+    if row.status != "done":
+        return row.status
+    levels = ",".join(row.levels)
+    return f"{levels} ({'; '.join(row.deviations)})" if row.deviations else levels
 
 
 def terminal_table(view: TableView) -> Table:
@@ -116,7 +121,8 @@ def csv_text(view: TableView) -> str:
     """Machine-readable: one line per (row, metric) with paper, mean, std, n, delta, level."""
     buf = io.StringIO()
     writer = csv.writer(buf)
-    writer.writerow(["table", "row", "metric", "paper", "mean", "std", "n", "delta", "level", "status", "source"])
+    head = ["table", "row", "metric", "paper", "mean", "std", "n", "delta", "level", "deviations", "status", "source"]
+    writer.writerow(head)
     for row in view.rows:
         for m in view.spec.metrics:
             c = row.cells[m.key]
@@ -131,6 +137,7 @@ def csv_text(view: TableView) -> str:
                     c.n,
                     "" if c.delta is None else round(c.delta, 6),
                     ",".join(row.levels),
+                    "; ".join(row.deviations),
                     row.status if not row.pending else f"pending: {row.pending}",
                     row.source,
                 ]

@@ -19,7 +19,7 @@ from __future__ import annotations
 import shutil
 import statistics
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,8 @@ from crowdbench.reports.aggregate import CellView, TableView, aggregate, format_
 from crowdbench.reports.exports import latex, markdown_block
 from crowdbench.reports.figures import png_base64, pyplot
 from crowdbench.reports.render import csv_text, curves_png, figure_png, level_note, ours_header
+
+PROFILE_ORDER = ("smoke", "full")
 
 
 def newest_records(store: ResultStore, spec: TableSpec, profile: str) -> list[Record]:
@@ -54,8 +56,9 @@ def table_view(store: ResultStore, spec: TableSpec, profile: str, command: str) 
 
 
 def delta_class(cell: CellView, metric: MetricColumn, level: str) -> str:
-    """CSS class of a Δ cell: ``smoke`` (never coloured: not a reproduction), ``ok`` within the metric's tolerance,
-    ``near`` within three tolerances, ``far`` beyond, ``none`` without both values."""
+    """CSS class of a Δ cell: ``smoke`` (never coloured: smoke or full-modified, not a reproduction of the paper's
+    recipe), ``ok`` within the metric's tolerance, ``near`` within three tolerances, ``far`` beyond, ``none`` without
+    both values. ``level`` is the row's level."""
     if cell.delta is None:
         return "none"
     if level != "full":
@@ -166,7 +169,7 @@ class TableEntry:
     pending: list[str]
     last_run: str
     headline: str
-    levels: list[str] = field(default_factory=list)
+    profile: str = "smoke"
 
 
 def _headline(view: TableView) -> str:
@@ -177,7 +180,9 @@ def _headline(view: TableView) -> str:
         return "–"
     mean = statistics.fmean(deltas)
     text = f"{m.label} Δ {mean:+.{m.decimals}f} (mean of {len(deltas)} rows)"
-    return text if view.level == "full" else f"{text}, smoke: not comparable"
+    if view.level == "full":
+        return text
+    return f"{text}, {view.level}: not comparable" if view.level != "smoke" else f"{text}, smoke: not comparable"
 
 
 def _entry(view: TableView, records: list[Record], path: str) -> TableEntry:
@@ -192,7 +197,8 @@ def _entry(view: TableView, records: list[Record], path: str) -> TableEntry:
     else:
         status, css = "pending", "pending"
     last = max((r.created for r in records), default="")
-    return TableEntry(spec, path, status, css, done, runnable, pending, last[:19].replace("T", " "), _headline(view))
+    last_run = last[:19].replace("T", " ")
+    return TableEntry(spec, path, status, css, done, runnable, pending, last_run, _headline(view), view.profile)
 
 
 def _table_cells(view: TableView) -> list[dict[str, Any]]:
@@ -208,7 +214,7 @@ def _table_cells(view: TableView) -> list[dict[str, Any]]:
                     "ours": format_cell(c, m.decimals),
                     "mean": "" if c.mean is None else repr(round(c.mean, m.decimals)),
                     "delta": format_delta(c, m.decimals),
-                    "delta_class": delta_class(c, m, view.level),
+                    "delta_class": delta_class(c, m, ",".join(row.levels)),
                 }
             )
         rows.append({"view": row, "cells": cells})
@@ -220,12 +226,14 @@ def build_site(
     out: Path,
     *,
     tables: list[str] | None = None,
-    profile: str = "smoke",
+    profile: str | None = None,
     cache_root: Path | None = None,
     search_dir: Path | None = None,
     command: str = "",
 ) -> Path:
-    """Write the site for ``tables`` (default: all) into ``out``; return the index page."""
+    """Write the site for ``tables`` (default: all) into ``out``; return the index page. ``profile`` None shows every
+    profile the store holds for a table, each on its own page (``table<N>.html`` for smoke, ``table<N>-full.html``
+    for full), so neither level hides the other."""
     start = time.perf_counter()
     out = Path(out)
     env = Environment(loader=PackageLoader("crowdbench.reports", "templates"), autoescape=select_autoescape())
@@ -233,27 +241,12 @@ def build_site(
     entries: list[TableEntry] = []
     for table_id in ids:
         spec = load_spec(table_id)
-        view, records = table_view(store, spec, profile, command)
-        rel = f"tables/{spec.paper}/table{spec.table}"
-        figures = _figures(view, records, cache_root)
-        page = env.get_template("site_table.html.j2").render(
-            view=view,
-            spec=spec,
-            rows=_table_cells(view),
-            metrics=[(m, ours_header(view, m)) for m in spec.metrics],
-            changes=row_changes(spec),
-            level_note=level_note(view),
-            figures=figures,
-            provenance=view.provenance,
-            command=view.command,
-            exports=[f"table{spec.table}.{ext}" for ext in ("md", "csv", "tex")],
-        )
-        base = out / rel
-        atomic_write_text(base.with_suffix(".html"), page)
-        atomic_write_text(base.with_suffix(".md"), markdown_block(view))
-        atomic_write_text(base.with_suffix(".csv"), csv_text(view))
-        atomic_write_text(base.with_suffix(".tex"), latex(view))
-        entries.append(_entry(view, records, rel + ".html"))
+        present = sorted({r.profile for r in store.query(spec.id)}, key=PROFILE_ORDER.index) or ["smoke"]
+        for prof in [profile] if profile is not None else present:
+            view, records = table_view(store, spec, prof, command)
+            rel = f"tables/{spec.paper}/table{spec.table}" + ("" if prof == "smoke" else f"-{prof}")
+            _write_table_page(env, out, rel, view, records, cache_root)
+            entries.append(_entry(view, records, rel + ".html"))
     searches = _copy_searches(search_dir, out / "search")
     papers: dict[str, list[TableEntry]] = {}
     for e in entries:
@@ -262,10 +255,36 @@ def build_site(
     atomic_write_text(
         index,
         env.get_template("site_index.html.j2").render(
-            papers=papers, searches=searches, profile=profile, seconds=time.perf_counter() - start
+            papers=papers,
+            searches=searches,
+            profile=profile or "all in the store",
+            seconds=time.perf_counter() - start,
         ),
     )
     return index
+
+
+def _write_table_page(
+    env: Environment, out: Path, rel: str, view: TableView, records: list[Record], cache_root: Path | None
+) -> None:
+    spec = view.spec
+    page = env.get_template("site_table.html.j2").render(
+        view=view,
+        spec=spec,
+        rows=_table_cells(view),
+        metrics=[(m, ours_header(view, m)) for m in spec.metrics],
+        changes=row_changes(spec),
+        level_note=level_note(view),
+        figures=_figures(view, records, cache_root),
+        provenance=view.provenance,
+        command=view.command,
+        exports=[f"{Path(rel).name}.{ext}" for ext in ("md", "csv", "tex")],
+    )
+    base = out / rel
+    atomic_write_text(base.with_suffix(".html"), page)
+    atomic_write_text(base.with_suffix(".md"), markdown_block(view))
+    atomic_write_text(base.with_suffix(".csv"), csv_text(view))
+    atomic_write_text(base.with_suffix(".tex"), latex(view))
 
 
 def _figures(view: TableView, records: list[Record], cache_root: Path | None) -> list[dict[str, str]]:

@@ -100,12 +100,16 @@ def evaluate_pose_tracks(
     tracking: bool = True,
     kp_thr: float = 0.0,
     out_dir: Path | None = None,
+    skip_last_frame: bool = True,
+    empty_frame_dummy: bool = True,
+    motp_all_events: bool = True,
 ) -> dict[str, float]:
     """poseval AP (and with ``tracking`` MOTA / MOTP / precision / recall) of ``poses`` against ``frames``.
 
     Predictions are written to ``out_dir/predictions/<video>.json`` when ``out_dir`` is given (ground truth to a
     temporary folder). Raises ``ValueError`` when tracking cannot be scored (poseval drops the last frame of every
-    video, so a video needs two evaluated frames; every person needs an id)."""
+    video, so a video needs two evaluated frames; every person needs an id). The three poseval quirks are the
+    options of :func:`~crowdbench.bench.metrics.posetrack.evaluate_posetrack_tracking`."""
     from crowdbench.bench.metrics.posetrack import evaluate_posetrack
     from crowdbench.datasets.formats.posetrack import write_posetrack18
 
@@ -114,7 +118,14 @@ def evaluate_pose_tracks(
         pred_dir = (out_dir / "predictions") if out_dir is not None else Path(tmp) / "pred"
         write_posetrack18(_by_video(ground_truth_frames(frames, schema)), gt_dir)
         write_posetrack18(_by_video(prediction_frames(frames, poses, schema, kp_thr)), pred_dir, predictions=True)
-        result = evaluate_posetrack(gt_dir, pred_dir, fmt="2018")
+        result = evaluate_posetrack(
+            gt_dir,
+            pred_dir,
+            fmt="2018",
+            skip_last_frame=skip_last_frame,
+            empty_frame_dummy=empty_frame_dummy,
+            motp_all_events=motp_all_events,
+        )
     out = {"AP": result.ap.total / 100.0}
     if not tracking:
         return out

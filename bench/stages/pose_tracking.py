@@ -74,6 +74,16 @@ def _uses_reid(cfg: RunConfig) -> bool:
     return cfg.tracking.reid.enabled and (pt.tracker == "deepsort" or pt.appearance_weight > 0)
 
 
+def poseval_options(cfg: RunConfig) -> dict[str, bool]:
+    """poseval's MOTA quirks as the cell's ``evaluate`` settings say (``bench/metrics/posetrack.py``)."""
+    e = cfg.evaluate
+    return {
+        "skip_last_frame": e.skip_last_frame,
+        "empty_frame_dummy": e.empty_frame_dummy,
+        "motp_all_events": e.motp_all_events,
+    }
+
+
 def stage_keys(cfg: RunConfig) -> dict[str, str]:
     pt = cfg.pose_tracking
     schema = pose.schema_of(cfg).name
@@ -117,7 +127,9 @@ def stage_keys(cfg: RunConfig) -> dict[str, str]:
         }
         keys["smooth"] = last = stage_key("smooth", smooth, [last], SMOOTH_MODULES)
     scoring = (
-        {"metric": "posetrack", "kp_thr": pt.kp_thr} if cfg.evaluate.metric == "posetrack" else {"metric": "hie_wap"}
+        {"metric": "posetrack", "kp_thr": pt.kp_thr, **poseval_options(cfg)}
+        if cfg.evaluate.metric == "posetrack"
+        else {"metric": "hie_wap"}
     )
     keys["evaluate"] = stage_key("evaluate", {"data": val, **scoring}, [last], EVALUATE_MODULES)
     return keys
@@ -378,7 +390,9 @@ def run_pose_tracking_cell(cfg: RunConfig, cache_: StageCache, device: str) -> C
         if cfg.evaluate.metric == "hie_wap":
             metrics = pose.evaluate_poses("hie_wap", frames, schema, coco_results(frames, tracked))
         else:
-            metrics = evaluate_pose_tracks(frames, tracked, schema, kp_thr=pt.kp_thr, out_dir=out)
+            metrics = evaluate_pose_tracks(
+                frames, tracked, schema, kp_thr=pt.kp_thr, out_dir=out, **poseval_options(cfg)
+            )
         (out / "metrics.json").write_text(json.dumps(metrics))
 
     stages.append(run_stage(cache_, "evaluate", keys["evaluate"], meta, evaluate))
