@@ -76,3 +76,10 @@ def report(session: nox.Session) -> None:
     """The report site from the store of `runs/` (or `-- --run-dir DIR`): `runs/report/index.html`."""
     bin_dir = shared_env(session)
     session.run(str(bin_dir / "crowdbench"), "report", *session.posargs, external=True)
+
+
+@nox.session(venv_backend="none")
+def gpu(session: nox.Session) -> None:
+    """The CUDA paths in one call, one line per check (benchmarks/gpu_check.py; under 8 minutes on one GPU)."""
+    bin_dir = shared_env(session)
+    session.run(str(bin_dir / "python"), str(ROOT / "benchmarks" / "gpu_check.py"), *session.posargs, external=True)

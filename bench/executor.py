@@ -96,11 +96,11 @@ class LocalExecutor:
             self.jobs = len(self.gpus)
 
     def _env(self, slot: int) -> dict[str, str]:
+        """The cell's environment: its GPU(s). CPU threads are the cell's own ``runtime.threads`` (``bench/device.py``),
+        never the executor's share of the cores, so concurrent cells compute exactly what one cell alone would."""
         env = dict(os.environ)
         if self.gpus:
             env["CUDA_VISIBLE_DEVICES"] = self.gpus[slot]
-        elif self.jobs * self.nproc > 1:  # share the cores between concurrent CPU processes
-            env["CROWDBENCH_THREADS"] = str(max(1, (os.cpu_count() or 1) // (self.jobs * self.nproc)))
         return env
 
     def _command(self, path: Path) -> list[str]:
@@ -156,11 +156,14 @@ class LocalExecutor:
 
 class RayExecutor:
     """Each group of cells is one Ray task (core API only: ``ray.remote`` + ``ray.wait``) running :func:`run_cells`;
-    it asks for one GPU when its cells need one (``full`` profile, ``--device cuda``) and ``cpus`` CPUs otherwise, so
+    it asks for one GPU when its cells need one (``full`` profile, ``--device cuda``) and ``cpus`` CPUs otherwise
+    (default: the cells' ``runtime.threads``), so
     CPU-only cells pack onto the cluster's CPUs. ``address``: an existing cluster (``auto``, ``ray://host:10001``,
     ``host:6379``); none starts a local one with ``jobs`` CPUs (default: all) and stops it afterwards."""
 
-    def __init__(self, address: str | None = None, jobs: int | None = None, device: str = "auto", cpus: int = 1):
+    def __init__(
+        self, address: str | None = None, jobs: int | None = None, device: str = "auto", cpus: int | None = None
+    ):
         try:
             import ray  # noqa: F401
         except ImportError:
@@ -205,11 +208,13 @@ class RayExecutor:
                 gpu = _needs_gpu(group, self.device)
                 if gpu and not has_gpus:
                     raise ExecutorError(f"ray: {group[0].cell.name} needs a GPU and the cluster has none")
-                task = ray.remote(num_cpus=self.cpus, num_gpus=1 if gpu else 0, max_retries=2)(run_cells)
-                env = {} if gpu else {"CROWDBENCH_THREADS": str(self.cpus)}
-                ref = task.remote([j.payload for j in group], env)
+                # a CPU cell computes with its runtime.threads (bench/device.py: apply_runtime, whatever Ray sets in
+                # OMP_NUM_THREADS); it reserves as many CPUs unless --ray-cpus says otherwise
+                cpus = self.cpus or group[0].cell.config.runtime.threads
+                task = ray.remote(num_cpus=cpus, num_gpus=1 if gpu else 0, max_retries=2)(run_cells)
+                ref = task.remote([j.payload for j in group], {})
                 pending[ref] = group
-                console.print(f"  submitted {len(group)} cell(s) to Ray ({'1 GPU' if gpu else f'{self.cpus} CPU'})")
+                console.print(f"  submitted {len(group)} cell(s) to Ray ({'1 GPU' if gpu else f'{cpus} CPU'})")
             while pending:
                 done, _ = ray.wait(list(pending), num_returns=1)
                 group = pending.pop(done[0])
@@ -297,10 +302,11 @@ class SlurmExecutor:
     def run(self, jobs: list[CellJob], on_done: Callable[[CellStatus], None]) -> list[CellStatus]:
         ex = self._executor()
         groups = _groups(jobs)
-        with ex.batch():
-            # a cell uses the task's CPUs, not every core of the node
-            env = {"CROWDBENCH_THREADS": str(self.cpus)}
-            submitted = [ex.submit(_Group([j.payload for j in g], env)) for g in groups]
+        threads = max(j.cell.config.runtime.threads for j in jobs)
+        if threads > self.cpus:
+            console.print(f"  [yellow]note[/]: cells compute with {threads} threads on {self.cpus} CPUs per task")
+        with ex.batch():  # a cell computes with its runtime.threads, not the node's cores (bench/device.py)
+            submitted = [ex.submit(_Group([j.payload for j in g], {})) for g in groups]
         console.print(f"  submitted {len(groups)} array task(s) to {ex.cluster} (logs: {self.folder})")
         statuses: list[CellStatus] = []
         for job, group in zip(submitted, groups, strict=True):
@@ -323,7 +329,7 @@ def make_executor(name: str, jobs: int | None, device: str, options: dict | None
     if name == "local":
         return LocalExecutor(jobs, device, options.get("nproc", 1))
     if name == "ray":
-        return RayExecutor(options.get("address"), jobs, device, options.get("cpus", 1))
+        return RayExecutor(options.get("address"), jobs, device, options.get("cpus"))
     if name == "slurm":
         slurm = {k: v for k, v in options.items() if k not in ("address", "cpus", "folder")}
         return SlurmExecutor(Path(options.get("folder", "runs/slurm")), **slurm)

@@ -10,6 +10,7 @@ import pytest
 
 from crowdbench.bench.executor import ExecutorError, RayExecutor, SlurmExecutor, make_executor
 from crowdbench.bench.runner import run_table
+from crowdbench.bench.store import ResultStore, store_url
 
 TINY = {
     "data.preset": "tiny",
@@ -28,10 +29,9 @@ def metrics(result) -> dict[int, dict[str, float | None]]:
 
 @pytest.fixture(scope="module")
 def local(tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    mp.setenv("CROWDBENCH_THREADS", "1")  # what a Ray / SLURM CPU cell gets: identical float sums
+    # no thread setting here: every executor pins the cell's runtime.threads (the default), so Ray's 1-CPU workers
+    # (OMP_NUM_THREADS=1) and SLURM tasks compute exactly what the local executor computes
     result = run_table("hie-pose/table3", overrides=TINY, run_dir=tmp_path_factory.mktemp("local"), rows=ROWS)
-    mp.undo()
     assert not result.failed and len(metrics(result)) == 2
     return metrics(result)
 
@@ -43,6 +43,9 @@ def test_ray_local_cluster_gives_the_local_executors_metrics(local, tmp_path):
     )
     assert not result.failed and result.ran == 2
     assert metrics(result) == local
+    store = ResultStore(store_url(tmp_path))
+    numerics = [r.provenance["numerics"] for r in store.query("hie-pose/table3")]
+    assert numerics == [{"device": "cpu", "threads": 2, "deterministic": True}] * 2  # pinned, not Ray's 1 CPU
 
 
 def test_submitit_local_executor_gives_the_local_executors_metrics(local, tmp_path):

@@ -153,7 +153,7 @@ def train_detector(
     loader = torch.utils.data.DataLoader(
         samples,
         batch_sampler=list(iteration_batches(len(frames), cfg.seed, start, n_iter, batch, cfg.train.hflip)),
-        num_workers=cfg.train.num_workers,
+        num_workers=loader_workers(cfg.train.num_workers),
         collate_fn=_as_list,
         pin_memory=device.startswith("cuda"),
         generator=torch.Generator().manual_seed(cfg.seed),  # never draw from the global RNG: resumes stay exact

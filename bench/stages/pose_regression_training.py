@@ -182,7 +182,7 @@ def train_regression(
     loader = torch.utils.data.DataLoader(
         RegressionSamples(frames, schema, r),
         batch_sampler=batches,
-        num_workers=t.num_workers,
+        num_workers=loader_workers(t.num_workers),
         collate_fn=_collate,
         pin_memory=device.startswith("cuda"),
         generator=torch.Generator().manual_seed(cfg.seed),

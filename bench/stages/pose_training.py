@@ -259,7 +259,7 @@ def train_pose(
             loader = torch.utils.data.DataLoader(
                 data,
                 batch_sampler=[keys[b : b + p.train.batch_size] for b in range(0, len(keys), p.train.batch_size)],
-                num_workers=p.train.num_workers,
+                num_workers=loader_workers(p.train.num_workers),
                 pin_memory=device.startswith("cuda"),
             )
             model.train()
