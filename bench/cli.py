@@ -69,7 +69,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     )
     cluster = p.add_argument_group("ray / slurm executors (README: Running on a cluster)")
     cluster.add_argument("--address", help="ray: address of a running cluster (default: start a local one)")
-    cluster.add_argument("--ray-cpus", dest="cpus", type=int, help="ray: CPUs per CPU-only cell (default: runtime.threads)")
+    cluster.add_argument(
+        "--ray-cpus", dest="cpus", type=int, help="ray: CPUs per CPU-only cell (default: runtime.threads)"
+    )
     cluster.add_argument("--slurm-partition", dest="partition")
     cluster.add_argument("--slurm-time", dest="time_min", type=int, help="minutes per array task (default 1440)")
     cluster.add_argument("--slurm-gpus", dest="gpus_per_task", type=int, help="GPUs per array task (default 0)")

@@ -11,7 +11,7 @@ import yaml
 from crowdbench.bench.cache import canonical_json
 from crowdbench.bench.config import RunConfig, set_dotted
 from crowdbench.bench.profiles import base_config
-from crowdbench.bench.recipes import Deviation, compare, load_recipe
+from crowdbench.bench.recipes import Deviation, compare, fill_initialisation, load_recipe
 from crowdbench.bench.registry import get_plugin, parse_plugin_ref
 from crowdbench.bench.specs import Row, TableSpec
 
@@ -121,5 +121,7 @@ def row_config(
         cfg.plugins.append(name)
     for key, value in overrides.items():  # the command line wins over rows and plugins
         set_dotted(cfg, key, value)
+    if profile == "full" and not recipe:  # ImageNet weights the data root carries (<data-root>/weights/)
+        fill_initialisation(cfg, load_recipe(spec.task).init)
     cfg.seed = seed
     return cfg

@@ -106,12 +106,13 @@ class Deviation:
     key: str
     recipe: Any
     run: Any
+    hint: str = ""  # what would remove it (shown before a run, not in the reports)
 
     def __str__(self) -> str:
         return f"{self.key}: {_show(self.recipe)} → {_show(self.run)}"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"key": self.key, "recipe": self.recipe, "run": self.run, "text": str(self)}
+        return {"key": self.key, "recipe": self.recipe, "run": self.run, "text": str(self), "hint": self.hint}
 
 
 def _show(value: Any) -> str:
@@ -148,5 +149,48 @@ def compare(recipe_cfg: RunConfig, run_cfg: RunConfig, init: dict[str, InitSetti
     ]
     for key, setting in init.items():
         if have.get(key) is None:
-            out.append(Deviation(f"initialisation ({key})", setting.weights, None))
+            what = "ImageNet" if "imagenet" in setting.weights.lower() else setting.weights
+            hint = f"{setting.weights}: --set {key}=PATH or <data-root>/{WEIGHTS_DIR}/{imagenet_file(run_cfg, key)}"
+            out.append(Deviation(f"initialisation ({key})", what, None, hint))
     return out
+
+
+WEIGHTS_DIR = "weights"
+"""``<data-root>/weights/``: where a full run finds the ImageNet weights of its recipe's initialisation when no
+``--set`` names them (:func:`imagenet_file`)."""
+
+
+def get_dotted(cfg: Any, dotted: str) -> Any:
+    """``cfg.a.b`` from ``"a.b"``."""
+    for part in dotted.split("."):
+        cfg = getattr(cfg, part)
+    return cfg
+
+
+def imagenet_file(cfg: RunConfig, key: str) -> str:
+    """The file name under ``<data-root>/weights/`` of the ImageNet weights that ``key`` of ``cfg`` initialises
+    from, named after the configured network: ``resnet50.pth``, ``hrnet_w32.pth``, ``resnext101.pth``, ..."""
+    if key == "pose.model.weights":
+        m = cfg.pose.model
+        return f"hrnet_w{m.hrnet_width}.pth" if m.arch == "hrnet" else f"{m.backbone}.pth"
+    if key == "regression.model.weights":
+        return f"{cfg.regression.model.backbone}.pth"
+    if key == "model.weights":
+        return f"{cfg.model.backbone}.pth"
+    if key == "tracking.reid.backbone_weights":
+        return "resnet50.pth"
+    return f"{key.replace('.', '_')}.pth"
+
+
+def fill_initialisation(cfg: RunConfig, init: dict[str, InitSetting]) -> None:
+    """Set each recipe initialisation that the config leaves empty to ``<data-root>/weights/<file>`` when that file
+    exists (a data root that carries its ImageNet weights runs the paper's recipe with no ``--set``)."""
+    from crowdbench.bench.config import set_dotted
+
+    if cfg.data.root is None:
+        return
+    for key in init:
+        if get_dotted(cfg, key) is None:
+            path = Path(cfg.data.root) / WEIGHTS_DIR / imagenet_file(cfg, key)
+            if path.is_file():
+                set_dotted(cfg, key, path)

@@ -63,11 +63,13 @@ def warn_deviations(cells: list[Cell]) -> None:
     for cell in cells:
         if not cell.deviations:
             continue
-        texts = tuple(str(d) for d in cell.deviations)
+        texts = tuple(str(d) + (f" ({d.hint})" if d.hint else "") for d in cell.deviations)
         if texts in shown:
             continue
         shown.add(texts)
-        rows = sorted({c.row_index + 1 for c in cells if tuple(str(d) for d in c.deviations) == texts})
+        rows = sorted(
+            {c.row_index + 1 for c in cells if tuple(map(str, c.deviations)) == tuple(map(str, cell.deviations))}
+        )
         console.print(
             f"[yellow]full-modified[/] (not the paper's recipe) rows {', '.join(map(str, rows))}: "
             + escape("; ".join(texts)),
@@ -99,7 +101,7 @@ def print_recipe(spec: TableSpec, cells: list[Cell], profile: str) -> None:
         out.print(table)
     for cell in cells:
         if profile == "full":
-            what = "; ".join(str(d) for d in cell.deviations) or "none"
+            what = "; ".join(str(d) + (f" ({d.hint})" if d.hint else "") for d in cell.deviations) or "none"
             out.print(f"{cell.name}: level {cell.level}; deviations: {escape(what)}", soft_wrap=True)
         else:
             out.print(f"{cell.name}: level {cell.level}; config {cell.config_hash}")

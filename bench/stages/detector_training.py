@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from crowdbench.bench.config import RunConfig
+from crowdbench.bench.device import loader_workers
 from crowdbench.bench.log import Tracker, console
 from crowdbench.datasets.formats.crowdhuman import record_id
 from crowdbench.datasets.model import Frame

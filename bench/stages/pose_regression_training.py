@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from crowdbench.bench.config import RegressionConfig, RunConfig
+from crowdbench.bench.device import loader_workers
 from crowdbench.bench.log import Tracker
 from crowdbench.bench.stages.detector_training import (
     NonFiniteLossError,

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from crowdbench.bench.config import PoseConfig, PoseTestConfig, PoseTrainConfig, RunConfig
+from crowdbench.bench.device import loader_workers
 from crowdbench.bench.log import Tracker, console
 from crowdbench.bench.stages.detector_training import NonFiniteLossError, load_checkpoint, save_checkpoint
 from crowdbench.datasets.model import Frame, KeypointSchema
