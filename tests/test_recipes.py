@@ -81,7 +81,7 @@ def test_every_tables_resolved_full_config_is_its_recipe(table, tmp_path):
         for key, setting in spec.recipe.items():
             if key not in touched and not row.plugins:
                 probe = base_config("full", spec.task)
-                        set_dotted(probe, key, setting.value)
+                set_dotted(probe, key, setting.value)
                 assert get_dotted(cell.config, key) == get_dotted(probe, key), (cell.name, key)
 
 
