@@ -76,7 +76,7 @@ def search_tracking(
 ) -> Any:
     """Run (or top up) the search of ``table_id``'s ``search:`` block; returns the :class:`SearchResult`."""
     from crowdbench.bench.cache import StageCache
-    from crowdbench.bench.device import resolve_device
+    from crowdbench.bench.device import apply_runtime, numerics, resolve_device
     from crowdbench.bench.matrix import config_hash, expand
     from crowdbench.bench.provenance import command_line, provenance
     from crowdbench.bench.search import SearchSpace, run_search
@@ -100,6 +100,7 @@ def search_tracking(
     run_dir = Path(run_dir).resolve()
     cache = StageCache(run_dir / "cache")
     dev = resolve_device(cfg.device)
+    apply_runtime(cfg.runtime, dev)  # the same numerics as a table run of this row
     console.print(f"[bold]{table_id}[/] search: preparing row {row + 1} '{cell.row_label}' (cached stages)")
     run_tracking_cell(cfg, cache, dev)  # detector, ReID, embeddings (and trial 0's own stages)
 
@@ -128,13 +129,18 @@ def search_tracking(
                 row_label=f"{name} trial {rec.number}",
                 seed=cfg.seed,
                 profile=profile,
-                level=cfg.level,
+                level=cell.level,
                 config_hash=config_hash(trial_cfg),
                 config=trial_cfg.model_dump(mode="json"),
                 stage_keys={},
                 stages_run=["track", "evaluate"],
                 metrics={k: float(v) for k, v in rec.metrics.items()},
-                provenance={**provenance(dev, rec.seconds or 0.0, command, cfg.level), "study": name},
+                provenance={
+                    **provenance(dev, rec.seconds or 0.0, command, cell.level),
+                    "study": name,
+                    "numerics": numerics(cfg.runtime, dev),
+                    "deviations": [d.to_dict() for d in cell.deviations],
+                },
             )
         )
 
@@ -156,7 +162,7 @@ def search_tracking(
     store.dispose()
     scale = {m.key: m.scale for m in spec.metrics}
     paper = {k: v / scale.get(k, 1.0) for k, v in spec.rows[row].paper.items() if v is not None}
-    title = f"{spec.id} search ({profile}; {cell.row_label}) — {cfg.level} level"
+    title = f"{spec.id} search ({profile}; {cell.row_label}) — {cell.level} level"
     page = render_search_page(result, run_dir / "reports" / "search", title=title, paper=paper)
     done = len(result.complete)
     console.print(f"{done} complete trials in study {name} ({time.perf_counter() - start:.1f} s); page: {page}")
