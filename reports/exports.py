@@ -29,7 +29,8 @@ _LATEX_SPECIAL = {
 def latex_escape(text: str) -> str:
     """Escape LaTeX's special characters in plain text (``±`` and ``Δ`` become math)."""
     out = "".join(_LATEX_SPECIAL.get(ch, ch) for ch in text)
-    return out.replace("±", r"$\pm$").replace("Δ", r"$\Delta$").replace("–", "--").replace("−", "-")
+    out = out.replace("±", r"$\pm$").replace("Δ", r"$\Delta$").replace("–", "--").replace("−", "-")
+    return out.replace("→", r"$\to$")
 
 
 def latex(view: TableView) -> str:

@@ -193,3 +193,44 @@ def test_pages_in_headless_chromium(site, tmp_path):
         subprocess.run([*cmd, "--window-size=1300,1600", f"--screenshot={shot}", page.as_uri()], capture_output=True,
                        timeout=120, check=True)  # fmt: skip
         assert shot.stat().st_size > 10_000
+
+
+def test_report_shows_every_level_in_the_store_and_lists_deviations(tmp_path):
+    """No --profile: smoke and full records both appear (full on its own page); a full-modified row names its
+    deviations in every output and its delta is never coloured as a verdict."""
+    from crowdbench.bench.cli import main
+    from crowdbench.reports.render import csv_text, markdown, terminal_table
+
+    store = ResultStore(f"sqlite:///{tmp_path / 'results.sqlite'}")
+    fill(store, "hie-pose/table3")
+    spec = load_spec("hie-pose/table3")
+    deviation = {"key": "train.iterations", "recipe": 78750, "run": 20, "text": "train.iterations: 78750 → 20"}
+    for cell in expand(spec, profile="full", rows=[0, 1]):
+        store.put(
+            Record(
+                table_id=spec.id, row_index=cell.row_index, row_label=cell.row_label, seed=0, profile="full",
+                level="full-modified" if cell.row_index == 0 else "full", config_hash=config_hash(cell.config),
+                config=cell.config.model_dump(mode="json"), stage_keys={}, stages_run=[],
+                metrics={"AP": 0.8130, "mMR": 0.56, "JI": 0.7},
+                provenance={"device": "cuda (test)", "deviations": [deviation] if cell.row_index == 0 else []},
+            )
+        )  # fmt: skip
+    assert main(["report", "--run-dir", str(tmp_path), "--out", str(tmp_path / "site")]) == 0
+    index = (tmp_path / "site" / "index.html").read_text()
+    assert 'data-table="hie-pose/table3" data-profile="smoke"' in index
+    assert 'data-table="hie-pose/table3" data-profile="full"' in index
+    page = (tmp_path / "site" / "tables" / "hie-pose" / "table3-full.html").read_text()
+    assert "full-modified" in page and "train.iterations: 78750 → 20" in page
+    view, _ = table_view(store, spec, "full", "cmd")
+    row0, row1 = view.rows[0], view.rows[1]
+    m = spec.metrics[0]
+    assert delta_class(row0.cells["AP"], m, ",".join(row0.levels)) == "smoke"  # 81.30 vs 81.36: not a verdict
+    assert delta_class(row1.cells["AP"], m, ",".join(row1.levels)) == "ok"  # the paper's recipe: a verdict
+    for text in (markdown(view), csv_text(view)):
+        assert "train.iterations: 78750 → 20" in text
+    assert r"train.iterations: 78750 $\to$ 20" in latex(view)
+    from rich.console import Console
+
+    console = Console(width=400, record=True)
+    console.print(terminal_table(view))
+    assert "train.iterations: 78750 → 20" in console.export_text()
