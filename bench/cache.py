@@ -8,11 +8,11 @@ lets two processes that need the same stage wait for one another instead of comp
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import fcntl
 import hashlib
-import importlib
-import inspect
+import importlib.util
 import json
 import os
 import shutil
@@ -32,15 +32,136 @@ def canonical_json(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
 
 
+PACKAGE = "crowdbench"
+
+
+def module_source(name: str) -> str:
+    """The source text of module ``name`` (its file as found by :func:`importlib.util.find_spec`; the package
+    folders of pyproject's ``package-dir``), ``""`` for a module without a source file."""
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.origin or not spec.origin.endswith(".py"):
+        return ""
+    return Path(spec.origin).read_text(encoding="utf-8")
+
+
+def _is_package(name: str) -> bool:
+    spec = importlib.util.find_spec(name)
+    return spec is not None and spec.submodule_search_locations is not None
+
+
+def _exists(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _is_type_checking(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
+def _string_constants(tree: ast.Module) -> dict[str, tuple[str, ...]]:
+    """Module-level ``NAME = ("a", "b", ...)`` (tuples or lists of string constants)."""
+    found: dict[str, tuple[str, ...]] = {}
+    for node in tree.body:
+        targets = (
+            node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+        )
+        value = getattr(node, "value", None)
+        if isinstance(value, ast.Tuple | ast.List) and all(
+            isinstance(e, ast.Constant) and isinstance(e.value, str) for e in value.elts
+        ):
+            for target in targets:
+                if isinstance(target, ast.Name):
+                    found[target.id] = tuple(e.value for e in value.elts)  # type: ignore[attr-defined]
+    return found
+
+
+def module_imports(name: str) -> set[str]:
+    """The ``crowdbench`` modules module ``name`` imports: ``import`` / ``from ... import`` statements anywhere
+    (in functions too; relative ones resolved; ``from package import submodule`` counts the submodule; blocks under
+    ``if TYPE_CHECKING:`` skipped) and ``importlib.import_module`` calls whose argument is a string constant or the
+    loop variable of a ``for`` over a module-level tuple of string constants (the plugin registry's
+    ``PLUGIN_MODULES``)."""
+    tree = ast.parse(module_source(name))
+    package = name if _is_package(name) else name.rpartition(".")[0]
+    constants = _string_constants(tree)
+    loops: dict[str, tuple[str, ...]] = {}
+    found: set[str] = set()
+
+    def visit(node: ast.AST) -> None:
+        if isinstance(node, ast.If) and _is_type_checking(node.test):
+            for child in node.orelse:
+                visit(child)
+            return
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                base = f"{parent}.{base}" if base else parent
+            found.add(base)
+            if base.startswith(PACKAGE) and _is_package(base):
+                found.update(f"{base}.{alias.name}" for alias in node.names if _exists(f"{base}.{alias.name}"))
+        elif isinstance(node, ast.For) and isinstance(node.target, ast.Name) and isinstance(node.iter, ast.Name):
+            if node.iter.id in constants:
+                loops[node.target.id] = constants[node.iter.id]
+        elif isinstance(node, ast.Call) and node.args:
+            func = node.func
+            called = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
+            arg = node.args[0]
+            if called == "import_module":
+                if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+                    found.add(arg.value)
+                elif isinstance(arg, ast.Name) and arg.id in loops:
+                    found.update(loops[arg.id])
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    visit(tree)
+    return {m for m in found if m == PACKAGE or m.startswith(PACKAGE + ".")}
+
+
+@cache
+def import_closure(entries: tuple[str, ...]) -> tuple[str, ...]:
+    """``entries`` and every ``crowdbench`` module they import, directly or not (:func:`module_imports`), with the
+    packages that hold them (importing a module runs its packages' ``__init__``), sorted."""
+    seen: set[str] = set()
+    todo = list(entries)
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        parts = name.split(".")
+        todo += [".".join(parts[:i]) for i in range(1, len(parts))]
+        todo += sorted(_closure_edges(name) - seen)
+    return tuple(sorted(seen))
+
+
+@cache
+def _closure_edges(name: str) -> frozenset[str]:
+    return frozenset(module_imports(name))
+
+
 @cache
 def code_version(module_names: tuple[str, ...]) -> str:
-    """Hash of the source files of ``module_names`` (a change in the code invalidates the stage)."""
+    """Hash of the source of the import closure of ``module_names`` (:func:`import_closure`): a change in any module
+    a stage runs invalidates the stage. The stages' ``*_MODULES`` lists are only the entry points."""
     digest = hashlib.sha256()
-    for name in sorted(module_names):
-        module = importlib.import_module(name)
-        digest.update(name.encode())
-        digest.update(inspect.getsource(module).encode())
+    for name in import_closure(tuple(sorted(set(module_names)))):
+        digest.update(name.encode() + b"\0")
+        digest.update(module_source(name).encode() + b"\0")
     return digest.hexdigest()[:16]
+
+
+def clear_code_cache() -> None:
+    """Forget the memoised import closures and code versions (tests that change a module's source)."""
+    for fn in (import_closure, _closure_edges, code_version):
+        fn.cache_clear()
 
 
 def stage_key(stage: str, config_slice: Any, inputs: Sequence[str], modules: Sequence[str]) -> str:

@@ -33,6 +33,7 @@ __all__ = [
     "layout_table",
     "load_split",
     "select_videos",
+    "split_inputs",
 ]
 
 
@@ -241,6 +242,26 @@ def load_split(root: str | Path | None, key: str, split: str) -> list[Frame]:
     path = annotation_path(root, key, split)
     assert path is not None
     return _readers()[key](path, _image_root(root, layout, path, split))
+
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
+"""Files with these suffixes under an annotation folder are images (keyed by a folder signature, not read)."""
+
+
+def split_inputs(root: str | Path | None, key: str, split: str) -> tuple[list[Path], list[Path]]:
+    """What :func:`load_split` reads for ``split``: the annotation files (an annotation folder: every file under it
+    that is not an image, sorted) and the folder(s) its images lie in. Checked first (:func:`check_dataset`)."""
+    check_dataset(root, key, [split])
+    assert root is not None
+    root = Path(root)
+    layout = _layout(key)
+    path = annotation_path(root, key, split)
+    assert path is not None
+    if layout.kind == "file":
+        files = [path]
+    else:
+        files = sorted(p for p in path.rglob("*") if p.suffix.lower() not in IMAGE_SUFFIXES and p.is_file())
+    return files, [_image_root(root, layout, path, split)]
 
 
 def layout_table() -> str:

@@ -6,18 +6,36 @@ import pytest
 
 from crowdbench.bench.matrix import expand
 from crowdbench.bench.specs import load_spec
+from crowdbench.bench.stages.data import check_data
 from crowdbench.bench.stages.detection import stage_keys
+from crowdbench.datasets.layout import DataError
+from crowdbench.datasets.synthetic import generate, write_native
+
+
+@pytest.fixture(scope="module")
+def hie_root(tmp_path_factory):
+    """Full-profile keys hash the files the splits read: a tiny HIE-layout data root."""
+    root = tmp_path_factory.mktemp("hie_layout")
+    write_native(generate("tiny", seed=0), root)
+    return root
 
 
 @pytest.mark.parametrize("profile", ["smoke", "full"])
 @pytest.mark.parametrize("n", [1, 2, 3])
-def test_hie_tracking_detection_tables_reuse_hie_pose_cells(n: int, profile: str) -> None:
-    pose = expand(load_spec(f"hie-pose/table{n}"), profile=profile)
-    track = expand(load_spec(f"hie-tracking/table{n}"), profile=profile)
+def test_hie_tracking_detection_tables_reuse_hie_pose_cells(n: int, profile: str, hie_root) -> None:
+    overrides = {"data.root": str(hie_root)} if profile == "full" else None
+    pose = expand(load_spec(f"hie-pose/table{n}"), profile=profile, overrides=overrides)
+    track = expand(load_spec(f"hie-tracking/table{n}"), profile=profile, overrides=overrides)
     assert len(track) >= 4
     for a, b in zip(pose, track, strict=False):  # hie-pose/table3 has one more row (KD), not printed by either paper
         assert a.row_label == b.row_label
         assert a.config_hash == b.config_hash
+        try:
+            check_data(a.config.data)
+        except DataError:  # e.g. an extra training set without a reader: no keys, the same error for both
+            with pytest.raises(DataError):
+                stage_keys(b.config)
+            continue
         assert stage_keys(a.config) == stage_keys(b.config)
 
 

@@ -4,14 +4,16 @@ under ``--data-root`` (``datasets/layout.py``), with held-out videos and extra t
 from __future__ import annotations
 
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from crowdbench.bench.config import DataConfig
+from crowdbench.bench.digest import file_digest, folder_signature
 from crowdbench.datasets.extra import EXTRA_DATASETS
 from crowdbench.datasets.keypoints import COCO_17
-from crowdbench.datasets.layout import DataError, check_dataset, load_split, select_videos
+from crowdbench.datasets.layout import DataError, check_dataset, load_split, select_videos, split_inputs
 from crowdbench.datasets.model import Dataset, Frame
 
 DATA_MODULES = (
@@ -104,17 +106,48 @@ def load_frames(data: DataConfig, split: str, schema: str = COCO_17.name) -> lis
     return frames
 
 
+def _split_content(data_root: Path | None, key: str, split: str) -> dict[str, Any]:
+    """Digests of the annotation files of one split and signatures of its image folders (paths relative to the
+    data root, so moving the root keeps the keys)."""
+    files, folders = split_inputs(data_root, key, split)  # a missing root or file: DataError naming it
+    root = Path(data_root or ".")
+
+    def rel(p: Path) -> str:
+        return p.relative_to(root).as_posix() if p.is_relative_to(root) else str(p)
+
+    return {
+        "annotations": {rel(f): file_digest(f) for f in files},
+        "images": {rel(d): folder_signature(d) for d in folders},
+    }
+
+
+def data_content(data: DataConfig, split: str) -> dict[str, Any]:
+    """What the frames of ``split`` are read from on disk (real data only): per dataset read, the content digests
+    of its annotation files and the signatures of its image folders (what :func:`load_frames` reads)."""
+    root = Path(data.root) if data.root is not None else None
+    source_split = data.train_split if data.holdout_videos else split
+    out = {data.source: _split_content(root, data.source, source_split)}
+    if split != data.val_split:
+        for extra in data.extra_train:
+            out[f"extra:{extra}"] = _split_content(root, _extra_layout(extra), "train")
+    return out
+
+
 def data_slice(data: DataConfig, split: str, schema: str | None = None) -> dict[str, Any]:
     """The part of ``data`` that decides the frames of ``split`` (a stage key's data slice); ``schema`` is the
-    keypoint schema of pipelines that read keypoints."""
+    keypoint schema of pipelines that read keypoints. Synthetic data is keyed by preset and seed; real data by the
+    content of the files the split reads (:func:`data_content`), not by where they are."""
+    real = data.source != "synthetic"
     out: dict[str, Any] = {
         "source": data.source,
         "preset": data.preset,
         "seed": data.seed,
-        "root": str(data.root) if data.root else None,
+        "root": None if real or data.root is None else str(data.root),
         "split": split,
         "max_images": data.max_val_images if split == data.val_split else None,
     }
+    if real:
+        out["content"] = data_content(data, split)
     if schema is not None:
         out["schema"] = schema
     if data.holdout_videos:  # only present when used, so existing cache keys stay valid

@@ -16,12 +16,15 @@ import numpy as np
 
 from crowdbench.bench.cache import StageCache, stage_key
 from crowdbench.bench.config import RunConfig
+from crowdbench.bench.digest import keyed_dump
 from crowdbench.bench.stages.base import CellOutcome, StageResult, prefixed, run_stage
 from crowdbench.bench.stages.data import DATA_MODULES, data_slice, load_frames
 from crowdbench.datasets.formats.crowdhuman import DetectionRecord
 from crowdbench.datasets.model import Frame
 
+THIS = "crowdbench.bench.stages.detection"
 TRAIN_MODULES = (
+    THIS,
     "crowdbench.methods.detection.faster_rcnn",
     "crowdbench.methods.detection.backbones",
     "crowdbench.methods.detection.cascade",
@@ -30,14 +33,17 @@ TRAIN_MODULES = (
     "crowdbench.bench.stages.detector_training",
     *DATA_MODULES,
 )
-POSTPROCESS_MODULES = ("crowdbench.methods.detection.crowddet",)
-FUSION_MODULES = ("crowdbench.methods.detection.fusion",)
+POSTPROCESS_MODULES = (THIS, "crowdbench.methods.detection.crowddet")
+FUSION_MODULES = (THIS, "crowdbench.methods.detection.fusion")
 EVALUATE_MODULES = (
+    THIS,
     "crowdbench.bench.metrics.crowdhuman",
     "crowdbench.bench.metrics.coco_keypoints",
     "crowdbench.datasets.formats.coco",
     *DATA_MODULES,
 )
+"""Entry points of the stages' code hashes: a key hashes the source of their whole import closure
+(:func:`crowdbench.bench.cache.import_closure`); this module itself holds the stage functions and their slices."""
 METRIC_KEYS = {
     "crowdhuman": ("AP", "mMR", "JI"),
     "coco_box": ("AP", "AP50", "AP75", "APS", "APM", "APL", "AR1", "AR10", "AR100", "ARS", "ARM", "ARL"),
@@ -98,6 +104,7 @@ def stage_keys(cfg: RunConfig) -> dict[str, str]:
     from crowdbench.methods.detection.kd import teacher_config
 
     dump = cfg.model_dump(mode="json")
+    dump["model"] = keyed_dump(cfg.model, "model")  # weights, kd_teacher: by content
     teacher = teacher_config(cfg)  # Tf-KD self: the baseline cell's trained model is an input of this training
     train = stage_key(
         "train",

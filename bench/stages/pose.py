@@ -17,12 +17,15 @@ import numpy as np
 
 from crowdbench.bench.cache import StageCache, stage_key
 from crowdbench.bench.config import PoseTestConfig, RunConfig
+from crowdbench.bench.digest import keyed_dump
 from crowdbench.bench.stages.base import CellOutcome, StageResult, prefixed, run_stage
 from crowdbench.bench.stages.data import DATA_MODULES, data_slice, load_frames
 from crowdbench.datasets.keypoints import get_schema
 from crowdbench.datasets.model import Frame, KeypointSchema
 
+THIS = "crowdbench.bench.stages.pose"
 TRAIN_MODULES = (
+    THIS,
     "crowdbench.bench.stages.pose_training",
     "crowdbench.methods.pose.models",
     "crowdbench.methods.pose.transforms",
@@ -32,9 +35,10 @@ TRAIN_MODULES = (
     *DATA_MODULES,
 )
 INFER_MODULES = ("crowdbench.methods.pose.postprocess", *TRAIN_MODULES)
-POSTPROCESS_MODULES = ("crowdbench.methods.pose.postprocess", "crowdbench.bench.stages.pose")
+POSTPROCESS_MODULES = ("crowdbench.methods.pose.postprocess", THIS)
 """The pose NMS code lives in this module: its source keys the postprocess stage."""
 EVALUATE_MODULES = (
+    THIS,
     "crowdbench.bench.metrics.coco_keypoints",
     "crowdbench.bench.metrics.crowdpose",
     "crowdbench.bench.metrics.hie_wap",
@@ -146,14 +150,8 @@ def detector_people(cfg: RunConfig, cache_: StageCache, device: str, n_frames: i
     return found, stages
 
 
-def _file_sha256(path: Path) -> str | None:
-    import hashlib
-
-    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
-
-
 def stage_keys(cfg: RunConfig) -> dict[str, str]:
-    dump = cfg.model_dump(mode="json")["pose"]
+    dump = keyed_dump(cfg.pose, "pose")  # weights, detections, ensemble weights: by content
     schema = schema_of(cfg).name
     val = data_slice(cfg.data, cfg.data.val_split, schema)
     train_slice = {
@@ -170,8 +168,6 @@ def stage_keys(cfg: RunConfig) -> dict[str, str]:
         keys["pretrain"] = inputs[0]
     keys["train"] = stage_key("train", train_slice, inputs, TRAIN_MODULES)
     test = {k: v for k, v in dump["test"].items() if k not in POST_KEYS}  # pose NMS options: postprocess only
-    if cfg.pose.test.detections is not None:  # the file's content, not only its name, keys the predictions
-        test["detections_sha256"] = _file_sha256(Path(cfg.pose.test.detections))
     boxes_from: list[str] = []
     if cfg.pose.test.boxes == "detector":
         from crowdbench.bench.stages.detection import stage_keys as detection_keys

@@ -22,12 +22,15 @@ import numpy as np
 
 from crowdbench.bench.cache import StageCache, stage_key
 from crowdbench.bench.config import RunConfig
+from crowdbench.bench.digest import keyed_dump
 from crowdbench.bench.stages.base import CellOutcome, StageResult, run_stage
 from crowdbench.bench.stages.data import DATA_MODULES, data_slice, load_frames
 from crowdbench.bench.stages.pose import METRIC_KEYS, evaluate_poses, schema_of
 from crowdbench.datasets.model import Frame
 
+THIS = "crowdbench.bench.stages.pose_regression"
 TRAIN_MODULES = (
+    THIS,
     "crowdbench.bench.stages.pose_regression_training",
     "crowdbench.methods.pose.regression.model",
     "crowdbench.methods.pose.regression.targets",
@@ -36,8 +39,13 @@ TRAIN_MODULES = (
     *DATA_MODULES,
 )
 INFER_MODULES = ("crowdbench.methods.pose.regression.decode", *TRAIN_MODULES)
-POSTPROCESS_MODULES = ("crowdbench.methods.pose.regression.decode", "crowdbench.bench.stages.pose_regression")
-EVALUATE_MODULES = ("crowdbench.bench.metrics.coco_keypoints", "crowdbench.bench.metrics.crowdpose", *DATA_MODULES)
+POSTPROCESS_MODULES = ("crowdbench.methods.pose.regression.decode", THIS)
+EVALUATE_MODULES = (
+    THIS,
+    "crowdbench.bench.metrics.coco_keypoints",
+    "crowdbench.bench.metrics.crowdpose",
+    *DATA_MODULES,
+)
 POST_KEYS = ("scorer", "nms", "nms_iou", "soft_min_score", "max_dets")
 """Test options that act after inference: they key the postprocess stage only."""
 SCORER_BRANCH = {"psm": "psm", "centerness": "centerness"}
@@ -65,7 +73,7 @@ def metric_keys(cfg: RunConfig) -> tuple[str, ...]:
 
 
 def stage_keys(cfg: RunConfig) -> dict[str, str]:
-    dump = cfg.model_dump(mode="json")["regression"]
+    dump = keyed_dump(cfg.regression, "regression")  # model.weights: by content
     schema = schema_of(cfg).name
     val = data_slice(cfg.data, cfg.data.val_split, schema)
     keys = {

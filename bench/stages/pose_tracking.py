@@ -27,6 +27,7 @@ import numpy as np
 
 from crowdbench.bench.cache import StageCache, stage_key
 from crowdbench.bench.config import RunConfig
+from crowdbench.bench.digest import keyed_dump
 from crowdbench.bench.metrics.pose_tracks import METRIC_KEYS, FramePoses, indices_by_frame
 from crowdbench.bench.stages import pose, tracking
 from crowdbench.bench.stages.base import CellOutcome, StageResult, prefixed, run_stage
@@ -37,6 +38,7 @@ THIS = "crowdbench.bench.stages.pose_tracking"
 POSES_MODULES = (THIS, "crowdbench.methods.tracking.pose_tracker", *tracking.FLOW_MODULES, *pose.INFER_MODULES)
 SMOOTH_MODULES = (THIS, *tracking.FLOW_MODULES)
 EVALUATE_MODULES = (
+    THIS,
     "crowdbench.bench.metrics.pose_tracks",
     "crowdbench.bench.metrics.posetrack",
     "crowdbench.datasets.formats.posetrack",
@@ -91,7 +93,7 @@ def stage_keys(cfg: RunConfig) -> dict[str, str]:
     pkeys = pose.stage_keys(cfg)
     models = [pkeys["train"], *(v for k, v in pkeys.items() if k.startswith("ensemble"))]
     keys = {k: v for k, v in pkeys.items() if k in ("pretrain", "train") or k.startswith("ensemble")}
-    test = {k: v for k, v in cfg.model_dump(mode="json")["pose"]["test"].items() if k not in pose.POST_KEYS}
+    test = {k: v for k, v in keyed_dump(cfg.pose.test, "pose.test").items() if k not in pose.POST_KEYS}
     if pt.tracker == "deepsort":
         tkeys = tracking.stage_keys(cfg)
         keys.update({k: v for k, v in tkeys.items() if k != "evaluate"})

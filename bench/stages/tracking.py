@@ -17,14 +17,19 @@ import numpy as np
 
 from crowdbench.bench.cache import StageCache, stage_key
 from crowdbench.bench.config import RunConfig
+from crowdbench.bench.digest import keyed_dump
 from crowdbench.bench.stages.base import CellOutcome, StageResult, prefixed, run_stage
 from crowdbench.bench.stages.data import DATA_MODULES, data_slice, load_frames
 from crowdbench.datasets.model import Frame
 
-REID_MODULES = ("crowdbench.methods.tracking.reid", *DATA_MODULES)
-TRACK_MODULES = ("crowdbench.methods.tracking.deepsort", "crowdbench.methods.tracking.kalman")
+THIS = "crowdbench.bench.stages.tracking"
+BOXES_MODULES = (THIS, *DATA_MODULES)
+REID_MODULES = (THIS, "crowdbench.methods.tracking.reid", *DATA_MODULES)
+TRACK_MODULES = (THIS, "crowdbench.methods.tracking.deepsort", "crowdbench.methods.tracking.kalman")
 FLOW_MODULES = ("crowdbench.methods.tracking.flow",)
-EVALUATE_MODULES = ("crowdbench.bench.metrics.mot", "crowdbench.bench.stages.tracking", *DATA_MODULES)
+EVALUATE_MODULES = (THIS, "crowdbench.bench.metrics.mot", *DATA_MODULES)
+"""Entry points of the stages' code hashes: a key hashes the source of their whole import closure
+(:func:`crowdbench.bench.cache.import_closure`)."""
 METRIC_KEYS = ("MOTA", "MOTP", "FP", "FN", "IDSw", "IDF1", "HOTA", "MT", "ML", "Frag")
 
 
@@ -43,7 +48,7 @@ def detector_config(cfg: RunConfig) -> RunConfig:
 
 
 def _reid_train_config(cfg: RunConfig) -> dict[str, Any]:
-    dump = cfg.tracking.reid.model_dump(mode="json")
+    dump = keyed_dump(cfg.tracking.reid, "tracking.reid")  # weights, backbone_weights: by content
     return {k: v for k, v in dump.items() if k not in ("flip", "scales")}
 
 
@@ -57,7 +62,7 @@ def stage_keys(cfg: RunConfig) -> dict[str, str]:
         keys["detector"] = detection_keys(detector_config(cfg))["postprocess"]
         boxes = [keys["detector"]]
     else:
-        boxes = [stage_key("boxes", {"data": val, "boxes": "gt"}, [], DATA_MODULES)]
+        boxes = [stage_key("boxes", {"data": val, "boxes": "gt"}, [], BOXES_MODULES)]
     reid: list[str] = []
     if t.reid.enabled:
         keys["reid"] = stage_key(
@@ -68,7 +73,7 @@ def stage_keys(cfg: RunConfig) -> dict[str, str]:
         )
         reid = [keys["reid"]]
     test = {"flip": t.reid.flip, "scales": list(t.reid.scales), "enabled": t.reid.enabled, "data": val}
-    keys["embed"] = stage_key("embed", test, boxes + reid, REID_MODULES if t.reid.enabled else DATA_MODULES)
+    keys["embed"] = stage_key("embed", test, boxes + reid, REID_MODULES if t.reid.enabled else BOXES_MODULES)
     track = {
         "deepsort": t.deepsort.model_dump(mode="json"),
         "box_smoothing": t.box_smoothing,
