@@ -35,6 +35,11 @@ def level_note(view: TableView) -> str:
     note = " ".join(LEVEL_NOTE.get(level, level) for level in view.level.split("/") if level in LEVEL_NOTE) or (
         "No row has been run yet."
     )
+    modified = [r for r in view.rows if r.deviations]
+    if modified:
+        note += " Deviations from the paper's recipe (recipe → run): " + " ".join(
+            f"row {r.index + 1} '{r.label}': {'; '.join(r.deviations)}." for r in modified
+        )
     if any(m.key.startswith("wAP") for m in view.spec.metrics):
         note += " " + WAP_NOTE
     return note
@@ -58,7 +63,8 @@ def _row_status(row: RowView) -> str:
     if row.status != "done":
         return row.status
     levels = ",".join(row.levels)
-    return f"{levels} ({'; '.join(row.deviations)})" if row.deviations else levels
+    n = len(row.deviations)
+    return f"{levels} ({n} deviation{'s' if n > 1 else ''})" if n else levels
 
 
 def terminal_table(view: TableView) -> Table:
@@ -69,7 +75,7 @@ def terminal_table(view: TableView) -> Table:
         table.add_column(f"{m.label}\npaper", justify="right", style="dim")
         table.add_column(f"{m.label}\n{ours_header(view, m)}", justify="right")
         table.add_column("Δ", justify="right", style="dim")
-    table.add_column("level")
+    table.add_column("level", min_width=13)
     for row in view.rows:
         cells = []
         for m in spec.metrics:

@@ -16,6 +16,7 @@ import numpy as np
 
 from crowdbench.bench.cache import StageCache, stage_key
 from crowdbench.bench.config import RunConfig
+from crowdbench.bench.device import cell_numerics
 from crowdbench.bench.digest import keyed_dump
 from crowdbench.bench.stages.base import CellOutcome, StageResult, prefixed, run_stage
 from crowdbench.bench.stages.data import DATA_MODULES, data_slice, load_frames
@@ -93,6 +94,7 @@ def detector_cell(cfg: RunConfig, detector_set: dict[str, Any]) -> RunConfig:
     det = base_config(cfg.profile, "detection")
     det.data = cfg.data.model_copy(deep=True)
     det.device = cfg.device
+    det.runtime = cfg.runtime.model_copy()  # the caller's numerics: the detector trains in the caller's process
     for key, value in detector_set.items():
         set_dotted(det, key, value)
     return det
@@ -113,6 +115,7 @@ def stage_keys(cfg: RunConfig) -> dict[str, str]:
             "model": dump["model"],
             "train": dump["train"],
             "seed": cfg.seed,
+            "numerics": cell_numerics(cfg),
         },
         [stage_keys(teacher)["train"]] if teacher is not None else [],
         TRAIN_MODULES,

@@ -17,6 +17,7 @@ import numpy as np
 
 from crowdbench.bench.cache import StageCache, stage_key
 from crowdbench.bench.config import PoseTestConfig, RunConfig
+from crowdbench.bench.device import cell_numerics
 from crowdbench.bench.digest import keyed_dump
 from crowdbench.bench.stages.base import CellOutcome, StageResult, prefixed, run_stage
 from crowdbench.bench.stages.data import DATA_MODULES, data_slice, load_frames
@@ -160,6 +161,7 @@ def stage_keys(cfg: RunConfig) -> dict[str, str]:
         "model": dump["model"],
         "train": dump["train"],
         "seed": cfg.seed,
+        "numerics": cell_numerics(cfg),
     }
     first = _pretrain_config(cfg)
     inputs = [stage_keys(first)["train"]] if first is not None else []

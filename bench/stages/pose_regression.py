@@ -22,6 +22,7 @@ import numpy as np
 
 from crowdbench.bench.cache import StageCache, stage_key
 from crowdbench.bench.config import RunConfig
+from crowdbench.bench.device import cell_numerics
 from crowdbench.bench.digest import keyed_dump
 from crowdbench.bench.stages.base import CellOutcome, StageResult, run_stage
 from crowdbench.bench.stages.data import DATA_MODULES, data_slice, load_frames
@@ -84,6 +85,7 @@ def stage_keys(cfg: RunConfig) -> dict[str, str]:
                 "model": dump["model"],
                 "train": dump["train"],
                 "seed": cfg.seed,
+                "numerics": cell_numerics(cfg),
             },
             [],
             TRAIN_MODULES,

@@ -17,6 +17,7 @@ import numpy as np
 
 from crowdbench.bench.cache import StageCache, stage_key
 from crowdbench.bench.config import RunConfig
+from crowdbench.bench.device import cell_numerics
 from crowdbench.bench.digest import keyed_dump
 from crowdbench.bench.stages.base import CellOutcome, StageResult, prefixed, run_stage
 from crowdbench.bench.stages.data import DATA_MODULES, data_slice, load_frames
@@ -67,7 +68,12 @@ def stage_keys(cfg: RunConfig) -> dict[str, str]:
     if t.reid.enabled:
         keys["reid"] = stage_key(
             "reid",
-            {"data": data_slice(cfg.data, cfg.data.train_split), "reid": _reid_train_config(cfg), "seed": cfg.seed},
+            {
+                "data": data_slice(cfg.data, cfg.data.train_split),
+                "reid": _reid_train_config(cfg),
+                "seed": cfg.seed,
+                "numerics": cell_numerics(cfg),
+            },
             [],
             REID_MODULES,
         )
