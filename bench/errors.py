@@ -5,7 +5,9 @@ from __future__ import annotations
 
 def known_errors() -> tuple[type[BaseException], ...]:
     """Exception types whose message already names the file, record or option (imported lazily)."""
+    from crowdbench.bench.checkpoints import CheckpointError
     from crowdbench.bench.executor import ExecutorError
+    from crowdbench.bench.preflight import PreflightError
     from crowdbench.bench.registry import PluginError
     from crowdbench.bench.specs import SpecError
     from crowdbench.bench.stages.detector_training import NonFiniteLossError
@@ -17,6 +19,8 @@ def known_errors() -> tuple[type[BaseException], ...]:
         PluginError,
         SpecError,
         DataError,
+        PreflightError,
+        CheckpointError,
         NonFiniteLossError,
         FormatError,
         StoreError,

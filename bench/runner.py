@@ -14,6 +14,7 @@ from crowdbench.bench.cache import StageCache
 from crowdbench.bench.executor import CellJob, CellStatus, make_executor
 from crowdbench.bench.log import console, out
 from crowdbench.bench.matrix import Cell, expand
+from crowdbench.bench.preflight import preflight
 from crowdbench.bench.provenance import command_line
 from crowdbench.bench.recipes import load_recipe
 from crowdbench.bench.specs import SpecError, TableSpec, load_spec
@@ -144,6 +145,7 @@ def run_table(
     runner = make_executor(executor, jobs, device, executor_options)  # a missing package fails before any work
     for cell in cells:
         check_data(cell.config.data)
+        preflight(cell.config)
         produced = tasks.metric_keys(cell.config)
         missing = [m.key for m in spec.metrics if m.key not in produced]
         if missing:

@@ -2,8 +2,10 @@
 
 One :class:`Layout` per dataset key (``crowdhuman``, ``coco``, ``crowdpose``, ``ochuman``, ``posetrack17``,
 ``posetrack18``, ``mot17``, ``hie``): the folder, the annotation path of each split as the official release names
-it, and the reader. :func:`check_dataset` turns a missing file into one line that says what to put where;
-:func:`load_split` returns the split as data-model :class:`Frame` objects (images stay on disk, read lazily).
+it, and the reader. :func:`check_dataset` turns a missing file into one line that says what to put where, and
+a missing image into one line naming it (:func:`check_images`: a ``stat`` per image the annotations reference, or
+of an evenly spread sample for huge splits); :func:`load_split` returns the split as data-model :class:`Frame`
+objects (images stay on disk, read lazily).
 
 A layout may list several candidate paths; the first that exists wins. The second candidates are where
 ``crowdbench data synth`` writes the same format (a synthetic folder is a valid ``--data-root``; its results stay
@@ -21,14 +23,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from crowdbench.datasets.model import Frame
 
 __all__ = [
     "LAYOUTS",
     "DataError",
+    "ImageCheck",
     "Layout",
     "annotation_path",
     "check_dataset",
+    "check_images",
     "dataset_status",
     "layout_table",
     "load_split",
@@ -161,8 +167,9 @@ def annotation_path(root: str | Path, key: str, split: str) -> Path | None:
     return None
 
 
-def check_dataset(root: str | Path | None, key: str, splits: Sequence[str]) -> None:
-    """Raise :class:`DataError` (one line: what to put where) unless every split of ``key`` is under ``root``."""
+def check_dataset(root: str | Path | None, key: str, splits: Sequence[str], *, images: bool = True) -> None:
+    """Raise :class:`DataError` (one line: what to put where) unless every split of ``key`` is under ``root``;
+    with ``images`` also unless every image the annotations reference is there (:func:`check_images`)."""
     layout = _layout(key)
     if root is None:
         raise DataError(
@@ -180,6 +187,91 @@ def check_dataset(root: str | Path | None, key: str, splits: Sequence[str]) -> N
                 f"{want}: {layout.title} {split} annotation {what} not found; put it there "
                 f"(images under {root / layout.images.format(split=split)}; get it from {layout.source})"
             )
+    if images:
+        for split in splits:
+            found = check_images(root, key, split)
+            if found.missing:
+                raise DataError(found.summary())
+
+
+IMAGES_STAT_ALL = 10_000
+"""Splits referencing at most this many images have every image checked; larger ones an evenly spread sample."""
+IMAGES_SAMPLE = 200
+"""Images checked in a split larger than :data:`IMAGES_STAT_ALL`."""
+
+
+@dataclass(frozen=True)
+class ImageCheck:
+    """Which images the annotations of one split reference and how many of those checked are missing."""
+
+    label: str  # dataset key and the split as the image folder names it, e.g. "coco val2017"
+    annotations: Path
+    total: int  # images the annotations reference
+    checked: int  # images whose path was stat-ed (all, or a sample)
+    missing: int
+    first_missing: str | None
+
+    @property
+    def sampled(self) -> bool:
+        return self.checked < self.total
+
+    def summary(self) -> str:
+        """One line: ``coco val2017: 3 of 5000 images missing (first: ...)``, ``coco val2017: all 5000 images found``,
+        or for a sampled split ``coco train2017: 2 of 200 sampled images missing (118287 in the split; first: ...)``."""
+        if not self.missing:
+            if self.sampled:
+                return f"{self.label}: {self.checked} sampled of {self.total} images checked, all found"
+            return f"{self.label}: all {self.total} images found"
+        where = f"first: {self.first_missing}, referenced by {self.annotations}"
+        if self.sampled:
+            n = f"{self.missing} of {self.checked} sampled images"
+            return f"{self.label}: {n} missing ({self.total} in the split; {where})"
+        return f"{self.label}: {self.missing} of {self.total} images missing ({where})"
+
+
+_IMAGE_CHECKS: dict[tuple[str, str, str, str, int], ImageCheck] = {}
+
+
+def _split_label(layout: Layout, split: str) -> str:
+    """``coco val2017`` (the split as the image folder names it), else ``<key> <split>``."""
+    named = next((part for part in layout.images.split("/") if "{split}" in part), "{split}")
+    return f"{layout.key} {named.format(split=split)}"
+
+
+def check_images(root: str | Path, key: str, split: str) -> ImageCheck:
+    """``stat`` the images the annotations of ``key``/``split`` reference (every one up to
+    :data:`IMAGES_STAT_ALL`, else :data:`IMAGES_SAMPLE` evenly spread over the list); no pixel is read.
+
+    The annotations must be there (:func:`check_dataset` with ``images=False``); results are cached per root,
+    dataset, split and annotation file modification time within the process.
+    """
+    root = Path(root)
+    layout = _layout(key)
+    ann = annotation_path(root, key, split)
+    if ann is None:
+        check_dataset(root, key, [split], images=False)  # raises the "put it there" line
+    assert ann is not None
+    cache_key = (str(root.resolve()), key, split, str(ann), ann.stat().st_mtime_ns)
+    if cache_key in _IMAGE_CHECKS:
+        return _IMAGE_CHECKS[cache_key]
+    frames = _read_split(root, key, split, ann)
+    expected = root / layout.images.format(split=split)
+    paths: list[str | None] = list(dict.fromkeys(_image_path(f) for f in frames if not callable(f.image)))
+    total = len(paths)
+    if total > IMAGES_STAT_ALL:
+        picks = np.unique(np.linspace(0, total - 1, IMAGES_SAMPLE).round().astype(int))
+        paths = [paths[i] for i in picks]
+    missing = [p for p in paths if p is None or not Path(p).is_file()]
+    first = None
+    if missing:
+        first = missing[0] if missing[0] is not None else f"a frame without an image path (expected under {expected})"
+    result = ImageCheck(_split_label(layout, split), ann, total, len(paths), len(missing), first)
+    _IMAGE_CHECKS[cache_key] = result
+    return result
+
+
+def _image_path(frame: Frame) -> str | None:
+    return None if frame.image is None else str(frame.image)
 
 
 def dataset_status(root: str | Path, key: str) -> dict[str, str | None]:
@@ -234,14 +326,17 @@ def _readers() -> dict[str, Callable[[Path, Path], list[Frame]]]:
 
 
 def load_split(root: str | Path | None, key: str, split: str) -> list[Frame]:
-    """Split ``split`` of dataset ``key`` under ``root`` as frames (checked first, see :func:`check_dataset`)."""
-    check_dataset(root, key, [split])
+    """Split ``split`` of dataset ``key`` under ``root`` as frames (annotations checked first, see
+    :func:`check_dataset`; images are checked by the callers that start work, not on every load)."""
+    check_dataset(root, key, [split], images=False)
     assert root is not None
-    root = Path(root)
-    layout = _layout(key)
     path = annotation_path(root, key, split)
     assert path is not None
-    return _readers()[key](path, _image_root(root, layout, path, split))
+    return _read_split(Path(root), key, split, path)
+
+
+def _read_split(root: Path, key: str, split: str, path: Path) -> list[Frame]:
+    return _readers()[key](path, _image_root(root, _layout(key), path, split))
 
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})

@@ -882,21 +882,24 @@ def _inspect_command(args: argparse.Namespace) -> int:
 
 
 def _check_command(args: argparse.Namespace) -> int:
-    """``crowdbench data check``: per table, the dataset and splits of its full profile, found or not under the root.
+    """``crowdbench data check``: per table, the dataset and splits of its full profile, found or not under the root,
+    and the images their annotations reference (``stat`` only: every image, or an evenly spread sample of huge splits).
 
     Exit 0 when everything asked for is there, 1 when something is missing (each missing split gets one line saying
-    what to put where)."""
+    what to put where; each split with missing images one line with the count and the first missing path)."""
     from rich.console import Console
     from rich.table import Table
 
     from crowdbench.bench.specs import available_tables, load_spec
-    from crowdbench.datasets.layout import DataError, check_dataset
+    from crowdbench.datasets.formats.errors import FormatError
+    from crowdbench.datasets.layout import DataError, check_dataset, check_images
 
     tables = [args.table] if args.table else available_tables()
     table = Table(title=f"datasets for --profile full under {args.data_root}")
     for col in ("table", "dataset", "splits", "status"):
         table.add_column(col)
     problems: list[str] = []
+    images: list[str] = []
     for table_id in tables:
         spec = load_spec(table_id)
         data = spec.data
@@ -906,14 +909,24 @@ def _check_command(args: argparse.Namespace) -> int:
         needs += [(str(extra), ["train"]) for extra in data.get("extra_train", ())]
         for key, splits in needs:
             try:
-                check_dataset(args.data_root, key, splits)
-                status = "[green]found[/]"
+                check_dataset(args.data_root, key, splits, images=False)
+                checks = [check_images(args.data_root, key, split) for split in splits]
             except DataError as exc:
-                status = "[red]missing[/]"
-                problems.append(str(exc))
+                table.add_row(table_id, key, ", ".join(splits), "[red]missing[/]")
+                problems.append(f"missing: {exc}")
+                continue
+            except FormatError as exc:
+                table.add_row(table_id, key, ", ".join(splits), "[red]unreadable[/]")
+                problems.append(f"unreadable: {exc}")
+                continue
+            images += [c.summary() for c in checks if not c.missing]
+            problems += [f"missing: {c.summary()}" for c in checks if c.missing]
+            status = "[red]images missing[/]" if any(c.missing for c in checks) else "[green]found[/]"
             table.add_row(table_id, key, ", ".join(splits), status)
     console = Console()
     console.print(table)
+    for line in dict.fromkeys(images):
+        console.print(f"images: {line}", markup=False, highlight=False, soft_wrap=True)
     for line in dict.fromkeys(problems):
-        console.print(f"missing: {line}", markup=False, highlight=False, soft_wrap=True)
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
     return 1 if problems else 0

@@ -122,7 +122,7 @@ def test_reid_weights_of_another_shape_are_a_one_line_error_naming_the_file(tmp_
     folder = cache.path("reid", "k")
     folder.mkdir(parents=True)
     torch.save(build_reid("small", dim=64).state_dict(), folder / "model.pt")  # a 64-D net where 128-D is configured
-    with pytest.raises(ValueError, match=r"model\.pt: not a small ReID state dict of dim 128") as err:
+    with pytest.raises(ValueError, match=r"model\.pt does not fit small ReID of dim 128: ") as err:
         load_reid_model(cfg, cache, "k", "cpu")
     assert "\n" not in str(err.value)
     torch.save(build_reid("small", dim=128, num_ids=5).state_dict(), folder / "model.pt")  # + training classifier

@@ -18,7 +18,7 @@ from crowdbench.bench.log import Tracker, console
 from crowdbench.datasets.formats.crowdhuman import record_id
 from crowdbench.datasets.model import Frame
 from crowdbench.methods.detection.crowddet import targets_from_frame
-from crowdbench.methods.detection.faster_rcnn import build_detector
+from crowdbench.methods.detection.faster_rcnn import build_detector, load_detector_weights
 
 
 class NonFiniteLossError(RuntimeError):
@@ -200,7 +200,7 @@ def train_detector(
 def infer_raw(cfg: RunConfig, model_path: Path, frames: list[Frame], device: str, out: Path) -> dict[str, Any]:
     """Raw (pre-NMS) boxes, scores and proposal ids per frame, saved to ``raw.npz`` + ``frames.json``."""
     model = build_detector(cfg.model)
-    model.load_state_dict(torch.load(model_path, map_location="cpu", weights_only=True))
+    load_detector_weights(model, model_path, cfg.model)
     model.to(device).eval()
     model.roi_heads.score_thresh = cfg.infer.score_thresh
     boxes, scores, groups, counts, sizes = [], [], [], [], []

@@ -281,13 +281,13 @@ def load_models(cfg: RunConfig, cache_: StageCache, device: str) -> tuple[Any, l
     import torch
 
     from crowdbench.bench.stages.pose_training import build_model
+    from crowdbench.methods.pose.models import load_pose_weights
 
     schema = schema_of(cfg)
 
     def load(run: RunConfig) -> torch.nn.Module:
         model = build_model(run.pose, schema.num_keypoints)
-        path = cache_.path("train", stage_keys(run)["train"]) / "model.pt"
-        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        load_pose_weights(model, cache_.path("train", stage_keys(run)["train"]) / "model.pt")
         return model.to(device)
 
     return load(cfg), [load(member_config(cfg, i)) for i in range(len(cfg.pose.test.ensemble))]

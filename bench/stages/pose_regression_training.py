@@ -24,6 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from crowdbench.bench.checkpoints import load_weights
 from crowdbench.bench.config import RegressionConfig, RunConfig
 from crowdbench.bench.device import loader_workers
 from crowdbench.bench.log import Tracker
@@ -241,7 +242,7 @@ def _sum_over_ranks(x: torch.Tensor) -> torch.Tensor:
 
 def load_regression_model(cfg: RunConfig, path: Path, num_joints: int, device: str) -> PoseRegressionNet:
     model = build_regression_model(cfg.regression.model, num_joints)
-    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    load_weights(model, path, "the pose-regression network")
     return model.to(device).eval()
 
 

@@ -231,7 +231,9 @@ def train_pose(
     torch.manual_seed(cfg.seed)
     model = build_model(p, schema.num_keypoints).to(device)
     if init is not None:
-        model.load_state_dict(torch.load(init, map_location=device, weights_only=True))
+        from crowdbench.methods.pose.models import load_pose_weights
+
+        load_pose_weights(model, init)
     opt = torch.optim.Adam(model.parameters(), lr=p.train.lr)
     use_amp = p.train.amp and device.startswith("cuda")
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)

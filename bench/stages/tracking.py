@@ -299,21 +299,18 @@ def load_reid_model(cfg: RunConfig, cache_: StageCache, key: str, device: str) -
     """The trained ReID network of stage ``key`` on ``device``. Only the training-only ID classifier
     (``classifier``, ``kappa``) may be absent from or extra in the state dict: a file missing any embedding weight
     (e.g. ``tracking.reid.weights`` of another architecture) is a one-line error naming it."""
-    import torch
-
-    from crowdbench.methods.tracking.reid import build_reid
+    from crowdbench.bench.checkpoints import CheckpointError
+    from crowdbench.methods.tracking.reid import build_reid, load_reid_weights
 
     r = cfg.tracking.reid
     model = build_reid(r.arch, dim=r.dim, input_hw=r.input_hw)
     path = cache_.path("reid", key) / "model.pt"
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    state = {k: v for k, v in state.items() if k not in ("classifier", "kappa")}
     try:
-        model.load_state_dict(state)
-    except RuntimeError as err:
-        source = r.weights if r.weights is not None else path
-        first = str(err).strip().splitlines()[1].strip() if "\n" in str(err) else str(err)
-        raise ValueError(f"{source}: not a {r.arch} ReID state dict of dim {r.dim}: {first}") from None
+        load_reid_weights(model, path)
+    except CheckpointError as err:
+        if r.weights is None:
+            raise
+        raise CheckpointError(r.weights, err.problem, "tracking.reid.weights") from None  # the file it copied
     return model.to(device)
 
 

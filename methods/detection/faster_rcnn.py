@@ -13,7 +13,6 @@ import copy
 from pathlib import Path
 from typing import ClassVar
 
-import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 from torchvision.models._utils import IntermediateLayerGetter
@@ -24,6 +23,7 @@ from torchvision.models.detection.faster_rcnn import TwoMLPHead
 from torchvision.ops import MultiScaleRoIAlign
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
+from crowdbench.bench.checkpoints import fit_state_dict, load_weights, read_state_dict
 from crowdbench.bench.config import DetectorConfig, RunConfig
 from crowdbench.bench.registry import Hook, Plugin, Stage, register
 from crowdbench.methods.detection.backbones import build_trunk, stage_channels
@@ -39,14 +39,19 @@ IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]
 
 
-def _load_backbone_weights(body: nn.Module, path: Path) -> None:
-    """Load a local ImageNet checkpoint of the trunk (plain or ``{"state_dict": ...}``, optional ``module.``)."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    state = state.get("state_dict", state) if isinstance(state, dict) else state
+def load_backbone_weights(body: nn.Module, path: Path, arch: str, setting: str = "model.weights") -> None:
+    """Load a local ImageNet checkpoint of the trunk (plain or ``{"state_dict": ...}``, optional ``module.``); extra
+    keys (the classifier of another checkpoint) are ignored, a missing or differently shaped key is a one-line
+    :class:`~crowdbench.bench.checkpoints.CheckpointError` naming ``setting``, ``path`` and ``arch``."""
+    state = read_state_dict(path, setting)
     state = {k.removeprefix("module."): v for k, v in state.items()}
-    missing, _ = body.load_state_dict(state, strict=False)
-    if missing:
-        raise ValueError(f"{path}: not a {type(body).__name__} checkpoint; missing e.g. {missing[:3]}")
+    fit_state_dict(body, state, path, arch, setting=setting, allow_unexpected=lambda key: True)
+
+
+def load_detector_weights(model: nn.Module, path: Path, cfg: DetectorConfig, setting: str | None = None) -> None:
+    """Load a whole detector's state dict (a ``train`` stage's ``model.pt``, ``model.kd_teacher``) into ``model``,
+    built from ``cfg``; every key must fit (one-line :class:`~crowdbench.bench.checkpoints.CheckpointError`)."""
+    load_weights(model, path, f"the {cfg.backbone} detector", setting=setting)
 
 
 def build_body(cfg: DetectorConfig) -> nn.Module:
@@ -59,7 +64,7 @@ def build_body(cfg: DetectorConfig) -> nn.Module:
         raise ValueError(f"trainable_layers must be in 0..5, got {cfg.trainable_layers}")
     body = build_trunk(cfg.backbone, frozen_bn=cfg.weights is not None)
     if cfg.weights is not None:
-        _load_backbone_weights(body, Path(cfg.weights))
+        load_backbone_weights(body, Path(cfg.weights), cfg.backbone)
     trainable = ["layer4", "layer3", "layer2", "layer1", "conv1"][: cfg.trainable_layers]
     if cfg.trainable_layers == 5:
         trainable.append("bn1")

@@ -159,16 +159,22 @@ def attach_kd(model: nn.Module, cfg: DetectorConfig, teacher_path: Path | None =
         raise ValueError("kd_regularization with detector.cascade_rcnn is not supported (KD hooks the one R-CNN head)")
     teacher = None
     if cfg.kd == "self":
-        from crowdbench.methods.detection.faster_rcnn import build_detector
-
         path = cfg.kd_teacher or teacher_path
         if path is None:
             raise ValueError("model.kd=self needs a teacher: model.kd_teacher or the baseline cell's trained model")
-        net = build_detector(cfg.model_copy(update={"kd": "off", "kd_teacher": None}))
-        net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        net = load_teacher(cfg, Path(path), "model.kd_teacher" if cfg.kd_teacher else None)
         teacher = SelfTeacher(net.to(device))
         model.backbone.register_forward_pre_hook(teacher.capture)
     model.roi_heads.kd = DetectorKD(loss_from_config(cfg), teacher)
+
+
+def load_teacher(cfg: DetectorConfig, path: Path, setting: str | None = "model.kd_teacher") -> nn.Module:
+    """The ``self`` teacher: the detector of ``cfg`` without KD, its weights from ``path`` (all keys must fit)."""
+    from crowdbench.methods.detection.faster_rcnn import build_detector, load_detector_weights
+
+    net = build_detector(cfg.model_copy(update={"kd": "off", "kd_teacher": None}))
+    load_detector_weights(net, path, cfg, setting)
+    return net
 
 
 def teacher_config(run: RunConfig) -> RunConfig | None:

@@ -35,10 +35,11 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import torch
 import torchvision
 from torch import Tensor, nn
 from torchvision.ops import FeaturePyramidNetwork
+
+from crowdbench.bench.checkpoints import fit_state_dict, load_weights, read_state_dict
 
 ARCHS = ("simplebaseline", "hrnet")
 RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
@@ -79,16 +80,18 @@ def _hrnet_cfg(width: int) -> dict[str, Any]:
     return cfg_cls[named[width]]
 
 
-def _load_backbone_weights(module: nn.Module, path: str | Path) -> None:
-    """Load a local state dict into ``module``; extra keys (classifier heads) are ignored, missing keys raise."""
-    state = torch.load(Path(path), map_location="cpu", weights_only=True)
-    if isinstance(state, dict) and "state_dict" in state:
-        state = state["state_dict"]
-    own = module.state_dict()
-    missing = sorted(set(own) - set(state))
-    if missing:
-        raise ValueError(f"{path}: {len(missing)} backbone keys missing, e.g. {missing[:5]}")
-    module.load_state_dict({k: v for k, v in state.items() if k in own}, strict=True)
+def load_backbone_weights(module: nn.Module, path: str | Path, arch: str, setting: str = "pose.model.weights") -> None:
+    """Load a local state dict (plain or ``{"state_dict": ...}``) into ``module``; extra keys (classifier heads) are
+    ignored, a missing or differently shaped key is a one-line
+    :class:`~crowdbench.bench.checkpoints.CheckpointError` naming ``setting``, ``path`` and ``arch``."""
+    state = read_state_dict(path, setting)
+    fit_state_dict(module, state, path, arch, setting=setting, allow_unexpected=lambda key: True)
+
+
+def load_pose_weights(model: nn.Module, path: str | Path, setting: str | None = None) -> None:
+    """Load a whole pose network's state dict (a ``train`` stage's ``model.pt``) into ``model``; every key must fit
+    (one-line :class:`~crowdbench.bench.checkpoints.CheckpointError`)."""
+    load_weights(model, path, f"the {type(model).__name__} pose network", setting=setting)
 
 
 class ResNetBody(nn.Module):
@@ -243,13 +246,17 @@ def build_pose_model(
             raise ValueError(f"deconv_layers must be one of {list(DECONV_LAYERS)} (stride 16/8/4), got {deconv_layers}")
         features = (FPNFeatures if fpn else DeconvFeatures)(backbone, deconv_layers, deconv_channels)
         if weights is not None:
-            _load_backbone_weights(features.backbone, weights)
+            load_backbone_weights(features.backbone, weights, backbone)
     elif arch == "hrnet":
         if fpn:
             raise ValueError("fpn=True is only defined for arch='simplebaseline'")
         features = HRNetFeatures(hrnet_width)
         if weights is not None:
-            _load_backbone_weights(features.body, weights)
+            load_backbone_weights(
+                features.body,
+                weights,
+                {18: "hrnet_w18_small", 8: "hrnet_tiny"}.get(hrnet_width, f"hrnet_w{hrnet_width}"),
+            )
     else:
         raise ValueError(f"unknown arch {arch!r}; valid: {list(ARCHS)}")
     return PoseNet(features, num_joints, offsets=offsets)

@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from crowdbench.bench.checkpoints import fit_state_dict, read_state_dict
 from crowdbench.datasets.model import Frame
 
 _MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
@@ -79,15 +80,30 @@ def _resnet50_trunk(weights: Path | None) -> tuple[nn.Module, int]:
 
     net = resnet50(weights=None)
     if weights is not None:
-        state = torch.load(weights, map_location="cpu", weights_only=True)
-        state = {k: v for k, v in state.items() if not k.startswith("fc.")}
-        missing, unexpected = net.load_state_dict(state, strict=False)
-        if unexpected or any(not k.startswith("fc.") for k in missing):
-            raise ValueError(
-                f"{weights}: not a torchvision ResNet-50 state dict (missing {missing}, extra {unexpected})"
-            )
+        load_backbone_weights(net, weights)
     net.fc = nn.Identity()
     return net, 2048
+
+
+def load_backbone_weights(net: nn.Module, path: str | Path, setting: str = "tracking.reid.backbone_weights") -> None:
+    """Load a torchvision ResNet-50 ImageNet state dict into ``net`` (a ``resnet50``); its ``fc`` is left out, any
+    other missing, extra or differently shaped key is a one-line ``CheckpointError`` naming ``setting`` and ``path``."""
+    state = read_state_dict(path, setting)
+    state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+    fit_state_dict(
+        net, state, path, "torchvision resnet50", setting=setting, allow_missing=lambda k: k.startswith("fc.")
+    )
+
+
+def load_reid_weights(model: ReIDNet, path: str | Path, setting: str | None = None) -> None:
+    """Load a trained ReID state dict into ``model``. Only the training-only ID classifier (``classifier``,
+    ``kappa``) may be absent from or extra in the file; anything else that does not fit is a one-line
+    ``CheckpointError`` naming ``setting`` (when given) and ``path``."""
+    state = read_state_dict(path, setting)
+    if model.classifier is None:
+        state = {k: v for k, v in state.items() if k not in ("classifier", "kappa")}
+    arch = f"{model.arch} ReID of dim {model.dim}"
+    fit_state_dict(model, state, path, arch, setting=setting)
 
 
 class ReIDNet(nn.Module):
@@ -144,7 +160,7 @@ def load_reid(run_dir: Path, device: str = "cpu") -> ReIDNet:
     """The embedding net :func:`train_reid` wrote to ``run_dir`` (``model.pt`` + ``train.json``), in eval mode."""
     meta = json.loads((Path(run_dir) / "train.json").read_text())
     model = build_reid(meta["arch"], meta["dim"], meta["num_ids"], input_hw=tuple(meta["input_hw"]))
-    model.load_state_dict(torch.load(Path(run_dir) / "model.pt", map_location=device, weights_only=True))
+    load_reid_weights(model, Path(run_dir) / "model.pt")
     return model.to(device).eval()
 
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from functools import partial
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -40,7 +41,7 @@ from crowdbench.methods.pose.models import (
     ResNetBody,
     _cropping_fuse_forward,
     _hrnet_cfg,
-    _load_backbone_weights,
+    load_backbone_weights,
 )
 
 HRNETS = {"hrnet_w18_small": 18, "hrnet_w32": 32, "hrnet_w48": 48, "hrnet_tiny": 8}
@@ -71,6 +72,11 @@ class Trunk(nn.Module):
     def forward(self, x: Tensor) -> list[Tensor]:
         feats = self.body(x) if self.name in RESNETS else self.body.forward_features(x)
         return list(feats[1:])
+
+
+def load_trunk_weights(trunk: Trunk, path: str | Path, setting: str = "regression.model.weights") -> None:
+    """Load local ImageNet weights into the trunk's body (``methods.pose.models.load_backbone_weights``)."""
+    load_backbone_weights(trunk.body, path, trunk.name, setting)
 
 
 def freeze_batchnorm(module: nn.Module) -> None:
@@ -165,7 +171,7 @@ class PoseRegressionNet(nn.Module):
         c, k = cfg.fpn_channels, num_joints
         self.trunk = Trunk(cfg.backbone)
         if cfg.weights is not None:
-            _load_backbone_weights(self.trunk.body, cfg.weights)
+            load_trunk_weights(self.trunk, cfg.weights)
         if cfg.frozen_bn:  # SMPR's caffe-style trunk: BatchNorm statistics and affine fixed
             freeze_batchnorm(self.trunk.body)
         extra = LastLevelP6P7(c, c) if len(cfg.strides) == 5 else None
