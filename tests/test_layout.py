@@ -93,7 +93,7 @@ def test_data_check_command(synth_root, capsys):
     assert main(["data", "check", "--data-root", str(synth_root), "--table", "hie-pose/table3"]) == 0
     assert main(["data", "check", "--data-root", str(synth_root), "--table", "occlusion-aug/table3"]) == 1
     out = capsys.readouterr().out
-    assert "crowdpose/json/crowdpose_trainval.json: CrowdPose trainval annotation file not found" in out
+    assert "crowdpose/json/crowdpose_test.json: CrowdPose test annotation file not found" in out  # train: written
 
 
 def test_docs_show_the_layout_table():
