@@ -59,6 +59,12 @@ class Row(BaseModel):
     paper: dict[str, float | None] = Field(default_factory=dict, description="metric key -> paper value or null")
     source: str = Field(description="where the paper values come from, e.g. 'Table 3, row 2'")
     pending: str | None = Field(None, description="what is missing before this row can run")
+    compare_to: int | str | None = Field(
+        "above",
+        description="the row this row's effect is measured against (paper effect = paper[this] - paper[that]; "
+        "reproduced effect = paired bootstrap on the same images and seeds): 'above' (default), a 1-based row "
+        "number, a row label, or null for no effect",
+    )
 
 
 class TableSpec(BaseModel):
@@ -122,7 +128,24 @@ class TableSpec(BaseModel):
         labels = [r.label for r in self.rows]
         if len(set(labels)) != len(labels):
             raise ValueError("duplicate row labels")
+        for i, row in enumerate(self.rows):
+            ref = row.compare_to
+            if isinstance(ref, int) and not (1 <= ref <= len(self.rows) and ref != i + 1):
+                raise ValueError(f"row {row.label!r}: compare_to {ref} is not another row (1..{len(self.rows)})")
+            if isinstance(ref, str) and ref != "above" and (ref not in labels or ref == row.label):
+                raise ValueError(f"row {row.label!r}: compare_to {ref!r} is not another row's label")
         return self
+
+    def compared_row(self, index: int) -> int | None:
+        """The 0-based row that row ``index`` is compared against (``Row.compare_to``), or None."""
+        ref = self.rows[index].compare_to
+        if ref is None or (ref == "above" and index == 0):
+            return None
+        if ref == "above":
+            return index - 1
+        if isinstance(ref, int):
+            return ref - 1
+        return next(i for i, r in enumerate(self.rows) if r.label == ref)
 
     @property
     def runnable_rows(self) -> list[tuple[int, Row]]:

@@ -30,6 +30,7 @@ records = sa.Table(
     sa.Column("provenance", sa.Text, nullable=False),
     sa.Column("created", sa.String(32), nullable=False),
     sa.Column("curves", sa.Text, nullable=True),
+    sa.Column("bootstrap", sa.Text, nullable=True),
     sa.UniqueConstraint("table_id", "row_index", "seed", "profile", "config_hash", name="uq_cell"),
 )
 
@@ -51,6 +52,9 @@ class Record:
     created: str = ""
     curves: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     """Per-epoch series recorded during training (``{"train": [{"epoch", "loss", "val_AP", ...}]}``)."""
+    bootstrap: dict[str, Any] = field(default_factory=dict)
+    """The evaluate stage's bootstrap replicates (``bench/metrics/bootstrap.py: BootstrapRecord``): unit, units hash,
+    resamples, seed, level and per metric the replicate values, so reports compute intervals and paired effects."""
 
 
 def store_url(run_dir: Path, url: str | None = None) -> str:
@@ -141,6 +145,7 @@ class ResultStore:
             "provenance": json.dumps(rec.provenance, sort_keys=True, default=str),
             "created": rec.created or datetime.now(UTC).isoformat(timespec="seconds"),
             "curves": json.dumps(rec.curves, sort_keys=True),
+            "bootstrap": json.dumps(rec.bootstrap, sort_keys=True) if rec.bootstrap else None,
         }
         dialect = self.engine.dialect.name
         if dialect in ("sqlite", "postgresql"):  # one atomic upsert on the cell's unique key: concurrent writers of
@@ -195,4 +200,5 @@ def _to_record(row: Any) -> Record:
         provenance=json.loads(row["provenance"]),
         created=row["created"],
         curves=json.loads(row["curves"]) if row["curves"] else {},
+        bootstrap=json.loads(row["bootstrap"]) if row.get("bootstrap") else {},
     )

@@ -6,6 +6,9 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
+from crowdbench.bench.metrics.bootstrap import pairable, percentile_interval, replicates, verdict
 from crowdbench.bench.specs import TableSpec
 from crowdbench.bench.store import Record
 
@@ -16,12 +19,26 @@ class CellView:
     mean: float | None = None
     std: float | None = None
     n: int = 0
+    low: float | None = None  # 95 % bootstrap interval of the seed-pooled value (paper's unit)
+    high: float | None = None
 
     @property
     def delta(self) -> float | None:
         if self.paper is None or self.mean is None:
             return None
         return self.mean - self.paper
+
+
+@dataclass
+class EffectView:
+    """Row B's effect against its ``compare_to`` row A on one metric, in the paper's unit."""
+
+    against: int  # 0-based row A
+    paper: float | None  # paper[B] - paper[A]
+    mean: float | None = None  # reproduced mean[B] - mean[A]
+    low: float | None = None  # paired bootstrap interval (same images, same replicates, seeds pooled)
+    high: float | None = None
+    verdict: str = "not run"  # bench/metrics/bootstrap.py VERDICTS, or "not run" / "no interval"
 
 
 @dataclass
@@ -37,6 +54,7 @@ class RowView:
     stages_run: list[list[str]] = field(default_factory=list)
     curves: list[dict[str, list[dict[str, Any]]]] = field(default_factory=list)  # per seed, from training
     deviations: list[str] = field(default_factory=list)  # full-modified: the settings that differ from the recipe
+    effects: dict[str, EffectView] = field(default_factory=dict)  # metric key -> effect against compare_to
 
 
 @dataclass
@@ -97,6 +115,7 @@ def aggregate(
                 deviations=sorted({d["text"] for r in recs for d in r.provenance.get("deviations") or []}),
             )
         )
+    _add_intervals_and_effects(spec, rows, by_row)
     latest = max(records, key=lambda r: r.created).provenance if records else {}
     devices = sorted({str(r.provenance.get("device", "?")) for r in records})
     return TableView(spec, profile, rows, latest, command, devices)
@@ -107,14 +126,115 @@ def format_value(value: float | None, decimals: int) -> str:
 
 
 def format_cell(cell: CellView, decimals: int) -> str:
-    """``mean ± std (n)`` for several seeds, ``mean`` for one, ``–`` when not run."""
+    """``mean ± std (n) [low, high]`` for several seeds (std over seeds; the 95 % bootstrap interval of the
+    seed-pooled value), ``mean [low, high]`` for one, ``–`` when not run."""
     if cell.mean is None:
         return "–"
+    text = f"{cell.mean:.{decimals}f}"
     if cell.n > 1:
-        return f"{cell.mean:.{decimals}f} ± {cell.std:.{decimals}f} (n={cell.n})"
-    return f"{cell.mean:.{decimals}f}"
+        text += f" ± {cell.std:.{decimals}f} (n={cell.n})"
+    interval = format_interval(cell.low, cell.high, decimals)
+    return f"{text} {interval}" if interval else text
 
 
 def format_delta(cell: CellView, decimals: int) -> str:
+    """Reproduced − paper, with the interval shifted by the paper value when there is one."""
     delta = cell.delta
-    return "–" if delta is None else f"{delta:+.{decimals}f}"
+    if delta is None:
+        return "–"
+    if cell.low is None or cell.high is None or cell.paper is None:
+        return f"{delta:+.{decimals}f}"
+    return f"{delta:+.{decimals}f} [{cell.low - cell.paper:+.{decimals}f}, {cell.high - cell.paper:+.{decimals}f}]"
+
+
+EFFECT_HEADER = ["row", "vs row", "metric", "paper effect", "reproduced effect [95% CI]", "verdict"]
+
+
+def effect_rows(view: TableView) -> list[list[str]]:
+    """One line per (row, metric) with a ``compare_to`` row: the paper's effect, the reproduced one with its paired
+    interval (same images, same replicates, seeds pooled) and the verdict."""
+    out = []
+    for row in view.rows:
+        for m in view.spec.metrics:
+            e = row.effects.get(m.key)
+            if e is None or (e.paper is None and e.mean is None):
+                continue
+            paper = "–" if e.paper is None else f"{e.paper:+.{m.decimals}f}"
+            out.append([f"{row.index + 1}. {row.label}", str(e.against + 1), m.label, paper,
+                        format_effect(e, m.decimals), e.verdict])  # fmt: skip
+    return out
+
+
+def _pooled(recs: list[Record]) -> tuple[dict[str, Any] | None, dict[str, np.ndarray]]:
+    """A row's bootstrap replicates pooled over its seeds (the mean over seeds, replicate by replicate: the same
+    images resampled in every seed's predictions); None when a seed has none or they do not pair."""
+    boots = [r.bootstrap for r in recs]
+    if not boots or not all(boots) or not all(pairable(boots[0], b) for b in boots):
+        return None, {}
+    per_seed = [replicates(b) for b in boots]
+    keys = set.intersection(*(set(v) for v in per_seed))
+    return boots[0], {k: np.mean([v[k] for v in per_seed], axis=0) for k in keys}
+
+
+def _add_intervals_and_effects(spec: TableSpec, rows: list[RowView], by_row: dict[int, list[Record]]) -> None:
+    """Per row and metric: the interval of the seed-pooled value; per row with a ``compare_to`` row: the paper's
+    effect, the reproduced effect and its paired interval, and the verdict (``bench/metrics/bootstrap.py``)."""
+    pooled = {i: _pooled(sorted(recs, key=lambda r: r.seed)) for i, recs in by_row.items()}
+    for row in rows:
+        meta, reps = pooled.get(row.index, (None, {}))
+        for m in spec.metrics:
+            if m.key in reps and row.cells[m.key].mean is not None:
+                low, high = percentile_interval(reps[m.key] * m.scale, meta.get("level", 0.95) if meta else 0.95)
+                row.cells[m.key].low, row.cells[m.key].high = low, high
+        against = spec.compared_row(row.index)
+        if against is None:
+            continue
+        other = rows[against]
+        other_meta, other_reps = pooled.get(against, (None, {}))
+        for m in spec.metrics:
+            b, a = row.cells[m.key], other.cells[m.key]
+            effect = EffectView(against, None if b.paper is None or a.paper is None else b.paper - a.paper)
+            if b.mean is not None and a.mean is not None:
+                effect.mean = b.mean - a.mean
+                if meta and other_meta and pairable(meta, other_meta) and m.key in reps and m.key in other_reps:
+                    diff = (reps[m.key] - other_reps[m.key]) * m.scale
+                    effect.low, effect.high = percentile_interval(diff, meta.get("level", 0.95))
+                    effect.verdict = verdict(effect.paper, effect.low, effect.high)
+                else:
+                    effect.verdict = "no interval"
+            row.effects[m.key] = effect
+
+
+def verdict_counts(view: TableView) -> dict[str, int]:
+    """How many effects of the table got each verdict (effects with a paper value and a reproduced interval)."""
+    counts: dict[str, int] = {}
+    for row in view.rows:
+        for e in row.effects.values():
+            if e.verdict in ("agrees", "opposes", "within noise"):
+                counts[e.verdict] = counts.get(e.verdict, 0) + 1
+    return counts
+
+
+def verdict_summary(view: TableView) -> str:
+    """``3 of 4 effects agree, 1 within noise`` (or why there is none)."""
+    counts = verdict_counts(view)
+    total = sum(counts.values())
+    if not total:
+        return "no effect with a paper value and a reproduced interval yet"
+    parts = [f"{counts.get('agrees', 0)} of {total} effects agree"]
+    parts += [f"{counts[k]} {k}" for k in ("opposes", "within noise") if counts.get(k)]
+    return ", ".join(parts)
+
+
+def format_interval(low: float | None, high: float | None, decimals: int) -> str:
+    return "" if low is None or high is None else f"[{low:.{decimals}f}, {high:.{decimals}f}]"
+
+
+def format_effect(effect: EffectView | None, decimals: int) -> str:
+    """``+1.20 [0.40, 2.05]`` (reproduced effect and its paired interval), ``–`` when not run."""
+    if effect is None or effect.mean is None:
+        return "–"
+    text = f"{effect.mean:+.{decimals}f}"
+    if effect.low is not None:
+        text += f" [{effect.low:+.{decimals}f}, {effect.high:+.{decimals}f}]"
+    return text

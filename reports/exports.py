@@ -9,8 +9,16 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from crowdbench.reports.aggregate import TableView, format_cell, format_delta, format_value
-from crowdbench.reports.render import markdown, ours_header
+from crowdbench.reports.aggregate import (
+    EFFECT_HEADER,
+    TableView,
+    effect_rows,
+    format_cell,
+    format_delta,
+    format_value,
+    verdict_summary,
+)
+from crowdbench.reports.render import markdown, ours_header, show_delta
 
 _LATEX_SPECIAL = {
     "\\": r"\textbackslash{}",
@@ -34,13 +42,18 @@ def latex_escape(text: str) -> str:
 
 
 def latex(view: TableView) -> str:
-    """A booktabs table: per metric paper | reproduced (level) | Δ, one row per table row; pending rows say so."""
+    """Booktabs tables: per metric paper | reproduced [95 % CI] (level) | Δ (full only), one row per table row
+    (pending rows say so); then the effects with their paired intervals and verdicts."""
     spec = view.spec
     metrics = spec.metrics
-    cols = "l" + " rrr" * len(metrics)
-    head1 = ["Row"] + [rf"\multicolumn{{3}}{{c}}{{{latex_escape(m.label)}}}" for m in metrics]
-    rules = " ".join(rf"\cmidrule(lr){{{2 + 3 * i}-{4 + 3 * i}}}" for i in range(len(metrics)))
-    head2 = [""] + [x for m in metrics for x in ("Paper", latex_escape(ours_header(view, m).capitalize()), r"$\Delta$")]
+    k = 3 if show_delta(view) else 2
+    cols = "l" + (" " + "r" * k) * len(metrics)
+    head1 = ["Row"] + [rf"\multicolumn{{{k}}}{{c}}{{{latex_escape(m.label)}}}" for m in metrics]
+    rules = " ".join(rf"\cmidrule(lr){{{2 + k * i}-{1 + k * (i + 1)}}}" for i in range(len(metrics)))
+    sub = ["Paper", "{ours}", r"$\Delta$"][:k]
+    head2 = [""] + [
+        latex_escape(ours_header(view, m).capitalize()) if x == "{ours}" else x for m in metrics for x in sub
+    ]
     lines = [
         f"% crowdbench {spec.id} ({view.level}); regenerate with `crowdbench report --tables {spec.id}`",
         r"\begin{table}[t]",
@@ -55,19 +68,32 @@ def latex(view: TableView) -> str:
     ]
     for row in view.rows:
         if row.status == "pending":
-            cells = [rf"\multicolumn{{{3 * len(metrics)}}}{{l}}{{\emph{{pending: {latex_escape(row.pending or '')}}}}}"]
+            cells = [rf"\multicolumn{{{k * len(metrics)}}}{{l}}{{\emph{{pending: {latex_escape(row.pending or '')}}}}}"]
         else:
             cells = []
             for m in metrics:
                 c = row.cells[m.key]
-                texts = (format_value(c.paper, m.decimals), format_cell(c, m.decimals), format_delta(c, m.decimals))
-                cells += [latex_escape(t) for t in texts]
+                texts = [format_value(c.paper, m.decimals), format_cell(c, m.decimals), format_delta(c, m.decimals)]
+                cells += [latex_escape(t) for t in texts[:k]]
         lines.append(" & ".join([latex_escape(row.label), *cells]) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
     modified = [r for r in view.rows if r.deviations]
     if modified:  # full-modified rows: what differs from the paper's recipe (not a reproduction of it)
         notes = "; ".join(f"{r.label}: {', '.join(r.deviations)}" for r in modified)
         lines.append(rf"\par\footnotesize{{{latex_escape(f'Full-modified rows (recipe → run): {notes}')}}}")
+    effects = effect_rows(view)
+    if effects:
+        lines += [
+            r"\par\medskip",
+            rf"\footnotesize{{{latex_escape(f'Effects (row − its compare_to row): {verdict_summary(view)}.')}}}\par",
+            r"\begin{tabular}{llllrl}",
+            r"\toprule",
+            " & ".join(latex_escape(h) for h in EFFECT_HEADER) + r" \\",
+            r"\midrule",
+            *(" & ".join(latex_escape(c) for c in line) + r" \\" for line in effects),
+            r"\bottomrule",
+            r"\end{tabular}",
+        ]
     lines += [r"\end{table}", ""]
     return "\n".join(lines)
 

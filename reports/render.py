@@ -8,11 +8,21 @@ import statistics
 from pathlib import Path
 
 from jinja2 import Environment, PackageLoader, select_autoescape
+from rich.console import Group
 from rich.table import Table
 
 from crowdbench.bench.specs import MetricColumn
 from crowdbench.datasets.formats.atomic import atomic_write_text
-from crowdbench.reports.aggregate import RowView, TableView, format_cell, format_delta, format_value
+from crowdbench.reports.aggregate import (
+    EFFECT_HEADER,
+    RowView,
+    TableView,
+    effect_rows,
+    format_cell,
+    format_delta,
+    format_value,
+    verdict_summary,
+)
 from crowdbench.reports.figures import png_base64, pyplot
 
 LEVEL_NOTE = {
@@ -67,41 +77,65 @@ def _row_status(row: RowView) -> str:
     return f"{levels} ({n} deviation{'s' if n > 1 else ''})" if n else levels
 
 
-def terminal_table(view: TableView) -> Table:
+def show_delta(view: TableView) -> bool:
+    """Reproduced − paper columns exist only for full / full-modified numbers: a smoke number is not comparable."""
+    return view.profile == "full"
+
+
+def _cells(view: TableView, row: RowView) -> list[str]:
+    cells = []
+    for m in view.spec.metrics:
+        c = row.cells[m.key]
+        cells += [format_value(c.paper, m.decimals), format_cell(c, m.decimals)]
+        if show_delta(view):
+            cells.append(format_delta(c, m.decimals))
+    return cells
+
+
+def terminal_table(view: TableView) -> Group:
+    """The paper | reproduced [95 % CI] table, then the effects table with its verdicts and their count."""
     spec = view.spec
     table = Table(title=f"{spec.id}: {spec.title}", caption=level_note(view), caption_justify="left")
     table.add_column("row", no_wrap=True)
     for m in spec.metrics:
         table.add_column(f"{m.label}\npaper", justify="right", style="dim")
         table.add_column(f"{m.label}\n{ours_header(view, m)}", justify="right")
-        table.add_column("Δ", justify="right", style="dim")
+        if show_delta(view):
+            table.add_column("Δ", justify="right", style="dim")
     table.add_column("level", min_width=13)
     for row in view.rows:
-        cells = []
-        for m in spec.metrics:
-            c = row.cells[m.key]
-            cells += [format_value(c.paper, m.decimals), format_cell(c, m.decimals), format_delta(c, m.decimals)]
         status = _row_status(row)
-        table.add_row(row.label, *cells, f"[yellow]{status}[/]" if row.status != "done" else status)
-    return table
+        table.add_row(row.label, *_cells(view, row), f"[yellow]{status}[/]" if row.status != "done" else status)
+    effects = Table(
+        title=f"{spec.id}: effects (row − its compare_to row)",
+        caption=f"{verdict_summary(view)}. {EFFECT_NOTE}",
+        caption_justify="left",
+    )
+    for i, col in enumerate(EFFECT_HEADER):
+        effects.add_column(col, justify="left" if i in (0, 2, 5) else "right")
+    for line in effect_rows(view):
+        effects.add_row(*line)
+    return Group(table, effects) if effects.row_count else Group(table)
+
+
+EFFECT_NOTE = (
+    "Reproduced effect: paired percentile bootstrap over the test units (same images or videos, same replicates in "
+    "both rows; seeds pooled), 95 %, per effect, no correction for multiple comparisons. agrees / opposes: the "
+    "interval excludes 0 on the paper effect's side / the other side; within noise: it contains 0."
+)
 
 
 def _header(view: TableView) -> list[str]:
     head = ["row"]
     for m in view.spec.metrics:
-        head += [f"{m.label} paper", f"{m.label} {ours_header(view, m)}", f"{m.label} Δ"]
+        head += [f"{m.label} paper", f"{m.label} {ours_header(view, m)}"]
+        if show_delta(view):
+            head.append(f"{m.label} Δ")
     return [*head, "level / status"]
 
 
 def _body(view: TableView) -> list[list[str]]:
-    out = []
-    for row in view.rows:
-        line = [row.label]
-        for m in view.spec.metrics:
-            c = row.cells[m.key]
-            line += [format_value(c.paper, m.decimals), format_cell(c, m.decimals), format_delta(c, m.decimals)]
-        out.append([*line, _row_status(row)])
-    return out
+    return [[row.label, *_cells(view, row), _row_status(row)] for row in view.rows]
 
 
 def markdown(view: TableView) -> str:
@@ -118,6 +152,12 @@ def markdown(view: TableView) -> str:
         "|" + "|".join("---" for _ in head) + "|",
     ]
     lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in body) + " |" for body in _body(view)]
+    effects = effect_rows(view)
+    if effects:
+        lines += ["", f"Effects (row − its compare_to row): {verdict_summary(view)}.", ""]
+        lines += ["| " + " | ".join(EFFECT_HEADER) + " |", "|" + "|".join("---" for _ in EFFECT_HEADER) + "|"]
+        lines += ["| " + " | ".join(c.replace("|", "\\|") for c in line) + " |" for line in effects]
+        lines += ["", f"> {EFFECT_NOTE}"]
     lines += ["", "Paper values: " + "; ".join(f"{r.label}: {r.source}" for r in view.rows), ""]
     lines += [_provenance_text(view), ""]
     return "\n".join(lines)
@@ -127,11 +167,12 @@ def csv_text(view: TableView) -> str:
     """Machine-readable: one line per (row, metric) with paper, mean, std, n, delta, level."""
     buf = io.StringIO()
     writer = csv.writer(buf)
-    head = ["table", "row", "metric", "paper", "mean", "std", "n", "delta", "level", "deviations", "status", "source"]
+    head = ["table", "row", "metric", "paper", "mean", "std", "n", "low", "high", "delta", "level", "deviations"]
+    head += ["status", "source", "compare_to", "effect_paper", "effect", "effect_low", "effect_high", "verdict"]
     writer.writerow(head)
     for row in view.rows:
         for m in view.spec.metrics:
-            c = row.cells[m.key]
+            c, e = row.cells[m.key], row.effects.get(m.key)
             writer.writerow(
                 [
                     view.spec.id,
@@ -141,14 +182,26 @@ def csv_text(view: TableView) -> str:
                     "" if c.mean is None else round(c.mean, 6),
                     "" if c.std is None else round(c.std, 6),
                     c.n,
-                    "" if c.delta is None else round(c.delta, 6),
+                    _num(c.low),
+                    _num(c.high),
+                    "" if c.delta is None or not show_delta(view) else round(c.delta, 6),
                     ",".join(row.levels),
                     "; ".join(row.deviations),
                     row.status if not row.pending else f"pending: {row.pending}",
                     row.source,
+                    "" if e is None else e.against + 1,
+                    "" if e is None else _num(e.paper),
+                    "" if e is None else _num(e.mean),
+                    "" if e is None else _num(e.low),
+                    "" if e is None else _num(e.high),
+                    "" if e is None else e.verdict,
                 ]
             )
     return buf.getvalue()
+
+
+def _num(value: float | None) -> float | str:
+    return "" if value is None else round(value, 6)
 
 
 def _provenance_text(view: TableView) -> str:
@@ -228,6 +281,11 @@ def html(view: TableView) -> str:
         spec=view.spec,
         header=_header(view),
         body=_body(view),
+        show_delta=show_delta(view),
+        effect_header=EFFECT_HEADER,
+        effects=effect_rows(view),
+        verdicts=verdict_summary(view),
+        effect_note=EFFECT_NOTE,
         level_note=level_note(view),
         provenance=_provenance_text(view),
         figure=figure_png(view),

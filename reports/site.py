@@ -30,10 +30,20 @@ from crowdbench.bench.registry import parse_plugin_ref
 from crowdbench.bench.specs import MetricColumn, TableSpec, available_tables, load_spec
 from crowdbench.bench.store import Record, ResultStore
 from crowdbench.datasets.formats.atomic import atomic_write_text
-from crowdbench.reports.aggregate import CellView, TableView, aggregate, format_cell, format_delta, format_value
+from crowdbench.reports.aggregate import (
+    EFFECT_HEADER,
+    CellView,
+    TableView,
+    aggregate,
+    effect_rows,
+    format_cell,
+    format_delta,
+    format_value,
+    verdict_summary,
+)
 from crowdbench.reports.exports import latex, markdown_block
 from crowdbench.reports.figures import png_base64, pyplot
-from crowdbench.reports.render import csv_text, curves_png, figure_png, level_note, ours_header
+from crowdbench.reports.render import EFFECT_NOTE, csv_text, curves_png, figure_png, level_note, ours_header, show_delta
 
 PROFILE_ORDER = ("smoke", "full")
 
@@ -170,19 +180,20 @@ class TableEntry:
     last_run: str
     headline: str
     profile: str = "smoke"
+    verdicts: str = ""
 
 
 def _headline(view: TableView) -> str:
-    """Mean Δ of the first metric over the rows that have both values; smoke deltas are labelled as such."""
+    """Mean Δ of the first metric over the rows that have both values, for full numbers only (a smoke number is not
+    comparable with the paper's: no Δ)."""
+    if view.profile != "full":
+        return "smoke: no Δ (not comparable)"
     m = view.spec.metrics[0]
     deltas = [r.cells[m.key].delta for r in view.rows if r.cells[m.key].delta is not None]
     if not deltas:
         return "–"
-    mean = statistics.fmean(deltas)
-    text = f"{m.label} Δ {mean:+.{m.decimals}f} (mean of {len(deltas)} rows)"
-    if view.level == "full":
-        return text
-    return f"{text}, {view.level}: not comparable" if view.level != "smoke" else f"{text}, smoke: not comparable"
+    text = f"{m.label} Δ {statistics.fmean(deltas):+.{m.decimals}f} (mean of {len(deltas)} rows)"
+    return text if view.level == "full" else f"{text}, {view.level}: not a verdict"
 
 
 def _entry(view: TableView, records: list[Record], path: str) -> TableEntry:
@@ -198,7 +209,10 @@ def _entry(view: TableView, records: list[Record], path: str) -> TableEntry:
         status, css = "pending", "pending"
     last = max((r.created for r in records), default="")
     last_run = last[:19].replace("T", " ")
-    return TableEntry(spec, path, status, css, done, runnable, pending, last_run, _headline(view), view.profile)
+    verdicts = verdict_summary(view) if done else ""
+    return TableEntry(
+        spec, path, status, css, done, runnable, pending, last_run, _headline(view), view.profile, verdicts
+    )
 
 
 def _table_cells(view: TableView) -> list[dict[str, Any]]:
@@ -279,6 +293,11 @@ def _write_table_page(
         provenance=view.provenance,
         command=view.command,
         exports=[f"{Path(rel).name}.{ext}" for ext in ("md", "csv", "tex")],
+        show_delta=show_delta(view),
+        effect_header=EFFECT_HEADER,
+        effects=effect_rows(view),
+        verdicts=verdict_summary(view),
+        effect_note=EFFECT_NOTE,
     )
     base = out / rel
     atomic_write_text(base.with_suffix(".html"), page)

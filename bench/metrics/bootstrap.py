@@ -15,9 +15,11 @@ average of per-unit metrics. With every weight 1 a resampler reproduces the poin
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -110,3 +112,39 @@ def verdict(paper_effect: float | None, low: float, high: float) -> str:
     if low > 0 or high < 0:
         return "agrees" if (low > 0) == (paper_effect > 0) else "opposes"
     return "within noise"
+
+
+def units_hash(units: Sequence[str]) -> str:
+    """Identity of an evaluation set: replicates of two cells pair only when their units (in order) are equal."""
+    return hashlib.sha256("\n".join(units).encode()).hexdigest()[:16]
+
+
+def bootstrap_record(
+    resampler: Resampler, resamples: int = DEFAULT_RESAMPLES, seed: int = DEFAULT_SEED, level: float = DEFAULT_LEVEL
+) -> dict[str, Any]:
+    """What a cell's record keeps (``Record.bootstrap``): the replicate values of every metric on the weights of
+    :func:`replicate_weights` over the resampler's units in sorted order, so every row of a table (same test set,
+    same seed) shares one weight matrix and effects pair replicate by replicate."""
+    ordered = sorted(resampler.units)
+    weights = replicate_weights(len(ordered), resamples, seed)
+    values = resampler.values(aligned_weights(resampler.units, ordered, weights))
+    return {
+        "unit": resampler.unit,
+        "n_units": len(ordered),
+        "units_hash": units_hash(ordered),
+        "resamples": resamples,
+        "seed": seed,
+        "level": level,
+        "replicates": {k: base64.b64encode(np.asarray(v, dtype="<f8").tobytes()).decode() for k, v in values.items()},
+    }
+
+
+def replicates(record: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """Decode ``Record.bootstrap["replicates"]``: metric -> replicate values."""
+    return {k: np.frombuffer(base64.b64decode(v), dtype="<f8") for k, v in record.get("replicates", {}).items()}
+
+
+def pairable(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """Two bootstrap records share their replicates' weights (same test set, resamples and seed)."""
+    keys = ("units_hash", "resamples", "seed")
+    return bool(a) and bool(b) and all(a.get(k) == b.get(k) for k in keys)
