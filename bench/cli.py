@@ -133,6 +133,15 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--seed", type=int, default=0, help="sampler seed")
     search.set_defaults(func=cmd_search)
 
+    export = sub.add_parser(
+        "export", help="every result of the store as one tidy table (crowdbench.results.load): Parquet or CSV"
+    )
+    export.add_argument("--format", dest="fmt", default="parquet", choices=("parquet", "csv"))
+    export.add_argument("--out", type=Path, help="output file (default: <run-dir>/results.<format>)")
+    export.add_argument("--run-dir", type=Path, default=Path("runs"))
+    export.add_argument("--db", "--store", dest="db", help="SQLAlchemy URL of the result store")
+    export.set_defaults(func=cmd_export)
+
     lister = sub.add_parser("list", help="list tables, plugins or profiles")
     lister.add_argument("what", choices=("tables", "plugins", "profiles"))
     lister.set_defaults(func=cmd_list)
@@ -269,6 +278,15 @@ def cmd_list(args: argparse.Namespace) -> int:
         from crowdbench.bench.profiles import PROFILES
 
         out.print("\n".join(PROFILES))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from crowdbench.results import export
+
+    out = args.out or Path(args.run_dir) / f"results.{args.fmt}"
+    path = export(args.db or args.run_dir, out, args.fmt)
+    console.print(f"Wrote {path} (one row per table, row, seed and metric; crowdbench.results.load)")
     return 0
 
 

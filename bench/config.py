@@ -160,6 +160,12 @@ class EvaluateConfig(_Strict):
         True, description="posetrack MOTA: a frame without predictions counts one dummy miss + false positive (poseval)"
     )
     motp_all_events: bool = Field(True, description="posetrack MOTP over every distance event row (poseval)")
+    # uncertainty (bench/metrics/bootstrap.py): never changes a value, only its interval
+    bootstrap: int = Field(
+        1000, ge=0, description="bootstrap resamples of the test units kept with every record (0: no intervals)"
+    )
+    bootstrap_seed: int = Field(0, description="seed of the replicate weights (the same for every row: paired)")
+    block_frames: int = Field(50, ge=1, description="tracking metrics: frames per resampled block of a sequence")
 
 
 class PoseModelConfig(_Strict):

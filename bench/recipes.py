@@ -70,7 +70,10 @@ NOT_RECIPE = (
     "pose.test.batch_size",
     "regression.test.batch_size",
     "regression.test.timing_images",
-    "regression.model.deform_impl",  # the same function computed two ways (parity-tested), not a setting
+    "regression.model.deform_impl",
+    "evaluate.bootstrap",  # uncertainty settings: they give a value its interval, never change it
+    "evaluate.bootstrap_seed",
+    "evaluate.block_frames",  # the same function computed two ways (parity-tested), not a setting
 )
 
 

@@ -180,6 +180,11 @@ class ResultStore:
             rows = conn.execute(stmt.order_by(records.c.row_index, records.c.seed)).mappings().all()
         return [_to_record(r) for r in rows]
 
+    def table_ids(self) -> list[str]:
+        """Every table id with at least one record."""
+        with self.engine.connect() as conn:
+            return sorted(r[0] for r in conn.execute(sa.select(records.c.table_id).distinct()))
+
     def dispose(self) -> None:
         self.engine.dispose()
 

@@ -94,6 +94,7 @@ def run_cell_file(path: Path) -> Record | None:
             "deviations": job.get("deviations", []),
         },
         curves=outcome.curves,
+        bootstrap=outcome.bootstrap,
     )
     store = ResultStore(job["store_url"])
     store.put(record)

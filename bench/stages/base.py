@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from collections.abc import Callable
@@ -31,6 +32,7 @@ class CellOutcome:
     stage_keys: dict[str, str]
     stages: list[StageResult] = field(default_factory=list)
     curves: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    bootstrap: dict[str, Any] = field(default_factory=dict)  # bench/metrics/bootstrap.py: bootstrap_record
 
     @property
     def stages_run(self) -> list[str]:
@@ -62,3 +64,25 @@ def run_stage(
         shutil.rmtree(scratch, ignore_errors=True)
         console.print(f"  [cyan]done[/]       {name:<11} {key} in {seconds:.1f} s")
         return StageResult(name, key, cache.path(name, key), True, seconds)
+
+
+BOOTSTRAP_FILE = "bootstrap.json"
+RESAMPLER_FILE = "resampler.npz"
+
+
+def save_bootstrap(out: Path, resampler: Any, resamples: int, seed: int) -> None:
+    """Keep an evaluation's per-unit sufficient statistics (``resampler.npz``, so any number of resamples can be
+    drawn later without re-running the matching) and the replicates of the cell's record (``bootstrap.json``)."""
+    from crowdbench.bench.metrics.bootstrap import bootstrap_record
+
+    if resampler is None or resamples <= 0:
+        return
+    if hasattr(resampler, "save"):
+        resampler.save(out / RESAMPLER_FILE)
+    (out / BOOTSTRAP_FILE).write_text(json.dumps(bootstrap_record(resampler, resamples, seed)))
+
+
+def load_bootstrap(done: Path) -> dict[str, Any]:
+    """The bootstrap record an evaluate stage kept ({} when it kept none)."""
+    path = done / BOOTSTRAP_FILE
+    return json.loads(path.read_text()) if path.is_file() else {}
