@@ -21,7 +21,11 @@ class DataConfig(_Strict):
 
     source: str = Field("synthetic", description="'synthetic' or a dataset key of datasets/layout.py LAYOUTS")
     preset: str = Field("small", description="synthetic preset: tiny | small | medium | hie")
-    seed: int = Field(0, description="seed of the synthetic data (fixed across training seeds)")
+    seed: int = Field(
+        0,
+        description="seed of the synthetic data; it does not follow the training seed, so every seed (and row) is "
+        "tested on the same crowds and effects pair on one test set (docs/architecture.md, Uncertainty)",
+    )
     root: Path | None = Field(None, description="dataset folder for real data (--data-root)")
     train_split: str = "train"
     val_split: str = "val"
