@@ -130,7 +130,35 @@ def build_parser() -> argparse.ArgumentParser:
         "--db", "--store", dest="db", help="SQLAlchemy URL of the result store (default: SQLite in the run dir)"
     )
     search.add_argument("--device", default="auto")
-    search.add_argument("--seed", type=int, default=0, help="sampler seed")
+    search.add_argument("--seed", type=int, default=0, help="sampler seed (worker i: seed + i; default 0)")
+    search.add_argument(
+        "--objective-seeds", type=int, default=1, metavar="N",
+        help="objective = mean over N disjoint video folds of the search split (contiguous frame blocks when it has "
+        "fewer than N videos); the best trial's 95%% t-interval over the folds reported (default 1: the whole split)",
+    )  # fmt: skip
+    # sampler options: None = bench.search.TPE_DEFAULTS / NSGA2_DEFAULTS (the help repeats them; tests check)
+    tpe = search.add_argument_group("TPE sampler (passed explicitly; recorded in the study)")
+    tpe.add_argument(
+        "--tpe-multivariate", action=argparse.BooleanOptionalAction, default=None,
+        help="multivariate TPE (default: on)",
+    )  # fmt: skip
+    tpe.add_argument(
+        "--tpe-constant-liar", action=argparse.BooleanOptionalAction, default=None,
+        help="constant liar for parallel workers (default: on)",
+    )  # fmt: skip
+    tpe.add_argument(
+        "--tpe-startup-trials", type=int, default=None, metavar="N",
+        help="random trials before TPE models the history (default 10)",
+    )  # fmt: skip
+    nsga = search.add_argument_group("NSGA-II sampler (passed explicitly; recorded in the study)")
+    nsga.add_argument("--nsga2-population", type=int, default=None, metavar="N",
+                      help="population size (default 50)")  # fmt: skip
+    nsga.add_argument("--nsga2-mutation-prob", type=float, default=None, metavar="P",
+                      help="mutation probability (default 1 / number of parameters)")  # fmt: skip
+    nsga.add_argument("--nsga2-crossover-prob", type=float, default=None, metavar="P",
+                      help="uniform crossover probability (default 0.9)")  # fmt: skip
+    nsga.add_argument("--nsga2-swapping-prob", type=float, default=None, metavar="P",
+                      help="uniform crossover swapping probability (default 0.5)")  # fmt: skip
     search.set_defaults(func=cmd_search)
 
     export = sub.add_parser(
@@ -238,6 +266,13 @@ def cmd_search(args: argparse.Namespace) -> int:
     overrides = parse_set(args.overrides)
     if args.data_root is not None:
         overrides["data.root"] = str(args.data_root)
+    options: dict[str, object] = {}
+    if args.sampler == "tpe":
+        options = {"multivariate": args.tpe_multivariate, "constant_liar": args.tpe_constant_liar,
+                   "n_startup_trials": args.tpe_startup_trials}  # fmt: skip
+    elif args.sampler == "nsga2":
+        options = {"population_size": args.nsga2_population, "mutation_prob": args.nsga2_mutation_prob,
+                   "crossover_prob": args.nsga2_crossover_prob, "swapping_prob": args.nsga2_swapping_prob}  # fmt: skip
     result = search_tracking(
         args.table,
         trials=args.trials,
@@ -251,6 +286,8 @@ def cmd_search(args: argparse.Namespace) -> int:
         db_url=args.db,
         device=args.device,
         seed=args.seed,
+        sampler_options=options,
+        objective_seeds=args.objective_seeds,
     )
     return 0 if result.complete else 1
 

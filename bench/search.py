@@ -34,6 +34,18 @@ while appending to a journal leaves its lock file; Optuna frees it after 30 s.
 Target: a worker asks for a new trial while COMPLETE + RUNNING < ``trials``; racing workers can overshoot by up to
 ``workers - 1`` trials (never for the grid beyond its cells).
 
+Sampler settings: passed explicitly, never Optuna's defaults (they changed in Optuna 5: TPE's ``multivariate`` and
+``constant_liar``). ``sampler_options`` overrides :data:`TPE_DEFAULTS` / :data:`NSGA2_DEFAULTS`; the resolved settings
+(:func:`sampler_settings`, the dict the sampler is built from) are the study's user attr ``sampler``. Worker ``i`` seeds
+its sampler with ``seed + i``. A resumed study whose stored settings differ says so in one line and records both in
+``sampler_history`` (``from_trial``: the first trial number the settings could apply to).
+
+Objective seeds: with ``objective_seeds = N > 1`` the objective returns N metric dicts (one per seed, fold or data
+split: the caller decides what varies and names it in ``seeds_label``); every metric of the trial is the mean over the
+N values, which are kept per metric in the trial's user attr ``folds``. :func:`seed_interval` gives a Student-t interval
+over them (mean ± t(N-1) · s / sqrt(N)); :func:`paired_interval` the same for the per-fold differences of two trials.
+A study never mixes objective seed counts (a different N on resume is an error).
+
 Workers: ``workers > 1`` spawns that many processes (``multiprocessing`` "spawn"), each running the ask/tell loop
 against the same storage, so the objective must be picklable: a module-level function or a
 :func:`functools.partial` of one. The main process reports finished trials (progress line, ``on_trial``).
@@ -75,9 +87,19 @@ RUN = "crowdbench:run"  # system attr: id of the run_search call that created th
 OWNER = "crowdbench:owner"  # system attr: [host, pid] of the process evaluating the trial
 HEARTBEAT = "crowdbench:heartbeat"  # system attr: time.time() of the last sign of life
 METRICS = "metrics"  # user attr: the objective's full metrics dict
+FOLDS = "folds"  # user attr: metric -> its N per-seed / per-fold values (objective_seeds > 1)
 ERROR = "error"  # user attr: one-line error of a failed trial
 
 _JSON_SCALARS = (type(None), bool, int, float, str)
+
+TPE_DEFAULTS: dict[str, Any] = {"multivariate": True, "constant_liar": True, "n_startup_trials": 10}
+"""TPE settings unless overridden: multivariate (DeepSORT's parameters interact) and constant liar (parallel workers
+do not sample the same region), Optuna 5's defaults; 10 random startup trials (Optuna's default)."""
+NSGA2_DEFAULTS: dict[str, Any] = {
+    "population_size": 50, "mutation_prob": None, "crossover": "uniform", "crossover_prob": 0.9, "swapping_prob": 0.5,
+}  # fmt: skip
+"""NSGA-II settings unless overridden (Optuna's defaults); ``mutation_prob`` None resolves to 1 / number of params."""
+GRID_ORDER = "space order, last parameter fastest; lowest free cell per trial number"
 
 
 @dataclass(frozen=True)
@@ -221,6 +243,7 @@ class TrialRecord:
     state: str
     seconds: float | None
     error: str | None = None
+    folds: dict[str, list[float]] = field(default_factory=dict)
 
     @classmethod
     def from_frozen(cls, t: FrozenTrial, objectives: Sequence[tuple[str, str]] = ()) -> TrialRecord:
@@ -228,7 +251,8 @@ class TrialRecord:
         if not metrics and t.values is not None:
             metrics = {name: v for (name, _), v in zip(objectives, t.values, strict=False)}
         seconds = t.duration.total_seconds() if t.duration is not None else None
-        return cls(t.number, dict(t.params), metrics, t.state.name, seconds, t.user_attrs.get(ERROR))
+        folds = {str(k): [float(x) for x in v] for k, v in (t.user_attrs.get(FOLDS) or {}).items()}
+        return cls(t.number, dict(t.params), metrics, t.state.name, seconds, t.user_attrs.get(ERROR), folds)
 
 
 @dataclass
@@ -245,6 +269,11 @@ class SearchResult:
     sampler: str = ""
     target: int | None = None
     params: list[str] = field(default_factory=list)
+    sampler_settings: dict[str, Any] = field(default_factory=dict)
+    sampler_history: list[dict[str, Any]] = field(default_factory=list)
+    objective_seeds: int = 1
+    seeds_label: str = ""
+    notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -275,6 +304,9 @@ class SearchResult:
             first_rec = next((t for t in trials if t.params == first and t.state == "COMPLETE"), None) or next(
                 (t for t in trials if t.params == first), None
             )
+        stored = attrs.get("sampler", "")
+        settings = dict(stored) if isinstance(stored, Mapping) else {}
+        seeds = attrs.get("objective_seeds") or {}
         return cls(
             study.study_name,
             storage,
@@ -282,10 +314,134 @@ class SearchResult:
             trials,
             best,
             first_rec,
-            sampler=attrs.get("sampler", ""),
+            sampler=str(settings.get("name", stored) if settings else stored),
             target=attrs.get("target"),
             params=list(attrs.get("params", [])),
+            sampler_settings=settings,
+            sampler_history=[dict(h) for h in attrs.get("sampler_history", [])],
+            objective_seeds=int(seeds.get("n", 1)),
+            seeds_label=str(seeds.get("what", "")),
         )
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# objective seeds: intervals over the per-seed / per-fold values
+
+
+@dataclass(frozen=True)
+class SeedInterval:
+    """Mean of N per-seed (per-fold) values with its Student-t interval: mean ± t(N-1) · std / sqrt(N)."""
+
+    mean: float
+    std: float
+    low: float
+    high: float
+    n: int
+    level: float = 0.95
+
+    def contains(self, value: float) -> bool:
+        return self.low <= value <= self.high
+
+    def text(self, digits: int = 4, signed: bool = False) -> str:
+        """``0.486 [0.452, 0.52]`` (mean [low, high]); ``signed``: ``+0.044 [-0.01, +0.098]``."""
+        f = f"{'+' if signed else ''}.{digits}g"
+        return f"{self.mean:{f}} [{self.low:{f}}, {self.high:{f}}]"
+
+
+def seed_interval(values: Sequence[float], level: float = 0.95) -> SeedInterval | None:
+    """The t-interval of the mean of ``values`` (None for fewer than 2 values)."""
+    from scipy.stats import t as student_t
+
+    v = [float(x) for x in values]
+    n = len(v)
+    if n < 2:
+        return None
+    mean = math.fsum(v) / n
+    std = math.sqrt(math.fsum((x - mean) ** 2 for x in v) / (n - 1))
+    half = float(student_t.ppf(0.5 + level / 2, n - 1)) * std / math.sqrt(n)
+    return SeedInterval(mean, std, mean - half, mean + half, n, level)
+
+
+def paired_interval(a: Sequence[float], b: Sequence[float], level: float = 0.95) -> SeedInterval | None:
+    """The t-interval of the mean per-fold difference ``a - b`` (same folds; None if the lengths differ or < 2)."""
+    if len(a) != len(b):
+        return None
+    return seed_interval([x - y for x, y in zip(a, b, strict=True)], level)
+
+
+def summary_lines(r: SearchResult) -> list[str]:
+    """Terminal lines: each best trial beside trial 0 (the paper setting) on the first objective, with their
+    t-intervals over the objective seeds and the paired difference when the study has them."""
+    if not r.best:
+        return []
+    name, _ = r.objectives[0]
+    seeds = r.objective_seeds > 1
+
+    def value(t: TrialRecord) -> str:
+        iv = seed_interval(t.folds.get(name, [])) if seeds else None
+        return iv.text() if iv else f"{t.metrics.get(name, math.nan):.4g}"
+
+    first = r.first_trial if r.first_trial is not None and r.first_trial.state == "COMPLETE" else None
+    how = f" (mean [95 % t-interval] over {r.seeds_label or f'{r.objective_seeds} objective seeds'})" if seeds else ""
+    lines = []
+    for t in r.best:
+        line = f"best trial {t.number}: {name} {value(t)}"
+        if first is not None:
+            line += f"; trial 0 (paper setting): {value(first)}"
+            diff = paired_interval(t.folds.get(name, []), first.folds.get(name, [])) if seeds else None
+            if diff is not None and t.number != first.number:
+                line += f"; difference {diff.text(signed=True)}"
+        lines.append(line + how)
+    return lines
+
+
+def sampler_settings(
+    name: str, *, seed: int = 0, n_params: int = 1, n_cells: int | None = None, options: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The explicit settings ``name`` is built from (defaults :data:`TPE_DEFAULTS` / :data:`NSGA2_DEFAULTS`
+    overridden by ``options``); recorded as the study's user attr ``sampler``."""
+    options = dict(options or {})
+    if name == "grid":
+        if options:
+            raise ValueError(f"search: the grid sampler takes no options (got {sorted(options)})")
+        return {"name": "grid", "cells": n_cells, "order": GRID_ORDER}
+    defaults = {"tpe": TPE_DEFAULTS, "nsga2": NSGA2_DEFAULTS}.get(name)
+    if defaults is None:
+        raise ValueError(f"search: unknown sampler {name!r} (tpe, grid or nsga2)")
+    unknown = sorted(set(options) - set(defaults))
+    if unknown:
+        raise ValueError(f"search: unknown {name} option(s) {unknown} ({', '.join(defaults)})")
+    settings = {"name": name, "seed": seed, **defaults, **{k: v for k, v in options.items() if v is not None}}
+    if name == "tpe":
+        if int(settings["n_startup_trials"]) < 0:
+            raise ValueError("search: tpe n_startup_trials must be >= 0")
+        settings.update(
+            multivariate=bool(settings["multivariate"]), constant_liar=bool(settings["constant_liar"]),
+            n_startup_trials=int(settings["n_startup_trials"]),
+        )  # fmt: skip
+    else:
+        if settings["mutation_prob"] is None:
+            settings["mutation_prob"] = 1.0 / max(1, n_params)
+        if settings["crossover"] != "uniform":
+            raise ValueError(f"search: nsga2 crossover {settings['crossover']!r} is not supported (uniform)")
+        if int(settings["population_size"]) < 2:
+            raise ValueError("search: nsga2 population_size must be >= 2")
+        for key in ("mutation_prob", "crossover_prob", "swapping_prob"):
+            settings[key] = float(settings[key])
+            if not 0.0 <= settings[key] <= 1.0:
+                raise ValueError(f"search: nsga2 {key} must be in [0, 1]")
+        settings["population_size"] = int(settings["population_size"])
+    return settings
+
+
+def _settings_change(old: Any, new: Mapping[str, Any]) -> str | None:
+    """``"multivariate: True -> False, seed: 0 -> 1"`` when stored settings differ from ``new``; None if equal."""
+    if old == new:
+        return None
+    if not isinstance(old, Mapping):
+        return f"the stored study recorded no settings (sampler {old or '?'}: Optuna's defaults of its time)"
+    keys = [k for k in new if old.get(k) != new[k]] + [k for k in old if k not in new]
+    return ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -444,21 +600,34 @@ class _WorkerConfig:
     objective: Callable[[dict[str, Any]], dict[str, float]]
     objectives: list[tuple[str, str]]
     trials: int
-    sampler: str
-    seed: int
+    sampler: dict[str, Any]
     run_id: str
     heartbeat_interval: int
     grace_period: float
     max_failures: int
+    objective_seeds: int = 1
+    worker: int = 0
 
 
-def _make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
-    if name == "tpe":
-        return optuna.samplers.TPESampler(seed=seed)
-    if name == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed)
+def _make_sampler(settings: Mapping[str, Any], worker: int = 0) -> optuna.samplers.BaseSampler:
+    """The sampler of :func:`sampler_settings`'s dict, every setting explicit; worker ``i`` seeds with seed + i."""
+    name = settings["name"]
     if name == "grid":
         return _CellSampler()
+    seed = int(settings["seed"]) + worker
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        if name == "tpe":
+            return optuna.samplers.TPESampler(
+                seed=seed, multivariate=settings["multivariate"], constant_liar=settings["constant_liar"],
+                n_startup_trials=settings["n_startup_trials"],
+            )  # fmt: skip
+        if name == "nsga2":
+            return optuna.samplers.NSGAIISampler(
+                seed=seed, population_size=settings["population_size"], mutation_prob=settings["mutation_prob"],
+                crossover=optuna.samplers.nsgaii.UniformCrossover(settings["swapping_prob"]),
+                crossover_prob=settings["crossover_prob"], swapping_prob=settings["swapping_prob"],
+            )  # fmt: skip
     raise ValueError(f"search: unknown sampler {name!r} (tpe, grid or nsga2)")
 
 
@@ -472,26 +641,47 @@ def _heartbeat(storage: BaseStorage, trial_id: int, interval: float, stop: threa
             pass
 
 
-def _evaluate(cfg: _WorkerConfig, params: dict[str, Any]) -> tuple[list[float] | None, dict[str, float], str | None]:
-    """Run the objective; (values, metrics, None) or (None, metrics, one-line error)."""
-    try:
-        metrics = cfg.objective(dict(params))
-    except Exception as exc:
-        return None, {}, f"{type(exc).__name__}: {one_line(exc)}"
+def _numeric(metrics: Any) -> dict[str, float]:
     if not isinstance(metrics, Mapping):
-        return None, {}, f"objective returned {type(metrics).__name__}, expected a dict of metrics"
+        raise TypeError(f"objective returned {type(metrics).__name__}, expected a dict of metrics")
     try:
-        metrics = {str(k): float(v) for k, v in metrics.items()}
+        return {str(k): float(v) for k, v in metrics.items()}
     except (TypeError, ValueError) as exc:
-        return None, {}, f"objective returned a non-numeric metric: {one_line(exc)}"
+        raise TypeError(f"objective returned a non-numeric metric: {one_line(exc)}") from None
+
+
+def _evaluate(
+    cfg: _WorkerConfig, params: dict[str, Any]
+) -> tuple[list[float] | None, dict[str, float], dict[str, list[float]], str | None]:
+    """Run the objective; (values, metrics, folds, None) or (None, metrics, folds, one-line error). With objective
+    seeds, ``metrics`` are the means over the seeds and ``folds`` the per-seed values."""
+    try:
+        out = cfg.objective(dict(params))
+    except Exception as exc:
+        return None, {}, {}, f"{type(exc).__name__}: {one_line(exc)}"
+    folds: dict[str, list[float]] = {}
+    try:
+        if cfg.objective_seeds > 1:
+            if isinstance(out, Mapping) or not isinstance(out, Sequence) or len(out) != cfg.objective_seeds:
+                n = len(out) if isinstance(out, Sequence) and not isinstance(out, Mapping) else "one"
+                raise TypeError(f"objective returned {n} metric dicts, expected {cfg.objective_seeds} (one per seed)")
+            per_seed = [_numeric(m) for m in out]
+            common = [k for k in per_seed[0] if all(k in m for m in per_seed)]
+            folds = {k: [m[k] for m in per_seed] for k in common}
+            metrics = {k: math.fsum(v) / len(v) for k, v in folds.items()}
+        else:
+            metrics = _numeric(out)
+    except TypeError as exc:
+        return None, {}, {}, str(exc)
     values = []
     for name, _ in cfg.objectives:
         if name not in metrics:
-            return None, metrics, f"objective returned no {name!r} (got {sorted(metrics)})"
-        if not math.isfinite(metrics[name]):
-            return None, metrics, f"metric {name!r} is {metrics[name]}"
+            return None, metrics, folds, f"objective returned no {name!r} (got {sorted(metrics)})"
+        bad = [v for v in folds.get(name, [metrics[name]]) if not math.isfinite(v)]
+        if bad or not math.isfinite(metrics[name]):
+            return None, metrics, folds, f"metric {name!r} is {bad[0] if bad else metrics[name]}"
         values.append(metrics[name])
-    return values, metrics, None
+    return values, metrics, folds, None
 
 
 def _worker(cfg: _WorkerConfig, report: Callable[[FrozenTrial], None] | None = None) -> None:
@@ -500,10 +690,10 @@ def _worker(cfg: _WorkerConfig, report: Callable[[FrozenTrial], None] | None = N
     warnings.filterwarnings("ignore", "Heartbeat of storage is supposed to be used with Study.optimize")
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     storage = open_storage(cfg.storage, heartbeat_interval=cfg.heartbeat_interval, grace_period=cfg.grace_period)
-    sampler = _make_sampler(cfg.sampler, cfg.seed)
+    sampler = _make_sampler(cfg.sampler, cfg.worker)
     study = optuna.load_study(study_name=cfg.study_name, storage=storage, sampler=sampler)
     sid = storage.get_study_id_from_name(cfg.study_name)
-    cells = cfg.space.grid_cells() if cfg.sampler == "grid" else []
+    cells = cfg.space.grid_cells() if cfg.sampler["name"] == "grid" else []
     index = {_cell_key(c): i for i, c in enumerate(cells)}
     host, pid, failures = socket.gethostname(), os.getpid(), 0
     while failures < cfg.max_failures:
@@ -536,12 +726,14 @@ def _worker(cfg: _WorkerConfig, report: Callable[[FrozenTrial], None] | None = N
         beat = threading.Thread(target=_heartbeat, args=(storage, tid, cfg.heartbeat_interval, stop), daemon=True)
         beat.start()
         try:
-            values, metrics, error = _evaluate(cfg, params)
+            values, metrics, folds, error = _evaluate(cfg, params)
         finally:
             stop.set()
             beat.join()
         if metrics:
             storage.set_trial_user_attr(tid, METRICS, metrics)
+        if folds:
+            storage.set_trial_user_attr(tid, FOLDS, folds)
         if error is None:
             frozen = study.tell(trial, values)
             failures = 0
@@ -611,6 +803,9 @@ def run_search(
     sampler: SamplerName = "tpe",
     first_trial: dict[str, Any] | None = None,
     seed: int = 0,
+    sampler_options: Mapping[str, Any] | None = None,
+    objective_seeds: int = 1,
+    seeds_label: str = "",
     on_trial: Callable[[TrialRecord], None] | None = None,
     heartbeat_interval: int = 30,
     grace_period: float = 120.0,
@@ -622,6 +817,8 @@ def run_search(
     every metric it returns is kept (user attr ``metrics``). An exception or a non-finite optimised metric fails
     the trial (user attr ``error``, one line) and the search goes on; a worker gives up after ``max_failures``
     failures in a row. ``first_trial`` (the paper's setting) is enqueued once, so it becomes trial 0 of a new study.
+    ``sampler_options``: see :func:`sampler_settings`. ``objective_seeds`` > 1: the objective returns that many metric
+    dicts, the trial's metrics are their means (``seeds_label`` says what varies, e.g. "3 video folds").
     Storage, grid claims, restarts and workers: see the module docstring.
     """
     if not objectives or len(objectives) > 2:
@@ -631,8 +828,8 @@ def run_search(
             raise ValueError(f"search objective {name!r}: direction must be maximize or minimize, got {direction!r}")
     if sampler not in ("tpe", "grid", "nsga2"):
         raise ValueError(f"search: unknown sampler {sampler!r} (tpe, grid or nsga2)")
-    if trials < 1 or workers < 1:
-        raise ValueError("search: trials and workers must be >= 1")
+    if trials < 1 or workers < 1 or objective_seeds < 1:
+        raise ValueError("search: trials, workers and objective_seeds must be >= 1")
     space = space if isinstance(space, SearchSpace) else SearchSpace(space)
     names = {p.name for p in space}
     if first_trial is not None:
@@ -645,8 +842,8 @@ def run_search(
             ok = v in (p.choices or ()) if p.kind == "categorical" else (p.low or 0) <= v <= (p.high or 0)
             if not ok:
                 raise ValueError(f"search first_trial: parameter {p.name!r} value {v!r} outside its range / choices")
-    if sampler == "grid":
-        space.grid_cells()  # raises naming a parameter without grid
+    n_cells = len(space.grid_cells()) if sampler == "grid" else None  # raises naming a parameter without grid
+    settings = sampler_settings(sampler, seed=seed, n_params=len(space), n_cells=n_cells, options=sampler_options)
     url = storage or default_storage(run_dir, study_name)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     store = open_storage(url, heartbeat_interval=heartbeat_interval, grace_period=grace_period)
@@ -658,8 +855,27 @@ def run_search(
     )
     if [d.name.lower() for d in study.directions] != [d for _, d in objectives]:
         raise ValueError(f"search {study_name!r}: the stored study has directions {study.directions}")
+    stored_seeds = int((study.user_attrs.get("objective_seeds") or {}).get("n", 1))
+    if study.get_trials(deepcopy=False) and stored_seeds != objective_seeds:
+        raise ValueError(
+            f"search {study_name!r}: the stored study averages {stored_seeds} objective seed(s), not {objective_seeds}"
+        )
+    notes, start, old = [], len(study.get_trials(deepcopy=False)), study.user_attrs.get("sampler")
+    history = list(study.user_attrs.get("sampler_history") or []) if start else []
+    if start and not history:  # a study from before the settings were recorded
+        history = [{"from_trial": 0, **(old if isinstance(old, Mapping) else {"name": old or sampler})}]
+    change = _settings_change(old, settings) if start else None
+    if change is not None:
+        notes.append(f"search {study_name}: sampler settings differ from the stored study's ({change}); "
+                     f"trials from #{start} on use the new ones")  # fmt: skip
+        console.print(notes[-1], soft_wrap=True, highlight=False, markup=False)
+        history.append({"from_trial": start, **settings})
+    elif not history:
+        history = [{"from_trial": 0, **settings}]
     study.set_user_attr("objectives", [list(o) for o in objectives])
-    study.set_user_attr("sampler", sampler)
+    study.set_user_attr("sampler", settings)
+    study.set_user_attr("sampler_history", history)
+    study.set_user_attr("objective_seeds", {"n": objective_seeds, "what": seeds_label})
     study.set_user_attr("target", trials)
     study.set_user_attr("params", [p.name for p in space])
     if first_trial is not None:
@@ -675,8 +891,8 @@ def run_search(
         console.print(f"  search {study_name}: trials {stale} were left RUNNING by a dead process; marked FAIL")
 
     cfg = _WorkerConfig(
-        study_name, url, space, objective, [(n, d) for n, d in objectives], trials, sampler, seed,
-        uuid.uuid4().hex, heartbeat_interval, grace_period, max_failures,
+        study_name, url, space, objective, [(n, d) for n, d in objectives], trials, settings,
+        uuid.uuid4().hex, heartbeat_interval, grace_period, max_failures, objective_seeds,
     )  # fmt: skip
     done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
     total = min(trials, len(space.grid_cells())) if sampler == "grid" else trials
@@ -689,7 +905,7 @@ def run_search(
             ctx = mp.get_context("spawn")
             procs = []
             for i in range(workers):
-                wcfg = _WorkerConfig(**{**cfg.__dict__, "seed": seed + i})
+                wcfg = _WorkerConfig(**{**cfg.__dict__, "worker": i})
                 proc = ctx.Process(target=_spawn_worker, args=(wcfg,), name=f"search-{study_name}-{i}")
                 proc.start()
                 procs.append(proc)
@@ -706,7 +922,9 @@ def run_search(
             bad = [p.exitcode for p in procs if p.exitcode]
             if bad:
                 console.print(f"[yellow]search {study_name}: worker exit codes {bad}; rerun to top up[/]")
-    return SearchResult.from_study(study, url)
+    result = SearchResult.from_study(study, url)
+    result.notes = notes
+    return result
 
 
 def load_result(study_name: str, storage: str) -> SearchResult:

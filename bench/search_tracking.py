@@ -4,16 +4,29 @@ The row's cell runs once (detector, ReID, embeddings: cached stages); every tria
 cached boxes and embeddings with the trial's parameters and scores it with the row's MOT metrics. Trial 0 is the
 row's own (paper) setting. Finished trials go to the result store as table ``<table>#search`` (row index = trial
 number) with their full config, and the search page is written to ``<run dir>/reports/search/``.
+
+Objective seeds (``objective_seeds = N > 1``, ``--objective-seeds``): the objective is the mean of the metric over N
+disjoint folds of the search split, so a setting that wins on a few lucky videos does not win the search. The tracker
+still runs once per trial on whole videos (the tracks are those of the plain replay); only the scoring is split.
+Units: the split's videos, or, when it has fewer than N videos, each video cut into the fewest equal contiguous frame
+blocks that give N units (each block scored as its own sequence). The units, sorted, are shuffled with a fixed seed
+(0) and dealt round-robin into the N folds, so every trial and every resumed run scores the same folds. Each trial
+records the N per-fold values (user attr ``folds``); the page and the terminal give the best trial's and trial 0's
+95 % Student-t interval over the folds and the paired best - trial 0 difference. Studies with different N never mix.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import math
 import time
 from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from crowdbench.bench.config import RunConfig, set_dotted
 from crowdbench.bench.log import console
@@ -34,6 +47,32 @@ def _replay_inputs(config_json: str, cache_root: str) -> tuple[list, list, list 
     return frames, boxes, features
 
 
+def _in_block(frame: Any, block: int) -> Any:
+    """``frame`` relabelled as a frame of the sequence ``<video>#<block>`` (scored as its own sequence)."""
+    return dataclasses.replace(frame, video=f"{frame.video}#{block}")
+
+
+def fold_units(frames: list, n: int) -> tuple[list[list[tuple[int, Any]]], str]:
+    """N disjoint folds of ``frames`` (see the module docstring): per fold, ``(frame index, frame)`` pairs, the frame
+    relabelled ``<video>#<block>`` when videos are cut into blocks; and a label such as ``3 folds of 8 videos``."""
+    from crowdbench.bench.stages.tracking import videos_of
+
+    videos = sorted(videos_of(frames), key=lambda idx: frames[idx[0]].video)
+    if n > sum(len(v) for v in videos):
+        raise ValueError(f"--objective-seeds {n}: the search split has only {sum(map(len, videos))} frames")
+    blocks = max(1, math.ceil(n / max(1, len(videos))))
+    units: list[list[tuple[int, Any]]] = []
+    for idx in videos:
+        for b, part in enumerate(np.array_split(np.asarray(idx), min(blocks, len(idx)))):
+            units.append([(int(i), _in_block(frames[i], b) if blocks > 1 else frames[i]) for i in part])
+    order = np.random.default_rng(0).permutation(len(units))
+    folds: list[list[tuple[int, Any]]] = [[] for _ in range(n)]
+    for k, u in enumerate(order):
+        folds[k % n].extend(units[u])
+    what = "videos" if blocks == 1 else f"video blocks ({blocks} per video)"
+    return folds, f"{n} folds of {len(units)} {what}"
+
+
 def trial_config(config_json: str, params: dict[str, Any]) -> RunConfig:
     cfg = RunConfig.model_validate_json(config_json)
     for key, value in params.items():
@@ -41,22 +80,31 @@ def trial_config(config_json: str, params: dict[str, Any]) -> RunConfig:
     return cfg
 
 
-def replay_objective(params: dict[str, Any], *, config_json: str, cache_root: str) -> dict[str, float]:
-    """MOT metrics of the tracker run with ``params`` (dotted config keys) on the cell's cached inputs."""
+def replay_objective(
+    params: dict[str, Any], *, config_json: str, cache_root: str, folds: int = 1
+) -> dict[str, float] | list[dict[str, float]]:
+    """MOT metrics of the tracker run with ``params`` (dotted config keys) on the cell's cached inputs; with
+    ``folds`` > 1, one metrics dict per fold (:func:`fold_units`)."""
     from crowdbench.bench.stages.tracking import evaluate_tracks, track_frames
 
     frames, boxes, features = _replay_inputs(config_json, cache_root)
     cfg = trial_config(config_json, params)
-    return evaluate_tracks(frames, track_frames(frames, boxes, features, cfg))
+    tracks = track_frames(frames, boxes, features, cfg)
+    if folds == 1:
+        return evaluate_tracks(frames, tracks)
+    return [
+        evaluate_tracks([f for _, f in fold], [tracks[i] for i, _ in fold]) for fold in fold_units(frames, folds)[0]
+    ]
 
 
-def study_name(table_id: str, cfg: RunConfig, sampler: str, multi: bool) -> str:
-    """A study per table, profile, sampler, objective set and base cell (data, boxes, ReID): runs that differ in
-    any of these never share trials."""
+def study_name(table_id: str, cfg: RunConfig, sampler: str, multi: bool, folds: int = 1) -> str:
+    """A study per table, profile, sampler, objective set, objective fold count and base cell (data, boxes, ReID):
+    runs that differ in any of these never share trials (sampler settings may change: the study says so)."""
     base = cfg.model_dump(mode="json")
     base["tracking"].pop("deepsort")
     digest = hashlib.sha256(json.dumps(base, sort_keys=True).encode()).hexdigest()[:8]
-    return f"{table_id.replace('/', '-')}-{cfg.profile}-{sampler}{'-mo' if multi else ''}-{digest}"
+    tail = f"{'-mo' if multi else ''}{f'-f{folds}' if folds > 1 else ''}"
+    return f"{table_id.replace('/', '-')}-{cfg.profile}-{sampler}{tail}-{digest}"
 
 
 def search_tracking(
@@ -73,13 +121,17 @@ def search_tracking(
     db_url: str | None = None,
     device: str = "auto",
     seed: int = 0,
+    sampler_options: dict[str, Any] | None = None,
+    objective_seeds: int = 1,
 ) -> Any:
-    """Run (or top up) the search of ``table_id``'s ``search:`` block; returns the :class:`SearchResult`."""
+    """Run (or top up) the search of ``table_id``'s ``search:`` block; returns the :class:`SearchResult`.
+    ``sampler_options``: :func:`crowdbench.bench.search.sampler_settings`; ``objective_seeds``: folds averaged by
+    the objective (module docstring)."""
     from crowdbench.bench.cache import StageCache
     from crowdbench.bench.device import apply_runtime, numerics, resolve_device
     from crowdbench.bench.matrix import config_hash, expand
     from crowdbench.bench.provenance import command_line, provenance
-    from crowdbench.bench.search import SearchSpace, run_search
+    from crowdbench.bench.search import SearchSpace, run_search, summary_lines
     from crowdbench.bench.specs import SpecError, load_spec
     from crowdbench.bench.stages.data import check_data
     from crowdbench.bench.stages.tracking import run_tracking_cell
@@ -114,7 +166,13 @@ def search_tracking(
             node = node[part]
         first[p.name] = node
     config_json = cfg.model_dump_json()
-    name = study_name(spec.id, cfg, sampler, multi_objective)
+    if objective_seeds < 1:
+        raise ValueError("--objective-seeds must be >= 1")
+    seeds_label = ""
+    if objective_seeds > 1:
+        seeds_label = fold_units(_replay_inputs(config_json, str(cache.root))[0], objective_seeds)[1]
+        console.print(f"  objective: mean over {seeds_label} of the search split")
+    name = study_name(spec.id, cfg, sampler, multi_objective, objective_seeds)
     store = ResultStore(store_url(run_dir, db_url))
     command = command_line()
 
@@ -138,6 +196,7 @@ def search_tracking(
                 provenance={
                     **provenance(dev, rec.seconds or 0.0, command, cell.level),
                     "study": name,
+                    **({"objective_folds": {"what": seeds_label, "values": rec.folds}} if rec.folds else {}),
                     "numerics": numerics(cfg.runtime, dev),
                     "deviations": [d.to_dict() for d in cell.deviations],
                 },
@@ -148,7 +207,7 @@ def search_tracking(
     result = run_search(
         study_name=name,
         space=space,
-        objective=partial(replay_objective, config_json=config_json, cache_root=str(cache.root)),
+        objective=partial(replay_objective, config_json=config_json, cache_root=str(cache.root), folds=objective_seeds),
         objectives=objectives,  # type: ignore[arg-type]
         trials=trials,
         workers=workers,
@@ -157,6 +216,9 @@ def search_tracking(
         sampler=sampler,  # type: ignore[arg-type]
         first_trial=first,
         seed=seed,
+        sampler_options=sampler_options,
+        objective_seeds=objective_seeds,
+        seeds_label=seeds_label,
         on_trial=on_trial,
     )
     store.dispose()
@@ -165,5 +227,7 @@ def search_tracking(
     title = f"{spec.id} search ({profile}; {cell.row_label}) — {cell.level} level"
     page = render_search_page(result, run_dir / "reports" / "search", title=title, paper=paper)
     done = len(result.complete)
+    for line in summary_lines(result):
+        console.print(f"  {line}", soft_wrap=True, highlight=False, markup=False)
     console.print(f"{done} complete trials in study {name} ({time.perf_counter() - start:.1f} s); page: {page}")
     return result

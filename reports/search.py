@@ -1,5 +1,6 @@
 """One self-contained HTML page for a parameter search (bench/search.py): history or Pareto front, parameter
-importances, best trial vs the paper's setting (trial 0) vs the paper's numbers, and every trial."""
+importances, best trial vs the paper's setting (trial 0) vs the paper's numbers, their t-intervals over the objective
+seeds / folds (when the study has them), the sampler's settings, and every trial."""
 
 from __future__ import annotations
 
@@ -14,7 +15,14 @@ from jinja2 import Environment, select_autoescape
 from optuna.importance import PedAnovaImportanceEvaluator
 
 from crowdbench.bench.errors import one_line
-from crowdbench.bench.search import SearchResult, TrialRecord, open_storage
+from crowdbench.bench.search import (
+    SearchResult,
+    SeedInterval,
+    TrialRecord,
+    open_storage,
+    paired_interval,
+    seed_interval,
+)
 from crowdbench.datasets.formats.atomic import atomic_write_text
 from crowdbench.reports.figures import png_base64, pyplot
 
@@ -39,11 +47,14 @@ img { max-width: 100%; height: auto; }
 <body>
 <h1>{{ title }}</h1>
 <p>Study <code>{{ r.study_name }}</code>, storage <code>{{ r.storage }}</code>, sampler
-<code>{{ r.sampler or '?' }}</code>.
+<code>{{ r.sampler or '?' }}</code>{% if settings %} ({{ settings }}){% endif %}.
 {{ n_trials }} trials: {{ n_complete }} complete, {{ n_fail }} failed{% if n_other %}, {{ n_other }} other{% endif %}
 {% if r.target %} (target {{ r.target }} complete){% endif %}.
 Objectives: {% for name, d in r.objectives %}<code>{{ name }}</code> ({{ d }})
-{%- if not loop.last %}, {% endif %}{% endfor %}.</p>
+{%- if not loop.last %}, {% endif %}{% endfor %}{% if r.objective_seeds > 1 %}, each the mean over
+{{ r.seeds_label or (r.objective_seeds ~ ' objective seeds') }}{% endif %}.</p>
+{% for line in sampler_changes %}<p class="note">{{ line }}</p>
+{% endfor %}
 <h2>{{ 'Pareto front' if multi else 'Optimisation history' }}</h2>
 {% if history %}<p><img alt="{{ 'pareto front' if multi else 'optimisation history' }}"
  src="data:image/png;base64,{{ history }}"></p>
@@ -68,6 +79,21 @@ Objectives: {% for name, d in r.objectives %}<code>{{ name }}</code> ({{ d }})
 </table>
 <p>Trial 0 is the paper's parameter setting replayed here{% if paper %}; the paper row is transcribed from the paper,
 never measured here{% endif %}.</p>
+{% if noise %}<h2>Across the {{ r.seeds_label or (r.objective_seeds ~ ' objective seeds') }}</h2>
+<table>
+<thead><tr><th>setting</th><th>metric</th><th>mean</th><th>std</th><th>95 % t-interval</th><th>per fold</th>
+</tr></thead>
+<tbody>
+{% for label, m, iv, values in noise %}<tr><td>{{ label }}</td><td>{{ m }}</td>
+<td>{{ fmt(iv.mean) if iv else '' }}</td><td>{{ fmt(iv.std) if iv else '' }}</td>
+<td>{{ ('[' ~ fmt(iv.low) ~ ', ' ~ fmt(iv.high) ~ ']') if iv else '' }}</td>
+<td>{{ values | map('fmt') | join(', ') if values else '' }}</td></tr>
+{% endfor %}
+</tbody>
+</table>
+<p>Student-t interval of the mean over the folds: mean ± t<sub>0.975, N−1</sub> · std / √N (N = {{ r.objective_seeds }}
+folds; the search maximised / minimised the mean). The difference rows are paired: best − trial 0 fold by fold. An
+interval that contains 0 means the search's gain is within the folds' noise.</p>{% endif %}
 <h2>All trials</h2>
 <table>
 <thead><tr><th>#</th><th>state</th><th>seconds</th>
@@ -84,6 +110,31 @@ never measured here{% endif %}.</p>
 </body>
 </html>
 """
+
+
+def _settings_text(settings: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={_fmt(v)}" for k, v in settings.items() if k not in ("name", "from_trial"))
+
+
+def noise_rows(r: SearchResult) -> list[tuple[str, str, SeedInterval | None, list[float]]]:
+    """(setting, metric, t-interval, per-fold values) of each best trial, trial 0 and their paired difference, for
+    every objective; empty without objective seeds."""
+    if r.objective_seeds < 2:
+        return []
+    rows: list[tuple[str, str, SeedInterval | None, list[float]]] = []
+    first = r.first_trial if r.first_trial is not None and r.first_trial.state == "COMPLETE" else None
+    for name, _ in r.objectives:
+        for t in r.best:
+            rows.append((f"best: trial {t.number}", name, seed_interval(t.folds.get(name, [])), t.folds.get(name, [])))
+        if first is not None:
+            values = first.folds.get(name, [])
+            rows.append(("trial 0: paper setting", name, seed_interval(values), values))
+            for t in r.best:
+                if t.number != first.number:
+                    a, b = t.folds.get(name, []), values
+                    diff = [x - y for x, y in zip(a, b, strict=False)] if len(a) == len(b) else []
+                    rows.append((f"trial {t.number} − trial 0", name, paired_interval(a, b), diff))
+    return rows
 
 
 def _fmt(v: Any) -> str:
@@ -207,6 +258,11 @@ def render_search_page(
         compare.append((f"{'Pareto' if multi else 'best'}: trial {t.number}", "best", t))
     compare.append(("trial 0: paper setting (reproduced)", "", r.first_trial))
     env = Environment(autoescape=select_autoescape(default_for_string=True))
+    env.filters["fmt"] = _fmt
+    changes = [
+        f"Trials from #{h['from_trial']} on: {h.get('name', '?')} ({_settings_text(h) or 'settings not recorded'})."
+        for h in r.sampler_history
+    ]
     html = env.from_string(PAGE).render(
         r=r,
         title=title,
@@ -224,6 +280,9 @@ def render_search_page(
         paper=paper,
         best_numbers={t.number for t in r.best},
         fmt=_fmt,
+        settings=_settings_text(r.sampler_settings),
+        sampler_changes=["The sampler settings changed during this study.", *changes] if len(changes) > 1 else [],
+        noise=noise_rows(r),
     )
     path = Path(out_dir) / f"{re.sub(r'[^A-Za-z0-9._-]+', '_', r.study_name)}.html"
     atomic_write_text(path, html)

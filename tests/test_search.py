@@ -16,7 +16,18 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from crowdbench.bench.search import SearchSpace, TrialRecord, open_storage, run_search
+from crowdbench.bench.search import (
+    NSGA2_DEFAULTS,
+    TPE_DEFAULTS,
+    SearchSpace,
+    TrialRecord,
+    _make_sampler,
+    open_storage,
+    run_search,
+    sampler_settings,
+    seed_interval,
+    summary_lines,
+)
 from crowdbench.reports.search import render_search_page
 
 SPACE = {"x": {"float": [-5.0, 5.0], "grid": [-1.0, 0.0, 1.0, 2.0]}, "y": {"int": [-4, 4], "grid": [-2, 0, 2]}}
@@ -224,3 +235,76 @@ def test_render_search_page(tmp_path: Path) -> None:
     study = optuna.load_study(study_name="one", storage=open_storage(one.storage))
     page = render_search_page(study, tmp_path / "html", title="one").read_text()
     assert "1 trials: 1 complete" in page and page.count("<img") == 1 and "at least 2 complete trials" in page
+
+
+def folded_quadratic(p: dict[str, Any]) -> list[dict[str, float]]:
+    """Three 'folds' of ``quadratic``: the same loss shifted by -0.3, 0, +0.6."""
+    base = quadratic(p, delay=0)
+    return [{**base, "loss": base["loss"] + shift} for shift in (-0.3, 0.0, 0.6)]
+
+
+def test_sampler_settings_recorded_as_passed_and_built_explicitly(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    opts = {"multivariate": False, "constant_liar": False, "n_startup_trials": 4}
+    r = _search(tmp_path, trials=5, seed=7, sampler_options=opts, first_trial={"x": 3.0, "y": 2})
+    study = optuna.load_study(study_name="s", storage=open_storage(r.storage))
+    assert study.user_attrs["sampler"] == {"name": "tpe", "seed": 7, **opts} == r.sampler_settings
+    assert r.sampler == "tpe"
+    assert study.user_attrs["sampler_history"] == [{"from_trial": 0, "name": "tpe", "seed": 7, **opts}]
+    tpe = _make_sampler(r.sampler_settings, worker=1)
+    assert (tpe._multivariate, tpe._constant_liar, tpe._n_startup_trials) == (False, False, 4)
+    page = render_search_page(r, tmp_path / "html", title="t").read_text()
+    assert "seed=7, multivariate=False, constant_liar=False, n_startup_trials=4" in page
+    # the defaults are explicit too (Optuna 4 and 5 differ), and so are NSGA-II's and the grid's
+    assert sampler_settings("tpe") == {"name": "tpe", "seed": 0, **TPE_DEFAULTS}
+    nsga = sampler_settings("nsga2", seed=1, n_params=4, options={"population_size": 8})
+    assert nsga == {**NSGA2_DEFAULTS, "name": "nsga2", "seed": 1, "population_size": 8, "mutation_prob": 0.25}
+    built = _make_sampler(nsga)
+    assert built._population_size == 8 and built._child_generation_strategy._mutation_prob == 0.25
+    assert sampler_settings("grid", n_cells=12)["cells"] == 12
+    with pytest.raises(ValueError, match="multivariat"):
+        sampler_settings("tpe", options={"multivariat": True})
+    # the CLI's documented defaults are these
+    from crowdbench.bench.cli import build_parser
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["search", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert f"(default {TPE_DEFAULTS['n_startup_trials']})" in text and "multivariate TPE (default: on)" in text
+    assert f"population size (default {NSGA2_DEFAULTS['population_size']})" in text
+
+
+def test_changed_sampler_setting_on_resume_is_reported(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    first = _search(tmp_path, trials=3)
+    assert first.notes == []
+    r = _search(tmp_path, trials=5, sampler_options={"multivariate": False})
+    assert len(r.notes) == 1 and "multivariate: True -> False" in r.notes[0] and "from #3" in r.notes[0]
+    assert r.notes[0] in " ".join(capsys.readouterr().err.split())
+    assert [h["from_trial"] for h in r.sampler_history] == [0, 3] and r.sampler_settings["multivariate"] is False
+    page = render_search_page(r, tmp_path / "html", title="t").read_text()
+    assert "sampler settings changed" in page and "Trials from #3 on: tpe" in page
+    assert _search(tmp_path, trials=6, sampler_options={"multivariate": False}).notes == []  # same again: silent
+
+
+def test_objective_seeds_mean_folds_and_interval(tmp_path: Path) -> None:
+    r = _search(tmp_path, trials=6, objective=folded_quadratic, objective_seeds=3, seeds_label="3 test folds",
+                first_trial={"x": 3.0, "y": 2})  # fmt: skip
+    study = optuna.load_study(study_name="s", storage=open_storage(r.storage))
+    assert study.user_attrs["objective_seeds"] == {"n": 3, "what": "3 test folds"}
+    for t in study.get_trials(states=(TrialState.COMPLETE,)):
+        folds = t.user_attrs["folds"]["loss"]
+        assert len(folds) == 3 and t.value == pytest.approx(sum(folds) / 3, rel=1e-12, abs=1e-12)
+    assert r.first_trial.folds["loss"] == pytest.approx([19.7, 20.0, 20.6])
+    best = r.best[0]
+    iv = seed_interval(best.folds["loss"])
+    assert iv is not None and iv.contains(best.metrics["loss"]) and iv.low < iv.high
+    lines = summary_lines(r)
+    assert len(lines) == 1 and f"best trial {best.number}: loss {iv.text()}" in lines[0]
+    assert "trial 0 (paper setting): 20" in lines[0] and "3 test folds" in lines[0]
+    page = render_search_page(r, tmp_path / "html", title="t").read_text()
+    assert "95 % t-interval" in page and f"[{iv.low:.4g}, {iv.high:.4g}]" in page
+    with pytest.raises(ValueError, match="averages 3 objective seed"):
+        _search(tmp_path, trials=7, objective=quadratic)
+    bad = _search(tmp_path / "b", trials=1, objective=quadratic, objective_seeds=2)
+    assert bad.trials[0].state == "FAIL" and "expected 2" in (bad.trials[0].error or "")

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from crowdbench.bench.cli import main
-from crowdbench.bench.search_tracking import search_tracking
+from crowdbench.bench.search import load_result, seed_interval
+from crowdbench.bench.search_tracking import fold_units, search_tracking
 from crowdbench.bench.store import ResultStore, store_url
+from crowdbench.datasets.model import Frame
 
 FAST = {"tracking.boxes": "gt", "data.preset": "tiny", "tracking.reid.enabled": False}
 PAPER = {
@@ -60,3 +64,41 @@ def test_cli_unknown_override_names_the_key(tmp_path, capsys):
     code = main(["search", "tracking", "--table", "hie-tracking/table4", "--set", bad, "--run-dir", str(tmp_path)])
     captured = capsys.readouterr()
     assert code == 2 and "nope" in captured.err + captured.out
+
+
+def test_fold_units_are_disjoint_and_cover_the_split():
+    frames = [Frame(video=v, index=i, width=8, height=8) for v in ("b", "a") for i in range(6)]
+    folds, label = fold_units(frames, 3)  # 2 videos < 3 folds: each video in 2 blocks of 3 frames
+    assert label == "3 folds of 4 video blocks (2 per video)" and all(folds)
+    assert sorted(i for fold in folds for i, _ in fold) == list(range(12))
+    assert {f.video for fold in folds for _, f in fold} == {"a#0", "a#1", "b#0", "b#1"}
+
+    def ids(fs):
+        return [[(i, f.video) for i, f in fold] for fold in fs]
+
+    assert fold_units(frames, 2)[1] == "2 folds of 2 videos" and ids(fold_units(frames, 3)[0]) == ids(folds)
+
+
+def test_cli_objective_seeds_and_explicit_tpe_settings(tmp_path, capsys):
+    sets = [a for k, v in FAST.items() for a in ("--set", f"{k}={v}")]
+    argv = ["search", "tracking", "--table", "hie-tracking/table4", "--trials", "4", "--run-dir", str(tmp_path)]
+    code = main([*argv, *sets, "--objective-seeds", "3", "--no-tpe-multivariate", "--tpe-startup-trials", "3"])
+    err = " ".join(capsys.readouterr().err.split())
+    assert code == 0
+    (journal,) = (tmp_path / "search").glob("*-f3-*.journal")
+    result = load_result(journal.stem, f"journal://{journal}")
+    assert result.sampler_settings == {
+        "name": "tpe", "seed": 0, "multivariate": False, "constant_liar": True, "n_startup_trials": 3,
+    }  # fmt: skip
+    assert result.objective_seeds == 3 and len(result.complete) == 4
+    for t in result.complete:
+        assert len(t.folds["MOTA"]) == 3 and t.metrics["MOTA"] == pytest.approx(sum(t.folds["MOTA"]) / 3, abs=1e-12)
+    best = result.best[0]
+    iv = seed_interval(best.folds["MOTA"])
+    assert iv is not None and iv.contains(best.metrics["MOTA"])
+    assert f"best trial {best.number}: MOTA {iv.text()}" in err and "trial 0 (paper setting)" in err
+    assert "t-interval] over 3 folds of" in err
+    page = (tmp_path / "reports" / "search" / f"{journal.stem}.html").read_text()
+    assert "multivariate=False" in page and f"[{iv.low:.4g}, {iv.high:.4g}]" in page
+    records = ResultStore(store_url(tmp_path)).query("hie-tracking/table4#search")
+    assert all(len(r.provenance["objective_folds"]["values"]["MOTA"]) == 3 for r in records)
