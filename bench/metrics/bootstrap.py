@@ -15,8 +15,9 @@ average of per-unit metrics. With every weight 1 a resampler reproduces the poin
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -110,3 +111,35 @@ def verdict(paper_effect: float | None, low: float, high: float) -> str:
     if low > 0 or high < 0:
         return "agrees" if (low > 0) == (paper_effect > 0) else "opposes"
     return "within noise"
+
+
+def save_npz(path: str | Path, kind: str, unit: str, units: Sequence[str], arrays: Mapping[str, np.ndarray]) -> None:
+    """Write a resampler's arrays, ``unit`` and ``units`` to one ``.npz`` (``kind`` names the resampler class)."""
+    meta = {"_kind": np.array(kind), "_unit": np.array(unit), "_units": np.array(list(units), dtype=str)}
+    with open(path, "wb") as f:  # no ".npz" appended to the given name
+        np.savez_compressed(f, **meta, **arrays)
+
+
+def load_npz(path: str | Path, kind: str) -> tuple[str, list[str], dict[str, np.ndarray]]:
+    """``(unit, units, arrays)`` of a :func:`save_npz` file written by resampler class ``kind``."""
+    with np.load(path, allow_pickle=False) as z:
+        if "_kind" not in z or str(z["_kind"]) != kind:
+            found = str(z["_kind"]) if "_kind" in z else "no resampler"
+            raise ValueError(f"{path}: holds {found}, not a {kind}")
+        arrays = {k: z[k] for k in z.files if not k.startswith("_")}
+        return str(z["_unit"]), [str(u) for u in z["_units"]], arrays
+
+
+def batched_values(
+    weights: np.ndarray, n_units: int, fn: Callable[[np.ndarray], dict[str, np.ndarray]], batch: int = 64
+) -> dict[str, np.ndarray]:
+    """Apply ``fn`` (a ``b x n_units`` weight batch -> key -> b values) to ``weights`` in row batches."""
+    w = np.asarray(weights)
+    if w.ndim != 2 or w.shape[1] != n_units:
+        raise ValueError(f"weights must be R x {n_units}, got shape {w.shape}")
+    if (w < 0).any():
+        raise ValueError("weights must be non-negative")
+    parts = [fn(w[i : i + batch]) for i in range(0, len(w), batch)]
+    if not parts:
+        return {}
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
