@@ -121,7 +121,14 @@ def test_mot_paired_effects():
     vb, va = rs_b.values(w), rs_a.values(w)
     zero = paired_effect(vb, rs_b2.values(w))
     assert all(zero[k] == (0.0, 0.0) for k in ("MOTA", "IDF1", "HOTA"))
-    effect = paired_effect(vb, va)
+    res_b, res_a = evaluate_mot(clean).combined, evaluate_mot(noisy).combined
+    centre = {k: getattr(res_b, k) - getattr(res_a, k) for k in rs_b.centre}
+    effect = paired_effect(vb, va, centre=centre)
+    for k in ("IDF1", "HOTA"):  # replicates of identity metrics sit above the point; centred effect intervals
+        assert np.mean(vb[k]) > getattr(res_b, k) or np.mean(va[k]) > getattr(res_a, k)
+        lo, hi = effect[k]
+        assert lo <= centre[k] <= hi and effect[k] != paired_effect(vb, va)[k]
+    assert paired_effect(vb, rs_b2.values(w), centre=dict.fromkeys(centre, 0.0))["IDF1"] == (0.0, 0.0)
     for k in ("MOTA", "IDF1", "HOTA", "AssA"):
         assert verdict(+1.0, *effect[k]) == "agrees", k
         assert verdict(-1.0, *effect[k]) == "opposes", k
@@ -271,7 +278,10 @@ def test_cli_bootstrap(capsys, pt_pred, tmp_path):
     assert "bootstrap" not in plain and "MOTA" not in plain
     assert _eval([*base, "--json", "--bootstrap", "50", "--bootstrap-seed", "4", "--block-frames", "0"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["bootstrap"] == {"resamples": 50, "unit": "sequence", "seed": 4, "level": 0.95}
+    assert out["bootstrap"] == {
+        "resamples": 50, "unit": "sequence", "seed": 4, "level": 0.95,
+        "centred": ["AssA", "HOTA", "IDF1", "IDP", "IDR"],
+    }  # fmt: skip
     assert out["MOTA"]["value"] == plain["combined"]["MOTA"] and out["combined"] == plain["combined"]
     assert out["IDF1"]["low"] <= out["IDF1"]["high"] and set(out) >= {"HOTA", "DetA", "AssA", "MOTP", "IDP", "IDR"}
     assert _eval([*base, "--bootstrap", "20", "--level", "0.9"]) == 0
@@ -295,3 +305,12 @@ def test_cli_bootstrap(capsys, pt_pred, tmp_path):
     out = json.loads(capsys.readouterr().out)
     assert out["w_AP@avg"]["value"] == 0.75 and out["w_AP@avg"]["low"] <= 0.75 <= out["w_AP@avg"]["high"]
     assert _eval([*hie, "--bootstrap", "30"]) == 0 and "w_AP@50" in capsys.readouterr().out
+
+
+def test_centred_interval():
+    from crowdbench.bench.metrics.bootstrap import centred_interval
+
+    x = np.array([1.0, 2.0, 3.0, 4.0, np.nan])
+    assert centred_interval(x, 2.0, 0.5) == pytest.approx(percentile_interval(x - 0.5, 0.5))
+    assert centred_interval(x, float("nan")) == percentile_interval(x)
+    assert np.isnan(centred_interval(np.full(3, np.nan), 1.0)[0])

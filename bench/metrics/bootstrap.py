@@ -7,7 +7,8 @@ average of per-unit metrics. With every weight 1 a resampler reproduces the poin
 
 - :func:`replicate_weights`: ``R x n`` multinomial counts (the same matrix for every row of a table, so effects are
   paired: same units, same replicates), from a fixed seed.
-- :func:`percentile_interval`: the 95 % percentile interval (Efron) of the replicates.
+- :func:`percentile_interval`: the 95 % percentile interval (Efron) of the replicates; :func:`centred_interval`
+  the same shifted onto the point estimate, for the keys a resampler lists in ``centre`` (tracking identity metrics).
 - :func:`paired_effect` / :func:`verdict`: metric(B) - metric(A) on the same replicates, and whether its interval
   agrees with the paper's effect, opposes it, or contains 0 (``within noise``). Intervals are per effect, with no
   correction for multiple comparisons.
@@ -96,11 +97,34 @@ def pooled_values(
     return {k: np.mean([v[k] for v in per_seed], axis=0) for k in sorted(keys)}
 
 
+def centred_interval(samples: np.ndarray, point: float, level: float = DEFAULT_LEVEL) -> tuple[float, float]:
+    """The percentile interval of the replicates shifted so that their mean is ``point``.
+
+    For metrics whose replicates are biased by the resampling itself (``Resampler.centre``: IDF1's re-solved ID
+    matching and HOTA's association are convex in the block weights, so replicates sit above the point estimate):
+    on a MOT-like generator this lifts the coverage of 95 % intervals from 0.61-0.72 to 0.85-0.93 (docs)."""
+    x = np.asarray(samples, dtype=np.float64)
+    finite = x[np.isfinite(x)]
+    if finite.size == 0 or not np.isfinite(point):
+        return percentile_interval(x, level)
+    return percentile_interval(finite - (float(np.mean(finite)) - point), level)
+
+
 def paired_effect(
-    b: Mapping[str, np.ndarray], a: Mapping[str, np.ndarray], level: float = DEFAULT_LEVEL
+    b: Mapping[str, np.ndarray],
+    a: Mapping[str, np.ndarray],
+    level: float = DEFAULT_LEVEL,
+    *,
+    centre: Mapping[str, float] | None = None,
 ) -> dict[str, tuple[float, float]]:
-    """metric(B) - metric(A) on the same replicates: per metric key, its percentile interval."""
-    return {k: percentile_interval(b[k] - a[k], level) for k in b if k in a}
+    """metric(B) - metric(A) on the same replicates: per metric key, its percentile interval; for the keys of
+    ``centre`` (key -> point effect metric(B) - metric(A)) the :func:`centred_interval`."""
+    centre = centre or {}
+    return {
+        k: centred_interval(b[k] - a[k], centre[k], level) if k in centre else percentile_interval(b[k] - a[k], level)
+        for k in b
+        if k in a
+    }
 
 
 def verdict(paper_effect: float | None, low: float, high: float) -> str:

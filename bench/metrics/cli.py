@@ -108,16 +108,19 @@ def check_bootstrap_arguments(args: argparse.Namespace) -> None:
 
 def bootstrap_summary(resampler: Resampler, point: dict[str, float], args: argparse.Namespace) -> dict:
     """``{metric: {"value", "low", "high"}, ..., "bootstrap": {"resamples", "unit", "seed", "level"}}``."""
-    from crowdbench.bench.metrics.bootstrap import percentile_interval, replicate_weights
+    from crowdbench.bench.metrics.bootstrap import centred_interval, percentile_interval, replicate_weights
 
     w = replicate_weights(len(resampler.units), args.bootstrap, args.bootstrap_seed)
     vals = resampler.values(w)
+    centre = set(getattr(resampler, "centre", ()))
     out: dict = {}
     for k, v in point.items():
-        lo, hi = percentile_interval(vals[k], args.level)
+        lo, hi = centred_interval(vals[k], v, args.level) if k in centre else percentile_interval(vals[k], args.level)
         out[k] = {"value": v, "low": lo, "high": hi}
     out["bootstrap"] = {"resamples": args.bootstrap, "unit": resampler.unit, "seed": args.bootstrap_seed}
     out["bootstrap"]["level"] = args.level
+    if centre & set(point):
+        out["bootstrap"]["centred"] = sorted(centre & set(point))
     return out
 
 
@@ -129,4 +132,5 @@ def print_intervals(summary: dict, scale: float = 1.0) -> None:
     )
     for k, v in summary.items():
         if k != "bootstrap":
-            print(f"    {k:<10} {scale * v['value']:.4f}  [{scale * v['low']:.4f}, {scale * v['high']:.4f}]")
+            mark = "  (centred)" if k in b.get("centred", ()) else ""
+            print(f"    {k:<10} {scale * v['value']:.4f}  [{scale * v['low']:.4f}, {scale * v['high']:.4f}]{mark}")
