@@ -7,7 +7,8 @@ average of per-unit metrics. With every weight 1 a resampler reproduces the poin
 
 - :func:`replicate_weights`: ``R x n`` multinomial counts (the same matrix for every row of a table, so effects are
   paired: same units, same replicates), from a fixed seed.
-- :func:`percentile_interval`: the 95 % percentile interval (Efron) of the replicates.
+- :func:`percentile_interval`: the 95 % percentile interval (Efron) of the replicates; :func:`centred_interval`
+  the same shifted onto the point estimate, for the keys a resampler lists in ``centre`` (tracking identity metrics).
 - :func:`paired_effect` / :func:`verdict`: metric(B) - metric(A) on the same replicates, and whether its interval
   agrees with the paper's effect, opposes it, or contains 0 (``within noise``). Intervals are per effect, with no
   correction for multiple comparisons.
@@ -17,8 +18,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -97,11 +99,34 @@ def pooled_values(
     return {k: np.mean([v[k] for v in per_seed], axis=0) for k in sorted(keys)}
 
 
+def centred_interval(samples: np.ndarray, point: float, level: float = DEFAULT_LEVEL) -> tuple[float, float]:
+    """The percentile interval of the replicates shifted so that their mean is ``point``.
+
+    For metrics whose replicates are biased by the resampling itself (``Resampler.centre``: IDF1's re-solved ID
+    matching and HOTA's association are convex in the block weights, so replicates sit above the point estimate):
+    on a MOT-like generator this lifts the coverage of 95 % intervals from 0.61-0.72 to 0.85-0.93 (docs)."""
+    x = np.asarray(samples, dtype=np.float64)
+    finite = x[np.isfinite(x)]
+    if finite.size == 0 or not np.isfinite(point):
+        return percentile_interval(x, level)
+    return percentile_interval(finite - (float(np.mean(finite)) - point), level)
+
+
 def paired_effect(
-    b: Mapping[str, np.ndarray], a: Mapping[str, np.ndarray], level: float = DEFAULT_LEVEL
+    b: Mapping[str, np.ndarray],
+    a: Mapping[str, np.ndarray],
+    level: float = DEFAULT_LEVEL,
+    *,
+    centre: Mapping[str, float] | None = None,
 ) -> dict[str, tuple[float, float]]:
-    """metric(B) - metric(A) on the same replicates: per metric key, its percentile interval."""
-    return {k: percentile_interval(b[k] - a[k], level) for k in b if k in a}
+    """metric(B) - metric(A) on the same replicates: per metric key, its percentile interval; for the keys of
+    ``centre`` (key -> point effect metric(B) - metric(A)) the :func:`centred_interval`."""
+    centre = centre or {}
+    return {
+        k: centred_interval(b[k] - a[k], centre[k], level) if k in centre else percentile_interval(b[k] - a[k], level)
+        for k in b
+        if k in a
+    }
 
 
 def verdict(paper_effect: float | None, low: float, high: float) -> str:
@@ -124,11 +149,19 @@ def bootstrap_record(
 ) -> dict[str, Any]:
     """What a cell's record keeps (``Record.bootstrap``): the replicate values of every metric on the weights of
     :func:`replicate_weights` over the resampler's units in sorted order, so every row of a table (same test set,
-    same seed) shares one weight matrix and effects pair replicate by replicate."""
+    same seed) shares one weight matrix and effects pair replicate by replicate. Keys the resampler lists in its
+    ``centre`` attribute are centred on the point estimate (:func:`centred_interval`; listed under ``centred``)."""
     ordered = sorted(resampler.units)
     weights = replicate_weights(len(ordered), resamples, seed)
     values = resampler.values(aligned_weights(resampler.units, ordered, weights))
+    centre = [k for k in getattr(resampler, "centre", ()) if k in values]
+    if centre:  # biased replicates (IDF1 / HOTA re-matching favours uneven block weights): shift them so their mean
+        # is the point estimate (centred_interval); every interval and paired effect downstream then uses them
+        point = resampler.values(np.ones((1, len(resampler.units)), dtype=np.int32))
+        for k in centre:
+            values[k] = values[k] - float(np.mean(values[k])) + float(point[k][0])
     return {
+        "centred": centre,
         "unit": resampler.unit,
         "n_units": len(ordered),
         "units_hash": units_hash(ordered),
@@ -148,3 +181,35 @@ def pairable(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
     """Two bootstrap records share their replicates' weights (same test set, resamples and seed)."""
     keys = ("units_hash", "resamples", "seed")
     return bool(a) and bool(b) and all(a.get(k) == b.get(k) for k in keys)
+
+
+def save_npz(path: str | Path, kind: str, unit: str, units: Sequence[str], arrays: Mapping[str, np.ndarray]) -> None:
+    """Write a resampler's arrays, ``unit`` and ``units`` to one ``.npz`` (``kind`` names the resampler class)."""
+    meta = {"_kind": np.array(kind), "_unit": np.array(unit), "_units": np.array(list(units), dtype=str)}
+    with open(path, "wb") as f:  # no ".npz" appended to the given name
+        np.savez_compressed(f, **meta, **arrays)
+
+
+def load_npz(path: str | Path, kind: str) -> tuple[str, list[str], dict[str, np.ndarray]]:
+    """``(unit, units, arrays)`` of a :func:`save_npz` file written by resampler class ``kind``."""
+    with np.load(path, allow_pickle=False) as z:
+        if "_kind" not in z or str(z["_kind"]) != kind:
+            found = str(z["_kind"]) if "_kind" in z else "no resampler"
+            raise ValueError(f"{path}: holds {found}, not a {kind}")
+        arrays = {k: z[k] for k in z.files if not k.startswith("_")}
+        return str(z["_unit"]), [str(u) for u in z["_units"]], arrays
+
+
+def batched_values(
+    weights: np.ndarray, n_units: int, fn: Callable[[np.ndarray], dict[str, np.ndarray]], batch: int = 64
+) -> dict[str, np.ndarray]:
+    """Apply ``fn`` (a ``b x n_units`` weight batch -> key -> b values) to ``weights`` in row batches."""
+    w = np.asarray(weights)
+    if w.ndim != 2 or w.shape[1] != n_units:
+        raise ValueError(f"weights must be R x {n_units}, got shape {w.shape}")
+    if (w < 0).any():
+        raise ValueError("weights must be non-negative")
+    parts = [fn(w[i : i + batch]) for i in range(0, len(w), batch)]
+    if not parts:
+        return {}
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}

@@ -8,6 +8,10 @@ import json
 import math
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from crowdbench.bench.metrics.bootstrap import Resampler
 
 __all__ = ["add_eval_commands", "cmd_eval_crowdhuman"]
 
@@ -75,3 +79,58 @@ def cmd_eval_crowdhuman(args: argparse.Namespace) -> int:
     print(f"  {'mMR':<4} {_pct(result.mMR)}   (lower is better)")
     print(f"  {'JI':<4} {_pct(result.JI)}")
     return 0
+
+
+def add_bootstrap_arguments(p: argparse.ArgumentParser, *, block_frames: bool = False) -> None:
+    """``--bootstrap N``, ``--bootstrap-seed``, ``--level`` (and ``--block-frames`` for MOT) on an eval command."""
+    from crowdbench.bench.metrics.bootstrap import DEFAULT_LEVEL, DEFAULT_SEED
+
+    p.add_argument("--bootstrap", type=int, metavar="N", help="N bootstrap resamples: print each metric's interval")
+    p.add_argument("--bootstrap-seed", type=int, default=DEFAULT_SEED, metavar="S", help="seed of the resamples")
+    p.add_argument("--level", type=float, default=DEFAULT_LEVEL, help="interval level (default 0.95)")
+    if block_frames:
+        p.add_argument(
+            "--block-frames",
+            type=int,
+            default=50,
+            metavar="L",
+            help="bootstrap units: blocks of L contiguous frames within sequences (0: whole sequences; default 50)",
+        )
+
+
+def check_bootstrap_arguments(args: argparse.Namespace) -> None:
+    """ValueError on a bad ``--bootstrap`` / ``--level``."""
+    if args.bootstrap is not None and args.bootstrap < 1:
+        raise ValueError(f"--bootstrap must be >= 1, got {args.bootstrap}")
+    if not 0 < args.level < 1:
+        raise ValueError(f"--level must be in (0, 1), got {args.level}")
+
+
+def bootstrap_summary(resampler: Resampler, point: dict[str, float], args: argparse.Namespace) -> dict:
+    """``{metric: {"value", "low", "high"}, ..., "bootstrap": {"resamples", "unit", "seed", "level"}}``."""
+    from crowdbench.bench.metrics.bootstrap import centred_interval, percentile_interval, replicate_weights
+
+    w = replicate_weights(len(resampler.units), args.bootstrap, args.bootstrap_seed)
+    vals = resampler.values(w)
+    centre = set(getattr(resampler, "centre", ()))
+    out: dict = {}
+    for k, v in point.items():
+        lo, hi = centred_interval(vals[k], v, args.level) if k in centre else percentile_interval(vals[k], args.level)
+        out[k] = {"value": v, "low": lo, "high": hi}
+    out["bootstrap"] = {"resamples": args.bootstrap, "unit": resampler.unit, "seed": args.bootstrap_seed}
+    out["bootstrap"]["level"] = args.level
+    if centre & set(point):
+        out["bootstrap"]["centred"] = sorted(centre & set(point))
+    return out
+
+
+def print_intervals(summary: dict, scale: float = 1.0) -> None:
+    """The text form of :func:`bootstrap_summary` (values times ``scale``)."""
+    b = summary["bootstrap"]
+    print(
+        f"  bootstrap: {b['resamples']} resamples, unit {b['unit']}, seed {b['seed']}, {100 * b['level']:g} % intervals"
+    )
+    for k, v in summary.items():
+        if k != "bootstrap":
+            mark = "  (centred)" if k in b.get("centred", ()) else ""
+            print(f"    {k:<10} {scale * v['value']:.4f}  [{scale * v['low']:.4f}, {scale * v['high']:.4f}]{mark}")

@@ -31,6 +31,7 @@ import argparse
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -53,7 +54,16 @@ from crowdbench.bench.metrics.coco_keypoints import (
 from crowdbench.datasets.formats.errors import FormatError
 from crowdbench.datasets.keypoints import HIE_14
 
-__all__ = ["WEIGHTINGS", "HieVideoAP", "HieWapResult", "add_command", "evaluate_hie_wap", "split_by_video"]
+__all__ = [
+    "WEIGHTINGS",
+    "HieVideoAP",
+    "HieWapResampler",
+    "HieWapResult",
+    "add_command",
+    "evaluate_hie_wap",
+    "evaluate_hie_wap_bootstrap",
+    "split_by_video",
+]
 
 WEIGHTINGS = ("people", "frames", "uniform")
 Weighting = Literal["people", "frames", "uniform"]
@@ -173,10 +183,18 @@ def evaluate_hie_wap(
 
 
 def _cmd(args: argparse.Namespace) -> int:
+    from crowdbench.bench.metrics.cli import bootstrap_summary, check_bootstrap_arguments, print_intervals
+
     def go() -> None:
+        summary: dict = {}
+        if args.bootstrap is not None:
+            check_bootstrap_arguments(args)
         res = evaluate_hie_wap(args.gt, args.pred, weighting=args.weighting, use_area=not args.bbox_area)
+        if args.bootstrap is not None:
+            point = dict(zip(HieWapResampler.keys, (res.w_AP_avg, res.w_AP_50, res.w_AP_75), strict=True))
+            summary = bootstrap_summary(HieWapResampler.from_result(res), point, args)
         if args.json:
-            print(json.dumps(res.to_dict(), indent=2))
+            print(json.dumps({**res.to_dict(), **summary}, indent=2))
             return
         print(f"HIE w-AP ({args.gt.name} vs {args.pred.name}): {len(res.videos)} videos, weighting={res.weighting}")
         print("  (the official HIE weighting and sigmas are unpublished; see crowdbench.bench.metrics.hie_wap)")
@@ -184,6 +202,8 @@ def _cmd(args: argparse.Namespace) -> int:
             print(f"  {name:<9} {_fmt(v)}")
         for r in res.videos:
             print(f"    video {r.video}: AP {_fmt(r.AP)}  frames {r.num_frames}  people {r.num_people}")
+        if summary:
+            print_intervals(summary)
 
     return run_command(go, args)
 
@@ -198,4 +218,71 @@ def add_command(eval_subparsers: argparse._SubParsersAction) -> None:
     add_io_arguments(p)
     p.add_argument("--weighting", choices=WEIGHTINGS, default="people", help="how videos are weighted (default people)")
     p.add_argument("--bbox-area", action="store_true", help="OKS scale 0.53*w*h of the GT box instead of 'area'")
+    from crowdbench.bench.metrics.cli import add_bootstrap_arguments
+
+    add_bootstrap_arguments(p)
     p.set_defaults(func=_cmd)
+
+
+# ------------------------------------------------------------------------------------------------------- bootstrap
+class HieWapResampler:
+    """Videos as bootstrap units of HIE w-AP (:class:`crowdbench.bench.metrics.bootstrap.Resampler`).
+
+    A video's AP is fixed (its images are not resampled); a replicate re-weights the per-video AP contributions:
+    ``w_AP = sum_v c_v w_v AP_v / sum_v c_v w_v`` with ``c_v`` the video's multiplicity and ``w_v`` its declared
+    weight (``weighting``), over videos with a defined AP. With all ``c_v = 1`` it equals the point estimate bit
+    for bit (same summation order).
+    """
+
+    kind = "HieWapResampler"
+    keys = ("w_AP@avg", "w_AP@50", "w_AP@75")
+
+    def __init__(self, unit: str, units: Sequence[str], arrays: Mapping[str, np.ndarray]) -> None:
+        self.unit, self.units = unit, list(units)
+        self.arrays = {k: np.asarray(v) for k, v in arrays.items()}  # ap: videos x 3, weight: videos
+
+    @classmethod
+    def from_result(cls, result: HieWapResult) -> HieWapResampler:
+        """The resampler of an :func:`evaluate_hie_wap` result (no re-evaluation)."""
+        ap = np.array([[v.AP, v.AP50, v.AP75] for v in result.videos], dtype=np.float64).reshape(-1, 3)
+        weight = np.array([v.weight for v in result.videos], dtype=np.float64)
+        return cls("video", [v.video for v in result.videos], {"ap": ap, "weight": weight})
+
+    def values(self, weights: np.ndarray) -> dict[str, np.ndarray]:
+        """``weights`` (R x videos) -> ``w_AP@avg`` / ``@50`` / ``@75`` per replicate (-1 where no video counts)."""
+        from crowdbench.bench.metrics.bootstrap import batched_values
+
+        return batched_values(weights, len(self.units), self._batch, batch=4096)
+
+    def _batch(self, c: np.ndarray) -> dict[str, np.ndarray]:
+        ap, weight = self.arrays["ap"], self.arrays["weight"]
+        out = {}
+        for col, key in enumerate(self.keys):
+            num = den = 0
+            for v in range(len(self.units)):
+                if ap[v, col] >= 0 and weight[v] > 0:  # as evaluate_hie_wap: sum(w * a) / sum(w)
+                    w = c[:, v] * weight[v]
+                    num, den = num + w * ap[v, col], den + w
+            num, den = np.broadcast_to(num, (len(c),)), np.broadcast_to(den, (len(c),))
+            with np.errstate(divide="ignore", invalid="ignore"):
+                out[key] = np.where(den > 0, num / np.where(den > 0, den, 1.0), -1.0)
+        return out
+
+    def save(self, path: str | Path) -> None:
+        """Write the per-video APs and weights to one ``.npz``."""
+        from crowdbench.bench.metrics.bootstrap import save_npz
+
+        save_npz(path, self.kind, self.unit, self.units, self.arrays)
+
+    @classmethod
+    def load(cls, path: str | Path) -> HieWapResampler:
+        """Read a :meth:`save` file."""
+        from crowdbench.bench.metrics.bootstrap import load_npz
+
+        return cls(*load_npz(path, cls.kind))
+
+
+def evaluate_hie_wap_bootstrap(*args: Any, **kwargs: Any) -> tuple[HieWapResult, HieWapResampler]:
+    """:func:`evaluate_hie_wap` (same arguments) and its :class:`HieWapResampler` (videos as units)."""
+    res = evaluate_hie_wap(*args, **kwargs)
+    return res, HieWapResampler.from_result(res)

@@ -57,10 +57,12 @@ __all__ = [
     "HOTA_ALPHAS",
     "MOTMetrics",
     "MOTResult",
+    "MotResampler",
     "MotSequence",
     "add_command",
     "cmd_eval_mot",
     "evaluate_mot",
+    "evaluate_mot_bootstrap",
     "evaluate_mot_files",
     "load_mot_sequences",
     "preprocess_sequence",
@@ -405,8 +407,9 @@ def _prepare(seq: MotSequence) -> _Prepared:
     return _Prepared(seq, gfr, gid.reshape(-1), pfr, pid.reshape(-1), len(ug), len(up), pairs)
 
 
-def _clear_identity(p: _Prepared, threshold: float) -> MOTMetrics:
-    """TrackEval ``CLEAR.eval_sequence`` + ``Identity.eval_sequence`` semantics."""
+def _clear_identity(p: _Prepared, threshold: float, keep: dict | None = None) -> MOTMetrics:
+    """TrackEval ``CLEAR.eval_sequence`` + ``Identity.eval_sequence`` semantics (``keep``: filled with the matches,
+    for :class:`MotResampler`)."""
     ng, npd = len(p.gfr), len(p.pfr)
     m = MOTMetrics(num_gt_dets=ng, num_pred_dets=npd, num_gt_ids=p.n_gid, num_pred_ids=p.n_pid)
     if npd == 0 or ng == 0:
@@ -499,11 +502,28 @@ def _clear_identity(p: _Prepared, threshold: float) -> MOTMetrics:
         idtp = int(mat[r, c].sum())
     m.IDTP, m.IDFN, m.IDFP = idtp, ng - idtp, npd - idtp
     m.finalize_clear()
+    if keep is not None:
+        keep.update(matched=np.flatnonzero(matched), iou_m=iou_m if tp else np.zeros(0))
+        keep.update(switch_rows=mo2[1:][same_g & (mpid[1:] != mpid[:-1])], id_gt=pr.gt[idp], id_pred=pr.pred[idp])
     return m
 
 
-def _hota(p: _Prepared, m: MOTMetrics) -> None:
-    """TrackEval ``HOTA.eval_sequence`` semantics; fills the HOTA fields of ``m``."""
+def _ass_sums(mc: np.ndarray, gck: np.ndarray, tck: np.ndarray, tp: np.ndarray) -> dict[str, np.ndarray]:
+    """AssA / AssRe / AssPr (``(..., alpha)``) from matched counts ``mc`` (``(..., alpha, pair)``), the pairs' GT and
+    predicted track lengths ``gck`` / ``tck`` (``(..., 1, pair)``) and HOTA TP ``(..., alpha)``. Shared by the point
+    estimate and :class:`MotResampler` so that unit weights reproduce it bit for bit."""
+    t = np.maximum(1.0, tp)
+    c = np.ascontiguousarray  # C order: pairwise summation along the last axis, as for the point estimate
+
+    return {
+        "AssA": np.sum(c(mc * (mc / np.maximum(1, gck + tck - mc))), axis=-1) / t,
+        "AssRe": np.sum(c(mc * (mc / np.maximum(1, gck))), axis=-1) / t,
+        "AssPr": np.sum(c(mc * (mc / np.maximum(1, tck))), axis=-1) / t,
+    }
+
+
+def _hota(p: _Prepared, m: MOTMetrics, keep: dict | None = None) -> None:
+    """TrackEval ``HOTA.eval_sequence`` semantics; fills the HOTA fields of ``m`` (``keep``: the matches)."""
     na = len(HOTA_ALPHAS)
     ng, npd = len(p.gfr), len(p.pfr)
     if ng == 0 or npd == 0:
@@ -529,19 +549,20 @@ def _hota(p: _Prepared, m: MOTMetrics) -> None:
     msim, mkey = sim[chosen], inv[chosen]
     mframe = p.gfr[pr.gt[chosen]]
     tp, loc = np.zeros(na), np.zeros(na)
-    ass_a, ass_re, ass_pr = np.zeros(na), np.zeros(na), np.zeros(na)
-    gck, tck = gc[uk // p.n_pid], tc[uk % p.n_pid]
-    for a, alpha in enumerate(HOTA_ALPHAS):
-        ok = msim >= alpha - EPS
+    okm = msim[:, None] >= HOTA_ALPHAS[None, :] - EPS  # matches x alpha
+    used = np.unique(mkey[okm[:, 0]])  # pairs with a match at some alpha (the others add 0)
+    mc = np.zeros((na, len(used)))
+    col = np.searchsorted(used, mkey)
+    for a in range(na):
+        ok = okm[:, a]
         tp[a] = ok.sum()
         loc[a] = _seq_sum_by_frame(msim[ok], mframe[ok])
-        mc = np.bincount(mkey[ok], minlength=len(uk)).astype(float)
-        t = max(1.0, tp[a])
-        ass_a[a] = np.sum(mc * (mc / np.maximum(1, gck + tck - mc))) / t
-        ass_re[a] = np.sum(mc * (mc / np.maximum(1, gck))) / t
-        ass_pr[a] = np.sum(mc * (mc / np.maximum(1, tck))) / t
+        mc[a] = np.bincount(col[ok], minlength=len(used))
     loc_a = np.maximum(1e-10, loc) / np.maximum(1e-10, tp)
-    m.set_hota(tp, ng - tp, npd - tp, {"AssA": ass_a, "AssRe": ass_re, "AssPr": ass_pr, "LocA": loc_a})
+    ass = _ass_sums(mc, gc[uk[used] // p.n_pid][None], tc[uk[used] % p.n_pid][None], tp)
+    if keep is not None:
+        keep.update(hota_gt=pr.gt[chosen], hota_sim=msim, hota_pair=uk[mkey])
+    m.set_hota(tp, ng - tp, npd - tp, {**ass, "LocA": loc_a})
 
 
 def _combine(per: Mapping[str, MOTMetrics], with_hota: bool) -> MOTMetrics:
@@ -657,6 +678,277 @@ def evaluate_mot(
             _hota(p, m)
         per[p.seq.name] = m
     return MOTResult("trackeval", None, per, _combine(per, hota))
+
+
+# -------------------------------------------------------------------------------------------------------- bootstrap
+DEFAULT_BLOCK_FRAMES = 50
+
+
+def _pairs_by_unit(unit: np.ndarray, key: np.ndarray, weights: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
+    """Distinct ``key`` values (sorted) and the sparse ``(unit, key index, count or summed weight)`` entries."""
+    uk, kinv = np.unique(key, return_inverse=True)
+    ue, einv = np.unique(unit * max(1, len(uk)) + kinv.reshape(-1), return_inverse=True)
+    vals = np.bincount(einv.reshape(-1), weights=weights, minlength=len(ue))
+    return uk, ue // max(1, len(uk)), ue % max(1, len(uk)), vals
+
+
+class MotResampler:
+    """Per-unit sufficient statistics of a TrackEval-semantics MOT evaluation (:class:`bootstrap.Resampler`).
+
+    Units are frame blocks of ``block_frames`` contiguous frames within a sequence (the last block of a sequence may
+    be shorter), or whole sequences (``block_frames=None``). CLEAR counts (TP, FP, FN, IDSW, MOTP's IoU sum) are
+    per-block sums. IDF1: per-block GT-track x predicted-track overlap counts (IoU >= threshold, sparse); a
+    replicate recomputes the maximum-weight ID matching on the block-weighted overlap matrix (per connected
+    component: single pairs and stars in closed form, the rest with ``linear_sum_assignment``). HOTA: the per-frame
+    HOTA matching is kept; per block and alpha the matched pair counts, HOTA TP and LocA sums, per block the track
+    lengths; a replicate recomputes AssA / AssRe / AssPr per sequence from the weighted sums and combines the
+    sequences as TrackEval does. With all weights 1 MOTA, IDF1, IDP, IDR, HOTA, DetA, AssA equal the point estimate
+    bit for bit; MOTP and LocA to ~1e-15 (summation order). IDF1 and the association terms are convex in the
+    weights, so their replicates sit above the point estimate on average: use the centred interval (``centre``).
+    """
+
+    kind = "MotResampler"
+    #: keys whose replicates the resampling biases upwards (convex in the block weights): report their
+    #: :func:`~crowdbench.bench.metrics.bootstrap.centred_interval`
+    centre = ("IDF1", "IDP", "IDR", "HOTA", "AssA", "AssRe", "AssPr")
+
+    def __init__(self, unit: str, units: Sequence[str], arrays: Mapping[str, np.ndarray]) -> None:
+        self.unit, self.units, self.arrays = unit, list(units), {k: np.asarray(v) for k, v in arrays.items()}
+        a, n = self.arrays, len(self.units)
+        self.has_hota = "hota_tp" in a
+
+        def sparse(u: np.ndarray, c: np.ndarray, v: np.ndarray, ncol: int):  # n_units x ncol, CSC for W @ M
+            return coo_array((v.astype(float), (u, c)), shape=(n, ncol)).tocsc()
+
+        self._id = sparse(a["id_unit"], a["id_pair"], a["id_count"], len(a["id_g"]))
+        self._components()
+        if self.has_hota:
+            na, npair = len(HOTA_ALPHAS), len(a["hp_g"])
+            self._gl = sparse(a["gl_unit"], a["gl_track"], a["gl_count"], int(a["n_tracks"][0]))
+            self._tl = sparse(a["tl_unit"], a["tl_track"], a["tl_count"], int(a["n_tracks"][1]))
+            cols = (np.arange(na)[None, :] * npair + a["hm_pair"][:, None]).reshape(-1)
+            self._hm = sparse(np.repeat(a["hm_unit"], na), cols, a["hm_count"].reshape(-1), na * npair)
+
+    def _components(self) -> None:
+        """Connected components of the union ID-overlap graph: singles, stars and general ones."""
+        g, t = self.arrays["id_g"], self.arrays["id_t"]
+        self._single = self._star_order = self._star_starts = np.zeros(0, np.int64)
+        self._general: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        if len(g) == 0:
+            return
+        ng = int(g.max()) + 1
+        comp = _components(g, t, ng, int(t.max()) + 1)
+        n_e = np.bincount(comp)
+        n_g = np.bincount(comp[np.unique(g, return_index=True)[1]], minlength=len(n_e))
+        n_t = np.bincount(comp[np.unique(t, return_index=True)[1]], minlength=len(n_e))
+        self._single = np.flatnonzero(n_e[comp] == 1)
+        star = ((n_g == 1) | (n_t == 1)) & (n_e > 1)
+        idx = np.flatnonzero(star[comp])
+        self._star_order = idx[np.argsort(comp[idx], kind="stable")]
+        cs = comp[self._star_order]
+        self._star_starts = np.flatnonzero(np.r_[True, cs[1:] != cs[:-1]]) if len(cs) else np.zeros(0, np.int64)
+        for c in np.flatnonzero(~star & (n_e > 1)):
+            e = np.flatnonzero(comp == c)
+            _, ri = np.unique(g[e], return_inverse=True)
+            _, ci = np.unique(t[e], return_inverse=True)
+            self._general.append((e, ri.reshape(-1), ci.reshape(-1)))
+
+    # ---------------------------------------------------------------------------------------------------- values
+    def values(self, weights: np.ndarray) -> dict[str, np.ndarray]:
+        """``weights`` (R x units) -> MOTA, MOTP, IDF1, IDP, IDR (+ HOTA, DetA, AssA, LocA) per replicate."""
+        from crowdbench.bench.metrics.bootstrap import batched_values
+
+        return batched_values(weights, len(self.units), self._batch)
+
+    def _idtp(self, wf: np.ndarray) -> np.ndarray:
+        x = np.ascontiguousarray((self._id.T @ wf.T).T)  # R x id pairs: weighted overlap counts
+        idtp = x[:, self._single].sum(axis=1)
+        if len(self._star_order):
+            idtp = idtp + np.maximum.reduceat(x[:, self._star_order], self._star_starts, axis=1).sum(axis=1)
+        for e, ri, ci in self._general:
+            sub = x[:, e]
+            mat = np.zeros((ri.max() + 1, ci.max() + 1))
+            for r in range(len(x)):
+                mat[ri, ci] = sub[r]
+                rr, cc = linear_sum_assignment(mat, maximize=True)
+                idtp[r] += mat[rr, cc].sum()
+        return np.rint(idtp).astype(np.int64)
+
+    def _batch(self, w: np.ndarray) -> dict[str, np.ndarray]:
+        a = self.arrays
+        wi, wf = w.astype(np.int64), w.astype(np.float64)
+        ng, npd, tp, idsw = (wi @ a["clear"]).T  # clear: units x (GT dets, pred dets, TP, IDSW)
+        fn, fp = ng - tp, npd - tp
+        gt = np.maximum(1.0, tp + fn)
+        out = {"MOTA": (tp - fp - idsw) / gt, "MODA": (tp - fp) / gt}
+        out["MOTP"] = (wf @ a["motp_sum"]) / np.maximum(1.0, tp)
+        idtp = self._idtp(wf)
+        idfn, idfp = ng - idtp, npd - idtp
+        out["IDR"] = idtp / np.maximum(1.0, idtp + idfn)
+        out["IDP"] = idtp / np.maximum(1.0, idtp + idfp)
+        out["IDF1"] = idtp / np.maximum(1.0, idtp + 0.5 * idfp + 0.5 * idfn)
+        if self.has_hota:
+            out.update(self._hota_values(wi, wf))
+        return out
+
+    def _hota_values(self, wi: np.ndarray, wf: np.ndarray) -> dict[str, np.ndarray]:
+        a = self.arrays
+        na, npair, r = len(HOTA_ALPHAS), len(a["hp_g"]), len(wi)
+        gl = np.ascontiguousarray((self._gl.T @ wf.T).T)
+        tl = np.ascontiguousarray((self._tl.T @ wf.T).T)
+        mc = np.ascontiguousarray((self._hm.T @ wf.T).T).reshape(r, na, npair)
+        seq_of_unit, seq_of_pair = a["unit_seq"], a["hp_seq"]
+        tp = fn = fp = ass_acc = loc_acc = 0
+        ass_keys = ("AssA", "AssRe", "AssPr")
+        for s in range(int(a["n_seq"][0])):
+            us = np.flatnonzero(seq_of_unit == s)
+            ps = np.flatnonzero(seq_of_pair == s)
+            tp_s = (wi[:, us] @ a["hota_tp"][us]).astype(np.float64)  # R x alpha
+            ng_s, npd_s = (wi[:, us] @ a["clear"][us, :2]).T.astype(np.float64)
+            if len(ps):
+                p0, p1 = ps[0], ps[-1] + 1
+                ass = _ass_sums(
+                    mc[:, :, p0:p1], gl[:, a["hp_g"][p0:p1]][:, None], tl[:, a["hp_t"][p0:p1]][:, None], tp_s
+                )
+            else:
+                ass = {k: np.zeros((r, na)) for k in ass_keys}
+            loc_s = np.maximum(1e-10, wf[:, us] @ a["hota_loc"][us]) / np.maximum(1e-10, tp_s)
+            tp = tp + tp_s
+            fn = fn + (ng_s[:, None] - tp_s)
+            fp = fp + (npd_s[:, None] - tp_s)
+            ass_acc = ass_acc + np.stack([ass[k] * tp_s for k in ass_keys])
+            loc_acc = loc_acc + loc_s * tp_s
+        ass_all = ass_acc / np.maximum(1.0, tp)
+        det_a = tp / np.maximum(1, tp + fn + fp)
+        hota = np.sqrt(det_a * ass_all[0])
+        loc = np.maximum(1e-10, loc_acc) / np.maximum(1e-10, tp)
+        arrays = {"HOTA": hota, "DetA": det_a, "AssA": ass_all[0], "AssRe": ass_all[1], "AssPr": ass_all[2]}
+        arrays.update(DetRe=tp / np.maximum(1, tp + fn), DetPr=tp / np.maximum(1, tp + fp), LocA=loc)
+        return {k: np.mean(v, axis=-1) for k, v in arrays.items()}
+
+    # ------------------------------------------------------------------------------------------------------- io
+    def save(self, path: str | Path) -> None:
+        """Write the statistics to one ``.npz`` (see :meth:`load`)."""
+        from crowdbench.bench.metrics.bootstrap import save_npz
+
+        save_npz(path, self.kind, self.unit, self.units, self.arrays)
+
+    @classmethod
+    def load(cls, path: str | Path) -> MotResampler:
+        """Read statistics written by :meth:`save`."""
+        from crowdbench.bench.metrics.bootstrap import load_npz
+
+        return cls(*load_npz(path, cls.kind))
+
+
+def _block_stats(p: _Prepared, k_clear: dict, k_hota: dict | None, block: int | None) -> dict[str, np.ndarray]:
+    """One sequence's per-block statistics (local unit, track and pair indices)."""
+    nf = max(1, p.seq.num_frames)
+    size = nf if block is None else block
+    nb = -(-nf // size)
+    bg, bp = (p.gfr - 1) // size, (p.pfr - 1) // size
+    cnt = lambda rows, w=None: np.bincount(bg[rows], weights=w, minlength=nb)  # noqa: E731
+    matched = k_clear.get("matched", np.zeros(0, np.int64))
+    clear = np.column_stack([
+        np.bincount(bg, minlength=nb), np.bincount(bp, minlength=nb), cnt(matched),
+        cnt(k_clear.get("switch_rows", np.zeros(0, np.int64))),
+    ]).astype(np.int64)  # fmt: skip
+    out = {"nb": np.array(nb), "clear": clear, "motp_sum": cnt(matched, k_clear.get("iou_m", np.zeros(0)))}
+    id_gt, id_pred = k_clear.get("id_gt", np.zeros(0, np.int64)), k_clear.get("id_pred", np.zeros(0, np.int64))
+    uk, out["id_unit"], out["id_pair"], out["id_count"] = _pairs_by_unit(
+        bg[id_gt], p.gid[id_gt] * p.n_pid + p.pid[id_pred]
+    )
+    out["id_g"], out["id_t"] = uk // max(1, p.n_pid), uk % max(1, p.n_pid)
+    if k_hota is not None:
+        na = len(HOTA_ALPHAS)
+        _, out["gl_unit"], out["gl_track"], out["gl_count"] = _pairs_by_unit(bg, p.gid)
+        _, out["tl_unit"], out["tl_track"], out["tl_count"] = _pairs_by_unit(bp, p.pid)
+        rows, sim, pair = (
+            k_hota.get(k, np.zeros(0, t))
+            for k, t in (("hota_gt", np.int64), ("hota_sim", float), ("hota_pair", np.int64))
+        )
+        okm = sim[:, None] >= HOTA_ALPHAS[None, :] - EPS
+        out["hota_tp"] = np.stack([cnt(rows[okm[:, j]]) for j in range(na)], axis=1).astype(np.int64)
+        out["hota_loc"] = np.stack([cnt(rows[okm[:, j]], sim[okm[:, j]]) for j in range(na)], axis=1)
+        first = okm[:, 0]
+        up, pinv = np.unique(pair[first], return_inverse=True)
+        ue, einv = np.unique(bg[rows[first]] * max(1, len(up)) + pinv.reshape(-1), return_inverse=True)
+        hm = np.zeros((len(ue), na), np.int64)
+        for j in range(na):
+            hm[:, j] = np.bincount(einv.reshape(-1)[okm[first, j]], minlength=len(ue))
+        out["hm_unit"], out["hm_pair"], out["hm_count"] = ue // max(1, len(up)), ue % max(1, len(up)), hm
+        out["hp_g"], out["hp_t"] = up // max(1, p.n_pid), up % max(1, p.n_pid)
+    return out
+
+
+def evaluate_mot_bootstrap(
+    sequences: Sequence[MotSequence],
+    *,
+    block_frames: int | None = DEFAULT_BLOCK_FRAMES,
+    threshold: float = 0.5,
+    hota: bool = True,
+) -> tuple[MOTResult, MotResampler]:
+    """:func:`evaluate_mot` (TrackEval semantics) plus its :class:`MotResampler` (matching runs once).
+
+    ``block_frames``: units are blocks of that many contiguous frames within each sequence; ``None``: sequences.
+    """
+    if block_frames is not None and block_frames < 1:
+        raise ValueError(f"block_frames must be >= 1 or None, got {block_frames}")
+    names = [s.name for s in sequences]
+    if len(set(names)) != len(names):
+        raise ValueError(f"duplicate sequence names in {names}")
+    per, stats, units = {}, [], []
+    for p in (_prepare(s) for s in sequences):
+        kc: dict = {}
+        kh: dict | None = {} if hota else None
+        m = _clear_identity(p, threshold, kc)
+        if hota:
+            _hota(p, m, kh)
+        per[p.seq.name] = m
+        st = _block_stats(p, kc, kh, block_frames)
+        nb, nf = int(st["nb"]), p.seq.num_frames
+        if block_frames is None:
+            units.append(p.seq.name)
+        else:
+            units += [f"{p.seq.name}:{b * block_frames + 1}-{min(nf, (b + 1) * block_frames)}" for b in range(nb)]
+        stats.append((st, p.n_gid, p.n_pid))
+    arrays = _concat_stats(stats, hota)
+    unit = "sequence" if block_frames is None else f"frame block ({block_frames}) of a sequence"
+    return MOTResult("trackeval", None, per, _combine(per, hota)), MotResampler(unit, units, arrays)
+
+
+def _concat_stats(stats: list[tuple[dict, int, int]], hota: bool) -> dict[str, np.ndarray]:
+    """Global unit / track / pair indices over the sequences' :func:`_block_stats`."""
+    out: dict[str, list] = {}
+    u0 = g0 = t0 = ip0 = hp0 = 0
+    for s, (st, n_gid, n_pid) in enumerate(stats):
+        nb = int(st["nb"])
+        add = {
+            "unit_seq": np.full(nb, s), "clear": st["clear"], "motp_sum": st["motp_sum"],
+            "id_unit": st["id_unit"] + u0, "id_pair": st["id_pair"] + ip0, "id_count": st["id_count"],
+            "id_g": st["id_g"] + g0, "id_t": st["id_t"] + t0,
+        }  # fmt: skip
+        ip0 += len(st["id_g"])
+        if hota:
+            add.update({
+                "gl_unit": st["gl_unit"] + u0, "gl_track": st["gl_track"] + g0, "gl_count": st["gl_count"],
+                "tl_unit": st["tl_unit"] + u0, "tl_track": st["tl_track"] + t0, "tl_count": st["tl_count"],
+                "hota_tp": st["hota_tp"], "hota_loc": st["hota_loc"], "hm_unit": st["hm_unit"] + u0,
+                "hm_pair": st["hm_pair"] + hp0, "hm_count": st["hm_count"], "hp_g": st["hp_g"] + g0,
+                "hp_t": st["hp_t"] + t0, "hp_seq": np.full(len(st["hp_g"]), s),
+            })  # fmt: skip
+            hp0 += len(st["hp_g"])
+        for k, v in add.items():
+            out.setdefault(k, []).append(np.asarray(v))
+        u0, g0, t0 = u0 + nb, g0 + n_gid, t0 + n_pid
+    arrays = {k: np.concatenate(v) for k, v in out.items()}
+    arrays["n_seq"] = np.array([len(stats)])
+    arrays["n_tracks"] = np.array([g0, t0])
+    if hota:
+        arrays["hm_count"] = arrays["hm_count"].reshape(-1, len(HOTA_ALPHAS))
+        arrays["hota_tp"] = arrays["hota_tp"].reshape(-1, len(HOTA_ALPHAS))
+        arrays["hota_loc"] = arrays["hota_loc"].reshape(-1, len(HOTA_ALPHAS))
+    return arrays
 
 
 # ------------------------------------------------------------------------------------------------ files, preprocess
@@ -835,20 +1127,35 @@ def add_command(eval_subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--benchmark", choices=BENCHMARKS, default="MOT17", help="preprocessing (MOT15: none)")
     p.add_argument("--semantics", choices=("trackeval", "motmetrics"), default="trackeval")
     p.add_argument("--json", action="store_true", help="print the full result as JSON")
+    from crowdbench.bench.metrics.cli import add_bootstrap_arguments
+
+    add_bootstrap_arguments(p, block_frames=True)
     p.set_defaults(func=cmd_eval_mot)
 
 
 def cmd_eval_mot(args: argparse.Namespace) -> int:
     """Run ``crowdbench eval mot``; 0 on success, 2 with a one-line ``error: ...`` on stderr."""
-    from crowdbench.bench.metrics.cli import _pct
+    from crowdbench.bench.metrics.cli import _pct, bootstrap_summary, check_bootstrap_arguments, print_intervals
 
+    boot = getattr(args, "bootstrap", None)
+    summary: dict = {}
     try:
-        res = evaluate_mot_files(args.gt, args.pred, benchmark=args.benchmark, semantics=args.semantics)
+        if boot is None:
+            res = evaluate_mot_files(args.gt, args.pred, benchmark=args.benchmark, semantics=args.semantics)
+        else:
+            check_bootstrap_arguments(args)
+            if args.semantics != "trackeval":
+                raise ValueError("--bootstrap needs --semantics trackeval")
+            seqs = load_mot_sequences(args.gt, args.pred, benchmark=args.benchmark)
+            res, rs = evaluate_mot_bootstrap(seqs, block_frames=args.block_frames or None)
+            res.benchmark = args.benchmark
+            keys = ("MOTA", "MOTP", "IDF1", "IDP", "IDR", "HOTA", "DetA", "AssA")
+            summary = bootstrap_summary(rs, {k: getattr(res.combined, k) for k in keys}, args)
     except (FormatError, OSError, ValueError, RuntimeError) as exc:
         print("error: " + " ".join(str(exc).split()), file=sys.stderr)
         return 2
     if args.json:
-        print(json.dumps(res.to_dict(), indent=2))
+        print(json.dumps({**res.to_dict(), **summary}, indent=2))
         return 0
     c = res.combined
     print(
@@ -861,4 +1168,6 @@ def cmd_eval_mot(args: argparse.Namespace) -> int:
             print(f"  {k:<5} {_pct(v)}")
     print(f"  MOTP distance (1 - IoU, py-motmetrics) {c.MOTP_distance:.4f}")
     print(f"  TP {c.TP}  FP {c.FP}  FN {c.FN}  IDSW {c.IDSW}  Frag {c.Frag}  MT {c.MT}  PT {c.PT}  ML {c.ML}")
+    if summary:
+        print_intervals(summary)
     return 0

@@ -15,11 +15,15 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from crowdbench.datasets.keypoints import POSETRACK_17, convert_keypoints
 from crowdbench.datasets.model import Frame, Instance, KeypointSchema
+
+if TYPE_CHECKING:
+    from crowdbench.bench.metrics.posetrack import PoseTrackResampler
 
 METRIC_KEYS = ("MOTA", "MOTP", "AP", "Prec", "Rec")
 """Totals over the 15 poseval joints, as fractions (poseval prints percentages)."""
@@ -92,6 +96,47 @@ def prediction_frames(
     return out
 
 
+def _pose_tracks(
+    frames: Sequence[Frame],
+    poses: Sequence[FramePoses],
+    schema: KeypointSchema,
+    *,
+    tracking: bool = True,
+    kp_thr: float = 0.0,
+    out_dir: Path | None = None,
+    skip_last_frame: bool = True,
+    empty_frame_dummy: bool = True,
+    motp_all_events: bool = True,
+    bootstrap: bool = False,
+) -> tuple[dict[str, float], PoseTrackResampler | None]:
+    """:func:`evaluate_pose_tracks`, with the resampler when ``bootstrap``."""
+    from crowdbench.bench.metrics.posetrack import evaluate_posetrack, evaluate_posetrack_bootstrap
+    from crowdbench.datasets.formats.posetrack import write_posetrack18
+
+    with tempfile.TemporaryDirectory(prefix="crowdbench-posetrack-") as tmp:
+        gt_dir = Path(tmp) / "gt"
+        pred_dir = (out_dir / "predictions") if out_dir is not None else Path(tmp) / "pred"
+        write_posetrack18(_by_video(ground_truth_frames(frames, schema)), gt_dir)
+        write_posetrack18(_by_video(prediction_frames(frames, poses, schema, kp_thr)), pred_dir, predictions=True)
+        kw = {"skip_last_frame": skip_last_frame, "empty_frame_dummy": empty_frame_dummy}
+        kw["motp_all_events"] = motp_all_events
+        rs = None
+        if bootstrap:
+            result, rs = evaluate_posetrack_bootstrap(gt_dir, pred_dir, fmt="2018", **kw)
+        else:
+            result = evaluate_posetrack(gt_dir, pred_dir, fmt="2018", **kw)
+    out = {"AP": result.ap.total / 100.0}
+    if not tracking:
+        return out, rs
+    if result.mot is None:
+        raise ValueError(f"PoseTrack MOTA cannot be computed: {result.mot_error}")
+    m = result.mot
+    out.update(
+        MOTA=m.total_mota / 100.0, MOTP=m.total_motp / 100.0, Prec=m.total_precision / 100.0, Rec=m.total_recall / 100.0
+    )
+    return {k: out[k] for k in METRIC_KEYS}, rs
+
+
 def evaluate_pose_tracks(
     frames: Sequence[Frame],
     poses: Sequence[FramePoses],
@@ -110,29 +155,17 @@ def evaluate_pose_tracks(
     temporary folder). Raises ``ValueError`` when tracking cannot be scored (poseval drops the last frame of every
     video, so a video needs two evaluated frames; every person needs an id). The three poseval quirks are the
     options of :func:`~crowdbench.bench.metrics.posetrack.evaluate_posetrack_tracking`."""
-    from crowdbench.bench.metrics.posetrack import evaluate_posetrack
-    from crowdbench.datasets.formats.posetrack import write_posetrack18
+    kw = {"tracking": tracking, "kp_thr": kp_thr, "out_dir": out_dir, "skip_last_frame": skip_last_frame}
+    kw.update(empty_frame_dummy=empty_frame_dummy, motp_all_events=motp_all_events)
+    return _pose_tracks(frames, poses, schema, **kw)[0]
 
-    with tempfile.TemporaryDirectory(prefix="crowdbench-posetrack-") as tmp:
-        gt_dir = Path(tmp) / "gt"
-        pred_dir = (out_dir / "predictions") if out_dir is not None else Path(tmp) / "pred"
-        write_posetrack18(_by_video(ground_truth_frames(frames, schema)), gt_dir)
-        write_posetrack18(_by_video(prediction_frames(frames, poses, schema, kp_thr)), pred_dir, predictions=True)
-        result = evaluate_posetrack(
-            gt_dir,
-            pred_dir,
-            fmt="2018",
-            skip_last_frame=skip_last_frame,
-            empty_frame_dummy=empty_frame_dummy,
-            motp_all_events=motp_all_events,
-        )
-    out = {"AP": result.ap.total / 100.0}
-    if not tracking:
-        return out
-    if result.mot is None:
-        raise ValueError(f"PoseTrack MOTA cannot be computed: {result.mot_error}")
-    m = result.mot
-    out.update(
-        MOTA=m.total_mota / 100.0, MOTP=m.total_motp / 100.0, Prec=m.total_precision / 100.0, Rec=m.total_recall / 100.0
-    )
-    return {k: out[k] for k in METRIC_KEYS}
+
+def evaluate_pose_tracks_bootstrap(
+    frames: Sequence[Frame], poses: Sequence[FramePoses], schema: KeypointSchema, **kwargs: Any
+) -> tuple[dict[str, float], PoseTrackResampler]:
+    """:func:`evaluate_pose_tracks` (same arguments, same metrics) and its
+    :class:`~crowdbench.bench.metrics.posetrack.PoseTrackResampler` (videos as units; its keys ``AP``, ``MOTA``,
+    ``MOTP``, ``Prec``, ``Rec`` are these metrics as fractions)."""
+    metrics, rs = _pose_tracks(frames, poses, schema, bootstrap=True, **kwargs)
+    assert rs is not None
+    return metrics, rs

@@ -52,12 +52,14 @@ __all__ = [
     "PoseTrackMOTResult",
     "PoseTrackPerson",
     "PoseTrackPoint",
+    "PoseTrackResampler",
     "PoseTrackResult",
     "PoseTrackVideo",
     "add_command",
     "cmd_eval_posetrack",
     "evaluate_posetrack",
     "evaluate_posetrack_ap",
+    "evaluate_posetrack_bootstrap",
     "evaluate_posetrack_tracking",
     "read_posetrack",
     "read_posetrack17",
@@ -561,7 +563,11 @@ class PoseTrackAPResult:
         return d
 
 
-def _ap_from_frames(assigned: Sequence[_Assigned]) -> PoseTrackAPResult:
+def _ap_from_frames(
+    assigned: Sequence[_Assigned], keep: dict | None = None, seqs: Sequence[int] = ()
+) -> PoseTrackAPResult:
+    """``evaluateAP.computeMetrics``; ``keep`` (with each frame's video index ``seqs``) gets the score-sorted
+    labels and videos per joint, for :class:`PoseTrackResampler`."""
     ap = np.zeros(N_JOINTS)
     pre = np.zeros(N_JOINTS)
     rec = np.zeros(N_JOINTS)
@@ -574,6 +580,9 @@ def _ap_from_frames(assigned: Sequence[_Assigned]) -> PoseTrackAPResult:
         if len(scores) == 0:
             continue  # computeMetrics leaves 0 for a joint without predictions
         order = np.array(scores).argsort()[::-1]  # computeRPC: default (unstable) argsort, reversed
+        if keep is not None:
+            vid = np.concatenate([np.full(len(a.scores[j]), q, np.int64) for a, q in zip(assigned, seqs, strict=True)])
+            keep[j] = (labels[order] == 1, vid[order])
         tp = np.cumsum(labels[order] == 1)
         with np.errstate(divide="ignore", invalid="ignore"):
             recall = 1.0 * tp / n_gt[j]
@@ -740,15 +749,16 @@ class PoseTrackMOTResult:
         return d
 
 
-def _mot_from_frames(
+def _mot_counts(
     frames: Sequence[_Frame],
     assigned: Sequence[_Assigned],
     names: Sequence[str],
     skip_last_frame: bool,
     empty_frame_dummy: bool,
     motp_all_events: bool,
-) -> PoseTrackMOTResult:
-    counts = np.zeros((6, N_JOINTS))  # misses, switches, fps, objects, detections, sumD
+) -> dict[int, np.ndarray]:
+    """Per video index: ``(6, 15)`` misses, switches, fps, objects, detections, sumD per joint."""
+    out = {}
     for seq in sorted({f.seq for f in frames}):
         idx = [k for k, f in enumerate(frames) if f.seq == seq]
         if skip_last_frame:
@@ -771,8 +781,9 @@ def _mot_from_frames(
                     gids = [p.track_id + off for p in f.gt if any(q.id == j for q in p.points)]  # type: ignore[operator]
                     pids = [p.track_id + off for p in f.pr if any(q.id == j for q in p.points)]  # type: ignore[operator]
                     accs[j].update(gids, pids, np.full((len(gids), len(pids)), np.nan))
+        counts = np.zeros((6, N_JOINTS))
         for j, acc in enumerate(accs):
-            counts[:, j] += (
+            counts[:, j] = (
                 acc.misses,
                 acc.switches,
                 acc.fps,
@@ -780,15 +791,39 @@ def _mot_from_frames(
                 acc.matches + acc.switches,
                 acc.sum_all if motp_all_events else acc.sum_matched,
             )
-    misses, switches, fps, objects, dets, sum_d = counts
-    mota, motp, pre, rec = (np.zeros(N_JOINTS) for _ in range(4))
-    for j in range(N_JOINTS):
-        n_obj = objects[j] if objects[j] > 0 else np.nan
-        mota[j] = 100 * (1.0 - (misses[j] + switches[j] + fps[j]) / n_obj)
-        motp[j] = 0.0 if dets[j] == 0 or np.isnan(sum_d[j]) else 100 * (1.0 - (sum_d[j] / dets[j]))
-        total_det = fps[j] + dets[j] if fps[j] + dets[j] > 0 else np.nan
-        pre[j] = 100 * (1.0 * dets[j] / total_det)
-        rec[j] = 100 * (1.0 * dets[j] / n_obj)
+        out[seq] = counts
+    return out
+
+
+def _mot_rates(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``evaluateTracking.computeMetrics`` per joint, vectorised: counts ``(..., 6, 15)`` -> MOTA, MOTP, Prec, Rec
+    ``(..., 15)`` in percent (NaN where undefined, MOTP 0 without detections)."""
+    misses, switches, fps, objects, dets, sum_d = np.moveaxis(counts, -2, 0)
+    n_obj = np.where(objects > 0, objects, np.nan)
+    mota = 100 * (1.0 - (misses + switches + fps) / n_obj)
+    bad = (dets == 0) | np.isnan(sum_d)
+    motp = np.where(bad, 0.0, 100 * (1.0 - (sum_d / np.where(bad, 1.0, dets))))
+    total_det = np.where(fps + dets > 0, fps + dets, np.nan)
+    return mota, motp, 100 * (1.0 * dets / total_det), 100 * (1.0 * dets / n_obj)
+
+
+def _mot_from_frames(
+    frames: Sequence[_Frame],
+    assigned: Sequence[_Assigned],
+    names: Sequence[str],
+    skip_last_frame: bool,
+    empty_frame_dummy: bool,
+    motp_all_events: bool,
+    keep: dict | None = None,
+) -> PoseTrackMOTResult:
+    per = _mot_counts(frames, assigned, names, skip_last_frame, empty_frame_dummy, motp_all_events)
+    if keep is not None:
+        keep.update(per)
+    counts = np.zeros((6, N_JOINTS))
+    for c in per.values():
+        counts = counts + c
+    misses, switches, fps, objects, dets, _ = counts
+    mota, motp, pre, rec = _mot_rates(counts)
     return PoseTrackMOTResult(
         mota=tuple(float(v) for v in mota),
         motp=tuple(float(v) for v in motp),
@@ -882,6 +917,127 @@ def evaluate_posetrack(
     return PoseTrackResult(ap=ap, mot=mot, mot_error=err, num_videos=len(names))
 
 
+# ------------------------------------------------------------------------------------------------------ bootstrap
+class PoseTrackResampler:
+    """Videos as bootstrap units of PoseTrack AP and MOTA (:class:`crowdbench.bench.metrics.bootstrap.Resampler`).
+
+    AP: per joint the score-sorted match labels and video of every predicted joint (the order of the point estimate)
+    and per video the GT joint counts; a replicate re-accumulates TP / detections with the video multiplicities as
+    weights (``cumsum(w[video] * tp)``, recall = TP / sum w nGT) and takes poseval's VOC AP. MOTA: per video and
+    joint the misses, switches, false positives, objects, detections and distance sums, summed with the weights.
+    Keys: the printed columns of :meth:`PoseTrackAPResult.row` prefixed ``"AP "`` and of
+    :meth:`PoseTrackMOTResult.row` (percent), plus ``AP``, ``MOTA``, ``MOTP``, ``Prec``, ``Rec`` as fractions
+    (the keys of :func:`crowdbench.bench.metrics.pose_tracks.evaluate_pose_tracks`). Bit for bit with weights 1.
+    """
+
+    kind = "PoseTrackResampler"
+
+    def __init__(self, unit: str, units: Sequence[str], arrays: Mapping[str, np.ndarray]) -> None:
+        self.unit, self.units = unit, list(units)
+        self.arrays = {k: np.asarray(v) for k, v in arrays.items()}
+
+    def values(self, weights: np.ndarray) -> dict[str, np.ndarray]:
+        """``weights`` (R x videos) -> metric key -> R replicate values."""
+        from crowdbench.bench.metrics.bootstrap import batched_values
+
+        return batched_values(weights, len(self.units), self._batch, batch=32)
+
+    def _batch(self, w: np.ndarray) -> dict[str, np.ndarray]:
+        a, r = self.arrays, len(w)
+        wi = w.astype(np.int64)
+        ap = np.zeros((r, N_JOINTS))
+        n_gt = (wi @ a["n_gt"].astype(np.int64)).astype(np.float64)  # R x joints
+        start = a["ap_start"]
+        for j in range(N_JOINTS):
+            lab, vid = a["ap_label"][start[j] : start[j + 1]], a["ap_video"][start[j] : start[j + 1]]
+            if len(lab) == 0:
+                continue
+            wv = wi[:, vid]
+            tp, cnt = np.cumsum(wv * lab, axis=1), np.cumsum(wv, axis=1)
+            for i in range(r):
+                k = wv[i] > 0
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    recall = 1.0 * tp[i][k] / n_gt[i, j]
+                    precision = 1.0 * tp[i][k] / cnt[i][k]
+                ap[i, j] = _voc_ap(recall, precision) * 100
+        out: dict[str, np.ndarray] = {}
+        rows = [{**_group(x), "Total": _nanmean_like_poseval(x)} for x in ap]
+        for k in rows[0]:
+            out[f"AP {k}"] = np.array([row[k] for row in rows])
+        out["AP"] = out["AP Total"] / 100.0
+        if "mot" in a:
+            counts = np.zeros((r, 6, N_JOINTS))
+            for v in range(len(self.units)):
+                counts = counts + w[:, v, None, None] * a["mot"][v]
+            mota, motp, pre, rec = _mot_rates(counts)
+            for i in range(r):
+                for k, v in _group(mota[i]).items():
+                    out.setdefault(f"MOTA {k}", np.zeros(r))[i] = v
+            for name, key, x in (("MOTA", "MOTA", mota), ("MOTP", "MOTP", motp), ("Prec", "Prec", pre)):
+                out[f"{name} Total"] = np.array([_nanmean_like_poseval(row) for row in x])
+                out[key] = out[f"{name} Total"] / 100.0
+            out["Rec Total"] = np.array([_nanmean_like_poseval(row) for row in rec])
+            out["Rec"] = out["Rec Total"] / 100.0
+        return out
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the per-video statistics to one ``.npz``."""
+        from crowdbench.bench.metrics.bootstrap import save_npz
+
+        save_npz(path, self.kind, self.unit, self.units, self.arrays)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> PoseTrackResampler:
+        """Read a :meth:`save` file."""
+        from crowdbench.bench.metrics.bootstrap import load_npz
+
+        return cls(*load_npz(path, cls.kind))
+
+
+def evaluate_posetrack_bootstrap(
+    gt: str | os.PathLike | Mapping[str, PoseTrackVideo],
+    pred: str | os.PathLike | Mapping[str, PoseTrackVideo],
+    *,
+    fmt: str | None = None,
+    skip_last_frame: bool = True,
+    empty_frame_dummy: bool = True,
+    motp_all_events: bool = True,
+) -> tuple[PoseTrackResult, PoseTrackResampler]:
+    """:func:`evaluate_posetrack` (same arguments) and its :class:`PoseTrackResampler` (videos as units; without
+    the MOTA keys when tracking could not be scored)."""
+    gt_v = read_posetrack_dir(gt, fmt) if isinstance(gt, str | os.PathLike) else dict(gt)
+    pr_v = read_posetrack_dir(pred, fmt) if isinstance(pred, str | os.PathLike) else dict(pred)
+    if not gt_v:
+        raise FileNotFoundError(f"{gt}: no *.json ground-truth files")
+    frames, names = _prepare(gt_v, pr_v)
+    seqs = [f.seq for f in frames]
+    keep_ap: dict = {}
+    assigned_ap = [_assign(f, need_tracks=False) for f in frames]
+    ap = _ap_from_frames(assigned_ap, keep_ap, seqs)
+    n_gt = np.zeros((len(names), N_JOINTS))
+    for f, a in zip(frames, assigned_ap, strict=True):
+        n_gt[f.seq] += a.n_gt
+    labels = [keep_ap.get(j, (np.zeros(0, bool), np.zeros(0, np.int64))) for j in range(N_JOINTS)]
+    arrays = {
+        "n_gt": n_gt,
+        "ap_label": np.concatenate([x[0] for x in labels]).astype(np.int64),
+        "ap_video": np.concatenate([x[1] for x in labels]),
+        "ap_start": np.cumsum([0] + [len(x[0]) for x in labels]),
+    }
+    mot, err = None, None
+    try:
+        keep_mot: dict = {}
+        assigned = [_assign(f, need_tracks=True) for f in frames]
+        mot = _mot_from_frames(
+            frames, assigned, names, skip_last_frame, empty_frame_dummy, motp_all_events, keep=keep_mot
+        )
+        arrays["mot"] = np.stack([keep_mot.get(v, np.zeros((6, N_JOINTS))) for v in range(len(names))])
+    except (FormatError, ValueError) as exc:
+        err = str(exc)
+    res = PoseTrackResult(ap=ap, mot=mot, mot_error=err, num_videos=len(names))
+    return res, PoseTrackResampler("video", names, arrays)
+
+
 # ------------------------------------------------------------------------------------------------------------ CLI
 
 
@@ -901,6 +1057,9 @@ def add_command(eval_subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="evaluate MOTA on every frame (poseval drops the last frame of each sequence)",
     )
+    from crowdbench.bench.metrics.cli import add_bootstrap_arguments
+
+    add_bootstrap_arguments(p)
     p.set_defaults(func=cmd_eval_posetrack)
 
 
@@ -910,18 +1069,30 @@ def _fmt(v: float) -> str:
 
 def cmd_eval_posetrack(args: argparse.Namespace) -> int:
     """Run ``crowdbench eval posetrack``; 0 on success, 2 with a one-line ``error: ...`` on stderr."""
+    from crowdbench.bench.metrics.cli import bootstrap_summary, check_bootstrap_arguments, print_intervals
+
+    boot = getattr(args, "bootstrap", None)
+    summary: dict = {}
     try:
         for path in (args.gt, args.pred):
             if not path.is_dir():
                 raise FileNotFoundError(f"{path}: no such directory")
-        result = evaluate_posetrack(args.gt, args.pred, fmt=args.format, skip_last_frame=not args.no_skip_last_frame)
+        kw = {"fmt": args.format, "skip_last_frame": not args.no_skip_last_frame}
+        if boot is None:
+            result = evaluate_posetrack(args.gt, args.pred, **kw)
+        else:
+            check_bootstrap_arguments(args)
+            result, rs = evaluate_posetrack_bootstrap(args.gt, args.pred, **kw)
+            point = {f"AP {k}": v for k, v in result.ap.row().items()}
+            point.update(result.mot.row() if result.mot is not None else {})
+            summary = bootstrap_summary(rs, point, args)
     except (FormatError, OSError, ValueError) as exc:
         print("error: " + " ".join(str(exc).split()), file=sys.stderr)
         return 2
     if result.mot_error is not None:
         print("warning: tracking metrics not computed: " + " ".join(result.mot_error.split()), file=sys.stderr)
     if args.json:
-        print(json.dumps(result.to_dict(), indent=2))
+        print(json.dumps({**result.to_dict(), **summary}, indent=2))
         return 0
     print(f"PoseTrack ({args.gt} vs {args.pred}): {result.num_videos} videos, {result.ap.num_frames} frames")
     row = result.ap.row()
@@ -932,4 +1103,6 @@ def cmd_eval_posetrack(args: argparse.Namespace) -> int:
         print("  MOT  " + " ".join(f"{k.split()[0]:>5}" for k in mrow))
         print("       " + " ".join(f"{k.split()[1]:>5}" for k in mrow))
         print("       " + " ".join(_fmt(v) for v in mrow.values()))
+    if summary:
+        print_intervals(summary)
     return 0
