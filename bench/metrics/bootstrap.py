@@ -213,3 +213,20 @@ def batched_values(
     if not parts:
         return {}
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+class Renamed:
+    """A resampler whose metric keys are renamed (``{"w_AP@avg": "wAP"}``) and filtered to those names: the keys a
+    pipeline stores its metrics under."""
+
+    def __init__(self, inner: Resampler, names: Mapping[str, str]) -> None:
+        self.inner, self.names = inner, dict(names)
+        self.unit, self.units = inner.unit, inner.units
+        self.centre = tuple(self.names[k] for k in getattr(inner, "centre", ()) if k in self.names)
+
+    def values(self, weights: np.ndarray) -> dict[str, np.ndarray]:
+        return {self.names[k]: v for k, v in self.inner.values(weights).items() if k in self.names}
+
+    def save(self, path: str | Path) -> None:
+        if hasattr(self.inner, "save"):
+            self.inner.save(path)

@@ -781,6 +781,7 @@ class MotResampler:
         fn, fp = ng - tp, npd - tp
         gt = np.maximum(1.0, tp + fn)
         out = {"MOTA": (tp - fp - idsw) / gt, "MODA": (tp - fp) / gt}
+        out.update(FP=fp.astype(np.float64), FN=fn.astype(np.float64), IDSw=idsw.astype(np.float64))  # table counts
         out["MOTP"] = (wf @ a["motp_sum"]) / np.maximum(1.0, tp)
         idtp = self._idtp(wf)
         idfn, idfp = ng - idtp, npd - idtp

@@ -70,6 +70,12 @@ BOOTSTRAP_FILE = "bootstrap.json"
 RESAMPLER_FILE = "resampler.npz"
 
 
+def bootstrap_slice(cfg: Any) -> dict[str, int]:
+    """The settings of the replicates an evaluate stage keeps (part of its key: other settings, other replicates)."""
+    e = cfg.evaluate
+    return {"resamples": e.bootstrap, "seed": e.bootstrap_seed, "block_frames": e.block_frames}
+
+
 def save_bootstrap(out: Path, resampler: Any, resamples: int, seed: int) -> None:
     """Keep an evaluation's per-unit sufficient statistics (``resampler.npz``, so any number of resamples can be
     drawn later without re-running the matching) and the replicates of the cell's record (``bootstrap.json``)."""

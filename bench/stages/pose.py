@@ -19,7 +19,15 @@ from crowdbench.bench.cache import StageCache, stage_key
 from crowdbench.bench.config import PoseTestConfig, RunConfig
 from crowdbench.bench.device import cell_numerics
 from crowdbench.bench.digest import keyed_dump
-from crowdbench.bench.stages.base import CellOutcome, StageResult, prefixed, run_stage
+from crowdbench.bench.stages.base import (
+    CellOutcome,
+    StageResult,
+    bootstrap_slice,
+    load_bootstrap,
+    prefixed,
+    run_stage,
+    save_bootstrap,
+)
 from crowdbench.bench.stages.data import DATA_MODULES, data_slice, load_frames
 from crowdbench.datasets.keypoints import get_schema
 from crowdbench.datasets.model import Frame, KeypointSchema
@@ -185,12 +193,33 @@ def stage_keys(cfg: RunConfig) -> dict[str, str]:
     post = {k: dump["test"][k] for k in POST_KEYS}
     keys["postprocess"] = stage_key("postprocess", post, [keys["infer"]], POSTPROCESS_MODULES)
     keys["evaluate"] = stage_key(
-        "evaluate", {"data": val, "metric": cfg.evaluate.metric}, [keys["postprocess"]], EVALUATE_MODULES
+        "evaluate",
+        {"data": val, "metric": cfg.evaluate.metric, "bootstrap": bootstrap_slice(cfg)},
+        [keys["postprocess"]],
+        EVALUATE_MODULES,
     )
     return keys
 
 
-def evaluate_poses(metric: str, frames: list[Frame], schema: KeypointSchema, results: list[dict]) -> dict[str, float]:
+def evaluate_poses_bootstrap(
+    metric: str, frames: list[Frame], schema: KeypointSchema, results: list[dict]
+) -> tuple[dict[str, float], Any]:
+    """:func:`evaluate_poses` and the evaluation's bootstrap resampler under the metrics' keys (None where the metric
+    has none yet): videos for ``hie_wap``, images for COCO / CrowdPose OKS AP."""
+    from crowdbench.bench.metrics.bootstrap import Renamed
+
+    holder: list[Any] = []
+    metrics = evaluate_poses(metric, frames, schema, results, _resampler=holder)
+    names = {"w_AP@avg": "wAP", "w_AP@50": "wAP50", "w_AP@75": "wAP75"} if metric == "hie_wap" else None
+    if not holder or holder[0] is None:
+        return metrics, None
+    rs = holder[0]
+    return metrics, Renamed(rs, names or {k: k for k in METRIC_KEYS[metric]})
+
+
+def evaluate_poses(
+    metric: str, frames: list[Frame], schema: KeypointSchema, results: list[dict], _resampler: list | None = None
+) -> dict[str, float]:
     """COCO keypoint AP/AR (+ AP-vis / AP-invis), CrowdPose AP or HIE w-AP of COCO-format results against ``frames``.
 
     ``hie_wap``: ground-truth images carry their video as ``vid_id`` (``to_coco_keypoints``), the per-video OKS AP
@@ -213,6 +242,10 @@ def evaluate_poses(metric: str, frames: list[Frame], schema: KeypointSchema, res
 
         res = evaluate_hie_wap(gt, results, weighting=HIE_WAP_WEIGHTING, sigmas=schema.sigmas)
         out = {"wAP": res.w_AP_avg, "wAP50": res.w_AP_50, "wAP75": res.w_AP_75}
+        if _resampler is not None:
+            from crowdbench.bench.metrics.hie_wap import HieWapResampler
+
+            _resampler.append(HieWapResampler.from_result(res))
     else:
         from crowdbench.bench.metrics.coco_keypoints import evaluate_coco_keypoints, evaluate_coco_vis_invis
 
@@ -393,7 +426,8 @@ def run_pose_cell(cfg: RunConfig, cache_: StageCache, device: str) -> CellOutcom
 
     def evaluate(out: Path, _scratch: Path) -> None:
         results = json.loads((cache_.path("postprocess", keys["postprocess"]) / "results.json").read_text())
-        metrics = evaluate_poses(cfg.evaluate.metric, val_frames, schema, results)
+        metrics, resampler = evaluate_poses_bootstrap(cfg.evaluate.metric, val_frames, schema, results)
+        save_bootstrap(out, resampler, cfg.evaluate.bootstrap, cfg.evaluate.bootstrap_seed)
         (out / "metrics.json").write_text(json.dumps(metrics))
 
     stages += [
@@ -401,6 +435,7 @@ def run_pose_cell(cfg: RunConfig, cache_: StageCache, device: str) -> CellOutcom
         run_stage(cache_, "postprocess", keys["postprocess"], meta, postprocess),
         run_stage(cache_, "evaluate", keys["evaluate"], meta, evaluate),
     ]
-    metrics = json.loads((cache_.path("evaluate", keys["evaluate"]) / "metrics.json").read_text())
+    done = cache_.path("evaluate", keys["evaluate"])
+    metrics = json.loads((done / "metrics.json").read_text())
     history = json.loads((cache_.path("train", keys["train"]) / "history.json").read_text())
-    return CellOutcome(metrics, keys, stages, {"train": history})
+    return CellOutcome(metrics, keys, stages, {"train": history}, load_bootstrap(done))

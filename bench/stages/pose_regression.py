@@ -24,7 +24,7 @@ from crowdbench.bench.cache import StageCache, stage_key
 from crowdbench.bench.config import RunConfig
 from crowdbench.bench.device import cell_numerics
 from crowdbench.bench.digest import keyed_dump
-from crowdbench.bench.stages.base import CellOutcome, StageResult, run_stage
+from crowdbench.bench.stages.base import CellOutcome, StageResult, bootstrap_slice, run_stage
 from crowdbench.bench.stages.data import DATA_MODULES, data_slice, load_frames
 from crowdbench.bench.stages.pose import METRIC_KEYS, evaluate_poses, schema_of
 from crowdbench.datasets.model import Frame
@@ -97,7 +97,10 @@ def stage_keys(cfg: RunConfig) -> dict[str, str]:
     post = {k: dump["test"][k] for k in POST_KEYS}
     keys["postprocess"] = stage_key("postprocess", post, [keys["infer"]], POSTPROCESS_MODULES)
     keys["evaluate"] = stage_key(
-        "evaluate", {"data": val, "metric": cfg.evaluate.metric}, [keys["postprocess"]], EVALUATE_MODULES
+        "evaluate",
+        {"data": val, "metric": cfg.evaluate.metric, "bootstrap": bootstrap_slice(cfg)},
+        [keys["postprocess"]],
+        EVALUATE_MODULES,
     )
     return keys
 

@@ -28,9 +28,23 @@ import numpy as np
 from crowdbench.bench.cache import StageCache, stage_key
 from crowdbench.bench.config import RunConfig
 from crowdbench.bench.digest import keyed_dump
-from crowdbench.bench.metrics.pose_tracks import METRIC_KEYS, FramePoses, indices_by_frame
+from crowdbench.bench.metrics.bootstrap import Renamed
+from crowdbench.bench.metrics.pose_tracks import (
+    METRIC_KEYS,
+    FramePoses,
+    evaluate_pose_tracks_bootstrap,
+    indices_by_frame,
+)
 from crowdbench.bench.stages import pose, tracking
-from crowdbench.bench.stages.base import CellOutcome, StageResult, prefixed, run_stage
+from crowdbench.bench.stages.base import (
+    CellOutcome,
+    StageResult,
+    bootstrap_slice,
+    load_bootstrap,
+    prefixed,
+    run_stage,
+    save_bootstrap,
+)
 from crowdbench.bench.stages.data import DATA_MODULES, data_slice, load_frames
 from crowdbench.datasets.model import Frame
 
@@ -133,6 +147,7 @@ def stage_keys(cfg: RunConfig) -> dict[str, str]:
         if cfg.evaluate.metric == "posetrack"
         else {"metric": "hie_wap"}
     )
+    scoring["bootstrap"] = bootstrap_slice(cfg)
     keys["evaluate"] = stage_key("evaluate", {"data": val, **scoring}, [last], EVALUATE_MODULES)
     return keys
 
@@ -322,7 +337,6 @@ def smooth_frames(cfg: RunConfig, frames: list[Frame], poses: list[FramePoses], 
 
 def run_pose_tracking_cell(cfg: RunConfig, cache_: StageCache, device: str) -> CellOutcome:
     """Run (or fetch from the cache) every stage of one pose-tracking cell."""
-    from crowdbench.bench.metrics.pose_tracks import evaluate_pose_tracks
 
     pt = cfg.pose_tracking
     keys = stage_keys(cfg)
@@ -390,14 +404,17 @@ def run_pose_tracking_cell(cfg: RunConfig, cache_: StageCache, device: str) -> C
     def evaluate(out: Path, _scratch: Path) -> None:
         tracked = load_poses(last, len(frames))
         if cfg.evaluate.metric == "hie_wap":
-            metrics = pose.evaluate_poses("hie_wap", frames, schema, coco_results(frames, tracked))
+            metrics, resampler = pose.evaluate_poses_bootstrap("hie_wap", frames, schema, coco_results(frames, tracked))
         else:
-            metrics = evaluate_pose_tracks(
+            metrics, resampler = evaluate_pose_tracks_bootstrap(
                 frames, tracked, schema, kp_thr=pt.kp_thr, out_dir=out, **poseval_options(cfg)
             )
+            resampler = Renamed(resampler, {k: k for k in metrics})
+        save_bootstrap(out, resampler, cfg.evaluate.bootstrap, cfg.evaluate.bootstrap_seed)
         (out / "metrics.json").write_text(json.dumps(metrics))
 
     stages.append(run_stage(cache_, "evaluate", keys["evaluate"], meta, evaluate))
-    metrics = json.loads((cache_.path("evaluate", keys["evaluate"]) / "metrics.json").read_text())
+    done = cache_.path("evaluate", keys["evaluate"])
+    metrics = json.loads((done / "metrics.json").read_text())
     history = json.loads((cache_.path("train", keys["train"]) / "history.json").read_text())
-    return CellOutcome(metrics, keys, stages, {"train": history})
+    return CellOutcome(metrics, keys, stages, {"train": history}, load_bootstrap(done))

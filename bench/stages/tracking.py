@@ -19,7 +19,15 @@ from crowdbench.bench.cache import StageCache, stage_key
 from crowdbench.bench.config import RunConfig
 from crowdbench.bench.device import cell_numerics
 from crowdbench.bench.digest import keyed_dump
-from crowdbench.bench.stages.base import CellOutcome, StageResult, prefixed, run_stage
+from crowdbench.bench.stages.base import (
+    CellOutcome,
+    StageResult,
+    bootstrap_slice,
+    load_bootstrap,
+    prefixed,
+    run_stage,
+    save_bootstrap,
+)
 from crowdbench.bench.stages.data import DATA_MODULES, data_slice, load_frames
 from crowdbench.datasets.model import Frame
 
@@ -86,7 +94,10 @@ def stage_keys(cfg: RunConfig) -> dict[str, str]:
         "flow": [t.flow, t.flow_scale] if t.box_smoothing is not None else None,
     }
     keys["track"] = stage_key("track", track, [keys["embed"]], TRACK_MODULES + FLOW_MODULES)
-    keys["evaluate"] = stage_key("evaluate", {"data": val, "metric": "mot"}, [keys["track"]], EVALUATE_MODULES)
+    boot = bootstrap_slice(cfg)
+    keys["evaluate"] = stage_key(
+        "evaluate", {"data": val, "metric": "mot", "bootstrap": boot}, [keys["track"]], EVALUATE_MODULES
+    )
     return keys
 
 
@@ -157,14 +168,18 @@ def smooth_tracks(frames: list[Frame], tracks: list[np.ndarray], cfg: RunConfig,
     return out
 
 
-def evaluate_tracks(frames: list[Frame], tracks: list[np.ndarray]) -> dict[str, float]:
+def evaluate_tracks(
+    frames: list[Frame], tracks: list[np.ndarray], *, block_frames: int | None = None
+) -> dict[str, float] | tuple[dict[str, float], Any]:
     """CLEAR MOT + identity + HOTA (TrackEval semantics, ``bench/metrics/mot.py``) of each video, combined.
 
     Ignore instances and ignore regions (crowds, people too small to label) act as MOT17's distractors: a
-    prediction matched to one (Hungarian on IoU >= 0.5) is removed before scoring; they are not ground truth."""
+    prediction matched to one (Hungarian on IoU >= 0.5) is removed before scoring; they are not ground truth.
+    With ``block_frames``: also the bootstrap resampler over blocks of that many frames of each video (the
+    metrics are the same)."""
     from scipy.optimize import linear_sum_assignment
 
-    from crowdbench.bench.metrics.mot import evaluate_mot, sequence_from_frames
+    from crowdbench.bench.metrics.mot import evaluate_mot, evaluate_mot_bootstrap, sequence_from_frames
     from crowdbench.methods.pose.postprocess import box_iou
 
     sequences = []
@@ -187,8 +202,13 @@ def evaluate_tracks(frames: list[Frame], tracks: list[np.ndarray]) -> dict[str, 
             gt.append((np.array([p.track_id for p in people]), _xywh(np.array([p.box for p in people]))))
             pred.append((rows[:, 4].astype(np.int64), _xywh(rows[:, :4])))
         sequences.append(sequence_from_frames(frames[video[0]].video, gt, pred, len(video)))
-    m = evaluate_mot(sequences).combined
-    return {
+    resampler = None
+    if block_frames is None:
+        m = evaluate_mot(sequences).combined
+    else:
+        result, resampler = evaluate_mot_bootstrap(sequences, block_frames=block_frames)
+        m = result.combined
+    metrics = {
         "MOTA": m.MOTA,
         "MOTP": m.MOTP,
         "FP": float(m.FP),
@@ -200,6 +220,7 @@ def evaluate_tracks(frames: list[Frame], tracks: list[np.ndarray]) -> dict[str, 
         "ML": float(m.ML),
         "Frag": float(m.Frag),
     }
+    return metrics if resampler is None else (metrics, resampler)
 
 
 def _xywh(boxes: np.ndarray) -> np.ndarray:
@@ -251,14 +272,20 @@ def run_tracking_cell(cfg: RunConfig, cache_: StageCache, device: str) -> CellOu
 
     def evaluate(out: Path, _scratch: Path) -> None:
         tracks = load_tracks(cache_.path("track", keys["track"]) / "tracks.npz", len(frames))
-        (out / "metrics.json").write_text(json.dumps(evaluate_tracks(frames, tracks)))
+        e = cfg.evaluate
+        if e.bootstrap:
+            metrics, resampler = evaluate_tracks(frames, tracks, block_frames=e.block_frames)
+            save_bootstrap(out, resampler, e.bootstrap, e.bootstrap_seed)
+        else:
+            metrics = evaluate_tracks(frames, tracks)
+        (out / "metrics.json").write_text(json.dumps(metrics))
 
     stages += [
         run_stage(cache_, "track", keys["track"], meta, track),
         run_stage(cache_, "evaluate", keys["evaluate"], meta, evaluate),
     ]
-    metrics = json.loads((cache_.path("evaluate", keys["evaluate"]) / "metrics.json").read_text())
-    return CellOutcome(metrics, keys, stages)
+    done = cache_.path("evaluate", keys["evaluate"])
+    return CellOutcome(json.loads((done / "metrics.json").read_text()), keys, stages, bootstrap=load_bootstrap(done))
 
 
 def reid_train_stage(cfg: RunConfig, cache_: StageCache, key: str, device: str) -> StageResult:
