@@ -67,6 +67,19 @@ def test_tracker_parameters_rerun_only_track_and_evaluate(tmp_path):
     changed = run_tracking_cell(other, cache, "cpu")
     assert changed.stages_run == ["track", "evaluate"]
     assert changed.metrics["FN"] < first.metrics["FN"]  # tracks are output from their second frame on
+    # the evaluate stage keeps its frame-block bootstrap: replicates for the record, paired across rows
+    from crowdbench.bench.metrics.bootstrap import percentile_interval, replicates
+
+    boot = first.bootstrap
+    assert boot["resamples"] == 1000 and boot["unit"].startswith("frame block (50)")
+    reps = replicates(boot)
+    assert {"MOTA", "IDF1", "HOTA", "FP", "FN", "IDSw"} <= set(reps) and len(reps["MOTA"]) == 1000
+    low, high = percentile_interval(reps["MOTA"])
+    assert low <= first.metrics["MOTA"] <= high
+    assert boot["units_hash"] == changed.bootstrap["units_hash"]  # same test set: effects pair
+    fewer = cfg.model_copy(deep=True)
+    fewer.evaluate.bootstrap = 100
+    assert run_tracking_cell(fewer, cache, "cpu").stages_run == ["evaluate"]  # the resamples key the evaluate stage
 
 
 def test_box_smoothing_changes_the_tracked_boxes_and_keys_track_only(tmp_path):
