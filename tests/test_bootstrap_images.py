@@ -86,6 +86,27 @@ def test_coco_keypoints_and_box_ones_reproduce_every_stat(seed: int) -> None:
         assert (values[name] == getattr(res, name)).all(), name
 
 
+def test_edge_cases_reproduce_too() -> None:
+    """Empty prediction list, GT id 0 (pycocotools' bug kept), NaN score; CrowdHuman without GT or detections."""
+    gt, preds = make_case(3)
+    gt0 = {**gt, "annotations": [dict(a, id=i) for i, a in enumerate(gt["annotations"])]}
+    nan_preds = [dict(p) for p in preds]
+    nan_preds[0]["score"] = float("nan")
+    for g, p in ((gt, []), (gt0, nan_preds)):
+        res, rs = evaluate_coco_keypoints(g, p, return_resampler=True)
+        assert [rs.values(ones(rs))[n][0] for n in KEYPOINT_STAT_NAMES] == list(res.stats)
+        res, rs = evaluate_coco_box(g, box_only(p), return_resampler=True)
+        assert [rs.values(ones(rs))[n][0] for n in BOX_STAT_NAMES] == list(res.stats)
+    box = [0, 0, 10, 10]
+    for image in (
+        CrowdHumanImage("a", 0, 0, np.zeros((0, 4)), [], [box], [0.9]),
+        CrowdHumanImage("a", 0, 0, [box], [False], np.zeros((0, 4)), []),
+    ):
+        res, rs = evaluate_images([image], return_resampler=True)
+        values = rs.values(ones(rs))
+        assert all(same(values[n][0], getattr(res, n)) for n in ("AP", "mMR", "JI"))
+
+
 @needs_data
 def test_shared_coco_ones_reproduce_and_npz_round_trip(tmp_path: Path) -> None:
     res, rs = evaluate_coco_keypoints(
