@@ -32,9 +32,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 # CrowdDet's evaluation code (MIT) is not redistributed here; benchmarks/README.md says how to put it in place.
 REFERENCE = Path(os.environ.get("CROWDDET_EVAL", REPO / "benchmarks" / "reference"))
-if not (REFERENCE / "crowddet_eval").is_dir():
-    sys.exit(f"error: CrowdDet evaluation code not found under {REFERENCE}; see benchmarks/README.md")
-sys.path.insert(0, str(REFERENCE))
+sys.path.insert(0, str(REFERENCE))  # checked in main(), so make_dataset can be imported without it
 
 from crowdbench.bench.metrics.crowdhuman import (  # noqa: E402
     JI_SCORE_THRESHOLDS,
@@ -187,6 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--repeat", type=int, default=3, help="timing repeats for ours (best of)")
     args = ap.parse_args(argv)
+    if not (REFERENCE / "crowddet_eval").is_dir():
+        sys.exit(f"error: CrowdDet evaluation code not found under {REFERENCE}; see benchmarks/README.md")
     n_ref = min(args.ref_images or args.images, args.images)
 
     t = time.perf_counter()

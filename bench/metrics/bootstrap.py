@@ -16,6 +16,7 @@ average of per-unit metrics. With every weight 1 a resampler reproduces the poin
 
 from __future__ import annotations
 
+import argparse
 import base64
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
@@ -230,3 +231,82 @@ class Renamed:
     def save(self, path: str | Path) -> None:
         if hasattr(self.inner, "save"):
             self.inner.save(path)
+
+
+def bootstrap_summary(
+    point: Mapping[str, float],
+    resampler: Resampler,
+    resamples: int = DEFAULT_RESAMPLES,
+    seed: int = DEFAULT_SEED,
+    level: float = DEFAULT_LEVEL,
+    undefined: float | None = None,
+) -> dict[str, dict]:
+    """Each metric's point value with its percentile interval over ``resamples`` replicates of the resampler's
+    units: ``{key: {"value", "low", "high"}, ..., "bootstrap": {"resamples", "unit", "seed", "level"}}``.
+    ``undefined``: a replicate value meaning "not defined" (pycocotools' -1), left out of the interval."""
+    reps = resampler.values(replicate_weights(len(resampler.units), resamples, seed))
+    out: dict[str, dict] = {}
+    for key, value in point.items():
+        if key not in reps:
+            continue
+        r = np.asarray(reps[key], dtype=np.float64)
+        if undefined is not None:
+            r = np.where(r == undefined, np.nan, r)
+        low, high = percentile_interval(r, level)
+        out[key] = {"value": value, "low": low, "high": high}
+    out["bootstrap"] = {"resamples": resamples, "unit": resampler.unit, "seed": seed, "level": level}
+    return out
+
+
+def add_bootstrap_arguments(p: argparse.ArgumentParser) -> None:
+    """``--bootstrap N``, ``--bootstrap-seed S``, ``--level`` on an ``argparse`` parser (the eval commands)."""
+    p.add_argument(
+        "--bootstrap", type=int, metavar="N", help="add a percentile interval from N bootstrap resamples of the images"
+    )
+    p.add_argument(
+        "--bootstrap-seed", type=int, default=DEFAULT_SEED, metavar="S", help="seed of the resamples (default 0)"
+    )
+    p.add_argument("--level", type=float, default=DEFAULT_LEVEL, help="interval level (default 0.95)")
+
+
+def format_interval(entry: Mapping[str, float]) -> str:
+    """``0.7877  (78.77 %)  [0.7012, 0.8541]`` for the text output of the eval commands."""
+    v, lo, hi = entry["value"], entry["low"], entry["high"]
+    if v == -1 or not np.isfinite(v):
+        return "n/a"
+    span = "[n/a]" if not (np.isfinite(lo) and np.isfinite(hi)) else f"[{lo:.4f}, {hi:.4f}]"
+    return f"{v:.4f}  ({100 * v:.2f} %)  {span}"
+
+
+def check_bootstrap_arguments(args: argparse.Namespace) -> None:
+    """``ValueError`` (exit 2 in the eval commands) for a non-positive ``--bootstrap`` or a level outside (0, 1)."""
+    if args.bootstrap is not None and args.bootstrap < 1:
+        raise ValueError(f"--bootstrap must be at least 1, got {args.bootstrap}")
+    if not 0 < args.level < 1:
+        raise ValueError(f"--level must be in (0, 1), got {args.level}")
+
+
+def print_intervals(title: str, summary: Mapping[str, Mapping], names: Sequence[str]) -> None:
+    """Text output: title, one line per metric with its interval, then the bootstrap settings."""
+    b = summary["bootstrap"]
+    print(title)
+    for n in names:
+        if n in summary:
+            print(f"  {n:<9} {format_interval(summary[n])}")
+    level, n, unit, seed = 100 * b["level"], b["resamples"], b["unit"], b["seed"]
+    print(f"  ({level:g} % percentile intervals, {n} resamples of {unit}s, seed {seed})")
+
+
+def load_resampler(path: str | Path) -> Resampler:
+    """A resampler saved by an evaluator's ``save(path)`` (``.npz``), whichever metric wrote it."""
+    with np.load(path, allow_pickle=False) as z:
+        files = set(z.files)
+    if "seq_tp" in files:
+        from crowdbench.bench.metrics.crowdhuman import CrowdHumanImageResampler
+
+        return CrowdHumanImageResampler.load(path)
+    if "iou_type" in files:
+        from crowdbench.bench.metrics.coco_keypoints import CocoImageResampler
+
+        return CocoImageResampler.load(path)
+    raise ValueError(f"{path}: not a saved bootstrap resampler")

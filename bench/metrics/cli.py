@@ -28,6 +28,8 @@ METRIC_MODULES = (
 
 def add_eval_commands(eval_subparsers: argparse._SubParsersAction) -> None:
     """Register every metric subcommand on the ``crowdbench eval`` subparsers."""
+    from crowdbench.bench.metrics.bootstrap import add_bootstrap_arguments
+
     p = eval_subparsers.add_parser(
         "crowdhuman",
         help="CrowdHuman AP / mMR / JI (CrowdDet protocol, full-body boxes)",
@@ -43,6 +45,7 @@ def add_eval_commands(eval_subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--id-hw", type=Path, metavar="FILE", help="image sizes {ID: [height, width]} (mmdet format)")
     p.add_argument("--json", action="store_true", help="print the full result as JSON")
+    add_bootstrap_arguments(p)
     p.set_defaults(func=cmd_eval_crowdhuman)
     for name in METRIC_MODULES:
         importlib.import_module(name).add_command(eval_subparsers)
@@ -53,21 +56,38 @@ def _pct(v: float) -> str:
 
 
 def cmd_eval_crowdhuman(args: argparse.Namespace) -> int:
+    from crowdbench.bench.metrics.bootstrap import bootstrap_summary, check_bootstrap_arguments, print_intervals
     from crowdbench.bench.metrics.crowdhuman import evaluate_crowdhuman
     from crowdbench.datasets.formats.crowdhuman import read_detections, read_id_hw, read_odgt
     from crowdbench.datasets.formats.errors import FormatError
 
     try:
+        check_bootstrap_arguments(args)
         for path in (args.gt, args.pred, args.id_hw):
             if path is not None and not path.is_file():
                 raise FileNotFoundError(f"{path}: no such file")
         id_hw = read_id_hw(args.id_hw) if args.id_hw is not None else None
         gt = read_odgt(args.gt, id_hw=id_hw)
         dets = read_detections(args.pred)
-        result = evaluate_crowdhuman(gt, dets)
+        if args.bootstrap:
+            result, resampler = evaluate_crowdhuman(gt, dets, return_resampler=True)
+        else:
+            result = evaluate_crowdhuman(gt, dets)
     except (FormatError, OSError, ValueError) as exc:
         print("error: " + " ".join(str(exc).split()), file=sys.stderr)
         return 2
+    if args.bootstrap:
+        point = {"AP": result.AP, "mMR": result.mMR, "JI": result.JI}
+        summary = bootstrap_summary(point, resampler, args.bootstrap, args.bootstrap_seed, args.level)
+        if args.json:
+            print(json.dumps(result.to_dict() | summary, indent=2))
+        else:
+            print_intervals(
+                f"CrowdHuman ({args.gt.name} vs {args.pred.name}): {result.num_images} images (mMR: lower is better)",
+                summary,
+                ("AP", "mMR", "JI"),
+            )
+        return 0
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
         return 0

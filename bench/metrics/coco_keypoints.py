@@ -58,6 +58,7 @@ __all__ = [
     "BOX_STAT_NAMES",
     "KEYPOINT_STAT_NAMES",
     "CocoBoxResult",
+    "CocoImageResampler",
     "CocoKeypointResult",
     "CocoVisInvisResult",
     "add_command",
@@ -487,12 +488,18 @@ def run_cocoeval(
     *,
     sigmas: np.ndarray | None = None,
     use_area: bool = True,
+    keep_states: bool = False,
 ) -> Any:
-    """Run faster_coco_eval ``evaluate`` + our pycocotools ``accumulate`` + ``summarize`` on checked copies."""
+    """Run faster_coco_eval ``evaluate`` + our pycocotools ``accumulate`` + ``summarize`` on checked copies.
+
+    ``keep_states``: keep the first evaluation's per-image states (``_boot_states``, ``_boot_params``) for
+    :meth:`CocoImageResampler.from_eval`."""
     from faster_coco_eval import COCO, COCOeval_faster
 
     class _Eval(COCOeval_faster):
         _oks: dict | None = None
+        _boot_states: list | None = None
+        _boot_params: Any = None
 
         def computeOks(self, imgId: int, catId: int) -> Any:  # the faster-coco-eval hook, all pairs at once
             if self._oks is None:
@@ -500,7 +507,10 @@ def run_cocoeval(
             return self._oks[imgId, catId]
 
         def accumulate(self, p: Any = None) -> None:
-            self.eval = _accumulate([e.__getstate__() for e in self._evalImgs_cpp], self._paramsEval)
+            states = [e.__getstate__() for e in self._evalImgs_cpp]
+            if keep_states and self._boot_states is None:  # the first (full) evaluation, for bootstrap replicates
+                self._boot_states, self._boot_params = states, self._paramsEval
+            self.eval = _accumulate(states, self._paramsEval)
 
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
@@ -547,11 +557,13 @@ def evaluate_coco_keypoints(
     sigmas: Sequence[float] | None = None,
     renumber_zero_id: bool = False,
     allow_duplicate_ids: bool = False,
-) -> CocoKeypointResult:
+    return_resampler: bool = False,
+) -> Any:
     """COCO OKS keypoint AP/AR (pycocotools ``iouType="keypoints"``; metrics.md section 1).
 
     ``gt``: COCO GT dict or JSON path; ``preds``: COCO results list or JSON path. ``sigmas`` default to COCO-17
     (pycocotools' own array); other sigmas are converted with :func:`pycocotools_sigmas`.
+    ``return_resampler=True``: ``(result, CocoImageResampler)``, the per-image statistics for bootstrap replicates.
     """
     gt, gsrc = _source(gt, "<gt>")
     preds, psrc = _source(preds, "<predictions>")
@@ -560,8 +572,11 @@ def evaluate_coco_keypoints(
     _check_gt(gt, gsrc, kind="keypoints", num_keypoints=k)
     _check_ids(gt, gsrc, allow_duplicate_ids)
     _check_preds(preds, psrc, gt, kind="keypoints", num_keypoints=k)
-    ev = run_cocoeval(_copy_gt(gt, renumber_zero_id), _copy_preds(preds), "keypoints", sigmas=sig)
-    return CocoKeypointResult(*_stats(ev, 10), **_counts(gt, preds, "keypoints"))
+    ev = run_cocoeval(
+        _copy_gt(gt, renumber_zero_id), _copy_preds(preds), "keypoints", sigmas=sig, keep_states=return_resampler
+    )
+    res = CocoKeypointResult(*_stats(ev, 10), **_counts(gt, preds, "keypoints"))
+    return (res, CocoImageResampler.from_eval(ev)) if return_resampler else res
 
 
 def evaluate_coco_box(
@@ -570,15 +585,19 @@ def evaluate_coco_box(
     *,
     renumber_zero_id: bool = False,
     allow_duplicate_ids: bool = False,
-) -> CocoBoxResult:
-    """COCO box AP/AR (pycocotools ``iouType="bbox"``), e.g. person detection; same conventions as keypoints."""
+    return_resampler: bool = False,
+) -> Any:
+    """COCO box AP/AR (pycocotools ``iouType="bbox"``), e.g. person detection; same conventions as keypoints.
+
+    ``return_resampler=True``: ``(result, CocoImageResampler)``."""
     gt, gsrc = _source(gt, "<gt>")
     dets, psrc = _source(dets, "<predictions>")
     _check_gt(gt, gsrc, kind="bbox", num_keypoints=None)
     _check_ids(gt, gsrc, allow_duplicate_ids)
     _check_preds(dets, psrc, gt, kind="bbox", num_keypoints=None)
-    ev = run_cocoeval(_copy_gt(gt, renumber_zero_id), _copy_preds(dets), "bbox")
-    return CocoBoxResult(*_stats(ev, 12), **_counts(gt, dets, "bbox"))
+    ev = run_cocoeval(_copy_gt(gt, renumber_zero_id), _copy_preds(dets), "bbox", keep_states=return_resampler)
+    res = CocoBoxResult(*_stats(ev, 12), **_counts(gt, dets, "bbox"))
+    return (res, CocoImageResampler.from_eval(ev)) if return_resampler else res
 
 
 def split_vis_invis(gt: Mapping[str, Any], split: Literal["keypoints", "instances"] = "keypoints") -> tuple[dict, dict]:
@@ -629,6 +648,253 @@ def evaluate_coco_vis_invis(
     return CocoVisInvisResult(AP_vis=rv.AP, AP_invis=ri.AP, split=split, vis=rv, invis=ri)
 
 
+# ------------------------------------------------------------------------------------------------ bootstrap
+
+
+def _stat_spec(iou_type: str, p: Any) -> list[tuple[str, int, float | None, str, int]]:
+    """(name, ap, iouThr, area label, maxDets) of each summary stat, in ``COCOeval.summarize`` order."""
+    md = int(p.maxDets[-1])
+    if iou_type == "bbox":
+        names = BOX_STAT_NAMES
+        spec = [(1, None, "all", md), (1, 0.5, "all", md), (1, 0.75, "all", md)]
+        spec += [(1, None, lbl, md) for lbl in p.areaRngLbl[1:]]
+        spec += [(0, None, "all", int(m)) for m in p.maxDets]
+        spec += [(0, None, lbl, md) for lbl in p.areaRngLbl[1:]]
+    else:
+        kp = [(1, None, "all", md), (1, 0.5, "all", md), (1, 0.75, "all", md)]
+        ar = [(0, None, "all", md), (0, 0.5, "all", md), (0, 0.75, "all", md)]
+        if iou_type == "keypoints":
+            names = KEYPOINT_STAT_NAMES
+            spec = [*kp, (1, None, "medium", md), (1, None, "large", md)]
+            spec += [*ar, (0, None, "medium", md), (0, None, "large", md)]
+        else:  # keypoints_crowd: AP, AP50, AP75, AR, AR50, AR75 (easy / medium / hard are added separately)
+            names, spec = ("AP", "AP50", "AP75", "AR", "AR50", "AR75"), kp + ar
+    return [(n, *s) for n, s in zip(names, spec, strict=True)]
+
+
+class CocoImageResampler:
+    """Per-image sufficient statistics of a pycocotools-protocol evaluation (a :class:`~..bootstrap.Resampler`).
+
+    Kept per (category, area range) and image, as pycocotools' ``evalImgs``: each kept prediction's score, its rank
+    in the image (for the ``maxDets`` cuts), matched and ignored flags per IoU / OKS threshold, and the count of
+    non-ignored GT. A replicate with image weights ``w`` (shared/reference/uncertainty.md) redoes
+    ``COCOeval.accumulate`` on the weighted set: one stable (mergesort) sort on ``-score``, TP(k) = cumsum(w·tp),
+    FP(k) = cumsum(w·fp), recall = TP / Σ w·nGT, precision = TP / (TP + FP + eps), its monotone envelope read at the
+    101 recall thresholds, then ``summarize``'s means. Only TP positions are evaluated (precision peaks there and
+    ``searchsorted`` on recall lands there), with the very same float operations, so all-ones weights reproduce the
+    point estimate bit for bit. ``crowd_splits`` (CrowdPose): image masks for AP easy / medium / hard, each
+    evaluated as the official API does (mean of ``precision[..., area=all, :]`` including -1, rounded to 4).
+    Undefined stats (no GT in the bucket for a replicate) are -1, as pycocotools reports them.
+    """
+
+    unit = "image"
+
+    def __init__(self, arrays: Mapping[str, np.ndarray]) -> None:
+        self.arrays = dict(arrays)
+        a = self.arrays
+        self.units = [str(i) for i in a["img_ids"].tolist()]
+        self.iou_type = str(a["iou_type"])
+        self.iou_thrs = a["iou_thrs"]
+        self.rec_thrs = a["rec_thrs"]
+        self.max_dets = [int(m) for m in a["max_dets"]]
+        self.area_lbl = [str(x) for x in a["area_lbl"]]
+        self.n_cat = int(a["n_cat"])
+        self.split_names = [str(x) for x in a["split_names"]]
+        self._combos: dict[tuple[int, int, int], dict] = {}
+
+    # -- construction / persistence
+
+    @classmethod
+    def from_eval(cls, ev: Any, crowd_splits: Mapping[str, np.ndarray] | None = None) -> CocoImageResampler:
+        """From a :func:`run_cocoeval` result (its first evaluation's per-image states)."""
+        states, p = ev._boot_states, ev._boot_params
+        cat_ids = p.catIds if p.useCats else [-1]
+        n_t, n_a, n_i = len(p.iouThrs), len(p.areaRng), len(p.imgIds)
+        arrays: dict[str, np.ndarray] = {
+            "img_ids": np.asarray(p.imgIds, dtype=np.int64),
+            "iou_type": np.asarray(p.iouType),
+            "iou_thrs": np.asarray(p.iouThrs, dtype=np.float64),
+            "rec_thrs": np.asarray(p.recThrs, dtype=np.float64),
+            "max_dets": np.asarray(p.maxDets, dtype=np.int64),
+            "area_lbl": np.asarray(p.areaRngLbl),
+            "n_cat": np.asarray(len(cat_ids)),
+            "split_names": np.asarray(list(crowd_splits or {}), dtype=str),
+        }
+        for name, mask in (crowd_splits or {}).items():
+            arrays[f"split_{name}"] = np.asarray(mask, dtype=bool)
+        for k in range(len(cat_ids)):
+            for a in range(n_a):
+                block = states[(k * n_a + a) * n_i : (k * n_a + a + 1) * n_i]
+                nd = np.array([len(st[2]) if len(st) else 0 for st in block], dtype=np.int64)
+                d = int(nd.sum())
+                arrays[f"k{k}a{a}_img"] = np.repeat(np.arange(n_i, dtype=np.int32), nd)
+                arrays[f"k{k}a{a}_pos"] = (
+                    np.concatenate([np.arange(n) for n in nd]).astype(np.int32) if d else np.zeros(0, np.int32)
+                )
+                arrays[f"k{k}a{a}_score"] = (
+                    np.concatenate([np.asarray(st[2], dtype=np.float64) for st in block if len(st)])
+                    if d
+                    else np.zeros(0)
+                )
+                for key, j in (("dtm", 0), ("dtig", 4)):
+                    parts = [np.asarray(st[j]).reshape(n_t, n) != 0 for st, n in zip(block, nd, strict=True) if n]
+                    arrays[f"k{k}a{a}_{key}"] = np.concatenate(parts, 1) if parts else np.zeros((n_t, 0), bool)
+                arrays[f"k{k}a{a}_npig"] = np.array(
+                    [np.count_nonzero(~np.asarray(st[3], dtype=bool)) if len(st) else 0 for st in block],
+                    dtype=np.int64,
+                )
+        return cls(arrays)
+
+    def save(self, path: str | Path) -> None:
+        """One compressed ``.npz`` (what the evaluate stage keeps for later reports)."""
+        np.savez_compressed(path, **self.arrays)
+
+    @classmethod
+    def load(cls, path: str | Path) -> CocoImageResampler:
+        with np.load(path, allow_pickle=False) as z:
+            return cls({k: z[k] for k in z.files})
+
+    # -- replicates
+
+    def _combo(self, k: int, a: int, m: int) -> dict:
+        """Sorted predictions of one (category, area, maxDets) with, per threshold, TP / ignored positions."""
+        key = (k, a, m)
+        if key in self._combos:
+            return self._combos[key]
+        ar = self.arrays
+        pre = f"k{k}a{a}_"
+        keep = ar[pre + "pos"] < self.max_dets[m]
+        sc = ar[pre + "score"][keep]
+        inds = np.argsort(-sc, kind="mergesort")
+        dtm = ar[pre + "dtm"][:, keep][:, inds]
+        dtig = ar[pre + "dtig"][:, keep][:, inds]
+        img = ar[pre + "img"][keep][inds]
+        live = ~dtig.all(axis=0)  # ignored at every threshold: neither TP nor FP anywhere, dropped
+        dtm, dtig, img = dtm[:, live], dtig[:, live], img[live]
+        per_t = []
+        for t in range(len(self.iou_thrs)):
+            tp_pos = np.flatnonzero(dtm[t] & ~dtig[t])
+            ig_pos = np.flatnonzero(dtig[t])
+            per_t.append((tp_pos, ig_pos, np.searchsorted(ig_pos, tp_pos)))
+        out = {"img": img, "per_t": per_t, "npig": ar[pre + "npig"].astype(np.float64), "nd": int(keep.sum())}
+        self._combos[key] = out
+        return out
+
+    def _pr(self, w: np.ndarray, k: int, a: int, m: int, need_precision: bool) -> tuple[np.ndarray, np.ndarray]:
+        """``precision [B, T, R]`` and ``recall [B, T]`` of one (k, a, m) for weights ``w [B, n]`` (-1: no GT)."""
+        c = self._combo(k, a, m)
+        n_b, n_t, n_r = len(w), len(self.iou_thrs), len(self.rec_thrs)
+        npig = w.astype(np.float64) @ c["npig"]
+        precision = np.full((n_b, n_t, n_r), -1.0)
+        recall = np.full((n_b, n_t), -1.0)
+        rows = np.flatnonzero(npig != 0)
+        if not len(rows):
+            return precision, recall
+        wd = w[rows][:, c["img"]]
+        cw = np.cumsum(wd, axis=1, dtype=np.int32)
+        npig_r = npig[rows, None]
+        for t, (tp_pos, ig_pos, ig_before) in enumerate(c["per_t"]):
+            if not len(tp_pos):
+                recall[rows, t] = 0.0
+                precision[rows, t] = 0.0
+                continue
+            tp = np.cumsum(wd[:, tp_pos], axis=1, dtype=np.int32)
+            tpf = tp.astype(np.float64)
+            recall[rows, t] = tpf[:, -1] / npig_r[:, 0]
+            if not need_precision:
+                continue
+            # FP + TP = every non-ignored prediction so far: an exact integer, as pycocotools' float sum is
+            counted = cw[:, tp_pos]
+            if len(ig_pos):
+                ig = np.zeros((len(rows), len(ig_pos) + 1), np.int32)
+                np.cumsum(wd[:, ig_pos], axis=1, out=ig[:, 1:])
+                counted -= ig[:, ig_before]
+            pr = tpf / (counted.astype(np.float64) + np.spacing(1))
+            rc = tpf / npig_r
+            precision[rows, t] = _envelope_at(pr, rc, self.rec_thrs)
+        return precision, recall
+
+    def values(self, weights: np.ndarray, batch: int | None = None) -> dict[str, np.ndarray]:
+        """Stat name -> ``R`` replicate values for ``weights [R, n_images]`` (summarize's order and rules)."""
+        w = np.asarray(weights)
+        if w.ndim != 2 or w.shape[1] != len(self.units):
+            raise ValueError(f"weights must be R x {len(self.units)}, got {w.shape}")
+        w = w.astype(np.int32)
+        if batch is None:
+            d = max(1, max(len(self.arrays[f"k{k}a0_img"]) for k in range(self.n_cat)))
+            batch = int(max(1, min(len(w), 1_200_000 // d)))  # ~1M elements per pass: cache-sized, fastest
+        parts = [self._values(w[s : s + batch]) for s in range(0, len(w), batch)]
+        return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]} if parts else {}
+
+    def _values(self, w: np.ndarray) -> dict[str, np.ndarray]:
+        spec = _stat_spec(self.iou_type, _SpecParams(self.max_dets, self.area_lbl))
+        n_k = self.n_cat
+        prec: dict[tuple[int, int], np.ndarray] = {}
+        rec: dict[tuple[int, int], np.ndarray] = {}
+        need_p = {(self.area_lbl.index(s[3]), self.max_dets.index(s[4])) for s in spec if s[1] == 1}
+        for _, _, _, lbl, md in spec:
+            am = (self.area_lbl.index(lbl), self.max_dets.index(md))
+            if am in rec and (am not in need_p or am in prec):
+                continue
+            ps, rs = zip(*(self._pr(w, k, *am, am in need_p) for k in range(n_k)), strict=True)
+            prec[am] = np.stack(ps, axis=-1)  # B, T, R, K
+            rec[am] = np.stack(rs, axis=-1)  # B, T, K
+        out: dict[str, np.ndarray] = {}
+        for name, ap, thr, lbl, md in spec:
+            am = (self.area_lbl.index(lbl), self.max_dets.index(md))
+            s = prec[am] if ap == 1 else rec[am]
+            if thr is not None:
+                s = s[:, np.where(thr == self.iou_thrs)[0]]
+            out[name] = _batched_mean(s.reshape(len(w), -1))
+        if self.split_names:
+            n_t, n_r, n_a, n_m = len(self.iou_thrs), len(self.rec_thrs), len(self.area_lbl), len(self.max_dets)
+            for name in self.split_names:
+                ws = w * self.arrays[f"split_{name}"][None, :]
+                full = -np.ones((len(w), n_t, n_r, n_k, n_a, n_m))
+                for m in range(n_m):
+                    full[:, :, :, :, 0, m] = np.stack([self._pr(ws, k, 0, m, True)[0] for k in range(n_k)], axis=-1)
+                if not self.arrays[f"split_{name}"].any():
+                    full[:] = -1.0
+                out[f"AP_{name}"] = np.array([round(np.mean(f[:, :, :, 0, :]), 4) for f in full])
+        return out
+
+
+@dataclass(frozen=True)
+class _SpecParams:
+    maxDets: list[int]
+    areaRngLbl: list[str]
+
+
+def _envelope_at(pr: np.ndarray, rc: np.ndarray, rec_thrs: np.ndarray) -> np.ndarray:
+    """Per row: the monotone precision envelope ``max(pr[i:])`` at ``i = searchsorted(rc, thr, "left")`` for each
+    recall threshold, 0 where ``i`` is past the end (``accumulate``'s ``q``). One ``maximum.reduceat`` over the
+    segments between consecutive indices, then a suffix maximum over the few segment maxima."""
+    n_b, n = pr.shape
+    pi = np.empty((n_b, len(rec_thrs) + 1), np.int64)
+    pi[:, 0] = 0  # a leading segment [0, pi_0) so each row's last segment ends where the next row starts
+    for j in range(n_b):
+        pi[j, 1:] = np.searchsorted(rc[j], rec_thrs, side="left")
+    ok = pi[:, 1:] < n
+    idx = (np.minimum(pi, n - 1) + n * np.arange(n_b)[:, None]).ravel()
+    seg = np.maximum.reduceat(pr.reshape(-1), idx).reshape(n_b, -1)[:, 1:]
+    env = np.maximum.accumulate(seg[:, ::-1], axis=1)[:, ::-1]
+    return np.where(ok, env, 0.0)
+
+
+def _batched_mean(s: np.ndarray) -> np.ndarray:
+    """Per row ``np.mean(s[s > -1])`` or -1 (``COCOeval._summarize``); full rows in one call (same pairwise sum)."""
+    valid = s > -1
+    full = valid.all(axis=1)
+    out = np.full(len(s), -1.0)
+    if full.any() and s.shape[1]:
+        out[full] = np.mean(s[full], axis=1)
+    for j in np.flatnonzero(~full):
+        row = s[j][valid[j]]
+        if len(row):
+            out[j] = np.mean(row)
+    return out
+
+
 # ------------------------------------------------------------------------------------------------ CLI
 
 
@@ -645,9 +911,26 @@ def print_stats(title: str, result: Any, names: Sequence[str]) -> None:
         print(f"  {n:<8} {_fmt(getattr(result, n))}")
 
 
+def print_bootstrap(args: argparse.Namespace, res: Any, resampler: Any, names: Sequence[str], title: str) -> None:
+    """``--bootstrap``: every stat with its percentile interval (-1 replicates, no GT, are left out), as text or
+    JSON (the result's fields, each stat replaced by ``{"value", "low", "high"}``, plus ``"bootstrap"``)."""
+    from crowdbench.bench.metrics.bootstrap import bootstrap_summary, print_intervals
+
+    point = {n: getattr(res, n) for n in names}
+    summary = bootstrap_summary(point, resampler, args.bootstrap, args.bootstrap_seed, args.level, undefined=-1.0)
+    if args.json:
+        print(json.dumps(res.to_dict() | summary, indent=2))
+    else:
+        print_intervals(f"{title}: {len(resampler.units)} images", summary, names)
+
+
 def run_command(fn: Any, args: argparse.Namespace) -> int:
     """Call ``fn()``; print its result as JSON or text; bad input → ``error: ...`` on stderr and return 2."""
     try:
+        if hasattr(args, "bootstrap"):
+            from crowdbench.bench.metrics.bootstrap import check_bootstrap_arguments
+
+            check_bootstrap_arguments(args)
         for path in (args.gt, args.pred):
             if not Path(path).is_file():
                 raise FileNotFoundError(f"{path}: no such file")
@@ -670,6 +953,12 @@ def _cmd_keypoints(args: argparse.Namespace) -> int:
             print(f"  {'AP-vis':<8} {_fmt(res.AP_vis)}")
             print(f"  {'AP-invis':<8} {_fmt(res.AP_invis)}")
             return
+        if args.bootstrap:
+            if args.vis_invis:
+                raise ValueError("--bootstrap does not apply to --vis-invis")
+            res, rs = evaluate_coco_keypoints(args.gt, args.pred, return_resampler=True, **kw)
+            print_bootstrap(args, res, rs, KEYPOINT_STAT_NAMES, f"COCO keypoints ({args.gt.name} vs {args.pred.name})")
+            return
         res = evaluate_coco_keypoints(args.gt, args.pred, **kw)
         if args.json:
             print(json.dumps(res.to_dict(), indent=2))
@@ -686,9 +975,12 @@ def _cmd_keypoints(args: argparse.Namespace) -> int:
 
 def _cmd_box(args: argparse.Namespace) -> int:
     def go() -> None:
-        res = evaluate_coco_box(
-            args.gt, args.pred, renumber_zero_id=args.renumber_zero_id, allow_duplicate_ids=args.allow_duplicate_ids
-        )
+        kw = {"renumber_zero_id": args.renumber_zero_id, "allow_duplicate_ids": args.allow_duplicate_ids}
+        if args.bootstrap:
+            res, rs = evaluate_coco_box(args.gt, args.pred, return_resampler=True, **kw)
+            print_bootstrap(args, res, rs, BOX_STAT_NAMES, f"COCO box ({args.gt.name} vs {args.pred.name})")
+            return
+        res = evaluate_coco_box(args.gt, args.pred, **kw)
         if args.json:
             print(json.dumps(res.to_dict(), indent=2))
             return
@@ -721,6 +1013,8 @@ def add_id_options(p: argparse.ArgumentParser) -> None:
 
 def add_command(eval_subparsers: argparse._SubParsersAction) -> None:
     """Register ``crowdbench eval coco-keypoints`` and ``crowdbench eval coco-box``."""
+    from crowdbench.bench.metrics.bootstrap import add_bootstrap_arguments
+
     p = eval_subparsers.add_parser(
         "coco-keypoints",
         help="COCO keypoint AP/AR (OKS, pycocotools protocol); optionally AP-vis / AP-invis",
@@ -733,6 +1027,7 @@ def add_command(eval_subparsers: argparse._SubParsersAction) -> None:
         choices=("keypoints", "instances"),
         help="report AP-vis / AP-invis (paper 001) with this reading of the split",
     )
+    add_bootstrap_arguments(p)
     p.set_defaults(func=_cmd_keypoints)
     p = eval_subparsers.add_parser(
         "coco-box",
@@ -741,4 +1036,5 @@ def add_command(eval_subparsers: argparse._SubParsersAction) -> None:
     )
     add_io_arguments(p)
     add_id_options(p)
+    add_bootstrap_arguments(p)
     p.set_defaults(func=_cmd_box)

@@ -30,6 +30,8 @@ import itertools
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -43,6 +45,7 @@ __all__ = [
     "FPPI_REFS",
     "JI_SCORE_THRESHOLDS",
     "CrowdHumanImage",
+    "CrowdHumanImageResampler",
     "CrowdHumanResult",
     "evaluate_crowdhuman",
     "evaluate_images",
@@ -254,17 +257,8 @@ def _prepare(images: Sequence[CrowdHumanImage]) -> _Flat:
 # ---------------------------------------------------------------------------------------------------------- AP / MR
 
 
-def _caltech(flat: _Flat) -> dict:
-    """Caltech matching (``Image.compare_caltech``) + ``Database.eval_AP`` / ``eval_MR``, metrics.md 3.2-3.3.
-
-    Per image, detections in descending score order each take the unmatched valid GT of highest IoU > 0.5 (first
-    in GT order on ties) -> TP; otherwise, IoA > 0.5 with an ignore box -> dropped; otherwise FP. The global order is
-    one stable descending sort of all detections (image order, then within-image order breaks ties), which restricted
-    to one image is that image's own stable order, so it serves for the greedy match too.
-
-    AP = sum_i (r_i - r_{i-1}) (p_{i-1} + p_i) / 2 over the TP/FP list (first point included, no anchor);
-    mMR = exp(mean(log MR(k_r))), k_r = first index with FPPI >= r (else the last), r in ``FPPI_REFS``.
-    """
+def _caltech_match(flat: _Flat) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The greedy Caltech match of :func:`_caltech`: (stable descending score order, TP flags, dropped flags)."""
     n_det = len(flat.det_scores)
     order = np.argsort(-flat.det_scores, kind="stable")
     rank = np.empty(n_det, np.int64)
@@ -280,7 +274,21 @@ def _caltech(flat: _Flat) -> dict:
         used[g] = 1
         tp[d] = True
         last = d
-    dropped = ~tp & flat.det_in_ign_caltech
+    return order, tp, ~tp & flat.det_in_ign_caltech
+
+
+def _caltech(flat: _Flat) -> dict:
+    """Caltech matching (``Image.compare_caltech``) + ``Database.eval_AP`` / ``eval_MR``, metrics.md 3.2-3.3.
+
+    Per image, detections in descending score order each take the unmatched valid GT of highest IoU > 0.5 (first
+    in GT order on ties) -> TP; otherwise, IoA > 0.5 with an ignore box -> dropped; otherwise FP. The global order is
+    one stable descending sort of all detections (image order, then within-image order breaks ties), which restricted
+    to one image is that image's own stable order, so it serves for the greedy match too.
+
+    AP = sum_i (r_i - r_{i-1}) (p_{i-1} + p_i) / 2 over the TP/FP list (first point included, no anchor);
+    mMR = exp(mean(log MR(k_r))), k_r = first index with FPPI >= r (else the last), r in ``FPPI_REFS``.
+    """
+    order, tp, dropped = _caltech_match(flat)
     seq = tp[order][~dropped[order]]
     n_gt = len(flat.val_img)
     out = {
@@ -431,6 +439,25 @@ def _max_weight_matching(
     return m_det, m_gt
 
 
+def _ji_counts(flat: _Flat) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per JI score threshold and image (``10 x n_img`` each): matched pairs k, counted detections n, counted GT m."""
+    n_img, n_det, n_gt = flat.n_img, len(flat.det_scores), len(flat.val_img)
+    ks, ns, ms = [], [], []
+    for s in JI_SCORE_THRESHOLDS:
+        keep = flat.det_scores > s
+        ek = keep[flat.e_det]
+        m_det, m_gt = _max_weight_matching(flat.e_det[ek], flat.e_gt[ek], flat.e_iou[ek], n_det, n_gt)
+        k = np.bincount(flat.det_img[m_det], minlength=n_img)
+        n = np.bincount(flat.det_img[keep & ~m_det & ~flat.det_in_ign_ji], minlength=n_img)
+        n += np.bincount(flat.det_img[keep & m_det], minlength=n_img)
+        m = flat.n_val - np.bincount(flat.val_img[~m_gt & flat.gt_in_ign_ji], minlength=n_img)
+        ks.append(k)
+        ns.append(n)
+        ms.append(m)
+    shape = (len(JI_SCORE_THRESHOLDS), n_img)
+    return tuple(np.asarray(x, dtype=np.int64).reshape(shape) for x in (ks, ns, ms))  # type: ignore[return-value]
+
+
 def _ji(flat: _Flat) -> dict:
     """JI per ``compute_JI_with_ignore`` + ``gather`` (metrics.md 3.3), for each of ``JI_SCORE_THRESHOLDS``.
 
@@ -439,17 +466,8 @@ def _ji(flat: _Flat) -> dict:
     m = valid GT minus unmatched ones with IoA > 0.5 on an ignore box; JI_img = k / (m + n - k + 1e-6).
     JI(s) = sum of JI_img / number of images with m > 0 or n > 0; JI = max over s.
     """
-    n_img, n_det, n_gt = flat.n_img, len(flat.det_scores), len(flat.val_img)
-    unmatched_gt_ign = flat.gt_in_ign_ji
     per_thr, counts = [], []
-    for s in JI_SCORE_THRESHOLDS:
-        keep = flat.det_scores > s
-        ek = keep[flat.e_det]
-        m_det, m_gt = _max_weight_matching(flat.e_det[ek], flat.e_gt[ek], flat.e_iou[ek], n_det, n_gt)
-        k = np.bincount(flat.det_img[m_det], minlength=n_img)
-        n = np.bincount(flat.det_img[keep & ~m_det & ~flat.det_in_ign_ji], minlength=n_img)
-        n += np.bincount(flat.det_img[keep & m_det], minlength=n_img)
-        m = flat.n_val - np.bincount(flat.val_img[~m_gt & unmatched_gt_ign], minlength=n_img)
+    for k, n, m in zip(*_ji_counts(flat), strict=True):
         ratio = k / (m + n - k + EPS)
         counted = int(((n != 0) | (m != 0)).sum())
         per_thr.append(float(np.sum(ratio) / counted) if counted else math.nan)
@@ -462,11 +480,158 @@ def _ji(flat: _Flat) -> dict:
 # -------------------------------------------------------------------------------------------------------------- API
 
 
-def evaluate_images(images: Sequence[CrowdHumanImage], *, ap_mr: bool = True, ji: bool = True) -> CrowdHumanResult:
+# -------------------------------------------------------------------------------------------------------- bootstrap
+
+
+class CrowdHumanImageResampler:
+    """Per-image sufficient statistics of AP, mMR and JI (a :class:`~..bootstrap.Resampler` over images).
+
+    Kept: the Caltech-matched detections in their one stable descending score order (image and TP flag each;
+    dropped ones removed) and each image's valid-GT count; per JI score threshold and image, the counts k, n, m.
+    A replicate with image weights ``w`` (shared/reference/uncertainty.md): TP(i) = cumsum(w·tp), FP(i) =
+    cumsum(w·fp), recall = TP / Σ w·nGT, FPPI = FP / Σ w; AP's trapezoid terms are non-zero only at TP entries and
+    mMR's FPPI crossings only at FP entries, so only those are evaluated, with CrowdDet's float operations (a term
+    needs a non-empty prefix: the first point has no anchor); JI(s) = Σ w·k/(m+n-k+1e-6) / Σ w·[m>0 or n>0],
+    max over s. All-ones weights reproduce :func:`evaluate_images` bit for bit; a weight ``c > 1`` puts an image's
+    detections ``c`` times at once on the curve (one trapezoid step per TP instead of ``c``).
+    """
+
+    unit = "image"
+
+    def __init__(self, arrays: Mapping[str, np.ndarray]) -> None:
+        self.arrays = dict(arrays)
+        self.units = [str(u) for u in self.arrays["units"].tolist()]
+        a = self.arrays
+        seq = a["seq_tp"]
+        self._tp_pos = np.flatnonzero(seq)
+        self._fp_pos = np.flatnonzero(~seq)
+        self._fp_before_tp = np.searchsorted(self._fp_pos, self._tp_pos)  # FP entries before each TP entry
+        self._tp_before_fp = np.searchsorted(self._tp_pos, self._fp_pos)
+
+    @classmethod
+    def from_flat(
+        cls, flat: _Flat, ids: Sequence[str], ap_mr: bool = True, ji: bool = True
+    ) -> CrowdHumanImageResampler:
+        arrays: dict[str, np.ndarray] = {
+            "units": np.asarray(list(ids), dtype=str),
+            "n_val": flat.n_val.astype(np.int64),
+        }
+        if ap_mr:
+            order, tp, dropped = _caltech_match(flat)
+            keep = ~dropped[order]
+            arrays["seq_tp"] = tp[order][keep]
+            arrays["seq_img"] = flat.det_img[order][keep].astype(np.int32)
+        else:
+            arrays["seq_tp"], arrays["seq_img"] = np.zeros(0, bool), np.zeros(0, np.int32)
+        arrays["has_ap_mr"] = np.asarray(ap_mr)
+        if ji:
+            arrays["ji_k"], arrays["ji_n"], arrays["ji_m"] = _ji_counts(flat)
+        return cls(arrays)
+
+    def save(self, path: str | Path) -> None:
+        """One compressed ``.npz``."""
+        np.savez_compressed(path, **self.arrays)
+
+    @classmethod
+    def load(cls, path: str | Path) -> CrowdHumanImageResampler:
+        with np.load(path, allow_pickle=False) as z:
+            return cls({k: z[k] for k in z.files})
+
+    def values(self, weights: np.ndarray, batch: int | None = None) -> dict[str, np.ndarray]:
+        """``AP``, ``mMR``, ``JI`` -> ``R`` replicate values for ``weights [R, n_images]`` (NaN where undefined)."""
+        w = np.asarray(weights)
+        if w.ndim != 2 or w.shape[1] != len(self.units):
+            raise ValueError(f"weights must be R x {len(self.units)}, got {w.shape}")
+        w = w.astype(np.int32)
+        out: dict[str, list[np.ndarray]] = {}
+        if batch is None:
+            batch = int(max(1, min(len(w), 1_000_000 // max(1, len(self.arrays["seq_tp"])))))  # cache-sized
+        for s in range(0, len(w), batch):
+            part = w[s : s + batch]
+            res: dict[str, np.ndarray] = {}
+            if bool(self.arrays["has_ap_mr"]):
+                res |= self._ap_mr(part)
+            if "ji_k" in self.arrays:
+                res["JI"] = self._ji(part)
+            for k, v in res.items():
+                out.setdefault(k, []).append(v)
+        return {k: np.concatenate(v) for k, v in out.items()}
+
+    def _ap_mr(self, w: np.ndarray) -> dict[str, np.ndarray]:
+        a = self.arrays
+        n_b = len(w)
+        n_gt = w.astype(np.float64) @ a["n_val"].astype(np.float64)
+        n_img = w.sum(axis=1, dtype=np.int64).astype(np.float64)
+        wd = w[:, a["seq_img"]]
+        tpc = np.zeros((n_b, len(self._tp_pos) + 1), np.int64)
+        np.cumsum(wd[:, self._tp_pos], axis=1, out=tpc[:, 1:])
+        fpc = np.zeros((n_b, len(self._fp_pos) + 1), np.int64)
+        np.cumsum(wd[:, self._fp_pos], axis=1, out=fpc[:, 1:])
+        g = n_gt[:, None]
+        # AP: the trapezoid terms of each TP entry; an entry of weight c is c consecutive TPs (c steps of 1 / nGT)
+        c = wd[:, self._tp_pos]
+        t0 = tpc[:, :-1]
+        fps = fpc[:, self._fp_before_tp].astype(np.float64)
+        terms = self._steps(t0, fps, g, 1, c >= 1)
+        for j in range(2, int(c.max(initial=0)) + 1):
+            rows, cols = np.nonzero(c >= j)
+            terms[rows, cols] += self._steps(t0[rows, cols], fps[rows, cols], g[rows, 0], j, None)
+        ap = np.cumsum(terms, axis=1)[:, -1] if terms.shape[1] else np.zeros(n_b)
+        # mMR: first FP entry whose FPPI reaches each reference (else the last entry)
+        fppi = fpc[:, 1:] / n_img[:, None]
+        refs = np.asarray(FPPI_REFS)
+        tp_at = np.empty((n_b, len(refs)), np.int64)
+        total_tp = tpc[:, -1]
+        for j in range(n_b):
+            q = np.searchsorted(fppi[j], refs, side="left")
+            ok = q < len(self._fp_pos)
+            tp_at[j] = total_tp[j]
+            tp_at[j, ok] = tpc[j, self._tp_before_fp[q[ok]]]
+        t = tp_at.astype(np.float64)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            picks = 1.0 - t / (t + (g - t))
+            mmr = np.exp(np.log(picks).mean(axis=1))
+        empty = (tpc[:, -1] + fpc[:, -1]) == 0
+        mmr[empty] = np.nan
+        ap[n_gt == 0] = np.nan
+        mmr[n_gt == 0] = np.nan
+        return {"AP": ap, "mMR": mmr}
+
+    @staticmethod
+    def _steps(t0: np.ndarray, fps: np.ndarray, g: np.ndarray, j: int, active: np.ndarray | None) -> np.ndarray:
+        """CrowdDet's trapezoid term from TP count ``t0 + j - 1`` to ``t0 + j`` at ``fps`` FP (0 without a prefix)."""
+        a, b = (t0 + (j - 1)).astype(np.float64), (t0 + j).astype(np.float64)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            term = (b / (b + (g - b)) - a / (a + (g - a))) * ((a / (a + fps) + b / (b + fps)) / 2)
+        ok = (a + fps) > 0 if active is None else active & ((a + fps) > 0)
+        return np.where(ok, term, 0.0)
+
+    def _ji(self, w: np.ndarray) -> np.ndarray:
+        a = self.arrays
+        k, n, m = a["ji_k"], a["ji_n"], a["ji_m"]
+        ratio = k / (m + n - k + EPS)
+        counted = ((n != 0) | (m != 0)).astype(np.float64)
+        wf = w.astype(np.float64)
+        per = np.full((len(w), len(k)), np.nan)
+        for s in range(len(k)):
+            c = wf @ counted[s]
+            num = np.sum(wf * ratio[s][None, :], axis=1)
+            ok = c > 0
+            per[ok, s] = num[ok] / c[ok]
+        out = np.full(len(w), np.nan)
+        defined = np.isfinite(per).any(axis=1)
+        out[defined] = np.nanmax(per[defined], axis=1)
+        return out
+
+
+def evaluate_images(
+    images: Sequence[CrowdHumanImage], *, ap_mr: bool = True, ji: bool = True, return_resampler: bool = False
+) -> Any:
     """AP, mMR and JI of a whole dataset (images in GT-file order; the order breaks score ties as in CrowdDet).
 
     ``ap_mr=False`` / ``ji=False`` skip a part (its fields are NaN). Images without detections simply have none
     (CrowdDet itself would crash on them), and the image count for FPPI and JI includes every image given.
+    ``return_resampler=True``: ``(result, CrowdHumanImageResampler)`` (units = image ids).
     """
     flat = _prepare(images)
     nan = math.nan
@@ -475,13 +640,16 @@ def evaluate_images(images: Sequence[CrowdHumanImage], *, ap_mr: bool = True, ji
         res |= _caltech(flat)
     if ji:
         res |= _ji(flat)
-    return CrowdHumanResult(
+    result = CrowdHumanResult(
         num_images=flat.n_img,
         num_gt=len(flat.val_img),
         num_ignore=flat.n_ign_total,
         num_det=len(flat.det_scores),
         **res,
     )
+    if not return_resampler:
+        return result
+    return result, CrowdHumanImageResampler.from_flat(flat, [im.id for im in images], ap_mr=ap_mr, ji=ji)
 
 
 Detections = Iterable[Frame | DetectionRecord] | Mapping[str, Frame | DetectionRecord]
@@ -540,7 +708,15 @@ def images_from_frames(
 
 
 def evaluate_crowdhuman(
-    gt_frames: Sequence[Frame], detections: Detections, *, unknown_ids: str = "error", ji: bool = True
-) -> CrowdHumanResult:
-    """AP / mMR / JI of detections (Frames or :class:`DetectionRecord` s) against CrowdHuman GT frames."""
-    return evaluate_images(images_from_frames(gt_frames, detections, unknown_ids=unknown_ids), ji=ji)
+    gt_frames: Sequence[Frame],
+    detections: Detections,
+    *,
+    unknown_ids: str = "error",
+    ji: bool = True,
+    return_resampler: bool = False,
+) -> Any:
+    """AP / mMR / JI of detections (Frames or :class:`DetectionRecord` s) against CrowdHuman GT frames.
+
+    ``return_resampler=True``: ``(result, CrowdHumanImageResampler)`` for bootstrap replicates over images."""
+    images = images_from_frames(gt_frames, detections, unknown_ids=unknown_ids)
+    return evaluate_images(images, ji=ji, return_resampler=return_resampler)

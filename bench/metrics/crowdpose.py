@@ -28,7 +28,9 @@ from typing import Any
 
 import numpy as np
 
+from crowdbench.bench.metrics.bootstrap import add_bootstrap_arguments
 from crowdbench.bench.metrics.coco_keypoints import (
+    CocoImageResampler,
     GtSource,
     PredSource,
     _check_gt,
@@ -41,6 +43,7 @@ from crowdbench.bench.metrics.coco_keypoints import (
     _source,
     add_id_options,
     add_io_arguments,
+    print_bootstrap,
     print_stats,
     pycocotools_sigmas,
     run_cocoeval,
@@ -94,10 +97,12 @@ def evaluate_crowdpose(
     drop_zero_score_predictions: bool = False,
     renumber_zero_id: bool = False,
     allow_duplicate_ids: bool = False,
-) -> CrowdPoseResult:
+    return_resampler: bool = False,
+) -> Any:
     """CrowdPose AP/AR + AP(easy/medium/hard) as the official API computes them (module docstring).
 
     ``gt``: CrowdPose GT dict or JSON path (every image needs ``crowdIndex``); ``preds``: COCO results list or path.
+    ``return_resampler=True``: ``(result, CocoImageResampler)`` (AP easy / medium / hard resampled on their images).
     """
     gt, gsrc = _source(gt, "<gt>")
     preds, psrc = _source(preds, "<predictions>")
@@ -113,21 +118,35 @@ def evaluate_crowdpose(
     for src_im, im in zip(gt["images"], g["images"], strict=True):
         im["crowdIndex"] = float(src_im["crowdIndex"])
     ev = run_cocoeval(
-        g, _copy_preds(kept), "keypoints_crowd", sigmas=pycocotools_sigmas(CROWDPOSE_14.sigmas), use_area=False
+        g,
+        _copy_preds(kept),
+        "keypoints_crowd",
+        sigmas=pycocotools_sigmas(CROWDPOSE_14.sigmas),
+        use_area=False,
+        keep_states=return_resampler,
     )
     stats = [float(v) for v in np.asarray(ev.all_stats, dtype=np.float64)[:9]]
-    return CrowdPoseResult(*stats, **_counts(gt, preds, "keypoints"), num_dropped_predictions=len(preds) - len(kept))
+    res = CrowdPoseResult(*stats, **_counts(gt, preds, "keypoints"), num_dropped_predictions=len(preds) - len(kept))
+    if not return_resampler:
+        return res
+    crowd = {im["id"]: im["crowdIndex"] for im in g["images"]}
+    index = np.array([crowd[i] for i in ev._boot_params.imgIds], dtype=np.float64)
+    splits = {"easy": index < 0.2, "medium": (index >= 0.2) & (index < 0.8), "hard": index >= 0.8}
+    return res, CocoImageResampler.from_eval(ev, crowd_splits=splits)
 
 
 def _cmd(args: argparse.Namespace) -> int:
     def go() -> None:
-        res = evaluate_crowdpose(
-            args.gt,
-            args.pred,
-            drop_zero_score_predictions=args.drop_zero_score_predictions,
-            renumber_zero_id=args.renumber_zero_id,
-            allow_duplicate_ids=args.allow_duplicate_ids,
-        )
+        kw = {
+            "drop_zero_score_predictions": args.drop_zero_score_predictions,
+            "renumber_zero_id": args.renumber_zero_id,
+            "allow_duplicate_ids": args.allow_duplicate_ids,
+        }
+        if args.bootstrap:
+            res, rs = evaluate_crowdpose(args.gt, args.pred, return_resampler=True, **kw)
+            print_bootstrap(args, res, rs, CROWDPOSE_STAT_NAMES, f"CrowdPose ({args.gt.name} vs {args.pred.name})")
+            return
+        res = evaluate_crowdpose(args.gt, args.pred, **kw)
         if args.json:
             print(json.dumps(res.to_dict(), indent=2))
             return
@@ -156,4 +175,5 @@ def add_command(eval_subparsers: argparse._SubParsersAction) -> None:
         help="drop predictions whose keypoint scores are all <= 0 (xtcocotools / MMPose behaviour)",
     )
     add_id_options(p)
+    add_bootstrap_arguments(p)
     p.set_defaults(func=_cmd)
