@@ -155,6 +155,9 @@ def bootstrap_record(
     ordered = sorted(resampler.units)
     weights = replicate_weights(len(ordered), resamples, seed)
     values = resampler.values(aligned_weights(resampler.units, ordered, weights))
+    undefined = getattr(resampler, "undefined", None)
+    if undefined is not None:  # pycocotools' -1 (no GT in a bucket for this replicate): not a value
+        values = {k: np.where(np.asarray(v) == undefined, np.nan, v) for k, v in values.items()}
     centre = [k for k in getattr(resampler, "centre", ()) if k in values]
     if centre:  # biased replicates (IDF1 / HOTA re-matching favours uneven block weights): shift them so their mean
         # is the point estimate (centred_interval); every interval and paired effect downstream then uses them
@@ -224,6 +227,7 @@ class Renamed:
         self.inner, self.names = inner, dict(names)
         self.unit, self.units = inner.unit, inner.units
         self.centre = tuple(self.names[k] for k in getattr(inner, "centre", ()) if k in self.names)
+        self.undefined = getattr(inner, "undefined", None)
 
     def values(self, weights: np.ndarray) -> dict[str, np.ndarray]:
         return {self.names[k]: v for k, v in self.inner.values(weights).items() if k in self.names}
@@ -301,6 +305,15 @@ def load_resampler(path: str | Path) -> Resampler:
     """A resampler saved by an evaluator's ``save(path)`` (``.npz``), whichever metric wrote it."""
     with np.load(path, allow_pickle=False) as z:
         files = set(z.files)
+        kind = str(z["_kind"]) if "_kind" in files else None
+    if kind is not None:  # save_npz files: the tracking / video resamplers
+        from crowdbench.bench.metrics.hie_wap import HieWapResampler
+        from crowdbench.bench.metrics.mot import MotResampler
+        from crowdbench.bench.metrics.posetrack import PoseTrackResampler
+
+        for cls in (MotResampler, PoseTrackResampler, HieWapResampler):
+            if cls.kind == kind:
+                return cls.load(path)
     if "seq_tp" in files:
         from crowdbench.bench.metrics.crowdhuman import CrowdHumanImageResampler
 

@@ -687,6 +687,8 @@ class CocoImageResampler:
     Undefined stats (no GT in the bucket for a replicate) are -1, as pycocotools reports them.
     """
 
+    undefined = -1.0  # a replicate's "no GT in the bucket" value: left out of intervals (bootstrap_record)
+
     unit = "image"
 
     def __init__(self, arrays: Mapping[str, np.ndarray]) -> None:

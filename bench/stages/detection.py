@@ -18,7 +18,8 @@ from crowdbench.bench.cache import StageCache, stage_key
 from crowdbench.bench.config import RunConfig
 from crowdbench.bench.device import cell_numerics
 from crowdbench.bench.digest import keyed_dump
-from crowdbench.bench.stages.base import CellOutcome, StageResult, prefixed, run_stage
+from crowdbench.bench.metrics.bootstrap import Renamed
+from crowdbench.bench.stages.base import CellOutcome, StageResult, load_bootstrap, prefixed, run_stage, save_bootstrap
 from crowdbench.bench.stages.data import DATA_MODULES, data_slice, load_frames
 from crowdbench.datasets.formats.crowdhuman import DetectionRecord
 from crowdbench.datasets.model import Frame
@@ -57,14 +58,23 @@ def metric_keys(cfg: RunConfig) -> tuple[str, ...]:
 
 
 def evaluate_detections(
-    metric: str, gt: list[Frame], dets: list[DetectionRecord], curves: dict[str, Any] | None = None
+    metric: str,
+    gt: list[Frame],
+    dets: list[DetectionRecord],
+    curves: dict[str, Any] | None = None,
+    resampler: list[Any] | None = None,
 ) -> dict[str, float]:
     """Score detections against ground-truth frames with the configured metric; ``curves`` (a dict to fill) receives
     the CrowdHuman precision-recall and miss-rate-FPPI curves as lists of points."""
     if metric == "crowdhuman":
         from crowdbench.bench.metrics.crowdhuman import evaluate_crowdhuman
 
-        result = evaluate_crowdhuman(gt, dets).to_dict()
+        if resampler is not None:  # the per-image statistics of the bootstrap (bench/metrics/bootstrap.py)
+            res, rs = evaluate_crowdhuman(gt, dets, return_resampler=True)
+            resampler.append(rs)
+            result = res.to_dict()
+        else:
+            result = evaluate_crowdhuman(gt, dets).to_dict()
         if curves is not None and result["curve"]:
             c = result["curve"]
             curves["pr"] = [{"recall": r, "precision": p} for r, p in zip(c["recall"], c["precision"], strict=True)]
@@ -79,7 +89,12 @@ def evaluate_detections(
             for i, d in enumerate(dets, start=1)
             for (x1, y1, x2, y2), s in zip(d.boxes.tolist(), d.scores.tolist(), strict=True)
         ]
-        result = evaluate_coco_box(to_coco_keypoints(gt, COCO_17), coco).to_dict()
+        if resampler is not None:
+            res, rs = evaluate_coco_box(to_coco_keypoints(gt, COCO_17), coco, return_resampler=True)
+            resampler.append(rs)
+            result = res.to_dict()
+        else:
+            result = evaluate_coco_box(to_coco_keypoints(gt, COCO_17), coco).to_dict()
     return {k: float(result[k]) for k in METRIC_KEYS[metric]}
 
 
@@ -252,7 +267,10 @@ def run_detection_cell(cfg: RunConfig, cache: StageCache, device: str) -> CellOu
         post = cache.path("postprocess", keys["postprocess"])
         frames, dets = load_per_frame(post / "detections.npz")
         curves: dict[str, Any] = {}
-        result = evaluate_detections(cfg.evaluate.metric, val(), _records(frames, dets), curves)
+        holder: list[Any] = []
+        result = evaluate_detections(cfg.evaluate.metric, val(), _records(frames, dets), curves, holder)
+        names = {k: k for k in METRIC_KEYS[cfg.evaluate.metric]}
+        save_bootstrap(out, Renamed(holder[0], names), cfg.evaluate.bootstrap, cfg.evaluate.bootstrap_seed)
         (out / "metrics.json").write_text(json.dumps(result))
         (out / "curves.json").write_text(json.dumps(curves))
 
@@ -272,4 +290,4 @@ def run_detection_cell(cfg: RunConfig, cache: StageCache, device: str) -> CellOu
     done = cache.path("evaluate", keys["evaluate"])
     metrics = json.loads((done / "metrics.json").read_text())
     curves = json.loads((done / "curves.json").read_text()) if (done / "curves.json").exists() else {}
-    return CellOutcome(metrics, keys, stages, curves)
+    return CellOutcome(metrics, keys, stages, curves, load_bootstrap(done))

@@ -234,7 +234,12 @@ def evaluate_poses(
 
         for image, frame in zip(gt["images"], frames, strict=True):
             image.setdefault("crowdIndex", round(crowd_index(frame), 4))
-        out = evaluate_crowdpose(gt, results).to_dict()
+        if _resampler is not None:
+            res, rs = evaluate_crowdpose(gt, results, return_resampler=True)
+            _resampler.append(rs)
+            out = res.to_dict()
+        else:
+            out = evaluate_crowdpose(gt, results).to_dict()
     elif metric == "posetrack":
         return {"AP": posetrack_ap(frames, schema, results)}
     elif metric == "hie_wap":
@@ -250,7 +255,12 @@ def evaluate_poses(
         from crowdbench.bench.metrics.coco_keypoints import evaluate_coco_keypoints, evaluate_coco_vis_invis
 
         sigmas = None if schema.name == "coco17" else schema.sigmas
-        out = evaluate_coco_keypoints(gt, results, sigmas=sigmas).to_dict()
+        if _resampler is not None:
+            res, rs = evaluate_coco_keypoints(gt, results, sigmas=sigmas, return_resampler=True)
+            _resampler.append(rs)
+            out = res.to_dict()
+        else:
+            out = evaluate_coco_keypoints(gt, results, sigmas=sigmas).to_dict()
         out.update(evaluate_coco_vis_invis(gt, results, sigmas=sigmas).to_dict())
     return {k: float(out[k]) for k in METRIC_KEYS[metric]}
 

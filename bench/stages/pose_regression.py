@@ -24,9 +24,16 @@ from crowdbench.bench.cache import StageCache, stage_key
 from crowdbench.bench.config import RunConfig
 from crowdbench.bench.device import cell_numerics
 from crowdbench.bench.digest import keyed_dump
-from crowdbench.bench.stages.base import CellOutcome, StageResult, bootstrap_slice, run_stage
+from crowdbench.bench.stages.base import (
+    CellOutcome,
+    StageResult,
+    bootstrap_slice,
+    load_bootstrap,
+    run_stage,
+    save_bootstrap,
+)
 from crowdbench.bench.stages.data import DATA_MODULES, data_slice, load_frames
-from crowdbench.bench.stages.pose import METRIC_KEYS, evaluate_poses, schema_of
+from crowdbench.bench.stages.pose import METRIC_KEYS, evaluate_poses_bootstrap, schema_of
 from crowdbench.datasets.model import Frame
 
 THIS = "crowdbench.bench.stages.pose_regression"
@@ -193,7 +200,8 @@ def run_pose_regression_cell(cfg: RunConfig, cache_: StageCache, device: str) ->
     def evaluate(out: Path, _scratch: Path) -> None:
         post = cache_.path("postprocess", keys["postprocess"])
         results = json.loads((post / "results.json").read_text())
-        metrics = evaluate_poses(cfg.evaluate.metric, val_frames, schema, results)
+        metrics, resampler = evaluate_poses_bootstrap(cfg.evaluate.metric, val_frames, schema, results)
+        save_bootstrap(out, resampler, cfg.evaluate.bootstrap, cfg.evaluate.bootstrap_seed)
         forward = json.loads((cache_.path("infer", keys["infer"]) / "timing.json").read_text())
         nms = json.loads((post / "timing.json").read_text())
         if forward["seconds_per_image"] is not None:
@@ -206,6 +214,8 @@ def run_pose_regression_cell(cfg: RunConfig, cache_: StageCache, device: str) ->
         run_stage(cache_, "postprocess", keys["postprocess"], meta, postprocess),
         run_stage(cache_, "evaluate", keys["evaluate"], meta, evaluate),
     ]
-    metrics = json.loads((cache_.path("evaluate", keys["evaluate"]) / "metrics.json").read_text())
+    done = cache_.path("evaluate", keys["evaluate"])
+    metrics = json.loads((done / "metrics.json").read_text())
     history = json.loads((cache_.path("train", keys["train"]) / "history.json").read_text())
-    return CellOutcome({k: metrics[k] for k in metric_keys(cfg) if k in metrics}, keys, stages, {"train": history})
+    kept = {k: metrics[k] for k in metric_keys(cfg) if k in metrics}
+    return CellOutcome(kept, keys, stages, {"train": history}, load_bootstrap(done))
