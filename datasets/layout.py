@@ -346,7 +346,7 @@ IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
 def split_inputs(root: str | Path | None, key: str, split: str) -> tuple[list[Path], list[Path]]:
     """What :func:`load_split` reads for ``split``: the annotation files (an annotation folder: every file under it
     that is not an image, sorted) and the folder(s) its images lie in. Checked first (:func:`check_dataset`)."""
-    check_dataset(root, key, [split])
+    check_dataset(root, key, [split], images=False)  # images: checked once before any work (check_data)
     assert root is not None
     root = Path(root)
     layout = _layout(key)
