@@ -210,10 +210,100 @@ def pycocotools_sigmas(sigmas: Sequence[float]) -> np.ndarray:
     return np.round(np.asarray(sigmas, dtype=np.float64) * 10.0, 6) / 10.0
 
 
+_PLAIN_NUM = (int, float)
+
+
+def _plain_rows(rows: list, n: int | None) -> bool:
+    """Every row a list of plain ``int`` / ``float`` (the values JSON gives), of length ``n`` when given: one pass
+    over the value types instead of a numpy conversion per record. ``False`` means "check record by record"."""
+    if not all(type(r) is list for r in rows) or (n is not None and not all(len(r) == n for r in rows)):
+        return False
+    types: set = set()
+    for r in rows:
+        types.update(map(type, r))
+    return types <= set(_PLAIN_NUM)
+
+
+def _gt_plainly_valid(gt: Any, *, kind: str, num_keypoints: int | None, need_area: bool) -> bool:
+    """The common case of :func:`_check_gt` in a few whole-list passes (plain dicts, lists, ints and floats, every
+    category with ``num_keypoints`` keypoints). ``True`` only when the record-by-record checks would pass too;
+    anything unusual (numpy scalars, tuples, missing keys, a bad record) returns ``False`` and those checks run,
+    raising the precise error."""
+    try:
+        if type(gt) is not dict:
+            return False
+        ims, anns, cats = gt.get("images"), gt.get("annotations"), gt.get("categories")
+        if type(ims) is not list or type(anns) is not list or type(cats) is not list:
+            return False
+        if not all(type(c) is dict and type(c.get("id")) is int for c in cats):
+            return False
+        cat_ids = {c["id"] for c in cats}
+        if not all(type(im) is dict and type(im.get("id")) is int for im in ims):
+            return False
+        img_ids = {im["id"] for im in ims}
+        if len(img_ids) != len(ims):
+            return False
+        if not all(
+            type(a) is dict
+            and type(a.get("id")) is int
+            and a.get("image_id") in img_ids
+            and a.get("category_id") in cat_ids
+            and a.get("iscrowd", 0) in (0, 1)
+            for a in anns
+        ):
+            return False
+        if need_area and not all(type(a.get("area")) in _PLAIN_NUM for a in anns):
+            return False
+        if not _plain_rows([a.get("bbox") for a in anns], 4):
+            return False
+        if kind == "keypoints":
+            if num_keypoints is None:
+                return False
+            for c in cats:
+                names = c.get("keypoints")
+                if isinstance(names, list) and len(names) != num_keypoints:
+                    return False
+            if not all(type(a.get("num_keypoints")) is int for a in anns):
+                return False
+            return _plain_rows([a.get("keypoints") for a in anns], 3 * num_keypoints)
+        return True
+    except (TypeError, AttributeError):  # unhashable ids and the like: the precise checks say what
+        return False
+
+
+def _preds_plainly_valid(preds: Any, gt: Mapping, *, kind: str, num_keypoints: int | None) -> bool:
+    """:func:`_check_preds`' common case in whole-list passes, as :func:`_gt_plainly_valid`."""
+    try:
+        if type(preds) is not list or not all(type(p) is dict for p in preds):
+            return False
+        img_ids = {im["id"] for im in gt["images"]}
+        cat_ids = {c["id"] for c in gt["categories"]}
+        if not all(
+            p.get("image_id") in img_ids and p.get("category_id") in cat_ids and type(p.get("score")) in _PLAIN_NUM
+            for p in preds
+        ):
+            return False
+        if not _plain_rows([p.get("bbox") for p in preds if kind == "bbox" or p.get("bbox")], 4):
+            return False
+        if kind == "keypoints":
+            if num_keypoints is None:
+                return False
+            for c in gt["categories"]:
+                names = c.get("keypoints")
+                if isinstance(names, list) and len(names) != num_keypoints:
+                    return False
+            return _plain_rows([p.get("keypoints") for p in preds], 3 * num_keypoints)
+        return True
+    except (TypeError, AttributeError):
+        return False
+
+
 def _check_gt(
     gt: Any, src: str, *, kind: Literal["keypoints", "bbox"], num_keypoints: int | None, need_area: bool = True
 ) -> None:
     """Validate a COCO GT dict; every problem is a one-line FormatError naming ``src`` and the record."""
+    if _gt_plainly_valid(gt, kind=kind, num_keypoints=num_keypoints, need_area=need_area):
+        return
     if not isinstance(gt, Mapping):
         raise FormatError(f"{src}: expected a COCO JSON object, got {type(gt).__name__}")
     for key in ("images", "annotations", "categories"):
@@ -268,6 +358,8 @@ def _check_kpts(a: Mapping, where: str, cat_k: int | None, num_keypoints: int | 
 def _check_preds(
     preds: Any, src: str, gt: Mapping, *, kind: Literal["keypoints", "bbox"], num_keypoints: int | None
 ) -> None:
+    if _preds_plainly_valid(preds, gt, kind=kind, num_keypoints=num_keypoints):
+        return
     if not isinstance(preds, list | tuple):
         raise FormatError(f"{src}: expected a COCO results list, got {type(preds).__name__}")
     img_ids = {im["id"] for im in gt["images"]}
@@ -658,15 +750,21 @@ def _run_faster(gt: dict, preds: list[dict], iou_type: str, *, sigmas: Any, use_
 
 def _engine_inputs(
     gt: Mapping, preds: Sequence[Mapping], iou_type: str, renumber_zero_id: bool, engine: str
-) -> tuple[Any, Any]:
-    """The (GT, predictions) to evaluate: hotcoco reads the checked inputs as they are (it edits nothing), unless
-    ids must be renumbered or scores ranked; the faster_coco_eval engine gets shallow copies (it edits them)."""
-    finite = not preds or bool(np.isfinite(np.array([p["score"] for p in preds], dtype=np.float64)).all())
-    zero = renumber_zero_id and any(a["id"] == 0 for a in gt["annotations"])
-    as_is = engine != "faster_coco_eval" and finite and not zero
-    if as_is and resolve_engine(engine, gt, preds, iou_type) == "hotcoco":
-        return gt, preds
-    return _copy_gt(gt, renumber_zero_id), _copy_preds(preds)
+) -> tuple[Any, Any, str]:
+    """The (GT, predictions, engine) to evaluate: hotcoco reads the checked inputs as they are (it edits nothing),
+    unless ids must be renumbered or scores ranked; the faster_coco_eval engine gets shallow copies (it edits them).
+    ``"auto"`` is resolved here, on the inputs as evaluated."""
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+    if engine == "auto":  # hotcoco_identical: no GT id 0 (renumbered or not), unique ids, finite scores
+        plain = hotcoco_identical(gt, preds, iou_type) is None
+    else:
+        plain = engine == "hotcoco" and not (renumber_zero_id and any(a["id"] == 0 for a in gt["annotations"]))
+        plain = plain and (not preds or bool(np.isfinite(np.array([p["score"] for p in preds], dtype=float)).all()))
+    if plain:
+        return gt, preds, "hotcoco"
+    g, p = _copy_gt(gt, renumber_zero_id), _copy_preds(preds)
+    return g, p, resolve_engine(engine, g, p, iou_type)
 
 
 def _counts(gt: Mapping, preds: Sequence, kind: str) -> dict[str, int]:
@@ -712,8 +810,8 @@ def evaluate_coco_keypoints(
     _check_gt(gt, gsrc, kind="keypoints", num_keypoints=k)
     _check_ids(gt, gsrc, allow_duplicate_ids)
     _check_preds(preds, psrc, gt, kind="keypoints", num_keypoints=k)
-    g, p = _engine_inputs(gt, preds, "keypoints", renumber_zero_id, engine)
-    ev = run_cocoeval(g, p, "keypoints", sigmas=sig, keep_states=return_resampler, engine=engine)
+    g, p, eng = _engine_inputs(gt, preds, "keypoints", renumber_zero_id, engine)
+    ev = run_cocoeval(g, p, "keypoints", sigmas=sig, keep_states=return_resampler, engine=eng)
     res = CocoKeypointResult(*_stats(ev, 10), **_counts(gt, preds, "keypoints"))
     return (res, CocoImageResampler.from_eval(ev)) if return_resampler else res
 
@@ -735,8 +833,8 @@ def evaluate_coco_box(
     _check_gt(gt, gsrc, kind="bbox", num_keypoints=None)
     _check_ids(gt, gsrc, allow_duplicate_ids)
     _check_preds(dets, psrc, gt, kind="bbox", num_keypoints=None)
-    g, p = _engine_inputs(gt, dets, "bbox", renumber_zero_id, engine)
-    ev = run_cocoeval(g, p, "bbox", keep_states=return_resampler, engine=engine)
+    g, p, eng = _engine_inputs(gt, dets, "bbox", renumber_zero_id, engine)
+    ev = run_cocoeval(g, p, "bbox", keep_states=return_resampler, engine=eng)
     res = CocoBoxResult(*_stats(ev, 12), **_counts(gt, dets, "bbox"))
     return (res, CocoImageResampler.from_eval(ev)) if return_resampler else res
 
