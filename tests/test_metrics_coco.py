@@ -396,3 +396,18 @@ def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert args.func(args) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1 and "bad.json" in err
+
+
+def test_checks_fast_path_and_record_checks_agree() -> None:
+    """Plain JSON input takes the whole-list checks; numpy scalars or an all-bool row take the record-by-record ones."""
+    gt, preds = make_case(6)
+    ref = evaluate_coco_keypoints(gt, preds).stats
+    g = copy.deepcopy(gt)
+    g["annotations"][0]["area"] = np.float64(g["annotations"][0]["area"])
+    p = copy.deepcopy(preds)
+    p[0]["score"] = np.float64(p[0]["score"])
+    assert evaluate_coco_keypoints(g, p).stats == ref
+    b = copy.deepcopy(preds)
+    b[1]["bbox"] = [True] * 4
+    with pytest.raises(FormatError, match=r"record 1: 'bbox' must be 4 numbers"):
+        evaluate_coco_keypoints(gt, b)
