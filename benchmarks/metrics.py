@@ -1,8 +1,9 @@
 """Benchmark: crowdbench's metrics vs the reference tools, same inputs, one process.
 
 * COCO keypoint AP at val scale (default 5,000 images x 20 people, seeded): ours
-  (``evaluate_coco_keypoints``: faster-coco-eval matching + pycocotools-exact accumulation) vs pycocotools 2.0.11
+  (``evaluate_coco_keypoints``, default ``engine="auto"``: hotcoco here) vs pycocotools 2.0.11
   (``COCOeval(iouType="keypoints")``). Both start from in-memory dicts; the 10 stats must be identical.
+  Each engine, box AP and hotcoco alone: ``benchmarks/coco_engines.py``.
 * MOTChallenge CLEAR + IDF1 (+ HOTA) at MOT17-train scale: ``benchmarks/bench_mot_metrics.py`` (ours vs
   py-motmetrics and TrackEval), run from here.
 

@@ -73,17 +73,31 @@ def crowd_images(seed: int, n_img: int = 30, decimals: int = 2, noise: float = 6
 # ------------------------------------------------------------------------------------ weights 1 = point estimate
 
 
+@pytest.mark.parametrize("engine", ["hotcoco", "faster_coco_eval"])
 @pytest.mark.parametrize("seed", range(12))
-def test_coco_keypoints_and_box_ones_reproduce_every_stat(seed: int) -> None:
+def test_coco_keypoints_and_box_ones_reproduce_every_stat(seed: int, engine: str) -> None:
     gt, preds = make_case(seed)
-    res, rs = evaluate_coco_keypoints(gt, preds if seed % 2 else kp_only(preds), return_resampler=True)
+    res, rs = evaluate_coco_keypoints(gt, preds if seed % 2 else kp_only(preds), return_resampler=True, engine=engine)
     values = rs.values(ones(rs))
     for name in KEYPOINT_STAT_NAMES:
         assert (values[name] == getattr(res, name)).all(), name
-    res, rs = evaluate_coco_box(gt, box_only(preds), return_resampler=True)
+    res, rs = evaluate_coco_box(gt, box_only(preds), return_resampler=True, engine=engine)
     values = rs.values(ones(rs))
     for name in BOX_STAT_NAMES:
         assert (values[name] == getattr(res, name)).all(), name
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_hotcoco_states_equal_faster_coco_eval_states(seed: int) -> None:
+    """The per-image statistics derived from hotcoco's evalImgs are array for array those of the other engine."""
+    gt, preds = make_case(seed)
+    kp = preds if seed % 2 else kp_only(preds)
+    for fn, p in ((evaluate_coco_keypoints, kp), (evaluate_coco_box, box_only(preds))):
+        a = fn(gt, p, return_resampler=True, engine="hotcoco")[1].arrays
+        b = fn(gt, p, return_resampler=True, engine="faster_coco_eval")[1].arrays
+        assert a.keys() == b.keys()
+        for k in a:
+            assert a[k].dtype.kind == b[k].dtype.kind and np.array_equal(a[k], b[k]), k
 
 
 def test_edge_cases_reproduce_too() -> None:

@@ -19,6 +19,8 @@ from crowdbench.bench.metrics.coco_keypoints import (
     evaluate_coco_box,
     evaluate_coco_keypoints,
     evaluate_coco_vis_invis,
+    hotcoco_identical,
+    run_cocoeval,
     split_vis_invis,
 )
 from crowdbench.datasets.formats.errors import FormatError
@@ -26,6 +28,8 @@ from crowdbench.datasets.keypoints import COCO_17
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "coco_keypoints"
 needs_data = pytest.mark.skipif(not (DATA / "test_coco.json").is_file(), reason="shared COCO sample absent")
+# every parity case runs on both matching engines (run_cocoeval) and on "auto", which must pick one that is identical
+ENGINES = pytest.mark.parametrize("engine", ["hotcoco", "faster_coco_eval", "auto"])
 
 
 # ------------------------------------------------------------------------------------------------ helpers
@@ -125,7 +129,8 @@ def assert_kp_parity(gt: dict, preds: list[dict], **kw) -> None:
 # ------------------------------------------------------------------------------------------------ parity
 
 
-def test_parity_keypoints_random_property() -> None:
+@ENGINES
+def test_parity_keypoints_random_property(engine: str) -> None:
     pytest.importorskip("pycocotools")
     hyp = pytest.importorskip("hypothesis")
     st = pytest.importorskip("hypothesis.strategies")
@@ -134,26 +139,60 @@ def test_parity_keypoints_random_property() -> None:
     @hyp.given(seed=st.integers(0, 2**32 - 1), with_bbox=st.booleans())
     def check(seed: int, with_bbox: bool) -> None:
         gt, preds = make_case(seed)
-        assert_kp_parity(gt, preds if with_bbox else kp_only(preds))
+        assert_kp_parity(gt, preds if with_bbox else kp_only(preds), engine=engine)
 
     check()
 
 
+@ENGINES
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_parity_box_random(seed: int) -> None:
+def test_parity_box_random(seed: int, engine: str) -> None:
     gt, preds = make_case(100 + seed)
     dets = [{k: v for k, v in p.items() if k != "keypoints"} for p in preds]
-    assert list(evaluate_coco_box(gt, dets).stats) == pycoco_stats(gt, dets, "bbox")
+    assert list(evaluate_coco_box(gt, dets, engine=engine).stats) == pycoco_stats(gt, dets, "bbox")
+
+
+@pytest.mark.parametrize("engine", ["hotcoco", "faster_coco_eval"])
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_parity_custom_sigmas(seed: int, engine: str) -> None:
+    """14 keypoints with CrowdPose's sigmas under the COCO protocol (``iouType="keypoints"``), as HIE w-AP uses."""
+    from crowdbench.bench.metrics.coco_keypoints import pycocotools_sigmas
+    from crowdbench.datasets.keypoints import CROWDPOSE_14
+
+    pytest.importorskip("pycocotools")
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    gt, preds = make_case(300 + seed)
+    k = 14
+    gt["categories"][0]["keypoints"] = gt["categories"][0]["keypoints"][:k]
+    for a in gt["annotations"]:
+        a["keypoints"] = a["keypoints"][: 3 * k]
+        a["num_keypoints"] = int(sum(v > 0 for v in a["keypoints"][2::3]))
+    for p in preds:
+        p["keypoints"] = p["keypoints"][: 3 * k]
+    ours = evaluate_coco_keypoints(gt, preds, sigmas=CROWDPOSE_14.sigmas, engine=engine).stats
+    with contextlib.redirect_stdout(io.StringIO()):
+        g = COCO()
+        g.dataset = copy.deepcopy(gt)
+        g.createIndex()
+        ev = COCOeval(g, g.loadRes(copy.deepcopy(preds)), "keypoints")
+        ev.params.kpt_oks_sigmas = pycocotools_sigmas(CROWDPOSE_14.sigmas)
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    assert list(ours) == [float(x) for x in ev.stats]
 
 
 @needs_data
-def test_shared_coco_preds_and_dets() -> None:
+@ENGINES
+def test_shared_coco_preds_and_dets(engine: str) -> None:
     gt = DATA / "test_coco.json"
-    kp = evaluate_coco_keypoints(gt, DATA / "xtcocotools_example" / "example_coco_preds.json")
+    kp = evaluate_coco_keypoints(gt, DATA / "xtcocotools_example" / "example_coco_preds.json", engine=engine)
     ref = [0.860890, 0.993145, 0.910891, 0.775578, 0.937252, 0.875, 1.0, 0.916667, 0.78, 0.942857]
     assert kp.stats == pytest.approx(ref, abs=5e-7)
     assert (kp.num_images, kp.num_gt, kp.num_ignored_gt, kp.num_predictions) == (4, 14, 2, 73)
-    box = evaluate_coco_box(gt, DATA / "test_coco_det_AP_H_56.json")
+    box = evaluate_coco_box(gt, DATA / "test_coco_det_AP_H_56.json", engine=engine)
     ref_box = [0.789121, 0.982398, 0.982398, 0.650495, 0.766620, 0.872170]
     assert box.stats[:6] == pytest.approx(ref_box, abs=5e-7)
     assert box.stats[6:] == pytest.approx([0.278571, 0.828571, 0.842857, 0.65, 0.82, 0.914286], abs=5e-7)
@@ -166,49 +205,72 @@ def test_shared_coco_preds_and_dets() -> None:
 
 
 @needs_data
-def test_shared_gt_as_predictions_is_one() -> None:
+@ENGINES
+def test_shared_gt_as_predictions_is_one(engine: str) -> None:
     gt = json.loads((DATA / "test_coco.json").read_text())
     preds = [
         {"image_id": a["image_id"], "category_id": 1, "keypoints": a["keypoints"], "score": 1.0}
         for a in gt["annotations"]
         if a["num_keypoints"] > 0
     ]
-    assert evaluate_coco_keypoints(gt, preds).stats == (1.0,) * 10
+    assert evaluate_coco_keypoints(gt, preds, engine=engine).stats == (1.0,) * 10
 
 
 # ------------------------------------------------------------------------------------------------ edge cases
 
 
-def test_gt_id_zero_reproduces_pycocotools_and_can_be_renumbered() -> None:
+@pytest.mark.parametrize("engine", ["faster_coco_eval", "auto"])
+def test_gt_id_zero_reproduces_pycocotools_and_can_be_renumbered(engine: str) -> None:
     gt, preds = make_case(7)
     gt0 = copy.deepcopy(gt)
     for i, a in enumerate(gt0["annotations"]):
         a["id"] = i  # first GT gets id 0
-    assert_kp_parity(gt0, preds)
-    fixed = evaluate_coco_keypoints(gt0, preds, renumber_zero_id=True).stats
+    assert hotcoco_identical(gt0, preds, "keypoints") == "a GT annotation has id 0"
+    assert_kp_parity(gt0, preds, engine=engine)
+    fixed = evaluate_coco_keypoints(gt0, preds, renumber_zero_id=True, engine=engine).stats
     assert list(fixed) == pycoco_stats(gt, preds, "keypoints")  # ids 1..N: the GT with id 0 can match again
+    # hotcoco forced: the GT with id 0 can match, i.e. renumber_zero_id's numbers, not pycocotools' (why auto avoids it)
+    assert evaluate_coco_keypoints(gt0, preds, engine="hotcoco").stats == fixed
 
 
-def test_image_without_gt_and_image_without_predictions() -> None:
+def test_auto_engine_choice() -> None:
+    gt, preds = make_case(4)
+    dets = [{k: v for k, v in p.items() if k != "keypoints"} for p in preds]
+    assert run_cocoeval(gt, kp_only(preds), "keypoints").engine == "hotcoco"
+    assert run_cocoeval(gt, dets, "bbox").engine == "hotcoco"
+    assert run_cocoeval(copy.deepcopy(gt), copy.deepcopy(preds), "keypoints", use_area=False).engine == (
+        "faster_coco_eval"
+    )
+    nan = [{**p, "score": math.nan} if i == 0 else p for i, p in enumerate(preds)]
+    assert hotcoco_identical(gt, nan, "keypoints") == "NaN or infinite scores"
+    assert hotcoco_identical(gt, preds, "keypoints_crowd") == "iouType 'keypoints_crowd'"
+    with pytest.raises(ValueError, match="engine must be one of"):
+        run_cocoeval(gt, preds, "keypoints", engine="pycocotools")
+
+
+@ENGINES
+def test_image_without_gt_and_image_without_predictions(engine: str) -> None:
     gt, preds = make_case(11)
     assert not [a for a in gt["annotations"] if a["image_id"] == 1]  # image 1: no GT
     assert not [p for p in preds if p["image_id"] == 2]  # image 2: no predictions
     preds.append({**preds[0], "image_id": 1})  # a FP on the GT-less image
-    assert_kp_parity(gt, preds)
+    assert_kp_parity(gt, preds, engine=engine)
 
 
-def test_crowd_regions_absorb_detections() -> None:
+@ENGINES
+def test_crowd_regions_absorb_detections(engine: str) -> None:
     gt, preds = make_case(3)
     crowd = {"id": 999, "image_id": 4, "category_id": 1, "bbox": [0, 0, 640, 480], "area": 300000.0, "iscrowd": 1}
     gt["annotations"].append({**crowd, "keypoints": [0] * 51, "num_keypoints": 0})
     preds += [{**p, "image_id": 4} for p in preds[:5]]
-    assert_kp_parity(gt, preds)
-    assert_kp_parity(gt, kp_only(preds))
+    assert_kp_parity(gt, preds, engine=engine)
+    assert_kp_parity(gt, kp_only(preds), engine=engine)
     dets = [{k: v for k, v in p.items() if k != "keypoints"} for p in preds]
-    assert list(evaluate_coco_box(gt, dets).stats) == pycoco_stats(gt, dets, "bbox")
+    assert list(evaluate_coco_box(gt, dets, engine=engine).stats) == pycoco_stats(gt, dets, "bbox")
 
 
-def test_nan_inf_and_negative_scores_follow_pycocotools() -> None:
+@ENGINES
+def test_nan_inf_and_negative_scores_follow_pycocotools(engine: str) -> None:
     gt, preds = make_case(5)
     for i, p in enumerate(preds):
         if i % 5 == 0:
@@ -218,20 +280,23 @@ def test_nan_inf_and_negative_scores_follow_pycocotools() -> None:
         elif i % 11 == 0:
             p["score"] = -math.inf
     preds[1]["score"] = math.inf
-    assert_kp_parity(gt, preds)
+    assert_kp_parity(gt, preds, engine=engine)  # scores become dense ranks first (hotcoco rejects NaN)
 
 
-def test_duplicate_annotation_ids() -> None:
+@pytest.mark.parametrize("engine", ["faster_coco_eval", "auto"])
+def test_duplicate_annotation_ids(engine: str) -> None:
     gt, preds = make_case(9)
     gt["annotations"][3]["id"] = gt["annotations"][2]["id"]
     with pytest.raises(FormatError, match=r"annotations\[3\]: duplicate annotation id"):
         evaluate_coco_keypoints(gt, preds)
-    assert_kp_parity(gt, preds, allow_duplicate_ids=True)
+    assert hotcoco_identical(gt, preds, "keypoints") == "duplicate GT annotation ids"
+    assert_kp_parity(gt, preds, allow_duplicate_ids=True, engine=engine)
 
 
-def test_empty_prediction_list_gives_zero() -> None:
+@ENGINES
+def test_empty_prediction_list_gives_zero(engine: str) -> None:
     gt, _ = make_case(2)
-    assert evaluate_coco_keypoints(gt, []).AP == 0.0
+    assert evaluate_coco_keypoints(gt, [], engine=engine).AP == 0.0
 
 
 # ------------------------------------------------------------------------------------------------ bad input
@@ -331,3 +396,18 @@ def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert args.func(args) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1 and "bad.json" in err
+
+
+def test_checks_fast_path_and_record_checks_agree() -> None:
+    """Plain JSON input takes the whole-list checks; numpy scalars or an all-bool row take the record-by-record ones."""
+    gt, preds = make_case(6)
+    ref = evaluate_coco_keypoints(gt, preds).stats
+    g = copy.deepcopy(gt)
+    g["annotations"][0]["area"] = np.float64(g["annotations"][0]["area"])
+    p = copy.deepcopy(preds)
+    p[0]["score"] = np.float64(p[0]["score"])
+    assert evaluate_coco_keypoints(g, p).stats == ref
+    b = copy.deepcopy(preds)
+    b[1]["bbox"] = [True] * 4
+    with pytest.raises(FormatError, match=r"record 1: 'bbox' must be 4 numbers"):
+        evaluate_coco_keypoints(gt, b)

@@ -4,10 +4,17 @@ Reference: ``cocodataset/cocoapi: PythonAPI/pycocotools/cocoeval.py`` + ``coco.p
 ``shared/reference/metrics.md`` section 1 (10 OKS thresholds ``.50:.05:.95``, 101 recall points, ``maxDets=20``,
 areas all / medium ``[32², 96²]`` / large, ignore = ``iscrowd or num_keypoints == 0``, stable score sorts).
 
-Backend: ``faster_coco_eval`` 1.8 (``COCOeval_faster``) for OKS / IoU and per-image matching (C++), then our numpy
-port of pycocotools' ``accumulate`` (faster_coco_eval's C++ accumulate is off by one ulp when the top-ranked
-detection is a TP followed by a FP, see :func:`_accumulate`); ``tests/test_metrics_coco.py`` checks that all 10
-(keypoints) and 12 (box) stats are bit-identical to pycocotools 2.0.11 on random sets and on the shared COCO sample.
+Engines (:func:`run_cocoeval` ``engine=``): ``"auto"`` (default) uses **hotcoco** 1.3 (Rust ``COCOeval``, about 10x
+faster) wherever it is bit-identical to pycocotools 2.0.11 -- ``keypoints`` with default or custom sigmas and
+``bbox``, unique non-zero GT ids, finite scores, GT ``area`` as OKS scale (:func:`hotcoco_identical` lists the
+exceptions and why) -- and ``faster_coco_eval`` otherwise (GT id 0 kept, ``allow_duplicate_ids`` with duplicates,
+CrowdPose's ``keypoints_crowd``, ``use_area=False``). Bootstrap states come from hotcoco's ``evalImgs`` (same content,
+tested array for array against the other engine).
+``faster_coco_eval`` engine: ``faster_coco_eval`` 1.8 (``COCOeval_faster``) for OKS / IoU and per-image matching
+(C++), then our numpy port of pycocotools' ``accumulate`` (faster_coco_eval's C++ accumulate is off by one ulp
+when the top-ranked detection is a TP followed by a FP, see :func:`_accumulate`). ``tests/test_metrics_coco.py``
+checks that all 10 (keypoints) and 12 (box) stats are bit-identical to pycocotools 2.0.11 on random sets and on the
+shared COCO sample, with each engine.
 Sigmas are passed in pycocotools' form ``tenths / 10.0`` (``0.26 / 10`` is not the float ``0.026``).
 
 Conventions (each covered by a test):
@@ -203,10 +210,100 @@ def pycocotools_sigmas(sigmas: Sequence[float]) -> np.ndarray:
     return np.round(np.asarray(sigmas, dtype=np.float64) * 10.0, 6) / 10.0
 
 
+_PLAIN_NUM = (int, float)
+
+
+def _plain_rows(rows: list, n: int | None) -> bool:
+    """Every row a list of plain ``int`` / ``float`` (the values JSON gives), of length ``n`` when given: one pass
+    over the value types instead of a numpy conversion per record. ``False`` means "check record by record"."""
+    if not all(type(r) is list for r in rows) or (n is not None and not all(len(r) == n for r in rows)):
+        return False
+    types: set = set()
+    for r in rows:
+        types.update(map(type, r))
+    return types <= set(_PLAIN_NUM)
+
+
+def _gt_plainly_valid(gt: Any, *, kind: str, num_keypoints: int | None, need_area: bool) -> bool:
+    """The common case of :func:`_check_gt` in a few whole-list passes (plain dicts, lists, ints and floats, every
+    category with ``num_keypoints`` keypoints). ``True`` only when the record-by-record checks would pass too;
+    anything unusual (numpy scalars, tuples, missing keys, a bad record) returns ``False`` and those checks run,
+    raising the precise error."""
+    try:
+        if type(gt) is not dict:
+            return False
+        ims, anns, cats = gt.get("images"), gt.get("annotations"), gt.get("categories")
+        if type(ims) is not list or type(anns) is not list or type(cats) is not list:
+            return False
+        if not all(type(c) is dict and type(c.get("id")) is int for c in cats):
+            return False
+        cat_ids = {c["id"] for c in cats}
+        if not all(type(im) is dict and type(im.get("id")) is int for im in ims):
+            return False
+        img_ids = {im["id"] for im in ims}
+        if len(img_ids) != len(ims):
+            return False
+        if not all(
+            type(a) is dict
+            and type(a.get("id")) is int
+            and a.get("image_id") in img_ids
+            and a.get("category_id") in cat_ids
+            and a.get("iscrowd", 0) in (0, 1)
+            for a in anns
+        ):
+            return False
+        if need_area and not all(type(a.get("area")) in _PLAIN_NUM for a in anns):
+            return False
+        if not _plain_rows([a.get("bbox") for a in anns], 4):
+            return False
+        if kind == "keypoints":
+            if num_keypoints is None:
+                return False
+            for c in cats:
+                names = c.get("keypoints")
+                if isinstance(names, list) and len(names) != num_keypoints:
+                    return False
+            if not all(type(a.get("num_keypoints")) is int for a in anns):
+                return False
+            return _plain_rows([a.get("keypoints") for a in anns], 3 * num_keypoints)
+        return True
+    except (TypeError, AttributeError):  # unhashable ids and the like: the precise checks say what
+        return False
+
+
+def _preds_plainly_valid(preds: Any, gt: Mapping, *, kind: str, num_keypoints: int | None) -> bool:
+    """:func:`_check_preds`' common case in whole-list passes, as :func:`_gt_plainly_valid`."""
+    try:
+        if type(preds) is not list or not all(type(p) is dict for p in preds):
+            return False
+        img_ids = {im["id"] for im in gt["images"]}
+        cat_ids = {c["id"] for c in gt["categories"]}
+        if not all(
+            p.get("image_id") in img_ids and p.get("category_id") in cat_ids and type(p.get("score")) in _PLAIN_NUM
+            for p in preds
+        ):
+            return False
+        if not _plain_rows([p.get("bbox") for p in preds if kind == "bbox" or p.get("bbox")], 4):
+            return False
+        if kind == "keypoints":
+            if num_keypoints is None:
+                return False
+            for c in gt["categories"]:
+                names = c.get("keypoints")
+                if isinstance(names, list) and len(names) != num_keypoints:
+                    return False
+            return _plain_rows([p.get("keypoints") for p in preds], 3 * num_keypoints)
+        return True
+    except (TypeError, AttributeError):
+        return False
+
+
 def _check_gt(
     gt: Any, src: str, *, kind: Literal["keypoints", "bbox"], num_keypoints: int | None, need_area: bool = True
 ) -> None:
     """Validate a COCO GT dict; every problem is a one-line FormatError naming ``src`` and the record."""
+    if _gt_plainly_valid(gt, kind=kind, num_keypoints=num_keypoints, need_area=need_area):
+        return
     if not isinstance(gt, Mapping):
         raise FormatError(f"{src}: expected a COCO JSON object, got {type(gt).__name__}")
     for key in ("images", "annotations", "categories"):
@@ -261,6 +358,8 @@ def _check_kpts(a: Mapping, where: str, cat_k: int | None, num_keypoints: int | 
 def _check_preds(
     preds: Any, src: str, gt: Mapping, *, kind: Literal["keypoints", "bbox"], num_keypoints: int | None
 ) -> None:
+    if _preds_plainly_valid(preds, gt, kind=kind, num_keypoints=num_keypoints):
+        return
     if not isinstance(preds, list | tuple):
         raise FormatError(f"{src}: expected a COCO results list, got {type(preds).__name__}")
     img_ids = {im["id"] for im in gt["images"]}
@@ -481,6 +580,91 @@ def _batched_oks(ev: Any, chunk: int = 200_000) -> dict[tuple[int, int], Any]:
     return out
 
 
+ENGINES = ("auto", "hotcoco", "faster_coco_eval")
+
+
+def hotcoco_identical(gt: Mapping, preds: Sequence[Mapping], iou_type: str, *, use_area: bool = True) -> str | None:
+    """``None`` when hotcoco 1.3 gives pycocotools' stats for this input, else why not (``engine="auto"``).
+
+    hotcoco matches pycocotools 2.0.11 bit for bit on COCO ``keypoints`` (default or custom sigmas) and ``bbox``
+    (tests/test_metrics_coco.py, both engines). It departs where pycocotools has a quirk or we have an extension:
+
+    * a GT annotation with id 0: pycocotools cannot count it as a TP (``dtMatches`` holds GT ids, 0 = unmatched),
+      hotcoco can (it keeps a separate matched flag), i.e. hotcoco gives what ``renumber_zero_id=True`` gives;
+    * duplicate GT annotation ids (``allow_duplicate_ids``): pycocotools evaluates the last annotation twice;
+    * NaN / infinite scores: hotcoco's ``loadRes`` rejects NaN (our copies rank them first, so this only matters for
+      direct callers of :func:`run_cocoeval`);
+    * ``keypoints_crowd`` (CrowdPose) and ``use_area=False`` (OKS scale ``0.53 * w * h``): not in hotcoco's COCOeval.
+    """
+    if iou_type not in ("keypoints", "bbox"):
+        return f"iouType {iou_type!r}"
+    if not use_area:
+        return "use_area=False"
+    ids = [a["id"] for a in gt["annotations"]]
+    if 0 in ids:
+        return "a GT annotation has id 0"
+    if len(set(ids)) != len(ids):
+        return "duplicate GT annotation ids"
+    if preds and not np.isfinite(np.array([p["score"] for p in preds], dtype=np.float64)).all():
+        return "NaN or infinite scores"
+    return None
+
+
+class HotcocoEval:
+    """What :func:`run_cocoeval` returns for the hotcoco engine: ``stats``, ``params``, the hotcoco evaluator
+    (``ev``) and, with ``keep_states``, the per-image states in faster-coco-eval's / pycocotools' ``evalImgs``
+    layout (``_boot_states``, ``_boot_params``) for :meth:`CocoImageResampler.from_eval`."""
+
+    engine = "hotcoco"
+
+    def __init__(self, ev: Any, keep_states: bool) -> None:
+        self.ev = ev
+        self.params = ev.params
+        self.stats = np.asarray(ev.stats, dtype=np.float64)
+        self._boot_states: list | None = None
+        self._boot_params: Any = None
+        if keep_states:
+            self._boot_states, self._boot_params = _hotcoco_states(ev), self.params
+
+
+def _hotcoco_states(ev: Any) -> list[tuple]:
+    """hotcoco's ``evalImgs`` (one dict per image, category and area range that has a GT or a detection, in its
+    own order) as the ``(dtm T x D, -, scores, gt ignore, dt ignore T x D)`` tuples of :func:`_accumulate`, in
+    pycocotools' order (category, area range, image) with ``()`` for the empty ones pycocotools stores as None.
+    ``dtMatched`` is hotcoco's matched flag; it equals pycocotools' ``dtMatches != 0`` when no GT id is 0, which is
+    when ``engine="auto"`` uses hotcoco."""
+    p = ev.params
+    cat_ids = p.catIds if p.useCats else [-1]
+    n_a, n_i = len(p.areaRng), len(p.imgIds)
+    k_of = {c: k for k, c in enumerate(cat_ids)}
+    a_of = {tuple(float(v) for v in r): a for a, r in enumerate(p.areaRng)}
+    i_of = {i: j for j, i in enumerate(p.imgIds)}
+    states: list[tuple] = [()] * (len(cat_ids) * n_a * n_i)
+    for e in ev.evalImgs:
+        if e is None:
+            continue
+        k = k_of[e["category_id"] if p.useCats else -1]
+        a = a_of[tuple(float(v) for v in e["aRng"])]
+        states[(k * n_a + a) * n_i + i_of[e["image_id"]]] = (
+            e["dtMatched"],
+            None,
+            e["dtScores"],
+            e["gtIgnore"],
+            e["dtIgnore"],
+        )
+    return states
+
+
+def resolve_engine(engine: str, gt: Mapping, preds: Sequence[Mapping], iou_type: str, *, use_area: bool = True) -> str:
+    """``"auto"`` -> ``"hotcoco"`` where it is identical to pycocotools (:func:`hotcoco_identical`), else
+    ``"faster_coco_eval"``; an explicit engine is returned as is."""
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+    if engine != "auto":
+        return engine
+    return "faster_coco_eval" if hotcoco_identical(gt, preds, iou_type, use_area=use_area) else "hotcoco"
+
+
 def run_cocoeval(
     gt: dict,
     preds: list[dict],
@@ -489,14 +673,47 @@ def run_cocoeval(
     sigmas: np.ndarray | None = None,
     use_area: bool = True,
     keep_states: bool = False,
+    engine: str = "auto",
 ) -> Any:
-    """Run faster_coco_eval ``evaluate`` + our pycocotools ``accumulate`` + ``summarize`` on checked copies.
+    """COCO ``evaluate`` + ``accumulate`` + ``summarize`` on checked inputs; the result has ``stats`` and ``params``.
 
+    ``engine``: ``"hotcoco"`` (hotcoco 1.3's Rust COCOeval, about 10x faster), ``"faster_coco_eval"``
+    (faster_coco_eval ``evaluate`` with our OKS + our pycocotools ``accumulate``), or ``"auto"``: hotcoco where it is
+    bit-identical to pycocotools 2.0.11 (:func:`hotcoco_identical`), else faster_coco_eval. hotcoco does not edit
+    its inputs; the faster_coco_eval engine does (pass copies).
     ``keep_states``: keep the first evaluation's per-image states (``_boot_states``, ``_boot_params``) for
-    :meth:`CocoImageResampler.from_eval`."""
+    :meth:`CocoImageResampler.from_eval` (hotcoco: derived from its ``evalImgs``)."""
+    engine = resolve_engine(engine, gt, preds, iou_type, use_area=use_area)
+    if engine == "hotcoco":
+        return _run_hotcoco(gt, preds, iou_type, sigmas=sigmas, keep_states=keep_states)
+    return _run_faster(gt, preds, iou_type, sigmas=sigmas, use_area=use_area, keep_states=keep_states)
+
+
+def _run_hotcoco(gt: dict, preds: list[dict], iou_type: str, *, sigmas: Any, keep_states: bool) -> HotcocoEval:
+    import hotcoco
+
+    if iou_type not in ("keypoints", "bbox"):
+        raise ValueError(f"the hotcoco engine evaluates 'keypoints' and 'bbox', not {iou_type!r}")
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        cgt = hotcoco.COCO(gt)
+        ev = hotcoco.COCOeval(cgt, cgt.loadRes(preds), iou_type)
+        if sigmas is not None:
+            p = ev.params  # attribute reads are copies: assign the whole value, then the whole Params
+            p.kpt_oks_sigmas = [float(s) for s in sigmas]
+            ev.params = p
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    return HotcocoEval(ev, keep_states)
+
+
+def _run_faster(gt: dict, preds: list[dict], iou_type: str, *, sigmas: Any, use_area: bool, keep_states: bool) -> Any:
+    """faster_coco_eval ``evaluate`` + our OKS + our pycocotools ``accumulate`` + ``summarize``."""
     from faster_coco_eval import COCO, COCOeval_faster
 
     class _Eval(COCOeval_faster):
+        engine = "faster_coco_eval"
         _oks: dict | None = None
         _boot_states: list | None = None
         _boot_params: Any = None
@@ -531,6 +748,25 @@ def run_cocoeval(
     return ev
 
 
+def _engine_inputs(
+    gt: Mapping, preds: Sequence[Mapping], iou_type: str, renumber_zero_id: bool, engine: str
+) -> tuple[Any, Any, str]:
+    """The (GT, predictions, engine) to evaluate: hotcoco reads the checked inputs as they are (it edits nothing),
+    unless ids must be renumbered or scores ranked; the faster_coco_eval engine gets shallow copies (it edits them).
+    ``"auto"`` is resolved here, on the inputs as evaluated."""
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+    if engine == "auto":  # hotcoco_identical: no GT id 0 (renumbered or not), unique ids, finite scores
+        plain = hotcoco_identical(gt, preds, iou_type) is None
+    else:
+        plain = engine == "hotcoco" and not (renumber_zero_id and any(a["id"] == 0 for a in gt["annotations"]))
+        plain = plain and (not preds or bool(np.isfinite(np.array([p["score"] for p in preds], dtype=float)).all()))
+    if plain:
+        return gt, preds, "hotcoco"
+    g, p = _copy_gt(gt, renumber_zero_id), _copy_preds(preds)
+    return g, p, resolve_engine(engine, g, p, iou_type)
+
+
 def _counts(gt: Mapping, preds: Sequence, kind: str) -> dict[str, int]:
     ign = 0
     for a in gt["annotations"]:
@@ -558,12 +794,14 @@ def evaluate_coco_keypoints(
     renumber_zero_id: bool = False,
     allow_duplicate_ids: bool = False,
     return_resampler: bool = False,
+    engine: str = "auto",
 ) -> Any:
     """COCO OKS keypoint AP/AR (pycocotools ``iouType="keypoints"``; metrics.md section 1).
 
     ``gt``: COCO GT dict or JSON path; ``preds``: COCO results list or JSON path. ``sigmas`` default to COCO-17
     (pycocotools' own array); other sigmas are converted with :func:`pycocotools_sigmas`.
     ``return_resampler=True``: ``(result, CocoImageResampler)``, the per-image statistics for bootstrap replicates.
+    ``engine``: see :func:`run_cocoeval` (``"auto"``: hotcoco where identical to pycocotools).
     """
     gt, gsrc = _source(gt, "<gt>")
     preds, psrc = _source(preds, "<predictions>")
@@ -572,9 +810,8 @@ def evaluate_coco_keypoints(
     _check_gt(gt, gsrc, kind="keypoints", num_keypoints=k)
     _check_ids(gt, gsrc, allow_duplicate_ids)
     _check_preds(preds, psrc, gt, kind="keypoints", num_keypoints=k)
-    ev = run_cocoeval(
-        _copy_gt(gt, renumber_zero_id), _copy_preds(preds), "keypoints", sigmas=sig, keep_states=return_resampler
-    )
+    g, p, eng = _engine_inputs(gt, preds, "keypoints", renumber_zero_id, engine)
+    ev = run_cocoeval(g, p, "keypoints", sigmas=sig, keep_states=return_resampler, engine=eng)
     res = CocoKeypointResult(*_stats(ev, 10), **_counts(gt, preds, "keypoints"))
     return (res, CocoImageResampler.from_eval(ev)) if return_resampler else res
 
@@ -586,16 +823,18 @@ def evaluate_coco_box(
     renumber_zero_id: bool = False,
     allow_duplicate_ids: bool = False,
     return_resampler: bool = False,
+    engine: str = "auto",
 ) -> Any:
     """COCO box AP/AR (pycocotools ``iouType="bbox"``), e.g. person detection; same conventions as keypoints.
 
-    ``return_resampler=True``: ``(result, CocoImageResampler)``."""
+    ``return_resampler=True``: ``(result, CocoImageResampler)``; ``engine``: see :func:`run_cocoeval`."""
     gt, gsrc = _source(gt, "<gt>")
     dets, psrc = _source(dets, "<predictions>")
     _check_gt(gt, gsrc, kind="bbox", num_keypoints=None)
     _check_ids(gt, gsrc, allow_duplicate_ids)
     _check_preds(dets, psrc, gt, kind="bbox", num_keypoints=None)
-    ev = run_cocoeval(_copy_gt(gt, renumber_zero_id), _copy_preds(dets), "bbox", keep_states=return_resampler)
+    g, p, eng = _engine_inputs(gt, dets, "bbox", renumber_zero_id, engine)
+    ev = run_cocoeval(g, p, "bbox", keep_states=return_resampler, engine=eng)
     res = CocoBoxResult(*_stats(ev, 12), **_counts(gt, dets, "bbox"))
     return (res, CocoImageResampler.from_eval(ev)) if return_resampler else res
 
