@@ -328,12 +328,16 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from crowdbench.bench.errors import known_errors, one_line
+    from crowdbench.bench.errors import known_errors, one_line, quiet_broken_pipe
 
     parser = build_parser()
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's final flush
+        return code
+    except BrokenPipeError:
+        return quiet_broken_pipe()
     except KeyboardInterrupt:
         console.print(
             "[yellow]interrupted[/]: finished stages and cells are kept; run the same command again to resume."

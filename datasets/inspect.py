@@ -26,7 +26,7 @@ import numpy as np
 
 from crowdbench.datasets.formats.errors import FormatError
 
-__all__ = ["KNOWN_FORMATS", "UnknownFormatError", "inspect_path", "print_report"]
+__all__ = ["KNOWN_FORMATS", "UnknownFormatError", "find_datasets", "inspect_path", "print_report"]
 
 KNOWN_FORMATS = ("crowdhuman", "coco_keypoints", "crowdpose", "mot", "hie", "posetrack17", "posetrack18")
 
@@ -98,6 +98,20 @@ class _Stats:
         }
         out.update(extra)
         return out
+
+
+def _read_json(path: Path) -> Any:
+    """Parse a JSON file; bad JSON (also nested deeper than the parser allows) is a :class:`FormatError`."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise FormatError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise FormatError(f"{path}:{exc.lineno}:{exc.colno}: invalid JSON ({exc.msg})") from None
+    except RecursionError:
+        raise FormatError(f"{path}: JSON nested deeper than the parser allows") from None
 
 
 def _xywh(b: Any) -> list[float]:
@@ -209,7 +223,7 @@ def _posetrack(path: Path) -> dict[str, Any]:
     from crowdbench.datasets.formats.posetrack import PT17_JOINT_TO_SLOT, read_posetrack_frames
 
     files = sorted(p for p in path.glob("*.json") if p.is_file()) if path.is_dir() else [path]
-    first = json.loads(files[0].read_text(encoding="utf-8"))
+    first = _read_json(files[0])
     fmt = "posetrack17" if isinstance(first, dict) and "annolist" in first else "posetrack18"
     st = _Stats()
     for frame in read_posetrack_frames(path):
@@ -225,8 +239,8 @@ def _is_posetrack_dir(path: Path) -> bool:
     if not files:
         return False
     try:
-        data = json.loads(files[0].read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        data = _read_json(files[0])
+    except FormatError:
         return False
     if isinstance(data, dict) and "annolist" in data:
         return True
@@ -237,8 +251,12 @@ def _is_posetrack_dir(path: Path) -> bool:
 def inspect_path(path: str | Path) -> dict[str, Any]:
     """Detect the format of ``path`` and return its statistics (see the module docstring for the keys' meaning).
 
-    Raises :class:`UnknownFormatError` when the format is not recognised, ``FileNotFoundError`` when ``path`` does
-    not exist and :class:`FormatError` when a recognised file is malformed.
+    A folder that is none of the formats itself (a dataset's download folder: annotation files beside images) is
+    searched (:func:`find_datasets`) and every ground-truth-like file or folder found in it is inspected: the report
+    is then ``{"path", "format": "folder", "inspected": [...], "skipped": {path: reason}, "datasets": [report, ...]}``.
+
+    Raises :class:`UnknownFormatError` when the format is not recognised (a folder: when nothing in it is),
+    ``FileNotFoundError`` when ``path`` does not exist and :class:`FormatError` when a recognised file is malformed.
     """
     path = Path(path)
     if not path.exists():
@@ -249,22 +267,88 @@ def inspect_path(path: str | Path) -> dict[str, Any]:
         if path.suffix == ".txt":
             return _mot(path)
         if path.suffix == ".json":
-            try:
-                data = json.loads(path.read_text(encoding="utf-8"))
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                raise FormatError(f"{path}: invalid JSON ({exc})") from None
+            data = _read_json(path)
             if isinstance(data, dict) and "annolist" in data:
                 return _posetrack_file(path)
             if isinstance(data, dict) and "images" in data and "annotations" in data:
                 return _coco(path, data)
     elif path.is_dir():
-        if (path / "labels").is_dir():
-            return _hie(path)
-        if _mot_sequences(path):
-            return _mot(path)
-        if _is_posetrack_dir(path):
-            return _posetrack(path)
+        own = _dataset_kind(path)
+        if own is not None:
+            return own[1]()
+        return _inspect_folder(path)
     raise UnknownFormatError(f"{path}: unknown dataset format; known: {', '.join(KNOWN_FORMATS)}")
+
+
+# Folders never searched for annotations (images, masks, videos: possibly huge).
+_SKIP_DIRS = frozenset({"images", "Images", "img1", "mask", "masks", "videos", "train2017", "val2017", "test2017"})
+_MAX_DEPTH = 4
+LOOKED_FOR = (
+    "COCO-style *.json with 'images' and 'annotations', PoseTrack 2017 *.json with 'annolist', CrowdHuman *.odgt, "
+    "a PoseTrack annotation folder of per-video *.json, MOTChallenge <seq>/seqinfo.ini with gt/gt.txt, HIE labels/"
+)
+
+
+def _dataset_kind(path: Path) -> tuple[str, Any] | None:
+    """``(kind, inspect)`` when the folder ``path`` itself is a known dataset folder, else None."""
+    if (path / "labels").is_dir():
+        return "hie", lambda: _hie(path)
+    if _mot_sequences(path):
+        return "mot", lambda: _mot(path)
+    if _is_posetrack_dir(path):
+        return "posetrack", lambda: _posetrack(path)
+    return None
+
+
+def find_datasets(root: Path) -> tuple[list[Path], dict[str, str]]:
+    """Annotation files and folders under ``root`` (depth <= 4; image folders pruned), and the JSON files skipped
+    with the reason (results lists, other JSON). A dataset folder's own files are not listed separately."""
+    found: list[Path] = []
+    skipped: dict[str, str] = {}
+
+    def walk(d: Path, depth: int) -> None:
+        try:
+            entries = sorted(d.iterdir(), key=lambda p: p.name)
+        except OSError as exc:
+            skipped[str(d)] = f"unreadable ({exc.strerror or exc})"
+            return
+        for e in entries:
+            if e.name.startswith("."):
+                continue
+            if e.is_dir():
+                if e.name in _SKIP_DIRS or depth >= _MAX_DEPTH:
+                    continue
+                if _dataset_kind(e) is not None:
+                    found.append(e)
+                else:
+                    walk(e, depth + 1)
+            elif e.suffix == ".odgt":
+                found.append(e)
+            elif e.suffix == ".json":
+                data = _read_json(e)
+                if isinstance(data, dict) and ("annolist" in data or ("images" in data and "annotations" in data)):
+                    found.append(e)
+                elif isinstance(data, list):
+                    skipped[str(e)] = "a results list (predictions), not ground truth"
+                else:
+                    skipped[str(e)] = "JSON without 'images' / 'annotations' / 'annolist'"
+
+    walk(root, 1)
+    return found, skipped
+
+
+def _inspect_folder(path: Path) -> dict[str, Any]:
+    found, skipped = find_datasets(path)
+    if not found:
+        raise UnknownFormatError(f"{path}: no dataset file found in this folder (looked for {LOOKED_FOR})")
+    reports = [inspect_path(p) for p in found]
+    return {
+        "path": str(path),
+        "format": "folder",
+        "inspected": [str(p) for p in found],
+        "skipped": skipped,
+        "datasets": reports,
+    }
 
 
 def _posetrack_file(path: Path) -> dict[str, Any]:
@@ -277,6 +361,13 @@ def print_report(report: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    if report.get("format") == "folder":
+        print(f"{report['path']}: inspected {len(report['inspected'])} dataset file(s) / folder(s)")
+        for p, why in report["skipped"].items():
+            print(f"  skipped {p}: {why}")
+        for sub in report["datasets"]:
+            print_report(sub)
+        return
     table = Table(title=f"{report['path']} ({report['format']})")
     table.add_column("statistic")
     table.add_column("value", justify="right")

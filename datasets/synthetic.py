@@ -864,18 +864,17 @@ def add_data_commands(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _inspect_command(args: argparse.Namespace) -> int:
-    import sys
-
+    from crowdbench.bench.errors import fail
+    from crowdbench.bench.jsonout import dumps as strict_dumps
     from crowdbench.datasets.formats.errors import FormatError
     from crowdbench.datasets.inspect import UnknownFormatError, inspect_path, print_report
 
     try:
         report = inspect_path(args.path)
-    except (UnknownFormatError, FormatError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except (UnknownFormatError, FormatError, OSError, ValueError, RecursionError, MemoryError) as exc:
+        return fail(exc)
     if args.json:
-        print(json.dumps(report, indent=1, default=str))
+        print(strict_dumps(report, indent=1))
     else:
         print_report(report)
     return 0
@@ -890,6 +889,7 @@ def _check_command(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
+    from crowdbench.bench.errors import one_line
     from crowdbench.bench.specs import available_tables, load_spec
     from crowdbench.datasets.formats.errors import FormatError
     from crowdbench.datasets.layout import DataError, check_dataset, check_images
@@ -915,9 +915,11 @@ def _check_command(args: argparse.Namespace) -> int:
                 table.add_row(table_id, key, ", ".join(splits), "[red]missing[/]")
                 problems.append(f"missing: {exc}")
                 continue
-            except FormatError as exc:
+            except (FormatError, OSError, RecursionError, MemoryError) as exc:
+                if isinstance(exc, BrokenPipeError) or os.environ.get("CROWDBENCH_DEBUG"):
+                    raise
                 table.add_row(table_id, key, ", ".join(splits), "[red]unreadable[/]")
-                problems.append(f"unreadable: {exc}")
+                problems.append(f"unreadable: {one_line(exc)}")
                 continue
             images += [c.summary() for c in checks if not c.missing]
             problems += [f"missing: {c.summary()}" for c in checks if c.missing]

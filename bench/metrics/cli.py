@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import math
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from crowdbench.bench.jsonout import dumps as strict_dumps
 
 if TYPE_CHECKING:
     from crowdbench.bench.metrics.bootstrap import Resampler
@@ -56,6 +56,7 @@ def _pct(v: float) -> str:
 
 
 def cmd_eval_crowdhuman(args: argparse.Namespace) -> int:
+    from crowdbench.bench.errors import need_file
     from crowdbench.bench.metrics.bootstrap import bootstrap_summary, check_bootstrap_arguments, print_intervals
     from crowdbench.bench.metrics.crowdhuman import evaluate_crowdhuman
     from crowdbench.datasets.formats.crowdhuman import read_detections, read_id_hw, read_odgt
@@ -64,8 +65,8 @@ def cmd_eval_crowdhuman(args: argparse.Namespace) -> int:
     try:
         check_bootstrap_arguments(args)
         for path in (args.gt, args.pred, args.id_hw):
-            if path is not None and not path.is_file():
-                raise FileNotFoundError(f"{path}: no such file")
+            if path is not None:
+                need_file(path)
         id_hw = read_id_hw(args.id_hw) if args.id_hw is not None else None
         gt = read_odgt(args.gt, id_hw=id_hw)
         dets = read_detections(args.pred)
@@ -73,14 +74,15 @@ def cmd_eval_crowdhuman(args: argparse.Namespace) -> int:
             result, resampler = evaluate_crowdhuman(gt, dets, return_resampler=True)
         else:
             result = evaluate_crowdhuman(gt, dets)
-    except (FormatError, OSError, ValueError) as exc:
-        print("error: " + " ".join(str(exc).split()), file=sys.stderr)
-        return 2
+    except (FormatError, OSError, ValueError, RecursionError, MemoryError) as exc:
+        from crowdbench.bench.errors import fail
+
+        return fail(exc)
     if args.bootstrap:
         point = {"AP": result.AP, "mMR": result.mMR, "JI": result.JI}
         summary = bootstrap_summary(point, resampler, args.bootstrap, args.bootstrap_seed, args.level)
         if args.json:
-            print(json.dumps(result.to_dict() | summary, indent=2))
+            print(strict_dumps(result.to_dict() | summary, _crowdhuman_reasons(result)))
         else:
             print_intervals(
                 f"CrowdHuman ({args.gt.name} vs {args.pred.name}): {result.num_images} images (mMR: lower is better)",
@@ -89,7 +91,7 @@ def cmd_eval_crowdhuman(args: argparse.Namespace) -> int:
             )
         return 0
     if args.json:
-        print(json.dumps(result.to_dict(), indent=2))
+        print(strict_dumps(result.to_dict(), _crowdhuman_reasons(result)))
         return 0
     print(
         f"CrowdHuman ({args.gt.name} vs {args.pred.name}): {result.num_images} images, {result.num_gt} GT "
@@ -154,3 +156,12 @@ def print_intervals(summary: dict, scale: float = 1.0) -> None:
         if k != "bootstrap":
             mark = "  (centred)" if k in b.get("centred", ()) else ""
             print(f"    {k:<10} {scale * v['value']:.4f}  [{scale * v['low']:.4f}, {scale * v['high']:.4f}]{mark}")
+
+
+def _crowdhuman_reasons(result: object) -> dict[str, str]:
+    """Why CrowdHuman's AP / mMR / JI can be undefined (the JSON says so beside the ``null``)."""
+    if getattr(result, "num_det", 1) == 0:
+        return dict.fromkeys(("AP", "mMR", "JI"), "no detections")
+    if getattr(result, "num_gt", 1) == 0:
+        return dict.fromkeys(("AP", "mMR", "JI"), "no ground-truth boxes")
+    return {}

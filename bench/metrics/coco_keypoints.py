@@ -50,7 +50,6 @@ import argparse
 import contextlib
 import io
 import json
-import sys
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -59,6 +58,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from crowdbench.bench.jsonout import dumps as strict_dumps
 from crowdbench.datasets.formats.errors import FormatError
 
 __all__ = [
@@ -176,6 +176,8 @@ def load_json(path: str | Path) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise FormatError(f"{path}:{exc.lineno}:{exc.colno}: invalid JSON ({exc.msg})") from None
+    except RecursionError:
+        raise FormatError(f"{path}: JSON nested deeper than the parser allows") from None
 
 
 def _source(obj: Any, default: str) -> tuple[Any, str]:
@@ -1160,25 +1162,27 @@ def print_bootstrap(args: argparse.Namespace, res: Any, resampler: Any, names: S
     point = {n: getattr(res, n) for n in names}
     summary = bootstrap_summary(point, resampler, args.bootstrap, args.bootstrap_seed, args.level, undefined=-1.0)
     if args.json:
-        print(json.dumps(res.to_dict() | summary, indent=2))
+        print(strict_dumps(res.to_dict() | summary))
     else:
         print_intervals(f"{title}: {len(resampler.units)} images", summary, names)
 
 
 def run_command(fn: Any, args: argparse.Namespace) -> int:
     """Call ``fn()``; print its result as JSON or text; bad input → ``error: ...`` on stderr and return 2."""
+    from crowdbench.bench.errors import need_file
+
     try:
         if hasattr(args, "bootstrap"):
             from crowdbench.bench.metrics.bootstrap import check_bootstrap_arguments
 
             check_bootstrap_arguments(args)
         for path in (args.gt, args.pred):
-            if not Path(path).is_file():
-                raise FileNotFoundError(f"{path}: no such file")
+            need_file(path)
         fn()
-    except (FormatError, OSError, ValueError) as exc:
-        print("error: " + " ".join(str(exc).split()), file=sys.stderr)
-        return 2
+    except (FormatError, OSError, ValueError, RecursionError, MemoryError) as exc:
+        from crowdbench.bench.errors import fail
+
+        return fail(exc)
     return 0
 
 
@@ -1188,7 +1192,7 @@ def _cmd_keypoints(args: argparse.Namespace) -> int:
         if args.vis_invis:
             res: Any = evaluate_coco_vis_invis(args.gt, args.pred, split=args.vis_invis, **kw)
             if args.json:
-                print(json.dumps(res.to_dict(), indent=2))
+                print(strict_dumps(res.to_dict()))
                 return
             print(f"COCO keypoints AP-vis / AP-invis ({args.gt.name} vs {args.pred.name}, split={res.split})")
             print(f"  {'AP-vis':<8} {_fmt(res.AP_vis)}")
@@ -1202,7 +1206,7 @@ def _cmd_keypoints(args: argparse.Namespace) -> int:
             return
         res = evaluate_coco_keypoints(args.gt, args.pred, **kw)
         if args.json:
-            print(json.dumps(res.to_dict(), indent=2))
+            print(strict_dumps(res.to_dict()))
             return
         print_stats(
             f"COCO keypoints ({args.gt.name} vs {args.pred.name}): {res.num_images} images, {res.num_gt} GT "
@@ -1223,7 +1227,7 @@ def _cmd_box(args: argparse.Namespace) -> int:
             return
         res = evaluate_coco_box(args.gt, args.pred, **kw)
         if args.json:
-            print(json.dumps(res.to_dict(), indent=2))
+            print(strict_dumps(res.to_dict()))
             return
         print_stats(
             f"COCO box ({args.gt.name} vs {args.pred.name}): {res.num_images} images, {res.num_gt} GT "

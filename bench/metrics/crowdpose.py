@@ -21,13 +21,13 @@ Scores, duplicate ids and input checks follow :mod:`crowdbench.bench.metrics.coc
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
+from crowdbench.bench.jsonout import dumps as strict_dumps
 from crowdbench.bench.metrics.bootstrap import add_bootstrap_arguments
 from crowdbench.bench.metrics.coco_keypoints import (
     CocoImageResampler,
@@ -148,7 +148,7 @@ def _cmd(args: argparse.Namespace) -> int:
             return
         res = evaluate_crowdpose(args.gt, args.pred, **kw)
         if args.json:
-            print(json.dumps(res.to_dict(), indent=2))
+            print(strict_dumps(res.to_dict()))
             return
         print_stats(
             f"CrowdPose ({args.gt.name} vs {args.pred.name}): {res.num_images} images, {res.num_gt} GT "

@@ -28,7 +28,6 @@ one COCO results list; or, in memory, a mapping ``video -> (gt_dict, results_lis
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +35,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from crowdbench.bench.jsonout import dumps as strict_dumps
 from crowdbench.bench.metrics.coco_keypoints import (
     GtSource,
     PredSource,
@@ -194,7 +194,7 @@ def _cmd(args: argparse.Namespace) -> int:
             point = dict(zip(HieWapResampler.keys, (res.w_AP_avg, res.w_AP_50, res.w_AP_75), strict=True))
             summary = bootstrap_summary(HieWapResampler.from_result(res), point, args)
         if args.json:
-            print(json.dumps({**res.to_dict(), **summary}, indent=2))
+            print(strict_dumps({**res.to_dict(), **summary}))
             return
         print(f"HIE w-AP ({args.gt.name} vs {args.pred.name}): {len(res.videos)} videos, weighting={res.weighting}")
         print("  (the official HIE weighting and sigmas are unpublished; see crowdbench.bench.metrics.hie_wap)")

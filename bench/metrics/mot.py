@@ -39,8 +39,6 @@ from __future__ import annotations
 
 import argparse
 import configparser
-import json
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -50,8 +48,9 @@ from scipy.optimize import linear_sum_assignment
 from scipy.sparse import coo_array
 from scipy.sparse.csgraph import connected_components
 
+from crowdbench.bench.jsonout import dumps as strict_dumps
 from crowdbench.datasets.formats.errors import FormatError
-from crowdbench.datasets.formats.mot import MotTable, read_mot
+from crowdbench.datasets.formats.mot import MAX_FRAME, MotTable, read_mot
 
 __all__ = [
     "HOTA_ALPHAS",
@@ -1015,9 +1014,12 @@ def _seq_length(seq_dir: Path) -> int | None:
     cp = configparser.ConfigParser()
     try:
         cp.read(ini)
-        return int(cp["Sequence"]["seqLength"])
+        n = int(cp["Sequence"]["seqLength"])
     except (configparser.Error, KeyError, ValueError) as exc:
         raise FormatError(f"{ini}: no valid [Sequence] seqLength ({exc})") from None
+    if not 0 <= n <= MAX_FRAME:
+        raise FormatError(f"{ini}: [Sequence] seqLength must be in [0, {MAX_FRAME:,}], got {n}")
+    return n
 
 
 def _discover(gt: Path, pred: Path) -> list[tuple[str, Path, Path, int | None]]:
@@ -1152,11 +1154,12 @@ def cmd_eval_mot(args: argparse.Namespace) -> int:
             res.benchmark = args.benchmark
             keys = ("MOTA", "MOTP", "IDF1", "IDP", "IDR", "HOTA", "DetA", "AssA")
             summary = bootstrap_summary(rs, {k: getattr(res.combined, k) for k in keys}, args)
-    except (FormatError, OSError, ValueError, RuntimeError) as exc:
-        print("error: " + " ".join(str(exc).split()), file=sys.stderr)
-        return 2
+    except (FormatError, OSError, ValueError, RuntimeError, RecursionError, MemoryError) as exc:
+        from crowdbench.bench.errors import fail
+
+        return fail(exc)
     if args.json:
-        print(json.dumps({**res.to_dict(), **summary}, indent=2))
+        print(strict_dumps({**res.to_dict(), **summary}))
         return 0
     c = res.combined
     print(

@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from crowdbench.bench.jsonout import dumps as strict_dumps
 from crowdbench.datasets.formats.errors import FormatError
 from crowdbench.datasets.keypoints import POSETRACK_17
 
@@ -177,6 +178,8 @@ def _load_json(path: Path) -> Any:
             return json.load(fh)
     except json.JSONDecodeError as exc:
         raise FormatError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg} at column {exc.colno})") from None
+    except RecursionError:
+        raise FormatError(f"{path}: JSON nested deeper than the parser allows") from None
     except UnicodeDecodeError as exc:
         raise FormatError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
 
@@ -1086,13 +1089,14 @@ def cmd_eval_posetrack(args: argparse.Namespace) -> int:
             point = {f"AP {k}": v for k, v in result.ap.row().items()}
             point.update(result.mot.row() if result.mot is not None else {})
             summary = bootstrap_summary(rs, point, args)
-    except (FormatError, OSError, ValueError) as exc:
-        print("error: " + " ".join(str(exc).split()), file=sys.stderr)
-        return 2
+    except (FormatError, OSError, ValueError, RecursionError, MemoryError) as exc:
+        from crowdbench.bench.errors import fail
+
+        return fail(exc)
     if result.mot_error is not None:
         print("warning: tracking metrics not computed: " + " ".join(result.mot_error.split()), file=sys.stderr)
     if args.json:
-        print(json.dumps({**result.to_dict(), **summary}, indent=2))
+        print(strict_dumps({**result.to_dict(), **summary}))
         return 0
     print(f"PoseTrack ({args.gt} vs {args.pred}): {result.num_videos} videos, {result.ap.num_frames} frames")
     row = result.ap.row()

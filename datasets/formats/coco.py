@@ -246,6 +246,8 @@ def _load_json(path: Path) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise FormatError(f"{path}:{exc.lineno}:{exc.colno}: invalid JSON ({exc.msg})") from None
+    except RecursionError:
+        raise FormatError(f"{path}: JSON nested deeper than the parser allows") from None
 
 
 def _short(value: Any) -> str:

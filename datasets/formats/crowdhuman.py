@@ -108,6 +108,8 @@ def _json_line(text: str) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise _Bad(f"invalid JSON ({exc.msg} at column {exc.colno})") from None
+    except RecursionError:
+        raise _Bad("JSON nested deeper than the parser allows") from None
 
 
 def _number(value: Any, what: str) -> float:
@@ -160,6 +162,8 @@ def read_id_hw(path: str | Path) -> dict[str, tuple[int, int]]:
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise FormatError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg} at column {exc.colno})") from None
+    except RecursionError:
+        raise FormatError(f"{path}: JSON nested deeper than the parser allows") from None
     if not isinstance(data, dict):
         raise FormatError(f"{path}: expected a JSON object {{ID: [height, width]}}, got {type(data).__name__}")
     out: dict[str, tuple[int, int]] = {}
@@ -271,6 +275,8 @@ def _read_coco_results(path: Path, text: str) -> list[DetectionRecord]:
         items = json.loads(text)
     except json.JSONDecodeError as exc:
         raise FormatError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg} at column {exc.colno})") from None
+    except RecursionError:
+        raise FormatError(f"{path}: JSON nested deeper than the parser allows") from None
     groups: dict[str, list[dict[str, Any]]] = {}
     for i, item in enumerate(items):
         try:

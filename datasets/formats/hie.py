@@ -329,6 +329,8 @@ def read_hie(
                     data = json.loads(path.read_text(encoding="utf-8"))
                 except json.JSONDecodeError as exc:
                     raise _Bad(f"invalid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
+                except RecursionError:
+                    raise _Bad("JSON nested deeper than the parser allows") from None
                 except UnicodeDecodeError as exc:
                     raise _Bad(f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
                 skip = [0] if skip_bad else []

@@ -24,6 +24,7 @@ from crowdbench.datasets.formats.errors import FormatError
 from crowdbench.datasets.model import Frame, Instance
 
 __all__ = [
+    "MAX_FRAME",
     "MOT_DISTRACTOR_CLASSES",
     "MOT_PEDESTRIAN",
     "SEQINFO_KEYS",
@@ -43,6 +44,9 @@ MOT_PEDESTRIAN = 1
 MOT_DISTRACTOR_CLASSES = (2, 7, 8, 12)
 """person_on_vehicle, static_person, distractor, reflection: people that are neither required nor penalised
 (TrackEval removes predictions matched to them; MOT20 also counts class 6, non_mot_vehicle)."""
+# Frame numbers beyond this are refused: per-frame arrays are sized by the largest frame (10**12 would be terabytes).
+MAX_FRAME = 10**7
+
 SEQINFO_KEYS = ("name", "imDir", "frameRate", "seqLength", "imWidth", "imHeight", "imExt")
 """The ``[Sequence]`` keys of a MOTChallenge ``seqinfo.ini``."""
 _SEQINFO_INT = ("frameRate", "seqLength", "imWidth", "imHeight")
@@ -191,6 +195,7 @@ def read_mot(path: str | Path) -> MotTable:
     bad(~np.isfinite(data[:, :6]).all(axis=1), "non-finite value")
     frames, ids = data[:, 0], data[:, 1]
     bad((frames != np.round(frames)) | (frames < 1), "frame must be an integer >= 1")
+    bad(frames > MAX_FRAME, f"frame (column 1) must be <= {MAX_FRAME:,} (frame numbers must be in [1, {MAX_FRAME:,}])")
     bad((ids != np.round(ids)) | ((ids < 0) & (ids != -1)), "id must be an integer >= 0 (or -1: no identity)")
     bad((data[:, 4] < 0) | (data[:, 5] < 0), "negative box width or height")
     frames, ids = frames.astype(np.int64), ids.astype(np.int64)

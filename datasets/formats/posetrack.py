@@ -115,9 +115,20 @@ def _extent(kpts: np.ndarray, labeled: np.ndarray, head: np.ndarray | None) -> n
     return head.copy() if head is not None else np.zeros(4)
 
 
-def _fix_indices(frames: list[Frame], indices: list[int | None]) -> None:
-    """Frames whose index could not be derived take their rank in the file."""
+# Frame numbers beyond this are refused: writers and per-frame arrays are sized by the largest index.
+MAX_FRAME = 10**7
+
+
+def _fix_indices(frames: list[Frame], indices: list[int | None], path: Path | None = None) -> None:
+    """Frames whose index could not be derived take their rank in the file; an index beyond :data:`MAX_FRAME` (from
+    an image name or ``imgnum``) is a :class:`FormatError` naming the file, the image and the field."""
     for rank, (frame, idx) in enumerate(zip(frames, indices, strict=True)):
+        if idx is not None and not 0 <= idx <= MAX_FRAME:
+            where = f"{path}: image {rank}" if path is not None else f"image {rank}"
+            raise FormatError(
+                f"{where} ({frame.image}): frame number {idx} (from the file name / imgnum) must be in "
+                f"[0, {MAX_FRAME:,}]"
+            )
         frame.index = rank if idx is None else idx
 
 
@@ -182,7 +193,7 @@ def _read17(path: Path, data: Any, image_root: Path | None) -> list[Frame]:
             Frame(video, 0, 0, 0, image=_image_path(name, image_root), instances=instances, ignore_polygons=polygons)
         )
         indices.append(idx)
-    _fix_indices(frames, indices)
+    _fix_indices(frames, indices, path)
     return frames
 
 
@@ -258,7 +269,7 @@ def _read18(path: Path, data: Any, image_root: Path | None) -> list[Frame]:
         by_image[img["id"]] = frame
         frames.append(frame)
         indices.append(_frame_index18(img, name))
-    _fix_indices(frames, indices)
+    _fix_indices(frames, indices, path)
 
     for k, ann in enumerate(data["annotations"]):
         where = f"{path}: annotations[{k}]"
