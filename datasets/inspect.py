@@ -131,6 +131,36 @@ def _odgt(path: Path) -> dict[str, Any]:
     return st.report(path, "crowdhuman")
 
 
+def _short(value: Any) -> str:
+    return json.dumps(value, default=str)[:40]
+
+
+def _is_num(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and bool(np.isfinite(value))
+
+
+def _is_id(value: Any) -> bool:
+    return isinstance(value, int | str) and not isinstance(value, bool)
+
+
+def _check_ann(path: Path, k: int, a: dict[str, Any]) -> None:
+    """The fields :func:`_coco` reads, as numbers (one line naming file, annotation and field otherwise)."""
+    where = f"{path}: annotation {k}"
+    if not _is_id(a["image_id"]):
+        raise FormatError(f"{where}: 'image_id' must be an integer or a string, got {_short(a['image_id'])}")
+    for key in ("bbox", "fbox"):
+        box = a.get(key)
+        if key in a and not (isinstance(box, list) and len(box) == 4 and all(_is_num(v) for v in box)):
+            raise FormatError(f"{where}: '{key}' must be 4 finite numbers [x, y, w, h], got {_short(box)}")
+    if "iscrowd" in a and not (isinstance(a["iscrowd"], bool) or _is_num(a["iscrowd"])):
+        raise FormatError(f"{where}: 'iscrowd' must be 0 or 1, got {_short(a['iscrowd'])}")
+    kp = a.get("keypoints", [])
+    if not (isinstance(kp, list) and len(kp) % 3 == 0 and all(_is_num(v) for v in kp)):
+        raise FormatError(f"{where}: 'keypoints' must be a list of finite numbers [x, y, v, ...], got {_short(kp)}")
+    if "track_id" in a and not _is_num(a["track_id"]):
+        raise FormatError(f"{where}: 'track_id' must be a number, got {_short(a['track_id'])}")
+
+
 def _coco(path: Path, data: dict[str, Any]) -> dict[str, Any]:
     images, anns = data.get("images"), data.get("annotations")
     if not isinstance(images, list) or not isinstance(anns, list):
@@ -139,7 +169,14 @@ def _coco(path: Path, data: dict[str, Any]) -> dict[str, Any]:
     for k, a in enumerate(anns):
         if not isinstance(a, dict) or "image_id" not in a or "bbox" not in a:
             raise FormatError(f"{path}: annotation {k}: needs 'image_id' and 'bbox'")
+        _check_ann(path, k, a)
         by_image.setdefault(a["image_id"], []).append(a)
+    for i, img in enumerate(images):
+        if isinstance(img, dict) and "id" in img and not _is_id(img["id"]):
+            raise FormatError(f"{path}: image {i}: 'id' must be an integer or a string, got {_short(img['id'])}")
+        if isinstance(img, dict) and "crowdIndex" in img and not _is_num(img["crowdIndex"]):
+            got = _short(img["crowdIndex"])
+            raise FormatError(f"{path}: image {i}: 'crowdIndex' must be a finite number, got {got}")
     n_kpts = 0
     cats = data.get("categories")
     if isinstance(cats, list) and cats and isinstance(cats[0], dict) and "keypoints" in cats[0]:

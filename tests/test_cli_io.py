@@ -309,3 +309,19 @@ def test_broken_pipe_is_quiet():
         assert proc.returncode == 0
         assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr, proc.stderr
         assert proc.stderr == ""
+
+
+@pytest.mark.parametrize(
+    ("ann", "needle"),
+    [
+        ({"image_id": 1, "bbox": [1, 2, 3, 4], "keypoints": [1, 2, "x"]}, "'keypoints'"),
+        ({"image_id": [1], "bbox": [1, 2, 3, 4]}, "'image_id'"),
+        ({"image_id": 1, "bbox": [1, "y", 3, 4]}, "'bbox'"),
+        ({"image_id": 1, "bbox": [1, 2, 3, 4], "iscrowd": [1]}, "'iscrowd'"),
+    ],
+)
+def test_inspect_coco_non_numeric_field(ann, needle, tmp_path, capsys, monkeypatch):
+    path = tmp_path / "in" / "gt.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps({"images": [{"id": 1}], "annotations": [ann]}))
+    _bad(["data", "inspect", str(path)], tmp_path, capsys, monkeypatch, f"{path}: annotation 0", needle)
