@@ -905,19 +905,8 @@ def evaluate_posetrack(
     Tracking errors (a sequence with one evaluated frame under ``skip_last_frame``, missing track ids) leave
     ``mot`` as ``None`` with the reason in ``mot_error``; AP is still returned.
     """
-    gt_v = read_posetrack_dir(gt, fmt) if isinstance(gt, str | os.PathLike) else dict(gt)
-    pr_v = read_posetrack_dir(pred, fmt) if isinstance(pred, str | os.PathLike) else dict(pred)
-    if not gt_v:
-        raise FileNotFoundError(f"{gt}: no *.json ground-truth files")
-    frames, names = _prepare(gt_v, pr_v)
-    ap = _ap_from_frames([_assign(f, need_tracks=False) for f in frames])
-    mot, err = None, None
-    try:
-        assigned = [_assign(f, need_tracks=True) for f in frames]
-        mot = _mot_from_frames(frames, assigned, names, skip_last_frame, empty_frame_dummy, motp_all_events)
-    except (FormatError, ValueError) as exc:
-        err = str(exc)
-    return PoseTrackResult(ap=ap, mot=mot, mot_error=err, num_videos=len(names))
+    quirks = {"skip_last_frame": skip_last_frame, "empty_frame_dummy": empty_frame_dummy}
+    return _evaluate(gt, pred, fmt, motp_all_events=motp_all_events, resample=False, **quirks)[0]
 
 
 # ------------------------------------------------------------------------------------------------------ bootstrap
@@ -1008,15 +997,35 @@ def evaluate_posetrack_bootstrap(
 ) -> tuple[PoseTrackResult, PoseTrackResampler]:
     """:func:`evaluate_posetrack` (same arguments) and its :class:`PoseTrackResampler` (videos as units; without
     the MOTA keys when tracking could not be scored)."""
+    quirks = {"skip_last_frame": skip_last_frame, "empty_frame_dummy": empty_frame_dummy}
+    res, resampler = _evaluate(gt, pred, fmt, motp_all_events=motp_all_events, resample=True, **quirks)
+    assert resampler is not None
+    return res, resampler
+
+
+def _evaluate(
+    gt: str | os.PathLike | Mapping[str, PoseTrackVideo],
+    pred: str | os.PathLike | Mapping[str, PoseTrackVideo],
+    fmt: str | None,
+    *,
+    skip_last_frame: bool,
+    empty_frame_dummy: bool,
+    motp_all_events: bool,
+    resample: bool,
+) -> tuple[PoseTrackResult, PoseTrackResampler | None]:
+    """AP and MOTA (:func:`evaluate_posetrack`); with ``resample`` also the per-video statistics of the bootstrap."""
     gt_v = read_posetrack_dir(gt, fmt) if isinstance(gt, str | os.PathLike) else dict(gt)
     pr_v = read_posetrack_dir(pred, fmt) if isinstance(pred, str | os.PathLike) else dict(pred)
     if not gt_v:
         raise FileNotFoundError(f"{gt}: no *.json ground-truth files")
     frames, names = _prepare(gt_v, pr_v)
-    seqs = [f.seq for f in frames]
-    keep_ap: dict = {}
     assigned_ap = [_assign(f, need_tracks=False) for f in frames]
-    ap = _ap_from_frames(assigned_ap, keep_ap, seqs)
+    if not resample:
+        ap = _ap_from_frames(assigned_ap)
+        mot, err = _mot_or_error(frames, names, skip_last_frame, empty_frame_dummy, motp_all_events)
+        return PoseTrackResult(ap=ap, mot=mot, mot_error=err, num_videos=len(names)), None
+    keep_ap: dict = {}
+    ap = _ap_from_frames(assigned_ap, keep_ap, [f.seq for f in frames])
     n_gt = np.zeros((len(names), N_JOINTS))
     for f, a in zip(frames, assigned_ap, strict=True):
         n_gt[f.seq] += a.n_gt
@@ -1027,18 +1036,29 @@ def evaluate_posetrack_bootstrap(
         "ap_video": np.concatenate([x[1] for x in labels]),
         "ap_start": np.cumsum([0] + [len(x[0]) for x in labels]),
     }
-    mot, err = None, None
-    try:
-        keep_mot: dict = {}
-        assigned = [_assign(f, need_tracks=True) for f in frames]
-        mot = _mot_from_frames(
-            frames, assigned, names, skip_last_frame, empty_frame_dummy, motp_all_events, keep=keep_mot
-        )
+    keep_mot: dict = {}
+    mot, err = _mot_or_error(frames, names, skip_last_frame, empty_frame_dummy, motp_all_events, keep_mot)
+    if mot is not None:
         arrays["mot"] = np.stack([keep_mot.get(v, np.zeros((6, N_JOINTS))) for v in range(len(names))])
-    except (FormatError, ValueError) as exc:
-        err = str(exc)
     res = PoseTrackResult(ap=ap, mot=mot, mot_error=err, num_videos=len(names))
     return res, PoseTrackResampler("video", names, arrays)
+
+
+def _mot_or_error(
+    frames: Sequence[_Frame],
+    names: Sequence[str],
+    skip_last_frame: bool,
+    empty_frame_dummy: bool,
+    motp_all_events: bool,
+    keep: dict | None = None,
+) -> tuple[PoseTrackMOTResult | None, str | None]:
+    """Tracking results, or None and why they cannot be computed (a video with one evaluated frame, missing ids)."""
+    try:
+        assigned = [_assign(f, need_tracks=True) for f in frames]
+        quirks = (skip_last_frame, empty_frame_dummy, motp_all_events)
+        return _mot_from_frames(frames, assigned, names, *quirks, keep=keep), None
+    except (FormatError, ValueError) as exc:
+        return None, str(exc)
 
 
 # ------------------------------------------------------------------------------------------------------------ CLI
