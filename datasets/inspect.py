@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from crowdbench.datasets.formats.errors import FormatError
+from crowdbench.datasets.formats.errors import FormatError, read_json
 
 __all__ = ["KNOWN_FORMATS", "UnknownFormatError", "find_datasets", "inspect_path", "print_report"]
 
@@ -98,20 +98,6 @@ class _Stats:
         }
         out.update(extra)
         return out
-
-
-def _read_json(path: Path) -> Any:
-    """Parse a JSON file; bad JSON (also nested deeper than the parser allows) is a :class:`FormatError`."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise FormatError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise FormatError(f"{path}:{exc.lineno}:{exc.colno}: invalid JSON ({exc.msg})") from None
-    except RecursionError:
-        raise FormatError(f"{path}: JSON nested deeper than the parser allows") from None
 
 
 def _xywh(b: Any) -> list[float]:
@@ -260,7 +246,7 @@ def _posetrack(path: Path) -> dict[str, Any]:
     from crowdbench.datasets.formats.posetrack import PT17_JOINT_TO_SLOT, read_posetrack_frames
 
     files = sorted(p for p in path.glob("*.json") if p.is_file()) if path.is_dir() else [path]
-    first = _read_json(files[0])
+    first = read_json(files[0])
     fmt = "posetrack17" if isinstance(first, dict) and "annolist" in first else "posetrack18"
     st = _Stats()
     for frame in read_posetrack_frames(path):
@@ -276,7 +262,7 @@ def _is_posetrack_dir(path: Path) -> bool:
     if not files:
         return False
     try:
-        data = _read_json(files[0])
+        data = read_json(files[0])
     except FormatError:
         return False
     if isinstance(data, dict) and "annolist" in data:
@@ -304,7 +290,7 @@ def inspect_path(path: str | Path) -> dict[str, Any]:
         if path.suffix == ".txt":
             return _mot(path)
         if path.suffix == ".json":
-            data = _read_json(path)
+            data = read_json(path)
             if isinstance(data, dict) and "annolist" in data:
                 return _posetrack_file(path)
             if isinstance(data, dict) and "images" in data and "annotations" in data:
@@ -362,7 +348,7 @@ def find_datasets(root: Path) -> tuple[list[Path], dict[str, str]]:
             elif e.suffix == ".odgt":
                 found.append(e)
             elif e.suffix == ".json":
-                data = _read_json(e)
+                data = read_json(e)
                 if isinstance(data, dict) and ("annolist" in data or ("images" in data and "annotations" in data)):
                     found.append(e)
                 elif isinstance(data, list):

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from crowdbench.datasets.formats.atomic import atomic_write_text
-from crowdbench.datasets.formats.errors import FormatError
+from crowdbench.datasets.formats.errors import FormatError, read_json
 from crowdbench.datasets.keypoints import COCO_17, CROWDPOSE_14
 from crowdbench.datasets.model import Frame, Instance, KeypointSchema
 
@@ -237,19 +237,6 @@ class CocoFrames(list[Frame]):
         return {image_id: i for i, image_id in enumerate(self.image_ids)}
 
 
-def _load_json(path: Path) -> Any:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise FormatError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise FormatError(f"{path}:{exc.lineno}:{exc.colno}: invalid JSON ({exc.msg})") from None
-    except RecursionError:
-        raise FormatError(f"{path}: JSON nested deeper than the parser allows") from None
-
-
 def _short(value: Any) -> str:
     return json.dumps(value)[:40]
 
@@ -436,7 +423,7 @@ def read_coco_keypoints(
     """
     path = Path(path)
     root = Path(image_root) if image_root is not None else None
-    data = _load_json(path)
+    data = read_json(path)
     if not isinstance(data, dict):
         raise FormatError(f"{path}: expected a JSON object with 'images', 'annotations', 'categories'")
     for key in ("images", "annotations", "categories"):
@@ -570,7 +557,7 @@ def read_coco_results(
         ids = [int(x) for x in gt]  # type: ignore[arg-type]
         frames = [Frame(str(i), 0, 0, 0) for i in ids]
     index = {iid: j for j, iid in enumerate(ids)}
-    items = _load_json(path)
+    items = read_json(path)
     if not isinstance(items, list):
         raise FormatError(f"{path}: expected a JSON list of results, got {type(items).__name__}")
     k = schema.num_keypoints if schema is not None else None
