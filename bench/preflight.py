@@ -59,19 +59,11 @@ def _kd_teacher(cfg: DetectorConfig, path: Path, setting: str) -> None:
 
 
 def _pose_backbone(cfg: PoseModelConfig, path: Path, setting: str) -> None:
-    from crowdbench.methods.pose.models import build_pose_model
+    from crowdbench.bench.config import PoseConfig
+    from crowdbench.bench.stages.pose_training import build_model
 
-    # the same call as bench/stages/pose_training.py: build_model; the head size does not touch the backbone
-    build_pose_model(
-        cfg.arch,
-        num_joints=17,
-        backbone=cfg.backbone,
-        hrnet_width=cfg.hrnet_width,
-        deconv_layers=cfg.deconv_layers,
-        deconv_channels=cfg.deconv_channels,
-        fpn=cfg.fpn,
-        weights=path,
-    )
+    # the training's own builder and loader (the head size does not touch the backbone)
+    build_model(PoseConfig(model=cfg.model_copy(update={"weights": path})), num_joints=17)
 
 
 def _regression_trunk(cfg: RegressionModelConfig, path: Path, setting: str) -> None:
