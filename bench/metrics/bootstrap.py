@@ -20,7 +20,6 @@ import argparse
 import base64
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -42,23 +41,6 @@ class Resampler(Protocol):
     def values(self, weights: np.ndarray) -> dict[str, np.ndarray]:
         """``weights`` (R x len(units), non-negative integers) -> metric key -> R replicate values."""
         ...
-
-
-@dataclass(frozen=True)
-class Interval:
-    """A percentile bootstrap interval."""
-
-    low: float
-    high: float
-    level: float = DEFAULT_LEVEL
-    resamples: int = DEFAULT_RESAMPLES
-    unit: str = "image"
-
-    def contains(self, value: float) -> bool:
-        return self.low <= value <= self.high
-
-    def to_dict(self) -> dict[str, float | int | str]:
-        return {"low": self.low, "high": self.high, "level": self.level, "resamples": self.resamples, "unit": self.unit}
 
 
 def replicate_weights(n_units: int, resamples: int = DEFAULT_RESAMPLES, seed: int = DEFAULT_SEED) -> np.ndarray:
@@ -88,16 +70,6 @@ def percentile_interval(samples: np.ndarray, level: float = DEFAULT_LEVEL) -> tu
     alpha = (1.0 - level) / 2.0
     low, high = np.quantile(finite, [alpha, 1.0 - alpha])
     return float(low), float(high)
-
-
-def pooled_values(
-    resamplers: Sequence[Resampler], all_units: Sequence[str], weights: np.ndarray
-) -> dict[str, np.ndarray]:
-    """One row's replicate values pooled over its seeds: each seed's predictions resampled with the same image
-    weights, then the mean over seeds (training variance and test-set variance in one interval)."""
-    per_seed = [r.values(aligned_weights(r.units, all_units, weights)) for r in resamplers]
-    keys = set.intersection(*(set(v) for v in per_seed)) if per_seed else set()
-    return {k: np.mean([v[k] for v in per_seed], axis=0) for k in sorted(keys)}
 
 
 def centred_interval(samples: np.ndarray, point: float, level: float = DEFAULT_LEVEL) -> tuple[float, float]:
