@@ -83,15 +83,21 @@ def samples(tmp_path: Path) -> dict[str, Path]:
 
 
 def _commands(s: dict[str, Path]) -> dict[str, list[str]]:
-    """Each eval entry point on valid input (the tests swap one argument for a bad one)."""
+    """Each eval entry point on valid input (the tests swap one argument for a bad one); only those whose inputs
+    exist (the shared samples may be absent)."""
+    inputs = {
+        "crowdhuman": ("odgt", "empty"),
+        "coco-keypoints": ("coco", "empty"),
+        "coco-box": ("coco", "empty"),
+        "crowdpose": ("crowdpose", "empty"),
+        "hie-wap": ("hie", "empty"),
+        "posetrack": ("pt_gt", "pt_pred"),
+        "mot": ("mot_gt", "mot_pred"),
+    }
     return {
-        "crowdhuman": ["eval", "crowdhuman", "--gt", str(s["odgt"]), "--pred", str(s["empty"])],
-        "coco-keypoints": ["eval", "coco-keypoints", "--gt", str(s["coco"]), "--pred", str(s["empty"])],
-        "coco-box": ["eval", "coco-box", "--gt", str(s["coco"]), "--pred", str(s["empty"])],
-        "crowdpose": ["eval", "crowdpose", "--gt", str(s["crowdpose"]), "--pred", str(s["empty"])],
-        "hie-wap": ["eval", "hie-wap", "--gt", str(s["hie"]), "--pred", str(s["empty"])],
-        "posetrack": ["eval", "posetrack", "--gt", str(s["pt_gt"]), "--pred", str(s["pt_pred"])],
-        "mot": ["eval", "mot", "--gt", str(s["mot_gt"]), "--pred", str(s["mot_pred"])],
+        name: ["eval", name, "--gt", str(s[gt]), "--pred", str(s[pred])]
+        for name, (gt, pred) in inputs.items()
+        if gt in s and pred in s
     }
 
 
