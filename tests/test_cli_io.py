@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from badinput import expect_bad, files_under  # tests/ is on sys.path (rootdir import mode)
 
 from crowdbench.bench.cli import main
 from crowdbench.bench.jsonout import strict_json
@@ -27,28 +28,8 @@ needs_data = pytest.mark.skipif(not DATA.is_dir(), reason="shared sample data ab
 DEEP = "[" * 20_000 + "]" * 20_000  # far beyond the interpreter's recursion limit
 
 
-def _files(root: Path) -> set[Path]:
-    return {p for p in root.rglob("*")}
-
-
 def _bad(argv: list[str], tmp_path: Path, capsys, monkeypatch, *needles: str) -> str:
-    """``main(argv)`` exits 2 with one ``error:`` line (<= 3 lines in all), no traceback, nothing written."""
-    monkeypatch.delenv("CROWDBENCH_DEBUG", raising=False)
-    work = tmp_path / "cwd"
-    work.mkdir(exist_ok=True)
-    monkeypatch.chdir(work)
-    before = _files(tmp_path)
-    assert main(argv) == 2
-    out, err = capsys.readouterr()
-    text = (out + err).strip()
-    assert "Traceback" not in text, text
-    assert len(text.splitlines()) <= 3, text
-    lines = [line for line in err.splitlines() if line.startswith("error: ")]
-    assert len(lines) == 1, text
-    assert _files(tmp_path) == before
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    return lines[0]
+    return expect_bad(argv, tmp_path, capsys, monkeypatch, *needles)
 
 
 @pytest.fixture()
@@ -241,14 +222,14 @@ def test_data_check_unreadable_annotation(case, tmp_path, capsys, monkeypatch):
     if case == "denied":
         _deny(monkeypatch, gt)
     monkeypatch.delenv("CROWDBENCH_DEBUG", raising=False)
-    before = _files(tmp_path)
+    before = files_under(tmp_path)
     assert main(["data", "check", "--data-root", str(tmp_path / "root"), "--table", "hie-pose/table3"]) == 1
     out, err = capsys.readouterr()
     assert "Traceback" not in out + err
     lines = [line for line in out.splitlines() if line.startswith("unreadable: ")]
     assert len(lines) == 1 and str(gt) in lines[0], out
     assert ("nested deeper" if case == "deep" else "permission denied") in lines[0]
-    assert _files(tmp_path) == before
+    assert files_under(tmp_path) == before
 
 
 def test_debug_still_raises(tmp_path, monkeypatch):
