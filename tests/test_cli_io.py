@@ -261,7 +261,10 @@ def test_inspect_folder_without_dataset(tmp_path, capsys, monkeypatch):
 
 @needs_data
 def test_crowdhuman_empty_detections_is_strict_json(samples, capsys):
-    assert main([*_commands(samples)["crowdhuman"], "--json"]) == 0
+    # no detections at all: the image's record with an empty 'dtboxes' (an empty file is an error, issue 20)
+    pred = samples["odgt"].parent / "no_dets.json"
+    pred.write_text('{"ID": "283554,35288000868e92d4", "dtboxes": []}\n')
+    assert main([*_swap(_commands(samples)["crowdhuman"], "--pred", pred), "--json"]) == 0
     out = json.loads(capsys.readouterr().out, parse_constant=lambda c: pytest.fail(f"non-strict JSON: {c}"))
     assert out["mMR"] is None and out["undefined"]["mMR"] == "no detections"
     json.dumps(out, allow_nan=False)

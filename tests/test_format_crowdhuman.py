@@ -167,7 +167,7 @@ def test_head_box_round_trip(tmp_path):
         "b.odgt",
         [json.dumps({"ID": "a", "gtboxes": [{"tag": "person", "fbox": [1, 2, 3, 4], "hbox": [1, 2]}]})],
     )
-    with pytest.raises(FormatError, match=r"b\.odgt:1: gtbox 0 'hbox' must be a list of 4 numbers"):
+    with pytest.raises(FormatError, match=r"b\.odgt:1: gtboxes\[0\] 'hbox' must be a list of 4 numbers"):
         read_odgt(bad)
 
 
@@ -184,10 +184,10 @@ GOOD = json.dumps({"ID": "a", "gtboxes": [{"tag": "person", "fbox": [1, 2, 3, 4]
     ("line", "reason"),
     [
         ('{"ID": "b", "gtboxes": [}', "invalid JSON (Expecting value at column 25)"),
-        ('{"ID": "b", "gtboxes": [{"tag": "person", "vbox": [1, 2, 3, 4]}]}', "gtbox 0 has no 'fbox'"),
-        ('{"ID": "b", "gtboxes": [{"tag": "person", "fbox": [1, 2, 3]}]}', "gtbox 0 'fbox' must be a list of 4"),
+        ('{"ID": "b", "gtboxes": [{"tag": "person", "vbox": [1, 2, 3, 4]}]}', "gtboxes[0] has no 'fbox'"),
+        ('{"ID": "b", "gtboxes": [{"tag": "person", "fbox": [1, 2, 3]}]}', "gtboxes[0] 'fbox' must be a list of 4"),
         ('{"ID": "b", "gtboxes": [{"tag": "person", "fbox": [1, "2", 3, 4]}]}', "'fbox' must be a finite number"),
-        ('{"ID": "b", "gtboxes": [{"fbox": [1, 2, 3, 4]}]}', "gtbox 0 has no 'tag'"),
+        ('{"ID": "b", "gtboxes": [{"fbox": [1, 2, 3, 4]}]}', "gtboxes[0] has no 'tag'"),
         ('{"gtboxes": []}', "record has no 'ID'"),
         ('{"ID": "b"}', "record 'b' has no 'gtboxes'"),
         ('{"ID": "b", "width": -5, "height": 3, "gtboxes": []}', "'width' must be a non-negative integer"),
@@ -208,7 +208,7 @@ def test_malformed_odgt_names_file_line_and_reason(tmp_path, line, reason):
 def test_missing_fbox_in_later_gtbox(tmp_path):
     boxes = [{"tag": "person", "fbox": [0, 0, 1, 1]}] * 3 + [{"tag": "person"}]
     path = _write(tmp_path, "x.odgt", [json.dumps({"ID": "z", "gtboxes": boxes})])
-    with pytest.raises(FormatError, match=r"x\.odgt:1: gtbox 3 has no 'fbox'$"):
+    with pytest.raises(FormatError, match=r"x\.odgt:1: gtboxes\[3\] has no 'fbox'$"):
         read_odgt(path)
 
 

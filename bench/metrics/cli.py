@@ -45,6 +45,15 @@ def add_eval_commands(eval_subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--id-hw", type=Path, metavar="FILE", help="image sizes {ID: [height, width]} (mmdet format)")
     p.add_argument("--json", action="store_true", help="print the full result as JSON")
+    p.add_argument(
+        "--lenient",
+        action="store_true",
+        help="score what CrowdDet's evaluation code accepts instead of refusing it: boxes (GT fbox/vbox/hbox, "
+        "detection box) with negative width or height (CrowdDet: they intersect nothing, so such a GT box is a miss, "
+        "such a detection a false positive, such an ignore region absorbs nothing) or beyond 1e6 px (used as given), "
+        "and extra.ignore / head_attr.ignore values other than 0/1 (non-zero = ignore). Without it those are errors. "
+        "NaN/inf, wrong types, missing keys, duplicate or unknown IDs and an empty detections file stay errors",
+    )
     add_bootstrap_arguments(p)
     p.set_defaults(func=cmd_eval_crowdhuman)
     for name in METRIC_MODULES:
@@ -59,7 +68,7 @@ def cmd_eval_crowdhuman(args: argparse.Namespace) -> int:
     from crowdbench.bench.errors import need_file
     from crowdbench.bench.metrics.bootstrap import bootstrap_summary, check_bootstrap_arguments, print_intervals
     from crowdbench.bench.metrics.crowdhuman import evaluate_crowdhuman
-    from crowdbench.datasets.formats.crowdhuman import read_detections, read_id_hw, read_odgt
+    from crowdbench.datasets.formats.crowdhuman import read_detections, read_id_hw, read_odgt, record_id
     from crowdbench.datasets.formats.errors import FormatError
 
     try:
@@ -68,12 +77,12 @@ def cmd_eval_crowdhuman(args: argparse.Namespace) -> int:
             if path is not None:
                 need_file(path)
         id_hw = read_id_hw(args.id_hw) if args.id_hw is not None else None
-        gt = read_odgt(args.gt, id_hw=id_hw)
-        dets = read_detections(args.pred)
+        gt = read_odgt(args.gt, id_hw=id_hw, lenient=args.lenient)
+        dets = read_detections(args.pred, lenient=args.lenient, gt_ids={record_id(f) for f in gt})
         if args.bootstrap:
-            result, resampler = evaluate_crowdhuman(gt, dets, return_resampler=True)
+            result, resampler = evaluate_crowdhuman(gt, dets, return_resampler=True, lenient=args.lenient)
         else:
-            result = evaluate_crowdhuman(gt, dets)
+            result = evaluate_crowdhuman(gt, dets, lenient=args.lenient)
     except (FormatError, OSError, ValueError, RecursionError, MemoryError) as exc:
         from crowdbench.bench.errors import fail
 

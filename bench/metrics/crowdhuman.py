@@ -19,6 +19,15 @@ Python loop is over candidate (IoU > 0.5) pairs for the greedy Caltech match; JI
 images are found together (leaf reduction, then enumeration over small components, see ``_max_weight_matching``);
 only components with more than 4 detections or GT go one by one to ``scipy.optimize.linear_sum_assignment``.
 
+Lenient (``evaluate_crowdhuman(..., lenient=True)``, ``crowdbench eval crowdhuman --lenient``): by default a box
+with negative width or height, or beyond ``MAX_COORD`` px, is an error (:class:`FormatError`; the readers refuse it
+too, naming file, line and field, see ``datasets/formats/crowdhuman.py``). With ``lenient`` it is scored as CrowdDet
+scores it: ``x2 = x + w`` as given, clipped when the image size is known, so a negative-size box intersects nothing
+(every intersection ``max(0, iw) * max(0, ih)`` is 0): a valid GT box of negative size is a miss (it stays in the
+GT count: recall and AP drop), an ignore region of negative size absorbs no detection, a detection of negative size
+is a false positive (JI: an unmatched detection counted in ``n``). The readers' ``lenient`` also accepts any finite
+``extra.ignore`` (ignored iff non-zero, CrowdDet's ``!= 0``). NaN / Infinity are refused with and without it.
+
 JI tie caveat: CrowdDet uses Edmonds' blossom algorithm; we use leaf reduction, enumeration and the Hungarian method.
 Both find a maximum-weight matching; if several matchings tie on total weight they may pick different ones, which
 can change ``k`` or the ignore discounting. With real-valued IoUs exact ties are practically absent.
@@ -38,7 +47,7 @@ from scipy.optimize import linear_sum_assignment
 from scipy.sparse import csr_array
 from scipy.sparse.csgraph import connected_components
 
-from crowdbench.datasets.formats.crowdhuman import DetectionRecord, record_id
+from crowdbench.datasets.formats.crowdhuman import DetectionRecord, check_boxes, record_id
 from crowdbench.datasets.model import Frame
 
 __all__ = [
@@ -47,6 +56,7 @@ __all__ = [
     "CrowdHumanImage",
     "CrowdHumanImageResampler",
     "CrowdHumanResult",
+    "check_images",
     "evaluate_crowdhuman",
     "evaluate_images",
     "images_from_frames",
@@ -707,6 +717,19 @@ def images_from_frames(
     return images
 
 
+def check_images(images: Sequence[CrowdHumanImage], *, lenient: bool = False) -> None:
+    """The format layer's box rules (:func:`~crowdbench.datasets.formats.crowdhuman.check_boxes`) on in-memory
+    images: a non-finite box or score is a :class:`FormatError`; unless ``lenient``, so is a box with negative width /
+    height or beyond ``MAX_COORD`` (``lenient``: CrowdDet's numbers for them, see the module docstring)."""
+    ids = [im.id for im in images]
+    cat = np.concatenate
+    gt = cat([im.gt_boxes for im in images]) if images else np.zeros((0, 4))
+    check_boxes("ground truth", ids, [len(im.gt_boxes) for im in images], gt, lenient=lenient)
+    det = cat([im.det_boxes for im in images]) if images else np.zeros((0, 4))
+    scores = cat([im.det_scores for im in images]) if images else np.zeros(0)
+    check_boxes("detections", ids, [len(im.det_boxes) for im in images], det, scores, lenient=lenient)
+
+
 def evaluate_crowdhuman(
     gt_frames: Sequence[Frame],
     detections: Detections,
@@ -714,9 +737,14 @@ def evaluate_crowdhuman(
     unknown_ids: str = "error",
     ji: bool = True,
     return_resampler: bool = False,
+    lenient: bool = False,
 ) -> Any:
     """AP / mMR / JI of detections (Frames or :class:`DetectionRecord` s) against CrowdHuman GT frames.
 
+    The boxes are checked first (:func:`check_images`): a non-finite box or score raises :class:`FormatError`, and
+    unless ``lenient`` so does a box of negative width / height or beyond ``MAX_COORD`` px; ``lenient=True`` scores
+    such boxes as CrowdDet does (module docstring, "Lenient").
     ``return_resampler=True``: ``(result, CrowdHumanImageResampler)`` for bootstrap replicates over images."""
     images = images_from_frames(gt_frames, detections, unknown_ids=unknown_ids)
+    check_images(images, lenient=lenient)
     return evaluate_images(images, ji=ji, return_resampler=return_resampler)
