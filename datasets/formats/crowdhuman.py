@@ -469,7 +469,7 @@ def box_problem(boxes: np.ndarray, *, lenient: bool = False) -> tuple[int, str] 
     try:
         _box_ranges(x1, y1, x2 - x1, y2 - y1, "box")
     except _Bad as exc:
-        return r, str(exc)
+        return r, str(exc).removeprefix("box: ")
     return r, "box out of range"  # pragma: no cover
 
 

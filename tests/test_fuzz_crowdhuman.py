@@ -1,0 +1,568 @@
+"""Issue 20, CrowdHuman: a table of malformed ``.odgt`` ground truth, detections and ``id_hw`` files.
+
+Every variant goes through ``crowdbench eval crowdhuman`` (and, for ground-truth variants, ``crowdbench data
+inspect``): exit 2, one ``error:`` line naming the file, the line / record and the field, no traceback, nothing
+written. Variants that CrowdDet's evaluation code accepts and scores (``lenient=True``: negative box sizes, boxes
+beyond the 1e6 px bound, ignore flags other than 0/1) must give, with ``--lenient``, CrowdDet's own AP / mMR / JI:
+computed here with CrowdDet's code when it is under ``benchmarks/reference`` (see benchmarks/README.md), else the
+values recorded below (which the same test checks against CrowdDet's code whenever it is there). Every other variant
+is refused with ``--lenient`` too.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from badinput import Variant, at_least, expect_bad, expect_number, ids  # tests/ is on sys.path
+
+from crowdbench.bench.metrics.crowdhuman import JI_SCORE_THRESHOLDS, evaluate_crowdhuman
+from crowdbench.datasets.formats.crowdhuman import DetectionRecord, read_odgt
+from crowdbench.datasets.formats.errors import FormatError
+from crowdbench.datasets.model import Frame, Instance
+
+REPO = Path(__file__).resolve().parents[1]
+REFERENCE = Path(os.environ.get("CROWDDET_EVAL", REPO / "benchmarks" / "reference"))
+
+# ------------------------------------------------------------------------------------------------ the clean sample
+
+A, B = "284193,faa9000f2678b5e", "283554,35288000868e92d4"  # CrowdHuman-style IDs
+SIZES = {A: (800, 1000), B: (480, 640)}  # (height, width)
+
+
+def _gtbox(fbox: list[float], k: int, tag: str = "person", ignore: int | None = None) -> dict[str, Any]:
+    x, y, w, h = fbox
+    extra: dict[str, Any] = {"box_id": k, "occ": 0}
+    if ignore is not None:
+        extra["ignore"] = ignore
+    return {
+        "tag": tag,
+        "fbox": fbox,
+        "vbox": [x + 2, y + 2, w - 4, h - 10],
+        "hbox": [x + w / 4, y, w / 2, h / 6],
+        "head_attr": {"ignore": 0, "occ": 0, "unsure": 0},
+        "extra": extra,
+    }
+
+
+def clean_gt() -> list[dict[str, Any]]:
+    """Two images as in annotation_val.odgt (no width / height: they come from id_hw): 4 + 3 people, an ignored
+    person and a mask region."""
+    a = [[100, 100, 80, 200], [300, 120, 90, 210], [500, 100, 85, 220], [700, 150, 70, 180]]
+    b = [[50, 60, 100, 250], [200, 40, 110, 260], [400, 80, 90, 240]]
+    boxes_a = [_gtbox(f, k) for k, f in enumerate(a)]
+    boxes_a += [_gtbox([850, 500, 120, 200], 4, tag="mask", ignore=1), _gtbox([20, 500, 60, 150], 5, ignore=1)]
+    return [{"ID": A, "gtboxes": boxes_a}, {"ID": B, "gtboxes": [_gtbox(f, k) for k, f in enumerate(b)]}]
+
+
+def clean_pred() -> list[dict[str, Any]]:
+    """CrowdDet result lines: TPs, a false positive per image, a detection inside the mask (dropped)."""
+    det_a = [
+        ([100, 100, 80, 200], 0.95),
+        ([305, 125, 88, 205], 0.9),
+        ([880, 550, 50, 100], 0.8),
+        ([600, 600, 50, 100], 0.7),
+        ([495, 110, 85, 215], 0.6),
+    ]
+    det_b = [([52, 58, 98, 250], 0.85), ([205, 45, 100, 255], 0.5), ([500, 300, 60, 120], 0.4)]
+    det_b.append(([400, 80, 90, 240], 0.3))
+    return [
+        {
+            "ID": rid,
+            "height": SIZES[rid][0],
+            "width": SIZES[rid][1],
+            "dtboxes": [dict(box=b, score=s, tag=1) for b, s in d],
+        }
+        for rid, d in ((A, det_a), (B, det_b))
+    ]
+
+
+def clean_id_hw() -> dict[str, list[int]]:
+    return {rid: list(hw) for rid, hw in SIZES.items()}
+
+
+CLEAN = {"AP": 0.617687074829932, "mMR": 0.48985370448747023, "JI": 0.6749998462500355}
+
+# ------------------------------------------------------------------------------------------------- the variants
+
+
+def _set(path: tuple, value: Any) -> Callable[[Any], None]:
+    """Mutation: ``data[path[0]][path[1]]... = value``."""
+
+    def mutate(data: Any) -> None:
+        node = data
+        for key in path[:-1]:
+            node = node[key]
+        node[path[-1]] = value
+
+    return mutate
+
+
+def _delete(path: tuple) -> Callable[[Any], None]:
+    def mutate(data: Any) -> None:
+        node = data
+        for key in path[:-1]:
+            node = node[key]
+        del node[path[-1]]
+
+    return mutate
+
+
+def _text(text: str) -> Callable[[Any], str]:
+    return lambda data: text
+
+
+def _append_copy(i: int) -> Callable[[Any], None]:
+    return lambda data: data.append(copy.deepcopy(data[i]))
+
+
+def _coco(items: list[dict[str, Any]]) -> Callable[[Any], str]:
+    return lambda data: json.dumps(items)
+
+
+G = "gt.odgt"
+P = "pred.json"
+H = "id_hw.json"
+NEG = "is negative"
+BEYOND = "1000000"
+FIN = "must be a finite number"
+
+# Recorded CrowdDet numbers (AP, mMR, JI) of the lenient variants; checked against CrowdDet's code when present.
+LENIENT_EXPECT: dict[str, dict[str, float]] = {
+    "fbox-negative-width": {"AP": 0.33784013605442176, "mMR": 0.8231090522290833, "JI": 0.541666545138917},
+    "fbox-negative-height": {"AP": 0.3973639455782313, "mMR": 0.7142857142857143, "JI": 0.49999990000002004},
+    "mask-fbox-negative-width": {"AP": 0.5670918367346938, "mMR": 0.5714285714285714, "JI": 0.6249998645833637},
+    "fbox-x-beyond-bound": {"AP": 0.37355442176870746, "mMR": 0.9279553995895209, "JI": 0.541666545138917},
+    "fbox-width-beyond-bound": {"AP": 0.5130952380952382, "mMR": 0.48985370448747023, "JI": 0.6333331622222713},
+    "vbox-negative-height": CLEAN,
+    "hbox-negative-width": CLEAN,
+    "extra-ignore-2": {"AP": 0.5986111111111112, "mMR": 0.3916905184686362, "JI": 0.7999996900001369},
+    "head-attr-ignore-minus-1": CLEAN,
+    "det-box-negative-width": {"AP": 0.3973639455782313, "mMR": 0.7142857142857143, "JI": 0.49999990000002004},
+    "det-box-height-beyond-bound": CLEAN,  # clipped to the image: still the same false positive
+}
+
+VARIANTS: list[Variant] = [
+    # ---- types
+    Variant("gt-id-bool", "types", _set((0, "ID"), True), (f"{G}:1:", "'ID'")),
+    Variant("gt-id-float", "types", _set((1, "ID"), 1.5), (f"{G}:2:", "'ID'")),
+    Variant("gt-id-beyond-int64", "types", _set((1, "ID"), 2**70), (f"{G}:2:", "'ID'", "int64")),
+    Variant("gtboxes-object", "types", _set((0, "gtboxes"), {"a": 1}), (f"{G}:1:", "'gtboxes' must be a list")),
+    Variant("gtbox-string", "types", _set((1, "gtboxes", 2), "box"), (f"{G}:2:", "gtboxes[2] must be a JSON object")),
+    Variant("tag-number", "types", _set((0, "gtboxes", 1, "tag"), 1), (f"{G}:1:", "gtboxes[1] 'tag'")),
+    Variant(
+        "fbox-string-value", "types", _set((0, "gtboxes", 0, "fbox", 2), "80"), (f"{G}:1:", "gtboxes[0] 'fbox'", FIN)
+    ),
+    Variant("fbox-true", "types", _set((1, "gtboxes", 1, "fbox", 0), True), (f"{G}:2:", "gtboxes[1] 'fbox'", FIN)),
+    Variant("extra-list", "types", _set((0, "gtboxes", 3, "extra"), []), (f"{G}:1:", "gtboxes[3] 'extra'")),
+    Variant(
+        "extra-ignore-true",
+        "types",
+        _set((0, "gtboxes", 4, "extra", "ignore"), True),
+        (f"{G}:1:", "gtboxes[4] 'extra.ignore'"),
+    ),
+    Variant(
+        "head-attr-string", "types", _set((1, "gtboxes", 0, "head_attr"), "x"), (f"{G}:2:", "gtboxes[0] 'head_attr'")
+    ),
+    Variant("record-width-string", "types", lambda d: d[0].update(width="1000", height=800), (f"{G}:1:", "'width'")),
+    Variant("record-not-object", "types", lambda d: d.insert(1, [1, 2]), (f"{G}:2:", "expected a JSON object")),
+    Variant(
+        "det-score-string",
+        "types",
+        _set((0, "dtboxes", 1, "score"), "0.9"),
+        (f"{P}:1:", "dtboxes[1] 'score'", FIN),
+        "pred",
+    ),
+    Variant(
+        "det-box-true", "types", _set((1, "dtboxes", 0, "box", 3), True), (f"{P}:2:", "dtboxes[0] 'box'", FIN), "pred"
+    ),
+    Variant("det-id-list", "types", _set((1, "ID"), [1]), (f"{P}:2:", "'ID'"), "pred"),
+    Variant("dtboxes-object", "types", _set((0, "dtboxes"), {}), (f"{P}:1:", "dtboxes must be a list"), "pred"),
+    Variant("id-hw-string", "types", _set((A, 0), "800"), (H, f"ID {A!r}", "height"), "id_hw"),
+    Variant(
+        "coco-image-id-bool",
+        "types",
+        _coco([{"image_id": True, "bbox": [1, 2, 3, 4], "score": 1}]),
+        (P, "record 0", "'image_id'"),
+        "pred",
+    ),
+    # ---- finiteness
+    Variant(
+        "fbox-nan", "finiteness", _set((0, "gtboxes", 2, "fbox", 1), math.nan), (f"{G}:1:", "gtboxes[2] 'fbox'", FIN)
+    ),
+    Variant(
+        "fbox-inf", "finiteness", _set((1, "gtboxes", 0, "fbox", 3), math.inf), (f"{G}:2:", "gtboxes[0] 'fbox'", FIN)
+    ),
+    Variant(
+        "hbox-minus-inf",
+        "finiteness",
+        _set((0, "gtboxes", 1, "hbox", 0), -math.inf),
+        (f"{G}:1:", "gtboxes[1] 'hbox'", FIN),
+    ),
+    Variant(
+        "vbox-1e400",
+        "finiteness",
+        lambda d: json.dumps(d[0]).replace("[102, 102,", "[1e400, 102,", 1),
+        (f"{G}:1:", "gtboxes[0] 'vbox'", FIN),
+    ),
+    Variant(
+        "fbox-int-beyond-float",
+        "finiteness",
+        _set((1, "gtboxes", 2, "fbox", 2), 10**400),
+        (f"{G}:2:", "gtboxes[2] 'fbox'", FIN),
+    ),
+    Variant(
+        "mask-fbox-nan",
+        "finiteness",
+        _set((0, "gtboxes", 4, "fbox", 0), math.nan),
+        (f"{G}:1:", "gtboxes[4] 'fbox'", FIN),
+    ),
+    Variant(
+        "det-score-nan",
+        "finiteness",
+        _set((0, "dtboxes", 2, "score"), math.nan),
+        (f"{P}:1:", "dtboxes[2] 'score'", FIN),
+        "pred",
+    ),
+    Variant(
+        "det-box-inf",
+        "finiteness",
+        _set((1, "dtboxes", 3, "box", 2), math.inf),
+        (f"{P}:2:", "dtboxes[3] 'box'", FIN),
+        "pred",
+    ),
+    Variant(
+        "coco-score-inf",
+        "finiteness",
+        _coco([{"image_id": A, "bbox": [1, 2, 3, 4], "score": math.inf}]),
+        (P, f"image_id {A!r}", "'score'", FIN),
+        "pred",
+    ),
+    # ---- ranges (the lenient ones: CrowdDet scores them)
+    Variant(
+        "fbox-negative-width",
+        "ranges",
+        _set((0, "gtboxes", 1, "fbox", 2), -5),
+        (f"{G}:1:", "gtboxes[1] 'fbox'", "width -5", NEG),
+        lenient=True,
+    ),
+    Variant(
+        "fbox-negative-height",
+        "ranges",
+        _set((1, "gtboxes", 0, "fbox", 3), -250),
+        (f"{G}:2:", "gtboxes[0] 'fbox'", "height -250", NEG),
+        lenient=True,
+    ),
+    Variant(
+        "mask-fbox-negative-width",
+        "ranges",
+        _set((0, "gtboxes", 4, "fbox", 2), -120),
+        (f"{G}:1:", "gtboxes[4] 'fbox'", NEG),
+        lenient=True,
+    ),
+    Variant(
+        "fbox-x-beyond-bound",
+        "ranges",
+        _set((0, "gtboxes", 0, "fbox", 0), 5e6),
+        (f"{G}:1:", "gtboxes[0] 'fbox'", "x", BEYOND),
+        lenient=True,
+    ),
+    Variant(
+        "fbox-width-beyond-bound",
+        "ranges",
+        _set((1, "gtboxes", 2, "fbox", 2), 2e6),
+        (f"{G}:2:", "gtboxes[2] 'fbox'", "width", BEYOND),
+        lenient=True,
+    ),
+    Variant(
+        "vbox-negative-height",
+        "ranges",
+        _set((0, "gtboxes", 2, "vbox", 3), -1),
+        (f"{G}:1:", "gtboxes[2] 'vbox'", NEG),
+        lenient=True,
+    ),
+    Variant(
+        "hbox-negative-width",
+        "ranges",
+        _set((1, "gtboxes", 1, "hbox", 2), -3.5),
+        (f"{G}:2:", "gtboxes[1] 'hbox'", NEG),
+        lenient=True,
+    ),
+    Variant(
+        "extra-ignore-2",
+        "ranges",
+        _set((1, "gtboxes", 2, "extra", "ignore"), 2),
+        (f"{G}:2:", "gtboxes[2] 'extra.ignore'", "0 or 1"),
+        lenient=True,
+    ),
+    Variant(
+        "head-attr-ignore-minus-1",
+        "ranges",
+        _set((0, "gtboxes", 0, "head_attr", "ignore"), -1),
+        (f"{G}:1:", "gtboxes[0] 'head_attr.ignore'"),
+        lenient=True,
+    ),
+    Variant(
+        "det-box-negative-width",
+        "ranges",
+        _set((1, "dtboxes", 0, "box", 2), -98),
+        (f"{P}:2:", "dtboxes[0] 'box'", NEG),
+        "pred",
+        lenient=True,
+    ),
+    Variant(
+        "det-box-height-beyond-bound",
+        "ranges",
+        _set((0, "dtboxes", 3, "box", 3), 3e6),
+        (f"{P}:1:", "dtboxes[3] 'box'", "height", BEYOND),
+        "pred",
+        lenient=True,
+    ),
+    Variant(
+        "record-width-negative",
+        "ranges",
+        lambda d: d[1].update(width=-5, height=480),
+        (f"{G}:2:", "'width'", "non-negative"),
+    ),
+    Variant(
+        "record-height-absurd",
+        "ranges",
+        lambda d: d[0].update(width=1000, height=10**6),
+        (f"{G}:1:", "'height'", "100000"),
+    ),
+    Variant("det-width-negative", "ranges", _set((0, "width"), -1), (f"{P}:1:", "'width'"), "pred"),
+    Variant("id-hw-absurd", "ranges", _set((B, 0), 10**7), (H, f"ID {B!r}", "height", "100000"), "id_hw"),
+    Variant("id-hw-negative", "ranges", _set((A, 1), -3), (H, f"ID {A!r}", "width"), "id_hw"),
+    # ---- shape
+    Variant(
+        "fbox-3-values",
+        "shape",
+        _set((0, "gtboxes", 0, "fbox"), [1, 2, 3]),
+        (f"{G}:1:", "gtboxes[0] 'fbox'", "list of 4"),
+    ),
+    Variant(
+        "fbox-5-values",
+        "shape",
+        lambda d: d[1]["gtboxes"][1]["fbox"].append(7),
+        (f"{G}:2:", "gtboxes[1] 'fbox'", "list of 4"),
+    ),
+    Variant(
+        "fbox-nested", "shape", _set((0, "gtboxes", 2, "fbox"), [[1, 2], [3, 4]]), (f"{G}:1:", "gtboxes[2] 'fbox'")
+    ),
+    Variant(
+        "vbox-string",
+        "shape",
+        _set((1, "gtboxes", 0, "vbox"), "1,2,3,4"),
+        (f"{G}:2:", "gtboxes[0] 'vbox'", "list of 4"),
+    ),
+    Variant(
+        "det-box-2-values",
+        "shape",
+        _set((1, "dtboxes", 1, "box"), [1, 2]),
+        (f"{P}:2:", "dtboxes[1] 'box'", "list of 4"),
+        "pred",
+    ),
+    Variant("id-hw-one-value", "shape", _set((A,), [800]), (H, f"ID {A!r}", "[height, width]"), "id_hw"),
+    Variant(
+        "coco-bbox-3-values",
+        "shape",
+        _coco([{"image_id": B, "bbox": [1, 2, 3], "score": 0.5}]),
+        (P, f"image_id {B!r}", "'bbox'", "list of 4"),
+        "pred",
+    ),
+    # ---- references
+    Variant("gt-duplicate-id", "references", _append_copy(0), (f"{G}:3:", "duplicate ID", "line 1")),
+    Variant(
+        "det-unknown-id",
+        "references",
+        _set((1, "ID"), "nowhere,123"),
+        (f"{P}:2:", "'nowhere,123'", "not in the ground truth"),
+        "pred",
+    ),
+    Variant("det-duplicate-id", "references", _append_copy(1), (f"{P}:3:", "duplicate ID", "line 2"), "pred"),
+    Variant(
+        "coco-unknown-image-id",
+        "references",
+        _coco([{"image_id": 7, "bbox": [1, 2, 3, 4], "score": 0.5}]),
+        (P, "record 0", "'7'", "not in the ground truth"),
+        "pred",
+    ),
+    # ---- required
+    Variant("gt-no-id", "required", _delete((1, "ID")), (f"{G}:2:", "no 'ID'")),
+    Variant("gt-no-gtboxes", "required", _delete((0, "gtboxes")), (f"{G}:1:", "no 'gtboxes'")),
+    Variant("gtbox-no-fbox", "required", _delete((0, "gtboxes", 3, "fbox")), (f"{G}:1:", "gtboxes[3] has no 'fbox'")),
+    Variant("gtbox-no-tag", "required", _delete((1, "gtboxes", 1, "tag")), (f"{G}:2:", "gtboxes[1] has no 'tag'")),
+    Variant(
+        "width-without-height", "required", lambda d: d[1].update(width=640), (f"{G}:2:", "'width' but no 'height'")
+    ),
+    Variant("det-no-dtboxes", "required", _delete((0, "dtboxes")), (f"{P}:1:", "no 'dtboxes'"), "pred"),
+    Variant(
+        "det-no-score",
+        "required",
+        _delete((1, "dtboxes", 2, "score")),
+        (f"{P}:2:", "dtboxes[2] has no 'score'"),
+        "pred",
+    ),
+    Variant(
+        "det-no-box", "required", _delete((0, "dtboxes", 0, "box")), (f"{P}:1:", "dtboxes[0] has no 'box'"), "pred"
+    ),
+    Variant("det-empty-file", "required", _text(""), (P, "no detection records"), "pred"),
+    Variant("det-blank-lines-only", "required", _text("\n  \n"), (P, "no detection records"), "pred"),
+    Variant("det-empty-coco-list", "required", _text("[]"), (P, "no detection records"), "pred"),
+    Variant(
+        "coco-no-score",
+        "required",
+        _coco([{"image_id": A, "bbox": [1, 2, 3, 4]}]),
+        (P, "record 0", "no 'score'"),
+        "pred",
+    ),
+]
+
+# ------------------------------------------------------------------------------------------------------ running
+
+
+def _dump(target: str, data: Any) -> str:
+    if isinstance(data, str):
+        return data
+    if target == "id_hw":
+        return json.dumps(data)
+    return "".join(json.dumps(r) + "\n" for r in data)
+
+
+def _inputs(tmp_path: Path, variant: Variant | None) -> dict[str, Path]:
+    """gt.odgt, pred.json and id_hw.json under ``tmp_path/in``, the variant's target mutated."""
+    folder = tmp_path / "in"
+    folder.mkdir(exist_ok=True)
+    data = {"gt": clean_gt(), "pred": clean_pred(), "id_hw": clean_id_hw()}
+    names = {"gt": G, "pred": P, "id_hw": H}
+    if variant is not None:
+        out = variant.mutate(data[variant.target])
+        if out is not None:
+            data[variant.target] = out
+    paths = {}
+    for key, name in names.items():
+        paths[key] = folder / name
+        paths[key].write_text(_dump(key, data[key]))
+    return paths
+
+
+def _eval_argv(p: dict[str, Path]) -> list[str]:
+    return ["eval", "crowdhuman", "--gt", str(p["gt"]), "--pred", str(p["pred"]), "--id-hw", str(p["id_hw"])]
+
+
+def _reference_numbers(p: dict[str, Path]) -> dict[str, float] | None:
+    """CrowdDet's AP / mMR / JI on the files (as tools/test.py + compute_APMR / compute_JI run it), or None when its
+    code is not under ``REFERENCE``."""
+    if not (REFERENCE / "crowddet_eval").is_dir():
+        return None
+    pytest.importorskip("tqdm")  # imported by CrowdDet's compute_JI
+    sys.path.insert(0, str(REFERENCE))
+    try:
+        from crowddet_eval import compute_JI
+        from crowddet_eval.APMRToolkits import Database
+    finally:
+        sys.path.remove(str(REFERENCE))
+    gts = [json.loads(line) for line in p["gt"].read_text().splitlines()]
+    dts = [json.loads(line) for line in p["pred"].read_text().splitlines()]
+    db = Database(str(p["gt"]), str(p["pred"]), "box", None, 0)
+    db.compare()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ap, mmr = db.eval_AP()[0], db.eval_MR()[0]
+
+    class Queue(list):
+        def put_nowait(self, item: Any) -> None:
+            self.append(item)
+
+    records = []
+    for g, d in zip(gts, dts, strict=True):  # tools/test.py stores the GT beside the detections, tag -1 = ignore
+        tags = [-1 if b["tag"] != "person" or b["extra"].get("ignore", 0) != 0 else 1 for b in g["gtboxes"]]
+        records.append(dict(d, gtboxes=[{"box": b["fbox"], "tag": t} for b, t in zip(g["gtboxes"], tags, strict=True)]))
+    ji = []
+    for s in JI_SCORE_THRESHOLDS:
+        q = Queue()
+        compute_JI.compute_JI_with_ignore(q, records, s, "box")
+        ji.append(compute_JI.gather(q)[1])
+    return {"AP": float(ap), "mMR": float(mmr), "JI": float(max(ji))}
+
+
+def _close(got: dict[str, Any], want: dict[str, float]) -> None:
+    for key in ("AP", "mMR", "JI"):
+        assert got[key] == pytest.approx(want[key], abs=1e-9), (key, got[key], want[key])
+
+
+def test_table_covers_every_category():
+    at_least(VARIANTS, 30)
+    assert {v.name for v in VARIANTS if v.lenient} == set(LENIENT_EXPECT)
+
+
+def test_clean_sample_gives_the_recorded_numbers(tmp_path, capsys):
+    p = _inputs(tmp_path, None)
+    got = expect_number(_eval_argv(p), capsys)
+    _close(got, CLEAN)
+    ref = _reference_numbers(p)
+    if ref is not None:
+        _close(ref, CLEAN)
+    assert expect_number([*_eval_argv(p), "--lenient"], capsys) == got  # clean data: --lenient changes nothing
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=ids(VARIANTS))
+def test_variant(variant, tmp_path, capsys, monkeypatch):
+    p = _inputs(tmp_path, variant)
+    target = p[variant.target]
+    needles = (str(target), *variant.needles)
+    expect_bad(_eval_argv(p), tmp_path, capsys, monkeypatch, *needles)
+    if variant.target == "gt":
+        expect_bad(["data", "inspect", str(target)], tmp_path, capsys, monkeypatch, *needles)
+    if not variant.lenient:
+        expect_bad([*_eval_argv(p), "--lenient"], tmp_path, capsys, monkeypatch, *needles)
+        return
+    got = expect_number([*_eval_argv(p), "--lenient"], capsys)
+    want = LENIENT_EXPECT[variant.name]
+    ref = _reference_numbers(p)
+    if ref is not None:
+        _close(ref, want)  # the recorded value is CrowdDet's
+    _close(got, want)
+
+
+def test_negative_fbox_no_longer_changes_ap_silently(tmp_path, capsys, monkeypatch):
+    # the issue's case: a person's fbox with negative width turned AP into a lower number without a word
+    variant = next(v for v in VARIANTS if v.name == "fbox-negative-width")
+    p = _inputs(tmp_path, variant)
+    err = expect_bad(_eval_argv(p), tmp_path, capsys, monkeypatch, f"{p['gt']}:1: gtboxes[1] 'fbox': width -5")
+    assert err.endswith("is negative")
+    assert expect_number([*_eval_argv(p), "--lenient"], capsys)["AP"] < CLEAN["AP"]
+
+
+def _frames() -> tuple[list[Frame], list[DetectionRecord]]:
+    gt = [Frame(A, 0, 1000, 800, instances=[Instance([10, 10, 50, 90]), Instance([100, 10, 140, 90])])]
+    dets = [DetectionRecord(A, [[10, 10, 50, 90], [100, 10, 140, 90]], [0.9, 0.8], 1000, 800)]
+    return gt, dets
+
+
+def test_python_api_checks_in_memory_frames():
+    gt, dets = _frames()
+    clean = evaluate_crowdhuman(gt, dets)
+    gt[0].instances[1].box = np.array([100.0, 10.0, 95.0, 90.0])  # x2 < x1: width -5
+    with pytest.raises(FormatError, match=r"ground truth: image '.*': box 1: width -5(\.0)? is negative"):
+        evaluate_crowdhuman(gt, dets)
+    lenient = evaluate_crowdhuman(gt, dets, lenient=True)
+    assert lenient.AP < clean.AP and lenient.num_gt == clean.num_gt  # a miss, as CrowdDet counts it
+    dets[0].scores[0] = np.nan
+    with pytest.raises(FormatError, match=r"detections: image '.*': box 0: score nan is not finite"):
+        evaluate_crowdhuman(gt, dets, lenient=True)
+
+
+def test_reader_lenient_keyword(tmp_path):
+    p = _inputs(tmp_path, next(v for v in VARIANTS if v.name == "fbox-negative-width"))
+    with pytest.raises(FormatError, match="is negative"):
+        read_odgt(p["gt"])
+    frames = read_odgt(p["gt"], lenient=True)
+    np.testing.assert_array_equal(frames[0].instances[1].box, [300, 120, 295, 330])
