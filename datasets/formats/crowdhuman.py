@@ -174,25 +174,31 @@ def _box_ranges(x: float, y: float, w: float, h: float, what: str) -> None:
             raise _Bad(f"{what}: {name} {_show(v)} is beyond +-{MAX_COORD:.0f} px")
 
 
+def _in_bounds(x: float, y: float, w: float, h: float) -> bool:
+    return 0 <= w <= MAX_COORD and 0 <= h <= MAX_COORD and abs(x) <= MAX_COORD and abs(y) <= MAX_COORD
+
+
 def _xywh(value: Any, what: str, lenient: bool = False) -> list[float]:
     """``[x, y, w, h]`` -> ``[x1, y1, x2, y2]``: 4 finite JSON numbers (not ``true``), and unless ``lenient``
     widths and heights >= 0 and every value within :data:`MAX_COORD`."""
     if type(value) is list and len(value) == 4:  # fast path; JSON numbers are exactly int or float
         x, y, w, h = value
         if type(x) in _NUM and type(y) in _NUM and type(w) in _NUM and type(h) in _NUM:
-            try:
-                if math.isfinite(x + y + w + h) and (
-                    lenient
-                    or (0 <= w <= MAX_COORD and 0 <= h <= MAX_COORD and abs(x) <= MAX_COORD and abs(y) <= MAX_COORD)
-                ):
-                    return [float(x), float(y), float(x + w), float(y + h)]
-            except OverflowError:
+            try:  # as CrowdDet: to float64 first, then x + w
+                x, y, w, h = float(x), float(y), float(w), float(h)
+            except OverflowError:  # an integer beyond float range: the slow path names it
                 pass
+            else:
+                x2, y2 = x + w, y + h
+                if math.isfinite(x2) and math.isfinite(y2) and (lenient or _in_bounds(x, y, w, h)):
+                    return [x, y, x2, y2]
     if not isinstance(value, list) or len(value) != 4:
         raise _Bad(f"{what} must be a list of 4 numbers [x, y, w, h], got {_show(value, 60)}")
     x, y, w, h = (_number(v, what) for v in value)
     if not lenient:
         _box_ranges(x, y, w, h, what)
+    if not (math.isfinite(x + w) and math.isfinite(y + h)):
+        raise _Bad(f"{what}: x + w or y + h overflows to infinity")
     return [x, y, x + w, y + h]
 
 
@@ -208,8 +214,12 @@ def _size(value: Any, what: str) -> int:
 def _flag(container: dict[str, Any], key: str, what: str, lenient: bool) -> float:
     """An ignore flag: 0 or 1 (``lenient``: any finite number, non-zero meaning ignore, as CrowdDet's ``!= 0``)."""
     value = container.get(key, 0)
-    if type(value) in _NUM and (value in (0, 1) or (lenient and math.isfinite(value))):
-        return value
+    if type(value) in _NUM:
+        try:
+            if value in (0, 1) or (lenient and math.isfinite(value)):
+                return value
+        except OverflowError:  # an integer beyond float range: CrowdDet's != 0 holds, but it is no flag
+            pass
     raise _Bad(f"{what} must be 0 or 1, got {_show(value)}")
 
 
@@ -355,7 +365,11 @@ def _det_boxes(dts: Any, box_key: str, where: str, lenient: bool) -> tuple[np.nd
             _number(d["score"], f"{where}[{i}] 'score'")
         raise _Bad(f"{where}: malformed boxes")  # pragma: no cover - the loop above always finds it
     boxes = xywh.copy()
-    boxes[:, 2:4] += boxes[:, :2]
+    with np.errstate(over="ignore"):
+        boxes[:, 2:4] += boxes[:, :2]
+    if not np.isfinite(boxes).all():  # lenient only: x + w beyond float range
+        i = int(np.flatnonzero(~np.isfinite(boxes).all(axis=1))[0])
+        raise _Bad(f"{where}[{i}] {box_key!r}: x + w or y + h overflows to infinity")
     return boxes, scores
 
 
