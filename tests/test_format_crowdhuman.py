@@ -167,7 +167,7 @@ def test_head_box_round_trip(tmp_path):
         "b.odgt",
         [json.dumps({"ID": "a", "gtboxes": [{"tag": "person", "fbox": [1, 2, 3, 4], "hbox": [1, 2]}]})],
     )
-    with pytest.raises(FormatError, match=r"b\.odgt:1: gtboxes\[0\] 'hbox' must be a list of 4 numbers"):
+    with pytest.raises(FormatError, match=r"b\.odgt:1: gtboxes\[0\]: 'hbox' must be a list of 4 numbers"):
         read_odgt(bad)
 
 
@@ -185,7 +185,7 @@ GOOD = json.dumps({"ID": "a", "gtboxes": [{"tag": "person", "fbox": [1, 2, 3, 4]
     [
         ('{"ID": "b", "gtboxes": [}', "invalid JSON (Expecting value at column 25)"),
         ('{"ID": "b", "gtboxes": [{"tag": "person", "vbox": [1, 2, 3, 4]}]}', "gtboxes[0] has no 'fbox'"),
-        ('{"ID": "b", "gtboxes": [{"tag": "person", "fbox": [1, 2, 3]}]}', "gtboxes[0] 'fbox' must be a list of 4"),
+        ('{"ID": "b", "gtboxes": [{"tag": "person", "fbox": [1, 2, 3]}]}', "gtboxes[0]: 'fbox' must be a list of 4"),
         ('{"ID": "b", "gtboxes": [{"tag": "person", "fbox": [1, "2", 3, 4]}]}', "'fbox' must be a finite number"),
         ('{"ID": "b", "gtboxes": [{"fbox": [1, 2, 3, 4]}]}', "gtboxes[0] has no 'tag'"),
         ('{"gtboxes": []}', "record has no 'ID'"),
@@ -263,15 +263,15 @@ def test_coco_result_list_accepted(tmp_path):
         ),
         (
             '{"ID": "a", "dtboxes": [{"box": [1, 2, 3, 4], "score": true}]}',
-            r":1: dtboxes\[0\] 'score' must be a finite number",
+            r":1: dtboxes\[0\]: 'score' must be a finite number",
         ),
         (
             '{"ID": "a", "dtboxes": [{"box": [1, 2, 3, "4"], "score": 1}]}',
-            r":1: dtboxes\[0\] 'box' must be a finite number",
+            r":1: dtboxes\[0\]: 'box' must be a finite number",
         ),
         (
             '{"ID": "a", "dtboxes": [{"box": [1, 2, 3, NaN], "score": 1}]}',
-            r":1: dtboxes\[0\] 'box' must be a finite number",
+            r":1: dtboxes\[0\]: 'box' must be a finite number",
         ),
         ('{"ID": "a", "dtboxes": []}\n{"ID": "a", "dtboxes": []}', r":2: duplicate ID 'a' \(first on line 1\)"),
         ('{"ID": "a"}', r":1: record 'a' has no 'dtboxes'"),
@@ -280,7 +280,7 @@ def test_coco_result_list_accepted(tmp_path):
             '[{"image_id": 1, "bbox": [0, 0, 1, 1], "score": 1}, {"image_id": 1, "score": 1}]',
             r": record 1: has no 'bbox'",
         ),
-        ('[{"image_id": 1, "bbox": [0, 0, 1], "score": 1}]', r": image_id '1': detections\[0\] 'bbox' must be a list"),
+        ('[{"image_id": 1, "bbox": [0, 0, 1], "score": 1}]', r": image_id '1': detections\[0\]: 'bbox' must be a list"),
         ('[{"image_id": 1, "bbox": [0, 0, 1, 1], "score": 1},', r":1: invalid JSON"),
     ],
 )

@@ -157,20 +157,20 @@ VARIANTS: list[Variant] = [
     Variant("gt-id-beyond-int64", "types", _set((1, "ID"), 2**70), (f"{G}:2:", "'ID'", "int64")),
     Variant("gtboxes-object", "types", _set((0, "gtboxes"), {"a": 1}), (f"{G}:1:", "'gtboxes' must be a list")),
     Variant("gtbox-string", "types", _set((1, "gtboxes", 2), "box"), (f"{G}:2:", "gtboxes[2] must be a JSON object")),
-    Variant("tag-number", "types", _set((0, "gtboxes", 1, "tag"), 1), (f"{G}:1:", "gtboxes[1] 'tag'")),
+    Variant("tag-number", "types", _set((0, "gtboxes", 1, "tag"), 1), (f"{G}:1:", "gtboxes[1]: 'tag'")),
     Variant(
-        "fbox-string-value", "types", _set((0, "gtboxes", 0, "fbox", 2), "80"), (f"{G}:1:", "gtboxes[0] 'fbox'", FIN)
+        "fbox-string-value", "types", _set((0, "gtboxes", 0, "fbox", 2), "80"), (f"{G}:1:", "gtboxes[0]: 'fbox'", FIN)
     ),
-    Variant("fbox-true", "types", _set((1, "gtboxes", 1, "fbox", 0), True), (f"{G}:2:", "gtboxes[1] 'fbox'", FIN)),
-    Variant("extra-list", "types", _set((0, "gtboxes", 3, "extra"), []), (f"{G}:1:", "gtboxes[3] 'extra'")),
+    Variant("fbox-true", "types", _set((1, "gtboxes", 1, "fbox", 0), True), (f"{G}:2:", "gtboxes[1]: 'fbox'", FIN)),
+    Variant("extra-list", "types", _set((0, "gtboxes", 3, "extra"), []), (f"{G}:1:", "gtboxes[3]: 'extra'")),
     Variant(
         "extra-ignore-true",
         "types",
         _set((0, "gtboxes", 4, "extra", "ignore"), True),
-        (f"{G}:1:", "gtboxes[4] 'extra.ignore'"),
+        (f"{G}:1:", "gtboxes[4]: 'extra.ignore'"),
     ),
     Variant(
-        "head-attr-string", "types", _set((1, "gtboxes", 0, "head_attr"), "x"), (f"{G}:2:", "gtboxes[0] 'head_attr'")
+        "head-attr-string", "types", _set((1, "gtboxes", 0, "head_attr"), "x"), (f"{G}:2:", "gtboxes[0]: 'head_attr'")
     ),
     Variant("record-width-string", "types", lambda d: d[0].update(width="1000", height=800), (f"{G}:1:", "'width'")),
     Variant("record-not-object", "types", lambda d: d.insert(1, [1, 2]), (f"{G}:2:", "expected a JSON object")),
@@ -178,11 +178,11 @@ VARIANTS: list[Variant] = [
         "det-score-string",
         "types",
         _set((0, "dtboxes", 1, "score"), "0.9"),
-        (f"{P}:1:", "dtboxes[1] 'score'", FIN),
+        (f"{P}:1:", "dtboxes[1]: 'score'", FIN),
         "pred",
     ),
     Variant(
-        "det-box-true", "types", _set((1, "dtboxes", 0, "box", 3), True), (f"{P}:2:", "dtboxes[0] 'box'", FIN), "pred"
+        "det-box-true", "types", _set((1, "dtboxes", 0, "box", 3), True), (f"{P}:2:", "dtboxes[0]: 'box'", FIN), "pred"
     ),
     Variant("det-id-list", "types", _set((1, "ID"), [1]), (f"{P}:2:", "'ID'"), "pred"),
     Variant("dtboxes-object", "types", _set((0, "dtboxes"), {}), (f"{P}:1:", "dtboxes must be a list"), "pred"),
@@ -196,47 +196,47 @@ VARIANTS: list[Variant] = [
     ),
     # ---- finiteness
     Variant(
-        "fbox-nan", "finiteness", _set((0, "gtboxes", 2, "fbox", 1), math.nan), (f"{G}:1:", "gtboxes[2] 'fbox'", FIN)
+        "fbox-nan", "finiteness", _set((0, "gtboxes", 2, "fbox", 1), math.nan), (f"{G}:1:", "gtboxes[2]: 'fbox'", FIN)
     ),
     Variant(
-        "fbox-inf", "finiteness", _set((1, "gtboxes", 0, "fbox", 3), math.inf), (f"{G}:2:", "gtboxes[0] 'fbox'", FIN)
+        "fbox-inf", "finiteness", _set((1, "gtboxes", 0, "fbox", 3), math.inf), (f"{G}:2:", "gtboxes[0]: 'fbox'", FIN)
     ),
     Variant(
         "hbox-minus-inf",
         "finiteness",
         _set((0, "gtboxes", 1, "hbox", 0), -math.inf),
-        (f"{G}:1:", "gtboxes[1] 'hbox'", FIN),
+        (f"{G}:1:", "gtboxes[1]: 'hbox'", FIN),
     ),
     Variant(
         "vbox-1e400",
         "finiteness",
         lambda d: json.dumps(d[0]).replace("[102, 102,", "[1e400, 102,", 1),
-        (f"{G}:1:", "gtboxes[0] 'vbox'", FIN),
+        (f"{G}:1:", "gtboxes[0]: 'vbox'", FIN),
     ),
     Variant(
         "fbox-int-beyond-float",
         "finiteness",
         _set((1, "gtboxes", 2, "fbox", 2), 10**400),
-        (f"{G}:2:", "gtboxes[2] 'fbox'", FIN),
+        (f"{G}:2:", "gtboxes[2]: 'fbox'", FIN),
     ),
     Variant(
         "mask-fbox-nan",
         "finiteness",
         _set((0, "gtboxes", 4, "fbox", 0), math.nan),
-        (f"{G}:1:", "gtboxes[4] 'fbox'", FIN),
+        (f"{G}:1:", "gtboxes[4]: 'fbox'", FIN),
     ),
     Variant(
         "det-score-nan",
         "finiteness",
         _set((0, "dtboxes", 2, "score"), math.nan),
-        (f"{P}:1:", "dtboxes[2] 'score'", FIN),
+        (f"{P}:1:", "dtboxes[2]: 'score'", FIN),
         "pred",
     ),
     Variant(
         "det-box-inf",
         "finiteness",
         _set((1, "dtboxes", 3, "box", 2), math.inf),
-        (f"{P}:2:", "dtboxes[3] 'box'", FIN),
+        (f"{P}:2:", "dtboxes[3]: 'box'", FIN),
         "pred",
     ),
     Variant(
@@ -251,70 +251,70 @@ VARIANTS: list[Variant] = [
         "fbox-negative-width",
         "ranges",
         _set((0, "gtboxes", 1, "fbox", 2), -5),
-        (f"{G}:1:", "gtboxes[1] 'fbox'", "width -5", NEG),
+        (f"{G}:1:", "gtboxes[1]: 'fbox'", "width -5", NEG),
         lenient=True,
     ),
     Variant(
         "fbox-negative-height",
         "ranges",
         _set((1, "gtboxes", 0, "fbox", 3), -250),
-        (f"{G}:2:", "gtboxes[0] 'fbox'", "height -250", NEG),
+        (f"{G}:2:", "gtboxes[0]: 'fbox'", "height -250", NEG),
         lenient=True,
     ),
     Variant(
         "mask-fbox-negative-width",
         "ranges",
         _set((0, "gtboxes", 4, "fbox", 2), -120),
-        (f"{G}:1:", "gtboxes[4] 'fbox'", NEG),
+        (f"{G}:1:", "gtboxes[4]: 'fbox'", NEG),
         lenient=True,
     ),
     Variant(
         "fbox-x-beyond-bound",
         "ranges",
         _set((0, "gtboxes", 0, "fbox", 0), 5e6),
-        (f"{G}:1:", "gtboxes[0] 'fbox'", "x", BEYOND),
+        (f"{G}:1:", "gtboxes[0]: 'fbox'", "x", BEYOND),
         lenient=True,
     ),
     Variant(
         "fbox-width-beyond-bound",
         "ranges",
         _set((1, "gtboxes", 2, "fbox", 2), 2e6),
-        (f"{G}:2:", "gtboxes[2] 'fbox'", "width", BEYOND),
+        (f"{G}:2:", "gtboxes[2]: 'fbox'", "width", BEYOND),
         lenient=True,
     ),
     Variant(
         "vbox-negative-height",
         "ranges",
         _set((0, "gtboxes", 2, "vbox", 3), -1),
-        (f"{G}:1:", "gtboxes[2] 'vbox'", NEG),
+        (f"{G}:1:", "gtboxes[2]: 'vbox'", NEG),
         lenient=True,
     ),
     Variant(
         "hbox-negative-width",
         "ranges",
         _set((1, "gtboxes", 1, "hbox", 2), -3.5),
-        (f"{G}:2:", "gtboxes[1] 'hbox'", NEG),
+        (f"{G}:2:", "gtboxes[1]: 'hbox'", NEG),
         lenient=True,
     ),
     Variant(
         "extra-ignore-2",
         "ranges",
         _set((1, "gtboxes", 2, "extra", "ignore"), 2),
-        (f"{G}:2:", "gtboxes[2] 'extra.ignore'", "0 or 1"),
+        (f"{G}:2:", "gtboxes[2]: 'extra.ignore'", "0 or 1"),
         lenient=True,
     ),
     Variant(
         "head-attr-ignore-minus-1",
         "ranges",
         _set((0, "gtboxes", 0, "head_attr", "ignore"), -1),
-        (f"{G}:1:", "gtboxes[0] 'head_attr.ignore'"),
+        (f"{G}:1:", "gtboxes[0]: 'head_attr.ignore'"),
         lenient=True,
     ),
     Variant(
         "det-box-negative-width",
         "ranges",
         _set((1, "dtboxes", 0, "box", 2), -98),
-        (f"{P}:2:", "dtboxes[0] 'box'", NEG),
+        (f"{P}:2:", "dtboxes[0]: 'box'", NEG),
         "pred",
         lenient=True,
     ),
@@ -322,7 +322,7 @@ VARIANTS: list[Variant] = [
         "det-box-height-beyond-bound",
         "ranges",
         _set((0, "dtboxes", 3, "box", 3), 3e6),
-        (f"{P}:1:", "dtboxes[3] 'box'", "height", BEYOND),
+        (f"{P}:1:", "dtboxes[3]: 'box'", "height", BEYOND),
         "pred",
         lenient=True,
     ),
@@ -346,28 +346,28 @@ VARIANTS: list[Variant] = [
         "fbox-3-values",
         "shape",
         _set((0, "gtboxes", 0, "fbox"), [1, 2, 3]),
-        (f"{G}:1:", "gtboxes[0] 'fbox'", "list of 4"),
+        (f"{G}:1:", "gtboxes[0]: 'fbox'", "list of 4"),
     ),
     Variant(
         "fbox-5-values",
         "shape",
         lambda d: d[1]["gtboxes"][1]["fbox"].append(7),
-        (f"{G}:2:", "gtboxes[1] 'fbox'", "list of 4"),
+        (f"{G}:2:", "gtboxes[1]: 'fbox'", "list of 4"),
     ),
     Variant(
-        "fbox-nested", "shape", _set((0, "gtboxes", 2, "fbox"), [[1, 2], [3, 4]]), (f"{G}:1:", "gtboxes[2] 'fbox'")
+        "fbox-nested", "shape", _set((0, "gtboxes", 2, "fbox"), [[1, 2], [3, 4]]), (f"{G}:1:", "gtboxes[2]: 'fbox'")
     ),
     Variant(
         "vbox-string",
         "shape",
         _set((1, "gtboxes", 0, "vbox"), "1,2,3,4"),
-        (f"{G}:2:", "gtboxes[0] 'vbox'", "list of 4"),
+        (f"{G}:2:", "gtboxes[0]: 'vbox'", "list of 4"),
     ),
     Variant(
         "det-box-2-values",
         "shape",
         _set((1, "dtboxes", 1, "box"), [1, 2]),
-        (f"{P}:2:", "dtboxes[1] 'box'", "list of 4"),
+        (f"{P}:2:", "dtboxes[1]: 'box'", "list of 4"),
         "pred",
     ),
     Variant("id-hw-one-value", "shape", _set((A,), [800]), (H, f"ID {A!r}", "[height, width]"), "id_hw"),
@@ -536,7 +536,7 @@ def test_negative_fbox_no_longer_changes_ap_silently(tmp_path, capsys, monkeypat
     # the case: a person's fbox with negative width turned AP into a lower number without a word
     variant = next(v for v in VARIANTS if v.name == "fbox-negative-width")
     p = _inputs(tmp_path, variant)
-    err = expect_bad(_eval_argv(p), tmp_path, capsys, monkeypatch, f"{p['gt']}:1: gtboxes[1] 'fbox': width -5")
+    err = expect_bad(_eval_argv(p), tmp_path, capsys, monkeypatch, f"{p['gt']}:1: gtboxes[1]: 'fbox' width -5")
     assert err.endswith("is negative")
     assert expect_number([*_eval_argv(p), "--lenient"], capsys)["AP"] < CLEAN["AP"]
 

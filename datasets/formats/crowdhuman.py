@@ -16,8 +16,9 @@ Ignore rule (CrowdDet ``load_gt_boxes``, metrics.md 3.1): a gtbox is ignored if 
 ``extra.ignore != 0``. Ignored boxes become ``Frame.ignore_regions`` (their ``fbox``), in file order.
 
 Validation (issue 20; the one layer that ``eval crowdhuman``, ``data inspect``, ``data check`` and the pipeline's
-readers share). The readers refuse, with a one-line :class:`FormatError` ``file:line: field: reason`` (``file: record
-i`` / ``file: image_id X`` in a COCO results list, ``file: ID X`` in ``id_hw``):
+readers share). The readers refuse, with a one-line :class:`FormatError` such as ``gt.odgt:17: gtboxes[3]: 'fbox'
+width -5 is negative`` (``file: record i`` / ``file: image_id X`` in a COCO results list, ``file: ID X`` in
+``id_hw``):
 
 * types: ``ID`` / ``image_id`` a non-empty string or an integer within int64; ``gtboxes`` / ``dtboxes`` lists of
   objects; ``tag`` a string; boxes lists of JSON numbers (``true`` is not a number); ``score`` a number;
@@ -166,12 +167,12 @@ def _box_ranges(x: float, y: float, w: float, h: float, what: str) -> None:
     """Widths and heights >= 0, everything within :data:`MAX_COORD` (the checks ``lenient`` relaxes)."""
     for name, v in (("width", w), ("height", h)):
         if v < 0:
-            raise _Bad(f"{what}: {name} {_show(v)} is negative")
+            raise _Bad(f"{what} {name} {_show(v)} is negative")
         if v > MAX_COORD:
-            raise _Bad(f"{what}: {name} {_show(v)} exceeds {MAX_COORD:.0f} px")
+            raise _Bad(f"{what} {name} {_show(v)} exceeds {MAX_COORD:.0f} px")
     for name, v in (("x", x), ("y", y)):
         if abs(v) > MAX_COORD:
-            raise _Bad(f"{what}: {name} {_show(v)} is beyond +-{MAX_COORD:.0f} px")
+            raise _Bad(f"{what} {name} {_show(v)} is beyond +-{MAX_COORD:.0f} px")
 
 
 def _in_bounds(x: float, y: float, w: float, h: float) -> bool:
@@ -198,7 +199,7 @@ def _xywh(value: Any, what: str, lenient: bool = False) -> list[float]:
     if not lenient:
         _box_ranges(x, y, w, h, what)
     if not (math.isfinite(x + w) and math.isfinite(y + h)):
-        raise _Bad(f"{what}: x + w or y + h overflows to infinity")
+        raise _Bad(f"{what} x + w or y + h overflows to infinity")
     return [x, y, x + w, y + h]
 
 
@@ -285,19 +286,19 @@ def _gt_record(
             raise _Bad(f"{where} has no 'tag'")
         tag = gt["tag"]
         if type(tag) is not str:
-            raise _Bad(f"{where} 'tag' must be a string, got {_show(tag)}")
-        fbox = _xywh(gt["fbox"], f"{where} 'fbox'", lenient)
-        vbox = _xywh(gt["vbox"], f"{where} 'vbox'", lenient) if "vbox" in gt else None
-        hbox = _xywh(gt["hbox"], f"{where} 'hbox'", lenient) if "hbox" in gt else None
+            raise _Bad(f"{where}: 'tag' must be a string, got {_show(tag)}")
+        fbox = _xywh(gt["fbox"], f"{where}: 'fbox'", lenient)
+        vbox = _xywh(gt["vbox"], f"{where}: 'vbox'", lenient) if "vbox" in gt else None
+        hbox = _xywh(gt["hbox"], f"{where}: 'hbox'", lenient) if "hbox" in gt else None
         extra = gt.get("extra", {})
         if type(extra) is not dict:
-            raise _Bad(f"{where} 'extra' must be a JSON object, got {_show(extra)}")
-        ignored = _flag(extra, "ignore", f"{where} 'extra.ignore'", lenient) != 0
+            raise _Bad(f"{where}: 'extra' must be a JSON object, got {_show(extra)}")
+        ignored = _flag(extra, "ignore", f"{where}: 'extra.ignore'", lenient) != 0
         if "head_attr" in gt:
             head = gt["head_attr"]
             if type(head) is not dict:
-                raise _Bad(f"{where} 'head_attr' must be a JSON object, got {_show(head)}")
-            _flag(head, "ignore", f"{where} 'head_attr.ignore'", lenient)
+                raise _Bad(f"{where}: 'head_attr' must be a JSON object, got {_show(head)}")
+            _flag(head, "ignore", f"{where}: 'head_attr.ignore'", lenient)
         if tag != "person" or ignored:
             ignore.append(fbox)
             continue
@@ -318,7 +319,7 @@ def read_odgt(
 
     ``width``/``height`` come from the record's own ``width``/``height`` keys, else ``id_hw`` (mmdet's
     ``{ID: [h, w]}``), else 0 (unknown). ``image`` is ``image_root/Images/<ID>.jpg`` when ``image_root`` is given.
-    Raises :class:`FormatError` (``file:line: gtboxes[j] 'field': reason``) on the first malformed line: see
+    Raises :class:`FormatError` (``file:line: gtboxes[j]: 'field' reason``) on the first malformed line: see
     the module docstring for what is checked and what ``lenient`` relaxes.
     """
     path = Path(path)
@@ -361,15 +362,15 @@ def _det_boxes(dts: Any, box_key: str, where: str, lenient: bool) -> tuple[np.nd
             for key in (box_key, "score"):
                 if key not in d:
                     raise _Bad(f"{where}[{i}] has no {key!r}")
-            _xywh(d[box_key], f"{where}[{i}] {box_key!r}", lenient)
-            _number(d["score"], f"{where}[{i}] 'score'")
+            _xywh(d[box_key], f"{where}[{i}]: {box_key!r}", lenient)
+            _number(d["score"], f"{where}[{i}]: 'score'")
         raise _Bad(f"{where}: malformed boxes")  # pragma: no cover - the loop above always finds it
     boxes = xywh.copy()
     with np.errstate(over="ignore"):
         boxes[:, 2:4] += boxes[:, :2]
     if not np.isfinite(boxes).all():  # lenient only: x + w beyond float range
         i = int(np.flatnonzero(~np.isfinite(boxes).all(axis=1))[0])
-        raise _Bad(f"{where}[{i}] {box_key!r}: x + w or y + h overflows to infinity")
+        raise _Bad(f"{where}[{i}]: {box_key!r} x + w or y + h overflows to infinity")
     return boxes, scores
 
 
@@ -483,7 +484,7 @@ def box_problem(boxes: np.ndarray, *, lenient: bool = False) -> tuple[int, str] 
     try:
         _box_ranges(x1, y1, x2 - x1, y2 - y1, "box")
     except _Bad as exc:
-        return r, str(exc).removeprefix("box: ")
+        return r, str(exc).removeprefix("box ")
     return r, "box out of range"  # pragma: no cover
 
 
