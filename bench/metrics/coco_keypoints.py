@@ -60,7 +60,7 @@ import numpy as np
 
 from crowdbench.bench.jsonout import dumps as strict_dumps
 from crowdbench.datasets.formats.coco_checks import CocoGt, CocoResults, check_coco_gt, check_coco_results, renumbered
-from crowdbench.datasets.formats.errors import FormatError, read_json
+from crowdbench.datasets.formats.errors import FormatError, read_json, read_json_bytes
 
 __all__ = [
     "BOX_STAT_NAMES",
@@ -175,9 +175,17 @@ def load_json(path: str | Path) -> Any:
 
 
 def _source(obj: Any, default: str) -> tuple[Any, str]:
+    return _read(obj, default)[:2]
+
+
+def _read(obj: Any, default: str) -> tuple[Any, str, bool]:
+    """``(data, name, exact_types)``: a path is read (``exact_types``: the file holds a ``true`` / ``false``, so
+    keypoint lists get the exact type scan); in-memory data is taken as is, bools in keypoint lists counting as
+    0 / 1 (Python's ``bool`` is an ``int``)."""
     if isinstance(obj, str | Path):
-        return load_json(obj), str(obj)
-    return obj, default
+        data, raw = read_json_bytes(Path(obj))
+        return data, str(obj), b"true" in raw or b"false" in raw
+    return obj, default, False
 
 
 def pycocotools_sigmas(sigmas: Sequence[float]) -> np.ndarray:
@@ -201,7 +209,7 @@ def validated(
     """Read (paths) and validate ground truth and results with the one COCO validation layer
     (:mod:`crowdbench.datasets.formats.coco_checks`); already validated objects pass through unchanged."""
     if not isinstance(gt, CocoGt):
-        data, src = _source(gt, gt_name)
+        data, src, exact = _read(gt, gt_name)
         gt = check_coco_gt(
             data,
             src,
@@ -211,14 +219,17 @@ def validated(
             lenient=lenient,
             allow_duplicate_ids=allow_duplicate_ids,
             image_keys=image_keys,
+            exact_types=exact,
         )
     elif gt.kind != kind or gt.num_keypoints != (num_keypoints if kind == "keypoints" else None):
         raise ValueError(f"{gt.source} was validated for {gt.kind} ({gt.num_keypoints} keypoints), not {kind}")
     if gt.duplicate_ids and not (allow_duplicate_ids or lenient or gt.relaxed):
         raise FormatError(f"{gt.source}: duplicate annotation ids (allow_duplicate_ids=True accepts them)")
     if not isinstance(preds, CocoResults):
-        data, src = _source(preds, pred_name)
-        preds = check_coco_results(data, src, gt, kind=kind, num_keypoints=num_keypoints, lenient=lenient)
+        data, src, exact = _read(preds, pred_name)
+        preds = check_coco_results(
+            data, src, gt, kind=kind, num_keypoints=num_keypoints, lenient=lenient, exact_types=exact
+        )
     return gt, preds
 
 

@@ -163,35 +163,59 @@ class _Checker:
                     self.fail(i, f"{key!r} {_short(v)} is not an integer within int64")
             raise
 
-    def numbers(self, key: str, width: int | None, default: Any = _MISSING) -> np.ndarray:
-        """Rows of ``width`` finite numbers (``width=None``: one number per record) as a float64 array."""
+    def numbers(self, key: str, width: int | None, default: Any = _MISSING, *, exact: bool = True) -> np.ndarray:
+        """Rows of ``width`` finite numbers (``width=None``: one number per record) as a float64 array.
+
+        ``exact=False`` (long rows such as keypoints, when no ``true`` / ``false`` can be in the source): numpy's
+        type inference finds strings, nulls and nested lists in C instead of a Python scan of every value's type;
+        it cannot tell a Python bool from 0 / 1, which is why files containing ``true`` or ``false`` take the exact
+        scan."""
         vals = self.values(key, default)
         if width is None:
-            rows, flat = [[v] for v in vals], vals
-        else:
-            rows = vals
-            if not all(type(r) is list and len(r) == width for r in rows):
-                for i, r in enumerate(rows):
-                    if type(r) is not list:
-                        self.fail(i, f"{key!r} must be a list of {width} numbers, got {_short(r)}")
-                    if len(r) != width:
-                        self.fail(i, f"{key!r} has {len(r)} values, expected {width}")
-            flat = itertools.chain.from_iterable(rows)
-        if not set(map(type, flat)) <= _NUM:
-            self._bad_type(key, rows)
-        n = len(rows) * (width or 1)
+            if not set(map(type, vals)) <= _NUM:
+                self._bad_type(key, [[v] for v in vals])
+            arr = self._floats(vals, None, key, len(vals))
+            return self._finite(arr.reshape(-1, 1), vals, key, None)[:, 0]
+        rows = vals
+        if not all(type(r) is list and len(r) == width for r in rows):
+            for i, r in enumerate(rows):
+                if type(r) is not list:
+                    self.fail(i, f"{key!r} must be a list of {width} numbers, got {_short(r)}")
+                if len(r) != width:
+                    self.fail(i, f"{key!r} has {len(r)} values, expected {width}")
+        arr = None
+        if not exact:
+            try:
+                arr = np.array(rows) if rows else np.zeros((0, width))
+            except (ValueError, TypeError, OverflowError):
+                arr = None
+            if arr is not None and (arr.dtype.kind not in "iuf" or arr.shape != (len(rows), width)):
+                arr = None  # a string, null, huge integer or nested list somewhere: the exact scan names it
+            if arr is not None:
+                arr = arr.astype(np.float64, copy=False)
+        if arr is None:
+            if not set(map(type, itertools.chain.from_iterable(rows))) <= _NUM:
+                self._bad_type(key, rows)
+            arr = self._floats(itertools.chain.from_iterable(rows), rows, key, len(rows) * width).reshape(-1, width)
+        return self._finite(arr, rows, key, width)
+
+    @staticmethod
+    def _floats(values: Any, rows: list | None, key: str, n: int) -> np.ndarray:
         try:
-            arr = np.fromiter(itertools.chain.from_iterable(rows), np.float64, count=n)
-        except OverflowError:
-            arr = np.array([[float(v) if abs(v) < 1e308 else np.inf for v in r] for r in rows], np.float64)
-        arr = arr.reshape(len(rows), width or 1)
+            return np.fromiter(values, np.float64, count=n)
+        except OverflowError:  # an integer beyond the float range: +-inf, refused as not finite
+            src = rows if rows is not None else []
+            flat = itertools.chain.from_iterable(src) if rows is not None else values
+            return np.array([float(v) if abs(v) < 1e308 else (np.inf if v > 0 else -np.inf) for v in flat], np.float64)
+
+    def _finite(self, arr: np.ndarray, rows: list, key: str, width: int | None) -> np.ndarray:
         bad = ~np.isfinite(arr)
         if bad.any():
             i, j = (int(v) for v in np.argwhere(bad)[0])
-            v = rows[i][j]
+            v = rows[i] if width is None else rows[i][j]
             at = "" if width is None else f"[{j}]"
             self.fail(i, f"{key!r}{at}: {'NaN' if v != v else _short(v)} is not a finite number")
-        return arr if width is not None else arr[:, 0]
+        return arr
 
     def _bad_type(self, key: str, rows: list) -> None:
         for i, r in enumerate(rows):
@@ -237,6 +261,7 @@ def check_coco_gt(
     allow_duplicate_ids: bool = False,
     image_keys: Sequence[str] = (),
     evaluation: bool = True,
+    exact_types: bool = True,
 ) -> CocoGt:
     """Validate a COCO ground-truth dict (module docstring); return it as :class:`CocoGt`.
 
@@ -244,8 +269,9 @@ def check_coco_gt(
     ranges; CrowdPose and OCHuman need none); ``image_keys``: keys every image must have (the pipeline reader needs
     ``file_name``, ``width``, ``height``); ``evaluation=False`` (readers): ``num_keypoints`` is
     optional and ``iscrowd`` regions may have no keypoints (our writer's ignore regions; pycocotools reads both);
-    ``allow_duplicate_ids``: duplicate annotation ids as pycocotools treats
-    them (implied by ``lenient``)."""
+    ``exact_types=False``: keypoint lists are typed by numpy's inference (fast; a bool counts as 0 / 1: pass it
+    only when the source cannot hold ``true`` / ``false``); ``allow_duplicate_ids``: duplicate annotation ids as
+    pycocotools treats them (implied by ``lenient``)."""
     _top(data, src)
     relaxed: list[str] = []
     hint = _HINT if evaluation else ""
@@ -319,7 +345,7 @@ def check_coco_gt(
             for i, a in enumerate(data["annotations"]):  # readers: crowd regions may have no keypoints
                 if key not in a and (evaluation or a.get("iscrowd", 0) != 1):
                     anns.fail(i, f"has no {key!r}")
-        kp = anns.numbers("keypoints", 3 * k, default=[0] * (3 * k))
+        kp = anns.numbers("keypoints", 3 * k, default=[0] * (3 * k), exact=exact_types)
         vis = kp[:, 2::3]
         bad = anns.first(~np.isin(vis, (0, 1, 2)).all(axis=1))
         if bad is not None:
@@ -362,7 +388,14 @@ def _optional_boxes(ck: _Checker, key: str) -> None:
 
 
 def check_coco_results(
-    records: Any, src: str, gt: CocoGt, *, kind: Kind, num_keypoints: int | None = None, lenient: bool = False
+    records: Any,
+    src: str,
+    gt: CocoGt,
+    *,
+    kind: Kind,
+    num_keypoints: int | None = None,
+    lenient: bool = False,
+    exact_types: bool = True,
 ) -> CocoResults:
     """Validate a COCO results list against its validated ground truth (module docstring)."""
     if type(records) is not list:
@@ -394,7 +427,7 @@ def check_coco_results(
     if kind == "keypoints":
         if num_keypoints is None:
             raise ValueError("kind='keypoints' needs num_keypoints")
-        ck.numbers("keypoints", 3 * num_keypoints)
+        ck.numbers("keypoints", 3 * num_keypoints, exact=exact_types)
         _optional_boxes(ck, "bbox")
     else:
         _boxes(ck, "bbox")
