@@ -219,7 +219,7 @@ def _mot(path: Path) -> dict[str, Any]:
     rows = 0
     for name, gt, img_dir in _mot_sequences(path):
         ini = gt.parent.parent / "seqinfo.ini" if gt.parent.name == "gt" else None
-        info = read_seqinfo(ini, required=()) if ini is not None and ini.is_file() else {}
+        info = read_seqinfo(ini, required=("seqLength",)) if ini is not None and ini.is_file() else {}
         length = info.get("seqLength")
         t = read_mot(gt, role="gt", seq_length=int(length) if length is not None else None)
         rows += len(t)

@@ -32,7 +32,8 @@ TrackEval (``MotChallenge2DBox``) accepts and computes a defined number from, an
 
 * negative box widths / heights: TrackEval's IoU of such a box is 0 (area <= eps, or no overlap), so a GT box is a
   miss (FN) and a predicted one a false positive, and neither removes nor is removed by distractor matching;
-* ground-truth conf (consider flag) any finite number: the row is considered when ``int(conf) != 0``;
+* ground-truth conf (consider flag) any finite number below 2**31: the row is considered when
+  ``int(conf) != 0``;
 * result scores, ground-truth visibility and columns 9-10 (which TrackEval never reads for these metrics) any
   number, NaN and inf included; more than 10 columns (the extra ones are ignored);
 * result classes any integer <= 1 (TrackEval refuses only classes > 1);
@@ -1145,7 +1146,7 @@ def add_command(eval_subparsers: argparse._SubParsersAction) -> None:
         "--lenient",
         action="store_true",
         help="accept what TrackEval accepts and compute its number: negative box widths/heights (IoU 0: a GT box "
-        "is a miss, a predicted one a false positive), any finite GT conf (considered when int(conf) != 0), any "
+        "is a miss, a predicted one a false positive), any GT conf below 2**31 (considered when int(conf) != 0), any "
         "result score and unused column (visibility, columns 9-10; NaN included), result classes <= 1, more than 10 "
         "columns, GT classes outside 1-13 in frames without predictions (dropped; refused where a frame has "
         "predictions, as TrackEval). Everything else is refused as without it.",

@@ -6,8 +6,10 @@ instances), ``class`` 1 (pedestrian) and ``visibility`` = area of the visible bo
 the full box's area. Result lines are ``frame,id,x,y,w,h,score,-1,-1,-1``.
 
 :func:`read_mot` reads either kind (MOT15 10-column, MOT16/17/20 9-column GT, 7- to 10-column results and public
-detection files, whose id is -1), strictly; :func:`read_seqinfo` reads ``seqinfo.ini`` and :func:`mot_to_frames`
-turns a :class:`MotTable` into data-model frames.
+detection files, whose id is -1) and validates it (the one validation layer of the format, issue 20: every entry
+point reads through it; ``lenient=`` keeps TrackEval's parity); :func:`check_mot_pair` checks what needs both files
+of an evaluated sequence; :func:`read_seqinfo` reads ``seqinfo.ini`` and :func:`mot_to_frames` turns a
+:class:`MotTable` into data-model frames.
 """
 
 from __future__ import annotations
@@ -182,7 +184,7 @@ def _fields(line: str) -> list[str]:
     return line.replace(",", " ").split()
 
 
-def _parse_slow(name: str, lines: list[str]) -> None:
+def _parse_slow(name: str, lines: list[str], role: str | None) -> None:
     """Locate and raise the first malformed line (the fast path failed)."""
     ncols = None
     for no, line in enumerate(lines, 1):
@@ -196,7 +198,7 @@ def _parse_slow(name: str, lines: list[str]) -> None:
         ncols = len(fields)
         for k, field in enumerate(fields):
             if not _NUMBER.fullmatch(field):
-                what = _column_name(k, None, ncols)
+                what = _column_name(k, role, ncols, _has_class(role, None, ncols))
                 raise FormatError(f"{name}:{no}: {what} is not a number: {field[:40]!r}")
     raise FormatError(f"{name}: unreadable MOT text file")
 
@@ -280,12 +282,14 @@ def read_mot(
     - references: an id (other than -1) at most once per frame (TrackEval ``_check_unique_ids``).
 
     Column 8 is a class unless ``benchmark`` is ``"MOT15"`` (or, when ``benchmark`` is ``None``, the file has 10
-    columns): then it is the x3d world coordinate, and ``classes`` is -1. ``lenient=True`` (``crowdbench eval mot
-    --lenient``) keeps TrackEval's parity where it computes a defined number: ``results``/``gt`` may have more than
-    10 columns; negative widths and heights (IoU 0: the box never matches); any finite ground-truth conf (a row is
-    considered when ``int(conf) != 0``); result scores and the columns TrackEval never reads (visibility, 9-10) may be
-    any number, NaN included; result classes any integer <= 1; ground-truth classes outside the table (refused
-    only in frames with predictions, by :func:`check_mot_pair`, as TrackEval does).
+    columns): then it is the x3d world coordinate, and ``classes`` is -1.
+
+    ``lenient=True`` (``crowdbench eval mot --lenient``) keeps TrackEval's parity where it computes a defined number:
+    ``results``/``gt`` may have more than 10 columns; negative widths and heights (IoU 0: the box never matches);
+    any finite ground-truth conf below 2**31 (a row is considered when ``int(conf) != 0``); result scores and the
+    columns TrackEval never reads (visibility, columns 9-10) may be any number, NaN included; result classes any
+    integer <= 1; ground-truth classes outside the table (refused only in frames with predictions, by
+    :func:`check_mot_pair`, as TrackEval does).
     """
     if role not in _ROLE_COLUMNS:
         raise ValueError(f"role must be one of {list(_ROLE_COLUMNS)}, got {role!r}")
@@ -307,9 +311,9 @@ def read_mot(
         try:
             data = np.loadtxt(io.StringIO(text.replace(",", " ")), dtype=np.float64, ndmin=2, comments=None)
         except ValueError:
-            _parse_slow(name, lines)
+            _parse_slow(name, lines, role)
         if data.shape[0] != len(nonblank) or data.shape[1] < 6:
-            _parse_slow(name, lines)
+            _parse_slow(name, lines, role)
     n, ncol = data.shape
     lo, hi = _ROLE_COLUMNS[role]
     if lenient and role in ("gt", "results"):
@@ -360,8 +364,11 @@ def read_mot(
             bad(data[:, j] < 0, j, "is negative")
         bad(np.abs(data[:, j]) > MAX_COORD, j, f"is larger than {MAX_COORD:,} pixels")
     # conf, class, visibility
-    if ncol > 6 and role == "gt" and not lenient:
-        bad((data[:, 6] != 0) & (data[:, 6] != 1), 6, "must be 0 or 1 (the consider flag)")
+    if ncol > 6 and role == "gt":
+        if lenient:  # TrackEval: int(conf) != 0; beyond int32 the cast is not defined the same everywhere
+            bad(np.abs(data[:, 6]) >= 2**31, 6, "is not a consider flag")
+        else:
+            bad((data[:, 6] != 0) & (data[:, 6] != 1), 6, "must be 0 or 1 (the consider flag)")
     classes = np.full(n, -1, dtype=np.int64)
     if has_class:
         cls = data[:, 7]
