@@ -326,6 +326,19 @@ def test_lenient_numbers_differ_from_clean(tmp_path, capsys):
     assert (neg["FN"], neg["FP"]) == (clean["FN"] + 1, clean["FP"] + 1)
 
 
+def test_python_api_lenient_keyword(tmp_path, capsys):
+    """``evaluate_mot_files(..., lenient=True)`` is what ``--lenient`` runs; the default refuses."""
+    from crowdbench.bench.metrics.mot import evaluate_mot_files
+
+    v = next(v for v in VARIANTS if v.name == "pred-height-negative")
+    p = build(tmp_path, v)
+    with pytest.raises(FormatError, match=r"SEQ-01\.txt:6: height \(column 6\) -40 is negative"):
+        evaluate_mot_files(p["gt_dir"], p["pred_dir"])
+    res = evaluate_mot_files(p["gt_dir"], p["pred_dir"], lenient=True)
+    cli = expect_number([*eval_argv(p), "--lenient"], capsys)["combined"]
+    assert (cli["MOTA"], cli["IDF1"], cli["HOTA"]) == (res.combined.MOTA, res.combined.IDF1, res.combined.HOTA)
+
+
 def test_id_1e30_no_longer_changes_idf1(tmp_path):
     """The known bug: ``1e30`` became an int64 garbage id (float parsing) and changed IDF1; now a FormatError."""
     f = tmp_path / "res.txt"

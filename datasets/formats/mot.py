@@ -227,7 +227,10 @@ def _has_class(role: str | None, benchmark: str | None, ncol: int) -> bool:
 def _column_name(j: int, role: str | None, ncol: int, has_class: bool = True) -> str:
     names = ["frame", "id", "x", "y", "width", "height"]
     names.append({"gt": "conf", "results": "score"}.get(role or "", "conf"))
-    names += ["class", "visibility", "z3d"] if has_class else ["x3d", "y3d", "z3d"]
+    if role == "results":
+        names += ["class", "y3d", "z3d"]  # frame,id,x,y,w,h,score,x3d,y3d,z3d; TrackEval reads column 8 as the class
+    else:
+        names += ["class", "visibility", "z3d"] if has_class else ["x3d", "y3d", "z3d"]
     return f"{names[j] if j < len(names) else 'value'} (column {j + 1})"
 
 
