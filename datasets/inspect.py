@@ -203,12 +203,15 @@ def _mot_sequences(path: Path) -> list[tuple[str, Path, Path | None]]:
 
 
 def _mot(path: Path) -> dict[str, Any]:
-    from crowdbench.datasets.formats.mot import read_mot
+    from crowdbench.datasets.formats.mot import read_mot, read_seqinfo
 
     st = _Stats()
     rows = 0
     for name, gt, img_dir in _mot_sequences(path):
-        t = read_mot(gt)
+        ini = gt.parent.parent / "seqinfo.ini" if gt.parent.name == "gt" else None
+        info = read_seqinfo(ini, required=("seqLength",)) if ini is not None and ini.is_file() else {}
+        length = info.get("seqLength")
+        t = read_mot(gt, role="gt", seq_length=int(length) if length is not None else None)
         rows += len(t)
         keep = (t.conf != 0) & ((t.classes == 1) | (t.classes == -1))
         frame_ids = set(t.frames.tolist())
