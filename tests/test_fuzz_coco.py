@@ -317,3 +317,48 @@ def test_crowdpose_lenient_crowd_index(crowdpose_samples, tmp_path, capsys) -> N
     g["images"][0]["crowdIndex"] = 1.0
     gf, pf = _files(tmp_path, g, preds)
     assert out == expect_number(["eval", "crowdpose", "--gt", str(gf), "--pred", str(pf)], capsys)
+
+
+# ------------------------------------------------------------------------------------------------ HIE w-AP
+
+HIE_VARIANTS = [
+    v for v in CROWDPOSE_VARIANTS if not v.name.startswith("crowdindex") and v.name != "cp-pred-keypoints-51"
+] + [
+    V("area-string", "types", _set(f"{A0}.area", "big"), ("annotations[0]", "'area'")),
+    V("area-minus-inf", "finiteness", _set(f"{A0}.area", -math.inf), ("annotations[0]", "'area'", "finite")),
+    V("area-negative", "ranges", _set(f"{A0}.area", -10.0), ("annotations[0]", "'area'"), lenient=True),
+    V("ann-no-area", "required", _del(f"{A0}.area"), ("annotations[0]", "has no 'area'")),
+    V("video-id-missing", "required", _del("images.1.video_id"), ("images[1]", "'video_id'")),
+    V("video-id-list", "types", _set("images.0.video_id", [1]), ("images[0]", "'video_id' must be")),
+    V("video-id-null", "types", _set("images.0.video_id", None), ("images[0]",)),
+]
+
+
+@pytest.fixture(scope="module")
+def hie_samples(crowdpose_samples) -> tuple[dict, list]:
+    """The CrowdPose example as HIE w-AP input: 14 joints, two videos, an OKS ``area`` per annotation."""
+    gt, preds = copy.deepcopy(crowdpose_samples)
+    for k, im in enumerate(gt["images"]):
+        im["video_id"] = f"v{k % 2}"
+        del im["crowdIndex"]
+    for a in gt["annotations"]:
+        a["area"] = float(a["bbox"][2] * a["bbox"][3])
+    return gt, preds
+
+
+def test_hie_table_covers_every_category() -> None:
+    at_least(HIE_VARIANTS, 30)
+
+
+@pytest.mark.parametrize("v", HIE_VARIANTS, ids=ids(HIE_VARIANTS))
+def test_hie_wap_eval_refuses(v: Variant, hie_samples, tmp_path, capsys, monkeypatch) -> None:
+    gt, preds = hie_samples
+    if v.name in ("ann-image-id-float", "pred-image-id-float"):
+        path = f"{A0}.image_id" if v.target == "gt" else "1.image_id"
+        v = Variant(v.name, v.category, _set(path, float(gt["images"][0]["id"])), v.needles, v.target)
+    g, p = _apply(v, gt, preds)
+    gf, pf = _files(tmp_path, g, p)
+    bad = gf if v.target == "gt" else pf
+    own = v.name.startswith(("video", "area", "ann-no-area", "cp-")) or "values" not in "".join(v.needles)
+    argv = ["eval", "hie-wap", "--gt", str(gf), "--pred", str(pf)]
+    expect_bad(argv, tmp_path, capsys, monkeypatch, str(bad), *(v.needles if own else v.needles[:1]))

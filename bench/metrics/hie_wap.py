@@ -115,6 +115,8 @@ def split_by_video(gt: Mapping[str, Any], preds: Sequence[Mapping], src: str = "
         v = _video_key(im)
         if v is None:
             raise FormatError(f"{src}: images[{i}]: no 'video_id' (or 'vid_id') to group frames by video")
+        if type(v) not in (str, int) or v == "":
+            raise FormatError(f"{src}: images[{i}]: 'video_id' must be a non-empty string or an integer, got {v!r}")
         vid_of[im["id"]] = str(v)
     out: dict[str, tuple[dict, list]] = {}
     for v in dict.fromkeys(vid_of.values()):
