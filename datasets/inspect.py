@@ -148,38 +148,28 @@ def _check_ann(path: Path, k: int, a: dict[str, Any]) -> None:
 
 
 def _coco(path: Path, data: dict[str, Any]) -> dict[str, Any]:
-    images, anns = data.get("images"), data.get("annotations")
-    if not isinstance(images, list) or not isinstance(anns, list):
-        raise FormatError(f"{path}: 'images' and 'annotations' must be lists")
-    by_image: dict[Any, list[dict[str, Any]]] = {}
-    for k, a in enumerate(anns):
-        if not isinstance(a, dict) or "image_id" not in a or "bbox" not in a:
-            raise FormatError(f"{path}: annotation {k}: needs 'image_id' and 'bbox'")
-        _check_ann(path, k, a)
-        by_image.setdefault(a["image_id"], []).append(a)
-    for i, img in enumerate(images):
-        if isinstance(img, dict) and "id" in img and not _is_id(img["id"]):
-            raise FormatError(f"{path}: image {i}: 'id' must be an integer or a string, got {_short(img['id'])}")
-        if isinstance(img, dict) and "crowdIndex" in img and not _is_num(img["crowdIndex"]):
-            got = _short(img["crowdIndex"])
-            raise FormatError(f"{path}: image {i}: 'crowdIndex' must be a finite number, got {got}")
+    """COCO-style ground truth, validated by :func:`~crowdbench.datasets.formats.coco_checks.check_coco_gt` (the
+    checks ``crowdbench eval`` runs; ``area`` is not required here)."""
+    from crowdbench.datasets.formats.coco_checks import check_coco_gt
+
     n_kpts = 0
-    cats = data.get("categories")
-    if isinstance(cats, list) and cats and isinstance(cats[0], dict) and "keypoints" in cats[0]:
+    cats, anns = data.get("categories"), data.get("annotations")
+    if isinstance(cats, list) and cats and isinstance(cats[0], dict) and isinstance(cats[0].get("keypoints"), list):
         n_kpts = len(cats[0]["keypoints"])
-    elif anns and isinstance(anns[0].get("keypoints"), list):
+    elif isinstance(anns, list) and anns and isinstance(anns[0], dict) and isinstance(anns[0].get("keypoints"), list):
         n_kpts = len(anns[0]["keypoints"]) // 3
+    kind = "keypoints" if n_kpts else "bbox"
+    check_coco_gt(data, str(path), kind=kind, num_keypoints=n_kpts or None, need_area=False, evaluation=False)
+    images, anns = data["images"], data["annotations"]
+    by_image: dict[Any, list[dict[str, Any]]] = {}
+    for a in anns:
+        by_image.setdefault(a["image_id"], []).append(a)
     crowd_index = [img["crowdIndex"] for img in images if isinstance(img, dict) and "crowdIndex" in img]
     fmt = "crowdpose" if n_kpts == 14 and crowd_index else "coco_keypoints"
     st = _Stats()
-    for i, img in enumerate(images):
-        if not isinstance(img, dict) or "id" not in img:
-            raise FormatError(f"{path}: image {i}: needs 'id'")
+    for img in images:
         people = [a for a in by_image.get(img["id"], []) if not a.get("iscrowd", 0)]
-        try:  # the unclipped full box ``fbox`` when present (our writer, CrowdHuman-style COCO), else ``bbox``
-            boxes = [_xywh(a.get("fbox", a["bbox"])) for a in people]
-        except (TypeError, ValueError):
-            raise FormatError(f"{path}: image {img['id']!r}: a fbox/bbox is not 4 numbers [x, y, w, h]") from None
+        boxes = [_xywh(a.get("fbox", a["bbox"])) for a in people]  # the unclipped full box when present
         vis = [v for a in people for v in a.get("keypoints", [])[2::3]]
         st.frame(
             str(img.get("vid_id", img["id"])),
@@ -213,12 +203,15 @@ def _mot_sequences(path: Path) -> list[tuple[str, Path, Path | None]]:
 
 
 def _mot(path: Path) -> dict[str, Any]:
-    from crowdbench.datasets.formats.mot import read_mot
+    from crowdbench.datasets.formats.mot import read_mot, read_seqinfo
 
     st = _Stats()
     rows = 0
     for name, gt, img_dir in _mot_sequences(path):
-        t = read_mot(gt)
+        ini = gt.parent.parent / "seqinfo.ini" if gt.parent.name == "gt" else None
+        info = read_seqinfo(ini, required=("seqLength",)) if ini is not None and ini.is_file() else {}
+        length = info.get("seqLength")
+        t = read_mot(gt, role="gt", seq_length=int(length) if length is not None else None)
         rows += len(t)
         keep = (t.conf != 0) & ((t.classes == 1) | (t.classes == -1))
         frame_ids = set(t.frames.tolist())
@@ -291,7 +284,7 @@ def inspect_path(path: str | Path) -> dict[str, Any]:
             return _mot(path)
         if path.suffix == ".json":
             data = read_json(path)
-            if isinstance(data, dict) and "annolist" in data:
+            if isinstance(data, dict) and ("annolist" in data or _is_posetrack18(data)):
                 return _posetrack_file(path)
             if isinstance(data, dict) and "images" in data and "annotations" in data:
                 return _coco(path, data)
@@ -374,8 +367,16 @@ def _inspect_folder(path: Path) -> dict[str, Any]:
     }
 
 
+def _is_posetrack18(data: dict[str, Any]) -> bool:
+    """A PoseTrack 2018 / 2021 per-video file: COCO-style, its images carry ``vid_id`` and ``frame_id`` (our own
+    COCO writer adds ``frame_index``, PoseTrack does not)."""
+    images = data.get("images")
+    first = images[0] if isinstance(images, list) and images else None
+    return isinstance(first, dict) and "frame_id" in first and "vid_id" in first and "frame_index" not in first
+
+
 def _posetrack_file(path: Path) -> dict[str, Any]:
-    """A single PoseTrack 2017 ``annolist`` file."""
+    """A single PoseTrack 2017 ``annolist`` or PoseTrack 2018 per-video file."""
     return _posetrack(path)
 
 

@@ -304,14 +304,16 @@ def test_broken_pipe_is_quiet():
 @pytest.mark.parametrize(
     ("ann", "needle"),
     [
-        ({"image_id": 1, "bbox": [1, 2, 3, 4], "keypoints": [1, 2, "x"]}, "'keypoints'"),
-        ({"image_id": [1], "bbox": [1, 2, 3, 4]}, "'image_id'"),
-        ({"image_id": 1, "bbox": [1, "y", 3, 4]}, "'bbox'"),
-        ({"image_id": 1, "bbox": [1, 2, 3, 4], "iscrowd": [1]}, "'iscrowd'"),
+        ({"keypoints": [1, 2, "x"]}, "'keypoints'[2] must be a number"),
+        ({"image_id": [1]}, "'image_id' must be an integer"),
+        ({"bbox": [1, "y", 3, 4]}, "'bbox'[1] must be a number"),
+        ({"iscrowd": [1]}, "'iscrowd' must be 0 or 1"),
     ],
 )
 def test_inspect_coco_non_numeric_field(ann, needle, tmp_path, capsys, monkeypatch):
     path = tmp_path / "in" / "gt.json"
     path.parent.mkdir()
-    path.write_text(json.dumps({"images": [{"id": 1}], "annotations": [ann]}))
-    _bad(["data", "inspect", str(path)], tmp_path, capsys, monkeypatch, f"{path}: annotation 0", needle)
+    ann = {"id": 7, "image_id": 1, "category_id": 1, "bbox": [1, 2, 3, 4], "keypoints": [1, 2, 2], **ann}
+    data = {"images": [{"id": 1}], "annotations": [ann], "categories": [{"id": 1, "keypoints": ["nose"]}]}
+    path.write_text(json.dumps(data))
+    _bad(["data", "inspect", str(path)], tmp_path, capsys, monkeypatch, f"{path}: annotations[0] (id 7)", needle)

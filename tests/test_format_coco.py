@@ -176,15 +176,15 @@ def _ann(i: int, **change: Any):
 _DEL = object()
 
 BAD = [
-    (_ann(1, bbox=[5, 5, -1, 10]), r"annotations\[1\] \(id 2\): box has a negative size"),
-    (_ann(1, keypoints=[0] * 42), r"annotations\[1\] \(id 2\): 'keypoints' must hold 3 x 17 values.* got 42"),
-    (_ann(1, image_id=99), r"annotations\[1\] \(id 2\): unknown image_id 99"),
-    (_ann(1, id=1), r"annotations\[1\] \(id 1\): duplicate annotation id \(first at annotations\[0\]\)"),
+    (_ann(1, bbox=[5, 5, -1, 10]), r"annotations\[1\] \(id 2\): 'bbox' has a negative size"),
+    (_ann(1, keypoints=[0] * 42), r"annotations\[1\] \(id 2\): 'keypoints' has 42 values, expected 51"),
+    (_ann(1, image_id=99), r"annotations\[1\] \(id 2\): 'image_id' 99 is not in 'images'"),
+    (_ann(1, id=1), r"annotations\[1\] \(id 1\): duplicate id 1 \(first at annotations\[0\]\)"),
     (_ann(1, bbox=_DEL), r"annotations\[1\] \(id 2\): has no 'bbox'"),
     (_ann(0, keypoints=_DEL), r"annotations\[0\] \(id 1\): has no 'keypoints'"),
-    (_ann(1, bbox=[1, "2", 3, 4]), r"annotations\[1\] \(id 2\): box must hold finite numbers"),
-    (_ann(1, keypoints=[None] * 51), r"annotations\[1\] \(id 2\): 'keypoints' must hold finite numbers"),
-    (_ann(1, category_id=5), r"annotations\[1\] \(id 2\): unknown category_id 5"),
+    (_ann(1, bbox=[1, "2", 3, 4]), r"annotations\[1\] \(id 2\): 'bbox'\[1\] must be a number, got \"2\""),
+    (_ann(1, keypoints=[None] * 51), r"annotations\[1\] \(id 2\): 'keypoints'\[0\] must be a number, got null"),
+    (_ann(1, category_id=5), r"annotations\[1\] \(id 2\): 'category_id' 5 is not in 'categories'"),
     (_ann(1, iscrowd=2), r"annotations\[1\] \(id 2\): 'iscrowd' must be 0 or 1"),
 ]
 

@@ -185,12 +185,12 @@ def test_frames_beyond_seq_length(tmp_path):
     [
         ("1,1,0,0,10,10,1,1,1\n1,2,0,0,10,10,1,1\n", r"det\.txt:2: expected 9 columns like the first line, got 8"),
         ("1,-1,0,0,10,10,0.5\n\n2,-1,0,0,10\n", r"det\.txt:3: expected at least 6 columns"),
-        ("1,-1,0,0,10,10,0.5\n2,-1,0,abc,10,10,0.5\n", r"det\.txt:2: column 4 is not a number: 'abc'"),
-        ("1,-1,0,0,10,10,0.5\n2,-1,0,0,-10,10,0.5\n", r"det\.txt:2: negative box width or height"),
-        ("1,-1,0,0,10,10,0.5\n2,-1,0,0,10,-1,0.5\n", r"det\.txt:2: negative box width or height"),
-        ("1,-1,0,0,10,10,0.5\n0,-1,0,0,10,10,0.5\n", r"det\.txt:2: frame must be an integer >= 1"),
-        ("1,-1,0,0,10,10,0.5\n1,-3,0,0,10,10,0.5\n", r"det\.txt:2: id must be an integer >= 0 \(or -1"),
-        ("1,-1,0,0,10,10,0.5\n1,2,0,0,nan,10,0.5\n", r"det\.txt:2: non-finite value"),
+        ("1,-1,0,0,10,10,0.5\n2,-1,0,abc,10,10,0.5\n", r"det\.txt:2: y \(column 4\) is not a number: 'abc'"),
+        ("1,-1,0,0,10,10,0.5\n2,-1,0,0,-10,10,0.5\n", r"det\.txt:2: width \(column 5\) -10 is negative"),
+        ("1,-1,0,0,10,10,0.5\n2,-1,0,0,10,-1,0.5\n", r"det\.txt:2: height \(column 6\) -1 is negative"),
+        ("1,-1,0,0,10,10,0.5\n0,-1,0,0,10,10,0.5\n", r"det\.txt:2: frame \(column 1\) 0 must be >= 1"),
+        ("1,-1,0,0,10,10,0.5\n1,-3,0,0,10,10,0.5\n", r"det\.txt:2: id \(column 2\) -3 must be >= 0 \(or -1"),
+        ("1,-1,0,0,10,10,0.5\n1,2,0,0,nan,10,0.5\n", r"det\.txt:2: width \(column 5\) nan is not a finite number"),
     ],
 )
 def test_malformed_lines_name_file_and_line(tmp_path, text, pattern):

@@ -85,6 +85,8 @@ def test_coco_statistics_use_fbox(tmp_path: Path) -> None:
         {"id": 4, "image_id": 2, "bbox": [0, 0, 50, 50], "iscrowd": 0},
         {"id": 5, "image_id": 2, "bbox": [0, 0, 50, 50], "fbox": [0, 0, 50, 50], "iscrowd": 0},
     ]
+    for a in anns:
+        a["category_id"] = 1
     data = {"images": [{"id": 1}, {"id": 2}], "annotations": anns, "categories": [{"id": 1, "name": "person"}]}
     f = tmp_path / "c.json"
     f.write_text(json.dumps(data))

@@ -86,7 +86,7 @@ def test_bbox_area_option_and_bad_input() -> None:
     g = copy.deepcopy(gt)
     for a in g["annotations"]:
         del a["area"]
-    with pytest.raises(FormatError, match=r"annotations\[0\]: 'area' must be a number"):
+    with pytest.raises(FormatError, match=r"annotations\[0\] \(id \d+\): has no 'area'"):
         evaluate_hie_wap(g, preds)
     assert evaluate_hie_wap(g, preds, use_area=False).w_AP_avg == pytest.approx(0.75)
     g2 = copy.deepcopy(gt)
@@ -95,7 +95,7 @@ def test_bbox_area_option_and_bad_input() -> None:
         evaluate_hie_wap(g2, preds)
     p = copy.deepcopy(preds)
     p[1]["keypoints"] = p[1]["keypoints"][:39]
-    with pytest.raises(FormatError, match=r"record 1: 'keypoints' has 39 values"):
+    with pytest.raises(FormatError, match=r"results\[1\]: 'keypoints' has 39 values"):
         evaluate_hie_wap(gt, p)
     with pytest.raises(ValueError, match="unknown weighting"):
         evaluate_hie_wap(gt, preds, weighting="crowdedness")  # type: ignore[arg-type]
@@ -116,4 +116,4 @@ def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert "unpublished" in capsys.readouterr().out
     (tmp_path / "p.json").write_text('[{"image_id": 99, "category_id": 1, "keypoints": [], "score": 1}]')
     assert args.func(args) == 2
-    assert "record 0: image_id 99" in capsys.readouterr().err
+    assert "results[0]: 'image_id' 99 is not an image" in capsys.readouterr().err

@@ -302,7 +302,7 @@ def test_sequence_without_gt_or_predictions():
 def test_duplicate_id_in_frame(tmp_path):
     f = tmp_path / "res.txt"
     f.write_text("1,1,0,0,10,10,1,-1,-1,-1\n1,2,0,0,10,10,1,-1,-1,-1\n1,1,5,5,10,10,1,-1,-1,-1\n")
-    with pytest.raises(FormatError, match=r"res\.txt:3: id 1 appears twice in frame 1"):
+    with pytest.raises(FormatError, match=r"res\.txt:3: id \(column 2\) 1 appears twice in frame 1"):
         read_mot(f)
     with pytest.raises(ValueError, match="appears twice"):
         MotSequence("x", 1, [1, 1], [3, 3], np.ones((2, 4)), [], [], E)
@@ -311,10 +311,10 @@ def test_duplicate_id_in_frame(tmp_path):
 @pytest.mark.parametrize(
     ("text", "pattern"),
     [
-        ("1,1,0,0,10,10,1,-1,-1,-1\n1,2,0,zero,10,10,1,-1,-1,-1\n", r"gt\.txt:2: column 4 is not a number"),
+        ("1,1,0,0,10,10,1,-1,-1,-1\n1,2,0,zero,10,10,1,-1,-1,-1\n", r"gt\.txt:2: y \(column 4\) is not a number"),
         ("1,1,0,0,10,10\n2,1,0,0\n", r"gt\.txt:2: expected at least 6 columns"),
-        ("1,1,0,0,10,10,1\n\n1.5,2,0,0,10,10,1\n", r"gt\.txt:3: frame must be an integer >= 1"),
-        ("1,1,0,0,10,10,1\n1,-2,0,0,10,10,1\n", r"gt\.txt:2: id must be an integer >= 0"),
+        ("1,1,0,0,10,10,1\n\n1.5,2,0,0,10,10,1\n", r"gt\.txt:3: frame \(column 1\) 1\.5 is not an integer"),
+        ("1,1,0,0,10,10,1\n1,-2,0,0,10,10,1\n", r"gt\.txt:2: id \(column 2\) -2 must be >= 0"),
     ],
 )
 def test_malformed_lines(tmp_path, text, pattern):

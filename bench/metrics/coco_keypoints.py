@@ -48,8 +48,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import io
-import json
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -59,7 +59,8 @@ from typing import Any, Literal
 import numpy as np
 
 from crowdbench.bench.jsonout import dumps as strict_dumps
-from crowdbench.datasets.formats.errors import FormatError
+from crowdbench.datasets.formats.coco_checks import CocoGt, CocoResults, check_coco_gt, check_coco_results, renumbered
+from crowdbench.datasets.formats.errors import FormatError, read_json, read_json_bytes
 
 __all__ = [
     "BOX_STAT_NAMES",
@@ -169,42 +170,22 @@ class CocoVisInvisResult:
 
 
 def load_json(path: str | Path) -> Any:
-    """Read a JSON file; truncated or invalid JSON is a one-line :class:`FormatError` naming file, line, column."""
-    path = Path(path)
-    text = path.read_text(encoding="utf-8")
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise FormatError(f"{path}:{exc.lineno}:{exc.colno}: invalid JSON ({exc.msg})") from None
-    except RecursionError:
-        raise FormatError(f"{path}: JSON nested deeper than the parser allows") from None
+    """Read a JSON file; unreadable, truncated or invalid JSON is a one-line :class:`FormatError` naming the file."""
+    return read_json(Path(path))
 
 
 def _source(obj: Any, default: str) -> tuple[Any, str]:
+    return _read(obj, default)[:2]
+
+
+def _read(obj: Any, default: str) -> tuple[Any, str, bool]:
+    """``(data, name, exact_types)``: a path is read (``exact_types``: the file holds a ``true`` / ``false``, so
+    keypoint lists get the exact type scan); in-memory data is taken as is, bools in keypoint lists counting as
+    0 / 1 (Python's ``bool`` is an ``int``)."""
     if isinstance(obj, str | Path):
-        return load_json(obj), str(obj)
-    return obj, default
-
-
-def _is_int(x: Any) -> bool:
-    return isinstance(x, int | np.integer) and not isinstance(x, bool)
-
-
-def _is_num(x: Any) -> bool:
-    return isinstance(x, int | float | np.integer | np.floating) and not isinstance(x, bool)
-
-
-def _num_list(x: Any, n: int | None = None) -> bool:
-    """A flat list of numbers (bools and strings are not); one vectorised dtype check instead of a Python loop."""
-    if not isinstance(x, list | tuple) or (n is not None and len(x) != n):
-        return False
-    if not x:
-        return True
-    try:
-        kind = np.asarray(x).dtype.kind
-    except (ValueError, TypeError):  # ragged / nested
-        return False
-    return kind in "iuf"
+        data, raw = read_json_bytes(Path(obj))
+        return data, str(obj), b"true" in raw or b"false" in raw
+    return obj, default, False
 
 
 def pycocotools_sigmas(sigmas: Sequence[float]) -> np.ndarray:
@@ -212,186 +193,44 @@ def pycocotools_sigmas(sigmas: Sequence[float]) -> np.ndarray:
     return np.round(np.asarray(sigmas, dtype=np.float64) * 10.0, 6) / 10.0
 
 
-_PLAIN_NUM = (int, float)
-
-
-def _plain_rows(rows: list, n: int | None) -> bool:
-    """Every row a list of plain ``int`` / ``float`` (the values JSON gives), of length ``n`` when given: one pass
-    over the value types instead of a numpy conversion per record. ``False`` means "check record by record"."""
-    if not all(type(r) is list for r in rows) or (n is not None and not all(len(r) == n for r in rows)):
-        return False
-    types: set = set()
-    for r in rows:
-        types.update(map(type, r))
-    return types <= set(_PLAIN_NUM)
-
-
-def _gt_plainly_valid(gt: Any, *, kind: str, num_keypoints: int | None, need_area: bool) -> bool:
-    """The common case of :func:`_check_gt` in a few whole-list passes (plain dicts, lists, ints and floats, every
-    category with ``num_keypoints`` keypoints). ``True`` only when the record-by-record checks would pass too;
-    anything unusual (numpy scalars, tuples, missing keys, a bad record) returns ``False`` and those checks run,
-    raising the precise error."""
-    try:
-        if type(gt) is not dict:
-            return False
-        ims, anns, cats = gt.get("images"), gt.get("annotations"), gt.get("categories")
-        if type(ims) is not list or type(anns) is not list or type(cats) is not list:
-            return False
-        if not all(type(c) is dict and type(c.get("id")) is int for c in cats):
-            return False
-        cat_ids = {c["id"] for c in cats}
-        if not all(type(im) is dict and type(im.get("id")) is int for im in ims):
-            return False
-        img_ids = {im["id"] for im in ims}
-        if len(img_ids) != len(ims):
-            return False
-        if not all(
-            type(a) is dict
-            and type(a.get("id")) is int
-            and a.get("image_id") in img_ids
-            and a.get("category_id") in cat_ids
-            and a.get("iscrowd", 0) in (0, 1)
-            for a in anns
-        ):
-            return False
-        if need_area and not all(type(a.get("area")) in _PLAIN_NUM for a in anns):
-            return False
-        if not _plain_rows([a.get("bbox") for a in anns], 4):
-            return False
-        if kind == "keypoints":
-            if num_keypoints is None:
-                return False
-            for c in cats:
-                names = c.get("keypoints")
-                if isinstance(names, list) and len(names) != num_keypoints:
-                    return False
-            if not all(type(a.get("num_keypoints")) is int for a in anns):
-                return False
-            return _plain_rows([a.get("keypoints") for a in anns], 3 * num_keypoints)
-        return True
-    except (TypeError, AttributeError):  # unhashable ids and the like: the precise checks say what
-        return False
-
-
-def _preds_plainly_valid(preds: Any, gt: Mapping, *, kind: str, num_keypoints: int | None) -> bool:
-    """:func:`_check_preds`' common case in whole-list passes, as :func:`_gt_plainly_valid`."""
-    try:
-        if type(preds) is not list or not all(type(p) is dict for p in preds):
-            return False
-        img_ids = {im["id"] for im in gt["images"]}
-        cat_ids = {c["id"] for c in gt["categories"]}
-        if not all(
-            p.get("image_id") in img_ids and p.get("category_id") in cat_ids and type(p.get("score")) in _PLAIN_NUM
-            for p in preds
-        ):
-            return False
-        if not _plain_rows([p.get("bbox") for p in preds if kind == "bbox" or p.get("bbox")], 4):
-            return False
-        if kind == "keypoints":
-            if num_keypoints is None:
-                return False
-            for c in gt["categories"]:
-                names = c.get("keypoints")
-                if isinstance(names, list) and len(names) != num_keypoints:
-                    return False
-            return _plain_rows([p.get("keypoints") for p in preds], 3 * num_keypoints)
-        return True
-    except (TypeError, AttributeError):
-        return False
-
-
-def _check_gt(
-    gt: Any, src: str, *, kind: Literal["keypoints", "bbox"], num_keypoints: int | None, need_area: bool = True
-) -> None:
-    """Validate a COCO GT dict; every problem is a one-line FormatError naming ``src`` and the record."""
-    if _gt_plainly_valid(gt, kind=kind, num_keypoints=num_keypoints, need_area=need_area):
-        return
-    if not isinstance(gt, Mapping):
-        raise FormatError(f"{src}: expected a COCO JSON object, got {type(gt).__name__}")
-    for key in ("images", "annotations", "categories"):
-        if not isinstance(gt.get(key), list):
-            raise FormatError(f"{src}: missing or non-list '{key}'")
-    cat_k: dict[Any, int | None] = {}
-    for i, c in enumerate(gt["categories"]):
-        if not isinstance(c, Mapping) or not _is_int(c.get("id")):
-            raise FormatError(f"{src}: categories[{i}]: needs an integer 'id'")
-        names = c.get("keypoints")
-        cat_k[c["id"]] = len(names) if isinstance(names, list) else None
-    img_ids: set = set()
-    for i, im in enumerate(gt["images"]):
-        if not isinstance(im, Mapping) or not _is_int(im.get("id")):
-            raise FormatError(f"{src}: images[{i}]: needs an integer 'id'")
-        if im["id"] in img_ids:
-            raise FormatError(f"{src}: images[{i}]: duplicate image id {im['id']}")
-        img_ids.add(im["id"])
-    for i, a in enumerate(gt["annotations"]):
-        where = f"{src}: annotations[{i}]"
-        if not isinstance(a, Mapping):
-            raise FormatError(f"{where}: expected an object, got {type(a).__name__}")
-        if not _is_int(a.get("id")):
-            raise FormatError(f"{where}: needs an integer 'id'")
-        if a.get("image_id") not in img_ids:
-            raise FormatError(f"{where}: image_id {a.get('image_id')!r} is not in 'images'")
-        if a.get("category_id") not in cat_k:
-            raise FormatError(f"{where}: category_id {a.get('category_id')!r} is not in 'categories'")
-        if not _num_list(a.get("bbox"), 4):
-            raise FormatError(f"{where}: 'bbox' must be 4 numbers [x, y, w, h]")
-        if need_area and not _is_num(a.get("area")):
-            raise FormatError(f"{where}: 'area' must be a number")
-        if "iscrowd" in a and a["iscrowd"] not in (0, 1):
-            raise FormatError(f"{where}: 'iscrowd' must be 0 or 1, got {a['iscrowd']!r}")
-        if kind == "keypoints":
-            _check_kpts(a, where, cat_k[a["category_id"]], num_keypoints)
-            if not _is_int(a.get("num_keypoints")):
-                raise FormatError(f"{where}: needs an integer 'num_keypoints'")
-
-
-def _check_kpts(a: Mapping, where: str, cat_k: int | None, num_keypoints: int | None) -> None:
-    k = cat_k if cat_k is not None else num_keypoints
-    kp = a.get("keypoints")
-    if not _num_list(kp):
-        raise FormatError(f"{where}: 'keypoints' must be a list of numbers")
-    if k is not None and len(kp) != 3 * k:
-        raise FormatError(f"{where}: 'keypoints' has {len(kp)} values, the category has {k} keypoints ({3 * k})")
-    if num_keypoints is not None and k != num_keypoints:
-        raise FormatError(f"{where}: the category has {k} keypoints but {num_keypoints} sigmas are used")
-
-
-def _check_preds(
-    preds: Any, src: str, gt: Mapping, *, kind: Literal["keypoints", "bbox"], num_keypoints: int | None
-) -> None:
-    if _preds_plainly_valid(preds, gt, kind=kind, num_keypoints=num_keypoints):
-        return
-    if not isinstance(preds, list | tuple):
-        raise FormatError(f"{src}: expected a COCO results list, got {type(preds).__name__}")
-    img_ids = {im["id"] for im in gt["images"]}
-    cat_k = {c["id"]: (len(c["keypoints"]) if isinstance(c.get("keypoints"), list) else None) for c in gt["categories"]}
-    for i, p in enumerate(preds):
-        where = f"{src}: record {i}"
-        if not isinstance(p, Mapping):
-            raise FormatError(f"{where}: expected an object, got {type(p).__name__}")
-        if p.get("image_id") not in img_ids:
-            raise FormatError(f"{where}: image_id {p.get('image_id')!r} is not in the ground truth")
-        if p.get("category_id") not in cat_k:
-            raise FormatError(f"{where}: category_id {p.get('category_id')!r} is not in the ground truth")
-        if not _is_num(p.get("score")):
-            raise FormatError(f"{where}: 'score' must be a number")
-        if (kind == "bbox" or p.get("bbox")) and not _num_list(p.get("bbox"), 4):
-            raise FormatError(f"{where}: 'bbox' must be 4 numbers [x, y, w, h]")
-        if kind == "keypoints":
-            _check_kpts(p, where, cat_k[p["category_id"]], num_keypoints)
-
-
-def _check_ids(gt: Mapping, src: str, allow_duplicate_ids: bool) -> None:
-    if allow_duplicate_ids:
-        return
-    seen: dict[int, int] = {}
-    for i, a in enumerate(gt["annotations"]):
-        if a["id"] in seen:
-            raise FormatError(
-                f"{src}: annotations[{i}]: duplicate annotation id {a['id']} (first at annotations[{seen[a['id']]}])"
-            )
-        seen[a["id"]] = i
+def validated(
+    gt: GtSource | CocoGt,
+    preds: PredSource | CocoResults,
+    *,
+    kind: Literal["keypoints", "bbox"],
+    num_keypoints: int | None,
+    need_area: bool = True,
+    lenient: bool = False,
+    allow_duplicate_ids: bool = False,
+    image_keys: Sequence[str] = (),
+    gt_name: str = "<gt>",
+    pred_name: str = "<predictions>",
+) -> tuple[CocoGt, CocoResults]:
+    """Read (paths) and validate ground truth and results with the one COCO validation layer
+    (:mod:`crowdbench.datasets.formats.coco_checks`); already validated objects pass through unchanged."""
+    if not isinstance(gt, CocoGt):
+        data, src, exact = _read(gt, gt_name)
+        gt = check_coco_gt(
+            data,
+            src,
+            kind=kind,
+            num_keypoints=num_keypoints,
+            need_area=need_area,
+            lenient=lenient,
+            allow_duplicate_ids=allow_duplicate_ids,
+            image_keys=image_keys,
+            exact_types=exact,
+        )
+    elif gt.kind != kind or gt.num_keypoints != (num_keypoints if kind == "keypoints" else None):
+        raise ValueError(f"{gt.source} was validated for {gt.kind} ({gt.num_keypoints} keypoints), not {kind}")
+    if gt.duplicate_ids and not (allow_duplicate_ids or lenient or gt.relaxed):
+        raise FormatError(f"{gt.source}: duplicate annotation ids (allow_duplicate_ids=True accepts them)")
+    if not isinstance(preds, CocoResults):
+        data, src, exact = _read(preds, pred_name)
+        preds = check_coco_results(
+            data, src, gt, kind=kind, num_keypoints=num_keypoints, lenient=lenient, exact_types=exact
+        )
+    return gt, preds
 
 
 # ------------------------------------------------------------------------------------------------ backend
@@ -417,7 +256,8 @@ def _copy_preds(preds: Sequence[Mapping]) -> list[dict]:
     if len(scores) and not np.isfinite(scores).all():
         key = -scores  # pycocotools sorts -score ascending, NaN last
         uniq = np.unique(key[~np.isnan(key)])
-        rank = np.where(np.isnan(key), len(uniq), np.searchsorted(uniq, np.nan_to_num(key, nan=0.0)))
+        rank = np.where(np.isnan(key), len(uniq), np.searchsorted(uniq, np.where(np.isnan(key), 0.0, key)))
+        # (not np.nan_to_num: it also turns -inf into the finite -1.8e308, tying an infinite score with the next)
         for p, r in zip(out, rank, strict=True):
             p["score"] = -float(r)
     return out
@@ -751,22 +591,25 @@ def _run_faster(gt: dict, preds: list[dict], iou_type: str, *, sigmas: Any, use_
 
 
 def _engine_inputs(
-    gt: Mapping, preds: Sequence[Mapping], iou_type: str, renumber_zero_id: bool, engine: str
+    gt: CocoGt, preds: CocoResults, iou_type: str, renumber_zero_id: bool, engine: str
 ) -> tuple[Any, Any, str]:
-    """The (GT, predictions, engine) to evaluate: hotcoco reads the checked inputs as they are (it edits nothing),
-    unless ids must be renumbered or scores ranked; the faster_coco_eval engine gets shallow copies (it edits them).
-    ``"auto"`` is resolved here, on the inputs as evaluated."""
+    """The (GT, predictions, engine) to evaluate, from what validation learnt (no pass over the records here).
+
+    ``"auto"`` is hotcoco unless pycocotools' quirks or ``--lenient`` values need the pycocotools-parity path
+    (a GT id 0 kept, duplicate ids, NaN scores, relaxed values): :func:`hotcoco_identical`. hotcoco reads the
+    validated inputs as they are (it edits nothing); copies are made only where ids are renumbered, scores ranked,
+    or for the faster_coco_eval engine (it edits them)."""
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
-    if engine == "auto":  # hotcoco_identical: no GT id 0 (renumbered or not), unique ids, finite scores
-        plain = hotcoco_identical(gt, preds, iou_type) is None
-    else:
-        plain = engine == "hotcoco" and not (renumber_zero_id and any(a["id"] == 0 for a in gt["annotations"]))
-        plain = plain and (not preds or bool(np.isfinite(np.array([p["score"] for p in preds], dtype=float)).all()))
-    if plain:
-        return gt, preds, "hotcoco"
-    g, p = _copy_gt(gt, renumber_zero_id), _copy_preds(preds)
-    return g, p, resolve_engine(engine, g, p, iou_type)
+    zero = gt.has_zero_id and renumber_zero_id
+    if engine == "auto":
+        exact = not (gt.has_zero_id and not renumber_zero_id) and not gt.duplicate_ids and not gt.renumber
+        exact = exact and preds.finite_scores and not gt.relaxed and not preds.relaxed
+        engine = "hotcoco" if exact else "faster_coco_eval"
+    if engine == "hotcoco" and not zero and not gt.renumber and preds.finite_scores:
+        return gt.data, preds.records, engine
+    data = renumbered(gt) if gt.renumber and not zero else gt.data
+    return _copy_gt(data, zero), _copy_preds(preds.records), engine
 
 
 def _counts(gt: Mapping, preds: Sequence, kind: str) -> dict[str, int]:
@@ -797,24 +640,25 @@ def evaluate_coco_keypoints(
     allow_duplicate_ids: bool = False,
     return_resampler: bool = False,
     engine: str = "auto",
+    lenient: bool = False,
 ) -> Any:
     """COCO OKS keypoint AP/AR (pycocotools ``iouType="keypoints"``; metrics.md section 1).
 
-    ``gt``: COCO GT dict or JSON path; ``preds``: COCO results list or JSON path. ``sigmas`` default to COCO-17
+    ``gt``: COCO GT dict, JSON path or validated :class:`CocoGt`; ``preds``: COCO results list, JSON path or
+    :class:`CocoResults` (validated inputs are not checked again, :func:`validated`). ``lenient``: accept the values
+    pycocotools accepts (:mod:`crowdbench.datasets.formats.coco_checks`). ``sigmas`` default to COCO-17
     (pycocotools' own array); other sigmas are converted with :func:`pycocotools_sigmas`.
     ``return_resampler=True``: ``(result, CocoImageResampler)``, the per-image statistics for bootstrap replicates.
     ``engine``: see :func:`run_cocoeval` (``"auto"``: hotcoco where identical to pycocotools).
     """
-    gt, gsrc = _source(gt, "<gt>")
-    preds, psrc = _source(preds, "<predictions>")
     sig = None if sigmas is None else pycocotools_sigmas(sigmas)
     k = 17 if sig is None else len(sig)
-    _check_gt(gt, gsrc, kind="keypoints", num_keypoints=k)
-    _check_ids(gt, gsrc, allow_duplicate_ids)
-    _check_preds(preds, psrc, gt, kind="keypoints", num_keypoints=k)
-    g, p, eng = _engine_inputs(gt, preds, "keypoints", renumber_zero_id, engine)
-    ev = run_cocoeval(g, p, "keypoints", sigmas=sig, keep_states=return_resampler, engine=eng)
-    res = CocoKeypointResult(*_stats(ev, 10), **_counts(gt, preds, "keypoints"))
+    g, p = validated(
+        gt, preds, kind="keypoints", num_keypoints=k, lenient=lenient, allow_duplicate_ids=allow_duplicate_ids
+    )
+    gd, pd, eng = _engine_inputs(g, p, "keypoints", renumber_zero_id, engine)
+    ev = run_cocoeval(gd, pd, "keypoints", sigmas=sig, keep_states=return_resampler, engine=eng)
+    res = CocoKeypointResult(*_stats(ev, 10), **_counts(g.data, p.records, "keypoints"))
     return (res, CocoImageResampler.from_eval(ev)) if return_resampler else res
 
 
@@ -826,18 +670,17 @@ def evaluate_coco_box(
     allow_duplicate_ids: bool = False,
     return_resampler: bool = False,
     engine: str = "auto",
+    lenient: bool = False,
 ) -> Any:
     """COCO box AP/AR (pycocotools ``iouType="bbox"``), e.g. person detection; same conventions as keypoints.
 
     ``return_resampler=True``: ``(result, CocoImageResampler)``; ``engine``: see :func:`run_cocoeval`."""
-    gt, gsrc = _source(gt, "<gt>")
-    dets, psrc = _source(dets, "<predictions>")
-    _check_gt(gt, gsrc, kind="bbox", num_keypoints=None)
-    _check_ids(gt, gsrc, allow_duplicate_ids)
-    _check_preds(dets, psrc, gt, kind="bbox", num_keypoints=None)
-    g, p, eng = _engine_inputs(gt, dets, "bbox", renumber_zero_id, engine)
-    ev = run_cocoeval(g, p, "bbox", keep_states=return_resampler, engine=eng)
-    res = CocoBoxResult(*_stats(ev, 12), **_counts(gt, dets, "bbox"))
+    g, p = validated(
+        gt, dets, kind="bbox", num_keypoints=None, lenient=lenient, allow_duplicate_ids=allow_duplicate_ids
+    )
+    gd, pd, eng = _engine_inputs(g, p, "bbox", renumber_zero_id, engine)
+    ev = run_cocoeval(gd, pd, "bbox", keep_states=return_resampler, engine=eng)
+    res = CocoBoxResult(*_stats(ev, 12), **_counts(g.data, p.records, "bbox"))
     return (res, CocoImageResampler.from_eval(ev)) if return_resampler else res
 
 
@@ -874,18 +717,17 @@ def evaluate_coco_vis_invis(
     sigmas: Sequence[float] | None = None,
     renumber_zero_id: bool = False,
     allow_duplicate_ids: bool = False,
+    lenient: bool = False,
 ) -> CocoVisInvisResult:
     """AP-vis and AP-invis of paper 001 (Table 1): COCO keypoint AP on the val-vis / val-invis GT subsets."""
-    gt, gsrc = _source(gt, "<gt>")
-    preds, psrc = _source(preds, "<predictions>")
     k = 17 if sigmas is None else len(sigmas)
-    _check_gt(gt, gsrc, kind="keypoints", num_keypoints=k)
-    _check_ids(gt, gsrc, allow_duplicate_ids)
-    _check_preds(preds, psrc, gt, kind="keypoints", num_keypoints=k)
-    vis, invis = split_vis_invis(gt, split)
+    g, p = validated(
+        gt, preds, kind="keypoints", num_keypoints=k, lenient=lenient, allow_duplicate_ids=allow_duplicate_ids
+    )
+    vis, invis = split_vis_invis(g.data, split)
     kw = {"sigmas": sigmas, "renumber_zero_id": renumber_zero_id, "allow_duplicate_ids": allow_duplicate_ids}
-    rv = evaluate_coco_keypoints(vis, preds, **kw)
-    ri = evaluate_coco_keypoints(invis, preds, **kw)
+    rv = evaluate_coco_keypoints(dataclasses.replace(g, data=vis), p, **kw)
+    ri = evaluate_coco_keypoints(dataclasses.replace(g, data=invis), p, **kw)
     return CocoVisInvisResult(AP_vis=rv.AP, AP_invis=ri.AP, split=split, vis=rv, invis=ri)
 
 
@@ -1189,6 +1031,7 @@ def run_command(fn: Any, args: argparse.Namespace) -> int:
 def _cmd_keypoints(args: argparse.Namespace) -> int:
     def go() -> None:
         kw = {"renumber_zero_id": args.renumber_zero_id, "allow_duplicate_ids": args.allow_duplicate_ids}
+        kw["lenient"] = args.lenient
         if args.vis_invis:
             res: Any = evaluate_coco_vis_invis(args.gt, args.pred, split=args.vis_invis, **kw)
             if args.json:
@@ -1221,6 +1064,7 @@ def _cmd_keypoints(args: argparse.Namespace) -> int:
 def _cmd_box(args: argparse.Namespace) -> int:
     def go() -> None:
         kw = {"renumber_zero_id": args.renumber_zero_id, "allow_duplicate_ids": args.allow_duplicate_ids}
+        kw["lenient"] = args.lenient
         if args.bootstrap:
             res, rs = evaluate_coco_box(args.gt, args.pred, return_resampler=True, **kw)
             print_bootstrap(args, res, rs, BOX_STAT_NAMES, f"COCO box ({args.gt.name} vs {args.pred.name})")
@@ -1253,6 +1097,18 @@ def add_id_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--allow-duplicate-ids", action="store_true", help="accept duplicate GT ids as pycocotools does (else error)"
+    )
+    add_lenient_argument(p)
+
+
+def add_lenient_argument(p: argparse.ArgumentParser) -> None:
+    """``--lenient`` (the COCO-protocol commands): pycocotools' behaviour on the values it accepts."""
+    p.add_argument(
+        "--lenient",
+        action="store_true",
+        help="accept the values pycocotools accepts and scores (negative box sizes, visibility outside 0-2, "
+        "ids beyond int64, duplicate ids, NaN scores); the number is pycocotools'. NaN coordinates, strings, "
+        "wrong lengths and dangling ids are refused either way (datasets/formats/coco_checks.py)",
     )
 
 

@@ -33,14 +33,9 @@ from crowdbench.bench.metrics.coco_keypoints import (
     CocoImageResampler,
     GtSource,
     PredSource,
-    _check_gt,
-    _check_ids,
-    _check_preds,
     _copy_gt,
     _copy_preds,
     _counts,
-    _is_num,
-    _source,
     add_id_options,
     add_io_arguments,
     print_bootstrap,
@@ -48,8 +43,9 @@ from crowdbench.bench.metrics.coco_keypoints import (
     pycocotools_sigmas,
     run_cocoeval,
     run_command,
+    validated,
 )
-from crowdbench.datasets.formats.errors import FormatError
+from crowdbench.datasets.formats.coco_checks import renumbered
 from crowdbench.datasets.keypoints import CROWDPOSE_14
 
 __all__ = ["CROWDPOSE_STAT_NAMES", "CrowdPoseResult", "add_command", "drop_zero_score", "evaluate_crowdpose"]
@@ -98,27 +94,30 @@ def evaluate_crowdpose(
     renumber_zero_id: bool = False,
     allow_duplicate_ids: bool = False,
     return_resampler: bool = False,
+    lenient: bool = False,
 ) -> Any:
     """CrowdPose AP/AR + AP(easy/medium/hard) as the official API computes them (module docstring).
 
     ``gt``: CrowdPose GT dict or JSON path (every image needs ``crowdIndex``); ``preds``: COCO results list or path.
     ``return_resampler=True``: ``(result, CocoImageResampler)`` (AP easy / medium / hard resampled on their images).
     """
-    gt, gsrc = _source(gt, "<gt>")
-    preds, psrc = _source(preds, "<predictions>")
-    k = CROWDPOSE_14.num_keypoints
-    _check_gt(gt, gsrc, kind="keypoints", num_keypoints=k, need_area=False)
-    for i, im in enumerate(gt["images"]):
-        if not _is_num(im.get("crowdIndex")) or np.isnan(im["crowdIndex"]):
-            raise FormatError(f"{gsrc}: images[{i}]: needs a numeric 'crowdIndex'")
-    _check_ids(gt, gsrc, allow_duplicate_ids)
-    _check_preds(preds, psrc, gt, kind="keypoints", num_keypoints=k)
-    kept = drop_zero_score(preds) if drop_zero_score_predictions else list(preds)
-    g = _copy_gt(gt, renumber_zero_id)
-    for src_im, im in zip(gt["images"], g["images"], strict=True):
-        im["crowdIndex"] = float(src_im["crowdIndex"])
+    g, p = validated(
+        gt,
+        preds,
+        kind="keypoints",
+        num_keypoints=CROWDPOSE_14.num_keypoints,
+        need_area=False,
+        lenient=lenient,
+        allow_duplicate_ids=allow_duplicate_ids,
+        image_keys=("crowdIndex",),
+    )
+    kept = drop_zero_score(p.records) if drop_zero_score_predictions else list(p.records)
+    zero = renumber_zero_id and g.has_zero_id
+    gd = _copy_gt(renumbered(g) if g.renumber and not zero else g.data, zero)
+    for im in gd["images"]:
+        im["crowdIndex"] = float(im["crowdIndex"])
     ev = run_cocoeval(
-        g,
+        gd,
         _copy_preds(kept),
         "keypoints_crowd",
         sigmas=pycocotools_sigmas(CROWDPOSE_14.sigmas),
@@ -126,10 +125,12 @@ def evaluate_crowdpose(
         keep_states=return_resampler,
     )
     stats = [float(v) for v in np.asarray(ev.all_stats, dtype=np.float64)[:9]]
-    res = CrowdPoseResult(*stats, **_counts(gt, preds, "keypoints"), num_dropped_predictions=len(preds) - len(kept))
+    res = CrowdPoseResult(
+        *stats, **_counts(g.data, p.records, "keypoints"), num_dropped_predictions=len(p.records) - len(kept)
+    )
     if not return_resampler:
         return res
-    crowd = {im["id"]: im["crowdIndex"] for im in g["images"]}
+    crowd = {im["id"]: im["crowdIndex"] for im in gd["images"]}
     index = np.array([crowd[i] for i in ev._boot_params.imgIds], dtype=np.float64)
     splits = {"easy": index < 0.2, "medium": (index >= 0.2) & (index < 0.8), "hard": index >= 0.8}
     return res, CocoImageResampler.from_eval(ev, crowd_splits=splits)
@@ -141,6 +142,7 @@ def _cmd(args: argparse.Namespace) -> int:
             "drop_zero_score_predictions": args.drop_zero_score_predictions,
             "renumber_zero_id": args.renumber_zero_id,
             "allow_duplicate_ids": args.allow_duplicate_ids,
+            "lenient": args.lenient,
         }
         if args.bootstrap:
             res, rs = evaluate_crowdpose(args.gt, args.pred, return_resampler=True, **kw)

@@ -39,17 +39,15 @@ from crowdbench.bench.jsonout import dumps as strict_dumps
 from crowdbench.bench.metrics.coco_keypoints import (
     GtSource,
     PredSource,
-    _check_gt,
-    _check_ids,
-    _check_preds,
     _copy_gt,
     _copy_preds,
     _fmt,
-    _source,
     add_io_arguments,
+    add_lenient_argument,
     pycocotools_sigmas,
     run_cocoeval,
     run_command,
+    validated,
 )
 from crowdbench.datasets.formats.errors import FormatError
 from crowdbench.datasets.keypoints import HIE_14
@@ -117,6 +115,8 @@ def split_by_video(gt: Mapping[str, Any], preds: Sequence[Mapping], src: str = "
         v = _video_key(im)
         if v is None:
             raise FormatError(f"{src}: images[{i}]: no 'video_id' (or 'vid_id') to group frames by video")
+        if type(v) not in (str, int) or v == "":
+            raise FormatError(f"{src}: images[{i}]: 'video_id' must be a non-empty string or an integer, got {v!r}")
         vid_of[im["id"]] = str(v)
     out: dict[str, tuple[dict, list]] = {}
     for v in dict.fromkeys(vid_of.values()):
@@ -142,6 +142,7 @@ def evaluate_hie_wap(
     sigmas: Sequence[float] | None = None,
     use_area: bool = True,
     allow_duplicate_ids: bool = False,
+    lenient: bool = False,
 ) -> HieWapResult:
     """HIE w-AP under a named ``weighting`` (module docstring; the official weighting is unpublished).
 
@@ -157,16 +158,23 @@ def evaluate_hie_wap(
             raise ValueError("preds=None needs gt as a mapping video -> (gt_dict, results)")
         videos = {str(v): (g, list(p)) for v, (g, p) in gt.items()}
         for v, (g, p) in videos.items():
-            _check_gt(g, f"<gt video {v}>", kind="keypoints", num_keypoints=k, need_area=use_area)
-            _check_ids(g, f"<gt video {v}>", allow_duplicate_ids)
-            _check_preds(p, f"<predictions video {v}>", g, kind="keypoints", num_keypoints=k)
+            validated(
+                g,
+                p,
+                kind="keypoints",
+                num_keypoints=k,
+                need_area=use_area,
+                lenient=lenient,
+                allow_duplicate_ids=allow_duplicate_ids,
+                gt_name=f"<gt video {v}>",
+                pred_name=f"<predictions video {v}>",
+            )
     else:
-        gt, gsrc = _source(gt, "<gt>")
-        preds, psrc = _source(preds, "<predictions>")
-        _check_gt(gt, gsrc, kind="keypoints", num_keypoints=k, need_area=use_area)
-        _check_ids(gt, gsrc, allow_duplicate_ids)
-        _check_preds(preds, psrc, gt, kind="keypoints", num_keypoints=k)
-        videos = split_by_video(gt, preds, gsrc)
+        g_all, p_all = validated(
+            gt, preds, kind="keypoints", num_keypoints=k, need_area=use_area, lenient=lenient,
+            allow_duplicate_ids=allow_duplicate_ids,
+        )  # fmt: skip
+        videos = split_by_video(g_all.data, p_all.records, g_all.source)
     per: list[HieVideoAP] = []
     for v, (g, p) in videos.items():
         ev = run_cocoeval(_copy_gt(g, False), _copy_preds(p), "keypoints", sigmas=sig, use_area=use_area)
@@ -189,7 +197,9 @@ def _cmd(args: argparse.Namespace) -> int:
         summary: dict = {}
         if args.bootstrap is not None:
             check_bootstrap_arguments(args)
-        res = evaluate_hie_wap(args.gt, args.pred, weighting=args.weighting, use_area=not args.bbox_area)
+        res = evaluate_hie_wap(
+            args.gt, args.pred, weighting=args.weighting, use_area=not args.bbox_area, lenient=args.lenient
+        )
         if args.bootstrap is not None:
             point = dict(zip(HieWapResampler.keys, (res.w_AP_avg, res.w_AP_50, res.w_AP_75), strict=True))
             summary = bootstrap_summary(HieWapResampler.from_result(res), point, args)
@@ -218,6 +228,7 @@ def add_command(eval_subparsers: argparse._SubParsersAction) -> None:
     add_io_arguments(p)
     p.add_argument("--weighting", choices=WEIGHTINGS, default="people", help="how videos are weighted (default people)")
     p.add_argument("--bbox-area", action="store_true", help="OKS scale 0.53*w*h of the GT box instead of 'area'")
+    add_lenient_argument(p)
     from crowdbench.bench.metrics.cli import add_bootstrap_arguments
 
     add_bootstrap_arguments(p)

@@ -25,6 +25,29 @@ Deviation: for a sequence without GT or without predictions TrackEval leaves the
 IDF1, ...) at 0; we compute them from the counts with the same ``max(1, .)`` denominators (MOTA = -FP without GT).
 Combined results are unaffected.
 
+Input (issue 20): files are read and validated by ``crowdbench.datasets.formats.mot`` (``read_mot`` with
+``role="gt"``/``"results"``, ``check_mot_pair``), the one validation layer of the format; bad input is a one-line
+``FormatError`` naming file, line and field. ``lenient=True`` (``crowdbench eval mot --lenient``) accepts what
+TrackEval (``MotChallenge2DBox``) accepts and computes a defined number from, and gives TrackEval's number:
+
+* negative box widths / heights: TrackEval's IoU of such a box is 0 (area <= eps, or no overlap), so a GT box is a
+  miss (FN) and a predicted one a false positive, and neither removes nor is removed by distractor matching;
+* ground-truth conf (consider flag) any finite number below 2**31: the row is considered when
+  ``int(conf) != 0``;
+* result scores, ground-truth visibility and columns 9-10 (which TrackEval never reads for these metrics) any
+  number, NaN and inf included; more than 10 columns (the extra ones are ignored);
+* result classes any integer <= 1 (TrackEval refuses only classes > 1);
+* MOT16/17/20 ground-truth classes outside TrackEval's table (1-13) in frames without predictions: dropped as
+  non-pedestrians (TrackEval checks the classes only in frames having both GT and predictions, and refuses them
+  there, as we do).
+
+Still refused with ``lenient`` (TrackEval raises, or its number is not defined): non-numeric fields and ragged rows,
+frames outside ``[1, seqLength]``, ids outside int64 or negative (TrackEval relabels ids by indexing an array with
+them: a negative id aliases another, ``10**30`` overflows), duplicate ids in a frame, non-finite frames / ids /
+boxes / GT conf / classes, non-integer frames, ids and classes (TrackEval truncates them with ``int()``; refused as
+certainly corrupt), coordinates beyond ``MAX_COORD`` (10**6 px), result classes > 1 and GT classes outside the table
+in frames with predictions.
+
 ``semantics="motmetrics"`` reproduces py-motmetrics 1.4.0 (metrics.md 6.2/6.4: last-ever-match continuation,
 MT >= 0.8, its Frag, ``motp`` = mean 1 - IoU) by feeding our IoU distances (NaN where 1 - IoU > 0.5) into
 ``motmetrics.MOTAccumulator`` (its own ``iou_matrix`` fails on numpy 2). HOTA is not defined there (``None``).
@@ -38,7 +61,6 @@ server's overlap convention (likely, not certain).
 from __future__ import annotations
 
 import argparse
-import configparser
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -50,7 +72,7 @@ from scipy.sparse.csgraph import connected_components
 
 from crowdbench.bench.jsonout import dumps as strict_dumps
 from crowdbench.datasets.formats.errors import FormatError
-from crowdbench.datasets.formats.mot import MAX_FRAME, MotTable, read_mot
+from crowdbench.datasets.formats.mot import MOT_CLASSES, MotTable, check_mot_pair, read_mot, read_seqinfo
 
 __all__ = [
     "HOTA_ALPHAS",
@@ -73,22 +95,6 @@ EPS = float(np.finfo(float).eps)
 #: TrackEval ``HOTA.array_labels`` (exactly, e.g. 0.15000000000000002).
 HOTA_ALPHAS: np.ndarray = np.arange(0.05, 0.99, 0.05)
 BENCHMARKS = ("MOT15", "MOT16", "MOT17", "MOT20")
-#: TrackEval ``MotChallenge2DBox.class_name_to_class_id``.
-MOT_CLASSES = {
-    "pedestrian": 1,
-    "person_on_vehicle": 2,
-    "car": 3,
-    "bicycle": 4,
-    "motorbike": 5,
-    "non_mot_vehicle": 6,
-    "static_person": 7,
-    "distractor": 8,
-    "occluder": 9,
-    "occluder_on_ground": 10,
-    "occluder_full": 11,
-    "reflection": 12,
-    "crowd": 13,
-}
 _PAIR_CHUNK = 1 << 22
 
 
@@ -953,35 +959,32 @@ def _concat_stats(stats: list[tuple[dict, int, int]], hota: bool) -> dict[str, n
 
 # ------------------------------------------------------------------------------------------------ files, preprocess
 def preprocess_sequence(
-    name: str, gt: MotTable, pred: MotTable, *, benchmark: str = "MOT17", num_frames: int | None = None
+    name: str,
+    gt: MotTable,
+    pred: MotTable,
+    *,
+    benchmark: str = "MOT17",
+    num_frames: int | None = None,
+    lenient: bool = False,
 ) -> MotSequence:
     """TrackEval ``MotChallenge2DBox.get_preprocessed_seq_data`` for one sequence (class ``pedestrian``).
 
     MOT15: drop GT rows whose ``int(conf)`` is 0 (zero-marked), nothing else. MOT16/17/20: per frame, predictions
     matched (Hungarian on IoU >= 0.5 - eps, all GT rows) to a distractor GT (person_on_vehicle, static_person,
     distractor, reflection; MOT20 also non_mot_vehicle) are removed; then only GT of class 1 with non-zero conf stays.
-    Frames beyond ``num_frames`` (seqinfo ``seqLength``) and predictions of class > 1 are errors, as in TrackEval.
+    The checks that need both files (frames beyond ``num_frames``, classes) are
+    :func:`crowdbench.datasets.formats.mot.check_mot_pair`'s (``lenient``: TrackEval's own, per frame).
     """
     if benchmark not in BENCHMARKS:
         raise ValueError(f"benchmark must be one of {BENCHMARKS}, got {benchmark!r}")
     if num_frames is None:
         num_frames = int(max(gt.frames.max(initial=0), pred.frames.max(initial=0)))
-    for t in (gt, pred):
-        if len(t) and t.frames.max() > num_frames:
-            k = int(np.argmax(t.frames))
-            raise FormatError(f"{t.path}:{t.lines[k]}: frame {t.frames[k]} beyond the sequence length {num_frames}")
-    if len(pred) and pred.classes.max() > 1:
-        k = int(np.argmax(pred.classes))
-        raise FormatError(f"{pred.path}:{pred.lines[k]}: prediction of non-pedestrian class {pred.classes[k]}")
+    check_mot_pair(gt, pred, benchmark=benchmark, num_frames=num_frames, lenient=lenient)
     keep_pred = np.ones(len(pred), bool)
     zero_marked = gt.conf.astype(np.int64) == 0
     if benchmark == "MOT15":
         keep_gt = ~zero_marked
     else:
-        valid = np.isin(gt.classes, list(MOT_CLASSES.values()))
-        if not valid.all():
-            k = int(np.argmin(valid))
-            raise FormatError(f"{gt.path}:{gt.lines[k]}: invalid MOTChallenge class {gt.classes[k]}")
         keep_gt = ~zero_marked & (gt.classes == MOT_CLASSES["pedestrian"])
         names = ["person_on_vehicle", "static_person", "distractor", "reflection"]
         names += ["non_mot_vehicle"] if benchmark == "MOT20" else []
@@ -1008,18 +1011,11 @@ def preprocess_sequence(
 
 
 def _seq_length(seq_dir: Path) -> int | None:
+    """``seqLength`` of ``seq_dir/seqinfo.ini`` (read and checked by the format's reader), ``None`` without one."""
     ini = seq_dir / "seqinfo.ini"
     if not ini.is_file():
         return None
-    cp = configparser.ConfigParser()
-    try:
-        cp.read(ini)
-        n = int(cp["Sequence"]["seqLength"])
-    except (configparser.Error, KeyError, ValueError) as exc:
-        raise FormatError(f"{ini}: no valid [Sequence] seqLength ({exc})") from None
-    if not 0 <= n <= MAX_FRAME:
-        raise FormatError(f"{ini}: [Sequence] seqLength must be in [0, {MAX_FRAME:,}], got {n}")
-    return n
+    return int(read_seqinfo(ini, required=("seqLength",))["seqLength"])
 
 
 def _discover(gt: Path, pred: Path) -> list[tuple[str, Path, Path, int | None]]:
@@ -1048,24 +1044,40 @@ def _discover(gt: Path, pred: Path) -> list[tuple[str, Path, Path, int | None]]:
     return out
 
 
-def load_mot_sequences(gt: str | Path, pred: str | Path, *, benchmark: str = "MOT17") -> list[MotSequence]:
-    """Read and preprocess MOTChallenge files.
+def load_mot_sequences(
+    gt: str | Path, pred: str | Path, *, benchmark: str = "MOT17", lenient: bool = False
+) -> list[MotSequence]:
+    """Read, validate and preprocess MOTChallenge files.
 
     ``gt`` is a ``gt.txt`` (then ``pred`` is one result file) or a directory of ``<seq>/gt/gt.txt`` (or
     ``<seq>/gt.txt``, the layout of motmetrics' TUD data); ``pred`` then holds ``<seq>.txt`` (or ``data/<seq>.txt``,
-    or ``<seq>/test.txt``). ``<seq>/seqinfo.ini`` ``seqLength`` bounds the frames when present.
+    or ``<seq>/test.txt``). ``<seq>/seqinfo.ini`` ``seqLength`` bounds the frames when present. Every file goes
+    through :func:`crowdbench.datasets.formats.mot.read_mot` (``role="gt"`` / ``"results"``) and
+    :func:`~crowdbench.datasets.formats.mot.check_mot_pair`; ``lenient`` relaxes what TrackEval accepts (see the
+    module docstring).
     """
+    if benchmark not in BENCHMARKS:
+        raise ValueError(f"benchmark must be one of {BENCHMARKS}, got {benchmark!r}")
     seqs = []
     for name, g, p, n in _discover(Path(gt), Path(pred)):
-        seqs.append(preprocess_sequence(name, read_mot(g), read_mot(p), benchmark=benchmark, num_frames=n))
+        opts = {"benchmark": benchmark, "seq_length": n, "lenient": lenient}
+        gt_t, pred_t = read_mot(g, role="gt", **opts), read_mot(p, role="results", **opts)
+        seqs.append(preprocess_sequence(name, gt_t, pred_t, benchmark=benchmark, num_frames=n, lenient=lenient))
     return seqs
 
 
 def evaluate_mot_files(
-    gt: str | Path, pred: str | Path, *, benchmark: str = "MOT17", semantics: str = "trackeval", hota: bool = True
+    gt: str | Path,
+    pred: str | Path,
+    *,
+    benchmark: str = "MOT17",
+    semantics: str = "trackeval",
+    hota: bool = True,
+    lenient: bool = False,
 ) -> MOTResult:
-    """:func:`load_mot_sequences` then :func:`evaluate_mot`."""
-    res = evaluate_mot(load_mot_sequences(gt, pred, benchmark=benchmark), semantics=semantics, hota=hota)
+    """:func:`load_mot_sequences` then :func:`evaluate_mot` (``lenient``: see the module docstring)."""
+    seqs = load_mot_sequences(gt, pred, benchmark=benchmark, lenient=lenient)
+    res = evaluate_mot(seqs, semantics=semantics, hota=hota)
     res.benchmark = benchmark
     return res
 
@@ -1130,6 +1142,15 @@ def add_command(eval_subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--benchmark", choices=BENCHMARKS, default="MOT17", help="preprocessing (MOT15: none)")
     p.add_argument("--semantics", choices=("trackeval", "motmetrics"), default="trackeval")
     p.add_argument("--json", action="store_true", help="print the full result as JSON")
+    p.add_argument(
+        "--lenient",
+        action="store_true",
+        help="accept what TrackEval accepts and compute its number: negative box widths/heights (IoU 0: a GT box "
+        "is a miss, a predicted one a false positive), any GT conf below 2**31 (considered when int(conf) != 0), any "
+        "result score and unused column (visibility, columns 9-10; NaN included), result classes <= 1, more than 10 "
+        "columns, GT classes outside 1-13 in frames without predictions (dropped; refused where a frame has "
+        "predictions, as TrackEval). Everything else is refused as without it.",
+    )
     from crowdbench.bench.metrics.cli import add_bootstrap_arguments
 
     add_bootstrap_arguments(p, block_frames=True)
@@ -1144,12 +1165,14 @@ def cmd_eval_mot(args: argparse.Namespace) -> int:
     summary: dict = {}
     try:
         if boot is None:
-            res = evaluate_mot_files(args.gt, args.pred, benchmark=args.benchmark, semantics=args.semantics)
+            res = evaluate_mot_files(
+                args.gt, args.pred, benchmark=args.benchmark, semantics=args.semantics, lenient=args.lenient
+            )
         else:
             check_bootstrap_arguments(args)
             if args.semantics != "trackeval":
                 raise ValueError("--bootstrap needs --semantics trackeval")
-            seqs = load_mot_sequences(args.gt, args.pred, benchmark=args.benchmark)
+            seqs = load_mot_sequences(args.gt, args.pred, benchmark=args.benchmark, lenient=args.lenient)
             res, rs = evaluate_mot_bootstrap(seqs, block_frames=args.block_frames or None)
             res.benchmark = args.benchmark
             keys = ("MOTA", "MOTP", "IDF1", "IDP", "IDR", "HOTA", "DetA", "AssA")

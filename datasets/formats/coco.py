@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from crowdbench.datasets.formats.atomic import atomic_write_text
+from crowdbench.datasets.formats.coco_checks import check_coco_gt
 from crowdbench.datasets.formats.errors import FormatError, read_json
 from crowdbench.datasets.keypoints import COCO_17, CROWDPOSE_14
 from crowdbench.datasets.model import Frame, Instance, KeypointSchema
@@ -432,6 +433,13 @@ def read_coco_keypoints(
         if not isinstance(data[key], list):
             raise FormatError(f"{path}: {key!r} must be a list, got {type(data[key]).__name__}")
     categories, person, k = _categories(data, path)
+    if not skip_bad:  # the checks every entry point shares (datasets/formats/coco_checks.py); then the conversion
+        kind = "keypoints" if k else "bbox"
+        image_keys = ("file_name", "width", "height")
+        check_coco_gt(
+            data, str(path), kind=kind, num_keypoints=k or None, need_area=False, image_keys=image_keys,
+            evaluation=False,
+        )  # fmt: skip
     if schema is None and k:
         schema = _SCHEMAS_BY_K.get(k)
         if schema is None:

@@ -197,15 +197,25 @@ def _shift_ids(frames: Sequence[Frame]) -> list[Frame]:
 # ------------------------------------------------------------------------------------------------------- reader
 
 
+MAX_COORD = 1e6  # a coordinate or image side beyond this is a unit or parsing error (as coco_checks.MAX_SIZE)
+INT64_MAX = 2**63 - 1
+
+
 def _number(value: Any, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, int | float):
         raise _Bad(f"{what} must be a finite number, got {json.dumps(value)[:40]}")
+    try:
+        ok = math.isfinite(value) and abs(value) <= MAX_COORD
+    except OverflowError:  # an integer beyond the float range
+        ok = False
+    if not ok:
+        raise _Bad(f"{what} must be a finite number within ±{MAX_COORD:g}, got {json.dumps(value)[:40]}")
     return float(value)
 
 
 def _size(value: Any, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise _Bad(f"{what} must be a non-negative integer, got {json.dumps(value)[:40]}")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_COORD:
+        raise _Bad(f"{what} must be an integer in [0, {MAX_COORD:g}], got {json.dumps(value)[:40]}")
     return value
 
 
@@ -222,6 +232,8 @@ def _joint(value: Any, name: str) -> tuple[float, float, float]:
         raise _Bad(f"joint {name!r} must be 'x,y,flag' with numbers, got {value!r}") from None
     if not (math.isfinite(x) and math.isfinite(y)):
         raise _Bad(f"joint {name!r} has a non-finite coordinate: {value!r}")
+    if abs(x) > MAX_COORD or abs(y) > MAX_COORD:
+        raise _Bad(f"joint {name!r} lies beyond ±{MAX_COORD:g} pixels: {value!r}")
     if flag not in HIE_TO_COCO_VIS:
         raise _Bad(f"joint {name!r} flag must be -1, 0 or 1, got {flag}")
     return x, y, float(HIE_TO_COCO_VIS[flag])
@@ -234,6 +246,8 @@ def _parse_object(obj: Any) -> Instance:
     m = _NAME.fullmatch(name) if isinstance(name, str) else None
     if m is None:
         raise _Bad(f"'name' must be 'P-<id>', got {json.dumps(name)[:40]}")
+    if int(m.group(1)) > INT64_MAX:
+        raise _Bad(f"'name' {name[:40]!r}: the track id is not an integer within int64")
     bb = obj.get("bndbox")
     if not isinstance(bb, dict):
         raise _Bad("has no 'bndbox' object")

@@ -6,15 +6,19 @@ instances), ``class`` 1 (pedestrian) and ``visibility`` = area of the visible bo
 the full box's area. Result lines are ``frame,id,x,y,w,h,score,-1,-1,-1``.
 
 :func:`read_mot` reads either kind (MOT15 10-column, MOT16/17/20 9-column GT, 7- to 10-column results and public
-detection files, whose id is -1), strictly; :func:`read_seqinfo` reads ``seqinfo.ini`` and :func:`mot_to_frames`
-turns a :class:`MotTable` into data-model frames.
+detection files, whose id is -1) and validates it (the one validation layer of the format, issue 20: every entry
+point reads through it; ``lenient=`` keeps TrackEval's parity); :func:`check_mot_pair` checks what needs both files
+of an evaluated sequence; :func:`read_seqinfo` reads ``seqinfo.ini`` and :func:`mot_to_frames` turns a
+:class:`MotTable` into data-model frames.
 """
 
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 import numpy as np
@@ -24,12 +28,17 @@ from crowdbench.datasets.formats.errors import FormatError
 from crowdbench.datasets.model import Frame, Instance
 
 __all__ = [
+    "MAX_COORD",
     "MAX_FRAME",
+    "MOT_CLASSES",
+    "MOT_CLASS_IDS",
     "MOT_DISTRACTOR_CLASSES",
     "MOT_PEDESTRIAN",
+    "MOT_ROLES",
     "SEQINFO_KEYS",
     "MotTable",
     "box_visibility",
+    "check_mot_pair",
     "mot_lines",
     "mot_to_frames",
     "read_mot",
@@ -46,10 +55,32 @@ MOT_DISTRACTOR_CLASSES = (2, 7, 8, 12)
 (TrackEval removes predictions matched to them; MOT20 also counts class 6, non_mot_vehicle)."""
 # Frame numbers beyond this are refused: per-frame arrays are sized by the largest frame (10**12 would be terabytes).
 MAX_FRAME = 10**7
+MAX_COORD = 10**6
+"""Box coordinates and sizes beyond this many pixels are refused (float64 areas and IoUs of such boxes stay exact)."""
+MOT_CLASSES = {
+    "pedestrian": 1,
+    "person_on_vehicle": 2,
+    "car": 3,
+    "bicycle": 4,
+    "motorbike": 5,
+    "non_mot_vehicle": 6,
+    "static_person": 7,
+    "distractor": 8,
+    "occluder": 9,
+    "occluder_on_ground": 10,
+    "occluder_full": 11,
+    "reflection": 12,
+    "crowd": 13,
+}
+"""The MOT16/17/20 ground-truth class table (column 8): TrackEval ``MotChallenge2DBox.class_name_to_class_id``."""
+MOT_CLASS_IDS = tuple(MOT_CLASSES.values())
+MOT_ROLES = ("gt", "results", "det")
+"""``role`` of :func:`read_mot`: ground truth, tracker results, public detections (``None``: any of them)."""
 
 SEQINFO_KEYS = ("name", "imDir", "frameRate", "seqLength", "imWidth", "imHeight", "imExt")
 """The ``[Sequence]`` keys of a MOTChallenge ``seqinfo.ini``."""
 _SEQINFO_INT = ("frameRate", "seqLength", "imWidth", "imHeight")
+_SEQINFO_CANONICAL = {k.lower(): k for k in SEQINFO_KEYS}
 
 
 def box_visibility(inst: Instance) -> float:
@@ -126,8 +157,9 @@ class MotTable:
     """Rows of one MOTChallenge text file, in file order.
 
     ``boxes`` are ``x, y, w, h`` (float64, as written); ``conf`` is column 7 (GT: the "consider" flag, 0 = zero-marked;
-    results: the score; 1.0 when the file has only 6 columns); ``classes`` column 8 as int (-1 when absent; MOT15
-    files carry ``x3d = -1`` there); ``visibility`` column 9 (-1 when absent). ``lines`` are the 1-based line numbers.
+    results: the score; 1.0 when the file has only 6 columns); ``classes`` column 8 as int (-1 when there is no class
+    column: fewer than 8 columns, or MOT15 ground truth, whose column 8 is x3d); ``visibility`` column 9 (-1 when
+    absent or not a visibility). ``lines`` are the 1-based line numbers.
     """
 
     path: str
@@ -143,11 +175,20 @@ class MotTable:
         return len(self.frames)
 
 
-def _parse_slow(name: str, lines: list[str]) -> None:
+_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?|nan|inf|infinity)", re.IGNORECASE)
+_EMPTY_FIELD = re.compile(r"^[ \t]*,|,[ \t]*,", re.MULTILINE)
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+def _fields(line: str) -> list[str]:
+    return line.replace(",", " ").split()
+
+
+def _parse_slow(name: str, lines: list[str], role: str | None) -> None:
     """Locate and raise the first malformed line (the fast path failed)."""
     ncols = None
     for no, line in enumerate(lines, 1):
-        fields = line.replace(",", " ").split()
+        fields = _fields(line)
         if not fields:
             continue
         if len(fields) < 6:
@@ -156,55 +197,206 @@ def _parse_slow(name: str, lines: list[str]) -> None:
             raise FormatError(f"{name}:{no}: expected {ncols} columns like the first line, got {len(fields)}")
         ncols = len(fields)
         for k, field in enumerate(fields):
-            try:
-                float(field)
-            except ValueError:
-                raise FormatError(f"{name}:{no}: column {k + 1} is not a number: {field!r}") from None
+            if not _NUMBER.fullmatch(field):
+                what = _column_name(k, role, ncols, _has_class(role, None, ncols))
+                raise FormatError(f"{name}:{no}: {what} is not a number: {field[:40]!r}")
     raise FormatError(f"{name}: unreadable MOT text file")
 
 
-def read_mot(path: str | Path) -> MotTable:
-    """Read a MOTChallenge ``gt.txt`` or tracker result file (comma or whitespace separated).
+_ROLE_COLUMNS = {None: (6, None), "gt": (8, 10), "results": (7, 10), "det": (6, 10)}
+_ROLE_LAYOUT = {
+    None: "frame,id,x,y,w,h[,...]",
+    "gt": "frame,id,x,y,w,h,conf,class[,visibility] (MOT15: frame,id,x,y,w,h,conf,x3d,y3d,z3d)",
+    "results": "frame,id,x,y,w,h,score[,-1,-1,-1]",
+    "det": "frame,-1,x,y,w,h[,score,...]",
+}
 
-    Strict: every non-blank line needs the same number (>= 6) of numeric columns; frame must be an integer >= 1, id
-    an integer >= 0 or -1 (no identity: MOTChallenge detection files ``det.txt``, ``frame,-1,x,y,w,h,conf[,x,y,z]``),
-    the box finite with ``w, h >= 0``; an id >= 0 may occur once per frame (TrackEval ``_check_unique_ids``), id -1
-    any number of times. Violations raise :class:`FormatError` naming ``file:line``.
+
+def _has_class(role: str | None, benchmark: str | None, ncol: int) -> bool:
+    """Whether column 8 is a class id: results always (TrackEval reads it so), MOT16/17/20 ground truth; MOT15 and
+    10-column files of unknown benchmark carry the x3d world coordinate there."""
+    if ncol < 8:
+        return False
+    if role == "results":
+        return True
+    if benchmark is not None:
+        return benchmark != "MOT15"
+    return ncol <= 9
+
+
+def _column_name(j: int, role: str | None, ncol: int, has_class: bool = True) -> str:
+    names = ["frame", "id", "x", "y", "width", "height"]
+    names.append({"gt": "conf", "results": "score"}.get(role or "", "conf"))
+    if role == "results":
+        names += ["class", "y3d", "z3d"]  # frame,id,x,y,w,h,score,x3d,y3d,z3d; TrackEval reads column 8 as the class
+    else:
+        names += ["class", "visibility", "z3d"] if has_class else ["x3d", "y3d", "z3d"]
+    return f"{names[j] if j < len(names) else 'value'} (column {j + 1})"
+
+
+def _exact_ids(name: str, lines: list[str], nonblank: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Ids as int64, exactly: float64 holds integers exactly only up to 2**53, so larger ones are re-read from the
+    text (``Decimal``); a value that is not an integer within int64 (``1e30``, ``2.5``) raises :class:`FormatError`."""
+    out = np.zeros(len(ids), dtype=np.int64)
+    big = ~(np.abs(ids) < 2.0**53)  # NaN included (refused before)
+    frac = ~big & (ids != np.trunc(ids))
+    if frac.any():
+        k = int(np.argmax(frac))
+        text = _fields(lines[nonblank[k] - 1])[1]
+        raise FormatError(f"{name}:{nonblank[k]}: id (column 2) {text[:40]} is not an integer")
+    out[~big] = ids[~big].astype(np.int64)
+    for k in np.flatnonzero(big):
+        text = _fields(lines[nonblank[k] - 1])[1]
+        try:
+            value = Decimal(text)
+        except InvalidOperation:  # pragma: no cover - the float parse accepted it
+            value = Decimal("nan")
+        if not value.is_finite() or value != value.to_integral_value():
+            raise FormatError(f"{name}:{nonblank[k]}: id (column 2) {text[:40]} is not an integer")
+        if not _INT64[0] <= int(value) <= _INT64[1]:
+            raise FormatError(f"{name}:{nonblank[k]}: id (column 2) {text[:40]} is outside the int64 range")
+        out[k] = int(value)
+    return out
+
+
+def read_mot(
+    path: str | Path,
+    *,
+    role: str | None = None,
+    benchmark: str | None = None,
+    seq_length: int | None = None,
+    lenient: bool = False,
+) -> MotTable:
+    """Read and validate a MOTChallenge ``gt.txt``, tracker result or detection file (comma or whitespace separated).
+
+    The one validation layer of the format: ``crowdbench eval mot``, ``data inspect``, ``data check`` and the
+    pipeline's readers all read through here. Violations raise a one-line :class:`FormatError` naming
+    ``file:line``, the field (``id (column 2)``) and the value. Checks (``role``: ``"gt"``, ``"results"``,
+    ``"det"``, or ``None`` for any of them):
+
+    - shape: every non-blank line has the same number of numeric columns, no empty field (``1,,2``); ``gt`` 8 to 10
+      (TrackEval needs the class column), ``results`` 7 to 10, ``det`` 6 to 10, ``None`` at least 6;
+    - types: frame and id integers, ids within int64 exactly (re-read from the text beyond 2**53), class integer;
+    - finiteness: no NaN or +-inf anywhere;
+    - ranges: frame in ``[1, MAX_FRAME]`` and ``<= seq_length`` (seqinfo ``seqLength``) when given; id >= 0
+      (``None``/``det``: or -1, no identity); ``|x|, |y|, w, h <= MAX_COORD`` and ``w, h >= 0``; ground-truth conf
+      (the consider flag) 0 or 1, visibility in ``[0, 1]`` (``None``: or -1); ground-truth class in
+      :data:`MOT_CLASSES` (1-13, TrackEval's table; ``None``/``det``: or -1); result class -1 or 1;
+    - references: an id (other than -1) at most once per frame (TrackEval ``_check_unique_ids``).
+
+    Column 8 is a class unless ``benchmark`` is ``"MOT15"`` (or, when ``benchmark`` is ``None``, the file has 10
+    columns): then it is the x3d world coordinate, and ``classes`` is -1.
+
+    ``lenient=True`` (``crowdbench eval mot --lenient``) keeps TrackEval's parity where it computes a defined number:
+    ``results``/``gt`` may have more than 10 columns; negative widths and heights (IoU 0: the box never matches);
+    any finite ground-truth conf below 2**31 (a row is considered when ``int(conf) != 0``); result scores and the
+    columns TrackEval never reads (visibility, columns 9-10) may be any number, NaN included; result classes any
+    integer <= 1; ground-truth classes outside the table (refused only in frames with predictions, by
+    :func:`check_mot_pair`, as TrackEval does).
     """
+    if role not in _ROLE_COLUMNS:
+        raise ValueError(f"role must be one of {list(_ROLE_COLUMNS)}, got {role!r}")
     path = Path(path)
     name = str(path)
-    text = path.read_text(encoding="utf-8-sig")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise FormatError(f"{name}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     lines = text.splitlines()
     nonblank = np.array([i + 1 for i, line in enumerate(lines) if line.strip()], dtype=np.int64)
+    empty = _EMPTY_FIELD.search(text)
+    if empty is not None:
+        no = text.count("\n", 0, empty.start()) + 1
+        raise FormatError(f"{name}:{no}: empty field (two separators in a row, or a leading comma)")
     if len(nonblank) == 0:
         data = np.zeros((0, 10))
     else:
         try:
-            data = np.loadtxt(io.StringIO(text.replace(",", " ")), dtype=np.float64, ndmin=2)
+            data = np.loadtxt(io.StringIO(text.replace(",", " ")), dtype=np.float64, ndmin=2, comments=None)
         except ValueError:
-            _parse_slow(name, lines)
+            _parse_slow(name, lines, role)
         if data.shape[0] != len(nonblank) or data.shape[1] < 6:
-            _parse_slow(name, lines)
+            _parse_slow(name, lines, role)
     n, ncol = data.shape
+    lo, hi = _ROLE_COLUMNS[role]
+    if lenient and role in ("gt", "results"):
+        hi = None
+    if n and (ncol < lo or (hi is not None and ncol > hi)):
+        want = f"{lo} to {hi}" if hi is not None else f"at least {lo}"
+        raise FormatError(f"{name}:{nonblank[0]}: {ncol} columns; a {role} file has {want} ({_ROLE_LAYOUT[role]})")
+    has_class = _has_class(role, benchmark, ncol)
 
-    def bad(mask: np.ndarray, why: str) -> None:
+    def field(j: int) -> str:
+        return _column_name(j, role, ncol, has_class)
+
+    def bad(mask: np.ndarray, j: int, why: str) -> None:
         if mask.any():
             k = int(np.argmax(mask))
-            raise FormatError(f"{name}:{nonblank[k]}: {why} (row {data[k, :6].tolist()})")
+            value = _fields(lines[nonblank[k] - 1])[j]
+            raise FormatError(f"{name}:{nonblank[k]}: {field(j)} {value[:40]} {why}")
 
-    bad(~np.isfinite(data[:, :6]).all(axis=1), "non-finite value")
-    frames, ids = data[:, 0], data[:, 1]
-    bad((frames != np.round(frames)) | (frames < 1), "frame must be an integer >= 1")
-    bad(frames > MAX_FRAME, f"frame (column 1) must be <= {MAX_FRAME:,} (frame numbers must be in [1, {MAX_FRAME:,}])")
-    bad((ids != np.round(ids)) | ((ids < 0) & (ids != -1)), "id must be an integer >= 0 (or -1: no identity)")
-    bad((data[:, 4] < 0) | (data[:, 5] < 0), "negative box width or height")
-    frames, ids = frames.astype(np.int64), ids.astype(np.int64)
+    # finiteness (lenient: only the columns TrackEval computes with)
+    unused: set[int] = set()
+    if lenient and role == "results":
+        unused = {6, 8, 9}
+    elif lenient and role == "gt":
+        unused = {8, 9} | ({7} if not has_class else set())
+    finite = np.isfinite(data)
+    if not finite.all():
+        for j in range(ncol):
+            if j not in unused:
+                bad(~finite[:, j], j, "is not a finite number")
+    # frames
+    frames = data[:, 0]
+    bad(frames != np.trunc(frames), 0, "is not an integer")
+    bad(frames < 1, 0, "must be >= 1")
+    bad(frames > MAX_FRAME, 0, f"must be <= {MAX_FRAME:,} (frame numbers must be in [1, {MAX_FRAME:,}])")
+    if seq_length is not None:
+        bad(frames > seq_length, 0, f"is beyond the sequence length {seq_length} (seqinfo.ini seqLength)")
+    # ids
+    ids = _exact_ids(name, lines, nonblank, data[:, 1])
+    if role in ("gt", "results"):
+        bad(ids < 0, 1, "must be >= 0")
+    else:
+        bad((ids < 0) & (ids != -1), 1, "must be >= 0 (or -1: no identity)")
+    # boxes
+    for j in (2, 3):
+        bad(np.abs(data[:, j]) > MAX_COORD, j, f"is beyond +-{MAX_COORD:,} pixels")
+    for j in (4, 5):
+        if not lenient:
+            bad(data[:, j] < 0, j, "is negative")
+        bad(np.abs(data[:, j]) > MAX_COORD, j, f"is larger than {MAX_COORD:,} pixels")
+    # conf, class, visibility
+    if ncol > 6 and role == "gt":
+        if lenient:  # TrackEval: int(conf) != 0; beyond int32 the cast is not defined the same everywhere
+            bad(np.abs(data[:, 6]) >= 2**31, 6, "is not a consider flag")
+        else:
+            bad((data[:, 6] != 0) & (data[:, 6] != 1), 6, "must be 0 or 1 (the consider flag)")
+    classes = np.full(n, -1, dtype=np.int64)
+    if has_class:
+        cls = data[:, 7]
+        bad(cls != np.trunc(cls), 7, "is not an integer")
+        bad(np.abs(cls) > 2**31, 7, "is not a class id")
+        classes = cls.astype(np.int64)
+        if role == "results":
+            bad(classes > 1, 7, "is not pedestrian (1) or -1 (TrackEval evaluates pedestrians only)")
+            if not lenient:
+                bad((classes != -1) & (classes != 1), 7, "must be 1 (pedestrian) or -1")
+        elif not (lenient and role == "gt"):
+            valid = np.isin(classes, MOT_CLASS_IDS) | ((classes == -1) & (role in (None, "det")))
+            bad(~valid, 7, f"is not a MOTChallenge class (1-{max(MOT_CLASS_IDS)}, TrackEval's table)")
+    if ncol > 8 and has_class and role != "results" and not (lenient and role == "gt"):
+        vis = data[:, 8]
+        ok = (vis >= 0) & (vis <= 1) | ((vis == -1) & (role in (None, "det")))
+        bad(~ok, 8, "must be in [0, 1]")
+    frames = frames.astype(np.int64)
     if n:
         order = np.lexsort((ids, frames))
-        dup = (frames[order][1:] == frames[order][:-1]) & (ids[order][1:] == ids[order][:-1]) & (ids[order][1:] >= 0)
+        fo, io_ = frames[order], ids[order]
+        dup = (fo[1:] == fo[:-1]) & (io_[1:] == io_[:-1]) & (io_[1:] != -1)
         if dup.any():
             k = int(order[1:][np.argmax(dup)])
-            raise FormatError(f"{name}:{nonblank[k]}: id {ids[k]} appears twice in frame {frames[k]}")
+            raise FormatError(f"{name}:{nonblank[k]}: id (column 2) {ids[k]} appears twice in frame {frames[k]}")
     col = lambda j, fill: data[:, j] if ncol > j else np.full(n, fill, dtype=np.float64)  # noqa: E731
     return MotTable(
         path=name,
@@ -212,10 +404,47 @@ def read_mot(path: str | Path) -> MotTable:
         ids=ids,
         boxes=np.ascontiguousarray(data[:, 2:6]),
         conf=col(6, 1.0),
-        classes=col(7, -1.0).astype(np.int64),
-        visibility=col(8, -1.0),
+        classes=classes,
+        visibility=col(8, -1.0) if has_class else np.full(n, -1.0),
         lines=nonblank,
     )
+
+
+def check_mot_pair(
+    gt: MotTable, pred: MotTable, *, benchmark: str = "MOT17", num_frames: int | None = None, lenient: bool = False
+) -> None:
+    """The checks of one evaluated sequence that need both files (TrackEval ``MotChallenge2DBox`` semantics).
+
+    Frames of both files ``<= num_frames``; result classes <= 1 (strict: -1 or 1); MOT16/17/20 ground-truth classes
+    in :data:`MOT_CLASSES` — with ``lenient`` only in frames that have predictions, where TrackEval refuses them
+    (elsewhere it drops such rows as non-pedestrians). Raises :class:`FormatError` naming ``file:line``.
+    """
+    for t in (gt, pred):
+        if num_frames is not None and len(t) and t.frames.max() > num_frames:
+            k = int(np.argmax(t.frames))
+            raise FormatError(
+                f"{t.path}:{t.lines[k]}: frame (column 1) {t.frames[k]} is beyond the sequence length {num_frames}"
+            )
+    if len(pred):
+        bad = pred.classes > 1 if lenient else (pred.classes != -1) & (pred.classes != 1)
+        if bad.any():
+            k = int(np.argmax(bad))
+            raise FormatError(
+                f"{pred.path}:{pred.lines[k]}: class (column 8) {pred.classes[k]} is not pedestrian (1) or -1"
+            )
+    if benchmark == "MOT15" or not len(gt):
+        return
+    invalid = ~np.isin(gt.classes, MOT_CLASS_IDS)
+    where = ""
+    if lenient:
+        invalid &= np.isin(gt.frames, pred.frames)
+        where = " in a frame with predictions (TrackEval refuses it there)"
+    if invalid.any():
+        k = int(np.argmax(invalid))
+        raise FormatError(
+            f"{gt.path}:{gt.lines[k]}: class (column 8) {gt.classes[k]} is not a MOTChallenge class "
+            f"(1-{max(MOT_CLASS_IDS)}, TrackEval's table){where}"
+        )
 
 
 def read_seqinfo(path: str | Path, *, required: Sequence[str] = SEQINFO_KEYS) -> dict[str, str | int]:
@@ -223,9 +452,11 @@ def read_seqinfo(path: str | Path, *, required: Sequence[str] = SEQINFO_KEYS) ->
 
     Returns its ``key=value`` pairs (whitespace stripped, later duplicates win); ``frameRate``, ``seqLength``,
     ``imWidth`` and ``imHeight`` as ``int``, everything else as ``str``. Lines of other sections, blank lines and
-    ``;``/``#`` comments are skipped. Raises :class:`FormatError` (one line naming the file, and the line where
+    ``;``/``#`` comments are skipped; keys are matched without regard to case, as configparser (TrackEval) does.
+    Raises :class:`FormatError` (one line naming the file, and the line where
     there is one) when the file has no ``[Sequence]`` section, a key of ``required`` (default: all of
-    :data:`SEQINFO_KEYS`) is missing, an integer key is not a non-negative integer, or a line is not
+    :data:`SEQINFO_KEYS`) is missing, an integer key is not a non-negative integer (``seqLength``: beyond
+    :data:`MAX_FRAME`), or a line is not
     ``[section]`` / ``key=value``.
     """
     path = Path(path)
@@ -250,6 +481,7 @@ def read_seqinfo(path: str | Path, *, required: Sequence[str] = SEQINFO_KEYS) ->
         if section != "Sequence":
             continue
         key, value = (x.strip() for x in line.split("=", 1))
+        key = _SEQINFO_CANONICAL.get(key.lower(), key)  # configparser (TrackEval) ignores the case of keys
         if key in _SEQINFO_INT:
             try:
                 number = int(value)
@@ -257,6 +489,8 @@ def read_seqinfo(path: str | Path, *, required: Sequence[str] = SEQINFO_KEYS) ->
                 number = -1
             if number < 0:
                 raise FormatError(f"{name}:{no}: {key} must be a non-negative integer, got {value[:40]!r}")
+            if key == "seqLength" and number > MAX_FRAME:
+                raise FormatError(f"{name}:{no}: seqLength must be <= {MAX_FRAME:,}, got {number:,}")
             out[key] = number
         else:
             out[key] = value
@@ -376,5 +610,7 @@ def read_mot_frames(path: str | Path, *, gt: bool = True) -> list[Frame]:
         ann = seq / ("gt/gt.txt" if gt else "det/det.txt")
         if not ann.is_file():
             raise FormatError(f"{ann}: missing ({'ground truth' if gt else 'detections'} of sequence {seq.name})")
-        frames.extend(mot_to_frames(read_mot(ann), read_seqinfo(seq / "seqinfo.ini"), gt=gt, seq_dir=seq))
+        info = read_seqinfo(seq / "seqinfo.ini")
+        table = read_mot(ann, role="gt" if gt else "det", seq_length=int(info["seqLength"]))
+        frames.extend(mot_to_frames(table, info, gt=gt, seq_dir=seq))
     return frames
