@@ -6,7 +6,8 @@ written. Variants that CrowdDet's evaluation code accepts and scores (``lenient=
 beyond the 1e6 px bound, ignore flags other than 0/1) must give, with ``--lenient``, CrowdDet's own AP / mMR / JI:
 computed here with CrowdDet's code when it is under ``benchmarks/reference`` (see benchmarks/README.md), else the
 values recorded below (which the same test checks against CrowdDet's code whenever it is there). Every other variant
-is refused with ``--lenient`` too.
+is refused with ``--lenient`` too. A few ground-truth variants also go through ``crowdbench data check`` and the
+table pipeline's reader (``load_split``), which share the readers' checks.
 """
 
 from __future__ import annotations
@@ -24,9 +25,11 @@ import numpy as np
 import pytest
 from badinput import Variant, at_least, expect_bad, expect_number, ids  # tests/ is on sys.path
 
+from crowdbench.bench.cli import main
 from crowdbench.bench.metrics.crowdhuman import JI_SCORE_THRESHOLDS, evaluate_crowdhuman
 from crowdbench.datasets.formats.crowdhuman import DetectionRecord, read_odgt
 from crowdbench.datasets.formats.errors import FormatError
+from crowdbench.datasets.layout import load_split
 from crowdbench.datasets.model import Frame, Instance
 
 REPO = Path(__file__).resolve().parents[1]
@@ -566,3 +569,28 @@ def test_reader_lenient_keyword(tmp_path):
         read_odgt(p["gt"])
     frames = read_odgt(p["gt"], lenient=True)
     np.testing.assert_array_equal(frames[0].instances[1].box, [300, 120, 295, 330])
+
+
+DATA_CHECK = ("tag-number", "fbox-nan", "fbox-negative-width", "fbox-3-values", "gt-duplicate-id", "gtbox-no-tag")
+
+
+@pytest.mark.parametrize("name", DATA_CHECK)
+def test_data_check_and_pipeline_reader_share_the_checks(name, tmp_path, capsys, monkeypatch):
+    """``data check`` and the table pipeline's reader (``load_split``) refuse ground-truth variants as ``eval`` does."""
+    variant = next(v for v in VARIANTS if v.name == name)
+    gt = tmp_path / "root" / "crowdhuman" / "annotation_train.odgt"
+    gt.parent.mkdir(parents=True)
+    data = clean_gt()
+    out = variant.mutate(data)
+    gt.write_text(_dump("gt", data if out is None else out))
+    monkeypatch.delenv("CROWDBENCH_DEBUG", raising=False)
+    assert main(["data", "check", "--data-root", str(tmp_path / "root"), "--table", "hie-pose/table3"]) == 1
+    text = capsys.readouterr().out
+    assert "Traceback" not in text
+    lines = [line for line in text.splitlines() if line.startswith("unreadable: ")]
+    assert len(lines) == 1 and str(gt) in lines[0], text
+    for needle in variant.needles:
+        assert needle.replace(G, gt.name) in lines[0], (needle, lines[0])
+    with pytest.raises(FormatError) as err:
+        load_split(tmp_path / "root", "crowdhuman", "train")
+    assert str(err.value) in lines[0]
