@@ -31,7 +31,8 @@ width -5 is negative`` (``file: record i`` / ``file: image_id X`` in a COCO resu
 * references: no duplicate ``ID`` in a file; with ``gt_ids`` (``eval``), every detection ID is in the ground truth;
 * required: ``ID``, ``gtboxes``, each gtbox's ``tag`` and ``fbox``; ``dtboxes``, each detection's ``box`` (``bbox``)
   and ``score``; ``width`` together with ``height``; a detections file with at least one record (CrowdDet crashes
-  on an empty one; a detector that found nothing writes each ID with ``"dtboxes": []``).
+  on an empty one; a detector that found nothing writes each ID with ``"dtboxes": []``). An ``.odgt`` without
+  records is an empty dataset, not an error (``eval`` still refuses it: no detection ID can be in it).
 
 ``lenient=True`` keeps parity with CrowdDet's evaluation code where it accepts a value and computes a defined number:
 it relaxes only (a) box widths / heights < 0 (``x2 = x + w < x1``: CrowdDet's intersection with any box is 0, so
