@@ -258,7 +258,7 @@ def test_malformed_files_raise_format_error_naming_file_and_record(tmp_path):
     with pytest.raises(FormatError, match=r"c\.json: annolist\[0\]\.annorect\[0\]\.point\[0\]: missing 'id'"):
         read_posetrack17(p17)
     (tmp_path / "d.json").write_text("{")
-    with pytest.raises(FormatError, match=r"d\.json:1: invalid JSON"):
+    with pytest.raises(FormatError, match=r"d\.json:1:\d+: invalid JSON"):
         read_posetrack(tmp_path / "d.json")
     gt = video(([person(0, {0: (1, 1)}, head=None)], []))
     with pytest.raises(FormatError, match="person 0: GT person has no head box"):

@@ -55,7 +55,9 @@ from typing import Any
 
 import numpy as np
 
-from crowdbench.bench.metrics.posetrack import (
+from crowdbench.datasets.formats.atomic import atomic_write_text
+from crowdbench.datasets.formats.errors import FormatError
+from crowdbench.datasets.formats.poseval import (
     JOINT_NAMES,
     _int,
     _load_json,
@@ -64,8 +66,6 @@ from crowdbench.bench.metrics.posetrack import (
     _polygons,
     read_posetrack17,
 )
-from crowdbench.datasets.formats.atomic import atomic_write_text
-from crowdbench.datasets.formats.errors import FormatError
 from crowdbench.datasets.keypoints import POSETRACK_17
 from crowdbench.datasets.model import Frame, Instance
 
