@@ -91,6 +91,11 @@ class DetectorModelFusion(Plugin):
     hook: ClassVar[Hook] = "postprocess"
     stage: ClassVar[Stage] = "postprocess"
     Config = _FusionOptions
+    edits: ClassVar[tuple[str, ...]] = ("postprocess.fusion", "postprocess.fusion_iou", "postprocess.fusion_skip")
+    library_only: ClassVar[str] = (
+        "no runnable table row fuses two detectors: hie-pose/table4 'Ours' (pending: not public test data) spells it "
+        "model_fusion; that row should name {detector.model_fusion: {model: backbone.resnext101}}"
+    )
 
     def apply(self, run: RunConfig) -> None:
         from crowdbench.bench.config import FusionMember, set_dotted
