@@ -1,7 +1,8 @@
 """Registry-wide plugin checks (timm style): every registered plugin, one parametrised case each.
 
-- ``apply`` changes only the config paths the plugin declares (``Plugin.edits``), on the base config of every task
-  under both profiles (the config dump before and after is compared leaf by leaf);
+- ``apply`` changes only the config paths the plugin declares (``Plugin.edits``), with its defaults on the base
+  config of every task and with each runnable table row's options on its table's task, under both profiles (the
+  config dump before and after is compared leaf by leaf);
 - a row of some table spec under ``results/papers/`` names the plugin (directly, or through another plugin's
   option such as ``pose_postproc.model_fusion``'s ``model``), or the plugin says why none does
   (``Plugin.library_only``), never both;
@@ -12,14 +13,13 @@ from __future__ import annotations
 
 import io
 from collections import defaultdict
-from contextlib import suppress
+from contextlib import redirect_stdout, suppress
 from functools import cache
 from typing import Any, get_args
 
 import pytest
-from rich.console import Console
 
-from crowdbench.bench import cli
+from crowdbench.bench.cli import main
 from crowdbench.bench.config import RunConfig
 from crowdbench.bench.profiles import base_config
 from crowdbench.bench.registry import PluginError, get_plugin, parse_plugin_ref, plugin_names
@@ -56,6 +56,20 @@ def _covered(path: str, declared: tuple[str, ...]) -> bool:
 
 
 @cache
+def _spec_options() -> dict[str, list[tuple[str, dict[str, Any]]]]:
+    """Plugin name -> (task, options) of every runnable row naming it with options."""
+    found: dict[str, list[tuple[str, dict[str, Any]]]] = defaultdict(list)
+    for table_id in available_tables():
+        spec = load_spec(table_id)
+        for _, row in spec.runnable_rows:
+            for ref in row.plugins:
+                name, options = parse_plugin_ref(ref)
+                if options and (spec.task, options) not in found[name]:
+                    found[name].append((spec.task, options))
+    return found
+
+
+@cache
 def _spec_references() -> dict[str, set[str]]:
     """Plugin name -> the tables a row of which names it (pending rows included: they say what they will run)."""
     found: dict[str, set[str]] = defaultdict(set)
@@ -75,12 +89,8 @@ def _spec_references() -> dict[str, set[str]]:
 @cache
 def _listing() -> str:
     buffer = io.StringIO()
-    saved = cli.out
-    cli.out = Console(file=buffer, width=400, highlight=False)
-    try:
-        assert cli.main(["list", "plugins"]) == 0
-    finally:
-        cli.out = saved
+    with redirect_stdout(buffer):  # rich's console writes to the sys.stdout of the moment
+        assert main(["list", "plugins"]) == 0
     return buffer.getvalue()
 
 
@@ -97,18 +107,19 @@ def test_apply_edits_only_the_declared_paths(name):
     every_path = _dump(RunConfig())
     unknown = [d for d in declared if not any(_covered(p, (d,)) for p in every_path)]
     assert not unknown, f"{name}: declared paths that are no RunConfig setting: {unknown}"
-    for profile in PROFILES:
-        for task in TASKS:
-            cfg = _base(profile, task).model_copy(deep=True)
-            for required in REQUIRES.get(name, ()):
-                get_plugin(required).apply(cfg)
-            before = _dump(cfg)
-            plugin.apply(cfg)
-            after = _dump(cfg)
-            assert before.keys() == after.keys()
-            outside = sorted(p for p in after if after[p] != before[p] and not _covered(p, declared))
-            assert not outside, f"{name} on a {profile} {task} config changed undeclared paths: {outside}"
-            RunConfig.model_validate(cfg.model_dump())  # still a valid config
+    cases = [(profile, task, {}) for profile in PROFILES for task in TASKS]  # defaults on every base config
+    cases += [(profile, task, options) for profile in PROFILES for task, options in _spec_options().get(name, [])]
+    for profile, task, options in cases:
+        cfg = _base(profile, task).model_copy(deep=True)
+        for required in REQUIRES.get(name, ()):
+            get_plugin(required).apply(cfg)
+        before = _dump(cfg)
+        get_plugin(name, options).apply(cfg)
+        after = _dump(cfg)
+        assert before.keys() == after.keys()
+        outside = sorted(p for p in after if after[p] != before[p] and not _covered(p, declared))
+        assert not outside, f"{name} {options or ''} on a {profile} {task} config changed undeclared paths: {outside}"
+        RunConfig.model_validate(cfg.model_dump())  # still a valid config
 
 
 @pytest.mark.parametrize("name", PLUGINS)
