@@ -93,8 +93,9 @@ class DetectorModelFusion(Plugin):
     Config = _FusionOptions
     edits: ClassVar[tuple[str, ...]] = ("postprocess.fusion", "postprocess.fusion_iou", "postprocess.fusion_skip")
     library_only: ClassVar[str] = (
-        "no runnable table row fuses two detectors: hie-pose/table4 'Ours' (pending: not public test data) spells it "
-        "model_fusion; that row should name {detector.model_fusion: {model: backbone.resnext101}}"
+        "no detection table has a fusion row: paper 000 fuses its two detectors only for hie-pose/table4 'Ours' (a "
+        "pose row, pending: HIE test annotations are not public; it names 'model_fusion'), whose detector a pose "
+        "cell takes from pose.test.detector_set, not from detection plugins"
     )
 
     def apply(self, run: RunConfig) -> None:
