@@ -1,7 +1,8 @@
 """Plugin registry (timm-style): ``@register`` a class under a dotted name, look it up with :func:`get_plugin`.
 
 A plugin is a paper technique a table row switches on. It has a typed ``Config`` whose defaults are the
-paper's values, names the stage whose config it changes, and ``apply`` writes itself into a run config.
+paper's values, names the stage whose config it changes, declares the config paths it may edit (``edits``), and
+``apply`` writes itself into a run config. A plugin that no table spec's row names says why (``library_only``).
 The code that does the computation lives in the same module as the plugin class, so one technique reads
 top to bottom in one file.
 """
@@ -51,6 +52,11 @@ class Plugin:
     hook: ClassVar[Hook]
     stage: ClassVar[Stage]
     Config: ClassVar[type[BaseModel]] = NoConfig
+    edits: ClassVar[tuple[str, ...]] = ()
+    """Dotted ``RunConfig`` paths ``apply`` may change, each covering everything below it (``"model.k"``,
+    ``"pose.test.ensemble"``); tests/test_plugin_registry.py fails on any other change."""
+    library_only: ClassVar[str] = ""
+    """Why no row of a table spec (``results/papers/``) switches it on; empty when one does."""
 
     def __init__(self, config: BaseModel | None = None) -> None:
         self.config = config if config is not None else self.Config()

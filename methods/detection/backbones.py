@@ -103,6 +103,7 @@ class _BackbonePlugin(Plugin):
     hook: ClassVar[Hook] = "model"
     stage: ClassVar[Stage] = "train"
     Config = _BackboneOptions
+    edits: ClassVar[tuple[str, ...]] = ("model.backbone",)
     full: ClassVar[str]
 
     def apply(self, run: RunConfig) -> None:

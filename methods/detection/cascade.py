@@ -180,6 +180,7 @@ class CascadeRCNNPlugin(Plugin):
 
     hook: ClassVar[Hook] = "model"
     stage: ClassVar[Stage] = "train"
+    edits: ClassVar[tuple[str, ...]] = ("model.cascade", "model.cascade_ious", "model.cascade_weights")
 
     class Config(BaseModel):
         model_config = ConfigDict(extra="forbid")

@@ -457,6 +457,7 @@ class EMDLossPlugin(Plugin):
 
     hook: ClassVar[Hook] = "loss"
     stage: ClassVar[Stage] = "train"
+    edits: ClassVar[tuple[str, ...]] = ("model.k", "model.emd")
 
     class Config(BaseModel):
         model_config = ConfigDict(extra="forbid")
@@ -477,6 +478,7 @@ class RefineModulePlugin(Plugin):
 
     hook: ClassVar[Hook] = "model"
     stage: ClassVar[Stage] = "train"
+    edits: ClassVar[tuple[str, ...]] = ("model.refine",)
 
     def apply(self, run: RunConfig) -> None:
         run.model.refine = True
@@ -489,6 +491,7 @@ class SetNMSPlugin(Plugin):
 
     hook: ClassVar[Hook] = "postprocess"
     stage: ClassVar[Stage] = "postprocess"
+    edits: ClassVar[tuple[str, ...]] = ("postprocess.nms", "postprocess.nms_iou")
 
     class Config(BaseModel):
         model_config = ConfigDict(extra="forbid")

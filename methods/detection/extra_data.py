@@ -29,6 +29,7 @@ class _ExtraData(Plugin):
     hook: ClassVar[Hook] = "data"
     stage: ClassVar[Stage] = "train"
     Config = _ExtraOptions
+    edits: ClassVar[tuple[str, ...]] = ("data.extra_train", "data.extra_weights")
 
     def apply(self, run: RunConfig) -> None:
         d = run.data

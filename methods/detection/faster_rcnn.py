@@ -220,6 +220,7 @@ class FPNPlugin(Plugin):
 
     hook: ClassVar[Hook] = "model"
     stage: ClassVar[Stage] = "train"
+    edits: ClassVar[tuple[str, ...]] = ("model.fpn",)
 
     def apply(self, run: RunConfig) -> None:
         run.model.fpn = True
@@ -245,6 +246,7 @@ class C4Plugin(Plugin):
     hook: ClassVar[Hook] = "model"
     stage: ClassVar[Stage] = "train"
     Config = _C4Options
+    edits: ClassVar[tuple[str, ...]] = ("model.fpn", "model.box_batch_size_per_image")
 
     def apply(self, run: RunConfig) -> None:
         run.model.fpn = False

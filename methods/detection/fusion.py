@@ -91,6 +91,12 @@ class DetectorModelFusion(Plugin):
     hook: ClassVar[Hook] = "postprocess"
     stage: ClassVar[Stage] = "postprocess"
     Config = _FusionOptions
+    edits: ClassVar[tuple[str, ...]] = ("postprocess.fusion", "postprocess.fusion_iou", "postprocess.fusion_skip")
+    library_only: ClassVar[str] = (
+        "no detection table has a fusion row: paper 000 fuses its two detectors only for hie-pose/table4 'Ours' (a "
+        "pose row, pending: HIE test annotations are not public; it names 'model_fusion'), whose detector a pose "
+        "cell takes from pose.test.detector_set, not from detection plugins"
+    )
 
     def apply(self, run: RunConfig) -> None:
         from crowdbench.bench.config import FusionMember, set_dotted

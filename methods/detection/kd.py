@@ -212,6 +212,10 @@ class KDRegularization(Plugin):
     hook: ClassVar[Hook] = "loss"
     stage: ClassVar[Stage] = "train"
     Config = _KDOptions
+    edits: ClassVar[tuple[str, ...]] = (
+        *("model.kd", "model.kd_alpha", "model.kd_tau", "model.kd_multiplier", "model.kd_a", "model.kd_eps"),
+        *("model.kd_reduction", "model.kd_student_tau_in_reg", "model.kd_teacher"),
+    )
 
     def apply(self, run: RunConfig) -> None:
         c: _KDOptions = self.config  # type: ignore[assignment]

@@ -31,6 +31,15 @@ def _simplebaseline(run: RunConfig, depth: int, options: BaseModel, fpn: bool = 
     m.fpn = fpn
 
 
+_HRNET_EDITS: tuple[str, ...] = ("pose.model.arch", "pose.model.hrnet_width")
+_SIMPLEBASELINE_EDITS: tuple[str, ...] = (
+    "pose.model.arch",
+    "pose.model.backbone",
+    "pose.model.deconv_layers",
+    "pose.model.fpn",
+)
+
+
 class _HRNetOptions(_Options):
     smoke_width: int = Field(18, description="HRNet width under smoke: 18 = timm's HRNet-W18-small, 8 = tiny")
 
@@ -42,6 +51,7 @@ class HRNetW32(Plugin):
     hook: ClassVar[Hook] = "model"
     stage: ClassVar[Stage] = "train"
     Config = _HRNetOptions
+    edits = _HRNET_EDITS
 
     def apply(self, run: RunConfig) -> None:
         _hrnet(run, 32, self.config.smoke_width)  # type: ignore[attr-defined]
@@ -54,6 +64,7 @@ class HRNetW48(Plugin):
     hook: ClassVar[Hook] = "model"
     stage: ClassVar[Stage] = "train"
     Config = _HRNetOptions
+    edits = _HRNET_EDITS
 
     def apply(self, run: RunConfig) -> None:
         _hrnet(run, 48, self.config.smoke_width)  # type: ignore[attr-defined]
@@ -71,6 +82,7 @@ class SimpleBaselineR50(Plugin):
     hook: ClassVar[Hook] = "model"
     stage: ClassVar[Stage] = "train"
     Config = _ResNetOptions
+    edits = _SIMPLEBASELINE_EDITS
 
     def apply(self, run: RunConfig) -> None:
         _simplebaseline(run, 50, self.config)
@@ -87,6 +99,7 @@ class SimpleBaselineR101(Plugin):
     hook: ClassVar[Hook] = "model"
     stage: ClassVar[Stage] = "train"
     Config = _DeepResNetOptions
+    edits = _SIMPLEBASELINE_EDITS
 
     def apply(self, run: RunConfig) -> None:
         _simplebaseline(run, 101, self.config)
@@ -99,6 +112,7 @@ class SimpleBaselineR152(Plugin):
     hook: ClassVar[Hook] = "model"
     stage: ClassVar[Stage] = "train"
     Config = _DeepResNetOptions
+    edits = _SIMPLEBASELINE_EDITS
 
     def apply(self, run: RunConfig) -> None:
         _simplebaseline(run, 152, self.config)
@@ -112,6 +126,7 @@ class SimpleNetR152FPN(Plugin):
     hook: ClassVar[Hook] = "model"
     stage: ClassVar[Stage] = "train"
     Config = _DeepResNetOptions
+    edits = _SIMPLEBASELINE_EDITS
 
     def apply(self, run: RunConfig) -> None:
         _simplebaseline(run, 152, self.config, fpn=True)
@@ -124,6 +139,7 @@ class UDP(Plugin):
 
     hook: ClassVar[Hook] = "augmentation"
     stage: ClassVar[Stage] = "train"
+    edits: ClassVar[tuple[str, ...]] = ("pose.train.udp",)
 
     def apply(self, run: RunConfig) -> None:
         run.pose.train.udp = True
@@ -138,6 +154,7 @@ def _occlusion(kind: str):
         hook: ClassVar[Hook] = "augmentation"
         stage: ClassVar[Stage] = "train"
         Config = _OAOptions
+        edits: ClassVar[tuple[str, ...]] = ("pose.train.occlusion", "pose.train.occlusion_prob")
 
         def apply(self, run: RunConfig) -> None:
             run.pose.train.occlusion = kind  # type: ignore[assignment]
@@ -151,14 +168,23 @@ KeypointAwareOA.__doc__ = """Keypoint-aware occlusion augmentation (paper 001 se
 annotated keypoint (radius 0.1-0.2 x input width, centre shifted with probability 0.5) is zeroed; targets kept."""
 CutoutOA = register("occlusion_aug.cutout")(_occlusion("cutout"))
 CutoutOA.__doc__ = "AID Cutout (methods.md section 3): one random ellipse of radii 0.2-0.4 x input width zeroed."
+CutoutOA.library_only = (
+    "paper 001 names Cutout as related work only (section 2) and no table compares it; the transform of the public "
+    "AID code (methods.md section 3), the baseline keypoint-aware OA departs from"
+)
 HideAndSeekOA = register("occlusion_aug.hide_and_seek")(_occlusion("hide_and_seek"))
 HideAndSeekOA.__doc__ = "Hide-and-Seek (methods.md section 3): grid cells zeroed with probability 0.5."
+HideAndSeekOA.library_only = (
+    "paper 001 names Hide-and-Seek as related work only (section 2) and no table compares it; the public AID code's "
+    "sibling transform (methods.md section 3)"
+)
 
 
 def _schedule(name: str):
     class Schedule(Plugin):
         hook: ClassVar[Hook] = "schedule"
         stage: ClassVar[Stage] = "train"
+        edits: ClassVar[tuple[str, ...]] = ("pose.train.schedule",)
 
         def apply(self, run: RunConfig) -> None:
             run.pose.train.schedule = name  # type: ignore[assignment]
@@ -179,6 +205,7 @@ def _input(height: int, width: int):
     class Input(Plugin):
         hook: ClassVar[Hook] = "model"
         stage: ClassVar[Stage] = "train"
+        edits: ClassVar[tuple[str, ...]] = ("pose.model.input_size",)
 
         def apply(self, run: RunConfig) -> None:
             run.pose.model.input_size = profile_input(run, height, width)
@@ -200,6 +227,7 @@ class FlipTest(Plugin):
 
     hook: ClassVar[Hook] = "postprocess"
     stage: ClassVar[Stage] = "infer"
+    edits: ClassVar[tuple[str, ...]] = ("pose.test.flip_test",)
 
     def apply(self, run: RunConfig) -> None:
         run.pose.test.flip_test = True
@@ -217,6 +245,11 @@ class MultiscaleTest(Plugin):
     hook: ClassVar[Hook] = "postprocess"
     stage: ClassVar[Stage] = "infer"
     Config = _MultiscaleOptions
+    edits: ClassVar[tuple[str, ...]] = ("pose.test.multiscale", "pose.test.multiscale_mode", "pose.test.flip_test")
+    library_only: ClassVar[str] = (
+        "reading A of methods.md section 8, the alternative to the reading B hie-pose/table5 runs "
+        "(pose_postproc.multiscale_flip); the same config as {pose_postproc.multiscale_flip: {mode: input}}"
+    )
 
     def apply(self, run: RunConfig) -> None:
         run.pose.test.multiscale = tuple(self.config.scales)  # type: ignore[attr-defined]
@@ -240,6 +273,7 @@ class MultiscaleFlipTest(Plugin):
     hook: ClassVar[Hook] = "postprocess"
     stage: ClassVar[Stage] = "infer"
     Config = _MultiscaleFlipOptions
+    edits: ClassVar[tuple[str, ...]] = ("pose.test.multiscale", "pose.test.multiscale_mode", "pose.test.flip_test")
 
     def apply(self, run: RunConfig) -> None:
         run.pose.test.multiscale = tuple(self.config.scales)  # type: ignore[attr-defined]
@@ -258,6 +292,12 @@ class OKSNMS(Plugin):
     hook: ClassVar[Hook] = "postprocess"
     stage: ClassVar[Stage] = "postprocess"
     Config = _OKSOptions
+    edits: ClassVar[tuple[str, ...]] = ("pose.test.oks_nms",)
+    library_only: ClassVar[str] = (
+        "HRNet's COCO protocol on detector boxes (methods.md section 8); the table rows test on ground-truth boxes, "
+        "where it does nothing (results/recipes/pose.yaml: pose.test.oks_nms); occlusion-aug/table1 with a "
+        "detection file (its notes) is where it belongs"
+    )
 
     def apply(self, run: RunConfig) -> None:
         run.pose.test.oks_nms = self.config.thr  # type: ignore[attr-defined]
@@ -277,6 +317,14 @@ class SoftOKSNMS(Plugin):
     hook: ClassVar[Hook] = "postprocess"
     stage: ClassVar[Stage] = "postprocess"
     Config = _SoftOKSOptions
+    edits: ClassVar[tuple[str, ...]] = (
+        "pose.test.soft_oks_nms",
+        "pose.test.soft_oks_method",
+        "pose.test.soft_oks_max_dets",
+    )
+    library_only: ClassVar[str] = (
+        "mmpose's alternative to OKS-NMS (methods.md section 8); no paper table uses soft-OKS-NMS"
+    )
 
     def apply(self, run: RunConfig) -> None:
         c = self.config
@@ -298,6 +346,9 @@ class OffsetFusion(Plugin):
     hook: ClassVar[Hook] = "model"
     stage: ClassVar[Stage] = "train"
     Config = _OffsetOptions
+    edits: ClassVar[tuple[str, ...]] = (
+        *("pose.model.offsets", "pose.train.target", "pose.train.disk_radius", "pose.train.disk_radius_min"),
+    )
 
     def apply(self, run: RunConfig) -> None:
         run.pose.model.offsets = True
@@ -324,6 +375,10 @@ class GreedyBoxGeneration(Plugin):
     hook: ClassVar[Hook] = "postprocess"
     stage: ClassVar[Stage] = "infer"
     Config = _GBGOptions
+    edits: ClassVar[tuple[str, ...]] = (
+        *("pose.test.boxes", "pose.test.gbg", "pose.test.gbg_min_size", "pose.test.gbg_egt_thr"),
+        *("pose.test.gbg_drop_iou", "pose.test.gbg_group_iou", "pose.test.gbg_top_n", "pose.test.pose_nms"),
+    )
 
     def apply(self, run: RunConfig) -> None:
         c, t = self.config, run.pose.test
@@ -348,6 +403,7 @@ class ModelFusion(Plugin):
     hook: ClassVar[Hook] = "postprocess"
     stage: ClassVar[Stage] = "infer"
     Config = _FusionOptions
+    edits: ClassVar[tuple[str, ...]] = ("pose.test.ensemble", "pose.test.ensemble_weights")
 
     def apply(self, run: RunConfig) -> None:
         from crowdbench.bench.registry import get_plugin
@@ -397,6 +453,7 @@ class MultiInputFusion(Plugin):
     hook: ClassVar[Hook] = "postprocess"
     stage: ClassVar[Stage] = "infer"
     Config = _MultiInputOptions
+    edits: ClassVar[tuple[str, ...]] = ("pose.test.ensemble", "pose.test.ensemble_weights")
 
     def apply(self, run: RunConfig) -> None:
         sizes = [profile_input(run, *parse_size(text)) for text in self.config.input_sizes]  # type: ignore[attr-defined]

@@ -33,6 +33,10 @@ class DeepSort(Plugin):
 
     hook: ClassVar[Hook] = "tracker"
     stage: ClassVar[Stage] = "postprocess"
+    edits: ClassVar[tuple[str, ...]] = (
+        *(f"tracking.deepsort.{name}" for name in _DeepSortOptions.model_fields),
+        "tracking.reid.enabled",
+    )
     Config = _DeepSortOptions
 
     def apply(self, run: RunConfig) -> None:
@@ -49,6 +53,7 @@ class OwnReID(Plugin):
 
     hook: ClassVar[Hook] = "model"
     stage: ClassVar[Stage] = "train"
+    edits: ClassVar[tuple[str, ...]] = ("tracking.reid.enabled",)
 
     def apply(self, run: RunConfig) -> None:
         run.tracking.reid.enabled = True
@@ -60,6 +65,7 @@ class ReIDFlip(Plugin):
 
     hook: ClassVar[Hook] = "postprocess"
     stage: ClassVar[Stage] = "infer"
+    edits: ClassVar[tuple[str, ...]] = ("tracking.reid.flip",)
 
     def apply(self, run: RunConfig) -> None:
         run.tracking.reid.flip = True
@@ -76,6 +82,7 @@ class ReIDMultiscale(Plugin):
 
     hook: ClassVar[Hook] = "postprocess"
     stage: ClassVar[Stage] = "infer"
+    edits: ClassVar[tuple[str, ...]] = ("tracking.reid.scales",)
     Config = _ScaleOptions
 
     def apply(self, run: RunConfig) -> None:
@@ -95,6 +102,7 @@ class BoxFlowSmoothing(Plugin):
 
     hook: ClassVar[Hook] = "postprocess"
     stage: ClassVar[Stage] = "postprocess"
+    edits: ClassVar[tuple[str, ...]] = ("tracking.box_smoothing", "tracking.flow", "tracking.flow_scale")
     Config = _BoxSmoothingOptions
 
     def apply(self, run: RunConfig) -> None:
@@ -119,6 +127,13 @@ class FlowSmoothing(Plugin):
 
     hook: ClassVar[Hook] = "postprocess"
     stage: ClassVar[Stage] = "postprocess"
+    edits: ClassVar[tuple[str, ...]] = (
+        "pose_tracking.smoothing",
+        "pose_tracking.smoothing_thr",
+        "pose_tracking.smoothing_missing",
+        "tracking.flow",
+        "tracking.flow_scale",
+    )
     Config = _FlowSmoothingOptions
 
     def apply(self, run: RunConfig) -> None:
@@ -142,6 +157,14 @@ class IoUReIDTracking(Plugin):
 
     hook: ClassVar[Hook] = "tracker"
     stage: ClassVar[Stage] = "postprocess"
+    edits: ClassVar[tuple[str, ...]] = (
+        "pose_tracking.tracker",
+        "pose_tracking.appearance_weight",
+        "pose_tracking.max_cost",
+        "pose_tracking.max_age",
+        "pose_tracking.min_score",
+        "tracking.reid.enabled",
+    )
     Config = _IoUReIDOptions
 
     def apply(self, run: RunConfig) -> None:
@@ -169,6 +192,14 @@ class FlowPropagation(Plugin):
 
     hook: ClassVar[Hook] = "tracker"
     stage: ClassVar[Stage] = "postprocess"
+    edits: ClassVar[tuple[str, ...]] = (
+        "pose_tracking.propagation",
+        "pose_tracking.propagation_margin",
+        "pose_tracking.propagation_nms",
+        "pose_tracking.propagation_kp_thr",
+        "tracking.flow",
+        "tracking.flow_scale",
+    )
     Config = _PropagationOptions
 
     def apply(self, run: RunConfig) -> None:

@@ -25,6 +25,7 @@ class FeatureAlign(Plugin):
 
     hook: ClassVar[Hook] = "model"
     stage: ClassVar[Stage] = "train"
+    edits: ClassVar[tuple[str, ...]] = ("regression.model.feature_align", "regression.model.deform_groups")
 
     class Config(_Options):
         deform_groups: int = Field(4, ge=1, description="offset groups of the deformable convs (SMPR: 4)")
@@ -41,6 +42,7 @@ class CenterSampling(Plugin):
 
     hook: ClassVar[Hook] = "loss"
     stage: ClassVar[Stage] = "train"
+    edits: ClassVar[tuple[str, ...]] = ("regression.train.center_sampling", "regression.train.center_radius")
 
     class Config(_Options):
         radius: float = Field(1.5, gt=0, description="in strides (FCOS / SMPR: 1.5; the paper gives none)")
@@ -57,6 +59,7 @@ class HeatmapAux(Plugin):
 
     hook: ClassVar[Hook] = "loss"
     stage: ClassVar[Stage] = "train"
+    edits: ClassVar[tuple[str, ...]] = ("regression.model.heatmap_aux", "regression.train.loss_heatmap")
 
     class Config(_Options):
         weight: float = Field(4.0, ge=0, description="lambda_2 of eq. 9 (SMPR: 4.0; the paper gives none)")
@@ -73,6 +76,12 @@ class OKSFilter(Plugin):
 
     hook: ClassVar[Hook] = "loss"
     stage: ClassVar[Stage] = "train"
+    edits: ClassVar[tuple[str, ...]] = (
+        "regression.train.oks_filter",
+        "regression.train.oks_pos",
+        "regression.train.oks_neg",
+        "regression.train.oks_keep_best",
+    )
 
     class Config(_Options):
         threshold: float = Field(0.5, ge=0, le=1, description="paper section 5.2.2: 0.5")
@@ -97,6 +106,7 @@ class PSM(Plugin):
 
     hook: ClassVar[Hook] = "model"
     stage: ClassVar[Stage] = "train"
+    edits: ClassVar[tuple[str, ...]] = ("regression.model.psm", "regression.train.psm_target", "regression.test.scorer")
 
     class Config(_Options):
         use_at_test: bool = Field(True, description="score = cls x PSM (Table 2 'using PSM')")
@@ -117,6 +127,7 @@ class Centerness(Plugin):
 
     hook: ClassVar[Hook] = "model"
     stage: ClassVar[Stage] = "train"
+    edits: ClassVar[tuple[str, ...]] = ("regression.model.centerness", "regression.test.scorer")
 
     class Config(_Options):
         use_at_test: bool = Field(True, description="score = cls x centre-ness (Table 2 'using centerness')")
@@ -133,6 +144,11 @@ class HardNMS(Plugin):
 
     hook: ClassVar[Hook] = "postprocess"
     stage: ClassVar[Stage] = "postprocess"
+    edits: ClassVar[tuple[str, ...]] = ("regression.test.nms", "regression.test.nms_iou")
+    library_only: ClassVar[str] = (
+        "paper 002 tests with soft-NMS only (section 5.1) and no table compares NMS types; a check of what soft-NMS "
+        "adds (methods.md section 4 lists the toggle)"
+    )
 
     class Config(_Options):
         iou: float = Field(0.5, gt=0, le=1)
@@ -156,6 +172,7 @@ class ResNet50(Plugin):
 
     hook: ClassVar[Hook] = "model"
     stage: ClassVar[Stage] = "train"
+    edits: ClassVar[tuple[str, ...]] = ("regression.model.backbone",)
     Config = _BackboneOptions
 
     def apply(self, run: RunConfig) -> None:
@@ -168,6 +185,7 @@ class ResNet101(Plugin):
 
     hook: ClassVar[Hook] = "model"
     stage: ClassVar[Stage] = "train"
+    edits: ClassVar[tuple[str, ...]] = ("regression.model.backbone",)
 
     class Config(_BackboneOptions):
         smoke: str = "resnet34"
@@ -183,6 +201,7 @@ class HRNetW32(Plugin):
 
     hook: ClassVar[Hook] = "model"
     stage: ClassVar[Stage] = "train"
+    edits: ClassVar[tuple[str, ...]] = ("regression.model.backbone",)
 
     class Config(_BackboneOptions):
         smoke: str = "hrnet_w18_small"
