@@ -625,14 +625,16 @@ def evaluate_posetrack(
     skip_last_frame: bool = True,
     empty_frame_dummy: bool = True,
     motp_all_events: bool = True,
+    lenient: bool = False,
 ) -> PoseTrackResult:
     """AP and MOTA from folders of per-video JSON (poseval ``--groundTruth`` / ``--predictions``) or videos.
 
     Tracking errors (a sequence with one evaluated frame under ``skip_last_frame``, missing track ids) leave
-    ``mot`` as ``None`` with the reason in ``mot_error``; AP is still returned.
+    ``mot`` as ``None`` with the reason in ``mot_error``; AP is still returned. Files are read with the checks of
+    :mod:`crowdbench.datasets.formats.poseval` (``lenient``: keep poseval's behaviour where it gives a number).
     """
     quirks = {"skip_last_frame": skip_last_frame, "empty_frame_dummy": empty_frame_dummy}
-    return _evaluate(gt, pred, fmt, motp_all_events=motp_all_events, resample=False, **quirks)[0]
+    return _evaluate(gt, pred, fmt, motp_all_events=motp_all_events, resample=False, lenient=lenient, **quirks)[0]
 
 
 # ------------------------------------------------------------------------------------------------------ bootstrap
@@ -720,11 +722,12 @@ def evaluate_posetrack_bootstrap(
     skip_last_frame: bool = True,
     empty_frame_dummy: bool = True,
     motp_all_events: bool = True,
+    lenient: bool = False,
 ) -> tuple[PoseTrackResult, PoseTrackResampler]:
     """:func:`evaluate_posetrack` (same arguments) and its :class:`PoseTrackResampler` (videos as units; without
     the MOTA keys when tracking could not be scored)."""
     quirks = {"skip_last_frame": skip_last_frame, "empty_frame_dummy": empty_frame_dummy}
-    res, resampler = _evaluate(gt, pred, fmt, motp_all_events=motp_all_events, resample=True, **quirks)
+    res, resampler = _evaluate(gt, pred, fmt, motp_all_events=motp_all_events, resample=True, lenient=lenient, **quirks)
     assert resampler is not None
     return res, resampler
 
@@ -738,10 +741,14 @@ def _evaluate(
     empty_frame_dummy: bool,
     motp_all_events: bool,
     resample: bool,
+    lenient: bool = False,
 ) -> tuple[PoseTrackResult, PoseTrackResampler | None]:
     """AP and MOTA (:func:`evaluate_posetrack`); with ``resample`` also the per-video statistics of the bootstrap."""
-    gt_v = read_posetrack_dir(gt, fmt) if isinstance(gt, str | os.PathLike) else dict(gt)
-    pr_v = read_posetrack_dir(pred, fmt) if isinstance(pred, str | os.PathLike) else dict(pred)
+
+    def read(x: Any, role: str) -> dict[str, PoseTrackVideo]:
+        return read_posetrack_dir(x, fmt, role=role, lenient=lenient) if isinstance(x, str | os.PathLike) else dict(x)
+
+    gt_v, pr_v = read(gt, "gt"), read(pred, "pred")
     if not gt_v:
         raise FileNotFoundError(f"{gt}: no *.json ground-truth files")
     frames, names = _prepare(gt_v, pr_v)
@@ -806,6 +813,12 @@ def add_command(eval_subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="evaluate MOTA on every frame (poseval drops the last frame of each sequence)",
     )
+    p.add_argument(
+        "--lenient",
+        action="store_true",
+        help="accept what poseval accepts and scores (head boxes with swapped corners, joint ids beyond 14, "
+        "visibility outside 0-2, integral float ids); refused by default (datasets/formats/poseval.py)",
+    )
     from crowdbench.bench.metrics.cli import add_bootstrap_arguments
 
     add_bootstrap_arguments(p)
@@ -826,7 +839,7 @@ def cmd_eval_posetrack(args: argparse.Namespace) -> int:
         for path in (args.gt, args.pred):
             if not path.is_dir():
                 raise FileNotFoundError(f"{path}: no such directory")
-        kw = {"fmt": args.format, "skip_last_frame": not args.no_skip_last_frame}
+        kw = {"fmt": args.format, "skip_last_frame": not args.no_skip_last_frame, "lenient": args.lenient}
         if boot is None:
             result = evaluate_posetrack(args.gt, args.pred, **kw)
         else:

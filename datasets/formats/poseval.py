@@ -109,18 +109,57 @@ class PoseTrackVideo:
 # --------------------------------------------------------------------------------------------------------- readers
 
 
-def _num(value: Any, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+MAX_COORD = 1e6  # a coordinate beyond this is a unit or parsing error (as coco_checks.MAX_SIZE)
+INT64 = (-(2**63), 2**63 - 1)
+MAX_FRAME = 10**7
+_HINT = " (--lenient accepts it as poseval does)"
+
+
+def _num(value: Any, where: str, *, bound: bool = True) -> float:
+    """A finite JSON number (a coordinate: within +-MAX_COORD; ``bound=False`` for scores)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
         raise FormatError(f"{where}: expected a finite number, got {value!r}")
+    try:
+        ok = math.isfinite(value) and (not bound or abs(value) <= MAX_COORD)
+    except OverflowError:  # an integer beyond the float range
+        ok = False
+    if not ok:
+        raise FormatError(
+            f"{where}: expected a finite number{f' within ±{MAX_COORD:g}' if bound else ''}, got {value!r}"
+        )
     return float(value)
 
 
-def _int(value: Any, where: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        raise FormatError(f"{where}: expected an integer, got {value!r}")
-    return value
+def _int(value: Any, where: str, lenient: bool = True) -> int:
+    """An integer within int64; an integral float (``3.0``) only with ``lenient`` (the readers' default, the
+    evaluator's ``--lenient``)."""
+    if type(value) is int:
+        v = value
+    elif lenient and isinstance(value, float) and value.is_integer():
+        v = int(value)
+    else:
+        hint = _HINT if isinstance(value, float) and value.is_integer() else ""
+        raise FormatError(f"{where}: expected an integer, got {value!r}{hint}")
+    if not INT64[0] <= v <= INT64[1]:
+        raise FormatError(f"{where}: {v} is not an integer within int64")
+    return v
+
+
+def _unique_tracks(persons: list[PoseTrackPerson], where: str) -> None:
+    """No track id twice in one frame (poseval's accumulators would merge the two people)."""
+    seen: dict[int, str] = {}
+    for p in persons:
+        if p.track_id is None:
+            continue
+        if p.track_id in seen:
+            raise FormatError(f"{p.ref}: track_id {p.track_id} already used in this frame by {seen[p.track_id]}")
+        seen[p.track_id] = p.ref.rsplit(": ", 1)[-1]
+
+
+def _head(x1: float, y1: float, x2: float, y2: float, where: str, lenient: bool) -> tuple[float, ...]:
+    if (x2 < x1 or y2 < y1) and not lenient:
+        raise FormatError(f"{where}: head box has x2 < x1 or y2 < y1: {[x1, y1, x2, y2]}{_HINT}")
+    return (x1, y1, x2, y2)
 
 
 def _one(rec: Mapping, key: str, where: str) -> Any:
@@ -145,12 +184,16 @@ def _polygons(xs: Any, ys: Any, where: str) -> list[np.ndarray]:
         if not isinstance(px, list) or not isinstance(py, list) or len(px) != len(py):
             raise FormatError(f"{where}: ignore region {k}: x and y must be lists of equal length")
         rw = f"{where}: ignore region {k}"
+        if len(px) < 3:
+            raise FormatError(f"{rw}: a polygon needs 3 or more points, got {len(px)}")
         pts = [(_num(a, rw), _num(b, rw)) for a, b in zip(px, py, strict=True)]
         out.append(np.array(pts, dtype=np.float64).reshape(-1, 2))
     return out
 
 
-def read_posetrack18(path: str | os.PathLike, data: Any = None) -> PoseTrackVideo:
+def read_posetrack18(
+    path: str | os.PathLike, data: Any = None, *, role: str | None = None, lenient: bool = False
+) -> PoseTrackVideo:
     """Read one PoseTrack18 per-video file (``images``, ``annotations``, ``categories``) as poseval sees it.
 
     Mirrors ``convert.Video.from_new`` / ``Person.to_old``: keypoints are mapped by the category's keypoint names
@@ -184,6 +227,7 @@ def read_posetrack18(path: str | os.PathLike, data: Any = None) -> PoseTrackVide
         where = f"{path}: images[{k}]"
         if not isinstance(img, dict) or "id" not in img or not isinstance(img.get("file_name"), str):
             raise FormatError(f"{where}: needs 'id' and a string 'file_name'")
+        _int(img["id"], f"{where}: id", lenient)
         if img["id"] in by_image:
             raise FormatError(f"{where}: duplicate image id {img['id']!r}")
         regions: list[np.ndarray] = []
@@ -206,17 +250,21 @@ def read_posetrack18(path: str | os.PathLike, data: Any = None) -> PoseTrackVide
         if not isinstance(kps, list) or len(kps) != 3 * n_kp:
             raise FormatError(f"{where}: 'keypoints' must have {3 * n_kp} numbers")
         kps = [_num(v, f"{where}: keypoints") for v in kps]
+        if role == "gt" and not lenient:
+            bad = [v for v in kps[2::3] if v not in (0, 1, 2)]
+            if bad:
+                raise FormatError(f"{where}: keypoints: visibility {bad[0]!r} is not 0, 1 or 2{_HINT}")
         scores = ann.get("scores") or []
         if not isinstance(scores, list) or len(scores) not in (0, n_kp):
             raise FormatError(f"{where}: 'scores' must be empty or have {n_kp} numbers")
-        scores = [_num(v, f"{where}: scores") for v in scores]
+        scores = [_num(v, f"{where}: scores", bound=False) for v in scores]
         head = None
         if "bbox_head" in ann:
             hb = ann["bbox_head"]
             if not isinstance(hb, list) or len(hb) != 4:
                 raise FormatError(f"{where}: 'bbox_head' must be [x, y, w, h]")
             x, y, w, h = (_num(v, f"{where}: bbox_head") for v in hb)
-            head = (x, y, x + w, y + h)
+            head = _head(x, y, x + w, y + h, f"{where}: bbox_head", lenient)
         points = []
         for slot, jid in enumerate(table):
             if jid is None:
@@ -225,12 +273,18 @@ def read_posetrack18(path: str | os.PathLike, data: Any = None) -> PoseTrackVide
             if x == 0 and y == 0 and vis == 0:
                 continue
             points.append(PoseTrackPoint(jid, x, y, scores[slot] if scores else None))
-        track = _int(ann["track_id"], f"{where}: track_id")
+        track = _int(ann["track_id"], f"{where}: track_id", lenient)
+        if role == "gt" and head is None and points:
+            raise FormatError(f"{where}: missing 'bbox_head' (PCKh's scale) in ground truth")
         by_image[ann["image_id"]].persons.append(PoseTrackPerson(track, points, head, True, where))
+    for frame in frames:
+        _unique_tracks(frame.persons, str(path))
     return PoseTrackVideo(name=path.name, frames=frames)
 
 
-def read_posetrack17(path: str | os.PathLike, data: Any = None) -> PoseTrackVideo:
+def read_posetrack17(
+    path: str | os.PathLike, data: Any = None, *, role: str | None = None, lenient: bool = False
+) -> PoseTrackVideo:
     """Read one PoseTrack17 ``annolist`` file (GT or predictions) as ``eval_helpers.load_data_dir`` uses it.
 
     Each entry needs ``image: [{name}]`` and ``annorect``; a rect has optional ``track_id: [int]``, head box
@@ -252,11 +306,17 @@ def read_posetrack17(path: str | os.PathLike, data: Any = None) -> PoseTrackVide
             raise FormatError(f"{where}: 'image' must be [{{'name': ...}}]")
         if not isinstance(entry.get("annorect"), list):
             raise FormatError(f"{where}: missing list 'annorect'")
+        if "imgnum" in entry:
+            num = _int(_one(entry, "imgnum", where), f"{where}: imgnum", lenient)
+            if not 1 <= num <= MAX_FRAME:
+                raise FormatError(f"{where}: imgnum {num} is outside [1, {MAX_FRAME:,}]")
         regions = []
         for k, reg in enumerate(entry.get("ignore_regions") or []):
             pts = reg.get("point") if isinstance(reg, dict) else None
             if not isinstance(pts, list):
                 raise FormatError(f"{where}: ignore_regions[{k}]: missing list 'point'")
+            if len(pts) < 3:
+                raise FormatError(f"{where}: ignore_regions[{k}]: a polygon needs 3 or more points, got {len(pts)}")
             xy = []
             for q, pt in enumerate(pts):
                 qw = f"{where}: ignore_regions[{k}].point[{q}]"
@@ -270,10 +330,11 @@ def read_posetrack17(path: str | os.PathLike, data: Any = None) -> PoseTrackVide
             if not isinstance(rect, dict):
                 raise FormatError(f"{rw}: expected an object")
             try:
-                track = _int(_one(rect, "track_id", rw), f"{rw}: track_id") if "track_id" in rect else None
+                track = _int(_one(rect, "track_id", rw), f"{rw}: track_id", lenient) if "track_id" in rect else None
                 head = None
                 if all(k in rect for k in ("x1", "y1", "x2", "y2")):
-                    head = tuple(_num(_one(rect, k, rw), f"{rw}: {k}") for k in ("x1", "y1", "x2", "y2"))
+                    corners = (_num(_one(rect, k, rw), f"{rw}: {k}") for k in ("x1", "y1", "x2", "y2"))
+                    head = _head(*corners, rw, lenient)
                 ap = rect.get("annopoints")
                 has = isinstance(ap, list) and len(ap) > 0 and isinstance(ap[0], dict) and "point" in ap[0]
                 points = []
@@ -284,10 +345,21 @@ def read_posetrack17(path: str | os.PathLike, data: Any = None) -> PoseTrackVide
                         pw = f"{rw}.point[{p}]"
                         if not isinstance(pt, dict):
                             raise FormatError(f"{pw}: expected an object")
-                        score = _num(_one(pt, "score", pw), f"{pw}: score") if "score" in pt else None
+                        score = _num(_one(pt, "score", pw), f"{pw}: score", bound=False) if "score" in pt else None
+                        jid = _int(_one(pt, "id", pw), f"{pw}: id", lenient)
+                        if not 0 <= jid < N_JOINTS and not (lenient and jid >= 0):
+                            raise FormatError(
+                                f"{pw}: joint id {jid} is not in 0..{N_JOINTS - 1}" + (_HINT if jid >= 0 else "")
+                            )
+                        if any(q.id == jid for q in points):
+                            raise FormatError(f"{pw}: joint id {jid} listed twice")
+                        if "is_visible" in pt and not lenient:
+                            raw = _one(pt, "is_visible", pw)
+                            if isinstance(raw, bool) or raw not in (0, 1, "0", "1"):
+                                raise FormatError(f"{pw}: is_visible must be 0 or 1, got {raw!r}{_HINT}")
                         points.append(
                             PoseTrackPoint(
-                                _int(_one(pt, "id", pw), f"{pw}: id"),
+                                jid,
                                 _num(_one(pt, "x", pw), f"{pw}: x"),
                                 _num(_one(pt, "y", pw), f"{pw}: y"),
                                 score,
@@ -295,28 +367,35 @@ def read_posetrack17(path: str | os.PathLike, data: Any = None) -> PoseTrackVide
                         )
             except KeyError as exc:
                 raise FormatError(f"{rw}: missing {exc}") from None
+            if role == "gt" and has and head is None:
+                raise FormatError(f"{rw}: missing head box x1, y1, x2, y2 (PCKh's scale) in ground truth")
             persons.append(PoseTrackPerson(track, points, head, has, rw))  # type: ignore[arg-type]
+        _unique_tracks(persons, str(path))
         frames.append(PoseTrackFrame(name=str(img[0]["name"]), persons=persons, ignore_regions=regions))
     return PoseTrackVideo(name=path.name, frames=frames)
 
 
-def read_posetrack(path: str | os.PathLike, fmt: str | None = None) -> PoseTrackVideo:
+def read_posetrack(
+    path: str | os.PathLike, fmt: str | None = None, *, role: str | None = None, lenient: bool = False
+) -> PoseTrackVideo:
     """Read a per-video file; ``fmt`` "2017" / "2018" or ``None`` to detect it as poseval does ("annolist" key)."""
     path = Path(path)
     data = _load_json(path)
     if fmt is None:
         fmt = "2017" if isinstance(data, dict) and "annolist" in data else "2018"
     if fmt == "2017":
-        return read_posetrack17(path, data)
+        return read_posetrack17(path, data, role=role, lenient=lenient)
     if fmt == "2018":
-        return read_posetrack18(path, data)
+        return read_posetrack18(path, data, role=role, lenient=lenient)
     raise ValueError(f"unknown PoseTrack format {fmt!r} (use '2017' or '2018')")
 
 
-def read_posetrack_dir(directory: str | os.PathLike, fmt: str | None = None) -> dict[str, PoseTrackVideo]:
+def read_posetrack_dir(
+    directory: str | os.PathLike, fmt: str | None = None, *, role: str | None = None, lenient: bool = False
+) -> dict[str, PoseTrackVideo]:
     """All ``*.json`` files of a folder (poseval's ``--groundTruth`` / ``--predictions``), keyed by file name."""
     directory = Path(directory)
     if not directory.is_dir():
         raise FileNotFoundError(f"{directory}: no such directory")
     files = sorted(p for p in directory.glob("*.json") if p.is_file())
-    return {p.name: read_posetrack(p, fmt) for p in files}
+    return {p.name: read_posetrack(p, fmt, role=role, lenient=lenient) for p in files}
