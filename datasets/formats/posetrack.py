@@ -65,6 +65,7 @@ from crowdbench.datasets.formats.poseval import (
     _one,
     _polygons,
     read_posetrack17,
+    read_posetrack18,
 )
 from crowdbench.datasets.keypoints import POSETRACK_17
 from crowdbench.datasets.model import Frame, Instance
@@ -233,6 +234,7 @@ def _categories18(path: Path, data: dict) -> list[int | None]:
 
 
 def _read18(path: Path, data: Any, image_root: Path | None) -> list[Frame]:
+    read_posetrack18(path, data)  # the checks eval runs (datasets/formats/poseval.py), then the conversion
     if not isinstance(data, dict):
         raise FormatError(f"{path}: expected a JSON object, got {type(data).__name__}")
     for key in ("images", "annotations", "categories"):
