@@ -7,7 +7,9 @@ installed once and a second ``nox`` call starts at once.
 from __future__ import annotations
 
 import hashlib
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import nox
@@ -23,7 +25,8 @@ NO_DEPS = ["trackeval==1.3.0"]
 
 def shared_env(session: nox.Session) -> Path:
     """Create or update the shared ``.venv``; return its ``bin`` folder."""
-    want = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + " ".join(NO_DEPS).encode()).hexdigest()
+    spec = (ROOT / "pyproject.toml").read_bytes() + (ROOT / "setup.py").read_bytes() + " ".join(NO_DEPS).encode()
+    want = hashlib.sha256(spec).hexdigest()
     python = VENV / "bin" / "python"
     if not python.exists():
         session.run(sys.executable, "-m", "venv", str(VENV), external=True)
@@ -45,6 +48,43 @@ def tests(session: nox.Session) -> None:
     session.run(str(bin_dir / "ruff"), "format", "--check", ".", external=True)
     args = session.posargs or ["-m", "not slow"]
     session.run(str(bin_dir / "python"), "-m", "pytest", *args, external=True)
+    if not session.posargs:
+        wheel(session)
+
+
+@nox.session(venv_backend="none")
+def wheel(session: nox.Session) -> None:
+    """A non-editable install works: build the wheel, install it into a fresh venv without ``-e``, then run
+    ``crowdbench list tables`` and a tiny table from an empty folder with that venv's ``crowdbench``.
+
+    The fresh venv takes the dependencies from the shared ``.venv`` (one ``.pth`` line naming its site-packages,
+    which adds the folder to ``sys.path`` without running its ``.pth`` files, so the editable crowdbench there is
+    not importable); the check below fails if ``crowdbench`` is not the wheel's copy."""
+    bin_dir = shared_env(session)
+    work = Path(tempfile.mkdtemp(prefix="crowdbench-wheel-"))
+    try:
+        pip = [str(bin_dir / "python"), "-m", "pip", "-q"]
+        session.run(
+            *pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(work / "dist"), str(ROOT), external=True
+        )
+        (whl,) = (work / "dist").glob("crowdbench-*.whl")
+        fresh = work / "venv"
+        session.run(str(bin_dir / "python"), "-m", "venv", str(fresh), external=True)
+        session.run(str(fresh / "bin" / "python"), "-m", "pip", "-q", "install", "--no-deps", str(whl), external=True)
+        (site,) = fresh.glob("lib/python*/site-packages")
+        (shared,) = VENV.glob("lib/python*/site-packages")
+        (site / "crowdbench-shared-deps.pth").write_text(f"{shared}\n")
+        empty = work / "empty"
+        empty.mkdir()
+        session.chdir(empty)
+        check = "import crowdbench, sys; f = crowdbench.__file__; assert f.startswith(sys.prefix), f; print('from', f)"
+        session.run(str(fresh / "bin" / "python"), "-c", check, external=True)
+        session.run(str(fresh / "bin" / "crowdbench"), "list", "tables", external=True, silent=True)
+        table = ["table", "hie-pose/table3", "--rows", "1", "--set", "train.iterations=2"]
+        session.run(str(fresh / "bin" / "crowdbench"), *table, external=True)
+    finally:
+        session.chdir(ROOT)
+        shutil.rmtree(work, ignore_errors=True)
 
 
 @nox.session(venv_backend="none")

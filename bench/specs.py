@@ -153,12 +153,13 @@ class TableSpec(BaseModel):
 
 
 def specs_root() -> Path:
-    """Folder holding ``<paper-key>/table<N>.yaml`` (the repo's ``results/papers``, or the installed copy)."""
-    here = Path(__file__).resolve()
-    for candidate in (here.parent.parent / "results" / "papers", here.parent / "_specs"):
-        if candidate.is_dir():
-            return candidate
-    raise SpecError(f"no table specs found next to {here.parent}")
+    """Folder holding ``<paper-key>/table<N>.yaml``: ``results/papers`` beside the code folders, which is the
+    checkout's copy (editable install, bare checkout) or the installed package data ``crowdbench/results/papers``
+    (a wheel; setup.py)."""
+    root = Path(__file__).resolve().parent.parent / "results" / "papers"
+    if not root.is_dir():
+        raise SpecError(f"no table specs: {root} does not exist (a broken install?)")
+    return root
 
 
 def available_tables(root: Path | None = None) -> list[str]:
