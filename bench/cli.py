@@ -10,7 +10,40 @@ from pathlib import Path
 from rich.markup import escape
 
 from crowdbench import __version__
+from crowdbench.bench.errors import NonFiniteLossError, one_line, quiet_broken_pipe
 from crowdbench.bench.log import console, out
+
+
+def known_errors() -> tuple[type[BaseException], ...]:
+    """Exception types whose message already names the file, record or option: what ``main`` and the cell worker
+    report as one ``error:`` line instead of a traceback."""
+    # deferred (start-up): evaluated only when an exception reaches the handler; store (sqlalchemy), specs and
+    # executor (pydantic) are not loaded by every command
+    from crowdbench.bench.checkpoints import CheckpointError
+    from crowdbench.bench.executor import ExecutorError
+    from crowdbench.bench.preflight import PreflightError
+    from crowdbench.bench.registry import PluginError
+    from crowdbench.bench.specs import SpecError
+    from crowdbench.bench.store import StoreError
+    from crowdbench.datasets.formats.errors import FormatError
+    from crowdbench.datasets.layout import DataError
+
+    return (
+        PluginError,
+        SpecError,
+        DataError,
+        PreflightError,
+        CheckpointError,
+        NonFiniteLossError,
+        FormatError,
+        StoreError,
+        ExecutorError,
+        KeyError,
+        OSError,
+        ValueError,
+        RecursionError,
+        MemoryError,
+    )
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -184,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     data = sub.add_parser("data", help="datasets: write the synthetic crowds in native formats").add_subparsers(
         dest="data_command", required=True
     )
-    from crowdbench.datasets.synthetic import add_data_commands
+    from crowdbench.bench.data_cli import add_data_commands
 
     add_data_commands(data)
     return parser
@@ -328,8 +361,6 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from crowdbench.bench.errors import known_errors, one_line, quiet_broken_pipe
-
     parser = build_parser()
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     try:

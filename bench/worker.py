@@ -16,8 +16,10 @@ from typing import Any
 from rich.markup import escape
 
 from crowdbench.bench.cache import StageCache
+from crowdbench.bench.cli import known_errors
 from crowdbench.bench.config import RunConfig
 from crowdbench.bench.device import apply_runtime, numerics, resolve_device
+from crowdbench.bench.errors import one_line
 from crowdbench.bench.log import console
 from crowdbench.bench.matrix import config_hash
 from crowdbench.bench.provenance import provenance
@@ -103,8 +105,6 @@ def run_cell_file(path: Path) -> Record | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from crowdbench.bench.errors import known_errors, one_line
-
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
         console.print("usage: python -m crowdbench.bench.worker CELL.json")

@@ -27,13 +27,10 @@ import torch.nn.functional as F
 from crowdbench.bench.checkpoints import load_weights
 from crowdbench.bench.config import RegressionConfig, RunConfig
 from crowdbench.bench.device import loader_workers
+from crowdbench.bench.errors import NonFiniteLossError
 from crowdbench.bench.log import Tracker
-from crowdbench.bench.stages.detector_training import (
-    NonFiniteLossError,
-    iteration_batches,
-    resume_iterations,
-    save_checkpoint,
-)
+from crowdbench.bench.stages.detector_training import iteration_batches
+from crowdbench.bench.training import resume_iterations, save_checkpoint
 from crowdbench.datasets.formats.coco import AREA_FACTOR
 from crowdbench.datasets.model import Frame, KeypointSchema
 from crowdbench.methods.pose.regression.losses import regression_losses

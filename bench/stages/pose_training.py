@@ -27,8 +27,9 @@ import torch.nn.functional as F
 
 from crowdbench.bench.config import PoseConfig, PoseTestConfig, PoseTrainConfig, RunConfig
 from crowdbench.bench.device import loader_workers
+from crowdbench.bench.errors import NonFiniteLossError
 from crowdbench.bench.log import Tracker, console
-from crowdbench.bench.stages.detector_training import NonFiniteLossError, load_checkpoint, save_checkpoint
+from crowdbench.bench.training import load_checkpoint, save_checkpoint
 from crowdbench.datasets.model import Frame, KeypointSchema
 
 _MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
