@@ -11,7 +11,10 @@ from rich.console import Console
 from rich.table import Table
 
 from crowdbench.bench.errors import fail, one_line
+from crowdbench.bench.jsonout import dumps as strict_dumps
 from crowdbench.datasets.formats.errors import FormatError
+from crowdbench.datasets.inspect import UnknownFormatError, inspect_path, print_report
+from crowdbench.datasets.layout import DataError, check_dataset, check_images
 from crowdbench.datasets.synthetic import FORMATS, PRESETS, generate, write_native
 
 
@@ -59,10 +62,6 @@ def add_data_commands(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _inspect_command(args: argparse.Namespace) -> int:
-    # deferred (start-up): every crowdbench command builds this parser; these are for `data inspect` only
-    from crowdbench.bench.jsonout import dumps as strict_dumps
-    from crowdbench.datasets.inspect import UnknownFormatError, inspect_path, print_report
-
     try:
         report = inspect_path(args.path)
     except (UnknownFormatError, FormatError, OSError, ValueError, RecursionError, MemoryError) as exc:
@@ -80,9 +79,8 @@ def _check_command(args: argparse.Namespace) -> int:
 
     Exit 0 when everything asked for is there, 1 when something is missing (each missing split gets one line saying
     what to put where; each split with missing images one line with the count and the first missing path)."""
-    # deferred (start-up): every crowdbench command builds this parser; specs (pydantic, yaml) for `data check` only
+    # deferred: start-up (pydantic, yaml): every crowdbench command builds this parser; specs serve `data check` only
     from crowdbench.bench.specs import available_tables, load_spec
-    from crowdbench.datasets.layout import DataError, check_dataset, check_images
 
     tables = [args.table] if args.table else available_tables()
     table = Table(title=f"datasets for --profile full under {args.data_root}")

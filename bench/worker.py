@@ -30,6 +30,7 @@ DATA_PARALLEL = ("detection", "pose_regression")
 
 
 def _distributed(cfg: RunConfig, w: Any, device: str) -> dict[str, Any] | None:
+    # deferred: start-up (torch)
     from crowdbench.bench.distributed import provenance as distributed_provenance
 
     if cfg.task == "pose_regression":
@@ -42,6 +43,7 @@ def run_cell_file(path: Path) -> Record | None:
     job: dict[str, Any] = json.loads(Path(path).read_text())
     cfg = RunConfig.model_validate(job["config"])
     apply_runtime(cfg.runtime, resolve_device(cfg.device))
+    # deferred: start-up (torch)
     from crowdbench.bench.distributed import init_distributed
 
     w, device = init_distributed(resolve_device(cfg.device))
@@ -56,22 +58,27 @@ def run_cell_file(path: Path) -> Record | None:
     cache = StageCache(Path(job["cache_root"]), job.get("cache_url"))
     start = time.perf_counter()
     if cfg.task == "detection":
+        # deferred: start-up (numpy)
         from crowdbench.bench.stages.detection import run_detection_cell
 
         outcome = run_detection_cell(cfg, cache, device)
     elif cfg.task == "pose":
+        # deferred: start-up (numpy)
         from crowdbench.bench.stages.pose import run_pose_cell
 
         outcome = run_pose_cell(cfg, cache, device)
     elif cfg.task == "pose_regression":
+        # deferred: start-up (numpy)
         from crowdbench.bench.stages.pose_regression import run_pose_regression_cell
 
         outcome = run_pose_regression_cell(cfg, cache, device)
     elif cfg.task == "tracking":
+        # deferred: start-up (numpy)
         from crowdbench.bench.stages.tracking import run_tracking_cell
 
         outcome = run_tracking_cell(cfg, cache, device)
     elif cfg.task == "pose_tracking":
+        # deferred: start-up (numpy)
         from crowdbench.bench.stages.pose_tracking import run_pose_tracking_cell
 
         outcome = run_pose_tracking_cell(cfg, cache, device)

@@ -34,6 +34,10 @@ import cv2
 import numpy as np
 
 from crowdbench.datasets.formats.atomic import atomic_write_bytes, atomic_write_text
+from crowdbench.datasets.formats.coco import CocoFrames, write_coco_keypoints
+from crowdbench.datasets.formats.crowdhuman import record_id, write_odgt
+from crowdbench.datasets.formats.hie import write_hie
+from crowdbench.datasets.formats.mot import write_mot_sequence
 from crowdbench.datasets.keypoints import COCO_17, CROWDPOSE_14, HIE_14, POSETRACK_17, get_schema
 from crowdbench.datasets.model import Dataset, Frame, Instance
 
@@ -700,10 +704,7 @@ def write_native(
     :data:`FORMATS`, all). Returns the written paths by key (``images``, ``coco_<split>``, ``odgt_<split>``,
     ``mot_<split>``, ``hie_<split>``).
     """
-    from crowdbench.datasets.formats.coco import CocoFrames, write_coco_keypoints
-    from crowdbench.datasets.formats.crowdhuman import record_id, write_odgt
-    from crowdbench.datasets.formats.hie import write_hie
-    from crowdbench.datasets.formats.mot import write_mot_sequence
+    # deferred: start-up (scipy)
     from crowdbench.datasets.formats.posetrack import write_posetrack17, write_posetrack18
 
     wanted = set(FORMATS if formats is None else formats)

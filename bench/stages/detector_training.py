@@ -13,6 +13,7 @@ import torch
 
 from crowdbench.bench.config import RunConfig
 from crowdbench.bench.device import loader_workers
+from crowdbench.bench.distributed import mean_over_ranks, shard, world, wrap
 from crowdbench.bench.errors import NonFiniteLossError
 from crowdbench.bench.log import Tracker
 from crowdbench.bench.training import resume_iterations, save_checkpoint
@@ -20,6 +21,7 @@ from crowdbench.datasets.formats.crowdhuman import record_id
 from crowdbench.datasets.model import Frame
 from crowdbench.methods.detection.crowddet import targets_from_frame
 from crowdbench.methods.detection.faster_rcnn import build_detector, load_detector_weights
+from crowdbench.methods.detection.kd import attach_kd
 
 
 def image_tensor(frame: Frame, flip: bool = False) -> torch.Tensor:
@@ -92,9 +94,6 @@ def train_detector(
     """Train from scratch (or the backbone weights in ``cfg.model.weights``); resumes from ``scratch``.
 
     ``cfg.model.kd`` switches Tf-KD on (``methods/detection/kd.py``); ``teacher`` is the self-KD teacher's model."""
-    from crowdbench.bench.distributed import mean_over_ranks, shard, world, wrap
-    from crowdbench.methods.detection.kd import attach_kd
-
     w = world()  # several ranks under torchrun: each takes its shard of the global batch, rank 0 writes
     torch.manual_seed(cfg.seed)
     model = build_detector(cfg.model).to(device)
