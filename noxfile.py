@@ -40,12 +40,19 @@ def shared_env(session: nox.Session) -> Path:
     return VENV / "bin"
 
 
+def import_contract(session: nox.Session, bin_dir: Path) -> None:
+    """``lint-imports`` on the layers of ``[tool.importlinter]`` (pyproject.toml), through ``.ci/lint_imports.py``
+    (it links the package-dir folders into one ``crowdbench`` tree, which import-linter needs)."""
+    session.run(str(bin_dir / "python"), str(ROOT / ".ci" / "lint_imports.py"), "--no-logo", external=True)
+
+
 @nox.session(venv_backend="none")
 def tests(session: nox.Session) -> None:
-    """Lint, then the test suite without tests marked slow (add `-- -m slow` for those)."""
+    """Lint (ruff, the import contract), then the test suite without tests marked slow (add `-- -m slow` for those)."""
     bin_dir = shared_env(session)
     session.run(str(bin_dir / "ruff"), "check", ".", external=True)
     session.run(str(bin_dir / "ruff"), "format", "--check", ".", external=True)
+    import_contract(session, bin_dir)
     args = session.posargs or ["-m", "not slow"]
     session.run(str(bin_dir / "python"), "-m", "pytest", *args, external=True)
     if not session.posargs:
@@ -89,10 +96,11 @@ def wheel(session: nox.Session) -> None:
 
 @nox.session(venv_backend="none")
 def lint(session: nox.Session) -> None:
-    """ruff check + ruff format --check."""
+    """ruff check + ruff format --check + the import contract (lint-imports)."""
     bin_dir = shared_env(session)
     session.run(str(bin_dir / "ruff"), "check", ".", external=True)
     session.run(str(bin_dir / "ruff"), "format", "--check", ".", external=True)
+    import_contract(session, bin_dir)
 
 
 @nox.session(venv_backend="none")

@@ -10,7 +10,41 @@ from pathlib import Path
 from rich.markup import escape
 
 from crowdbench import __version__
+from crowdbench.bench.checkpoints import CheckpointError
+from crowdbench.bench.errors import NonFiniteLossError, one_line, quiet_broken_pipe
 from crowdbench.bench.log import console, out
+from crowdbench.bench.provenance import command_line
+from crowdbench.datasets.formats.errors import FormatError
+from crowdbench.results import export
+
+
+def known_errors() -> tuple[type[BaseException], ...]:
+    """Exception types whose message already names the file, record or option: what ``main`` and the cell worker
+    report as one ``error:`` line instead of a traceback."""
+    # deferred: start-up (sqlalchemy, pydantic): evaluated only when an exception reaches the handler
+    from crowdbench.bench.executor import ExecutorError
+    from crowdbench.bench.preflight import PreflightError
+    from crowdbench.bench.registry import PluginError
+    from crowdbench.bench.specs import SpecError
+    from crowdbench.bench.store import StoreError
+    from crowdbench.datasets.layout import DataError
+
+    return (
+        PluginError,
+        SpecError,
+        DataError,
+        PreflightError,
+        CheckpointError,
+        NonFiniteLossError,
+        FormatError,
+        StoreError,
+        ExecutorError,
+        KeyError,
+        OSError,
+        ValueError,
+        RecursionError,
+        MemoryError,
+    )
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -177,6 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("eval", help="evaluate prediction files with a metric").add_subparsers(
         dest="metric", required=True
     )
+    # deferred: start-up (numpy)
     from crowdbench.bench.metrics.cli import add_eval_commands
 
     add_eval_commands(ev)
@@ -184,13 +219,15 @@ def build_parser() -> argparse.ArgumentParser:
     data = sub.add_parser("data", help="datasets: write the synthetic crowds in native formats").add_subparsers(
         dest="data_command", required=True
     )
-    from crowdbench.datasets.synthetic import add_data_commands
+    # deferred: start-up (cv2, numpy)
+    from crowdbench.bench.data_cli import add_data_commands
 
     add_data_commands(data)
     return parser
 
 
 def cmd_table(args: argparse.Namespace) -> int:
+    # deferred: start-up (sqlalchemy, jinja2)
     from crowdbench.bench.matrix import parse_set
     from crowdbench.bench.runner import run_table
 
@@ -225,7 +262,7 @@ def cmd_table(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from crowdbench.bench.provenance import command_line
+    # deferred: start-up (sqlalchemy, jinja2)
     from crowdbench.bench.specs import load_spec
     from crowdbench.bench.store import ResultStore, store_url
     from crowdbench.reports.render import terminal_table, write_reports
@@ -258,6 +295,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
+    # deferred: start-up (pydantic, yaml)
     from crowdbench.bench.matrix import parse_set
     from crowdbench.bench.search_tracking import search_tracking
 
@@ -294,6 +332,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 def cmd_list(args: argparse.Namespace) -> int:
     if args.what == "tables":
+        # deferred: start-up (pydantic, yaml)
         from crowdbench.bench.specs import available_tables, load_spec
 
         for table_id in available_tables():
@@ -303,6 +342,7 @@ def cmd_list(args: argparse.Namespace) -> int:
             title = title if len(title) <= 90 else title[:89] + "…"
             out.print(f"{table_id:<26} {runnable:>2}/{len(spec.rows):<2} rows runnable  {title}", soft_wrap=True)
     elif args.what == "plugins":
+        # deferred: start-up (pydantic)
         from crowdbench.bench.registry import get_plugin, plugin_names
 
         names = plugin_names()
@@ -312,6 +352,7 @@ def cmd_list(args: argparse.Namespace) -> int:
             doc = (type(plugin).__doc__ or "").strip().splitlines()[0]
             out.print(f"{name:<{width}} {plugin.hook:<12} {plugin.stage:<12} {doc}", soft_wrap=True)
     else:
+        # deferred: start-up (pydantic, yaml)
         from crowdbench.bench.profiles import PROFILES
 
         out.print("\n".join(PROFILES))
@@ -319,8 +360,6 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from crowdbench.results import export
-
     out = args.out or Path(args.run_dir) / f"results.{args.fmt}"
     path = export(args.db or args.run_dir, out, args.fmt)
     console.print(f"Wrote {path} (one row per table, row, seed and metric; crowdbench.results.load)")
@@ -328,8 +367,6 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from crowdbench.bench.errors import known_errors, one_line, quiet_broken_pipe
-
     parser = build_parser()
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     try:

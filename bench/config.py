@@ -11,6 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from crowdbench.datasets.extra import EXTRA_DATASETS
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
@@ -43,6 +45,7 @@ class DataConfig(_Strict):
     @field_validator("source")
     @classmethod
     def _known_source(cls, value: str) -> str:
+        # deferred: start-up (numpy)
         from crowdbench.datasets.layout import LAYOUTS
 
         if value != "synthetic" and value not in LAYOUTS:
@@ -52,8 +55,6 @@ class DataConfig(_Strict):
     @field_validator("extra_train")
     @classmethod
     def _known_extra(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        from crowdbench.datasets.extra import EXTRA_DATASETS
-
         unknown = [v for v in value if v not in EXTRA_DATASETS]
         if unknown:
             raise ValueError(f"unknown extra_train datasets {unknown}; known: {', '.join(EXTRA_DATASETS)}")
@@ -479,6 +480,7 @@ class RunConfig(_Strict):
     def level(self) -> str:
         """Reproduction level: ``smoke`` on synthetic data (also synthetic data written to disk and read back
         through a real-data reader), ``full`` on real data."""
+        # deferred: start-up (cv2, numpy)
         from crowdbench.datasets.synthetic import SYNTHETIC_MARKER
 
         if self.data.source == "synthetic":

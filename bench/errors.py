@@ -6,34 +6,8 @@ import os
 import sys
 
 
-def known_errors() -> tuple[type[BaseException], ...]:
-    """Exception types whose message already names the file, record or option (imported lazily)."""
-    from crowdbench.bench.checkpoints import CheckpointError
-    from crowdbench.bench.executor import ExecutorError
-    from crowdbench.bench.preflight import PreflightError
-    from crowdbench.bench.registry import PluginError
-    from crowdbench.bench.specs import SpecError
-    from crowdbench.bench.stages.detector_training import NonFiniteLossError
-    from crowdbench.bench.store import StoreError
-    from crowdbench.datasets.formats.errors import FormatError
-    from crowdbench.datasets.layout import DataError
-
-    return (
-        PluginError,
-        SpecError,
-        DataError,
-        PreflightError,
-        CheckpointError,
-        NonFiniteLossError,
-        FormatError,
-        StoreError,
-        ExecutorError,
-        KeyError,
-        OSError,
-        ValueError,
-        RecursionError,
-        MemoryError,
-    )
+class NonFiniteLossError(RuntimeError):
+    """Training produced a NaN/inf loss; the last checkpoint is kept for inspection and resuming."""
 
 
 def one_line(exc: BaseException) -> str:

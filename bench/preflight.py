@@ -20,7 +20,14 @@ from typing import Any
 from pydantic import BaseModel
 
 from crowdbench.bench.checkpoints import CheckpointError
-from crowdbench.bench.config import DetectorConfig, PoseModelConfig, RegressionModelConfig, ReIDConfig, RunConfig
+from crowdbench.bench.config import (
+    DetectorConfig,
+    PoseConfig,
+    PoseModelConfig,
+    RegressionModelConfig,
+    ReIDConfig,
+    RunConfig,
+)
 
 SKIPPED = ("data",)
 """Top-level blocks checked elsewhere: ``data`` by ``bench/stages/data.py: check_data`` (root, files, images)."""
@@ -47,19 +54,21 @@ def path_settings(model: BaseModel, prefix: str = "") -> Iterator[tuple[str, Bas
 
 
 def _detector_backbone(cfg: DetectorConfig, path: Path, setting: str) -> None:
+    # deferred: start-up (torch, numpy)
     from crowdbench.methods.detection.faster_rcnn import build_body
 
     build_body(cfg)  # the trunk as training builds it, cfg.weights (= path) loaded by load_backbone_weights
 
 
 def _kd_teacher(cfg: DetectorConfig, path: Path, setting: str) -> None:
+    # deferred: start-up (torch)
     from crowdbench.methods.detection.kd import load_teacher
 
     load_teacher(cfg, path, setting)
 
 
 def _pose_backbone(cfg: PoseModelConfig, path: Path, setting: str) -> None:
-    from crowdbench.bench.config import PoseConfig
+    # deferred: start-up (torch, numpy)
     from crowdbench.bench.stages.pose_training import build_model
 
     # the training's own builder and loader (the head size does not touch the backbone)
@@ -67,12 +76,14 @@ def _pose_backbone(cfg: PoseModelConfig, path: Path, setting: str) -> None:
 
 
 def _regression_trunk(cfg: RegressionModelConfig, path: Path, setting: str) -> None:
+    # deferred: start-up (torch)
     from crowdbench.methods.pose.regression.model import Trunk, load_trunk_weights
 
     load_trunk_weights(Trunk(cfg.backbone), path, setting)
 
 
 def _reid(cfg: ReIDConfig, path: Path, setting: str) -> None:
+    # deferred: start-up (torch, cv2)
     from crowdbench.methods.tracking.reid import build_reid, load_reid_weights
 
     load_reid_weights(build_reid(cfg.arch, dim=cfg.dim, input_hw=cfg.input_hw), path, setting)
@@ -83,6 +94,7 @@ def _reid_backbone(cfg: ReIDConfig, path: Path, setting: str) -> None:
         return  # build_reid says so with one line when training starts; nothing to load
     from torchvision.models import resnet50
 
+    # deferred: start-up (torch, cv2)
     from crowdbench.methods.tracking.reid import load_backbone_weights
 
     load_backbone_weights(resnet50(weights=None), path, setting)

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
+from crowdbench.bench.config import set_dotted
+
 if TYPE_CHECKING:
     from crowdbench.bench.config import RunConfig
 
@@ -83,6 +85,7 @@ class RecipeError(ValueError):
 
 def recipes_root() -> Path:
     """``results/recipes`` next to the table specs (``results/papers``)."""
+    # deferred: import cycle (bench.specs imports this module)
     from crowdbench.bench.specs import specs_root
 
     return specs_root().parent / "recipes"
@@ -189,8 +192,6 @@ def imagenet_file(cfg: RunConfig, key: str) -> str:
 def fill_initialisation(cfg: RunConfig, init: dict[str, InitSetting]) -> None:
     """Set each recipe initialisation that the config leaves empty to ``<data-root>/weights/<file>`` when that file
     exists (a data root that carries its ImageNet weights runs the paper's recipe with no ``--set``)."""
-    from crowdbench.bench.config import set_dotted
-
     if cfg.data.root is None:
         return
     for key in init:

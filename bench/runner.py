@@ -18,6 +18,7 @@ from crowdbench.bench.preflight import preflight
 from crowdbench.bench.provenance import command_line
 from crowdbench.bench.recipes import load_recipe
 from crowdbench.bench.specs import SpecError, TableSpec, load_spec
+from crowdbench.bench.stages import detection, pose, pose_regression, pose_tracking, tracking
 from crowdbench.bench.stages.data import check_data
 from crowdbench.bench.store import ResultStore, store_url
 from crowdbench.reports.aggregate import TableView, aggregate
@@ -36,24 +37,14 @@ class TableRun:
 def pipeline(task: str) -> ModuleType:
     """The module of a task's pipeline: ``stage_keys(cfg)`` and ``metric_keys(cfg)``."""
     if task == "detection":
-        from crowdbench.bench.stages import detection
-
         return detection
     if task == "pose":
-        from crowdbench.bench.stages import pose
-
         return pose
     if task == "pose_regression":
-        from crowdbench.bench.stages import pose_regression
-
         return pose_regression
     if task == "tracking":
-        from crowdbench.bench.stages import tracking
-
         return tracking
     if task == "pose_tracking":
-        from crowdbench.bench.stages import pose_tracking
-
         return pose_tracking
     raise NotImplementedError(f"task {task!r} has no pipeline yet")
 

@@ -77,6 +77,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from crowdbench.bench.errors import one_line
 from crowdbench.bench.log import Tracker, console
+from crowdbench.bench.store import StoreError, database_url, safe_url
 
 Kind = Literal["float", "int", "categorical"]
 Direction = Literal["maximize", "minimize"]
@@ -458,7 +459,6 @@ def open_storage(url: str, *, heartbeat_interval: int = 30, grace_period: float 
         path = Path(url.removeprefix("journal://"))
         path.parent.mkdir(parents=True, exist_ok=True)
         return JournalStorage(JournalFileBackend(str(path)))
-    from crowdbench.bench.store import StoreError, database_url, safe_url
 
     url = database_url(url)
     with warnings.catch_warnings():

@@ -28,17 +28,26 @@ from typing import Any
 
 import numpy as np
 
+from crowdbench.bench.cache import StageCache
 from crowdbench.bench.config import RunConfig, set_dotted
+from crowdbench.bench.device import apply_runtime, numerics, resolve_device
 from crowdbench.bench.log import console
+from crowdbench.bench.provenance import command_line, provenance
+from crowdbench.bench.stages.data import check_data, load_frames
+from crowdbench.bench.stages.tracking import (
+    evaluate_tracks,
+    load_features,
+    run_tracking_cell,
+    stage_keys,
+    track_frames,
+    tracked_boxes,
+    videos_of,
+)
 
 
 @lru_cache(maxsize=2)
 def _replay_inputs(config_json: str, cache_root: str) -> tuple[list, list, list | None]:
     """Frames, boxes and embeddings of a finished tracking cell (read once per worker process)."""
-    from crowdbench.bench.cache import StageCache
-    from crowdbench.bench.stages.data import load_frames
-    from crowdbench.bench.stages.tracking import load_features, stage_keys, tracked_boxes
-
     cfg = RunConfig.model_validate_json(config_json)
     cache = StageCache(Path(cache_root))
     frames = load_frames(cfg.data, cfg.data.val_split)
@@ -55,8 +64,6 @@ def _in_block(frame: Any, block: int) -> Any:
 def fold_units(frames: list, n: int) -> tuple[list[list[tuple[int, Any]]], str]:
     """N disjoint folds of ``frames`` (see the module docstring): per fold, ``(frame index, frame)`` pairs, the frame
     relabelled ``<video>#<block>`` when videos are cut into blocks; and a label such as ``3 folds of 8 videos``."""
-    from crowdbench.bench.stages.tracking import videos_of
-
     videos = sorted(videos_of(frames), key=lambda idx: frames[idx[0]].video)
     if n > sum(len(v) for v in videos):
         raise ValueError(f"--objective-seeds {n}: the search split has only {sum(map(len, videos))} frames")
@@ -85,8 +92,6 @@ def replay_objective(
 ) -> dict[str, float] | list[dict[str, float]]:
     """MOT metrics of the tracker run with ``params`` (dotted config keys) on the cell's cached inputs; with
     ``folds`` > 1, one metrics dict per fold (:func:`fold_units`)."""
-    from crowdbench.bench.stages.tracking import evaluate_tracks, track_frames
-
     frames, boxes, features = _replay_inputs(config_json, cache_root)
     cfg = trial_config(config_json, params)
     tracks = track_frames(frames, boxes, features, cfg)
@@ -127,14 +132,10 @@ def search_tracking(
     """Run (or top up) the search of ``table_id``'s ``search:`` block; returns the :class:`SearchResult`.
     ``sampler_options``: :func:`crowdbench.bench.search.sampler_settings`; ``objective_seeds``: folds averaged by
     the objective (module docstring)."""
-    from crowdbench.bench.cache import StageCache
-    from crowdbench.bench.device import apply_runtime, numerics, resolve_device
+    # deferred: start-up (optuna, sqlalchemy)
     from crowdbench.bench.matrix import config_hash, expand
-    from crowdbench.bench.provenance import command_line, provenance
     from crowdbench.bench.search import SearchSpace, run_search, summary_lines
     from crowdbench.bench.specs import SpecError, load_spec
-    from crowdbench.bench.stages.data import check_data
-    from crowdbench.bench.stages.tracking import run_tracking_cell
     from crowdbench.bench.store import Record, ResultStore, store_url
     from crowdbench.reports.search import render_search_page
 

@@ -15,6 +15,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from crowdbench.bench.config import DataConfig
 from crowdbench.bench.recipes import RecipeSetting
 
 PAPER_KEYS = ("hie-pose", "occlusion-aug", "pose-regression", "offset-guided", "hie-tracking")
@@ -117,7 +118,6 @@ class TableSpec(BaseModel):
             unknown = set(row.paper) - keys
             if unknown:
                 raise ValueError(f"row {row.label!r}: paper values for unknown metrics {sorted(unknown)}")
-        from crowdbench.bench.config import DataConfig
 
         try:
             DataConfig.model_validate(self.data)

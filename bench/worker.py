@@ -16,8 +16,10 @@ from typing import Any
 from rich.markup import escape
 
 from crowdbench.bench.cache import StageCache
+from crowdbench.bench.cli import known_errors
 from crowdbench.bench.config import RunConfig
 from crowdbench.bench.device import apply_runtime, numerics, resolve_device
+from crowdbench.bench.errors import one_line
 from crowdbench.bench.log import console
 from crowdbench.bench.matrix import config_hash
 from crowdbench.bench.provenance import provenance
@@ -28,6 +30,7 @@ DATA_PARALLEL = ("detection", "pose_regression")
 
 
 def _distributed(cfg: RunConfig, w: Any, device: str) -> dict[str, Any] | None:
+    # deferred: start-up (torch)
     from crowdbench.bench.distributed import provenance as distributed_provenance
 
     if cfg.task == "pose_regression":
@@ -40,6 +43,7 @@ def run_cell_file(path: Path) -> Record | None:
     job: dict[str, Any] = json.loads(Path(path).read_text())
     cfg = RunConfig.model_validate(job["config"])
     apply_runtime(cfg.runtime, resolve_device(cfg.device))
+    # deferred: start-up (torch)
     from crowdbench.bench.distributed import init_distributed
 
     w, device = init_distributed(resolve_device(cfg.device))
@@ -54,22 +58,27 @@ def run_cell_file(path: Path) -> Record | None:
     cache = StageCache(Path(job["cache_root"]), job.get("cache_url"))
     start = time.perf_counter()
     if cfg.task == "detection":
+        # deferred: start-up (numpy)
         from crowdbench.bench.stages.detection import run_detection_cell
 
         outcome = run_detection_cell(cfg, cache, device)
     elif cfg.task == "pose":
+        # deferred: start-up (numpy)
         from crowdbench.bench.stages.pose import run_pose_cell
 
         outcome = run_pose_cell(cfg, cache, device)
     elif cfg.task == "pose_regression":
+        # deferred: start-up (numpy)
         from crowdbench.bench.stages.pose_regression import run_pose_regression_cell
 
         outcome = run_pose_regression_cell(cfg, cache, device)
     elif cfg.task == "tracking":
+        # deferred: start-up (numpy)
         from crowdbench.bench.stages.tracking import run_tracking_cell
 
         outcome = run_tracking_cell(cfg, cache, device)
     elif cfg.task == "pose_tracking":
+        # deferred: start-up (numpy)
         from crowdbench.bench.stages.pose_tracking import run_pose_tracking_cell
 
         outcome = run_pose_tracking_cell(cfg, cache, device)
@@ -103,8 +112,6 @@ def run_cell_file(path: Path) -> Record | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from crowdbench.bench.errors import known_errors, one_line
-
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
         console.print("usage: python -m crowdbench.bench.worker CELL.json")

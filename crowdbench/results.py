@@ -38,6 +38,7 @@ def _store_url(source: str | Path) -> str:
     text = str(source)
     if "://" in text:
         return text
+    # deferred: start-up (sqlalchemy)
     from crowdbench.bench.store import store_url
 
     return store_url(Path(text))
@@ -49,6 +50,7 @@ def load(source: str | Path = "runs") -> pd.DataFrame:
     import numpy as np
     import pandas as pd
 
+    # deferred: start-up (sqlalchemy, jinja2)
     from crowdbench.bench.metrics.bootstrap import percentile_interval, replicates
     from crowdbench.bench.specs import SpecError, load_spec
     from crowdbench.bench.store import ResultStore

@@ -25,6 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
+from crowdbench.datasets.formats.coco import read_coco_keypoints
+from crowdbench.datasets.formats.crowdhuman import read_odgt
+from crowdbench.datasets.formats.hie import read_hie
+from crowdbench.datasets.formats.mot import read_mot_frames
 from crowdbench.datasets.model import Frame
 
 __all__ = [
@@ -291,6 +295,7 @@ def select_videos(frames: list[Frame], videos: Sequence[str], *, keep: bool, whe
 
 
 def _image_root(root: Path, layout: Layout, ann: Path, split: str) -> Path:
+    # deferred: start-up (cv2)
     from crowdbench.datasets.synthetic import SYNTHETIC_MARKER
 
     if layout.key in ("posetrack17", "posetrack18"):
@@ -303,14 +308,10 @@ def _image_root(root: Path, layout: Layout, ann: Path, split: str) -> Path:
 
 
 def _readers() -> dict[str, Callable[[Path, Path], list[Frame]]]:
-    from crowdbench.datasets.formats.coco import read_coco_keypoints
-    from crowdbench.datasets.formats.crowdhuman import read_odgt
-    from crowdbench.datasets.formats.hie import read_hie
+    # deferred: start-up (scipy)
     from crowdbench.datasets.formats.posetrack import read_posetrack_frames
 
     def mot(path: Path, images: Path) -> list[Frame]:
-        from crowdbench.datasets.formats.mot import read_mot_frames
-
         return read_mot_frames(path)
 
     return {

@@ -17,8 +17,13 @@ from typing import Any
 import cv2
 import numpy as np
 
-from crowdbench.bench.config import RunConfig
+from crowdbench.bench.config import DataConfig, RunConfig
+from crowdbench.bench.stages.data import load_frames
+from crowdbench.bench.stages.pose import schema_of
+from crowdbench.bench.stages.pose_tracking import load_poses
+from crowdbench.bench.stages.tracking import load_tracks
 from crowdbench.bench.store import Record
+from crowdbench.datasets.keypoints import COCO_17
 from crowdbench.datasets.model import Frame, KeypointSchema
 
 SCALE = 3
@@ -34,9 +39,6 @@ def _palette(i: int) -> tuple[int, int, int]:
 
 @cache
 def _frames(data_json: str, split: str, schema: str) -> list[Frame]:
-    from crowdbench.bench.config import DataConfig
-    from crowdbench.bench.stages.data import load_frames
-
     return load_frames(DataConfig.model_validate_json(data_json), split, schema)
 
 
@@ -84,20 +86,13 @@ def frame_figure(record: Record, cache_root: Path) -> dict[str, Any] | None:
 
 
 def _schema(cfg: RunConfig) -> KeypointSchema:
-    from crowdbench.bench.stages.pose import schema_of
-
     return schema_of(cfg)
 
 
 def draw_cell(cfg: RunConfig, keys: dict[str, str], root: Path) -> dict[str, Any] | None:
     """The figure of one cell from its stage outputs under ``root`` (raises if they are missing)."""
     task = cfg.task
-    if task in ("pose", "pose_regression", "pose_tracking"):
-        schema = _schema(cfg)
-    else:
-        from crowdbench.datasets.keypoints import COCO_17
-
-        schema = COCO_17
+    schema = _schema(cfg) if task in ("pose", "pose_regression", "pose_tracking") else COCO_17
     frames = _frames(cfg.data.model_dump_json(), cfg.data.val_split, schema.name)
     if not frames:
         return None
@@ -108,6 +103,7 @@ def draw_cell(cfg: RunConfig, keys: dict[str, str], root: Path) -> dict[str, Any
         if not inst.ignore:
             _box(img, inst.box, GT)
     if task == "detection":
+        # deferred: start-up (torch)
         from crowdbench.bench.stages.detector_training import load_per_frame
 
         _, per = load_per_frame(root / "postprocess" / keys["postprocess"] / "detections.npz")
@@ -118,6 +114,7 @@ def draw_cell(cfg: RunConfig, keys: dict[str, str], root: Path) -> dict[str, Any
         low = float(per[f]["scores"][best].min()) if len(best) else 0.0
         caption = f"green: the {n_gt} people; orange: the {len(best)} best-scored detections (scores >= {low:.2f})"
     elif task in ("pose", "pose_regression"):
+        # deferred: start-up (torch)
         from crowdbench.bench.stages.pose_training import image_ids
 
         results = json.loads((root / "postprocess" / keys["postprocess"] / "results.json").read_text())
@@ -127,15 +124,11 @@ def draw_cell(cfg: RunConfig, keys: dict[str, str], root: Path) -> dict[str, Any
             _skeleton(img, np.asarray(r["keypoints"]).reshape(-1, 3), schema, PRED, 0.0)
         caption = f"green: ground-truth boxes; orange: the {min(len(mine), n_gt)} best-scored poses"
     elif task == "tracking":
-        from crowdbench.bench.stages.tracking import load_tracks
-
         tracks = load_tracks(root / "track" / keys["track"] / "tracks.npz", len(frames))[f]
         for x1, y1, x2, y2, tid, _det in tracks:
             _box(img, np.array([x1, y1, x2, y2]), _palette(int(tid)), f"#{int(tid)}")
         caption = f"green: ground truth; coloured: {len(tracks)} tracked boxes with their track ids"
     elif task == "pose_tracking":
-        from crowdbench.bench.stages.pose_tracking import load_poses
-
         raw = load_poses(root / "poses" / keys["poses"] / "poses.npz", len(frames))[f]
         thr = cfg.pose_tracking.kp_thr
         panels = [("tracked poses", raw)]

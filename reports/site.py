@@ -325,6 +325,7 @@ def _figures(view: TableView, records: list[Record], cache_root: Path | None) ->
             {"title": "Detection curves", "png": det, "caption": "seed 0 of each row, from its evaluate stage"}
         )
     if cache_root is not None and records:
+        # deferred: start-up (cv2)
         from crowdbench.reports.qualitative import frame_figure
 
         rec = max(records, key=lambda r: (r.row_index, -r.seed))  # the table's last row: its full method

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from crowdbench.bench.data_cli import add_data_commands
 from crowdbench.datasets.inspect import UnknownFormatError, inspect_path
-from crowdbench.datasets.synthetic import add_data_commands, generate, write_native
+from crowdbench.datasets.synthetic import generate, write_native
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 needs_data = pytest.mark.skipif(not DATA.is_dir(), reason="shared sample data absent")

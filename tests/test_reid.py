@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from crowdbench.bench.stages.detector_training import NonFiniteLossError
+from crowdbench.bench.errors import NonFiniteLossError
 from crowdbench.datasets.model import Frame, Instance
 from crowdbench.datasets.synthetic import generate
 from crowdbench.methods.tracking import reid
@@ -145,25 +145,23 @@ def test_training_learns_identities_on_unseen_frames(tmp_path):
 
 
 def test_training_is_deterministic_and_resumes_exactly_after_interruption(tiny_train, tmp_path, monkeypatch):
-    import crowdbench.bench.stages.detector_training as dt
-
     kw = {"input_hw": HW, "dim": 16, "iterations": 12, "batch_size": (4, 2), "seed": 3, "checkpoint_every": 5}
     for name in ("s_a", "s_b", "s_c"):
         (tmp_path / name).mkdir()
     train_reid(tiny_train, out_dir=tmp_path / "a", scratch=tmp_path / "s_a", **kw)
     train_reid(tiny_train, out_dir=tmp_path / "b", scratch=tmp_path / "s_b", **kw)
-    real_save, saved = dt.save_checkpoint, []
+    real_save, saved = reid.save_checkpoint, []
 
     def save_then_die(*args, **kwargs):
         real_save(*args, **kwargs)
         saved.append(kwargs["iteration"])
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(dt, "save_checkpoint", save_then_die)
+    monkeypatch.setattr(reid, "save_checkpoint", save_then_die)
     with pytest.raises(KeyboardInterrupt):
         train_reid(tiny_train, out_dir=tmp_path / "c", scratch=tmp_path / "s_c", **kw)
     assert saved == [5] and (tmp_path / "s_c" / "checkpoint.pt").is_file() and not (tmp_path / "c").exists()
-    monkeypatch.setattr(dt, "save_checkpoint", real_save)
+    monkeypatch.setattr(reid, "save_checkpoint", real_save)
     train_reid(tiny_train, out_dir=tmp_path / "c", scratch=tmp_path / "s_c", **kw)
     a, b, c = (torch.load(tmp_path / n / "model.pt", weights_only=True) for n in "abc")
     assert all(torch.equal(a[k], b[k]) for k in a)

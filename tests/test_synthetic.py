@@ -10,9 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from crowdbench.bench.data_cli import add_data_commands
 from crowdbench.datasets import keypoints as K
 from crowdbench.datasets.model import Dataset
-from crowdbench.datasets.synthetic import PRESETS, add_data_commands, generate, occluder_boxes, render_to_folder
+from crowdbench.datasets.synthetic import PRESETS, generate, occluder_boxes, render_to_folder
 
 
 @pytest.fixture(scope="module")

@@ -25,6 +25,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from crowdbench.bench.metrics.coco_keypoints import CocoImageResampler
+from crowdbench.bench.metrics.hie_wap import HieWapResampler
+
 DEFAULT_RESAMPLES = 1000
 DEFAULT_LEVEL = 0.95
 DEFAULT_SEED = 0
@@ -279,7 +282,7 @@ def load_resampler(path: str | Path) -> Resampler:
         files = set(z.files)
         kind = str(z["_kind"]) if "_kind" in files else None
     if kind is not None:  # save_npz files: the tracking / video resamplers
-        from crowdbench.bench.metrics.hie_wap import HieWapResampler
+        # deferred: start-up (scipy); import cycle (bench.metrics.mot imports this module)
         from crowdbench.bench.metrics.mot import MotResampler
         from crowdbench.bench.metrics.posetrack import PoseTrackResampler
 
@@ -287,11 +290,10 @@ def load_resampler(path: str | Path) -> Resampler:
             if cls.kind == kind:
                 return cls.load(path)
     if "seq_tp" in files:
+        # deferred: start-up (scipy)
         from crowdbench.bench.metrics.crowdhuman import CrowdHumanImageResampler
 
         return CrowdHumanImageResampler.load(path)
     if "iou_type" in files:
-        from crowdbench.bench.metrics.coco_keypoints import CocoImageResampler
-
         return CocoImageResampler.load(path)
     raise ValueError(f"{path}: not a saved bootstrap resampler")

@@ -8,7 +8,18 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from crowdbench.bench.errors import fail, need_file
 from crowdbench.bench.jsonout import dumps as strict_dumps
+from crowdbench.bench.metrics import bootstrap
+from crowdbench.bench.metrics.bootstrap import (
+    DEFAULT_LEVEL,
+    DEFAULT_SEED,
+    centred_interval,
+    percentile_interval,
+    replicate_weights,
+)
+from crowdbench.datasets.formats.crowdhuman import read_detections, read_id_hw, read_odgt, record_id
+from crowdbench.datasets.formats.errors import FormatError
 
 if TYPE_CHECKING:
     from crowdbench.bench.metrics.bootstrap import Resampler
@@ -28,8 +39,6 @@ METRIC_MODULES = (
 
 def add_eval_commands(eval_subparsers: argparse._SubParsersAction) -> None:
     """Register every metric subcommand on the ``crowdbench eval`` subparsers."""
-    from crowdbench.bench.metrics.bootstrap import add_bootstrap_arguments
-
     p = eval_subparsers.add_parser(
         "crowdhuman",
         help="CrowdHuman AP / mMR / JI (CrowdDet protocol, full-body boxes)",
@@ -54,7 +63,7 @@ def add_eval_commands(eval_subparsers: argparse._SubParsersAction) -> None:
         "and extra.ignore / head_attr.ignore values other than 0/1 (non-zero = ignore). Without it those are errors. "
         "NaN/inf, wrong types, missing keys, duplicate or unknown IDs and an empty detections file stay errors",
     )
-    add_bootstrap_arguments(p)
+    bootstrap.add_bootstrap_arguments(p)  # CrowdHuman's image bootstrap, not this module's per-metric options
     p.set_defaults(func=cmd_eval_crowdhuman)
     for name in METRIC_MODULES:
         importlib.import_module(name).add_command(eval_subparsers)
@@ -65,14 +74,11 @@ def _pct(v: float) -> str:
 
 
 def cmd_eval_crowdhuman(args: argparse.Namespace) -> int:
-    from crowdbench.bench.errors import need_file
-    from crowdbench.bench.metrics.bootstrap import bootstrap_summary, check_bootstrap_arguments, print_intervals
+    # deferred: start-up (scipy)
     from crowdbench.bench.metrics.crowdhuman import evaluate_crowdhuman
-    from crowdbench.datasets.formats.crowdhuman import read_detections, read_id_hw, read_odgt, record_id
-    from crowdbench.datasets.formats.errors import FormatError
 
     try:
-        check_bootstrap_arguments(args)
+        bootstrap.check_bootstrap_arguments(args)
         for path in (args.gt, args.pred, args.id_hw):
             if path is not None:
                 need_file(path)
@@ -84,16 +90,14 @@ def cmd_eval_crowdhuman(args: argparse.Namespace) -> int:
         else:
             result = evaluate_crowdhuman(gt, dets, lenient=args.lenient)
     except (FormatError, OSError, ValueError, RecursionError, MemoryError) as exc:
-        from crowdbench.bench.errors import fail
-
         return fail(exc)
     if args.bootstrap:
         point = {"AP": result.AP, "mMR": result.mMR, "JI": result.JI}
-        summary = bootstrap_summary(point, resampler, args.bootstrap, args.bootstrap_seed, args.level)
+        summary = bootstrap.bootstrap_summary(point, resampler, args.bootstrap, args.bootstrap_seed, args.level)
         if args.json:
             print(strict_dumps(result.to_dict() | summary, _crowdhuman_reasons(result)))
         else:
-            print_intervals(
+            bootstrap.print_intervals(
                 f"CrowdHuman ({args.gt.name} vs {args.pred.name}): {result.num_images} images (mMR: lower is better)",
                 summary,
                 ("AP", "mMR", "JI"),
@@ -114,8 +118,6 @@ def cmd_eval_crowdhuman(args: argparse.Namespace) -> int:
 
 def add_bootstrap_arguments(p: argparse.ArgumentParser, *, block_frames: bool = False) -> None:
     """``--bootstrap N``, ``--bootstrap-seed``, ``--level`` (and ``--block-frames`` for MOT) on an eval command."""
-    from crowdbench.bench.metrics.bootstrap import DEFAULT_LEVEL, DEFAULT_SEED
-
     p.add_argument("--bootstrap", type=int, metavar="N", help="N bootstrap resamples: print each metric's interval")
     p.add_argument("--bootstrap-seed", type=int, default=DEFAULT_SEED, metavar="S", help="seed of the resamples")
     p.add_argument("--level", type=float, default=DEFAULT_LEVEL, help="interval level (default 0.95)")
@@ -139,8 +141,6 @@ def check_bootstrap_arguments(args: argparse.Namespace) -> None:
 
 def bootstrap_summary(resampler: Resampler, point: dict[str, float], args: argparse.Namespace) -> dict:
     """``{metric: {"value", "low", "high"}, ..., "bootstrap": {"resamples", "unit", "seed", "level"}}``."""
-    from crowdbench.bench.metrics.bootstrap import centred_interval, percentile_interval, replicate_weights
-
     w = replicate_weights(len(resampler.units), args.bootstrap, args.bootstrap_seed)
     vals = resampler.values(w)
     centre = set(getattr(resampler, "centre", ()))

@@ -58,6 +58,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from crowdbench.bench.errors import fail, need_file
 from crowdbench.bench.jsonout import dumps as strict_dumps
 from crowdbench.datasets.formats.coco_checks import CocoGt, CocoResults, check_coco_gt, check_coco_results, renumbered
 from crowdbench.datasets.formats.errors import FormatError, read_json, read_json_bytes
@@ -984,6 +985,7 @@ def _batched_mean(s: np.ndarray) -> np.ndarray:
 
 
 def _fmt(v: float) -> str:
+    # deferred: import cycle (bench.metrics.cli imports this module)
     from crowdbench.bench.metrics.cli import _pct
 
     return "n/a (no GT)" if v == -1 else _pct(v)
@@ -999,6 +1001,7 @@ def print_stats(title: str, result: Any, names: Sequence[str]) -> None:
 def print_bootstrap(args: argparse.Namespace, res: Any, resampler: Any, names: Sequence[str], title: str) -> None:
     """``--bootstrap``: every stat with its percentile interval (-1 replicates, no GT, are left out), as text or
     JSON (the result's fields, each stat replaced by ``{"value", "low", "high"}``, plus ``"bootstrap"``)."""
+    # deferred: import cycle (bench.metrics.bootstrap imports this module)
     from crowdbench.bench.metrics.bootstrap import bootstrap_summary, print_intervals
 
     point = {n: getattr(res, n) for n in names}
@@ -1011,10 +1014,9 @@ def print_bootstrap(args: argparse.Namespace, res: Any, resampler: Any, names: S
 
 def run_command(fn: Any, args: argparse.Namespace) -> int:
     """Call ``fn()``; print its result as JSON or text; bad input → ``error: ...`` on stderr and return 2."""
-    from crowdbench.bench.errors import need_file
-
     try:
         if hasattr(args, "bootstrap"):
+            # deferred: import cycle (bench.metrics.bootstrap imports this module)
             from crowdbench.bench.metrics.bootstrap import check_bootstrap_arguments
 
             check_bootstrap_arguments(args)
@@ -1022,8 +1024,6 @@ def run_command(fn: Any, args: argparse.Namespace) -> int:
             need_file(path)
         fn()
     except (FormatError, OSError, ValueError, RecursionError, MemoryError) as exc:
-        from crowdbench.bench.errors import fail
-
         return fail(exc)
     return 0
 
@@ -1114,6 +1114,7 @@ def add_lenient_argument(p: argparse.ArgumentParser) -> None:
 
 def add_command(eval_subparsers: argparse._SubParsersAction) -> None:
     """Register ``crowdbench eval coco-keypoints`` and ``crowdbench eval coco-box``."""
+    # deferred: import cycle (bench.metrics.bootstrap imports this module)
     from crowdbench.bench.metrics.bootstrap import add_bootstrap_arguments
 
     p = eval_subparsers.add_parser(

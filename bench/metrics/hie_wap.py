@@ -191,6 +191,7 @@ def evaluate_hie_wap(
 
 
 def _cmd(args: argparse.Namespace) -> int:
+    # deferred: import cycle (bench.metrics.cli imports this module)
     from crowdbench.bench.metrics.cli import bootstrap_summary, check_bootstrap_arguments, print_intervals
 
     def go() -> None:
@@ -229,6 +230,7 @@ def add_command(eval_subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--weighting", choices=WEIGHTINGS, default="people", help="how videos are weighted (default people)")
     p.add_argument("--bbox-area", action="store_true", help="OKS scale 0.53*w*h of the GT box instead of 'area'")
     add_lenient_argument(p)
+    # deferred: import cycle (bench.metrics.cli imports this module)
     from crowdbench.bench.metrics.cli import add_bootstrap_arguments
 
     add_bootstrap_arguments(p)
@@ -261,6 +263,7 @@ class HieWapResampler:
 
     def values(self, weights: np.ndarray) -> dict[str, np.ndarray]:
         """``weights`` (R x videos) -> ``w_AP@avg`` / ``@50`` / ``@75`` per replicate (-1 where no video counts)."""
+        # deferred: import cycle (bench.metrics.bootstrap imports this module)
         from crowdbench.bench.metrics.bootstrap import batched_values
 
         return batched_values(weights, len(self.units), self._batch, batch=4096)
@@ -281,6 +284,7 @@ class HieWapResampler:
 
     def save(self, path: str | Path) -> None:
         """Write the per-video APs and weights to one ``.npz``."""
+        # deferred: import cycle (bench.metrics.bootstrap imports this module)
         from crowdbench.bench.metrics.bootstrap import save_npz
 
         save_npz(path, self.kind, self.unit, self.units, self.arrays)
@@ -288,6 +292,7 @@ class HieWapResampler:
     @classmethod
     def load(cls, path: str | Path) -> HieWapResampler:
         """Read a :meth:`save` file."""
+        # deferred: import cycle (bench.metrics.bootstrap imports this module)
         from crowdbench.bench.metrics.bootstrap import load_npz
 
         return cls(*load_npz(path, cls.kind))

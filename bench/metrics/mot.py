@@ -70,7 +70,16 @@ from scipy.optimize import linear_sum_assignment
 from scipy.sparse import coo_array
 from scipy.sparse.csgraph import connected_components
 
+from crowdbench.bench.errors import fail
 from crowdbench.bench.jsonout import dumps as strict_dumps
+from crowdbench.bench.metrics.bootstrap import batched_values, load_npz, save_npz
+from crowdbench.bench.metrics.cli import (
+    _pct,
+    add_bootstrap_arguments,
+    bootstrap_summary,
+    check_bootstrap_arguments,
+    print_intervals,
+)
 from crowdbench.datasets.formats.errors import FormatError
 from crowdbench.datasets.formats.mot import MOT_CLASSES, MotTable, check_mot_pair, read_mot, read_seqinfo
 
@@ -761,8 +770,6 @@ class MotResampler:
     # ---------------------------------------------------------------------------------------------------- values
     def values(self, weights: np.ndarray) -> dict[str, np.ndarray]:
         """``weights`` (R x units) -> MOTA, MOTP, IDF1, IDP, IDR (+ HOTA, DetA, AssA, LocA) per replicate."""
-        from crowdbench.bench.metrics.bootstrap import batched_values
-
         return batched_values(weights, len(self.units), self._batch)
 
     def _idtp(self, wf: np.ndarray) -> np.ndarray:
@@ -835,15 +842,11 @@ class MotResampler:
     # ------------------------------------------------------------------------------------------------------- io
     def save(self, path: str | Path) -> None:
         """Write the statistics to one ``.npz`` (see :meth:`load`)."""
-        from crowdbench.bench.metrics.bootstrap import save_npz
-
         save_npz(path, self.kind, self.unit, self.units, self.arrays)
 
     @classmethod
     def load(cls, path: str | Path) -> MotResampler:
         """Read statistics written by :meth:`save`."""
-        from crowdbench.bench.metrics.bootstrap import load_npz
-
         return cls(*load_npz(path, cls.kind))
 
 
@@ -1151,7 +1154,6 @@ def add_command(eval_subparsers: argparse._SubParsersAction) -> None:
         "columns, GT classes outside 1-13 in frames without predictions (dropped; refused where a frame has "
         "predictions, as TrackEval). Everything else is refused as without it.",
     )
-    from crowdbench.bench.metrics.cli import add_bootstrap_arguments
 
     add_bootstrap_arguments(p, block_frames=True)
     p.set_defaults(func=cmd_eval_mot)
@@ -1159,8 +1161,6 @@ def add_command(eval_subparsers: argparse._SubParsersAction) -> None:
 
 def cmd_eval_mot(args: argparse.Namespace) -> int:
     """Run ``crowdbench eval mot``; 0 on success, 2 with a one-line ``error: ...`` on stderr."""
-    from crowdbench.bench.metrics.cli import _pct, bootstrap_summary, check_bootstrap_arguments, print_intervals
-
     boot = getattr(args, "bootstrap", None)
     summary: dict = {}
     try:
@@ -1178,8 +1178,6 @@ def cmd_eval_mot(args: argparse.Namespace) -> int:
             keys = ("MOTA", "MOTP", "IDF1", "IDP", "IDR", "HOTA", "DetA", "AssA")
             summary = bootstrap_summary(rs, {k: getattr(res.combined, k) for k in keys}, args)
     except (FormatError, OSError, ValueError, RuntimeError, RecursionError, MemoryError) as exc:
-        from crowdbench.bench.errors import fail
-
         return fail(exc)
     if args.json:
         print(strict_dumps({**res.to_dict(), **summary}))

@@ -110,6 +110,7 @@ def _pose_tracks(
     bootstrap: bool = False,
 ) -> tuple[dict[str, float], PoseTrackResampler | None]:
     """:func:`evaluate_pose_tracks`, with the resampler when ``bootstrap``."""
+    # deferred: start-up (scipy)
     from crowdbench.bench.metrics.posetrack import evaluate_posetrack, evaluate_posetrack_bootstrap
     from crowdbench.datasets.formats.posetrack import write_posetrack18
 

@@ -79,6 +79,7 @@ def bootstrap_slice(cfg: Any) -> dict[str, int]:
 def save_bootstrap(out: Path, resampler: Any, resamples: int, seed: int) -> None:
     """Keep an evaluation's per-unit sufficient statistics (``resampler.npz``, so any number of resamples can be
     drawn later without re-running the matching) and the replicates of the cell's record (``bootstrap.json``)."""
+    # deferred: start-up (numpy)
     from crowdbench.bench.metrics.bootstrap import bootstrap_record
 
     if resampler is None or resamples <= 0:

@@ -30,6 +30,7 @@ DATA_MODULES = (
 def check_data(data: DataConfig) -> None:
     """Fail before any work when the configured data cannot be there (one line: what to put where)."""
     if data.source == "synthetic":
+        # deferred: start-up (cv2)
         from crowdbench.datasets.synthetic import PRESETS
 
         if data.preset not in PRESETS:
@@ -75,6 +76,7 @@ def weighted_frames(frames: list[Frame], weight: float, seed: int) -> list[Frame
 
 @cache
 def _synthetic(preset: str, seed: int, schema: str) -> Dataset:
+    # deferred: start-up (cv2)
     from crowdbench.datasets.synthetic import generate
 
     return generate(preset, seed=seed, schema=schema)

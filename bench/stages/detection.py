@@ -15,14 +15,18 @@ from typing import Any
 import numpy as np
 
 from crowdbench.bench.cache import StageCache, stage_key
-from crowdbench.bench.config import RunConfig
+from crowdbench.bench.config import RunConfig, set_dotted
 from crowdbench.bench.device import cell_numerics
 from crowdbench.bench.digest import keyed_dump
 from crowdbench.bench.metrics.bootstrap import Renamed
+from crowdbench.bench.metrics.coco_keypoints import evaluate_coco_box
 from crowdbench.bench.stages.base import CellOutcome, StageResult, load_bootstrap, prefixed, run_stage, save_bootstrap
 from crowdbench.bench.stages.data import DATA_MODULES, data_slice, load_frames
-from crowdbench.datasets.formats.crowdhuman import DetectionRecord
+from crowdbench.datasets.formats.coco import to_coco_keypoints
+from crowdbench.datasets.formats.crowdhuman import DetectionRecord, write_detections
+from crowdbench.datasets.keypoints import COCO_17
 from crowdbench.datasets.model import Frame
+from crowdbench.methods.detection.fusion import member_config, weighted_box_fusion
 
 THIS = "crowdbench.bench.stages.detection"
 TRAIN_MODULES = (
@@ -67,6 +71,7 @@ def evaluate_detections(
     """Score detections against ground-truth frames with the configured metric; ``curves`` (a dict to fill) receives
     the CrowdHuman precision-recall and miss-rate-FPPI curves as lists of points."""
     if metric == "crowdhuman":
+        # deferred: start-up (scipy)
         from crowdbench.bench.metrics.crowdhuman import evaluate_crowdhuman
 
         if resampler is not None:  # the per-image statistics of the bootstrap (bench/metrics/bootstrap.py)
@@ -80,10 +85,6 @@ def evaluate_detections(
             curves["pr"] = [{"recall": r, "precision": p} for r, p in zip(c["recall"], c["precision"], strict=True)]
             curves["mr_fppi"] = [{"fppi": f, "miss": m} for f, m in zip(c["fppi"], c["miss"], strict=True)]
     else:
-        from crowdbench.bench.metrics.coco_keypoints import evaluate_coco_box
-        from crowdbench.datasets.formats.coco import to_coco_keypoints
-        from crowdbench.datasets.keypoints import COCO_17
-
         coco = [
             {"image_id": i, "category_id": 1, "bbox": [x1, y1, x2 - x1, y2 - y1], "score": float(s)}
             for i, d in enumerate(dets, start=1)
@@ -103,7 +104,7 @@ def detector_cell(cfg: RunConfig, detector_set: dict[str, Any]) -> RunConfig:
     the same data and device, seed 0 (every seed of the caller shares one detector; under ``smoke`` it is the
     baseline detector of hie-pose Table 3, so a run folder holding both trains it once), with ``detector_set``
     dotted overrides. It infers on the caller's ``data.val_split``."""
-    from crowdbench.bench.config import set_dotted
+    # deferred: start-up (yaml)
     from crowdbench.bench.profiles import base_config
 
     det = base_config(cfg.profile, "detection")
@@ -117,7 +118,7 @@ def detector_cell(cfg: RunConfig, detector_set: dict[str, Any]) -> RunConfig:
 
 def stage_keys(cfg: RunConfig) -> dict[str, str]:
     """Cache keys of the four stages of ``cfg`` (cheap: hashes configs and source files, runs nothing)."""
-    from crowdbench.methods.detection.fusion import member_config
+    # deferred: start-up (torch)
     from crowdbench.methods.detection.kd import teacher_config
 
     dump = cfg.model_dump(mode="json")
@@ -169,6 +170,7 @@ def _train_fn(cfg: RunConfig, device: str, teacher: Path | None = None) -> Calla
     """The ``train`` stage of ``cfg`` (``teacher``: the Tf-KD self teacher's trained model)."""
 
     def train(out: Path, scratch: Path) -> None:
+        # deferred: start-up (torch)
         from crowdbench.bench.stages.detector_training import train_detector
 
         info = train_detector(cfg, load_frames(cfg.data, cfg.data.train_split), device, out, scratch, teacher=teacher)
@@ -183,6 +185,7 @@ def follow_training(cfg: RunConfig, cache: StageCache, device: str) -> None:
     Checkpoints are read from rank 0's scratch folder, so a resumed run resumes on every rank."""
     import tempfile
 
+    # deferred: start-up (torch)
     from crowdbench.bench.stages.detector_training import train_detector
     from crowdbench.methods.detection.kd import teacher_config
 
@@ -204,10 +207,9 @@ def follow_training(cfg: RunConfig, cache: StageCache, device: str) -> None:
 def run_detection_cell(cfg: RunConfig, cache: StageCache, device: str) -> CellOutcome:
     """Run (or fetch from the cache) every stage of one detection cell (with a Tf-KD self teacher's training and
     the fused detectors' cells when the config has them)."""
+    # deferred: start-up (torch)
     from crowdbench.bench.stages.detector_training import infer_raw, load_per_frame, save_per_frame
-    from crowdbench.datasets.formats.crowdhuman import write_detections
     from crowdbench.methods.detection.crowddet import apply_nms
-    from crowdbench.methods.detection.fusion import member_config, weighted_box_fusion
     from crowdbench.methods.detection.kd import teacher_config
 
     keys = stage_keys(cfg)

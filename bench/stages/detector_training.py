@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,15 +13,15 @@ import torch
 
 from crowdbench.bench.config import RunConfig
 from crowdbench.bench.device import loader_workers
-from crowdbench.bench.log import Tracker, console
+from crowdbench.bench.distributed import mean_over_ranks, shard, world, wrap
+from crowdbench.bench.errors import NonFiniteLossError
+from crowdbench.bench.log import Tracker
+from crowdbench.bench.training import resume_iterations, save_checkpoint
 from crowdbench.datasets.formats.crowdhuman import record_id
 from crowdbench.datasets.model import Frame
 from crowdbench.methods.detection.crowddet import targets_from_frame
 from crowdbench.methods.detection.faster_rcnn import build_detector, load_detector_weights
-
-
-class NonFiniteLossError(RuntimeError):
-    """Training produced a NaN/inf loss; the last checkpoint is kept for inspection and resuming."""
+from crowdbench.methods.detection.kd import attach_kd
 
 
 def image_tensor(frame: Frame, flip: bool = False) -> torch.Tensor:
@@ -89,53 +88,12 @@ def _batch_indices(n_frames: int, seed: int, it: int, batch: int) -> np.ndarray:
     return order[step * batch : (step + 1) * batch]
 
 
-def save_checkpoint(path: Path, model: torch.nn.Module, opt: Any, scaler: Any, **progress: Any) -> None:
-    """Atomically write model, optimizer, AMP scaler and RNG states plus ``progress`` (e.g. ``iteration``,
-    ``losses``) so that training resumes exactly (shared by detector and pose training)."""
-    state = {
-        "model": model.state_dict(),
-        "optimizer": opt.state_dict(),
-        "scaler": scaler.state_dict(),
-        "torch_rng": torch.get_rng_state(),
-        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-        **progress,
-    }
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-
-
-def load_checkpoint(path: Path, model: torch.nn.Module, opt: Any, scaler: Any, device: str) -> dict[str, Any]:
-    """Restore what :func:`save_checkpoint` wrote into ``model``, ``opt``, ``scaler`` and the RNGs; return the
-    whole state (its progress entries included)."""
-    state = torch.load(path, map_location=device, weights_only=False)
-    model.load_state_dict(state["model"])
-    opt.load_state_dict(state["optimizer"])
-    scaler.load_state_dict(state["scaler"])
-    torch.set_rng_state(state["torch_rng"])
-    if state.get("cuda_rng") is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda_rng"])
-    return state
-
-
-def resume_iterations(path: Path, model: torch.nn.Module, opt: Any, scaler: Any, device: str) -> tuple[int, list]:
-    """``(first iteration, loss log)``: from the checkpoint at ``path`` when there is one, else ``(0, [])``."""
-    if not path.is_file():
-        return 0, []
-    state = load_checkpoint(path, model, opt, scaler, device)
-    console.print(f"  resuming training at iteration {state['iteration']} from {path}")
-    return state["iteration"], state["losses"]
-
-
 def train_detector(
     cfg: RunConfig, frames: list[Frame], device: str, out: Path, scratch: Path, teacher: Path | None = None
 ) -> dict[str, Any]:
     """Train from scratch (or the backbone weights in ``cfg.model.weights``); resumes from ``scratch``.
 
     ``cfg.model.kd`` switches Tf-KD on (``methods/detection/kd.py``); ``teacher`` is the self-KD teacher's model."""
-    from crowdbench.bench.distributed import mean_over_ranks, shard, world, wrap
-    from crowdbench.methods.detection.kd import attach_kd
-
     w = world()  # several ranks under torchrun: each takes its shard of the global batch, rank 0 writes
     torch.manual_seed(cfg.seed)
     model = build_detector(cfg.model).to(device)

@@ -19,6 +19,11 @@ from crowdbench.bench.cache import StageCache, stage_key
 from crowdbench.bench.config import PoseTestConfig, RunConfig
 from crowdbench.bench.device import cell_numerics
 from crowdbench.bench.digest import keyed_dump
+from crowdbench.bench.metrics.bootstrap import Renamed
+from crowdbench.bench.metrics.coco_keypoints import evaluate_coco_keypoints, evaluate_coco_vis_invis
+from crowdbench.bench.metrics.crowdpose import evaluate_crowdpose
+from crowdbench.bench.metrics.hie_wap import HieWapResampler, evaluate_hie_wap
+from crowdbench.bench.metrics.pose_tracks import FramePoses, evaluate_pose_tracks, indices_by_frame
 from crowdbench.bench.stages.base import (
     CellOutcome,
     StageResult,
@@ -29,8 +34,12 @@ from crowdbench.bench.stages.base import (
     save_bootstrap,
 )
 from crowdbench.bench.stages.data import DATA_MODULES, data_slice, load_frames
+from crowdbench.bench.stages.detection import detector_cell, run_detection_cell
+from crowdbench.bench.stages.detection import stage_keys as detection_keys
+from crowdbench.datasets.formats.coco import to_coco_keypoints
 from crowdbench.datasets.keypoints import get_schema
 from crowdbench.datasets.model import Frame, KeypointSchema
+from crowdbench.methods.pose.postprocess import gbg_boxes, oks_nms, pose_nms, soft_oks_nms
 
 THIS = "crowdbench.bench.stages.pose"
 TRAIN_MODULES = (
@@ -114,18 +123,15 @@ def _pretrain_config(cfg: RunConfig) -> RunConfig | None:
 def detector_config(cfg: RunConfig) -> RunConfig:
     """The detection cell whose boxes a pose cell with ``pose.test.boxes = "detector"`` uses
     (:func:`~crowdbench.bench.stages.detection.detector_cell` with ``pose.test.detector_set``)."""
-    from crowdbench.bench.stages.detection import detector_cell
-
     return detector_cell(cfg, cfg.pose.test.detector_set)
 
 
 def detector_people(cfg: RunConfig, cache_: StageCache, device: str, n_frames: int) -> tuple[list, list[StageResult]]:
     """Person boxes from the detection pipeline: its NMS output, or with GBG (paper 003 section 3.1.1) its raw
     pre-NMS boxes grouped around the confident ones. Runs (or reuses) the detection stages."""
-    from crowdbench.bench.stages.detection import run_detection_cell
+    # deferred: start-up (torch)
     from crowdbench.bench.stages.detector_training import load_per_frame
     from crowdbench.bench.stages.pose_training import Person
-    from crowdbench.methods.pose.postprocess import gbg_boxes
 
     det = detector_config(cfg)
     outcome = run_detection_cell(det, cache_, device)
@@ -180,8 +186,6 @@ def stage_keys(cfg: RunConfig) -> dict[str, str]:
     test = {k: v for k, v in dump["test"].items() if k not in POST_KEYS}  # pose NMS options: postprocess only
     boxes_from: list[str] = []
     if cfg.pose.test.boxes == "detector":
-        from crowdbench.bench.stages.detection import stage_keys as detection_keys
-
         dkeys = detection_keys(detector_config(cfg))
         keys["detector"] = dkeys["infer"] if cfg.pose.test.gbg else dkeys["postprocess"]
         boxes_from = [keys["detector"]]
@@ -206,8 +210,6 @@ def evaluate_poses_bootstrap(
 ) -> tuple[dict[str, float], Any]:
     """:func:`evaluate_poses` and the evaluation's bootstrap resampler under the metrics' keys (None where the metric
     has none yet): videos for ``hie_wap``, images for COCO / CrowdPose OKS AP."""
-    from crowdbench.bench.metrics.bootstrap import Renamed
-
     holder: list[Any] = []
     metrics = evaluate_poses(metric, frames, schema, results, _resampler=holder)
     names = {"w_AP@avg": "wAP", "w_AP@50": "wAP50", "w_AP@75": "wAP75"} if metric == "hie_wap" else None
@@ -225,11 +227,9 @@ def evaluate_poses(
     ``hie_wap``: ground-truth images carry their video as ``vid_id`` (``to_coco_keypoints``), the per-video OKS AP
     uses ``schema.sigmas`` (HIE-14: a project choice, no official values) and videos are weighted by
     :data:`HIE_WAP_WEIGHTING`; keys ``wAP``, ``wAP50``, ``wAP75`` (fractions; -1 without any annotated person)."""
-    from crowdbench.datasets.formats.coco import to_coco_keypoints
-
     gt = to_coco_keypoints(frames, schema)
     if metric == "crowdpose":
-        from crowdbench.bench.metrics.crowdpose import evaluate_crowdpose
+        # deferred: start-up (cv2)
         from crowdbench.datasets.synthetic import crowd_index
 
         for image, frame in zip(gt["images"], frames, strict=True):
@@ -243,17 +243,11 @@ def evaluate_poses(
     elif metric == "posetrack":
         return {"AP": posetrack_ap(frames, schema, results)}
     elif metric == "hie_wap":
-        from crowdbench.bench.metrics.hie_wap import evaluate_hie_wap
-
         res = evaluate_hie_wap(gt, results, weighting=HIE_WAP_WEIGHTING, sigmas=schema.sigmas)
         out = {"wAP": res.w_AP_avg, "wAP50": res.w_AP_50, "wAP75": res.w_AP_75}
         if _resampler is not None:
-            from crowdbench.bench.metrics.hie_wap import HieWapResampler
-
             _resampler.append(HieWapResampler.from_result(res))
     else:
-        from crowdbench.bench.metrics.coco_keypoints import evaluate_coco_keypoints, evaluate_coco_vis_invis
-
         sigmas = None if schema.name == "coco17" else schema.sigmas
         if _resampler is not None:
             res, rs = evaluate_coco_keypoints(gt, results, sigmas=sigmas, return_resampler=True)
@@ -269,6 +263,7 @@ def _validator(run: RunConfig, val_frames: list[Frame], schema: KeypointSchema, 
     """The per-epoch validation of a training run: a fixed protocol (ground-truth boxes, flip test, one scale), so
     that test-time options of a row never change its train key and rows differing only at test time share the
     model."""
+    # deferred: start-up (torch)
     from crowdbench.bench.stages.pose_training import coco_results, people, predict_poses
 
     protocol = run.pose.model_copy(deep=True)
@@ -286,6 +281,7 @@ def _validator(run: RunConfig, val_frames: list[Frame], schema: KeypointSchema, 
 
 def train_models(cfg: RunConfig, cache_: StageCache, device: str, val_frames: list[Frame]) -> list[StageResult]:
     """Run (or fetch) the ``train`` stages of the cell's pose model and of each ensemble member (S3: two phases)."""
+    # deferred: start-up (torch)
     from crowdbench.bench.stages.pose_training import train_pose
 
     schema = schema_of(cfg)
@@ -323,6 +319,7 @@ def load_models(cfg: RunConfig, cache_: StageCache, device: str) -> tuple[Any, l
     """The trained pose model of the cell and its ensemble members, on ``device``."""
     import torch
 
+    # deferred: start-up (torch)
     from crowdbench.bench.stages.pose_training import build_model
     from crowdbench.methods.pose.models import load_pose_weights
 
@@ -338,7 +335,7 @@ def load_models(cfg: RunConfig, cache_: StageCache, device: str) -> tuple[Any, l
 
 def posetrack_ap(frames: list[Frame], schema: KeypointSchema, results: list[dict]) -> float:
     """poseval's total AP (PCKh 0.5, a fraction) of COCO-format results, frame by frame (no track ids needed)."""
-    from crowdbench.bench.metrics.pose_tracks import FramePoses, evaluate_pose_tracks, indices_by_frame
+    # deferred: start-up (torch)
     from crowdbench.bench.stages.pose_training import image_ids
 
     frame_of = {image_id: f for f, image_id in enumerate(image_ids(frames))}
@@ -362,6 +359,7 @@ def run_pose_cell(cfg: RunConfig, cache_: StageCache, device: str) -> CellOutcom
 
     Besides ``results.json`` the postprocess stage writes ``people.json``: the frame, box and box score of each kept
     result (what pose tracking matches frame to frame)."""
+    # deferred: start-up (torch)
     from crowdbench.bench.stages.pose_training import (
         check_ensemble,
         coco_results,
@@ -396,8 +394,6 @@ def run_pose_cell(cfg: RunConfig, cache_: StageCache, device: str) -> CellOutcom
         )
 
     def postprocess(out: Path, _scratch: Path) -> None:
-        from crowdbench.methods.pose.postprocess import oks_nms, pose_nms, soft_oks_nms
-
         results = json.loads((cache_.path("infer", keys["infer"]) / "results.json").read_text())
         boxes = np.array([p.box for p in test_people]).reshape(-1, 4)
         t, sigmas = cfg.pose.test, np.asarray(schema.sigmas)

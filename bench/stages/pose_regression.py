@@ -24,6 +24,7 @@ from crowdbench.bench.cache import StageCache, stage_key
 from crowdbench.bench.config import RunConfig
 from crowdbench.bench.device import cell_numerics
 from crowdbench.bench.digest import keyed_dump
+from crowdbench.bench.provenance import device_description
 from crowdbench.bench.stages.base import (
     CellOutcome,
     StageResult,
@@ -114,6 +115,7 @@ def stage_keys(cfg: RunConfig) -> dict[str, str]:
 
 def final_poses(cfg: RunConfig, found: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Poses kept in one image and their scores: ``cls x scorer``, then soft-NMS / NMS on the pseudo boxes."""
+    # deferred: start-up (torch)
     from crowdbench.methods.pose.regression.decode import hard_nms, pose_boxes, soft_nms
 
     t = cfg.regression.test
@@ -136,6 +138,7 @@ def follow_training(cfg: RunConfig, cache_: StageCache, device: str) -> None:
     (nothing written; checkpoints read from rank 0's scratch folder)."""
     import tempfile
 
+    # deferred: start-up (torch, cv2)
     from crowdbench.bench.stages.pose_regression_training import train_regression
 
     key = stage_keys(cfg)["train"]
@@ -149,7 +152,7 @@ def follow_training(cfg: RunConfig, cache_: StageCache, device: str) -> None:
 
 def run_pose_regression_cell(cfg: RunConfig, cache_: StageCache, device: str) -> CellOutcome:
     """Run (or fetch from the cache) every stage of one pose-regression cell."""
-    from crowdbench.bench.provenance import device_description
+    # deferred: start-up (torch, cv2)
     from crowdbench.bench.stages.detector_training import load_per_frame, save_per_frame
     from crowdbench.bench.stages.pose_regression_training import (
         infer_regression,

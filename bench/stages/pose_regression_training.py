@@ -27,16 +27,15 @@ import torch.nn.functional as F
 from crowdbench.bench.checkpoints import load_weights
 from crowdbench.bench.config import RegressionConfig, RunConfig
 from crowdbench.bench.device import loader_workers
+from crowdbench.bench.distributed import mean_over_ranks, shard, world, wrap
+from crowdbench.bench.errors import NonFiniteLossError
 from crowdbench.bench.log import Tracker
-from crowdbench.bench.stages.detector_training import (
-    NonFiniteLossError,
-    iteration_batches,
-    resume_iterations,
-    save_checkpoint,
-)
+from crowdbench.bench.stages.detector_training import iteration_batches
+from crowdbench.bench.training import resume_iterations, save_checkpoint
 from crowdbench.datasets.formats.coco import AREA_FACTOR
 from crowdbench.datasets.model import Frame, KeypointSchema
-from crowdbench.methods.pose.regression.losses import regression_losses
+from crowdbench.methods.pose.regression.decode import decode_poses
+from crowdbench.methods.pose.regression.losses import GlobalBatch, regression_losses
 from crowdbench.methods.pose.regression.model import PoseRegressionNet, build_regression_model
 from crowdbench.methods.pose.regression.targets import People
 
@@ -153,9 +152,6 @@ def train_regression(
     cfg: RunConfig, frames: list[Frame], schema: KeypointSchema, device: str, out: Path, scratch: Path
 ) -> dict[str, Any]:
     """Train the network of ``cfg.regression`` on ``frames``; resumes from ``scratch/checkpoint.pt``."""
-    from crowdbench.bench.distributed import mean_over_ranks, shard, world, wrap
-    from crowdbench.methods.pose.regression.losses import GlobalBatch
-
     r = cfg.regression
     t = r.train
     w = world()  # several ranks under torchrun: each takes its shard of the global batch, rank 0 writes
@@ -251,8 +247,6 @@ def candidates_of(model: PoseRegressionNet, images: torch.Tensor, cfg: RunConfig
     """Per image: the locations whose classification score exceeds ``score_thr`` (top ``pre_nms_top_n`` per level),
     with their pose ``[n, K, 2]`` (refined when the network has a second stage) in the input's pixels and the
     sigmoid of classification, PSM and centre-ness (NaN for a branch the network lacks)."""
-    from crowdbench.methods.pose.regression.decode import decode_poses
-
     t = cfg.regression.test
     out = model(images)
     offsets = out["refined"] if out["refined"] is not None else out["initial"]

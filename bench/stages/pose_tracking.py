@@ -47,6 +47,7 @@ from crowdbench.bench.stages.base import (
 )
 from crowdbench.bench.stages.data import DATA_MODULES, data_slice, load_frames
 from crowdbench.datasets.model import Frame
+from crowdbench.methods.pose.postprocess import pose_score
 
 THIS = "crowdbench.bench.stages.pose_tracking"
 POSES_MODULES = (THIS, "crowdbench.methods.tracking.pose_tracker", *tracking.FLOW_MODULES, *pose.INFER_MODULES)
@@ -76,6 +77,7 @@ def metric_keys(cfg: RunConfig) -> tuple[str, ...]:
 def coco_results(frames: list[Frame], poses: list[FramePoses]) -> list[dict]:
     """The tracked poses as COCO keypoint results (image ids of ``pose_training.image_ids``). Every joint is
     submitted: OKS scores predicted positions whatever their score, so ``kp_thr`` does not apply."""
+    # deferred: start-up (torch)
     from crowdbench.bench.stages.pose_training import image_ids
 
     return [
@@ -184,8 +186,8 @@ def poses_on_tracks(
     """Paper 004 section 4.3 (b): a pose in every DeepSORT box, carrying its id. Person score = the matched
     detection's score (a box the tracker predicted without a detection keeps its track's last one) x the mean of
     the joint scores above ``pose.test.kp_score_thr`` (``pose_score``)."""
+    # deferred: start-up (torch)
     from crowdbench.bench.stages.pose_training import Person, predict_poses
-    from crowdbench.methods.pose.postprocess import pose_score
 
     schema = pose.schema_of(cfg)
     tracks = tracking.load_tracks(cache_.path("track", keys["track"]) / "tracks.npz", len(frames))
@@ -260,6 +262,7 @@ def track_iou_reid(
     poses moved by the flow give boxes (``pose_box``), those not overlapping a detection (``merge_propagated``) get a
     pose from ``estimate(frame index, boxes, scores) -> FramePoses`` and features from ``embed(frame index, boxes)``,
     and the IoU term compares the tracks' flow-moved boxes."""
+    # deferred: start-up (scipy, cv2)
     from crowdbench.methods.tracking.flow import FlowCache, propagate_box
     from crowdbench.methods.tracking.pose_tracker import (
         IoUReIDParams,
@@ -309,6 +312,7 @@ def track_iou_reid(
 def smooth_frames(cfg: RunConfig, frames: list[Frame], poses: list[FramePoses], flow_root: Path) -> list[FramePoses]:
     """Paper 000 eq. 1 per video: each tracked pose averaged with the same id's poses of the previous and next
     frames moved by optical flow (``smooth_poses``; flows computed only between frames that share an id)."""
+    # deferred: start-up (cv2)
     from crowdbench.methods.tracking.flow import FlowCache, smooth_poses
 
     pt = cfg.pose_tracking
@@ -367,8 +371,8 @@ def run_pose_tracking_cell(cfg: RunConfig, cache_: StageCache, device: str) -> C
             stages.append(run_stage(cache_, "embed", keys["embed"], meta, embed_stage))
 
         def poses_stage(out: Path, _scratch: Path) -> None:
+            # deferred: start-up (torch)
             from crowdbench.bench.stages.pose_training import Person, predict_poses
-            from crowdbench.methods.pose.postprocess import pose_score
 
             features = tracking.load_features(cache_, keys["embed"], len(frames)) if _uses_reid(cfg) else None
             estimate = embed = None

@@ -27,9 +27,14 @@ import torch.nn.functional as F
 
 from crowdbench.bench.config import PoseConfig, PoseTestConfig, PoseTrainConfig, RunConfig
 from crowdbench.bench.device import loader_workers
+from crowdbench.bench.errors import NonFiniteLossError
 from crowdbench.bench.log import Tracker, console
-from crowdbench.bench.stages.detector_training import NonFiniteLossError, load_checkpoint, save_checkpoint
+from crowdbench.bench.training import load_checkpoint, save_checkpoint
+from crowdbench.datasets.formats.coco import CocoFrames, read_coco_results
 from crowdbench.datasets.model import Frame, KeypointSchema
+from crowdbench.methods.pose.occlusion import cutout, hide_and_seek, keypoint_aware_occlusion
+from crowdbench.methods.pose.postprocess import average_heatmaps, pose_score, warp_box_scale
+from crowdbench.methods.pose.schedules import SCHEDULES, lr_at, oa_active, restarts_at
 
 _MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 _STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
@@ -105,8 +110,8 @@ class TrainCrops(torch.utils.data.Dataset):
         return len(self.persons)
 
     def __getitem__(self, key: tuple[int, int, bool]) -> dict[str, torch.Tensor]:
+        # deferred: start-up (cv2)
         from crowdbench.methods.pose.codecs import encode_disk_offsets, encode_gaussian
-        from crowdbench.methods.pose.occlusion import cutout, hide_and_seek, keypoint_aware_occlusion
         from crowdbench.methods.pose.transforms import (
             apply_affine,
             box_to_center_scale,
@@ -189,6 +194,7 @@ def pose_loss(outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], 
 
 
 def build_model(cfg: PoseConfig, num_joints: int) -> torch.nn.Module:
+    # deferred: start-up ()
     from crowdbench.methods.pose.models import build_pose_model
 
     m = cfg.model
@@ -224,13 +230,12 @@ def train_pose(
     """Train ``cfg.pose`` on ``frames``; resumes from ``scratch/checkpoint.pt``. ``init`` starts from a model and
     ``prior`` is its history (schedule S3's second phase: epochs continue after it); ``validate(model) -> AP`` is
     called every ``eval_every`` epochs."""
-    from crowdbench.methods.pose.schedules import SCHEDULES, lr_at, oa_active, restarts_at
-
     p = cfg.pose
     schedule = SCHEDULES[p.train.schedule].scaled(p.train.epoch_scale)
     torch.manual_seed(cfg.seed)
     model = build_model(p, schema.num_keypoints).to(device)
     if init is not None:
+        # deferred: start-up ()
         from crowdbench.methods.pose.models import load_pose_weights
 
         load_pose_weights(model, init)
@@ -303,6 +308,7 @@ def train_pose(
 
 def _crops(images: ImageCache, chunk: list[Person], rois: list, scale: float, in_wh: tuple[int, int], udp: bool):
     """Normalized input crops of the boxes of ``chunk`` (``rois``: centre, size), each scaled by ``scale``."""
+    # deferred: start-up (cv2)
     from crowdbench.methods.pose.transforms import crop_matrix, warp_crop
 
     out = []
@@ -361,8 +367,8 @@ def predict_poses(
     ``ensemble``: trained models of ``cfg.test.ensemble`` (same order). Each crops the same box region at its own
     input size; its scale- and flip-averaged heatmaps are resized to the cell model's heatmap size and averaged with
     weights ``cfg.test.ensemble_weights`` (paper 000: HRNet + SimpleNet and 256 x 192 + 384 x 288 heatmap fusion)."""
+    # deferred: start-up (cv2)
     from crowdbench.methods.pose.codecs import decode_argmax, decode_dark, decode_disk_offsets, heatmap_to_input
-    from crowdbench.methods.pose.postprocess import average_heatmaps
     from crowdbench.methods.pose.transforms import apply_affine, box_to_center_scale, crop_matrix, invert_affine
 
     t, test = cfg.train, cfg.test
@@ -419,8 +425,8 @@ def _member_maps(
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Heatmaps (and offset maps) of one model for every configured scale and flip view, flipped back and, in box
     mode, warped into the s = 1 crop's frame; each at the model's own heatmap size."""
+    # deferred: start-up (cv2)
     from crowdbench.methods.pose.codecs import flip_back, flip_back_offsets
-    from crowdbench.methods.pose.postprocess import warp_box_scale
 
     t, test = cfg.train, cfg.test
     disk = t.target == "disk_offset"
@@ -452,15 +458,11 @@ def _member_maps(
 
 def image_ids(frames: list[Frame]) -> list[int]:
     """COCO image ids of ``frames`` as ``to_coco_keypoints`` numbers them: a read file's own, else 1.. in order."""
-    from crowdbench.datasets.formats.coco import CocoFrames
-
     return list(frames.image_ids) if isinstance(frames, CocoFrames) else list(range(1, len(frames) + 1))
 
 
 def detected_people(frames: list[Frame], path: Path, score_thr: float) -> list[Person]:
     """Person boxes of a COCO results file (``image_id``, ``bbox``, ``score``) for ``frames``."""
-    from crowdbench.datasets.formats.coco import read_coco_results
-
     dets = read_coco_results(path, image_ids(frames))
     return [
         Person(f, -1, inst.box.copy(), float(inst.score))
@@ -473,8 +475,6 @@ def detected_people(frames: list[Frame], path: Path, score_thr: float) -> list[P
 def coco_results(frames: list[Frame], persons: list[Person], poses: np.ndarray, kp_thr: float) -> list[dict[str, Any]]:
     """COCO keypoint results for ``frames`` (their COCO image ids, :func:`image_ids`); score = box score x mean of
     the keypoint scores above ``kp_thr`` (mmpose ``bbox_keypoint``; methods.md section 8)."""
-    from crowdbench.methods.pose.postprocess import pose_score
-
     ids = image_ids(frames)
     results = []
     for person, pose in zip(persons, poses, strict=True):

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from crowdbench.bench.cache import StageCache, stage_key
+from crowdbench.bench.checkpoints import CheckpointError
 from crowdbench.bench.config import RunConfig
 from crowdbench.bench.device import cell_numerics
 from crowdbench.bench.digest import keyed_dump
@@ -29,7 +30,10 @@ from crowdbench.bench.stages.base import (
     save_bootstrap,
 )
 from crowdbench.bench.stages.data import DATA_MODULES, data_slice, load_frames
+from crowdbench.bench.stages.detection import detector_cell, run_detection_cell
+from crowdbench.bench.stages.detection import stage_keys as detection_keys
 from crowdbench.datasets.model import Frame
+from crowdbench.methods.pose.postprocess import box_iou
 
 THIS = "crowdbench.bench.stages.tracking"
 BOXES_MODULES = (THIS, *DATA_MODULES)
@@ -51,8 +55,6 @@ def metric_keys(cfg: RunConfig) -> tuple[str, ...]:
 def detector_config(cfg: RunConfig) -> RunConfig:
     """The detection cell whose boxes are tracked (:func:`~crowdbench.bench.stages.detection.detector_cell` with
     ``tracking.detector_set``): trained on ``data.train_split``, inferring on the tracked ``data.val_split``."""
-    from crowdbench.bench.stages.detection import detector_cell
-
     return detector_cell(cfg, cfg.tracking.detector_set)
 
 
@@ -66,8 +68,6 @@ def stage_keys(cfg: RunConfig) -> dict[str, str]:
     val = data_slice(cfg.data, cfg.data.val_split)
     keys: dict[str, str] = {}
     if t.boxes == "detector":
-        from crowdbench.bench.stages.detection import stage_keys as detection_keys
-
         keys["detector"] = detection_keys(detector_config(cfg))["postprocess"]
         boxes = [keys["detector"]]
     else:
@@ -105,6 +105,7 @@ def tracked_boxes(cfg: RunConfig, cache_: StageCache, frames: list[Frame]) -> li
     """Per frame ``{"boxes", "scores"}`` to track: the (already run) detector cell's NMS output, or the
     ground-truth boxes with score 1."""
     if cfg.tracking.boxes == "detector":
+        # deferred: start-up (torch)
         from crowdbench.bench.stages.detector_training import load_per_frame
 
         _, boxes = load_per_frame(cache_.path("postprocess", stage_keys(cfg)["detector"]) / "detections.npz")
@@ -131,6 +132,7 @@ def track_frames(
     frames: list[Frame], boxes: list[dict[str, np.ndarray]], features: list[np.ndarray] | None, cfg: RunConfig
 ) -> list[np.ndarray]:
     """DeepSORT over every video (a fresh tracker per video): per frame ``M x 6`` ``[x1, y1, x2, y2, id, det]``."""
+    # deferred: start-up (scipy)
     from crowdbench.methods.tracking.deepsort import DeepSortParams, track_sequence
 
     params = DeepSortParams(**cfg.tracking.deepsort.model_dump())
@@ -145,6 +147,7 @@ def track_frames(
 def smooth_tracks(frames: list[Frame], tracks: list[np.ndarray], cfg: RunConfig, flow_root: Path) -> list[np.ndarray]:
     """Box smoothing with optical flow (paper 004 section 2.1): each tracked box blended with the same id's box of
     the previous frame moved by the flow (weight ``tracking.box_smoothing``)."""
+    # deferred: start-up (cv2)
     from crowdbench.methods.tracking.flow import FlowCache, smooth_boxes
 
     t = cfg.tracking
@@ -179,8 +182,8 @@ def evaluate_tracks(
     metrics are the same)."""
     from scipy.optimize import linear_sum_assignment
 
+    # deferred: start-up (scipy)
     from crowdbench.bench.metrics.mot import evaluate_mot, evaluate_mot_bootstrap, sequence_from_frames
-    from crowdbench.methods.pose.postprocess import box_iou
 
     sequences = []
     for video in videos_of(frames):
@@ -240,8 +243,6 @@ def load_tracks(path: Path, n: int) -> list[np.ndarray]:
 
 def run_tracking_cell(cfg: RunConfig, cache_: StageCache, device: str) -> CellOutcome:
     """Run (or fetch from the cache) every stage of one tracking cell."""
-    from crowdbench.bench.stages.detection import run_detection_cell
-
     keys = stage_keys(cfg)
     t = cfg.tracking
     meta = {"config": cfg.model_dump(mode="json"), "device": device}
@@ -295,6 +296,7 @@ def reid_train_stage(cfg: RunConfig, cache_: StageCache, key: str, device: str) 
     meta = {"config": cfg.model_dump(mode="json"), "device": device}
 
     def train(out: Path, scratch: Path) -> None:
+        # deferred: start-up (torch, cv2)
         from crowdbench.methods.tracking.reid import train_reid
 
         if r.weights is not None:
@@ -326,7 +328,7 @@ def load_reid_model(cfg: RunConfig, cache_: StageCache, key: str, device: str) -
     """The trained ReID network of stage ``key`` on ``device``. Only the training-only ID classifier
     (``classifier``, ``kappa``) may be absent from or extra in the state dict: a file missing any embedding weight
     (e.g. ``tracking.reid.weights`` of another architecture) is a one-line error naming it."""
-    from crowdbench.bench.checkpoints import CheckpointError
+    # deferred: start-up (torch, cv2)
     from crowdbench.methods.tracking.reid import build_reid, load_reid_weights
 
     r = cfg.tracking.reid
@@ -345,6 +347,7 @@ def embed_boxes(
     cfg: RunConfig, model: Any, frames: list[Frame], boxes: list[np.ndarray], device: str
 ) -> list[np.ndarray]:
     """ReID features (``N x dim``, L2-normalised) of each frame's boxes with the configured flip / scales."""
+    # deferred: start-up (torch, cv2)
     from crowdbench.methods.tracking.reid import embed
 
     r = cfg.tracking.reid

@@ -44,7 +44,7 @@ import numpy as np
 from crowdbench.datasets.formats.atomic import atomic_write_text
 from crowdbench.datasets.formats.errors import FormatError
 from crowdbench.datasets.formats.mot import mot_lines, read_mot
-from crowdbench.datasets.keypoints import COCO_17, HIE_14, convert_keypoints
+from crowdbench.datasets.keypoints import COCO_17, HIE_14, convert_keypoints, get_schema
 from crowdbench.datasets.model import Frame, Instance
 
 __all__ = [
@@ -101,8 +101,6 @@ def to_hie_frames(frames: Iterable[Frame], src: str = COCO_17.name, *, derive: b
     """Copies of ``frames`` with keypoints converted to HIE-14 (``convert_keypoints``; ``src`` schema name); the
     ``chest`` a COCO source lacks is unlabeled unless ``derive=True`` (shoulder midpoint)."""
     from dataclasses import replace
-
-    from crowdbench.datasets.keypoints import get_schema
 
     schema = get_schema(src)
     out = []

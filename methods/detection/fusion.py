@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from crowdbench.bench.registry import Hook, Plugin, Stage, register
+from crowdbench.bench.config import FusionMember, set_dotted
+from crowdbench.bench.registry import Hook, Plugin, Stage, get_plugin, register
 
 if TYPE_CHECKING:
     from crowdbench.bench.config import RunConfig
@@ -99,9 +100,6 @@ class DetectorModelFusion(Plugin):
     )
 
     def apply(self, run: RunConfig) -> None:
-        from crowdbench.bench.config import FusionMember, set_dotted
-        from crowdbench.bench.registry import get_plugin
-
         c: _FusionOptions = self.config  # type: ignore[assignment]
         other = run.model_copy(deep=True)
         other.postprocess.fusion = []

@@ -170,6 +170,7 @@ def attach_kd(model: nn.Module, cfg: DetectorConfig, teacher_path: Path | None =
 
 def load_teacher(cfg: DetectorConfig, path: Path, setting: str | None = "model.kd_teacher") -> nn.Module:
     """The ``self`` teacher: the detector of ``cfg`` without KD, its weights from ``path`` (all keys must fit)."""
+    # deferred: start-up (numpy)
     from crowdbench.methods.detection.faster_rcnn import build_detector, load_detector_weights
 
     net = build_detector(cfg.model_copy(update={"kd": "off", "kd_teacher": None}))

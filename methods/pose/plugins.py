@@ -11,7 +11,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from crowdbench.bench.config import PoseTestConfig, RunConfig
-from crowdbench.bench.registry import Hook, Plugin, Stage, register
+from crowdbench.bench.registry import Hook, Plugin, Stage, get_plugin, register
 
 
 class _Options(BaseModel):
@@ -406,8 +406,6 @@ class ModelFusion(Plugin):
     edits: ClassVar[tuple[str, ...]] = ("pose.test.ensemble", "pose.test.ensemble_weights")
 
     def apply(self, run: RunConfig) -> None:
-        from crowdbench.bench.registry import get_plugin
-
         c = self.config
         other = run.model_copy(deep=True)
         plugin = get_plugin(c.model, c.options)  # type: ignore[attr-defined]

@@ -38,6 +38,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from crowdbench.bench.checkpoints import fit_state_dict, read_state_dict
+from crowdbench.bench.errors import NonFiniteLossError
+from crowdbench.bench.log import Tracker, console
+from crowdbench.bench.training import load_checkpoint, save_checkpoint
 from crowdbench.datasets.model import Frame
 
 _MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
@@ -290,9 +293,6 @@ def train_reid(
     ``(seed, iteration)`` and the model is checkpointed every ``checkpoint_every`` iterations to
     ``scratch/checkpoint.pt``, so a run resumes exactly. Writes ``out_dir/model.pt`` and ``out_dir/train.json``.
     """
-    from crowdbench.bench.log import Tracker, console
-    from crowdbench.bench.stages.detector_training import NonFiniteLossError, load_checkpoint, save_checkpoint
-
     samples, labels = identity_crops(frames, min_height=min_height, max_per_id=max_per_id)
     num_ids = int(labels.max()) + 1 if len(labels) else 0
     if num_ids < 2:
