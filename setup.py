@@ -29,12 +29,14 @@ def packages() -> list[str]:
     return [*sorted(found), *DATA]
 
 
-setup(
-    packages=packages(),
-    package_dir={**CODE, **DATA},
-    include_package_data=False,  # exactly package_data below (no MANIFEST.in; quiets "would be ignored" warnings)
-    package_data={
-        "crowdbench.reports": ["templates/*.html.j2"],
-        "crowdbench.results": ["papers/*/*.yaml", "recipes/*.yaml"],
-    },
-)
+# setuptools runs this file as __main__; importing it (``crowdbench.setup`` from a bare checkout) does nothing
+if __name__ == "__main__":
+    setup(
+        packages=packages(),
+        package_dir={**CODE, **DATA},
+        include_package_data=False,  # exactly package_data below (no MANIFEST.in; quiets "would be ignored" warnings)
+        package_data={
+            "crowdbench.reports": ["templates/*.html.j2"],
+            "crowdbench.results": ["papers/*/*.yaml", "recipes/*.yaml"],
+        },
+    )
