@@ -61,8 +61,9 @@ def tests(session: nox.Session) -> None:
 
 @nox.session(venv_backend="none")
 def wheel(session: nox.Session) -> None:
-    """A non-editable install works: build the wheel, install it into a fresh venv without ``-e``, then run
-    ``crowdbench list tables`` and a tiny table from an empty folder with that venv's ``crowdbench``.
+    """A non-editable install works: build the wheel (``.ci/build_wheel.py``: from a clean copy of the checkout),
+    install it into a fresh venv without ``-e``, then run ``crowdbench list tables`` and a tiny table from an empty
+    folder with that venv's ``crowdbench``.
 
     The fresh venv takes the dependencies from the shared ``.venv`` (one ``.pth`` line naming its site-packages,
     which adds the folder to ``sys.path`` without running its ``.pth`` files, so the editable crowdbench there is
@@ -70,24 +71,30 @@ def wheel(session: nox.Session) -> None:
     bin_dir = shared_env(session)
     work = Path(tempfile.mkdtemp(prefix="crowdbench-wheel-"))
     try:
-        pip = [str(bin_dir / "python"), "-m", "pip", "-q"]
-        session.run(
-            *pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(work / "dist"), str(ROOT), external=True
-        )
-        (whl,) = (work / "dist").glob("crowdbench-*.whl")
+        build = [str(bin_dir / "python"), str(ROOT / ".ci" / "build_wheel.py"), str(work / "dist")]
+        session.run(*build, external=True, silent=True)
+        (whl,) = (str(p) for p in (work / "dist").glob("crowdbench-*.whl"))
         fresh = work / "venv"
-        session.run(str(bin_dir / "python"), "-m", "venv", str(fresh), external=True)
-        session.run(str(fresh / "bin" / "python"), "-m", "pip", "-q", "install", "--no-deps", str(whl), external=True)
+        session.run(str(bin_dir / "python"), "-m", "venv", "--without-pip", str(fresh), external=True)
+        pip = [str(bin_dir / "python"), "-m", "pip", "--python", str(fresh / "bin" / "python"), "-q"]
+        session.run(*pip, "install", "--no-deps", "--no-index", whl, external=True)
         (site,) = fresh.glob("lib/python*/site-packages")
         (shared,) = VENV.glob("lib/python*/site-packages")
         (site / "crowdbench-shared-deps.pth").write_text(f"{shared}\n")
         empty = work / "empty"
         empty.mkdir()
         session.chdir(empty)
-        check = "import crowdbench, sys; f = crowdbench.__file__; assert f.startswith(sys.prefix), f; print('from', f)"
+        check = (
+            "import sys, crowdbench, crowdbench.results as r; f = crowdbench.__file__;"
+            " assert f.startswith(sys.prefix) and crowdbench.CHECKOUT is None, f;"
+            " assert r.__file__.endswith('results.py'), r.__file__; print('crowdbench from', f)"
+        )
         session.run(str(fresh / "bin" / "python"), "-c", check, external=True)
-        session.run(str(fresh / "bin" / "crowdbench"), "list", "tables", external=True, silent=True)
-        table = ["table", "hie-pose/table3", "--rows", "1", "--set", "train.iterations=2"]
+        listed = session.run(str(fresh / "bin" / "crowdbench"), "list", "tables", external=True, silent=True)
+        if "pose-regression/table1" not in str(listed):
+            session.error(f"`crowdbench list tables` from the wheel lacks the table specs:\n{listed}")
+        # the pipeline end to end, tiny: row 1, 2 SGD steps, the tiny synthetic preset (8 test images)
+        table = ["table", "hie-pose/table3", "--rows", "1", "--set", "train.iterations=2", "--set", "data.preset=tiny"]
         session.run(str(fresh / "bin" / "crowdbench"), *table, external=True)
     finally:
         session.chdir(ROOT)

@@ -11,17 +11,21 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from crowdbench import CHECKOUT
+
 PACKAGES = ("crowdbench", "torch", "torchvision", "numpy", "scipy", "opencv-python-headless", "pydantic")
-REPO = Path(__file__).resolve().parent.parent
 
 
 @cache
 def git_state() -> dict[str, Any]:
-    """Commit and dirty flag of the source checkout (``unknown`` for an installed wheel)."""
+    """Commit and dirty flag of the source checkout (``unknown`` for an installed wheel, never the commit of a
+    repository that happens to hold its virtualenv)."""
+    if CHECKOUT is None:
+        return {"commit": "unknown", "dirty": None}
 
     def git(*args: str) -> str:
         return subprocess.run(
-            ["git", "-C", str(REPO), *args], capture_output=True, text=True, check=True, timeout=10
+            ["git", "-C", str(CHECKOUT), *args], capture_output=True, text=True, check=True, timeout=10
         ).stdout.strip()
 
     try:

@@ -9,9 +9,14 @@ from pathlib import Path as _Path
 
 __version__ = "0.1.0"
 
-# A bare checkout (no install; ``PYTHONPATH=<checkout>``): the subpackages are the checkout's top-level folders, so
-# the checkout root joins this package's search path. Only when it is the checkout (pyproject.toml beside
-# bench/__init__.py): an installed copy has its subpackages inside this folder and must never alias site-packages.
 _root = _Path(__file__).resolve().parent.parent
-if (_root / "pyproject.toml").is_file() and (_root / "bench" / "__init__.py").is_file():
-    __path__.append(str(_root))
+CHECKOUT: _Path | None = (
+    _root if (_root / "pyproject.toml").is_file() and (_root / "bench" / "__init__.py").is_file() else None
+)
+"""The source checkout this package runs from (pyproject.toml beside bench/__init__.py: an editable install or
+``PYTHONPATH=<checkout>``); None for an installed wheel, whose subpackages sit inside this folder."""
+
+# A bare checkout (no install): the subpackages are the checkout's top-level folders, so the checkout root joins this
+# package's search path (an editable install finds the same files). Never for a wheel: it must not alias site-packages.
+if CHECKOUT is not None:
+    __path__.append(str(CHECKOUT))
