@@ -175,10 +175,6 @@ def load_json(path: str | Path) -> Any:
     return read_json(Path(path))
 
 
-def _source(obj: Any, default: str) -> tuple[Any, str]:
-    return _read(obj, default)[:2]
-
-
 def _read(obj: Any, default: str) -> tuple[Any, str, bool]:
     """``(data, name, exact_types)``: a path is read (``exact_types``: the file holds a ``true`` / ``false``, so
     keypoint lists get the exact type scan); in-memory data is taken as is, bools in keypoint lists counting as

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -143,15 +143,14 @@ class _Checker:
     def ints(self, key: str, default: Any = _MISSING, *, big_ok: bool = False) -> tuple[list, np.ndarray | None]:
         """Integer column: ``(values, int64 array or None when some are beyond int64 and ``big_ok``)``."""
         vals = self.values(key, default)
-        if not set(map(type, vals)) <= _INT:
+        types = set(map(type, vals))
+        if not types <= _INT:
             for i, v in enumerate(vals):
-                if type(v) is bool and self.lenient:
-                    continue
-                if type(v) not in _INT:
+                if type(v) not in _INT and not (type(v) is bool and self.lenient):
                     self.fail(i, f"{key!r} must be an integer, got {_short(v)}")
-            if any(type(v) is bool for v in vals):
-                self.relaxed.append(f"{self.what}: {key!r} written as true/false")
-        vals = [int(v) for v in vals] if not set(map(type, vals)) <= {int} else vals
+            self.relaxed.append(f"{self.what}: {key!r} written as true/false")  # only bools get here
+        if types != {int}:
+            vals = [int(v) for v in vals]
         try:
             return vals, np.array(vals, dtype=np.int64)
         except OverflowError:
@@ -173,9 +172,9 @@ class _Checker:
         vals = self.values(key, default)
         if width is None:
             if not set(map(type, vals)) <= _NUM:
-                self._bad_type(key, [[v] for v in vals])
-            arr = self._floats(vals, None, key, len(vals))
-            return self._finite(arr.reshape(-1, 1), vals, key, None)[:, 0]
+                self._bad_type(key, [[v] for v in vals], width)
+            arr = self._floats(lambda: vals, len(vals))
+            return self._finite(arr.reshape(-1, 1), vals, key, width)[:, 0]
         rows = vals
         if not all(type(r) is list and len(r) == width for r in rows):
             for i, r in enumerate(rows):
@@ -195,18 +194,20 @@ class _Checker:
                 arr = arr.astype(np.float64, copy=False)
         if arr is None:
             if not set(map(type, itertools.chain.from_iterable(rows))) <= _NUM:
-                self._bad_type(key, rows)
-            arr = self._floats(itertools.chain.from_iterable(rows), rows, key, len(rows) * width).reshape(-1, width)
+                self._bad_type(key, rows, width)
+            arr = self._floats(lambda: itertools.chain.from_iterable(rows), len(rows) * width).reshape(-1, width)
         return self._finite(arr, rows, key, width)
 
     @staticmethod
-    def _floats(values: Any, rows: list | None, key: str, n: int) -> np.ndarray:
+    def _floats(flat: Callable[[], Iterable[Any]], n: int) -> np.ndarray:
+        """The ``n`` numbers ``flat()`` yields as float64; an integer beyond the float range becomes +-inf (then
+        refused as not finite) instead of an OverflowError."""
         try:
-            return np.fromiter(values, np.float64, count=n)
-        except OverflowError:  # an integer beyond the float range: +-inf, refused as not finite
-            src = rows if rows is not None else []
-            flat = itertools.chain.from_iterable(src) if rows is not None else values
-            return np.array([float(v) if abs(v) < 1e308 else (np.inf if v > 0 else -np.inf) for v in flat], np.float64)
+            return np.fromiter(flat(), np.float64, count=n)
+        except OverflowError:
+            return np.array(
+                [float(v) if abs(v) < 1e308 else (np.inf if v > 0 else -np.inf) for v in flat()], np.float64
+            )
 
     def _finite(self, arr: np.ndarray, rows: list, key: str, width: int | None) -> np.ndarray:
         bad = ~np.isfinite(arr)
@@ -217,11 +218,11 @@ class _Checker:
             self.fail(i, f"{key!r}{at}: {'NaN' if v != v else _short(v)} is not a finite number")
         return arr
 
-    def _bad_type(self, key: str, rows: list) -> None:
+    def _bad_type(self, key: str, rows: list, width: int | None) -> None:
         for i, r in enumerate(rows):
             for j, v in enumerate(r):
                 if type(v) not in _NUM:
-                    at = "" if len(r) == 1 and not isinstance(self.records[i].get(key), list) else f"[{j}]"
+                    at = "" if width is None else f"[{j}]"
                     self.fail(i, f"{key!r}{at} must be a number, got {_short(v)}")
 
     def first(self, mask: np.ndarray) -> int | None:
@@ -229,15 +230,15 @@ class _Checker:
         return int(hit[0]) if len(hit) else None
 
 
-def _ids_unique(ck: _Checker, ids: list, key: str = "id") -> bool:
+def _ids_unique(ck: _Checker, ids: list, key: str = "id") -> None:
+    """Fail on the first id seen twice, naming where it was first."""
     if len(set(ids)) == len(ids):
-        return True
+        return
     seen: dict[Any, int] = {}
     for i, v in enumerate(ids):
         if v in seen:
-            return ck.fail(i, f"duplicate {key} {v} (first at {ck.what}[{seen[v]}])") or False
+            ck.fail(i, f"duplicate {key} {v} (first at {ck.what}[{seen[v]}])")
         seen[v] = i
-    return True
 
 
 def _top(data: Any, src: str) -> None:

@@ -56,11 +56,10 @@ from typing import Any
 import numpy as np
 
 from crowdbench.datasets.formats.atomic import atomic_write_text
-from crowdbench.datasets.formats.errors import FormatError
+from crowdbench.datasets.formats.errors import FormatError, read_json
 from crowdbench.datasets.formats.poseval import (
     JOINT_NAMES,
     _int,
-    _load_json,
     _num,
     _one,
     _polygons,
@@ -332,7 +331,7 @@ def read_posetrack_frames(path: str | os.PathLike, image_root: str | os.PathLike
         raise FileNotFoundError(f"{path}: no such file or folder")
     frames: list[Frame] = []
     for file in files:
-        data = _load_json(file)
+        data = read_json(file)
         if isinstance(data, dict) and "annolist" in data:
             frames.extend(_read17(file, data, root))
         else:

@@ -172,10 +172,6 @@ def _one(rec: Mapping, key: str, where: str) -> Any:
     return value[0]
 
 
-def _load_json(path: Path) -> Any:
-    return read_json(path)
-
-
 def _polygons(xs: Any, ys: Any, where: str) -> list[np.ndarray]:
     if not isinstance(xs, list) or not isinstance(ys, list) or len(xs) != len(ys):
         raise FormatError(f"{where}: ignore_regions_x / ignore_regions_y must be lists of equal length")
@@ -203,7 +199,7 @@ def read_posetrack18(
     """
     path = Path(path)
     if data is None:
-        data = _load_json(path)
+        data = read_json(path)
     if not isinstance(data, dict):
         raise FormatError(f"{path}: expected a JSON object, got {type(data).__name__}")
     for key in ("images", "annotations", "categories"):
@@ -293,7 +289,7 @@ def read_posetrack17(
     """
     path = Path(path)
     if data is None:
-        data = _load_json(path)
+        data = read_json(path)
     if not isinstance(data, dict) or not isinstance(data.get("annolist"), list):
         raise FormatError(f"{path}: expected an object with an 'annolist' list")
     frames = []
@@ -380,7 +376,7 @@ def read_posetrack(
 ) -> PoseTrackVideo:
     """Read a per-video file; ``fmt`` "2017" / "2018" or ``None`` to detect it as poseval does ("annolist" key)."""
     path = Path(path)
-    data = _load_json(path)
+    data = read_json(path)
     if fmt is None:
         fmt = "2017" if isinstance(data, dict) and "annolist" in data else "2018"
     if fmt == "2017":
