@@ -41,6 +41,37 @@ class Variant:
         assert self.category in CATEGORIES, self.category
 
 
+def _keys(path: str | tuple) -> list[Any]:
+    """A dotted path (``"annotations.0.id"``: integers index lists) or a tuple of keys."""
+    if isinstance(path, tuple):
+        return list(path)
+    return [int(p) if p.lstrip("-").isdigit() else p for p in path.split(".")]
+
+
+def set_at(path: str | tuple, value: Any) -> Callable[[Any], None]:
+    """Mutation for :class:`Variant`: ``data[k0][k1]... = value`` along ``path``."""
+
+    def go(data: Any) -> None:
+        *head, last = _keys(path)
+        for key in head:
+            data = data[key]
+        data[last] = value
+
+    return go
+
+
+def delete_at(path: str | tuple) -> Callable[[Any], None]:
+    """Mutation for :class:`Variant`: ``del data[k0][k1]...`` along ``path``."""
+
+    def go(data: Any) -> None:
+        *head, last = _keys(path)
+        for key in head:
+            data = data[key]
+        del data[last]
+
+    return go
+
+
 def files_under(root: Path) -> set[Path]:
     return set(root.rglob("*"))
 

@@ -17,32 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from badinput import Variant, at_least, expect_bad, expect_number, ids  # tests/ is on sys.path (rootdir mode)
+from badinput import Variant, at_least, expect_bad, expect_number, ids
+from badinput import delete_at as _del  # tests/ is on sys.path (rootdir mode)
+from badinput import set_at as _set
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason="shared sample data absent")
-
-
-def _set(path: str, value: Any):
-    """Mutation: ``data[a][b]... = value`` along a dotted path (integers index lists)."""
-
-    def go(d: Any) -> None:
-        *head, last = [int(p) if p.lstrip("-").isdigit() else p for p in path.split(".")]
-        for p in head:
-            d = d[p]
-        d[last] = value
-
-    return go
-
-
-def _del(path: str):
-    def go(d: Any) -> None:
-        *head, last = [int(p) if p.lstrip("-").isdigit() else p for p in path.split(".")]
-        for p in head:
-            d = d[p]
-        del d[last]
-
-    return go
 
 
 def _do(*fns):
@@ -283,6 +263,14 @@ def crowdpose_samples() -> tuple[dict, list]:
     return gt, preds
 
 
+def _on_sample(v: Variant, gt: dict) -> Variant:
+    """The float-image-id variants name the COCO sample's image 785; rebase them onto ``gt``'s first image."""
+    if v.name not in ("ann-image-id-float", "pred-image-id-float"):
+        return v
+    path = f"{A0}.image_id" if v.target == "gt" else "1.image_id"
+    return Variant(v.name, v.category, _set(path, float(gt["images"][0]["id"])), v.needles, v.target)
+
+
 def test_crowdpose_table_covers_every_category() -> None:
     at_least(CROWDPOSE_VARIANTS, 30)
 
@@ -290,10 +278,7 @@ def test_crowdpose_table_covers_every_category() -> None:
 @pytest.mark.parametrize("v", CROWDPOSE_VARIANTS, ids=ids(CROWDPOSE_VARIANTS))
 def test_crowdpose_eval_and_inspect_refuse(v: Variant, crowdpose_samples, tmp_path, capsys, monkeypatch) -> None:
     gt, preds = crowdpose_samples
-    if v.name == "ann-image-id-float":
-        v = Variant(v.name, v.category, _set(f"{A0}.image_id", float(gt["images"][0]["id"])), v.needles)
-    if v.name == "pred-image-id-float":
-        v = Variant(v.name, v.category, _set("1.image_id", float(gt["images"][0]["id"])), v.needles, "pred")
+    v = _on_sample(v, gt)
     g, p = _apply(v, gt, preds)
     gf, pf = _files(tmp_path, g, p)
     bad = gf if v.target == "gt" else pf
@@ -353,9 +338,7 @@ def test_hie_table_covers_every_category() -> None:
 @pytest.mark.parametrize("v", HIE_VARIANTS, ids=ids(HIE_VARIANTS))
 def test_hie_wap_eval_refuses(v: Variant, hie_samples, tmp_path, capsys, monkeypatch) -> None:
     gt, preds = hie_samples
-    if v.name in ("ann-image-id-float", "pred-image-id-float"):
-        path = f"{A0}.image_id" if v.target == "gt" else "1.image_id"
-        v = Variant(v.name, v.category, _set(path, float(gt["images"][0]["id"])), v.needles, v.target)
+    v = _on_sample(v, gt)
     g, p = _apply(v, gt, preds)
     gf, pf = _files(tmp_path, g, p)
     bad = gf if v.target == "gt" else pf

@@ -23,7 +23,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-from badinput import Variant, at_least, expect_bad, expect_number, ids  # tests/ is on sys.path
+from badinput import Variant, at_least, expect_bad, expect_number, ids
+from badinput import delete_at as _delete  # tests/ is on sys.path
+from badinput import set_at as _set
 
 from crowdbench.bench.cli import main
 from crowdbench.bench.metrics.crowdhuman import JI_SCORE_THRESHOLDS, evaluate_crowdhuman
@@ -95,28 +97,6 @@ def clean_id_hw() -> dict[str, list[int]]:
 CLEAN = {"AP": 0.617687074829932, "mMR": 0.48985370448747023, "JI": 0.6749998462500355}
 
 # ------------------------------------------------------------------------------------------------- the variants
-
-
-def _set(path: tuple, value: Any) -> Callable[[Any], None]:
-    """Mutation: ``data[path[0]][path[1]]... = value``."""
-
-    def mutate(data: Any) -> None:
-        node = data
-        for key in path[:-1]:
-            node = node[key]
-        node[path[-1]] = value
-
-    return mutate
-
-
-def _delete(path: tuple) -> Callable[[Any], None]:
-    def mutate(data: Any) -> None:
-        node = data
-        for key in path[:-1]:
-            node = node[key]
-        del node[path[-1]]
-
-    return mutate
 
 
 def _text(text: str) -> Callable[[Any], str]:

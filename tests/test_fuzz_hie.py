@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from badinput import Variant, at_least, expect_bad, ids  # tests/ is on sys.path (rootdir import mode)
+from badinput import Variant, at_least, delete_at, expect_bad, ids  # tests/ is on sys.path (rootdir import mode)
 
 from crowdbench.datasets.formats.errors import FormatError
 from crowdbench.datasets.formats.hie import read_hie, write_hie
@@ -56,13 +56,7 @@ def _rec(field: str, value: Any):
 
 
 def _drop(*path: Any):
-    def go(rec: dict) -> None:
-        d = rec
-        for p in path[:-1]:
-            d = d[p]
-        del d[path[-1]]
-
-    return go
+    return delete_at(path)
 
 
 V = Variant

@@ -19,31 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from badinput import Variant, at_least, expect_bad, expect_number, ids  # tests/ is on sys.path (rootdir mode)
+from badinput import Variant, at_least, expect_bad, expect_number, ids
+from badinput import delete_at as _del  # tests/ is on sys.path (rootdir mode)
+from badinput import set_at as _set
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason="shared sample data absent")
 FILE = "012834_mpii_test.json"
-
-
-def _set(path: str, value: Any):
-    def go(d: Any) -> None:
-        *head, last = [int(p) if p.lstrip("-").isdigit() else p for p in path.split(".")]
-        for p in head:
-            d = d[p]
-        d[last] = value
-
-    return go
-
-
-def _del(path: str):
-    def go(d: Any) -> None:
-        *head, last = [int(p) if p.lstrip("-").isdigit() else p for p in path.split(".")]
-        for p in head:
-            d = d[p]
-        del d[last]
-
-    return go
 
 
 V = Variant
