@@ -16,7 +16,6 @@ joints as that reader gives it (PT18 ground truth: 1 for every labelled joint; P
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
@@ -115,36 +114,6 @@ def _odgt(path: Path) -> dict[str, Any]:
     for f in read_odgt(path):
         st.frame(f.video, f.boxes(include_ignored=False), ignored=len(f.ignore_regions))
     return st.report(path, "crowdhuman")
-
-
-def _short(value: Any) -> str:
-    return json.dumps(value, default=str)[:40]
-
-
-def _is_num(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and bool(np.isfinite(value))
-
-
-def _is_id(value: Any) -> bool:
-    return isinstance(value, int | str) and not isinstance(value, bool)
-
-
-def _check_ann(path: Path, k: int, a: dict[str, Any]) -> None:
-    """The fields :func:`_coco` reads, as numbers (one line naming file, annotation and field otherwise)."""
-    where = f"{path}: annotation {k}"
-    if not _is_id(a["image_id"]):
-        raise FormatError(f"{where}: 'image_id' must be an integer or a string, got {_short(a['image_id'])}")
-    for key in ("bbox", "fbox"):
-        box = a.get(key)
-        if key in a and not (isinstance(box, list) and len(box) == 4 and all(_is_num(v) for v in box)):
-            raise FormatError(f"{where}: '{key}' must be 4 finite numbers [x, y, w, h], got {_short(box)}")
-    if "iscrowd" in a and not (isinstance(a["iscrowd"], bool) or _is_num(a["iscrowd"])):
-        raise FormatError(f"{where}: 'iscrowd' must be 0 or 1, got {_short(a['iscrowd'])}")
-    kp = a.get("keypoints", [])
-    if not (isinstance(kp, list) and len(kp) % 3 == 0 and all(_is_num(v) for v in kp)):
-        raise FormatError(f"{where}: 'keypoints' must be a list of finite numbers [x, y, v, ...], got {_short(kp)}")
-    if "track_id" in a and not _is_num(a["track_id"]):
-        raise FormatError(f"{where}: 'track_id' must be a number, got {_short(a['track_id'])}")
 
 
 def _coco(path: Path, data: dict[str, Any]) -> dict[str, Any]:
