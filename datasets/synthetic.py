@@ -287,94 +287,132 @@ def _circle(c: np.ndarray, r: float, color: int) -> Prim:
     return ("circle", np.array([c[0], c[1], r]), color)
 
 
-def _body(video: _Video, p: _Person, t: int) -> tuple[np.ndarray, list[Prim]]:
-    """Body points (``21 x 2``: COCO-17, :data:`_HEAD_TOP`, :data:`_NECK`, then the head box corners) and the
-    drawing primitives of person ``p`` at frame ``t``."""
-    fx, fy, h = video.foot(p, t)
-    a = p.aspect
-    phase = p.phase + 2 * math.pi * p.freq * t
-    s = math.sin(phase)
+@dataclass(frozen=True)
+class _Stance:
+    """Where a person stands at one frame: foot point, body height ``h`` (pixels) and gait phase (rad)."""
 
-    def at(dx: float, u: float) -> np.ndarray:  # dx in heights (+x = image right), u = height above the feet
-        return np.array([fx + dx * h, fy - u * h])
+    fx: float
+    fy: float
+    h: float
+    phase: float
 
-    def rot(origin: np.ndarray, length: float, angle: float) -> np.ndarray:  # angle from straight down, +x
-        return origin + length * h * np.array([math.sin(angle), math.cos(angle)])
+    def at(self, dx: float, u: float) -> np.ndarray:
+        """The point ``dx`` heights right of the feet (+x = image right) and ``u`` heights above them."""
+        return np.array([self.fx + dx * self.h, self.fy - u * self.h])
 
-    bob = 0.008 * abs(math.cos(phase)) if p.swing else 0.0
-    turn = 0.02 * p.turn + 0.01 * p.facing
-    l_sho, r_sho = at(0.115 * a, 0.81 + bob), at(-0.115 * a, 0.81 + bob)
-    l_hip, r_hip = at(0.07 * a, 0.52 + bob), at(-0.07 * a, 0.52 + bob)
-    neck = (l_sho + r_sho) / 2
-    head = at(turn * 0.3, 0.925 + bob)
-    d = p.facing
+    def rot(self, origin: np.ndarray, length: float, angle: float) -> np.ndarray:
+        """The end of a segment of ``length`` heights from ``origin``; ``angle`` from straight down, towards +x."""
+        return origin + length * self.h * np.array([math.sin(angle), math.cos(angle)])
+
+
+_Chain = tuple[np.ndarray, np.ndarray, np.ndarray]  # (shoulder, elbow, wrist) or (hip, knee, ankle)
+
+
+@dataclass(frozen=True)
+class _Skeleton:
+    """The joints of one person at one frame; ``arms`` and ``legs`` are (left, right)."""
+
+    head: np.ndarray  # centre of the face circle
+    neck: np.ndarray
+    arms: tuple[_Chain, _Chain]
+    legs: tuple[_Chain, _Chain]
+
+
+def _legs(st: _Stance, p: _Person, hips: tuple[np.ndarray, np.ndarray]) -> tuple[_Chain, _Chain]:
+    """Left and right leg: walking swings the thighs in antiphase and bends the back knee; standing sways."""
+    s = math.sin(st.phase)
     legs = []
-    for hip, sv, side in ((l_hip, s, 1), (r_hip, -s, -1)):
+    for hip, sv, side in ((hips[0], s, 1), (hips[1], -s, -1)):
         if p.swing:
-            thigh = d * p.swing * sv
-            shin = thigh - d * (0.15 + 0.6 * max(0.0, -sv))
+            thigh = p.facing * p.swing * sv
+            shin = thigh - p.facing * (0.15 + 0.6 * max(0.0, -sv))
         else:
-            thigh = shin = 0.05 * side + 0.03 * math.sin(phase + side)
-        knee = rot(hip, 0.245, thigh)
-        ankle = rot(knee, 0.235, shin)
+            thigh = shin = 0.05 * side + 0.03 * math.sin(st.phase + side)
+        knee = st.rot(hip, 0.245, thigh)
+        ankle = st.rot(knee, 0.235, shin)
         legs.append((hip, knee, ankle))
+    return legs[0], legs[1]
+
+
+def _arms(st: _Stance, p: _Person, shoulders: tuple[np.ndarray, np.ndarray]) -> tuple[_Chain, _Chain]:
+    """Left and right arm: swinging against the legs, or raised (``p.raised_arm``)."""
+    s, d = math.sin(st.phase), p.facing
     arms = []
-    for sho, sv, side in ((l_sho, s, 1), (r_sho, -s, -1)):
+    for sho, sv, side in ((shoulders[0], s, 1), (shoulders[1], -s, -1)):
         if p.raised_arm == side:
-            upper = side * (2.4 + 0.2 * math.sin(2 * phase))
+            upper = side * (2.4 + 0.2 * math.sin(2 * st.phase))
             fore = upper + side * 0.35
         else:
-            upper = -d * 0.8 * p.swing * sv + side * (0.12 + 0.04 * a)
+            upper = -d * 0.8 * p.swing * sv + side * (0.12 + 0.04 * p.aspect)
             fore = upper + d * (0.2 + 0.25 * max(0.0, sv if d > 0 else -sv))
-        elbow = rot(sho, 0.18, upper)
-        wrist = rot(elbow, 0.16, fore)
+        elbow = st.rot(sho, 0.18, upper)
+        wrist = st.rot(elbow, 0.16, fore)
         arms.append((sho, elbow, wrist))
-    kpts = np.stack(
-        [
-            at(turn, 0.91 + bob),
-            at(0.024 + turn, 0.935 + bob),
-            at(-0.024 + turn, 0.935 + bob),
-            at(0.061 + turn * 0.3, 0.925 + bob),
-            at(-0.061 + turn * 0.3, 0.925 + bob),
-            l_sho,
-            r_sho,
-            arms[0][1],
-            arms[1][1],
-            arms[0][2],
-            arms[1][2],
-            l_hip,
-            r_hip,
-            legs[0][1],
-            legs[1][1],
-            legs[0][2],
-            legs[1][2],
-            head + np.array([0.0, -0.014 * h - 0.9 * 0.071 * h]),  # just inside the top of the hair
-            neck,
-            head + np.array([-0.071 * h, -0.085 * h]),  # head box (hair and face circles): top left
-            head + np.array([0.071 * h, 0.066 * h]),  # bottom right
-        ]
-    )
+    return arms[0], arms[1]
 
+
+def _skeleton(st: _Stance, p: _Person, bob: float, turn: float) -> _Skeleton:
+    a = p.aspect
+    shoulders = st.at(0.115 * a, 0.81 + bob), st.at(-0.115 * a, 0.81 + bob)
+    hips = st.at(0.07 * a, 0.52 + bob), st.at(-0.07 * a, 0.52 + bob)
+    head = st.at(turn * 0.3, 0.925 + bob)
+    return _Skeleton(head, (shoulders[0] + shoulders[1]) / 2, _arms(st, p, shoulders), _legs(st, p, hips))
+
+
+def _body_points(st: _Stance, sk: _Skeleton, bob: float, turn: float) -> np.ndarray:
+    """``21 x 2``: COCO-17 (face points from the head turn, then left/right pairs of arm and leg joints),
+    :data:`_HEAD_TOP`, :data:`_NECK` and the head box corners."""
+    h = st.h
+    face = [
+        st.at(turn, 0.91 + bob),
+        st.at(0.024 + turn, 0.935 + bob),
+        st.at(-0.024 + turn, 0.935 + bob),
+        st.at(0.061 + turn * 0.3, 0.925 + bob),
+        st.at(-0.061 + turn * 0.3, 0.925 + bob),
+    ]
+    limbs = [side[k] for chains in (sk.arms, sk.legs) for k in range(3) for side in chains]
+    head = [
+        sk.head + np.array([0.0, -0.014 * h - 0.9 * 0.071 * h]),  # just inside the top of the hair
+        sk.neck,
+        sk.head + np.array([-0.071 * h, -0.085 * h]),  # head box (hair and face circles): top left
+        sk.head + np.array([0.071 * h, 0.066 * h]),  # bottom right
+    ]
+    return np.stack([*face, *limbs, *head])
+
+
+def _body_prims(st: _Stance, p: _Person, sk: _Skeleton) -> list[Prim]:
+    """Drawing primitives far to near within the body: legs and shoes, torso, neck, arms, hair, face."""
+    h, a, d = st.h, p.aspect, p.facing
     prims: list[Prim] = []
     bottom_lower = _SKIN if p.colors[_BOTTOM].sum() > 300 else _BOTTOM  # light "trousers" read as shorts
-    for hip, knee, ankle in legs:
+    for hip, knee, ankle in sk.legs:
         prims.append(_limb(hip, knee, 0.034 * h * a, _BOTTOM))
         prims.append(_circle(knee, 0.03 * h * a, _BOTTOM))
         prims.append(_limb(knee, ankle, 0.027 * h * a, bottom_lower))
         prims.append(_limb(ankle, ankle + h * np.array([0.055 * d, 0.025]), 0.016 * h, _SHOES))
+    l_sho, r_sho, l_hip, r_hip = sk.arms[0][0], sk.arms[1][0], sk.legs[0][0], sk.legs[1][0]
     hips_w, sho_w = np.array([0.03 * h * a, 0.0]), np.array([0.03 * h * a, 0.0])
     up = np.array([0.0, -0.015 * h])
     prims.append(("poly", np.stack([l_sho + sho_w + up, r_sho - sho_w + up, r_hip - hips_w, l_hip + hips_w]), _TOP))
-    prims.append(_limb(neck, neck + np.array([0.0, -0.07 * h]), 0.025 * h * a, _SKIN))
-    for sho, elbow, wrist in arms:
+    prims.append(_limb(sk.neck, sk.neck + np.array([0.0, -0.07 * h]), 0.025 * h * a, _SKIN))
+    for sho, elbow, wrist in sk.arms:
         prims.append(_circle(sho, 0.03 * h * a, _TOP))
         prims.append(_limb(sho, elbow, 0.024 * h * a, _TOP))
         prims.append(_circle(elbow, 0.021 * h * a, _SLEEVE))
         prims.append(_limb(elbow, wrist, 0.02 * h * a, _SLEEVE))
         prims.append(_circle(wrist, 0.022 * h, _SKIN))
-    prims.append(_circle(head + np.array([0.0, -0.014 * h]), 0.071 * h, _HAIR))
-    prims.append(_circle(head, 0.066 * h, _SKIN))
-    return kpts, prims
+    prims.append(_circle(sk.head + np.array([0.0, -0.014 * h]), 0.071 * h, _HAIR))
+    prims.append(_circle(sk.head, 0.066 * h, _SKIN))
+    return prims
+
+
+def _body(video: _Video, p: _Person, t: int) -> tuple[np.ndarray, list[Prim]]:
+    """Body points (:func:`_body_points`) and the drawing primitives of person ``p`` at frame ``t``."""
+    st = _Stance(*video.foot(p, t), p.phase + 2 * math.pi * p.freq * t)
+    bob = 0.008 * abs(math.cos(st.phase)) if p.swing else 0.0
+    turn = 0.02 * p.turn + 0.01 * p.facing
+    sk = _skeleton(st, p, bob, turn)
+    return _body_points(st, sk, bob, turn), _body_prims(st, p, sk)
 
 
 def _extent(prims: Sequence[Prim]) -> np.ndarray:
@@ -690,6 +728,101 @@ def render_to_folder(dataset: Dataset, out_dir: str | Path, ext: str = ".jpg") -
     return Dataset(name=dataset.name, schema=dataset.schema, splits=splits, summary=dict(dataset.summary))
 
 
+@dataclass(frozen=True)
+class _NativeOut:
+    """One :func:`write_native` call: the dataset, its copy with written images, and where the files go."""
+
+    dataset: Dataset
+    rendered: Dataset
+    out_dir: Path
+    ext: str
+    fps: int
+
+    def in_schema(self, split: str, schema: str) -> list[Frame]:
+        """The rendered frames of ``split`` with keypoints annotated in ``schema`` (same people, boxes, tracks)."""
+        frames = self.rendered.frames(split)
+        if self.dataset.schema.name == schema:
+            return frames
+        summary = self.dataset.summary
+        if summary.get("preset") not in PRESETS or "seed" not in summary:
+            raise ValueError(f"{self.dataset.name}: not a generated dataset, cannot annotate it in {schema}")
+        other = _regenerated(str(summary["preset"]), int(summary["seed"]), schema).frames(split)
+        return [
+            replace(
+                f, instances=[replace(i, keypoints=o.keypoints) for i, o in zip(f.instances, g.instances, strict=True)]
+            )
+            for f, g in zip(frames, other, strict=True)
+        ]
+
+    def link_images(self, split: str, folder: Callable[[Frame], Path]) -> None:
+        """Hard-link every image of ``split`` as ``folder(frame) / <index:06d><ext>``."""
+        for frame in self.rendered.frames(split):
+            _link(Path(str(frame.image)), folder(frame) / f"{frame.index:06d}{self.ext}")
+
+
+def _write_coco(out: _NativeOut, split: str) -> dict[str, Path]:
+    path = out.out_dir / "annotations" / f"person_keypoints_{split}.json"
+    frames = out.rendered.frames(split)
+    return {f"coco_{split}": write_coco_keypoints(frames, path, out.dataset.schema, image_root=out.out_dir)}
+
+
+def _write_crowdpose(out: _NativeOut, split: str) -> dict[str, Path]:
+    cp = out.in_schema(split, CROWDPOSE_14.name)
+    extras = [{"crowdIndex": round(crowd_index(f), 4)} for f in cp]
+    cp = CocoFrames(cp, schema=CROWDPOSE_14, image_ids=range(1, len(cp) + 1), image_extras=extras)
+    path = out.out_dir / "crowdpose" / "json" / f"crowdpose_{split}.json"
+    return {f"crowdpose_{split}": write_coco_keypoints(cp, path, CROWDPOSE_14, image_root=out.out_dir)}
+
+
+def _write_crowdhuman(out: _NativeOut, split: str) -> dict[str, Path]:
+    frames = out.rendered.frames(split)
+    odgt = out.out_dir / f"annotation_{split}.odgt"
+    write_odgt(frames, odgt)
+    if out.ext == ".jpg":
+        for frame in frames:
+            _link(Path(str(frame.image)), out.out_dir / "Images" / f"{record_id(frame)}.jpg")
+    return {f"odgt_{split}": odgt}
+
+
+def _write_mot(out: _NativeOut, split: str) -> dict[str, Path]:
+    for video, vframes in out.rendered.videos(split).items():
+        write_mot_sequence(vframes, out.out_dir / split / video, frame_rate=out.fps, im_ext=out.ext)
+    return {f"mot_{split}": out.out_dir / split}
+
+
+def _write_hie(out: _NativeOut, split: str) -> dict[str, Path]:
+    hie_root = out.out_dir / "hie" / split
+    hie_videos = Dataset(out.dataset.name, HIE_14, {split: out.in_schema(split, HIE_14.name)}).videos(split)
+    write_hie(hie_videos, hie_root, image_ext=out.ext)
+    out.link_images(split, lambda frame: hie_root / "images" / frame.video)
+    return {f"hie_{split}": hie_root}
+
+
+def _write_posetrack(out: _NativeOut, split: str, version: str) -> dict[str, Path]:
+    # deferred: start-up (scipy)
+    from crowdbench.datasets.formats.posetrack import write_posetrack17, write_posetrack18
+
+    writer = write_posetrack17 if version == "posetrack17" else write_posetrack18
+    pt_root = out.out_dir / version
+    pt_frames = out.in_schema(split, POSETRACK_17.name)
+    videos = Dataset(out.dataset.name, POSETRACK_17, {split: pt_frames}).videos(split)
+    writer(videos, pt_root / "annotations" / split, image_dir=f"images/{split}")
+    out.link_images(split, lambda frame: pt_root / "images" / split / frame.video)
+    return {f"{version}_{split}": pt_root / "annotations" / split}
+
+
+_NATIVE_WRITERS: dict[str, Callable[[_NativeOut, str], dict[str, Path]]] = {
+    "coco": _write_coco,
+    "crowdpose": _write_crowdpose,
+    "crowdhuman": _write_crowdhuman,
+    "mot": _write_mot,
+    "hie": _write_hie,
+    "posetrack17": functools.partial(_write_posetrack, version="posetrack17"),
+    "posetrack18": functools.partial(_write_posetrack, version="posetrack18"),
+}
+"""The writer of each of :data:`FORMATS` (in that order): the paths it wrote for one split, by key."""
+
+
 def write_native(
     dataset: Dataset, out_dir: str | Path, ext: str = ".jpg", formats: Sequence[str] | None = None
 ) -> dict[str, Path]:
@@ -701,12 +834,9 @@ def write_native(
     ``Images/<ID>.jpg`` (CrowdHuman layout, hard links to the same JPEGs), so ``out_dir`` also works as a
     ``--data-root`` for the ``full`` profile. Also ``hie/<split>/`` (HIE tree, keypoints converted to HIE-14,
     images hard-linked under ``hie/<split>/images``). ``formats`` restricts the formats written (default
-    :data:`FORMATS`, all). Returns the written paths by key (``images``, ``coco_<split>``, ``odgt_<split>``,
-    ``mot_<split>``, ``hie_<split>``).
+    :data:`FORMATS`, all; each format's writer is in :data:`_NATIVE_WRITERS`). Returns the written paths by key
+    (``images``, ``coco_<split>``, ``odgt_<split>``, ``mot_<split>``, ``hie_<split>``).
     """
-    # deferred: start-up (scipy)
-    from crowdbench.datasets.formats.posetrack import write_posetrack17, write_posetrack18
-
     wanted = set(FORMATS if formats is None else formats)
     if wanted - set(FORMATS) or not wanted:
         raise ValueError(f"unknown or no formats {sorted(wanted - set(FORMATS))}; known: {', '.join(FORMATS)}")
@@ -715,66 +845,12 @@ def write_native(
     marker = {"generator": "crowdbench.datasets.synthetic", "name": dataset.name, "summary": dataset.summary}
     atomic_write_text(out_dir / SYNTHETIC_MARKER, json.dumps(marker, indent=1, default=str))
     fps = PRESETS[str(dataset.summary["preset"])].fps if dataset.summary.get("preset") in PRESETS else 10
+    out = _NativeOut(dataset, rendered, out_dir, ext, fps)
     paths: dict[str, Path] = {"images": out_dir}
-
-    def in_schema(split: str, frames: list[Frame], schema: str) -> list[Frame]:
-        """``frames`` (rendered) with their keypoints annotated in ``schema`` (same people, boxes and tracks)."""
-        if dataset.schema.name == schema:
-            return frames
-        if dataset.summary.get("preset") not in PRESETS or "seed" not in dataset.summary:
-            raise ValueError(f"{dataset.name}: not a generated dataset, cannot annotate it in {schema}")
-        other = _regenerated(str(dataset.summary["preset"]), int(dataset.summary["seed"]), schema).frames(split)
-        return [
-            replace(
-                f, instances=[replace(i, keypoints=o.keypoints) for i, o in zip(f.instances, g.instances, strict=True)]
-            )
-            for f, g in zip(frames, other, strict=True)
-        ]
-
-    for split, frames in rendered:
-        if "coco" in wanted:
-            paths[f"coco_{split}"] = write_coco_keypoints(
-                frames, out_dir / "annotations" / f"person_keypoints_{split}.json", dataset.schema, image_root=out_dir
-            )
-        if "crowdpose" in wanted:
-            cp = in_schema(split, frames, CROWDPOSE_14.name)
-            extras = [{"crowdIndex": round(crowd_index(f), 4)} for f in cp]
-            cp = CocoFrames(cp, schema=CROWDPOSE_14, image_ids=range(1, len(cp) + 1), image_extras=extras)
-            paths[f"crowdpose_{split}"] = write_coco_keypoints(
-                cp, out_dir / "crowdpose" / "json" / f"crowdpose_{split}.json", CROWDPOSE_14, image_root=out_dir
-            )
-        if "crowdhuman" in wanted:
-            odgt = out_dir / f"annotation_{split}.odgt"
-            write_odgt(frames, odgt)
-            paths[f"odgt_{split}"] = odgt
-            if ext == ".jpg":
-                for frame in frames:
-                    _link(Path(str(frame.image)), out_dir / "Images" / f"{record_id(frame)}.jpg")
-        if "mot" in wanted:
-            for video, vframes in rendered.videos(split).items():
-                write_mot_sequence(vframes, out_dir / split / video, frame_rate=fps, im_ext=ext)
-            paths[f"mot_{split}"] = out_dir / split
-        if "hie" in wanted:
-            hie_root = out_dir / "hie" / split
-            hie_frames = in_schema(split, frames, HIE_14.name)
-            hie_videos = Dataset(dataset.name, HIE_14, {split: hie_frames}).videos(split)
-            write_hie(hie_videos, hie_root, image_ext=ext)
-            for frame in frames:
-                _link(Path(str(frame.image)), hie_root / "images" / frame.video / f"{frame.index:06d}{ext}")
-            paths[f"hie_{split}"] = hie_root
-        for version, writer in (("posetrack17", write_posetrack17), ("posetrack18", write_posetrack18)):
-            if version not in wanted:
-                continue
-            pt_root = out_dir / version
-            pt_frames = in_schema(split, frames, POSETRACK_17.name)
-            writer(
-                Dataset(dataset.name, POSETRACK_17, {split: pt_frames}).videos(split),
-                pt_root / "annotations" / split,
-                image_dir=f"images/{split}",
-            )
-            for frame in frames:
-                _link(Path(str(frame.image)), pt_root / "images" / split / frame.video / f"{frame.index:06d}{ext}")
-            paths[f"{version}_{split}"] = pt_root / "annotations" / split
+    for split in rendered.splits:
+        for name in FORMATS:
+            if name in wanted:
+                paths.update(_NATIVE_WRITERS[name](out, split))
     return paths
 
 
