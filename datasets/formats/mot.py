@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 
@@ -184,7 +185,7 @@ def _fields(line: str) -> list[str]:
     return line.replace(",", " ").split()
 
 
-def _parse_slow(name: str, lines: list[str], role: str | None) -> None:
+def _parse_slow(name: str, lines: list[str], role: str | None) -> NoReturn:
     """Locate and raise the first malformed line (the fast path failed)."""
     ncols = None
     for no, line in enumerate(lines, 1):
@@ -259,6 +260,146 @@ def _exact_ids(name: str, lines: list[str], nonblank: np.ndarray, ids: np.ndarra
     return out
 
 
+def _read_text(path: str | Path) -> tuple[str, str]:
+    """The name and text of a UTF-8 file (a BOM dropped); not UTF-8 raises :class:`FormatError`."""
+    path = Path(path)
+    name = str(path)
+    try:
+        return name, path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise FormatError(f"{name}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+
+
+@dataclass(frozen=True)
+class _Rows:
+    """The numbers of one MOT file, one row per non-blank line, and how to name a bad value in them."""
+
+    name: str
+    lines: list[str]
+    nonblank: np.ndarray  # 1-based line number of each row
+    data: np.ndarray
+    role: str | None
+    has_class: bool
+
+    def bad(self, mask: np.ndarray, j: int, why: str) -> None:
+        """Raise :class:`FormatError` at the first row of ``mask``, naming column ``j`` and its text."""
+        if mask.any():
+            k = int(np.argmax(mask))
+            value = _fields(self.lines[self.nonblank[k] - 1])[j]
+            field = _column_name(j, self.role, self.data.shape[1], self.has_class)
+            raise FormatError(f"{self.name}:{self.nonblank[k]}: {field} {value[:40]} {why}")
+
+
+def _parse_numbers(name: str, text: str, lines: list[str], nonblank: np.ndarray, role: str | None) -> np.ndarray:
+    """``rows x columns`` float64 of the file (``0 x 10`` when blank); the first malformed line raises."""
+    empty = _EMPTY_FIELD.search(text)
+    if empty is not None:
+        no = text.count("\n", 0, empty.start()) + 1
+        raise FormatError(f"{name}:{no}: empty field (two separators in a row, or a leading comma)")
+    if len(nonblank) == 0:
+        return np.zeros((0, 10))
+    try:
+        data = np.loadtxt(io.StringIO(text.replace(",", " ")), dtype=np.float64, ndmin=2, comments=None)
+    except ValueError:
+        _parse_slow(name, lines, role)
+    if data.shape[0] != len(nonblank) or data.shape[1] < 6:
+        _parse_slow(name, lines, role)
+    return data
+
+
+def _check_column_count(name: str, nonblank: np.ndarray, data: np.ndarray, role: str | None, lenient: bool) -> None:
+    n, ncol = data.shape
+    lo, hi = _ROLE_COLUMNS[role]
+    if lenient and role in ("gt", "results"):
+        hi = None
+    if n and (ncol < lo or (hi is not None and ncol > hi)):
+        want = f"{lo} to {hi}" if hi is not None else f"at least {lo}"
+        raise FormatError(f"{name}:{nonblank[0]}: {ncol} columns; a {role} file has {want} ({_ROLE_LAYOUT[role]})")
+
+
+def _check_finite(rows: _Rows, lenient: bool) -> None:
+    """No NaN or inf (lenient: only in the columns TrackEval computes with)."""
+    unused: set[int] = set()
+    if lenient and rows.role == "results":
+        unused = {6, 8, 9}
+    elif lenient and rows.role == "gt":
+        unused = {8, 9} | ({7} if not rows.has_class else set())
+    finite = np.isfinite(rows.data)
+    if not finite.all():
+        for j in range(rows.data.shape[1]):
+            if j not in unused:
+                rows.bad(~finite[:, j], j, "is not a finite number")
+
+
+def _checked_frames(rows: _Rows, seq_length: int | None) -> np.ndarray:
+    frames = rows.data[:, 0]
+    rows.bad(frames != np.trunc(frames), 0, "is not an integer")
+    rows.bad(frames < 1, 0, "must be >= 1")
+    rows.bad(frames > MAX_FRAME, 0, f"must be <= {MAX_FRAME:,} (frame numbers must be in [1, {MAX_FRAME:,}])")
+    if seq_length is not None:
+        rows.bad(frames > seq_length, 0, f"is beyond the sequence length {seq_length} (seqinfo.ini seqLength)")
+    return frames.astype(np.int64)
+
+
+def _checked_ids(rows: _Rows) -> np.ndarray:
+    ids = _exact_ids(rows.name, rows.lines, rows.nonblank, rows.data[:, 1])
+    if rows.role in ("gt", "results"):
+        rows.bad(ids < 0, 1, "must be >= 0")
+    else:
+        rows.bad((ids < 0) & (ids != -1), 1, "must be >= 0 (or -1: no identity)")
+    return ids
+
+
+def _check_boxes(rows: _Rows, lenient: bool) -> None:
+    for j in (2, 3):
+        rows.bad(np.abs(rows.data[:, j]) > MAX_COORD, j, f"is beyond +-{MAX_COORD:,} pixels")
+    for j in (4, 5):
+        if not lenient:
+            rows.bad(rows.data[:, j] < 0, j, "is negative")
+        rows.bad(np.abs(rows.data[:, j]) > MAX_COORD, j, f"is larger than {MAX_COORD:,} pixels")
+
+
+def _checked_classes(rows: _Rows, lenient: bool) -> np.ndarray:
+    """Check conf (column 7), class (8) and visibility (9); the classes as int64 (-1 without a class column)."""
+    data, role = rows.data, rows.role
+    n, ncol = data.shape
+    if ncol > 6 and role == "gt":
+        if lenient:  # TrackEval: int(conf) != 0; beyond int32 the cast is not defined the same everywhere
+            rows.bad(np.abs(data[:, 6]) >= 2**31, 6, "is not a consider flag")
+        else:
+            rows.bad((data[:, 6] != 0) & (data[:, 6] != 1), 6, "must be 0 or 1 (the consider flag)")
+    classes = np.full(n, -1, dtype=np.int64)
+    if rows.has_class:
+        cls = data[:, 7]
+        rows.bad(cls != np.trunc(cls), 7, "is not an integer")
+        rows.bad(np.abs(cls) > 2**31, 7, "is not a class id")
+        classes = cls.astype(np.int64)
+        if role == "results":
+            rows.bad(classes > 1, 7, "is not pedestrian (1) or -1 (TrackEval evaluates pedestrians only)")
+            if not lenient:
+                rows.bad((classes != -1) & (classes != 1), 7, "must be 1 (pedestrian) or -1")
+        elif not (lenient and role == "gt"):
+            valid = np.isin(classes, MOT_CLASS_IDS) | ((classes == -1) & (role in (None, "det")))
+            rows.bad(~valid, 7, f"is not a MOTChallenge class (1-{max(MOT_CLASS_IDS)}, TrackEval's table)")
+    if ncol > 8 and rows.has_class and role != "results" and not (lenient and role == "gt"):
+        vis = data[:, 8]
+        ok = (vis >= 0) & (vis <= 1) | ((vis == -1) & (role in (None, "det")))
+        rows.bad(~ok, 8, "must be in [0, 1]")
+    return classes
+
+
+def _check_unique_ids(name: str, nonblank: np.ndarray, frames: np.ndarray, ids: np.ndarray) -> None:
+    """An id other than -1 at most once per frame (TrackEval ``_check_unique_ids``)."""
+    if not len(frames):
+        return
+    order = np.lexsort((ids, frames))
+    fo, io_ = frames[order], ids[order]
+    dup = (fo[1:] == fo[:-1]) & (io_[1:] == io_[:-1]) & (io_[1:] != -1)
+    if dup.any():
+        k = int(order[1:][np.argmax(dup)])
+        raise FormatError(f"{name}:{nonblank[k]}: id (column 2) {ids[k]} appears twice in frame {frames[k]}")
+
+
 def read_mot(
     path: str | Path,
     *,
@@ -296,107 +437,19 @@ def read_mot(
     """
     if role not in _ROLE_COLUMNS:
         raise ValueError(f"role must be one of {list(_ROLE_COLUMNS)}, got {role!r}")
-    path = Path(path)
-    name = str(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise FormatError(f"{name}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    name, text = _read_text(path)
     lines = text.splitlines()
     nonblank = np.array([i + 1 for i, line in enumerate(lines) if line.strip()], dtype=np.int64)
-    empty = _EMPTY_FIELD.search(text)
-    if empty is not None:
-        no = text.count("\n", 0, empty.start()) + 1
-        raise FormatError(f"{name}:{no}: empty field (two separators in a row, or a leading comma)")
-    if len(nonblank) == 0:
-        data = np.zeros((0, 10))
-    else:
-        try:
-            data = np.loadtxt(io.StringIO(text.replace(",", " ")), dtype=np.float64, ndmin=2, comments=None)
-        except ValueError:
-            _parse_slow(name, lines, role)
-        if data.shape[0] != len(nonblank) or data.shape[1] < 6:
-            _parse_slow(name, lines, role)
+    data = _parse_numbers(name, text, lines, nonblank, role)
+    _check_column_count(name, nonblank, data, role, lenient)
     n, ncol = data.shape
-    lo, hi = _ROLE_COLUMNS[role]
-    if lenient and role in ("gt", "results"):
-        hi = None
-    if n and (ncol < lo or (hi is not None and ncol > hi)):
-        want = f"{lo} to {hi}" if hi is not None else f"at least {lo}"
-        raise FormatError(f"{name}:{nonblank[0]}: {ncol} columns; a {role} file has {want} ({_ROLE_LAYOUT[role]})")
-    has_class = _has_class(role, benchmark, ncol)
-
-    def field(j: int) -> str:
-        return _column_name(j, role, ncol, has_class)
-
-    def bad(mask: np.ndarray, j: int, why: str) -> None:
-        if mask.any():
-            k = int(np.argmax(mask))
-            value = _fields(lines[nonblank[k] - 1])[j]
-            raise FormatError(f"{name}:{nonblank[k]}: {field(j)} {value[:40]} {why}")
-
-    # finiteness (lenient: only the columns TrackEval computes with)
-    unused: set[int] = set()
-    if lenient and role == "results":
-        unused = {6, 8, 9}
-    elif lenient and role == "gt":
-        unused = {8, 9} | ({7} if not has_class else set())
-    finite = np.isfinite(data)
-    if not finite.all():
-        for j in range(ncol):
-            if j not in unused:
-                bad(~finite[:, j], j, "is not a finite number")
-    # frames
-    frames = data[:, 0]
-    bad(frames != np.trunc(frames), 0, "is not an integer")
-    bad(frames < 1, 0, "must be >= 1")
-    bad(frames > MAX_FRAME, 0, f"must be <= {MAX_FRAME:,} (frame numbers must be in [1, {MAX_FRAME:,}])")
-    if seq_length is not None:
-        bad(frames > seq_length, 0, f"is beyond the sequence length {seq_length} (seqinfo.ini seqLength)")
-    # ids
-    ids = _exact_ids(name, lines, nonblank, data[:, 1])
-    if role in ("gt", "results"):
-        bad(ids < 0, 1, "must be >= 0")
-    else:
-        bad((ids < 0) & (ids != -1), 1, "must be >= 0 (or -1: no identity)")
-    # boxes
-    for j in (2, 3):
-        bad(np.abs(data[:, j]) > MAX_COORD, j, f"is beyond +-{MAX_COORD:,} pixels")
-    for j in (4, 5):
-        if not lenient:
-            bad(data[:, j] < 0, j, "is negative")
-        bad(np.abs(data[:, j]) > MAX_COORD, j, f"is larger than {MAX_COORD:,} pixels")
-    # conf, class, visibility
-    if ncol > 6 and role == "gt":
-        if lenient:  # TrackEval: int(conf) != 0; beyond int32 the cast is not defined the same everywhere
-            bad(np.abs(data[:, 6]) >= 2**31, 6, "is not a consider flag")
-        else:
-            bad((data[:, 6] != 0) & (data[:, 6] != 1), 6, "must be 0 or 1 (the consider flag)")
-    classes = np.full(n, -1, dtype=np.int64)
-    if has_class:
-        cls = data[:, 7]
-        bad(cls != np.trunc(cls), 7, "is not an integer")
-        bad(np.abs(cls) > 2**31, 7, "is not a class id")
-        classes = cls.astype(np.int64)
-        if role == "results":
-            bad(classes > 1, 7, "is not pedestrian (1) or -1 (TrackEval evaluates pedestrians only)")
-            if not lenient:
-                bad((classes != -1) & (classes != 1), 7, "must be 1 (pedestrian) or -1")
-        elif not (lenient and role == "gt"):
-            valid = np.isin(classes, MOT_CLASS_IDS) | ((classes == -1) & (role in (None, "det")))
-            bad(~valid, 7, f"is not a MOTChallenge class (1-{max(MOT_CLASS_IDS)}, TrackEval's table)")
-    if ncol > 8 and has_class and role != "results" and not (lenient and role == "gt"):
-        vis = data[:, 8]
-        ok = (vis >= 0) & (vis <= 1) | ((vis == -1) & (role in (None, "det")))
-        bad(~ok, 8, "must be in [0, 1]")
-    frames = frames.astype(np.int64)
-    if n:
-        order = np.lexsort((ids, frames))
-        fo, io_ = frames[order], ids[order]
-        dup = (fo[1:] == fo[:-1]) & (io_[1:] == io_[:-1]) & (io_[1:] != -1)
-        if dup.any():
-            k = int(order[1:][np.argmax(dup)])
-            raise FormatError(f"{name}:{nonblank[k]}: id (column 2) {ids[k]} appears twice in frame {frames[k]}")
+    rows = _Rows(name, lines, nonblank, data, role, _has_class(role, benchmark, ncol))
+    _check_finite(rows, lenient)
+    frames = _checked_frames(rows, seq_length)
+    ids = _checked_ids(rows)
+    _check_boxes(rows, lenient)
+    classes = _checked_classes(rows, lenient)
+    _check_unique_ids(name, nonblank, frames, ids)
     col = lambda j, fill: data[:, j] if ncol > j else np.full(n, fill, dtype=np.float64)  # noqa: E731
     return MotTable(
         path=name,
@@ -405,7 +458,7 @@ def read_mot(
         boxes=np.ascontiguousarray(data[:, 2:6]),
         conf=col(6, 1.0),
         classes=classes,
-        visibility=col(8, -1.0) if has_class else np.full(n, -1.0),
+        visibility=col(8, -1.0) if rows.has_class else np.full(n, -1.0),
         lines=nonblank,
     )
 
@@ -459,12 +512,7 @@ def read_seqinfo(path: str | Path, *, required: Sequence[str] = SEQINFO_KEYS) ->
     :data:`MAX_FRAME`), or a line is not
     ``[section]`` / ``key=value``.
     """
-    path = Path(path)
-    name = str(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise FormatError(f"{name}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    name, text = _read_text(path)
     section: str | None = None
     seen_section = False
     out: dict[str, str | int] = {}
@@ -534,46 +582,10 @@ def mot_to_frames(
 
     ``gt=False`` (tracker results, public detections): every row is an instance with ``score`` = column 7.
     """
-    rows_n = len(table)
-    if num_frames is None:
-        if seqinfo is not None and "seqLength" in seqinfo:
-            num_frames = int(seqinfo["seqLength"])
-        else:
-            num_frames = int(table.frames.max(initial=0))
-    if rows_n and table.frames.max() > num_frames:
-        k = int(np.argmax(table.frames))
-        raise FormatError(
-            f"{table.path}:{table.lines[k]}: frame {table.frames[k]} beyond the sequence length {num_frames}"
-        )
+    num_frames = _frame_count(table, seqinfo, num_frames)
     info = seqinfo or {}
-    if video is None:
-        if "name" in info:
-            video = str(info["name"])
-        else:
-            path = Path(table.path)
-            video = path.parent.parent.name if path.parent.name in ("gt", "det") else path.stem
-    width, height = int(info.get("imWidth", 0)), int(info.get("imHeight", 0))
-    root = Path(seq_dir) if seq_dir is not None else None
-    im_dir, im_ext = str(info.get("imDir", "img1")), str(info.get("imExt", ".jpg"))
-    frames = [
-        Frame(
-            video,
-            i,
-            width,
-            height,
-            image=root / im_dir / f"{i + 1:06d}{im_ext}" if root is not None else None,
-        )
-        for i in range(num_frames)
-    ]
-    if gt:
-        flag_on = table.conf.astype(np.int64) != 0
-        no_class = table.classes == -1
-        person = no_class | (table.classes == MOT_PEDESTRIAN)
-        keep = person | np.isin(table.classes, MOT_DISTRACTOR_CLASSES)
-        ignore = ~(person & flag_on)
-    else:
-        keep = np.ones(rows_n, dtype=bool)
-        ignore = np.zeros(rows_n, dtype=bool)
+    frames = _empty_frames(_video_name(table, info, video), info, seq_dir, num_frames)
+    keep, ignore = _gt_rows(table) if gt else (np.ones(len(table), dtype=bool), np.zeros(len(table), dtype=bool))
     xyxy = np.column_stack([table.boxes[:, :2], table.boxes[:, :2] + table.boxes[:, 2:]])
     for k in np.flatnonzero(keep):
         box = xyxy[k]
@@ -592,6 +604,56 @@ def mot_to_frames(
             )
         )
     return frames
+
+
+def _frame_count(table: MotTable, seqinfo: dict[str, str | int] | None, num_frames: int | None) -> int:
+    """``num_frames``, else seqinfo ``seqLength``, else the largest frame; a row beyond it raises."""
+    if num_frames is None:
+        if seqinfo is not None and "seqLength" in seqinfo:
+            num_frames = int(seqinfo["seqLength"])
+        else:
+            num_frames = int(table.frames.max(initial=0))
+    if len(table) and table.frames.max() > num_frames:
+        k = int(np.argmax(table.frames))
+        raise FormatError(
+            f"{table.path}:{table.lines[k]}: frame {table.frames[k]} beyond the sequence length {num_frames}"
+        )
+    return num_frames
+
+
+def _video_name(table: MotTable, info: dict[str, str | int], video: str | None) -> str:
+    """``video``, else seqinfo ``name``, else the sequence folder (``<seq>/gt/gt.txt``) or the file stem."""
+    if video is not None:
+        return video
+    if "name" in info:
+        return str(info["name"])
+    path = Path(table.path)
+    return path.parent.parent.name if path.parent.name in ("gt", "det") else path.stem
+
+
+def _empty_frames(video: str, info: dict[str, str | int], seq_dir: str | Path | None, num_frames: int) -> list[Frame]:
+    width, height = int(info.get("imWidth", 0)), int(info.get("imHeight", 0))
+    root = Path(seq_dir) if seq_dir is not None else None
+    im_dir, im_ext = str(info.get("imDir", "img1")), str(info.get("imExt", ".jpg"))
+    return [
+        Frame(
+            video,
+            i,
+            width,
+            height,
+            image=root / im_dir / f"{i + 1:06d}{im_ext}" if root is not None else None,
+        )
+        for i in range(num_frames)
+    ]
+
+
+def _gt_rows(table: MotTable) -> tuple[np.ndarray, np.ndarray]:
+    """Which ground-truth rows are people (kept), and which of those are ignored (see :func:`mot_to_frames`)."""
+    flag_on = table.conf.astype(np.int64) != 0
+    no_class = table.classes == -1
+    person = no_class | (table.classes == MOT_PEDESTRIAN)
+    keep = person | np.isin(table.classes, MOT_DISTRACTOR_CLASSES)
+    return keep, ~(person & flag_on)
 
 
 def read_mot_frames(path: str | Path, *, gt: bool = True) -> list[Frame]:
