@@ -29,6 +29,7 @@ import json
 import math
 import os
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -103,12 +104,7 @@ def to_coco_keypoints(
     ``crowdIndex`` are written too), else 1.. in the given order.
     """
     root = Path(image_root) if image_root is not None else None
-    extras: Sequence[dict[str, Any]] = [{}] * len(frames)
-    if image_ids is None and isinstance(frames, CocoFrames):
-        image_ids, extras = frames.image_ids, frames.image_extras
-    ids = list(range(1, len(frames) + 1)) if image_ids is None else [int(i) for i in image_ids]
-    if len(ids) != len(frames) or len(set(ids)) != len(ids):
-        raise ValueError(f"need {len(frames)} distinct image ids, got {len(ids)} ({len(set(ids))} distinct)")
+    ids, extras = _image_ids(frames, image_ids)
     lengths: dict[str, int] = {}
     for f in frames:
         lengths[f.video] = max(lengths.get(f.video, 0), f.index + 1)
@@ -131,39 +127,9 @@ def to_coco_keypoints(
             }
         )
         for inst in frame.instances:
-            box = _clip(inst.box, frame)
-            w, h = box[2] - box[0], box[3] - box[1]
-            flat, n = _keypoints(inst, k)
-            ann: dict[str, Any] = {
-                "id": len(anns) + 1,
-                "image_id": image_id,
-                "category_id": 1,
-                "bbox": _xywh(box),
-                "area": _r(area_factor * max(w, 0.0) * max(h, 0.0)),
-                "iscrowd": int(inst.ignore),
-                "num_keypoints": n,
-                "keypoints": flat,
-                "track_id": int(inst.track_id),
-                "fbox": _xywh(inst.box),
-            }
-            if inst.visible_box is not None:
-                ann["vbox"] = _xywh(inst.visible_box)
-            anns.append(ann)
+            anns.append(_instance_annotation(inst, frame, len(anns) + 1, image_id, k, area_factor))
         for region in frame.ignore_regions:
-            box = _clip(region, frame)
-            anns.append(
-                {
-                    "id": len(anns) + 1,
-                    "image_id": image_id,
-                    "category_id": 1,
-                    "bbox": _xywh(box),
-                    "area": _r((box[2] - box[0]) * (box[3] - box[1])),
-                    "iscrowd": 1,
-                    "num_keypoints": 0,
-                    "keypoints": [0] * (3 * k),
-                    "track_id": -1,
-                }
-            )
+            anns.append(_region_annotation(region, frame, len(anns) + 1, image_id, k))
     category = {
         "id": 1,
         "name": "person",
@@ -176,6 +142,57 @@ def to_coco_keypoints(
         "images": images,
         "annotations": anns,
         "categories": [category],
+    }
+
+
+def _image_ids(frames: Sequence[Frame], image_ids: Sequence[int] | None) -> tuple[list[int], Sequence[dict[str, Any]]]:
+    """Image ids and per-image extras of :func:`to_coco_keypoints`."""
+    extras: Sequence[dict[str, Any]] = [{}] * len(frames)
+    if image_ids is None and isinstance(frames, CocoFrames):
+        image_ids, extras = frames.image_ids, frames.image_extras
+    ids = list(range(1, len(frames) + 1)) if image_ids is None else [int(i) for i in image_ids]
+    if len(ids) != len(frames) or len(set(ids)) != len(ids):
+        raise ValueError(f"need {len(frames)} distinct image ids, got {len(ids)} ({len(set(ids))} distinct)")
+    return ids, extras
+
+
+def _instance_annotation(
+    inst: Instance, frame: Frame, ann_id: int, image_id: int, k: int, area_factor: float
+) -> dict[str, Any]:
+    """One person: ``bbox`` clipped to the image, ``area`` from it, the full box as ``fbox``."""
+    box = _clip(inst.box, frame)
+    w, h = box[2] - box[0], box[3] - box[1]
+    flat, n = _keypoints(inst, k)
+    ann: dict[str, Any] = {
+        "id": ann_id,
+        "image_id": image_id,
+        "category_id": 1,
+        "bbox": _xywh(box),
+        "area": _r(area_factor * max(w, 0.0) * max(h, 0.0)),
+        "iscrowd": int(inst.ignore),
+        "num_keypoints": n,
+        "keypoints": flat,
+        "track_id": int(inst.track_id),
+        "fbox": _xywh(inst.box),
+    }
+    if inst.visible_box is not None:
+        ann["vbox"] = _xywh(inst.visible_box)
+    return ann
+
+
+def _region_annotation(region: np.ndarray, frame: Frame, ann_id: int, image_id: int, k: int) -> dict[str, Any]:
+    """One ignore region: an ``iscrowd: 1`` annotation without keypoints."""
+    box = _clip(region, frame)
+    return {
+        "id": ann_id,
+        "image_id": image_id,
+        "category_id": 1,
+        "bbox": _xywh(box),
+        "area": _r((box[2] - box[0]) * (box[3] - box[1])),
+        "iscrowd": 1,
+        "num_keypoints": 0,
+        "keypoints": [0] * (3 * k),
+        "track_id": -1,
     }
 
 
@@ -283,6 +300,24 @@ def _num_array(rows: list[Any], width: int) -> np.ndarray | None:
     return arr if np.isfinite(arr).all() else None
 
 
+def _record(value: Any, keys: tuple[str, ...]) -> dict[str, Any]:
+    """``value`` as a JSON object that has every one of ``keys``."""
+    if not isinstance(value, dict):
+        raise _Bad(f"must be a JSON object, got {type(value).__name__}")
+    for key in keys:
+        if key not in value:
+            raise _Bad(f"has no {key!r}")
+    return value
+
+
+def _new_id(record: dict[str, Any], first: dict[int, int], kind: str) -> int:
+    """The integer ``id`` of a record of ``kind`` (``image``, ``annotation``), not seen before."""
+    rid = _int(record["id"], "'id'")
+    if rid in first:
+        raise _Bad(f"duplicate {kind} id (first at {kind}s[{first[rid]}])")
+    return rid
+
+
 def _categories(data: dict[str, Any], path: Path) -> tuple[set[int], int, int]:
     """Known category ids, the person category id and its keypoint count (0 without keypoints)."""
     cats = data["categories"]
@@ -320,14 +355,8 @@ def _images(images: list[Any], path: Path, root: Path | None) -> tuple[list[Fram
     for i, img in enumerate(images):
         iid = img.get("id") if isinstance(img, dict) else None
         try:
-            if not isinstance(img, dict):
-                raise _Bad(f"must be a JSON object, got {type(img).__name__}")
-            for key in ("id", "file_name", "width", "height"):
-                if key not in img:
-                    raise _Bad(f"has no {key!r}")
-            iid = _int(img["id"], "'id'")
-            if iid in first:
-                raise _Bad(f"duplicate image id (first at images[{first[iid]}])")
+            _record(img, ("id", "file_name", "width", "height"))
+            iid = _new_id(img, first, "image")
             name = img["file_name"]
             if not isinstance(name, str) or not name:
                 raise _Bad(f"'file_name' must be a non-empty string, got {_short(name)}")
@@ -358,14 +387,8 @@ def _annotation(
 
     Returns ``(id, keypoints list, box list, image position, vbox list or None, track id, crowd region)``.
     """
-    if not isinstance(ann, dict):
-        raise _Bad(f"must be a JSON object, got {type(ann).__name__}")
-    for key in ("id", "image_id", "category_id", "bbox"):
-        if key not in ann:
-            raise _Bad(f"has no {key!r}")
-    aid = _int(ann["id"], "'id'")
-    if aid in first:
-        raise _Bad(f"duplicate annotation id (first at annotations[{first[aid]}])")
+    ann = _record(ann, ("id", "image_id", "category_id", "bbox"))
+    aid = _new_id(ann, first, "annotation")
     cid = _int(ann["category_id"], "'category_id'")
     if cid not in categories:
         raise _Bad(f"unknown category_id {cid}")
@@ -407,6 +430,144 @@ def _bad_boxes(xywh: np.ndarray | None, rows: list[Any], what: str) -> dict[int,
     return {int(j): f"{what} has a negative size {[float(v) for v in xywh[j, 2:]]}" for j in neg}
 
 
+@dataclass
+class _Skips:
+    """Where a malformed annotation goes: a :class:`FormatError`, or with ``skip_bad`` a count."""
+
+    path: Path
+    anns: list[Any]
+    skip_bad: bool
+    skipped: int = 0
+
+    def __call__(self, i: int, reason: str) -> None:
+        if not self.skip_bad:
+            ann = self.anns[i]
+            aid = _short(ann.get("id")) if isinstance(ann, dict) else "?"
+            raise FormatError(f"{self.path}: annotations[{i}] (id {aid}): {reason}")
+        self.skipped += 1
+
+
+@dataclass
+class _PersonRows:
+    """The person annotations that passed :func:`_annotation`, as parallel columns (``rows``: positions in the
+    file's annotation list)."""
+
+    rows: list[int] = field(default_factory=list)
+    kps: list[Any] = field(default_factory=list)
+    boxes: list[Any] = field(default_factory=list)
+    where: list[int] = field(default_factory=list)  # image position
+    vboxes: list[Any] = field(default_factory=list)
+    tracks: list[int] = field(default_factory=list)
+    regions: list[bool] = field(default_factory=list)
+
+
+def _check_top(data: Any, path: Path) -> None:
+    if not isinstance(data, dict):
+        raise FormatError(f"{path}: expected a JSON object with 'images', 'annotations', 'categories'")
+    for key in ("images", "annotations", "categories"):
+        if key not in data:
+            raise FormatError(f"{path}: missing top-level key {key!r}")
+        if not isinstance(data[key], list):
+            raise FormatError(f"{path}: {key!r} must be a list, got {type(data[key]).__name__}")
+
+
+def _schema_of(path: Path, schema: KeypointSchema | None, k: int) -> KeypointSchema | None:
+    """``schema``, else the one of the person category's ``k`` keypoints; a mismatch raises."""
+    if schema is None and k:
+        schema = _SCHEMAS_BY_K.get(k)
+        if schema is None:
+            raise FormatError(f"{path}: person category has {k} keypoints; pass schema= (known: 17, 14)")
+    elif schema is not None and k and schema.num_keypoints != k:
+        raise FormatError(
+            f"{path}: person category has {k} keypoints, schema {schema.name!r} has {schema.num_keypoints}"
+        )
+    return schema
+
+
+def _person_rows(
+    anns: list[Any], k: int, person: int, categories: set[int], image_index: dict[int, int], skips: _Skips
+) -> _PersonRows:
+    """The person annotations that pass the per-record checks (the others go to ``skips``)."""
+    out = _PersonRows()
+    first: dict[int, int] = {}
+    for i, ann in enumerate(anns):
+        try:
+            got = _annotation(ann, k, person, categories, image_index, first, i)
+        except _Bad as exc:
+            skips(i, str(exc))
+            continue
+        first[ann["id"]] = i
+        if got is None:
+            continue
+        _, kps, box, pos, vbox, track, region = got
+        out.rows.append(i)
+        out.kps.append(kps)
+        out.boxes.append(box)
+        out.where.append(pos)
+        out.vboxes.append(vbox)
+        out.tracks.append(track)
+        out.regions.append(region)
+    return out
+
+
+def _bad_numbers(
+    rows: _PersonRows, k: int, boxes: np.ndarray | None, kps: np.ndarray | None, vis: np.ndarray | None
+) -> dict[int, str]:
+    """``{row: reason}`` of the rows whose box, keypoints or visible box are not numbers of the right shape (the
+    first reason of a row wins); the arrays are the vectorised parses, None where those failed."""
+    bad = _bad_boxes(boxes, rows.boxes, "box")
+    if kps is None:
+        for j, row in enumerate(rows.kps):
+            try:
+                _numbers(row, 3 * k, "'keypoints'")
+            except _Bad as exc:
+                bad.setdefault(j, str(exc))
+    vis_rows = [j for j, v in enumerate(rows.vboxes) if v is not None]
+    for j, reason in _bad_boxes(vis, [rows.vboxes[j] for j in vis_rows], "'vbox'").items():
+        bad.setdefault(vis_rows[j], reason)
+    return bad
+
+
+def _add_instances(frames: list[Frame], anns: list[Any], rows: _PersonRows, k: int, skips: _Skips) -> None:
+    """Parse the numbers of ``rows`` (vectorised; on failure the slow per-row checks name the culprits) and add
+    each good row to its frame: an instance, or an ignore region."""
+    boxes = _num_array(rows.boxes, 4)
+    kps_arr = _num_array(rows.kps, 3 * k) if k else np.zeros((len(rows.rows), 0))
+    vis_list = [v for v in rows.vboxes if v is not None]
+    bad = _bad_numbers(rows, k, boxes, kps_arr, _num_array(vis_list, 4))
+    for j in sorted(bad):
+        skips(rows.rows[j], bad[j])
+    ok = np.ones(len(rows.rows), dtype=bool)
+    ok[list(bad)] = False
+    if boxes is None:
+        boxes = np.array([b if ok[j] else [0, 0, 0, 0] for j, b in enumerate(rows.boxes)], dtype=np.float64)
+    if kps_arr is None:
+        kps_arr = np.array([r if ok[j] else [0] * (3 * k) for j, r in enumerate(rows.kps)], dtype=np.float64)
+    xyxy = boxes.reshape(-1, 4).copy()
+    xyxy[:, 2:] += xyxy[:, :2]
+    kps3 = kps_arr.reshape(len(rows.rows), k, 3)
+    region_rows: dict[int, list[np.ndarray]] = {}
+    for j in np.flatnonzero(ok):
+        pos = rows.where[j]
+        if rows.regions[j]:
+            region_rows.setdefault(pos, []).append(xyxy[j])
+            continue
+        vbox = rows.vboxes[j]
+        if vbox is not None:
+            v = np.array(vbox, dtype=np.float64)
+            vbox = np.array([v[0], v[1], v[0] + v[2], v[1] + v[3]])
+        inst = Instance(
+            box=xyxy[j],
+            visible_box=vbox,
+            keypoints=kps3[j] if k else None,
+            track_id=rows.tracks[j],
+            ignore=bool(anns[rows.rows[j]].get("iscrowd", 0)),
+        )
+        frames[pos].instances.append(inst)
+    for pos, regs in region_rows.items():
+        frames[pos].ignore_regions = np.stack(regs)
+
+
 def read_coco_keypoints(
     path: str | Path,
     *,
@@ -425,13 +586,7 @@ def read_coco_keypoints(
     path = Path(path)
     root = Path(image_root) if image_root is not None else None
     data = read_json(path)
-    if not isinstance(data, dict):
-        raise FormatError(f"{path}: expected a JSON object with 'images', 'annotations', 'categories'")
-    for key in ("images", "annotations", "categories"):
-        if key not in data:
-            raise FormatError(f"{path}: missing top-level key {key!r}")
-        if not isinstance(data[key], list):
-            raise FormatError(f"{path}: {key!r} must be a list, got {type(data[key]).__name__}")
+    _check_top(data, path)
     categories, person, k = _categories(data, path)
     if not skip_bad:  # the checks every entry point shares (datasets/formats/coco_checks.py); then the conversion
         kind = "keypoints" if k else "bbox"
@@ -440,104 +595,14 @@ def read_coco_keypoints(
             data, str(path), kind=kind, num_keypoints=k or None, need_area=False, image_keys=image_keys,
             evaluation=False,
         )  # fmt: skip
-    if schema is None and k:
-        schema = _SCHEMAS_BY_K.get(k)
-        if schema is None:
-            raise FormatError(f"{path}: person category has {k} keypoints; pass schema= (known: 17, 14)")
-    elif schema is not None and k and schema.num_keypoints != k:
-        raise FormatError(
-            f"{path}: person category has {k} keypoints, schema {schema.name!r} has {schema.num_keypoints}"
-        )
+    schema = _schema_of(path, schema, k)
     frames, image_ids, extras = _images(data["images"], path, root)
     image_index = {iid: j for j, iid in enumerate(image_ids)}
-
     anns = data["annotations"]
-    skipped = 0
-
-    def fail(i: int, reason: str) -> None:
-        nonlocal skipped
-        if not skip_bad:
-            ann = anns[i]
-            aid = _short(ann.get("id")) if isinstance(ann, dict) else "?"
-            raise FormatError(f"{path}: annotations[{i}] (id {aid}): {reason}")
-        skipped += 1
-
-    rows: list[int] = []  # positions in anns of the accepted person annotations
-    kps_rows: list[Any] = []
-    box_rows: list[Any] = []
-    where: list[int] = []
-    vboxes: list[Any] = []
-    tracks: list[int] = []
-    regions: list[bool] = []
-    first: dict[int, int] = {}
-    for i, ann in enumerate(anns):
-        try:
-            got = _annotation(ann, k, person, categories, image_index, first, i)
-        except _Bad as exc:
-            fail(i, str(exc))
-            continue
-        first[ann["id"]] = i
-        if got is None:
-            continue
-        _, kps, box, pos, vbox, track, region = got
-        rows.append(i)
-        kps_rows.append(kps)
-        box_rows.append(box)
-        where.append(pos)
-        vboxes.append(vbox)
-        tracks.append(track)
-        regions.append(region)
-
-    # numbers, vectorised; on failure the slow per-row checks name the culprits
-    bad: dict[int, str] = {}
-    boxes = _num_array(box_rows, 4)
-    bad.update(_bad_boxes(boxes, box_rows, "box"))
-    kps_arr = _num_array(kps_rows, 3 * k) if k else np.zeros((len(rows), 0))
-    if kps_arr is None:
-        for j, row in enumerate(kps_rows):
-            try:
-                _numbers(row, 3 * k, "'keypoints'")
-            except _Bad as exc:
-                bad.setdefault(j, str(exc))
-    vis_rows = [j for j, v in enumerate(vboxes) if v is not None]
-    vis_list = [vboxes[j] for j in vis_rows]
-    vis = _num_array(vis_list, 4)
-    for j, reason in _bad_boxes(vis, vis_list, "'vbox'").items():
-        bad.setdefault(vis_rows[j], reason)
-    for j in sorted(bad):
-        fail(rows[j], bad[j])
-    ok = np.ones(len(rows), dtype=bool)
-    ok[list(bad)] = False
-    if boxes is None:
-        boxes = np.array([b if ok[j] else [0, 0, 0, 0] for j, b in enumerate(box_rows)], dtype=np.float64)
-    if kps_arr is None:
-        kps_arr = np.array([r if ok[j] else [0] * (3 * k) for j, r in enumerate(kps_rows)], dtype=np.float64)
-    xyxy = boxes.reshape(-1, 4).copy()
-    xyxy[:, 2:] += xyxy[:, :2]
-    kps3 = kps_arr.reshape(len(rows), k, 3)
-    vis_xyxy: dict[int, np.ndarray] = {}
-    for j in vis_rows:
-        if ok[j]:
-            v = np.array(vboxes[j], dtype=np.float64)
-            vis_xyxy[j] = np.array([v[0], v[1], v[0] + v[2], v[1] + v[3]])
-
-    region_rows: dict[int, list[np.ndarray]] = {}
-    for j in np.flatnonzero(ok):
-        pos = where[j]
-        if regions[j]:
-            region_rows.setdefault(pos, []).append(xyxy[j])
-            continue
-        inst = Instance(
-            box=xyxy[j],
-            visible_box=vis_xyxy.get(j),
-            keypoints=kps3[j] if k else None,
-            track_id=tracks[j],
-            ignore=bool(anns[rows[j]].get("iscrowd", 0)),
-        )
-        frames[pos].instances.append(inst)
-    for pos, regs in region_rows.items():
-        frames[pos].ignore_regions = np.stack(regs)
-    return CocoFrames(frames, schema=schema, image_ids=image_ids, image_extras=extras, skipped=skipped)
+    skips = _Skips(path, anns, skip_bad)
+    rows = _person_rows(anns, k, person, categories, image_index, skips)
+    _add_instances(frames, anns, rows, k, skips)
+    return CocoFrames(frames, schema=schema, image_ids=image_ids, image_extras=extras, skipped=skips.skipped)
 
 
 def read_coco_results(
