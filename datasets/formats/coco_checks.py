@@ -277,85 +277,22 @@ def check_coco_gt(
     relaxed: list[str] = []
     hint = _HINT if evaluation else ""
     cats = _Checker(src, "categories", data["categories"], lenient, relaxed, hint)
-    cats.objects()
-    cat_ids, _ = cats.ints("id")
-    _ids_unique(cats, cat_ids)
-    if kind == "keypoints":
-        if num_keypoints is None:
-            raise ValueError("kind='keypoints' needs num_keypoints")
-        for i, c in enumerate(data["categories"]):
-            names = c.get("keypoints")
-            if names is not None and (type(names) is not list or len(names) != num_keypoints):
-                got = f"{len(names)} names" if type(names) is list else _short(names)
-                cats.fail(i, f"'keypoints' must name the schema's {num_keypoints} keypoints, got {got}")
-
+    cat_ids = _check_categories(cats, num_keypoints if kind == "keypoints" else None)
+    if kind == "keypoints" and num_keypoints is None:
+        raise ValueError("kind='keypoints' needs num_keypoints")
     ims = _Checker(src, "images", data["images"], lenient, relaxed, hint)
-    ims.objects()
-    img_ids, _ = ims.ints("id")
-    if not lenient:
-        _ids_unique(ims, img_ids)
-    for key in image_keys:
-        ims.values(key)
-    for key in ("width", "height"):
-        if any(key in im for im in data["images"]):
-            size = ims.numbers(key, None, default=1)
-            bad = ims.first((size <= 0) | (size > MAX_SIZE))
-            if bad is not None:
-                ims.relax(bad, f"{key!r} {_short(data['images'][bad][key])} is outside (0, {MAX_SIZE:g}]")
-    if any("crowdIndex" in im for im in data["images"]):
-        ci = ims.numbers("crowdIndex", None, default=0.0)
-        bad = ims.first((ci < 0) | (ci > 1))
-        if bad is not None:
-            ims.relax(bad, f"'crowdIndex' {_short(data['images'][bad]['crowdIndex'])} is outside [0, 1]")
-
+    img_ids = _check_images(ims, image_keys)
     anns = _Checker(src, "annotations", data["annotations"], lenient, relaxed, hint)
     anns.objects()
     ann_ids, ann_arr = anns.ints("id", big_ok=True)
     dup = len(set(ann_ids)) != len(ann_ids)
     if dup and not (allow_duplicate_ids or lenient):
         _ids_unique(anns, ann_ids)
-    image_ids, img_col = anns.ints("image_id")
-    known = np.asarray(img_ids, dtype=np.int64)
-    bad = anns.first(~np.isin(img_col, known))
-    if bad is not None:
-        anns.fail(bad, f"'image_id' {image_ids[bad]} is not in 'images'")
-    _, cat_col = anns.ints("category_id")
-    bad = anns.first(~np.isin(cat_col, np.asarray(cat_ids, dtype=np.int64)))
-    if bad is not None:
-        anns.fail(bad, f"'category_id' {int(cat_col[bad])} is not in 'categories'")
-    _boxes(anns, "bbox")
-    for key in ("fbox", "vbox"):  # CrowdHuman-style full / visible boxes (our writer, data inspect)
-        _optional_boxes(anns, key)
-    if any("track_id" in a for a in data["annotations"]):
-        anns.ints("track_id", default=-1)
-    if need_area or any("area" in a for a in data["annotations"]):
-        area = anns.numbers("area", None, default=_MISSING if need_area else 0.0)
-        bad = anns.first(area < 0)
-        if bad is not None:
-            anns.relax(bad, f"'area' {area[bad]:g} is negative")
-    crowd = [a.get("iscrowd", 0) for a in data["annotations"]]
-    if not set(map(type, crowd)) <= {int} or not set(crowd) <= {0, 1}:
-        for i, v in enumerate(crowd):
-            if type(v) is bool:
-                anns.relax(i, f"'iscrowd' is {_short(v)}, not 0 or 1")
-            elif type(v) is not int or v not in (0, 1):
-                anns.fail(i, f"'iscrowd' must be 0 or 1, got {_short(v)}")
+    _check_references(anns, img_ids, cat_ids, "in 'images'", "in 'categories'")
+    _check_annotation_boxes(anns, need_area)
+    _check_crowd(anns)
     if kind == "keypoints":
-        k = int(num_keypoints)  # type: ignore[arg-type]
-        for key in ("keypoints", "num_keypoints") if evaluation else ("keypoints",):
-            for i, a in enumerate(data["annotations"]):  # readers: crowd regions may have no keypoints
-                if key not in a and (evaluation or a.get("iscrowd", 0) != 1):
-                    anns.fail(i, f"has no {key!r}")
-        kp = anns.numbers("keypoints", 3 * k, default=[0] * (3 * k), exact=exact_types)
-        vis = kp[:, 2::3]
-        bad = anns.first(~np.isin(vis, (0, 1, 2)).all(axis=1))
-        if bad is not None:
-            j = int(np.flatnonzero(~np.isin(vis[bad], (0, 1, 2)))[0])
-            anns.relax(bad, f"'keypoints'[{3 * j + 2}]: visibility {vis[bad, j]:g} is not 0, 1 or 2")
-        _, nk = anns.ints("num_keypoints", default=0)
-        bad = anns.first(nk < 0)
-        if bad is not None:
-            anns.fail(bad, f"'num_keypoints' {int(nk[bad])} is negative")
+        _check_keypoints(anns, int(num_keypoints), evaluation, exact_types)  # type: ignore[arg-type]
     return CocoGt(
         data,
         src,
@@ -366,6 +303,98 @@ def check_coco_gt(
         renumber=ann_arr is None,
         relaxed=relaxed,
     )
+
+
+def _check_categories(cats: _Checker, num_keypoints: int | None) -> list:
+    """Objects with unique integer ids; with ``num_keypoints`` (K) a ``keypoints`` name list is K long. The ids."""
+    cats.objects()
+    cat_ids, _ = cats.ints("id")
+    _ids_unique(cats, cat_ids)
+    if num_keypoints is not None:
+        for i, c in enumerate(cats.records):
+            names = c.get("keypoints")
+            if names is not None and (type(names) is not list or len(names) != num_keypoints):
+                got = f"{len(names)} names" if type(names) is list else _short(names)
+                cats.fail(i, f"'keypoints' must name the schema's {num_keypoints} keypoints, got {got}")
+    return cat_ids
+
+
+def _check_images(ims: _Checker, image_keys: Sequence[str]) -> list:
+    """Objects with integer ids (unique unless lenient), ``image_keys``, sizes and ``crowdIndex`` in range. The ids."""
+    ims.objects()
+    img_ids, _ = ims.ints("id")
+    if not ims.lenient:
+        _ids_unique(ims, img_ids)
+    for key in image_keys:
+        ims.values(key)
+    for key in ("width", "height"):
+        if any(key in im for im in ims.records):
+            size = ims.numbers(key, None, default=1)
+            bad = ims.first((size <= 0) | (size > MAX_SIZE))
+            if bad is not None:
+                ims.relax(bad, f"{key!r} {_short(ims.records[bad][key])} is outside (0, {MAX_SIZE:g}]")
+    if any("crowdIndex" in im for im in ims.records):
+        ci = ims.numbers("crowdIndex", None, default=0.0)
+        bad = ims.first((ci < 0) | (ci > 1))
+        if bad is not None:
+            ims.relax(bad, f"'crowdIndex' {_short(ims.records[bad]['crowdIndex'])} is outside [0, 1]")
+    return img_ids
+
+
+def _check_references(ck: _Checker, image_ids: Sequence, cat_ids: Sequence, images: str, categories: str) -> None:
+    """Every record's ``image_id`` is one of ``image_ids`` and its ``category_id`` one of ``cat_ids`` (else it
+    "is not" ``images`` / ``categories``)."""
+    ref_ids, img_col = ck.ints("image_id")
+    bad = ck.first(~np.isin(img_col, np.asarray(image_ids, dtype=np.int64)))
+    if bad is not None:
+        ck.fail(bad, f"'image_id' {ref_ids[bad]} is not {images}")
+    _, cat_col = ck.ints("category_id")
+    bad = ck.first(~np.isin(cat_col, np.asarray(cat_ids, dtype=np.int64)))
+    if bad is not None:
+        ck.fail(bad, f"'category_id' {int(cat_col[bad])} is not {categories}")
+
+
+def _check_annotation_boxes(anns: _Checker, need_area: bool) -> None:
+    """``bbox``, the optional ``fbox`` / ``vbox``, ``track_id`` and ``area`` (required with ``need_area``)."""
+    _boxes(anns, "bbox")
+    for key in ("fbox", "vbox"):  # CrowdHuman-style full / visible boxes (our writer, data inspect)
+        _optional_boxes(anns, key)
+    if any("track_id" in a for a in anns.records):
+        anns.ints("track_id", default=-1)
+    if need_area or any("area" in a for a in anns.records):
+        area = anns.numbers("area", None, default=_MISSING if need_area else 0.0)
+        bad = anns.first(area < 0)
+        if bad is not None:
+            anns.relax(bad, f"'area' {area[bad]:g} is negative")
+
+
+def _check_crowd(anns: _Checker) -> None:
+    crowd = [a.get("iscrowd", 0) for a in anns.records]
+    if not set(map(type, crowd)) <= {int} or not set(crowd) <= {0, 1}:
+        for i, v in enumerate(crowd):
+            if type(v) is bool:
+                anns.relax(i, f"'iscrowd' is {_short(v)}, not 0 or 1")
+            elif type(v) is not int or v not in (0, 1):
+                anns.fail(i, f"'iscrowd' must be 0 or 1, got {_short(v)}")
+
+
+def _check_keypoints(anns: _Checker, k: int, evaluation: bool, exact_types: bool) -> None:
+    """``keypoints`` (3 x ``k`` numbers, visibility 0 / 1 / 2) and ``num_keypoints`` >= 0, both required for
+    evaluation (readers: crowd regions may have no keypoints, ``num_keypoints`` is optional)."""
+    for key in ("keypoints", "num_keypoints") if evaluation else ("keypoints",):
+        for i, a in enumerate(anns.records):
+            if key not in a and (evaluation or a.get("iscrowd", 0) != 1):
+                anns.fail(i, f"has no {key!r}")
+    kp = anns.numbers("keypoints", 3 * k, default=[0] * (3 * k), exact=exact_types)
+    vis = kp[:, 2::3]
+    bad = anns.first(~np.isin(vis, (0, 1, 2)).all(axis=1))
+    if bad is not None:
+        j = int(np.flatnonzero(~np.isin(vis[bad], (0, 1, 2)))[0])
+        anns.relax(bad, f"'keypoints'[{3 * j + 2}]: visibility {vis[bad, j]:g} is not 0, 1 or 2")
+    _, nk = anns.ints("num_keypoints", default=0)
+    bad = anns.first(nk < 0)
+    if bad is not None:
+        anns.fail(bad, f"'num_keypoints' {int(nk[bad])} is negative")
 
 
 def _boxes(ck: _Checker, key: str, default: Any = _MISSING) -> np.ndarray:
@@ -404,15 +433,8 @@ def check_coco_results(
     relaxed: list[str] = []
     ck = _Checker(src, "results", records, lenient, relaxed)
     ck.objects()
-    image_ids, col = ck.ints("image_id")
-    known = np.asarray([im["id"] for im in gt.images], dtype=np.int64)
-    bad = ck.first(~np.isin(col, known))
-    if bad is not None:
-        ck.fail(bad, f"'image_id' {image_ids[bad]} is not an image of the ground truth")
-    _, cat = ck.ints("category_id")
-    bad = ck.first(~np.isin(cat, np.asarray([c["id"] for c in gt.categories], dtype=np.int64)))
-    if bad is not None:
-        ck.fail(bad, f"'category_id' {int(cat[bad])} is not a category of the ground truth")
+    image_ids, cat_ids = [im["id"] for im in gt.images], [c["id"] for c in gt.categories]
+    _check_references(ck, image_ids, cat_ids, "an image of the ground truth", "a category of the ground truth")
     finite = True
     try:
         ck.numbers("score", None)
