@@ -187,19 +187,14 @@ def _polygons(xs: Any, ys: Any, where: str) -> list[np.ndarray]:
     return out
 
 
-def read_posetrack18(
-    path: str | os.PathLike, data: Any = None, *, role: str | None = None, lenient: bool = False
-) -> PoseTrackVideo:
-    """Read one PoseTrack18 per-video file (``images``, ``annotations``, ``categories``) as poseval sees it.
-
-    Mirrors ``convert.Video.from_new`` / ``Person.to_old``: keypoints are mapped by the category's keypoint names
-    (15 or 17 of them, all 15 poseval names present); a keypoint with ``x == y == 0`` and visibility 0 is absent;
-    ``scores`` (empty = none) give the joint scores; ``bbox_head`` [x, y, w, h] is the head box. Frames keep the
-    order of ``images``, persons the order of ``annotations``. Raises :class:`FormatError` naming file and record.
-    """
+def _load(path: str | os.PathLike, data: Any) -> tuple[Path, Any]:
+    """The path, and ``data`` (the parsed JSON when the caller has it) or the file read."""
     path = Path(path)
-    if data is None:
-        data = read_json(path)
+    return path, read_json(path) if data is None else data
+
+
+def _joint_table18(path: Path, data: Any) -> list[int | None]:
+    """The poseval joint of each keypoint slot of the one ``person`` category (None: a joint poseval ignores)."""
     if not isinstance(data, dict):
         raise FormatError(f"{path}: expected a JSON object, got {type(data).__name__}")
     for key in ("images", "annotations", "categories"):
@@ -215,11 +210,13 @@ def read_posetrack18(
     missing = [n for j, n in enumerate(JOINT_NAMES) if j not in table]
     if missing:
         raise FormatError(f"{path}: categories[0]: keypoint {missing[0]!r} not found")
-    n_kp = len(names)
+    return table
 
-    frames: list[PoseTrackFrame] = []
+
+def _frames18(path: Path, images: list, lenient: bool) -> dict[Any, PoseTrackFrame]:
+    """One empty frame per image (with its ignore polygons), by image id, in the order of ``images``."""
     by_image: dict[Any, PoseTrackFrame] = {}
-    for k, img in enumerate(data["images"]):
+    for k, img in enumerate(images):
         where = f"{path}: images[{k}]"
         if not isinstance(img, dict) or "id" not in img or not isinstance(img.get("file_name"), str):
             raise FormatError(f"{where}: needs 'id' and a string 'file_name'")
@@ -229,53 +226,159 @@ def read_posetrack18(
         regions: list[np.ndarray] = []
         if "ignore_regions_x" in img and "ignore_regions_y" in img:
             regions = _polygons(img["ignore_regions_x"], img["ignore_regions_y"], where)
-        frame = PoseTrackFrame(name=img["file_name"], persons=[], ignore_regions=regions)
-        by_image[img["id"]] = frame
-        frames.append(frame)
+        by_image[img["id"]] = PoseTrackFrame(name=img["file_name"], persons=[], ignore_regions=regions)
+    return by_image
 
+
+def _keypoints18(ann: dict, where: str, n_kp: int, role: str | None, lenient: bool) -> tuple[list, list]:
+    """The flat ``keypoints`` (3 x ``n_kp`` numbers) and ``scores`` (empty or ``n_kp``) of an annotation."""
+    kps = ann["keypoints"]
+    if not isinstance(kps, list) or len(kps) != 3 * n_kp:
+        raise FormatError(f"{where}: 'keypoints' must have {3 * n_kp} numbers")
+    kps = [_num(v, f"{where}: keypoints") for v in kps]
+    if role == "gt" and not lenient:
+        bad = [v for v in kps[2::3] if v not in (0, 1, 2)]
+        if bad:
+            raise FormatError(f"{where}: keypoints: visibility {bad[0]!r} is not 0, 1 or 2{_HINT}")
+    scores = ann.get("scores") or []
+    if not isinstance(scores, list) or len(scores) not in (0, n_kp):
+        raise FormatError(f"{where}: 'scores' must be empty or have {n_kp} numbers")
+    return kps, [_num(v, f"{where}: scores", bound=False) for v in scores]
+
+
+def _person18(
+    ann: Any, where: str, table: list[int | None], image_ids: Mapping, role: str | None, lenient: bool
+) -> PoseTrackPerson:
+    """One annotation as poseval's ``Person.to_old`` sees it (``x == y == 0`` with visibility 0: absent)."""
+    if not isinstance(ann, dict):
+        raise FormatError(f"{where}: expected an object")
+    for key in ("image_id", "keypoints", "track_id"):
+        if key not in ann:
+            raise FormatError(f"{where}: missing '{key}'")
+    if ann["image_id"] not in image_ids:
+        raise FormatError(f"{where}: image_id {ann['image_id']!r} not in images")
+    kps, scores = _keypoints18(ann, where, len(table), role, lenient)
+    head = None
+    if "bbox_head" in ann:
+        hb = ann["bbox_head"]
+        if not isinstance(hb, list) or len(hb) != 4:
+            raise FormatError(f"{where}: 'bbox_head' must be [x, y, w, h]")
+        x, y, w, h = (_num(v, f"{where}: bbox_head") for v in hb)
+        head = _head(x, y, x + w, y + h, f"{where}: bbox_head", lenient)
+    points = []
+    for slot, jid in enumerate(table):
+        if jid is None:
+            continue
+        x, y, vis = kps[3 * slot : 3 * slot + 3]
+        if x == 0 and y == 0 and vis == 0:
+            continue
+        points.append(PoseTrackPoint(jid, x, y, scores[slot] if scores else None))
+    track = _int(ann["track_id"], f"{where}: track_id", lenient)
+    if role == "gt" and head is None and points:
+        raise FormatError(f"{where}: missing 'bbox_head' (PCKh's scale) in ground truth")
+    return PoseTrackPerson(track, points, head, True, where)
+
+
+def read_posetrack18(
+    path: str | os.PathLike, data: Any = None, *, role: str | None = None, lenient: bool = False
+) -> PoseTrackVideo:
+    """Read one PoseTrack18 per-video file (``images``, ``annotations``, ``categories``) as poseval sees it.
+
+    Mirrors ``convert.Video.from_new`` / ``Person.to_old``: keypoints are mapped by the category's keypoint names
+    (15 or 17 of them, all 15 poseval names present); a keypoint with ``x == y == 0`` and visibility 0 is absent;
+    ``scores`` (empty = none) give the joint scores; ``bbox_head`` [x, y, w, h] is the head box. Frames keep the
+    order of ``images``, persons the order of ``annotations``. Raises :class:`FormatError` naming file and record.
+    """
+    path, data = _load(path, data)
+    table = _joint_table18(path, data)
+    by_image = _frames18(path, data["images"], lenient)
     for k, ann in enumerate(data["annotations"]):
-        where = f"{path}: annotations[{k}]"
-        if not isinstance(ann, dict):
-            raise FormatError(f"{where}: expected an object")
-        for key in ("image_id", "keypoints", "track_id"):
-            if key not in ann:
-                raise FormatError(f"{where}: missing '{key}'")
-        if ann["image_id"] not in by_image:
-            raise FormatError(f"{where}: image_id {ann['image_id']!r} not in images")
-        kps = ann["keypoints"]
-        if not isinstance(kps, list) or len(kps) != 3 * n_kp:
-            raise FormatError(f"{where}: 'keypoints' must have {3 * n_kp} numbers")
-        kps = [_num(v, f"{where}: keypoints") for v in kps]
-        if role == "gt" and not lenient:
-            bad = [v for v in kps[2::3] if v not in (0, 1, 2)]
-            if bad:
-                raise FormatError(f"{where}: keypoints: visibility {bad[0]!r} is not 0, 1 or 2{_HINT}")
-        scores = ann.get("scores") or []
-        if not isinstance(scores, list) or len(scores) not in (0, n_kp):
-            raise FormatError(f"{where}: 'scores' must be empty or have {n_kp} numbers")
-        scores = [_num(v, f"{where}: scores", bound=False) for v in scores]
-        head = None
-        if "bbox_head" in ann:
-            hb = ann["bbox_head"]
-            if not isinstance(hb, list) or len(hb) != 4:
-                raise FormatError(f"{where}: 'bbox_head' must be [x, y, w, h]")
-            x, y, w, h = (_num(v, f"{where}: bbox_head") for v in hb)
-            head = _head(x, y, x + w, y + h, f"{where}: bbox_head", lenient)
-        points = []
-        for slot, jid in enumerate(table):
-            if jid is None:
-                continue
-            x, y, vis = kps[3 * slot : 3 * slot + 3]
-            if x == 0 and y == 0 and vis == 0:
-                continue
-            points.append(PoseTrackPoint(jid, x, y, scores[slot] if scores else None))
-        track = _int(ann["track_id"], f"{where}: track_id", lenient)
-        if role == "gt" and head is None and points:
-            raise FormatError(f"{where}: missing 'bbox_head' (PCKh's scale) in ground truth")
-        by_image[ann["image_id"]].persons.append(PoseTrackPerson(track, points, head, True, where))
+        person = _person18(ann, f"{path}: annotations[{k}]", table, by_image, role, lenient)
+        by_image[ann["image_id"]].persons.append(person)
+    frames = list(by_image.values())
     for frame in frames:
         _unique_tracks(frame.persons, str(path))
     return PoseTrackVideo(name=path.name, frames=frames)
+
+
+def _entry17(entry: Any, where: str, lenient: bool) -> str:
+    """Check an ``annolist`` entry's ``image``, ``annorect`` and ``imgnum``; the image name."""
+    if not isinstance(entry, dict):
+        raise FormatError(f"{where}: expected an object")
+    img = entry.get("image")
+    if not isinstance(img, list) or len(img) != 1 or not isinstance(img[0], dict) or "name" not in img[0]:
+        raise FormatError(f"{where}: 'image' must be [{{'name': ...}}]")
+    if not isinstance(entry.get("annorect"), list):
+        raise FormatError(f"{where}: missing list 'annorect'")
+    if "imgnum" in entry:
+        num = _int(_one(entry, "imgnum", where), f"{where}: imgnum", lenient)
+        if not 1 <= num <= MAX_FRAME:
+            raise FormatError(f"{where}: imgnum {num} is outside [1, {MAX_FRAME:,}]")
+    return str(img[0]["name"])
+
+
+def _regions17(entry: dict, where: str) -> list[np.ndarray]:
+    """``ignore_regions: [{point: [{x: [..], y: [..]}, ...]}]`` as polygons."""
+    regions = []
+    for k, reg in enumerate(entry.get("ignore_regions") or []):
+        pts = reg.get("point") if isinstance(reg, dict) else None
+        if not isinstance(pts, list):
+            raise FormatError(f"{where}: ignore_regions[{k}]: missing list 'point'")
+        if len(pts) < 3:
+            raise FormatError(f"{where}: ignore_regions[{k}]: a polygon needs 3 or more points, got {len(pts)}")
+        xy = []
+        for q, pt in enumerate(pts):
+            qw = f"{where}: ignore_regions[{k}].point[{q}]"
+            if not isinstance(pt, dict) or "x" not in pt or "y" not in pt:
+                raise FormatError(f"{qw}: expected an object with 'x' and 'y'")
+            xy.append((_num(_one(pt, "x", qw), qw), _num(_one(pt, "y", qw), qw)))
+        regions.append(np.array(xy, dtype=np.float64).reshape(-1, 2))
+    return regions
+
+
+def _points17(point_list: Any, rw: str, lenient: bool) -> list[PoseTrackPoint]:
+    """``annopoints[0].point``: joint ids in ``0..N_JOINTS-1``, each at most once."""
+    if not isinstance(point_list, list):
+        raise FormatError(f"{rw}: annopoints[0]['point'] must be a list")
+    points: list[PoseTrackPoint] = []
+    for p, pt in enumerate(point_list):
+        pw = f"{rw}.point[{p}]"
+        if not isinstance(pt, dict):
+            raise FormatError(f"{pw}: expected an object")
+        score = _num(_one(pt, "score", pw), f"{pw}: score", bound=False) if "score" in pt else None
+        jid = _int(_one(pt, "id", pw), f"{pw}: id", lenient)
+        if not 0 <= jid < N_JOINTS and not (lenient and jid >= 0):
+            raise FormatError(f"{pw}: joint id {jid} is not in 0..{N_JOINTS - 1}" + (_HINT if jid >= 0 else ""))
+        if any(q.id == jid for q in points):
+            raise FormatError(f"{pw}: joint id {jid} listed twice")
+        if "is_visible" in pt and not lenient:
+            raw = _one(pt, "is_visible", pw)
+            if isinstance(raw, bool) or raw not in (0, 1, "0", "1"):
+                raise FormatError(f"{pw}: is_visible must be 0 or 1, got {raw!r}{_HINT}")
+        points.append(
+            PoseTrackPoint(jid, _num(_one(pt, "x", pw), f"{pw}: x"), _num(_one(pt, "y", pw), f"{pw}: y"), score)
+        )
+    return points
+
+
+def _person17(rect: Any, rw: str, role: str | None, lenient: bool) -> PoseTrackPerson:
+    """One ``annorect``: optional ``track_id``, head box ``x1 y1 x2 y2`` and ``annopoints``."""
+    if not isinstance(rect, dict):
+        raise FormatError(f"{rw}: expected an object")
+    try:
+        track = _int(_one(rect, "track_id", rw), f"{rw}: track_id", lenient) if "track_id" in rect else None
+        head = None
+        if all(k in rect for k in ("x1", "y1", "x2", "y2")):
+            corners = (_num(_one(rect, k, rw), f"{rw}: {k}") for k in ("x1", "y1", "x2", "y2"))
+            head = _head(*corners, rw, lenient)
+        ap = rect.get("annopoints")
+        has = isinstance(ap, list) and len(ap) > 0 and isinstance(ap[0], dict) and "point" in ap[0]
+        points = _points17(ap[0]["point"], rw, lenient) if has else []
+    except KeyError as exc:
+        raise FormatError(f"{rw}: missing {exc}") from None
+    if role == "gt" and has and head is None:
+        raise FormatError(f"{rw}: missing head box x1, y1, x2, y2 (PCKh's scale) in ground truth")
+    return PoseTrackPerson(track, points, head, has, rw)  # type: ignore[arg-type]
 
 
 def read_posetrack17(
@@ -287,87 +390,17 @@ def read_posetrack17(
     ``x1 y1 x2 y2`` (one-element lists) and ``annopoints: [{point: [{id, x, y[, score, is_visible]}]}]``.
     ``ignore_regions: [{point: [{x, y}]}]``. Raises :class:`FormatError` naming file and record.
     """
-    path = Path(path)
-    if data is None:
-        data = read_json(path)
+    path, data = _load(path, data)
     if not isinstance(data, dict) or not isinstance(data.get("annolist"), list):
         raise FormatError(f"{path}: expected an object with an 'annolist' list")
     frames = []
     for f, entry in enumerate(data["annolist"]):
         where = f"{path}: annolist[{f}]"
-        if not isinstance(entry, dict):
-            raise FormatError(f"{where}: expected an object")
-        img = entry.get("image")
-        if not isinstance(img, list) or len(img) != 1 or not isinstance(img[0], dict) or "name" not in img[0]:
-            raise FormatError(f"{where}: 'image' must be [{{'name': ...}}]")
-        if not isinstance(entry.get("annorect"), list):
-            raise FormatError(f"{where}: missing list 'annorect'")
-        if "imgnum" in entry:
-            num = _int(_one(entry, "imgnum", where), f"{where}: imgnum", lenient)
-            if not 1 <= num <= MAX_FRAME:
-                raise FormatError(f"{where}: imgnum {num} is outside [1, {MAX_FRAME:,}]")
-        regions = []
-        for k, reg in enumerate(entry.get("ignore_regions") or []):
-            pts = reg.get("point") if isinstance(reg, dict) else None
-            if not isinstance(pts, list):
-                raise FormatError(f"{where}: ignore_regions[{k}]: missing list 'point'")
-            if len(pts) < 3:
-                raise FormatError(f"{where}: ignore_regions[{k}]: a polygon needs 3 or more points, got {len(pts)}")
-            xy = []
-            for q, pt in enumerate(pts):
-                qw = f"{where}: ignore_regions[{k}].point[{q}]"
-                if not isinstance(pt, dict) or "x" not in pt or "y" not in pt:
-                    raise FormatError(f"{qw}: expected an object with 'x' and 'y'")
-                xy.append((_num(_one(pt, "x", qw), qw), _num(_one(pt, "y", qw), qw)))
-            regions.append(np.array(xy, dtype=np.float64).reshape(-1, 2))
-        persons = []
-        for r, rect in enumerate(entry["annorect"]):
-            rw = f"{where}.annorect[{r}]"
-            if not isinstance(rect, dict):
-                raise FormatError(f"{rw}: expected an object")
-            try:
-                track = _int(_one(rect, "track_id", rw), f"{rw}: track_id", lenient) if "track_id" in rect else None
-                head = None
-                if all(k in rect for k in ("x1", "y1", "x2", "y2")):
-                    corners = (_num(_one(rect, k, rw), f"{rw}: {k}") for k in ("x1", "y1", "x2", "y2"))
-                    head = _head(*corners, rw, lenient)
-                ap = rect.get("annopoints")
-                has = isinstance(ap, list) and len(ap) > 0 and isinstance(ap[0], dict) and "point" in ap[0]
-                points = []
-                if has:
-                    if not isinstance(ap[0]["point"], list):
-                        raise FormatError(f"{rw}: annopoints[0]['point'] must be a list")
-                    for p, pt in enumerate(ap[0]["point"]):
-                        pw = f"{rw}.point[{p}]"
-                        if not isinstance(pt, dict):
-                            raise FormatError(f"{pw}: expected an object")
-                        score = _num(_one(pt, "score", pw), f"{pw}: score", bound=False) if "score" in pt else None
-                        jid = _int(_one(pt, "id", pw), f"{pw}: id", lenient)
-                        if not 0 <= jid < N_JOINTS and not (lenient and jid >= 0):
-                            raise FormatError(
-                                f"{pw}: joint id {jid} is not in 0..{N_JOINTS - 1}" + (_HINT if jid >= 0 else "")
-                            )
-                        if any(q.id == jid for q in points):
-                            raise FormatError(f"{pw}: joint id {jid} listed twice")
-                        if "is_visible" in pt and not lenient:
-                            raw = _one(pt, "is_visible", pw)
-                            if isinstance(raw, bool) or raw not in (0, 1, "0", "1"):
-                                raise FormatError(f"{pw}: is_visible must be 0 or 1, got {raw!r}{_HINT}")
-                        points.append(
-                            PoseTrackPoint(
-                                jid,
-                                _num(_one(pt, "x", pw), f"{pw}: x"),
-                                _num(_one(pt, "y", pw), f"{pw}: y"),
-                                score,
-                            )
-                        )
-            except KeyError as exc:
-                raise FormatError(f"{rw}: missing {exc}") from None
-            if role == "gt" and has and head is None:
-                raise FormatError(f"{rw}: missing head box x1, y1, x2, y2 (PCKh's scale) in ground truth")
-            persons.append(PoseTrackPerson(track, points, head, has, rw))  # type: ignore[arg-type]
+        name = _entry17(entry, where, lenient)
+        regions = _regions17(entry, where)
+        persons = [_person17(rect, f"{where}.annorect[{r}]", role, lenient) for r, rect in enumerate(entry["annorect"])]
         _unique_tracks(persons, str(path))
-        frames.append(PoseTrackFrame(name=str(img[0]["name"]), persons=persons, ignore_regions=regions))
+        frames.append(PoseTrackFrame(name=name, persons=persons, ignore_regions=regions))
     return PoseTrackVideo(name=path.name, frames=frames)
 
 
