@@ -800,13 +800,12 @@ def _write_hie(out: _NativeOut, split: str) -> dict[str, Path]:
 
 def _write_posetrack(out: _NativeOut, split: str, version: str) -> dict[str, Path]:
     # deferred: start-up (scipy)
-    from crowdbench.datasets.formats.posetrack import write_posetrack17, write_posetrack18
+    from crowdbench.datasets.formats.posetrack import write_posetrack
 
-    writer = write_posetrack17 if version == "posetrack17" else write_posetrack18
     pt_root = out.out_dir / version
     pt_frames = out.in_schema(split, POSETRACK_17.name)
     videos = Dataset(out.dataset.name, POSETRACK_17, {split: pt_frames}).videos(split)
-    writer(videos, pt_root / "annotations" / split, image_dir=f"images/{split}")
+    write_posetrack(videos, pt_root / "annotations" / split, "20" + version[-2:], image_dir=f"images/{split}")
     out.link_images(split, lambda frame: pt_root / "images" / split / frame.video)
     return {f"{version}_{split}": pt_root / "annotations" / split}
 

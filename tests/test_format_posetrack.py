@@ -11,7 +11,7 @@ import pytest
 
 from crowdbench.bench.metrics.posetrack import evaluate_posetrack_ap, read_posetrack17, read_posetrack_dir
 from crowdbench.datasets.formats.errors import FormatError
-from crowdbench.datasets.formats.posetrack import read_posetrack_frames, write_posetrack17, write_posetrack18
+from crowdbench.datasets.formats.posetrack import read_posetrack_frames, write_posetrack
 from crowdbench.datasets.model import Frame, Instance
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -74,7 +74,7 @@ def _flat(videos: dict[str, list[Frame]]) -> list[Frame]:
 
 def test_round_trip_pt18(tmp_path: Path) -> None:
     videos = _frames()
-    paths = write_posetrack18(videos, tmp_path, image_dir="images/val")
+    paths = write_posetrack(videos, tmp_path, "2018", image_dir="images/val")
     assert sorted(p.name for p in paths) == ["000342_mpii_test.json", "clip.json"]
     back = read_posetrack_frames(tmp_path)
     _same(_flat(videos), back, boxes=True)
@@ -96,7 +96,7 @@ def test_round_trip_pt18(tmp_path: Path) -> None:
 
 def test_round_trip_pt17(tmp_path: Path) -> None:
     videos = _frames()
-    paths = write_posetrack17(videos, tmp_path)
+    paths = write_posetrack(videos, tmp_path, "2017")
     back = read_posetrack_frames(tmp_path)
     _same(_flat(videos), back, boxes=False)
     assert all(f.width == 0 == f.height for f in back)
@@ -110,27 +110,27 @@ def test_round_trip_pt17(tmp_path: Path) -> None:
     assert {p.id for p in metrics.frames[0].persons[0].points} == set(range(15)) - {10}  # left_elbow (slot 7) unlabeled
 
 
-@pytest.mark.parametrize("writer", [write_posetrack17, write_posetrack18])
-def test_self_ap_is_100(tmp_path: Path, writer) -> None:
-    writer(_frames(), tmp_path)
+@pytest.mark.parametrize("fmt", ["2017", "2018"])
+def test_self_ap_is_100(tmp_path: Path, fmt: str) -> None:
+    write_posetrack(_frames(), tmp_path, fmt)
     videos = read_posetrack_dir(tmp_path)
     ap = evaluate_posetrack_ap(videos, videos)
     assert ap.total == pytest.approx(100.0)
 
 
-@pytest.mark.parametrize("writer", [write_posetrack17, write_posetrack18])
-def test_predictions_round_trip(tmp_path: Path, writer) -> None:
+@pytest.mark.parametrize("fmt", ["2017", "2018"])
+def test_predictions_round_trip(tmp_path: Path, fmt: str) -> None:
     videos = _frames()
     for frames in videos.values():
         for f in frames:
             for i in f.instances:
                 i.keypoints[:, 2] = np.where(i.keypoints[:, 2] > 0, 0.75, 0.0)
                 i.keypoints[[3, 4]] = 0.0
-    writer(videos, tmp_path, predictions=True)
+    write_posetrack(videos, tmp_path, fmt, predictions=True)
     back = read_posetrack_frames(tmp_path)
-    _same(_flat(videos), back, boxes=writer is write_posetrack18)
+    _same(_flat(videos), back, boxes=fmt == "2018")
     inst = back[0].instances[0]
-    if writer is write_posetrack17:
+    if fmt == "2017":
         assert inst.score == pytest.approx(0.75)
     else:
         assert inst.score == pytest.approx(0.75 * 14 / 15)  # mean over the 15 evaluated slots
@@ -138,9 +138,9 @@ def test_predictions_round_trip(tmp_path: Path, writer) -> None:
 
 def test_writer_rejects_other_schema(tmp_path: Path) -> None:
     frame = Frame("v", 0, 10, 10, instances=[Instance(box=[0, 0, 1, 1], keypoints=np.zeros((14, 3)))])
-    for writer in (write_posetrack17, write_posetrack18):
+    for fmt in ("2017", "2018"):
         with pytest.raises(ValueError, match="expected 17 posetrack17 keypoints"):
-            writer({"v": [frame]}, tmp_path)
+            write_posetrack({"v": [frame]}, tmp_path, fmt)
     assert not list(tmp_path.iterdir())
 
 
@@ -174,7 +174,7 @@ def test_real_samples_agree_and_rewrite(tmp_path: Path) -> None:
     videos: dict[str, list[Frame]] = {}
     for f in a:
         videos.setdefault(f.video, []).append(f)
-    write_posetrack18(videos, tmp_path / "18", image_dir="images/val")
+    write_posetrack(videos, tmp_path / "18", "2018", image_dir="images/val")
     _same(a, read_posetrack_frames(tmp_path / "18"), boxes=True)
     orig = json.loads((PT18 / "009473_mpii_test.json").read_text())["images"][0]
     new = json.loads((tmp_path / "18" / "009473_mpii_test.json").read_text())["images"][0]
@@ -188,7 +188,7 @@ def test_real_samples_agree_and_rewrite(tmp_path: Path) -> None:
 
 
 def _write_bad(tmp_path: Path, mutate) -> Path:
-    write_posetrack18({"clip": _frames()["clip"]}, tmp_path)
+    write_posetrack({"clip": _frames()["clip"]}, tmp_path, "2018")
     path = tmp_path / "clip.json"
     doc = json.loads(path.read_text())
     mutate(doc)
@@ -221,7 +221,7 @@ def test_malformed_json_and_pt17(tmp_path: Path) -> None:
     bad.write_text('{"images": [')
     with pytest.raises(FormatError, match=re.escape(str(bad)) + r":1:\d+: invalid JSON"):
         read_posetrack_frames(bad)
-    (path,) = write_posetrack17({"clip": _frames()["clip"]}, tmp_path / "17")
+    (path,) = write_posetrack({"clip": _frames()["clip"]}, tmp_path / "17", "2017")
     doc = json.loads(path.read_text())
     doc["annolist"][1]["annorect"][0]["annopoints"][0]["point"][0]["x"] = ["a"]
     path.write_text(json.dumps(doc))

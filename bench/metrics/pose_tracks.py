@@ -2,7 +2,7 @@
 per-frame pose predictions.
 
 Ground truth and predictions are written as native PoseTrack18 per-video files
-(:func:`~crowdbench.datasets.formats.posetrack.write_posetrack18`) and scored by
+(:func:`~crowdbench.datasets.formats.posetrack.write_posetrack`) and scored by
 :func:`~crowdbench.bench.metrics.posetrack.evaluate_posetrack` exactly as ``crowdbench eval posetrack`` scores a
 submission folder, so the files a cell leaves behind can be re-scored (or handed to poseval) unchanged. Keypoints
 of another schema (HIE-14) are converted to the PoseTrack-17 slots by name; joints a schema lacks are unlabeled in
@@ -112,13 +112,13 @@ def _pose_tracks(
     """:func:`evaluate_pose_tracks`, with the resampler when ``bootstrap``."""
     # deferred: start-up (scipy)
     from crowdbench.bench.metrics.posetrack import evaluate_posetrack, evaluate_posetrack_bootstrap
-    from crowdbench.datasets.formats.posetrack import write_posetrack18
+    from crowdbench.datasets.formats.posetrack import write_posetrack
 
     with tempfile.TemporaryDirectory(prefix="crowdbench-posetrack-") as tmp:
         gt_dir = Path(tmp) / "gt"
         pred_dir = (out_dir / "predictions") if out_dir is not None else Path(tmp) / "pred"
-        write_posetrack18(_by_video(ground_truth_frames(frames, schema)), gt_dir)
-        write_posetrack18(_by_video(prediction_frames(frames, poses, schema, kp_thr)), pred_dir, predictions=True)
+        write_posetrack(_by_video(ground_truth_frames(frames, schema)), gt_dir, "2018")
+        write_posetrack(_by_video(prediction_frames(frames, poses, schema, kp_thr)), pred_dir, "2018", predictions=True)
         kw = {"skip_last_frame": skip_last_frame, "empty_frame_dummy": empty_frame_dummy}
         kw["motp_all_events"] = motp_all_events
         rs = None

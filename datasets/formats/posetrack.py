@@ -29,7 +29,7 @@ Reading (:func:`read_posetrack_frames`; the version is detected per file: ``anno
 Malformed input raises a one-line :class:`FormatError` ``file: record: reason``. PT17 files are first validated by
 :func:`crowdbench.bench.metrics.posetrack.read_posetrack17` (the metrics reader), whose helpers both versions share.
 
-Writing (:func:`write_posetrack18`, :func:`write_posetrack17`): ``<out_dir>/<video>.json`` per video, atomically,
+Writing (:func:`write_posetrack`, ``fmt`` "2017" or "2018"): ``<out_dir>/<video>.json`` per video, atomically,
 integral numbers as ints. Frames must carry ``POSETRACK_17`` keypoints (17 per instance, or none: written as
 unlabeled). Image names are ``<image_dir>/<video>/<index:06d><image_ext>``. ``Frame.ignore_regions`` boxes and the
 boxes of ``Instance.ignore`` people are written as 4-corner ignore polygons (they read back as polygons, the people
@@ -50,6 +50,7 @@ import math
 import os
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -73,8 +74,7 @@ __all__ = [
     "PT17_JOINT_TO_SLOT",
     "PT18_CATEGORY",
     "read_posetrack_frames",
-    "write_posetrack17",
-    "write_posetrack18",
+    "write_posetrack",
 ]
 
 _NAMES = POSETRACK_17.keypoints
@@ -400,122 +400,141 @@ def _vid_id(video: str) -> str:
     return m.group(1) if m else video
 
 
-def write_posetrack18(
+@dataclass(frozen=True)
+class _Layout:
+    """What :func:`write_posetrack` writes besides the frames: image names, and keypoint scores or visibility."""
+
+    image_dir: str
+    image_ext: str
+    predictions: bool
+
+    def image_name(self, video: str, frame: Frame) -> str:
+        return f"{self.image_dir}/{video}/{frame.index:06d}{self.image_ext}"
+
+
+def _image18(frame: Frame, video: str, vid: str, image_id: int, nframes: int, layout: _Layout) -> dict[str, Any]:
+    polys = _ignore_polygons(frame)
+    return {
+        "id": image_id,
+        "file_name": layout.image_name(video, frame),
+        "frame_id": image_id,
+        "vid_id": vid,
+        "nframes": nframes,
+        "is_labeled": _labeled(frame),
+        "width": int(frame.width),
+        "height": int(frame.height),
+        "ignore_regions_x": [[_n(v) for v in p[:, 0]] for p in polys],
+        "ignore_regions_y": [[_n(v) for v in p[:, 1]] for p in polys],
+    }
+
+
+def _annotation18(inst: Instance, ann_id: int, image_id: int, predictions: bool) -> dict[str, Any]:
+    kp = _kpts(inst).copy()
+    scores: list[int | float] = []
+    if predictions:
+        scores = [_n(s) for s in kp[:, 2]]
+        kp[:, 2] = ~(kp == 0).all(axis=1)
+    x1, y1, x2, y2 = inst.box
+    ann: dict[str, Any] = {
+        "id": ann_id,
+        "image_id": image_id,
+        "category_id": 1,
+        "track_id": int(inst.track_id),
+        "bbox": [_n(x1), _n(y1), _n(x2 - x1), _n(y2 - y1)],
+        "keypoints": [_n(v) for v in kp.reshape(-1)],
+        "scores": scores,
+        "iscrowd": 0,
+        "num_keypoints": int((kp[:, 2] > 0).sum()),
+    }
+    if inst.head_box is not None:
+        hx1, hy1, hx2, hy2 = inst.head_box
+        ann["bbox_head"] = [_n(hx1), _n(hy1), _n(hx2 - hx1), _n(hy2 - hy1)]
+    if predictions:
+        ann["score"] = _n(inst.score)
+    return ann
+
+
+def _video18(video: str, frames: list[Frame], layout: _Layout) -> dict[str, Any]:
+    """One video as a PoseTrack18 document (``images``, ``annotations``, ``categories``)."""
+    vid = _vid_id(video)
+    numeric = _DIGITS.fullmatch(vid) is not None and all(f.index < 10000 for f in frames)
+    nframes = max([len(frames), *(f.index + 1 for f in frames)])
+    images, annotations = [], []
+    for rank, frame in enumerate(frames):
+        image_id = int(f"1{vid}{frame.index:04d}") if numeric else rank + 1
+        images.append(_image18(frame, video, vid, image_id, nframes, layout))
+        for inst in _people(frame):
+            annotations.append(_annotation18(inst, len(annotations) + 1, image_id, layout.predictions))
+    return {"images": images, "annotations": annotations, "categories": [PT18_CATEGORY]}
+
+
+def _rect17(inst: Instance, predictions: bool) -> dict[str, Any]:
+    """One person as a PoseTrack17 ``annorect`` (points in poseval joint ids)."""
+    kp = _kpts(inst)
+    points = []
+    for jid, slot in enumerate(PT17_JOINT_TO_SLOT):
+        x, y, v = kp[slot]
+        if predictions:
+            if x == 0 and y == 0 and v == 0:
+                continue
+            points.append({"id": [jid], "x": [_n(x)], "y": [_n(y)], "score": [_n(v)]})
+        elif v > 0:
+            vis = 1 if v >= 2 else 0
+            points.append({"id": [jid], "x": [_n(x)], "y": [_n(y)], "is_visible": [vis]})
+    rect: dict[str, Any] = {"track_id": [int(inst.track_id)], "annopoints": [{"point": points}]}
+    if inst.track_id < 0:
+        del rect["track_id"]
+    if inst.head_box is not None:
+        for key, value in zip(("x1", "y1", "x2", "y2"), inst.head_box, strict=True):
+            rect[key] = [_n(value)]
+    if predictions:
+        rect["score"] = [_n(inst.score)]
+    return rect
+
+
+def _video17(video: str, frames: list[Frame], layout: _Layout) -> dict[str, Any]:
+    """One video as a PoseTrack17 ``annolist`` document."""
+    annolist = []
+    for frame in frames:
+        rects = [_rect17(inst, layout.predictions) for inst in _people(frame)]
+        polys = _ignore_polygons(frame)
+        annolist.append(
+            {
+                "image": [{"name": layout.image_name(video, frame)}],
+                "imgnum": [frame.index + 1],
+                "is_labeled": [1 if _labeled(frame) else 0],
+                "ignore_regions": [{"point": [{"x": [_n(x)], "y": [_n(y)]} for x, y in poly]} for poly in polys],
+                "annorect": rects,
+            }
+        )
+    return {"annolist": annolist}
+
+
+_VIDEO_DOCS = {"2017": _video17, "2018": _video18}
+
+
+def write_posetrack(
     frames_by_video: Mapping[str, Sequence[Frame]],
     out_dir: str | os.PathLike,
+    fmt: str,
     *,
     image_dir: str = "images",
     image_ext: str = ".jpg",
     predictions: bool = False,
 ) -> list[Path]:
-    """Write ``<out_dir>/<video>.json`` per video in native PoseTrack18 layout; return the paths (module docstring).
+    """Write ``<out_dir>/<video>.json`` per video in native PoseTrack ``fmt`` layout ("2017": ``annolist``,
+    "2018": COCO-style, as :func:`~crowdbench.datasets.formats.poseval.read_posetrack` reads them); return the
+    paths (module docstring).
 
-    Raises ``ValueError`` for keypoints not in the ``POSETRACK_17`` schema (17 per instance).
+    Raises ``ValueError`` for an unknown ``fmt`` and for keypoints not in the ``POSETRACK_17`` schema (17 per
+    instance).
     """
+    if fmt not in _VIDEO_DOCS:
+        raise ValueError(f"unknown PoseTrack format {fmt!r} (use '2017' or '2018')")
     videos = _check(frames_by_video)
     out_dir = Path(out_dir)
-    paths = []
-    for video, frames in videos.items():
-        vid = _vid_id(video)
-        numeric = _DIGITS.fullmatch(vid) is not None and all(f.index < 10000 for f in frames)
-        nframes = max([len(frames), *(f.index + 1 for f in frames)])
-        images, annotations = [], []
-        for rank, frame in enumerate(frames):
-            image_id = int(f"1{vid}{frame.index:04d}") if numeric else rank + 1
-            polys = _ignore_polygons(frame)
-            images.append(
-                {
-                    "id": image_id,
-                    "file_name": f"{image_dir}/{video}/{frame.index:06d}{image_ext}",
-                    "frame_id": image_id,
-                    "vid_id": vid,
-                    "nframes": nframes,
-                    "is_labeled": _labeled(frame),
-                    "width": int(frame.width),
-                    "height": int(frame.height),
-                    "ignore_regions_x": [[_n(v) for v in p[:, 0]] for p in polys],
-                    "ignore_regions_y": [[_n(v) for v in p[:, 1]] for p in polys],
-                }
-            )
-            for inst in _people(frame):
-                kp = _kpts(inst).copy()
-                scores: list[int | float] = []
-                if predictions:
-                    scores = [_n(s) for s in kp[:, 2]]
-                    kp[:, 2] = ~(kp == 0).all(axis=1)
-                x1, y1, x2, y2 = inst.box
-                ann: dict[str, Any] = {
-                    "id": len(annotations) + 1,
-                    "image_id": image_id,
-                    "category_id": 1,
-                    "track_id": int(inst.track_id),
-                    "bbox": [_n(x1), _n(y1), _n(x2 - x1), _n(y2 - y1)],
-                    "keypoints": [_n(v) for v in kp.reshape(-1)],
-                    "scores": scores,
-                    "iscrowd": 0,
-                    "num_keypoints": int((kp[:, 2] > 0).sum()),
-                }
-                if inst.head_box is not None:
-                    hx1, hy1, hx2, hy2 = inst.head_box
-                    ann["bbox_head"] = [_n(hx1), _n(hy1), _n(hx2 - hx1), _n(hy2 - hy1)]
-                if predictions:
-                    ann["score"] = _n(inst.score)
-                annotations.append(ann)
-        doc = {"images": images, "annotations": annotations, "categories": [PT18_CATEGORY]}
-        paths.append(atomic_write_text(out_dir / f"{video}.json", json.dumps(doc)))
-    return paths
-
-
-def write_posetrack17(
-    frames_by_video: Mapping[str, Sequence[Frame]],
-    out_dir: str | os.PathLike,
-    *,
-    image_dir: str = "images",
-    image_ext: str = ".jpg",
-    predictions: bool = False,
-) -> list[Path]:
-    """Write ``<out_dir>/<video>.json`` per video as a native PoseTrack17 ``annolist``; return the paths.
-
-    Readable by :func:`crowdbench.bench.metrics.posetrack.read_posetrack17` and :func:`read_posetrack_frames`.
-    Raises ``ValueError`` for keypoints not in the ``POSETRACK_17`` schema (17 per instance).
-    """
-    videos = _check(frames_by_video)
-    out_dir = Path(out_dir)
-    paths = []
-    for video, frames in videos.items():
-        annolist = []
-        for frame in frames:
-            rects = []
-            for inst in _people(frame):
-                kp = _kpts(inst)
-                points = []
-                for jid, slot in enumerate(PT17_JOINT_TO_SLOT):
-                    x, y, v = kp[slot]
-                    if predictions:
-                        if x == 0 and y == 0 and v == 0:
-                            continue
-                        points.append({"id": [jid], "x": [_n(x)], "y": [_n(y)], "score": [_n(v)]})
-                    elif v > 0:
-                        vis = 1 if v >= 2 else 0
-                        points.append({"id": [jid], "x": [_n(x)], "y": [_n(y)], "is_visible": [vis]})
-                rect: dict[str, Any] = {"track_id": [int(inst.track_id)], "annopoints": [{"point": points}]}
-                if inst.track_id < 0:
-                    del rect["track_id"]
-                if inst.head_box is not None:
-                    for key, value in zip(("x1", "y1", "x2", "y2"), inst.head_box, strict=True):
-                        rect[key] = [_n(value)]
-                if predictions:
-                    rect["score"] = [_n(inst.score)]
-                rects.append(rect)
-            polys = _ignore_polygons(frame)
-            annolist.append(
-                {
-                    "image": [{"name": f"{image_dir}/{video}/{frame.index:06d}{image_ext}"}],
-                    "imgnum": [frame.index + 1],
-                    "is_labeled": [1 if _labeled(frame) else 0],
-                    "ignore_regions": [{"point": [{"x": [_n(x)], "y": [_n(y)]} for x, y in poly]} for poly in polys],
-                    "annorect": rects,
-                }
-            )
-        paths.append(atomic_write_text(out_dir / f"{video}.json", json.dumps({"annolist": annolist})))
-    return paths
+    layout = _Layout(image_dir, image_ext, predictions)
+    return [
+        atomic_write_text(out_dir / f"{video}.json", json.dumps(_VIDEO_DOCS[fmt](video, frames, layout)))
+        for video, frames in videos.items()
+    ]
