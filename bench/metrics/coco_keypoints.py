@@ -224,9 +224,7 @@ def validated(
         raise FormatError(f"{gt.source}: duplicate annotation ids (allow_duplicate_ids=True accepts them)")
     if not isinstance(preds, CocoResults):
         data, src, exact = _read(preds, pred_name)
-        preds = check_coco_results(
-            data, src, gt, kind=kind, num_keypoints=num_keypoints, lenient=lenient, exact_types=exact
-        )
+        preds = check_coco_results(data, src, gt, lenient=lenient, exact_types=exact)
     return gt, preds
 
 

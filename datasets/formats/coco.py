@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from crowdbench.datasets.formats.atomic import atomic_write_text
-from crowdbench.datasets.formats.coco_checks import check_coco_gt
+from crowdbench.datasets.formats.coco_checks import check_coco_gt, check_coco_top
 from crowdbench.datasets.formats.errors import FormatError, read_json
 from crowdbench.datasets.keypoints import COCO_17, CROWDPOSE_14
 from crowdbench.datasets.model import Frame, Instance, KeypointSchema
@@ -461,16 +461,6 @@ class _PersonRows:
     regions: list[bool] = field(default_factory=list)
 
 
-def _check_top(data: Any, path: Path) -> None:
-    if not isinstance(data, dict):
-        raise FormatError(f"{path}: expected a JSON object with 'images', 'annotations', 'categories'")
-    for key in ("images", "annotations", "categories"):
-        if key not in data:
-            raise FormatError(f"{path}: missing top-level key {key!r}")
-        if not isinstance(data[key], list):
-            raise FormatError(f"{path}: {key!r} must be a list, got {type(data[key]).__name__}")
-
-
 def _schema_of(path: Path, schema: KeypointSchema | None, k: int) -> KeypointSchema | None:
     """``schema``, else the one of the person category's ``k`` keypoints; a mismatch raises."""
     if schema is None and k:
@@ -586,7 +576,7 @@ def read_coco_keypoints(
     path = Path(path)
     root = Path(image_root) if image_root is not None else None
     data = read_json(path)
-    _check_top(data, path)
+    check_coco_top(data, str(path))
     categories, person, k = _categories(data, path)
     if not skip_bad:  # the checks every entry point shares (datasets/formats/coco_checks.py); then the conversion
         kind = "keypoints" if k else "bbox"

@@ -43,7 +43,7 @@ import numpy as np
 
 from crowdbench.datasets.formats.errors import FormatError
 
-__all__ = ["MAX_SIZE", "CocoGt", "CocoResults", "check_coco_gt", "check_coco_results"]
+__all__ = ["MAX_SIZE", "CocoGt", "CocoResults", "check_coco_gt", "check_coco_results", "check_coco_top"]
 
 Kind = Literal["keypoints", "bbox"]
 INT64 = (-(2**63), 2**63 - 1)
@@ -241,7 +241,8 @@ def _ids_unique(ck: _Checker, ids: list, key: str = "id") -> None:
         seen[v] = i
 
 
-def _top(data: Any, src: str) -> None:
+def check_coco_top(data: Any, src: str) -> None:
+    """A JSON object with ``images``, ``annotations`` and ``categories`` lists."""
     if not isinstance(data, dict):
         raise FormatError(f"{src}: expected a COCO JSON object with 'images', 'annotations', 'categories'")
     for key in ("images", "annotations", "categories"):
@@ -273,7 +274,7 @@ def check_coco_gt(
     ``exact_types=False``: keypoint lists are typed by numpy's inference (fast; a bool counts as 0 / 1: pass it
     only when the source cannot hold ``true`` / ``false``); ``allow_duplicate_ids``: duplicate annotation ids as
     pycocotools treats them (implied by ``lenient``)."""
-    _top(data, src)
+    check_coco_top(data, src)
     relaxed: list[str] = []
     hint = _HINT if evaluation else ""
     cats = _Checker(src, "categories", data["categories"], lenient, relaxed, hint)
@@ -418,16 +419,10 @@ def _optional_boxes(ck: _Checker, key: str) -> None:
 
 
 def check_coco_results(
-    records: Any,
-    src: str,
-    gt: CocoGt,
-    *,
-    kind: Kind,
-    num_keypoints: int | None = None,
-    lenient: bool = False,
-    exact_types: bool = True,
+    records: Any, src: str, gt: CocoGt, *, lenient: bool = False, exact_types: bool = True
 ) -> CocoResults:
-    """Validate a COCO results list against its validated ground truth (module docstring)."""
+    """Validate a COCO results list against its validated ground truth (module docstring), for the ground truth's
+    ``kind`` (keypoints: ``gt.num_keypoints`` per result)."""
     if type(records) is not list:
         raise FormatError(f"{src}: expected a JSON list of COCO results, got {type(records).__name__}")
     relaxed: list[str] = []
@@ -447,14 +442,12 @@ def check_coco_results(
                 ck.fail(i, f"'score' must be a number, got {_short(v)}")
         finite = False
         relaxed.append(f"{src}: NaN or infinite scores (ranked as pycocotools sorts them)")
-    if kind == "keypoints":
-        if num_keypoints is None:
-            raise ValueError("kind='keypoints' needs num_keypoints")
-        ck.numbers("keypoints", 3 * num_keypoints, exact=exact_types)
+    if gt.kind == "keypoints":
+        ck.numbers("keypoints", 3 * int(gt.num_keypoints), exact=exact_types)  # type: ignore[arg-type]
         _optional_boxes(ck, "bbox")
     else:
         _boxes(ck, "bbox")
-    return CocoResults(records, src, kind, finite_scores=finite, relaxed=relaxed)
+    return CocoResults(records, src, gt.kind, finite_scores=finite, relaxed=relaxed)
 
 
 def renumbered(gt: CocoGt) -> dict:
