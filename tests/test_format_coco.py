@@ -203,6 +203,21 @@ def test_malformed_annotation(tmp_path: Path, edit, message: str) -> None:
     assert sum(len(f.instances) + len(f.ignore_regions) for f in skipped) == 2
 
 
+def test_skip_bad_drops_what_the_strict_reader_refuses(tmp_path: Path) -> None:
+    data = _mini()
+    data["annotations"][0].update(fbox=[1, 2, 30, 40], bbox=[1, 2, 3], num_keypoints=True)  # bbox refused with fbox
+    data["annotations"][1]["vbox"] = None
+    path = _write(tmp_path, data)
+    with pytest.raises(FormatError, match=r"annotations\[0\] \(id 1\): 'bbox' has 3 values, expected 4"):
+        read_coco_keypoints(path)
+    frames = read_coco_keypoints(path, skip_bad=True)
+    assert frames.skipped == 2 and not frames[0].instances and len(frames[0].ignore_regions) == 1
+    data = _mini()
+    data["images"][0]["width"] = 0  # an image the checks refuse is never skipped
+    with pytest.raises(FormatError, match=r"images\[0\] \(id 7\): 'width' 0 is outside"):
+        read_coco_keypoints(_write(tmp_path, data), skip_bad=True)
+
+
 def _file_level_cases() -> list[tuple[Any, str]]:
     dup = _mini()
     dup["images"].append(dict(dup["images"][0]))

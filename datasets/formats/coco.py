@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from crowdbench.datasets.formats.atomic import atomic_write_text
-from crowdbench.datasets.formats.coco_checks import check_coco_gt, check_coco_top
+from crowdbench.datasets.formats.coco_checks import RecordError, check_coco_gt, check_coco_top
 from crowdbench.datasets.formats.errors import FormatError, read_json
 from crowdbench.datasets.keypoints import COCO_17, CROWDPOSE_14
 from crowdbench.datasets.model import Frame, Instance, KeypointSchema
@@ -286,20 +286,6 @@ def _numbers(value: Any, n: int, what: str) -> None:
             raise _Bad(f"{what} must hold finite numbers, got {_short(v)}")
 
 
-def _num_array(rows: list[Any], width: int) -> np.ndarray | None:
-    """``len(rows) x width`` float array, or None if any row is not ``width`` finite numbers."""
-    if not rows:
-        return np.zeros((0, width))
-    try:
-        arr = np.array(rows)
-    except ValueError:  # ragged
-        return None
-    if arr.shape != (len(rows), width) or arr.dtype.kind not in "iuf":
-        return None
-    arr = arr.astype(np.float64, copy=False)
-    return arr if np.isfinite(arr).all() else None
-
-
 def _record(value: Any, keys: tuple[str, ...]) -> dict[str, Any]:
     """``value`` as a JSON object that has every one of ``keys``."""
     if not isinstance(value, dict):
@@ -318,8 +304,8 @@ def _new_id(record: dict[str, Any], first: dict[int, int], kind: str) -> int:
     return rid
 
 
-def _categories(data: dict[str, Any], path: Path) -> tuple[set[int], int, int]:
-    """Known category ids, the person category id and its keypoint count (0 without keypoints)."""
+def _categories(data: dict[str, Any], path: Path) -> tuple[int, int]:
+    """The person category id and its keypoint count (0 without keypoints)."""
     cats = data["categories"]
     known: set[int] = set()
     person: tuple[int, int] | None = None
@@ -342,7 +328,7 @@ def _categories(data: dict[str, Any], path: Path) -> tuple[set[int], int, int]:
             ) from None
     if person is None:
         raise FormatError(f"{path}: no person category (one named 'person' or with 'keypoints') in 'categories'")
-    return known, person[0], person[1]
+    return person[0], person[1]
 
 
 def _images(images: list[Any], path: Path, root: Path | None) -> tuple[list[Frame], list[int], list[dict[str, Any]]]:
@@ -380,77 +366,9 @@ def _images(images: list[Any], path: Path, root: Path | None) -> tuple[list[Fram
     return frames, ids, extras
 
 
-def _annotation(
-    ann: Any, k: int, person: int, categories: set[int], image_index: dict[int, int], first: dict[int, int], i: int
-) -> tuple[int, list[Any], Any, int, Any, int, bool] | None:
-    """Checks of one annotation that need no numbers parsed; None for another category's annotation.
-
-    Returns ``(id, keypoints list, box list, image position, vbox list or None, track id, crowd region)``.
-    """
-    ann = _record(ann, ("id", "image_id", "category_id", "bbox"))
-    aid = _new_id(ann, first, "annotation")
-    cid = _int(ann["category_id"], "'category_id'")
-    if cid not in categories:
-        raise _Bad(f"unknown category_id {cid}")
-    if cid != person:
-        return None
-    image_id = _int(ann["image_id"], "'image_id'")
-    if image_id not in image_index:
-        raise _Bad(f"unknown image_id {image_id}")
-    crowd = ann.get("iscrowd", 0)
-    if crowd not in (0, 1) or type(crowd) is float:
-        raise _Bad(f"'iscrowd' must be 0 or 1, got {_short(crowd)}")
-    kps = ann.get("keypoints")
-    if kps is None:
-        if k and not crowd:
-            raise _Bad("has no 'keypoints'")
-        kps = [0] * (3 * k)
-    elif not isinstance(kps, list) or len(kps) != 3 * k:
-        got = f"{len(kps)} values" if isinstance(kps, list) else _short(kps)
-        raise _Bad(f"'keypoints' must hold 3 x {k} values for the category's {k} keypoints, got {got}")
-    track = ann.get("track_id", -1)
-    if type(track) is not int:
-        raise _Bad(f"'track_id' must be an integer, got {_short(track)}")
-    box = ann.get("fbox", ann["bbox"])
-    region = bool(crowd) and "fbox" not in ann
-    return aid, kps, box, image_index[image_id], ann.get("vbox"), track, region
-
-
-def _bad_boxes(xywh: np.ndarray | None, rows: list[Any], what: str) -> dict[int, str]:
-    """``{row: reason}`` for boxes that are not 4 finite numbers or have a negative size."""
-    if xywh is None:
-        bad: dict[int, str] = {}
-        for j, row in enumerate(rows):
-            try:
-                _numbers(row, 4, what)
-            except _Bad as exc:
-                bad[j] = str(exc)
-        return bad
-    neg = np.flatnonzero((xywh[:, 2] < 0) | (xywh[:, 3] < 0))
-    return {int(j): f"{what} has a negative size {[float(v) for v in xywh[j, 2:]]}" for j in neg}
-
-
-@dataclass
-class _Skips:
-    """Where a malformed annotation goes: a :class:`FormatError`, or with ``skip_bad`` a count."""
-
-    path: Path
-    anns: list[Any]
-    skip_bad: bool
-    skipped: int = 0
-
-    def __call__(self, i: int, reason: str) -> None:
-        if not self.skip_bad:
-            ann = self.anns[i]
-            aid = _short(ann.get("id")) if isinstance(ann, dict) else "?"
-            raise FormatError(f"{self.path}: annotations[{i}] (id {aid}): {reason}")
-        self.skipped += 1
-
-
 @dataclass
 class _PersonRows:
-    """The person annotations that passed :func:`_annotation`, as parallel columns (``rows``: positions in the
-    file's annotation list)."""
+    """The person annotations to convert, as parallel columns (``rows``: positions in the annotation list)."""
 
     rows: list[int] = field(default_factory=list)
     kps: list[Any] = field(default_factory=list)
@@ -474,71 +392,52 @@ def _schema_of(path: Path, schema: KeypointSchema | None, k: int) -> KeypointSch
     return schema
 
 
-def _person_rows(
-    anns: list[Any], k: int, person: int, categories: set[int], image_index: dict[int, int], skips: _Skips
-) -> _PersonRows:
-    """The person annotations that pass the per-record checks (the others go to ``skips``)."""
-    out = _PersonRows()
-    first: dict[int, int] = {}
-    for i, ann in enumerate(anns):
+def _valid_annotations(data: dict[str, Any], src: str, k: int, skip_bad: bool) -> list[int]:
+    """Positions of the annotations :func:`check_coco_gt` accepts (the checks every entry point shares).
+
+    Strict, the first refused record raises. ``skip_bad`` drops each annotation it refuses and checks the rest
+    again (one pass per bad annotation); refused images or categories still raise."""
+    keep = list(range(len(data["annotations"])))
+    while True:
+        anns = data["annotations"]
+        kept = data if len(keep) == len(anns) else {**data, "annotations": [anns[i] for i in keep]}
         try:
-            got = _annotation(ann, k, person, categories, image_index, first, i)
-        except _Bad as exc:
-            skips(i, str(exc))
+            check_coco_gt(
+                kept, src, kind="keypoints" if k else "bbox", num_keypoints=k or None, need_area=False,
+                image_keys=("file_name", "width", "height"), evaluation=False,
+            )  # fmt: skip
+            return keep
+        except RecordError as exc:
+            if not skip_bad or exc.what != "annotations":
+                raise
+            del keep[exc.index]
+
+
+def _person_rows(anns: list[Any], keep: list[int], person: int, k: int, image_index: dict[int, int]) -> _PersonRows:
+    """The validated person annotations of ``keep`` (other categories are left out); ``fbox`` is the box when
+    present, and an ``iscrowd`` annotation without ``fbox`` an ignore region."""
+    out = _PersonRows()
+    for i in keep:
+        ann = anns[i]
+        if ann["category_id"] != person:
             continue
-        first[ann["id"]] = i
-        if got is None:
-            continue
-        _, kps, box, pos, vbox, track, region = got
         out.rows.append(i)
-        out.kps.append(kps)
-        out.boxes.append(box)
-        out.where.append(pos)
-        out.vboxes.append(vbox)
-        out.tracks.append(track)
-        out.regions.append(region)
+        out.kps.append(ann.get("keypoints", [0] * (3 * k)) if k else [])
+        out.boxes.append(ann.get("fbox", ann["bbox"]))
+        out.where.append(image_index[ann["image_id"]])
+        out.vboxes.append(ann.get("vbox"))
+        out.tracks.append(ann.get("track_id", -1))
+        out.regions.append(ann.get("iscrowd", 0) == 1 and "fbox" not in ann)
     return out
 
 
-def _bad_numbers(
-    rows: _PersonRows, k: int, boxes: np.ndarray | None, kps: np.ndarray | None, vis: np.ndarray | None
-) -> dict[int, str]:
-    """``{row: reason}`` of the rows whose box, keypoints or visible box are not numbers of the right shape (the
-    first reason of a row wins); the arrays are the vectorised parses, None where those failed."""
-    bad = _bad_boxes(boxes, rows.boxes, "box")
-    if kps is None:
-        for j, row in enumerate(rows.kps):
-            try:
-                _numbers(row, 3 * k, "'keypoints'")
-            except _Bad as exc:
-                bad.setdefault(j, str(exc))
-    vis_rows = [j for j, v in enumerate(rows.vboxes) if v is not None]
-    for j, reason in _bad_boxes(vis, [rows.vboxes[j] for j in vis_rows], "'vbox'").items():
-        bad.setdefault(vis_rows[j], reason)
-    return bad
-
-
-def _add_instances(frames: list[Frame], anns: list[Any], rows: _PersonRows, k: int, skips: _Skips) -> None:
-    """Parse the numbers of ``rows`` (vectorised; on failure the slow per-row checks name the culprits) and add
-    each good row to its frame: an instance, or an ignore region."""
-    boxes = _num_array(rows.boxes, 4)
-    kps_arr = _num_array(rows.kps, 3 * k) if k else np.zeros((len(rows.rows), 0))
-    vis_list = [v for v in rows.vboxes if v is not None]
-    bad = _bad_numbers(rows, k, boxes, kps_arr, _num_array(vis_list, 4))
-    for j in sorted(bad):
-        skips(rows.rows[j], bad[j])
-    ok = np.ones(len(rows.rows), dtype=bool)
-    ok[list(bad)] = False
-    if boxes is None:
-        boxes = np.array([b if ok[j] else [0, 0, 0, 0] for j, b in enumerate(rows.boxes)], dtype=np.float64)
-    if kps_arr is None:
-        kps_arr = np.array([r if ok[j] else [0] * (3 * k) for j, r in enumerate(rows.kps)], dtype=np.float64)
-    xyxy = boxes.reshape(-1, 4).copy()
+def _add_instances(frames: list[Frame], anns: list[Any], rows: _PersonRows, k: int) -> None:
+    """Add each row to its frame: an instance, or an ignore region."""
+    xyxy = np.array(rows.boxes, dtype=np.float64).reshape(-1, 4)
     xyxy[:, 2:] += xyxy[:, :2]
-    kps3 = kps_arr.reshape(len(rows.rows), k, 3)
+    kps3 = np.array(rows.kps, dtype=np.float64).reshape(len(rows.rows), k, 3)
     region_rows: dict[int, list[np.ndarray]] = {}
-    for j in np.flatnonzero(ok):
-        pos = rows.where[j]
+    for j, pos in enumerate(rows.where):
         if rows.regions[j]:
             region_rows.setdefault(pos, []).append(xyxy[j])
             continue
@@ -569,30 +468,26 @@ def read_coco_keypoints(
 
     One frame per image in file order, instances in annotation order; keypoints are ``K x 3`` with ``K`` from
     the person category (schema inferred: 17 -> COCO-17, 14 -> CrowdPose-14, unless ``schema`` is given).
-    Malformed input raises :class:`FormatError` (``"<file>: annotations[17] (id 123): <reason>"``); with
-    ``skip_bad=True`` malformed *annotations* are dropped instead and counted in ``CocoFrames.skipped``
-    (file-level, image and category errors still raise).
+    Malformed input raises :class:`FormatError` (``"<file>: annotations[17] (id 123): <reason>"``, the checks of
+    :func:`~crowdbench.datasets.formats.coco_checks.check_coco_gt`); with ``skip_bad=True`` malformed
+    *annotations* are dropped instead and counted in ``CocoFrames.skipped`` (file-level, image and category
+    errors still raise).
     """
     path = Path(path)
     root = Path(image_root) if image_root is not None else None
     data = read_json(path)
     check_coco_top(data, str(path))
-    categories, person, k = _categories(data, path)
-    if not skip_bad:  # the checks every entry point shares (datasets/formats/coco_checks.py); then the conversion
-        kind = "keypoints" if k else "bbox"
-        image_keys = ("file_name", "width", "height")
-        check_coco_gt(
-            data, str(path), kind=kind, num_keypoints=k or None, need_area=False, image_keys=image_keys,
-            evaluation=False,
-        )  # fmt: skip
+    person, k = _categories(data, path)
+    keep = [] if skip_bad else _valid_annotations(data, str(path), k, skip_bad=False)
     schema = _schema_of(path, schema, k)
     frames, image_ids, extras = _images(data["images"], path, root)
+    if skip_bad:  # after the reader's own image checks, which name the image
+        keep = _valid_annotations(data, str(path), k, skip_bad=True)
     image_index = {iid: j for j, iid in enumerate(image_ids)}
     anns = data["annotations"]
-    skips = _Skips(path, anns, skip_bad)
-    rows = _person_rows(anns, k, person, categories, image_index, skips)
-    _add_instances(frames, anns, rows, k, skips)
-    return CocoFrames(frames, schema=schema, image_ids=image_ids, image_extras=extras, skipped=skips.skipped)
+    _add_instances(frames, anns, _person_rows(anns, keep, person, k, image_index), k)
+    skipped = len(anns) - len(keep)
+    return CocoFrames(frames, schema=schema, image_ids=image_ids, image_extras=extras, skipped=skipped)
 
 
 def read_coco_results(

@@ -43,7 +43,15 @@ import numpy as np
 
 from crowdbench.datasets.formats.errors import FormatError
 
-__all__ = ["MAX_SIZE", "CocoGt", "CocoResults", "check_coco_gt", "check_coco_results", "check_coco_top"]
+__all__ = [
+    "MAX_SIZE",
+    "CocoGt",
+    "CocoResults",
+    "RecordError",
+    "check_coco_gt",
+    "check_coco_results",
+    "check_coco_top",
+]
 
 Kind = Literal["keypoints", "bbox"]
 INT64 = (-(2**63), 2**63 - 1)
@@ -104,22 +112,42 @@ class CocoResults:
     relaxed: list[str] = field(default_factory=list)
 
 
+class RecordError(FormatError):
+    """A :class:`FormatError` about one record: ``what[index]`` (``annotations[3]``), so that a reader can skip it."""
+
+    def __init__(self, message: str, what: str, index: int) -> None:
+        super().__init__(message)
+        self.what, self.index = what, index
+
+
 class _Checker:
-    """Column checks over one list of records; the first failure names ``src``, ``what[i]`` (+ id) and the field."""
+    """Column checks over one list of records; the first failure names ``src``, ``what[i]`` (+ id) and the field.
+
+    ``positions``: the place of each record in the whole list, for a checker over some of its records."""
 
     def __init__(
-        self, src: str, what: str, records: list, lenient: bool, relaxed: list[str], hint: str = _HINT
+        self,
+        src: str,
+        what: str,
+        records: list,
+        lenient: bool,
+        relaxed: list[str],
+        hint: str = _HINT,
+        positions: Sequence[int] | None = None,
     ) -> None:
         self.src, self.what, self.records, self.lenient, self.relaxed = src, what, records, lenient, relaxed
-        self.hint = hint
+        self.hint, self.positions = hint, positions
+
+    def position(self, i: int) -> int:
+        return i if self.positions is None else self.positions[i]
 
     def where(self, i: int) -> str:
         rec = self.records[i]
         ident = f" (id {_short(rec['id'])})" if isinstance(rec, dict) and "id" in rec else ""
-        return f"{self.what}[{i}]{ident}"
+        return f"{self.what}[{self.position(i)}]{ident}"
 
     def fail(self, i: int, text: str) -> None:
-        raise FormatError(f"{self.src}: {self.where(i)}: {text}")
+        raise RecordError(f"{self.src}: {self.where(i)}: {text}", self.what, self.position(i))
 
     def relax(self, i: int, text: str) -> None:
         """A value pycocotools accepts: an error, or with ``lenient`` a note in ``relaxed``."""
@@ -130,7 +158,8 @@ class _Checker:
     def objects(self) -> None:
         for i, rec in enumerate(self.records):
             if type(rec) is not dict:
-                raise FormatError(f"{self.src}: {self.what}[{i}]: expected a JSON object, got {_short(rec)}")
+                message = f"{self.src}: {self.what}[{i}]: expected a JSON object, got {_short(rec)}"
+                raise RecordError(message, self.what, i)
 
     def values(self, key: str, default: Any = _MISSING) -> list:
         vals = [r.get(key, default) for r in self.records]
@@ -413,8 +442,7 @@ def _optional_boxes(ck: _Checker, key: str) -> None:
     """:func:`_boxes` over the records that have ``key`` (errors name their place in the whole list)."""
     rows = [i for i, r in enumerate(ck.records) if key in r]
     if rows:
-        sub = _Checker(ck.src, ck.what, [ck.records[i] for i in rows], ck.lenient, ck.relaxed, ck.hint)
-        sub.where = lambda j: ck.where(rows[j])  # type: ignore[method-assign]
+        sub = _Checker(ck.src, ck.what, [ck.records[i] for i in rows], ck.lenient, ck.relaxed, ck.hint, rows)
         _boxes(sub, key)
 
 
