@@ -232,18 +232,9 @@ def _categories18(path: Path, data: dict) -> list[int | None]:
     return [_NAMES.index(n) if n in _NAMES else None for n in names]
 
 
-def _read18(path: Path, data: Any, image_root: Path | None) -> list[Frame]:
-    read_posetrack18(path, data)  # the checks eval runs (datasets/formats/poseval.py), then the conversion
-    if not isinstance(data, dict):
-        raise FormatError(f"{path}: expected a JSON object, got {type(data).__name__}")
-    for key in ("images", "annotations", "categories"):
-        if not isinstance(data.get(key), list):
-            raise FormatError(f"{path}: missing list '{key}'")
-    table = _categories18(path, data)
-    n_kp = len(table)
-    images = data["images"]
+def _frames18(path: Path, images: list, image_root: Path | None) -> dict[Any, Frame]:
+    """One empty frame per image, by image id, in the order of ``images`` (frame indices fixed up)."""
     vids = {str(img.get("vid_id")) for img in images if isinstance(img, dict) and "vid_id" in img}
-    frames: list[Frame] = []
     indices: list[int | None] = []
     by_image: dict[Any, Frame] = {}
     for k, img in enumerate(images):
@@ -266,48 +257,63 @@ def _read18(path: Path, data: Any, image_root: Path | None) -> list[Frame]:
         polygons: list[np.ndarray] = []
         if "ignore_regions_x" in img or "ignore_regions_y" in img:
             polygons = _polygons(img.get("ignore_regions_x"), img.get("ignore_regions_y"), where)
-        frame = Frame(video, 0, size[0], size[1], image=_image_path(name, image_root), ignore_polygons=polygons)
-        by_image[img["id"]] = frame
-        frames.append(frame)
+        image = _image_path(name, image_root)
+        by_image[img["id"]] = Frame(video, 0, size[0], size[1], image=image, ignore_polygons=polygons)
         indices.append(_frame_index18(img, name))
-    _fix_indices(frames, indices, path)
+    _fix_indices(list(by_image.values()), indices, path)
+    return by_image
 
+
+def _instance18(ann: Any, where: str, table: list[int | None], by_image: Mapping[Any, Frame]) -> Instance:
+    """One annotation: keypoints moved to their ``POSETRACK_17`` slots (joint scores as the third value)."""
+    if not isinstance(ann, dict):
+        raise FormatError(f"{where}: expected an object")
+    for key in ("image_id", "keypoints"):
+        if key not in ann:
+            raise FormatError(f"{where}: missing '{key}'")
+    if isinstance(ann["image_id"], list | dict) or ann["image_id"] not in by_image:
+        raise FormatError(f"{where}: image_id {ann['image_id']!r} not in images")
+    n_kp = len(table)
+    raw = ann["keypoints"]
+    if not isinstance(raw, list) or len(raw) != 3 * n_kp:
+        raise FormatError(f"{where}: 'keypoints' must have {3 * n_kp} numbers, got {_len(raw)}")
+    flat = np.array([_num(v, f"{where}: keypoints") for v in raw]).reshape(n_kp, 3)
+    scores = ann.get("scores") or []
+    if not isinstance(scores, list) or len(scores) not in (0, n_kp):
+        raise FormatError(f"{where}: 'scores' must be empty or have {n_kp} numbers")
+    scores = [_num(v, f"{where}: scores") for v in scores]
+    kpts = np.zeros((K, 3))
+    for slot, dst in enumerate(table):
+        if dst is not None:
+            kpts[dst] = flat[slot]
+            if scores:
+                kpts[dst, 2] = scores[slot]
+    head = _box(ann["bbox_head"], "bbox_head", where) if "bbox_head" in ann else None
+    track = _int(ann["track_id"], f"{where}: track_id") if "track_id" in ann else -1
+    if scores:
+        listed = np.array([dst is not None and not (flat[s] == 0).all() for s, dst in enumerate(table)])
+        lab = np.zeros(K, dtype=bool)
+        lab[[d for s, d in enumerate(table) if d is not None and listed[s]]] = True
+        score = float(kpts[_EVALUATED, 2].mean())
+    else:
+        lab, score = kpts[:, 2] > 0, 1.0
+    box = _box(ann["bbox"], "bbox", where) if "bbox" in ann else _extent(kpts, lab, head)
+    return Instance(box=box, keypoints=kpts, score=score, track_id=track, head_box=head)
+
+
+def _read18(path: Path, data: Any, image_root: Path | None) -> list[Frame]:
+    read_posetrack18(path, data)  # the checks eval runs (datasets/formats/poseval.py), then the conversion
+    if not isinstance(data, dict):
+        raise FormatError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    for key in ("images", "annotations", "categories"):
+        if not isinstance(data.get(key), list):
+            raise FormatError(f"{path}: missing list '{key}'")
+    table = _categories18(path, data)
+    by_image = _frames18(path, data["images"], image_root)
     for k, ann in enumerate(data["annotations"]):
-        where = f"{path}: annotations[{k}]"
-        if not isinstance(ann, dict):
-            raise FormatError(f"{where}: expected an object")
-        for key in ("image_id", "keypoints"):
-            if key not in ann:
-                raise FormatError(f"{where}: missing '{key}'")
-        if isinstance(ann["image_id"], list | dict) or ann["image_id"] not in by_image:
-            raise FormatError(f"{where}: image_id {ann['image_id']!r} not in images")
-        raw = ann["keypoints"]
-        if not isinstance(raw, list) or len(raw) != 3 * n_kp:
-            raise FormatError(f"{where}: 'keypoints' must have {3 * n_kp} numbers, got {_len(raw)}")
-        flat = np.array([_num(v, f"{where}: keypoints") for v in raw]).reshape(n_kp, 3)
-        scores = ann.get("scores") or []
-        if not isinstance(scores, list) or len(scores) not in (0, n_kp):
-            raise FormatError(f"{where}: 'scores' must be empty or have {n_kp} numbers")
-        scores = [_num(v, f"{where}: scores") for v in scores]
-        kpts = np.zeros((K, 3))
-        for slot, dst in enumerate(table):
-            if dst is not None:
-                kpts[dst] = flat[slot]
-                if scores:
-                    kpts[dst, 2] = scores[slot]
-        head = _box(ann["bbox_head"], "bbox_head", where) if "bbox_head" in ann else None
-        track = _int(ann["track_id"], f"{where}: track_id") if "track_id" in ann else -1
-        if scores:
-            listed = np.array([dst is not None and not (flat[s] == 0).all() for s, dst in enumerate(table)])
-            lab = np.zeros(K, dtype=bool)
-            lab[[d for s, d in enumerate(table) if d is not None and listed[s]]] = True
-            score = float(kpts[_EVALUATED, 2].mean())
-        else:
-            lab, score = kpts[:, 2] > 0, 1.0
-        box = _box(ann["bbox"], "bbox", where) if "bbox" in ann else _extent(kpts, lab, head)
-        inst = Instance(box=box, keypoints=kpts, score=score, track_id=track, head_box=head)
+        inst = _instance18(ann, f"{path}: annotations[{k}]", table, by_image)
         by_image[ann["image_id"]].instances.append(inst)
-    return frames
+    return list(by_image.values())
 
 
 def _len(value: Any) -> str:
