@@ -123,6 +123,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``crowdbench`` parser: table, report, search, export, list, eval and data commands."""
     parser = argparse.ArgumentParser(prog="crowdbench", description=__doc__)
     parser.add_argument("--version", action="version", version=f"crowdbench {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -130,7 +131,30 @@ def build_parser() -> argparse.ArgumentParser:
     table = sub.add_parser("table", help="regenerate a paper table (paper values beside reproduced ones)")
     _add_run_options(table)
     table.set_defaults(func=cmd_table)
+    _add_report_command(sub)
+    _add_search_command(sub)
+    _add_export_and_list_commands(sub)
 
+    ev = sub.add_parser("eval", help="evaluate prediction files with a metric").add_subparsers(
+        dest="metric", required=True
+    )
+    # deferred: start-up (numpy)
+    from crowdbench.bench.metrics.cli import add_eval_commands
+
+    add_eval_commands(ev)
+
+    data = sub.add_parser("data", help="datasets: write the synthetic crowds in native formats").add_subparsers(
+        dest="data_command", required=True
+    )
+    # deferred: start-up (cv2, numpy)
+    from crowdbench.bench.data_cli import add_data_commands
+
+    add_data_commands(data)
+    return parser
+
+
+def _add_report_command(sub: argparse._SubParsersAction) -> None:
+    """``crowdbench report``: the site, or one table's reports, from the store."""
     report = sub.add_parser(
         "report",
         help="build the report site (every table, figure and search) from the store without running anything; "
@@ -146,6 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--db")
     report.set_defaults(func=cmd_report)
 
+
+def _add_search_command(sub: argparse._SubParsersAction) -> None:
+    """``crowdbench search tracking``: the study, the run and the sampler options."""
     search = sub.add_parser("search", help="Optuna search over a pipeline's parameters (tracking: DeepSORT)")
     search.add_argument("what", choices=("tracking",), help="what to search")
     search.add_argument("--table", required=True, help="table with a `search:` block, e.g. hie-tracking/table4")
@@ -195,6 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="uniform crossover swapping probability (default 0.5)")  # fmt: skip
     search.set_defaults(func=cmd_search)
 
+
+def _add_export_and_list_commands(sub: argparse._SubParsersAction) -> None:
+    """``crowdbench export`` (the store as one tidy table) and ``crowdbench list``."""
     export = sub.add_parser(
         "export", help="every result of the store as one tidy table (crowdbench.results.load): Parquet or CSV"
     )
@@ -207,23 +237,6 @@ def build_parser() -> argparse.ArgumentParser:
     lister = sub.add_parser("list", help="list tables, plugins or profiles")
     lister.add_argument("what", choices=("tables", "plugins", "profiles"))
     lister.set_defaults(func=cmd_list)
-
-    ev = sub.add_parser("eval", help="evaluate prediction files with a metric").add_subparsers(
-        dest="metric", required=True
-    )
-    # deferred: start-up (numpy)
-    from crowdbench.bench.metrics.cli import add_eval_commands
-
-    add_eval_commands(ev)
-
-    data = sub.add_parser("data", help="datasets: write the synthetic crowds in native formats").add_subparsers(
-        dest="data_command", required=True
-    )
-    # deferred: start-up (cv2, numpy)
-    from crowdbench.bench.data_cli import add_data_commands
-
-    add_data_commands(data)
-    return parser
 
 
 def cmd_table(args: argparse.Namespace) -> int:
