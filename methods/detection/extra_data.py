@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from crowdbench.bench.registry import Hook, Plugin, Stage, register
+from crowdbench.bench.registry import Hook, Plugin, Stage
+from crowdbench.methods.declarative import variant
 
 if TYPE_CHECKING:
     from crowdbench.bench.config import RunConfig
@@ -41,30 +42,16 @@ class _ExtraData(Plugin):
         d.extra_train = (*d.extra_train, self.dataset)
 
 
-@register("extra_data.crowdhuman")
-class CrowdHuman(_ExtraData):
-    """CrowdHuman train split (15k images, 339k boxes; paper 000 Table 2, "HIE + CrowdHuman")."""
-
-    dataset = "crowdhuman"
-
-
-@register("extra_data.coco_person")
-class COCOPerson(_ExtraData):
-    """COCO person images (64k images, 262k boxes; paper 000 Table 2, "HIE + COCO person"); full reads the COCO
-    person-keypoints train annotations (every image with a person)."""
-
-    dataset = "coco"
-
-
-@register("extra_data.cityperson")
-class CityPerson(_ExtraData):
-    """CityPersons (2.9k images, 19k boxes; paper 000 Table 2, "HIE + CityPerson"); smoke only (no reader)."""
-
-    dataset = "cityperson"
-
-
-@register("extra_data.self_collected")
-class SelfCollected(_ExtraData):
-    """Paper 000's self-collected data (2k images, 30k boxes; Table 2); not public: smoke runs a synthetic stand-in."""
-
-    dataset = "self_collected"
+CrowdHuman = variant("extra_data.crowdhuman", _ExtraData, dataset="crowdhuman", doc=(
+    'CrowdHuman train split (15k images, 339k boxes; paper 000 Table 2, "HIE + CrowdHuman").'
+))  # fmt: skip
+COCOPerson = variant("extra_data.coco_person", _ExtraData, dataset="coco", doc=(
+    'COCO person images (64k images, 262k boxes; paper 000 Table 2, "HIE + COCO person"); full reads the COCO\n'
+    "    person-keypoints train annotations (every image with a person)."
+))  # fmt: skip
+CityPerson = variant("extra_data.cityperson", _ExtraData, dataset="cityperson", doc=(
+    'CityPersons (2.9k images, 19k boxes; paper 000 Table 2, "HIE + CityPerson"); smoke only (no reader).'
+))  # fmt: skip
+SelfCollected = variant("extra_data.self_collected", _ExtraData, dataset="self_collected", doc=(
+    "Paper 000's self-collected data (2k images, 30k boxes; Table 2); not public: smoke runs a synthetic stand-in."
+))  # fmt: skip

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from crowdbench.bench.config import PoseTestConfig, RunConfig
 from crowdbench.bench.registry import Hook, Plugin, Stage, get_plugin, register
-from crowdbench.methods.setting_plugins import Option, SettingPlugin
+from crowdbench.methods.declarative import Option, SettingPlugin, variant
 
 
 class _Options(BaseModel):
@@ -37,15 +37,10 @@ class _HRNet(Plugin):
         run.pose.model.hrnet_width = self.config.smoke_width if run.profile == "smoke" else self.width  # type: ignore[attr-defined]
 
 
-def _network(name: str, base: type[Plugin], doc: str, **size: Any) -> type[Plugin]:
-    """Register the network plugin ``base`` at one size (``width``, ``depth``, ``fpn``) as ``name``."""
-    return register(name)(type(name.split(".")[-1], (base,), {"__doc__": doc, "__module__": __name__, **size}))
-
-
-HRNetW32 = _network("pose_model.hrnet_w32", _HRNet, width=32, doc=(
+HRNetW32 = variant("pose_model.hrnet_w32", _HRNet, width=32, doc=(
     "HRNet-W32 (Sun et al., CVPR 2019) top-down pose network: stage-4 high-resolution branch, 1x1 conv to K."
 ))  # fmt: skip
-HRNetW48 = _network("pose_model.hrnet_w48", _HRNet, width=48, doc="HRNet-W48 (Sun et al., CVPR 2019).")
+HRNetW48 = variant("pose_model.hrnet_w48", _HRNet, width=48, doc="HRNet-W48 (Sun et al., CVPR 2019).")
 
 
 class _ResNetOptions(_Options):
@@ -81,16 +76,16 @@ class _SimpleBaseline(Plugin):
         m.fpn = self.fpn
 
 
-SimpleBaselineR50 = _network("pose_model.simplebaseline_r50", _SimpleBaseline, depth=50, Config=_ResNetOptions, doc=(
+SimpleBaselineR50 = variant("pose_model.simplebaseline_r50", _SimpleBaseline, depth=50, Config=_ResNetOptions, doc=(
     "SimpleBaseline (Xiao et al., ECCV 2018): ResNet-50 + three 4x4 deconvolutions + 1x1 conv."
 ))  # fmt: skip
-SimpleBaselineR101 = _network("pose_model.simplebaseline_r101", _SimpleBaseline, depth=101, doc=(
+SimpleBaselineR101 = variant("pose_model.simplebaseline_r101", _SimpleBaseline, depth=101, doc=(
     "SimpleBaseline with ResNet-101 (smoke: ResNet-34, so it stays deeper than the R-50 row's ResNet-18)."
 ))  # fmt: skip
-SimpleBaselineR152 = _network("pose_model.simplebaseline_r152", _SimpleBaseline, depth=152, doc=(
+SimpleBaselineR152 = variant("pose_model.simplebaseline_r152", _SimpleBaseline, depth=152, doc=(
     "SimpleBaseline with ResNet-152 (smoke: ResNet-34 unless ``smoke_depth`` says otherwise)."
 ))  # fmt: skip
-SimpleNetR152FPN = _network("pose_model.simplenet_r152_fpn", _SimpleBaseline, depth=152, fpn=True, doc=(
+SimpleNetR152FPN = variant("pose_model.simplenet_r152_fpn", _SimpleBaseline, depth=152, fpn=True, doc=(
     "SimpleNet of the HIE papers (paper 000 section 3.1): SimpleBaseline with a ResNet-152 backbone plus an FPN "
     "whose\nfinest level feeds the deconvolution head (smoke: ResNet-34)."
 ))  # fmt: skip

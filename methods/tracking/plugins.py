@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from crowdbench.bench.config import RunConfig
 from crowdbench.bench.registry import Hook, Plugin, Stage, register
-from crowdbench.methods.setting_plugins import Option, SettingPlugin
+from crowdbench.methods.declarative import Option, SettingPlugin
 
 
 class _Options(BaseModel):

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from crowdbench.bench.config import RunConfig
 from crowdbench.bench.registry import Hook, Plugin, Stage, register
-from crowdbench.methods.setting_plugins import Option, SettingPlugin
+from crowdbench.methods.declarative import Option, SettingPlugin, variant
 
 
 class _Options(BaseModel):
@@ -172,9 +172,9 @@ class _Backbone(Plugin):
 def _trunk(name: str, full: str, smoke: str, doc: str) -> type[Plugin]:
     """Register ``_Backbone`` with the trunk ``full`` as ``name``, ``smoke`` its default smoke stand-in."""
     option = Field(smoke, description="the trunk under the smoke profile")
-    attrs = {"__doc__": doc, "__module__": __name__, "full": full,
-             "Config": create_model("Config", __base__=_Options, smoke=(str, option))}  # fmt: skip
-    return register(name)(type(name.split(".")[-1], (_Backbone,), attrs))
+    return variant(
+        name, _Backbone, doc, full=full, Config=create_model("Config", __base__=_Options, smoke=(str, option))
+    )
 
 
 ResNet50 = _trunk("pose_regression.resnet50", "resnet50", "resnet18",
