@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from rich.markup import escape
 
@@ -239,37 +240,34 @@ def _add_export_and_list_commands(sub: argparse._SubParsersAction) -> None:
     lister.set_defaults(func=cmd_list)
 
 
+_EXECUTOR_OPTIONS = ("nproc", "address", "cpus", "partition", "time_min", "gpus_per_task", "cpus_per_task",
+                     "array_parallelism", "folder", "cluster")  # fmt: skip
+"""Options of the ray / slurm executors and ``--nproc-per-cell``, by their ``argparse`` dest (= the executor's key)."""
+_TABLE_ARGS = ("profile", "seeds", "run_dir", "executor", "jobs", "device", "rows", "data_root", "cache_url", "dry_run")
+"""``crowdbench table`` options passed to ``run_table`` under their own names."""
+_SEARCH_ARGS = ("trials", "workers", "storage", "sampler", "multi_objective", "profile", "run_dir", "device", "seed",
+                "objective_seeds")  # fmt: skip
+"""``crowdbench search`` options passed to ``search_tracking`` under their own names."""
+
+
+def _options(args: argparse.Namespace, *names: str) -> dict[str, Any]:
+    """``{name: args.name}``: command-line values passed on under the same names."""
+    return {name: getattr(args, name) for name in names}
+
+
 def cmd_table(args: argparse.Namespace) -> int:
     # deferred: start-up (sqlalchemy, jinja2)
     from crowdbench.bench.matrix import parse_set
     from crowdbench.bench.runner import run_table
 
+    executor_options = _options(args, *_EXECUTOR_OPTIONS)
+    executor_options["folder"] = args.folder or str(Path(args.run_dir) / "slurm")
     result = run_table(
         args.table,
-        profile=args.profile,
-        seeds=args.seeds,
         overrides=parse_set(args.overrides),
-        run_dir=args.run_dir,
         db_url=args.db,
-        executor=args.executor,
-        jobs=args.jobs,
-        device=args.device,
-        rows=args.rows,
-        data_root=args.data_root,
-        cache_url=args.cache_url,
-        dry_run=args.dry_run,
-        executor_options={
-            "nproc": args.nproc,
-            "address": args.address,
-            "cpus": args.cpus,
-            "partition": args.partition,
-            "time_min": args.time_min,
-            "gpus_per_task": args.gpus_per_task,
-            "cpus_per_task": args.cpus_per_task,
-            "array_parallelism": args.array_parallelism,
-            "folder": args.folder or str(Path(args.run_dir) / "slurm"),
-            "cluster": args.cluster,
-        },
+        executor_options=executor_options,
+        **_options(args, *_TABLE_ARGS),
     )
     return 1 if result is not None and result.failed else 0
 
@@ -326,19 +324,10 @@ def cmd_search(args: argparse.Namespace) -> int:
                    "crossover_prob": args.nsga2_crossover_prob, "swapping_prob": args.nsga2_swapping_prob}  # fmt: skip
     result = search_tracking(
         args.table,
-        trials=args.trials,
-        workers=args.workers,
-        storage=args.storage,
-        sampler=args.sampler,
-        multi_objective=args.multi_objective,
-        profile=args.profile,
         overrides=overrides,
-        run_dir=args.run_dir,
         db_url=args.db,
-        device=args.device,
-        seed=args.seed,
         sampler_options=options,
-        objective_seeds=args.objective_seeds,
+        **_options(args, *_SEARCH_ARGS),
     )
     return 0 if result.complete else 1
 

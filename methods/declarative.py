@@ -9,7 +9,10 @@ class registered once per size, trunk or dataset).
     class CenterSampling(SettingPlugin):
         hook: ClassVar[Hook] = "loss"
         stage: ClassVar[Stage] = "train"
-        sets = {"regression.train.center_sampling": True, "regression.train.center_radius": Option("radius")}
+        sets: ClassVar[dict[str, Any]] = {
+            "regression.train.center_sampling": True,
+            "regression.train.center_radius": Option("radius"),
+        }
 
 ``variant("backbone.resnet50", _BackbonePlugin, "ResNet-50 ...", full="resnet50")`` registers a subclass of
 ``_BackbonePlugin`` with the class attribute ``full`` (and docstring) under ``backbone.resnet50``.

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
@@ -26,6 +26,7 @@ from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 from crowdbench.bench.checkpoints import fit_state_dict, load_weights, read_state_dict
 from crowdbench.bench.config import DetectorConfig, RunConfig
 from crowdbench.bench.registry import Hook, Plugin, Stage, register
+from crowdbench.methods.declarative import SettingPlugin
 from crowdbench.methods.detection.backbones import build_trunk, stage_channels
 from crowdbench.methods.detection.cascade import CascadeRoIHeads
 from crowdbench.methods.detection.crowddet import (
@@ -230,16 +231,13 @@ def build_detector(cfg: DetectorConfig) -> FasterRCNN:
 
 
 @register("detector.fpn")
-class FPNPlugin(Plugin):
+class FPNPlugin(SettingPlugin):
     """Feature Pyramid Network (Lin et al., CVPR 2017): RoIs pooled from P2-P5, anchors one size per level.
     Sets ``model.fpn = true`` (the default; the plugin names the switch hie-pose Table 1 toggles)."""
 
     hook: ClassVar[Hook] = "model"
     stage: ClassVar[Stage] = "train"
-    edits: ClassVar[tuple[str, ...]] = ("model.fpn",)
-
-    def apply(self, run: RunConfig) -> None:
-        run.model.fpn = True
+    sets: ClassVar[dict[str, Any]] = {"model.fpn": True}
 
 
 class _C4Options(BaseModel):
