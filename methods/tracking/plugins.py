@@ -135,29 +135,23 @@ class _IoUReIDOptions(_Options):
 
 
 @register("pose_tracking.iou_reid")
-class IoUReIDTracking(Plugin):
+class IoUReIDTracking(SettingPlugin):
     """Pose tracking of paper 003 section 4.2: Detect-and-Track's frame-to-frame Hungarian matching on box IoU, plus
     the Euclidean distance of ReID features (the team's own ReID, ``deepsort.reid``'s network), cost
     ``((1 - IoU) + lambda d / 2) / (1 + lambda)`` (a project choice: the paper gives no formula)."""
 
     hook: ClassVar[Hook] = "tracker"
     stage: ClassVar[Stage] = "postprocess"
-    edits: ClassVar[tuple[str, ...]] = (
-        "pose_tracking.tracker",
-        "pose_tracking.appearance_weight",
-        "pose_tracking.max_cost",
-        "pose_tracking.max_age",
-        "pose_tracking.min_score",
-        "tracking.reid.enabled",
-    )
+    sets: ClassVar[dict[str, Any]] = {
+        "pose_tracking.tracker": "iou_reid",
+        **{f"pose_tracking.{name}": Option(name) for name in _IoUReIDOptions.model_fields},
+    }
+    edits: ClassVar[tuple[str, ...]] = (*sets, "tracking.reid.enabled")
     Config = _IoUReIDOptions
 
     def apply(self, run: RunConfig) -> None:
-        c, pt = self.config, run.pose_tracking
-        pt.tracker = "iou_reid"
-        pt.appearance_weight, pt.max_cost = c.appearance_weight, c.max_cost  # type: ignore[attr-defined]
-        pt.max_age, pt.min_score = c.max_age, c.min_score  # type: ignore[attr-defined]
-        run.tracking.reid.enabled = c.appearance_weight > 0  # type: ignore[attr-defined]
+        super().apply(run)
+        run.tracking.reid.enabled = self.config.appearance_weight > 0  # type: ignore[attr-defined]
 
 
 class _PropagationOptions(_Options):

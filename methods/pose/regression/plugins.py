@@ -68,18 +68,18 @@ class HeatmapAux(SettingPlugin):
 
 
 @register("pose_regression.oks_filter")
-class OKSFilter(Plugin):
+class OKSFilter(SettingPlugin):
     """OKSFilter (paper 002 section 3.1, Table 3): initial poses whose OKS to their best-matching person is below
     ``threshold`` are not positives of the second stage, the classification or PSM."""
 
     hook: ClassVar[Hook] = "loss"
     stage: ClassVar[Stage] = "train"
-    edits: ClassVar[tuple[str, ...]] = (
-        "regression.train.oks_filter",
-        "regression.train.oks_pos",
-        "regression.train.oks_neg",
-        "regression.train.oks_keep_best",
-    )
+    sets: ClassVar[dict[str, Any]] = {
+        "regression.train.oks_filter": True,
+        "regression.train.oks_pos": Option("threshold"),
+        "regression.train.oks_keep_best": Option("keep_best"),
+    }
+    edits: ClassVar[tuple[str, ...]] = (*sets, "regression.train.oks_neg")
 
     class Config(_Options):
         threshold: float = Field(0.5, ge=0, le=1, description="paper section 5.2.2: 0.5")
@@ -89,12 +89,9 @@ class OKSFilter(Plugin):
         keep_best: bool = Field(True, description="each person keeps its best-matching location (SMPR)")
 
     def apply(self, run: RunConfig) -> None:
+        super().apply(run)
         c = self.config
-        t = run.regression.train
-        t.oks_filter = True
-        t.oks_pos = c.threshold  # type: ignore[attr-defined]
-        t.oks_neg = c.threshold if c.negative is None else c.negative  # type: ignore[attr-defined]
-        t.oks_keep_best = c.keep_best  # type: ignore[attr-defined]
+        run.regression.train.oks_neg = c.threshold if c.negative is None else c.negative  # type: ignore[attr-defined]
 
 
 class _ScoreBranch(SettingPlugin):
