@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from crowdbench.bench.registry import Hook, Plugin, Stage
 from crowdbench.methods.declarative import variant
+from crowdbench.methods.weights import appended_weight
 
 if TYPE_CHECKING:
     from crowdbench.bench.config import RunConfig
@@ -36,9 +37,7 @@ class _ExtraData(Plugin):
         d = run.data
         if self.dataset in d.extra_train:
             return
-        weights = list(d.extra_weights or (1.0,) * len(d.extra_train))
-        weight = self.config.weight  # type: ignore[attr-defined]
-        d.extra_weights = (*weights, weight) if d.extra_weights or weight != 1.0 else ()
+        d.extra_weights = appended_weight(d.extra_weights, len(d.extra_train), self.config.weight)  # type: ignore[attr-defined]
         d.extra_train = (*d.extra_train, self.dataset)
 
 

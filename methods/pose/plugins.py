@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from crowdbench.bench.config import PoseTestConfig, RunConfig
 from crowdbench.bench.registry import Hook, Plugin, Stage, get_plugin, register
 from crowdbench.methods.declarative import Option, SettingPlugin, variant
+from crowdbench.methods.weights import appended_weight
 
 
 class _Options(BaseModel):
@@ -340,9 +341,8 @@ class ModelFusion(Plugin):
             raise ValueError(f"pose_postproc.model_fusion: {c.model!r} is not a pose model plugin")  # type: ignore[attr-defined]
         plugin.apply(other)
         t = run.pose.test
-        weights = current_weights(t)
+        t.ensemble_weights = appended_weight(t.ensemble_weights, 1 + len(t.ensemble), c.weight)  # type: ignore[attr-defined]
         t.ensemble.append(other.pose.model)
-        t.ensemble_weights = (*weights, c.weight) if t.ensemble_weights or c.weight != 1.0 else ()  # type: ignore[attr-defined]
 
 
 def current_weights(test: PoseTestConfig) -> list[float]:
