@@ -27,6 +27,8 @@ class _ExtraOptions(BaseModel):
 
 
 class _ExtraData(Plugin):
+    """Adds the train split of ``dataset`` to the training frames once, weighted by option ``weight``."""
+
     dataset: ClassVar[str]
     hook: ClassVar[Hook] = "data"
     stage: ClassVar[Stage] = "train"
