@@ -40,9 +40,12 @@ def shared_env(session: nox.Session) -> Path:
     return VENV / "bin"
 
 
-def import_contract(session: nox.Session, bin_dir: Path) -> None:
-    """``lint-imports`` on the layers of ``[tool.importlinter]`` (pyproject.toml), through ``.ci/lint_imports.py``
-    (it links the package-dir folders into one ``crowdbench`` tree, which import-linter needs)."""
+def run_lint(session: nox.Session, bin_dir: Path) -> None:
+    """ruff check, ruff format --check, then ``lint-imports`` on the layers of ``[tool.importlinter]``
+    (pyproject.toml), through ``.ci/lint_imports.py`` (it links the package-dir folders into one ``crowdbench`` tree,
+    which import-linter needs)."""
+    session.run(str(bin_dir / "ruff"), "check", ".", external=True)
+    session.run(str(bin_dir / "ruff"), "format", "--check", ".", external=True)
     session.run(str(bin_dir / "python"), str(ROOT / ".ci" / "lint_imports.py"), "--no-logo", external=True)
 
 
@@ -50,9 +53,7 @@ def import_contract(session: nox.Session, bin_dir: Path) -> None:
 def tests(session: nox.Session) -> None:
     """Lint (ruff, the import contract), then the test suite without tests marked slow (add `-- -m slow` for those)."""
     bin_dir = shared_env(session)
-    session.run(str(bin_dir / "ruff"), "check", ".", external=True)
-    session.run(str(bin_dir / "ruff"), "format", "--check", ".", external=True)
-    import_contract(session, bin_dir)
+    run_lint(session, bin_dir)
     args = session.posargs or ["-m", "not slow"]
     session.run(str(bin_dir / "python"), "-m", "pytest", *args, external=True)
     if not session.posargs:
@@ -104,10 +105,7 @@ def wheel(session: nox.Session) -> None:
 @nox.session(venv_backend="none")
 def lint(session: nox.Session) -> None:
     """ruff check + ruff format --check + the import contract (lint-imports)."""
-    bin_dir = shared_env(session)
-    session.run(str(bin_dir / "ruff"), "check", ".", external=True)
-    session.run(str(bin_dir / "ruff"), "format", "--check", ".", external=True)
-    import_contract(session, bin_dir)
+    run_lint(session, shared_env(session))
 
 
 @nox.session(venv_backend="none")

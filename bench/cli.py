@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from rich.markup import escape
 
@@ -123,6 +124,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``crowdbench`` parser: table, report, search, export, list, eval and data commands."""
     parser = argparse.ArgumentParser(prog="crowdbench", description=__doc__)
     parser.add_argument("--version", action="version", version=f"crowdbench {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -130,7 +132,30 @@ def build_parser() -> argparse.ArgumentParser:
     table = sub.add_parser("table", help="regenerate a paper table (paper values beside reproduced ones)")
     _add_run_options(table)
     table.set_defaults(func=cmd_table)
+    _add_report_command(sub)
+    _add_search_command(sub)
+    _add_export_and_list_commands(sub)
 
+    ev = sub.add_parser("eval", help="evaluate prediction files with a metric").add_subparsers(
+        dest="metric", required=True
+    )
+    # deferred: start-up (numpy)
+    from crowdbench.bench.metrics.cli import add_eval_commands
+
+    add_eval_commands(ev)
+
+    data = sub.add_parser("data", help="datasets: write the synthetic crowds in native formats").add_subparsers(
+        dest="data_command", required=True
+    )
+    # deferred: start-up (cv2, numpy)
+    from crowdbench.bench.data_cli import add_data_commands
+
+    add_data_commands(data)
+    return parser
+
+
+def _add_report_command(sub: argparse._SubParsersAction) -> None:
+    """``crowdbench report``: the site, or one table's reports, from the store."""
     report = sub.add_parser(
         "report",
         help="build the report site (every table, figure and search) from the store without running anything; "
@@ -146,6 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--db")
     report.set_defaults(func=cmd_report)
 
+
+def _add_search_command(sub: argparse._SubParsersAction) -> None:
+    """``crowdbench search tracking``: the study, the run and the sampler options."""
     search = sub.add_parser("search", help="Optuna search over a pipeline's parameters (tracking: DeepSORT)")
     search.add_argument("what", choices=("tracking",), help="what to search")
     search.add_argument("--table", required=True, help="table with a `search:` block, e.g. hie-tracking/table4")
@@ -195,6 +223,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="uniform crossover swapping probability (default 0.5)")  # fmt: skip
     search.set_defaults(func=cmd_search)
 
+
+def _add_export_and_list_commands(sub: argparse._SubParsersAction) -> None:
+    """``crowdbench export`` (the store as one tidy table) and ``crowdbench list``."""
     export = sub.add_parser(
         "export", help="every result of the store as one tidy table (crowdbench.results.load): Parquet or CSV"
     )
@@ -208,22 +239,20 @@ def build_parser() -> argparse.ArgumentParser:
     lister.add_argument("what", choices=("tables", "plugins", "profiles"))
     lister.set_defaults(func=cmd_list)
 
-    ev = sub.add_parser("eval", help="evaluate prediction files with a metric").add_subparsers(
-        dest="metric", required=True
-    )
-    # deferred: start-up (numpy)
-    from crowdbench.bench.metrics.cli import add_eval_commands
 
-    add_eval_commands(ev)
+_EXECUTOR_OPTIONS = ("nproc", "address", "cpus", "partition", "time_min", "gpus_per_task", "cpus_per_task",
+                     "array_parallelism", "folder", "cluster")  # fmt: skip
+"""Options of the ray / slurm executors and ``--nproc-per-cell``, by their ``argparse`` dest (= the executor's key)."""
+_TABLE_ARGS = ("profile", "seeds", "run_dir", "executor", "jobs", "device", "rows", "data_root", "cache_url", "dry_run")
+"""``crowdbench table`` options passed to ``run_table`` under their own names."""
+_SEARCH_ARGS = ("trials", "workers", "storage", "sampler", "multi_objective", "profile", "run_dir", "device", "seed",
+                "objective_seeds")  # fmt: skip
+"""``crowdbench search`` options passed to ``search_tracking`` under their own names."""
 
-    data = sub.add_parser("data", help="datasets: write the synthetic crowds in native formats").add_subparsers(
-        dest="data_command", required=True
-    )
-    # deferred: start-up (cv2, numpy)
-    from crowdbench.bench.data_cli import add_data_commands
 
-    add_data_commands(data)
-    return parser
+def _options(args: argparse.Namespace, *names: str) -> dict[str, Any]:
+    """``{name: args.name}``: command-line values passed on under the same names."""
+    return {name: getattr(args, name) for name in names}
 
 
 def cmd_table(args: argparse.Namespace) -> int:
@@ -231,32 +260,14 @@ def cmd_table(args: argparse.Namespace) -> int:
     from crowdbench.bench.matrix import parse_set
     from crowdbench.bench.runner import run_table
 
+    executor_options = _options(args, *_EXECUTOR_OPTIONS)
+    executor_options["folder"] = args.folder or str(Path(args.run_dir) / "slurm")
     result = run_table(
         args.table,
-        profile=args.profile,
-        seeds=args.seeds,
         overrides=parse_set(args.overrides),
-        run_dir=args.run_dir,
         db_url=args.db,
-        executor=args.executor,
-        jobs=args.jobs,
-        device=args.device,
-        rows=args.rows,
-        data_root=args.data_root,
-        cache_url=args.cache_url,
-        dry_run=args.dry_run,
-        executor_options={
-            "nproc": args.nproc,
-            "address": args.address,
-            "cpus": args.cpus,
-            "partition": args.partition,
-            "time_min": args.time_min,
-            "gpus_per_task": args.gpus_per_task,
-            "cpus_per_task": args.cpus_per_task,
-            "array_parallelism": args.array_parallelism,
-            "folder": args.folder or str(Path(args.run_dir) / "slurm"),
-            "cluster": args.cluster,
-        },
+        executor_options=executor_options,
+        **_options(args, *_TABLE_ARGS),
     )
     return 1 if result is not None and result.failed else 0
 
@@ -313,19 +324,10 @@ def cmd_search(args: argparse.Namespace) -> int:
                    "crossover_prob": args.nsga2_crossover_prob, "swapping_prob": args.nsga2_swapping_prob}  # fmt: skip
     result = search_tracking(
         args.table,
-        trials=args.trials,
-        workers=args.workers,
-        storage=args.storage,
-        sampler=args.sampler,
-        multi_objective=args.multi_objective,
-        profile=args.profile,
         overrides=overrides,
-        run_dir=args.run_dir,
         db_url=args.db,
-        device=args.device,
-        seed=args.seed,
         sampler_options=options,
-        objective_seeds=args.objective_seeds,
+        **_options(args, *_SEARCH_ARGS),
     )
     return 0 if result.complete else 1
 

@@ -790,6 +790,112 @@ class _Reporter:
                 self(t)
 
 
+def _check_request(
+    space: SearchSpace | Sequence[Param],
+    objectives: Sequence[tuple[str, Direction]],
+    sampler: str,
+    trials: int,
+    workers: int,
+    objective_seeds: int,
+    first_trial: dict[str, Any] | None,
+) -> SearchSpace:
+    """Validate :func:`run_search`'s arguments (ValueError naming the bad one); return the space as a SearchSpace."""
+    if not objectives or len(objectives) > 2:
+        raise ValueError("search: give one or two (metric, direction) objectives")
+    for name, direction in objectives:
+        if direction not in ("maximize", "minimize"):
+            raise ValueError(f"search objective {name!r}: direction must be maximize or minimize, got {direction!r}")
+    if sampler not in ("tpe", "grid", "nsga2"):
+        raise ValueError(f"search: unknown sampler {sampler!r} (tpe, grid or nsga2)")
+    if trials < 1 or workers < 1 or objective_seeds < 1:
+        raise ValueError("search: trials, workers and objective_seeds must be >= 1")
+    space = space if isinstance(space, SearchSpace) else SearchSpace(space)
+    names = {p.name for p in space}
+    if first_trial is not None:
+        missing, extra = names - set(first_trial), set(first_trial) - names
+        if missing or extra:
+            bad = sorted(missing or extra)[0]
+            raise ValueError(f"search first_trial: parameter {bad!r} {'missing' if missing else 'not in the space'}")
+        for p in space:
+            v = first_trial[p.name]
+            ok = v in (p.choices or ()) if p.kind == "categorical" else (p.low or 0) <= v <= (p.high or 0)
+            if not ok:
+                raise ValueError(f"search first_trial: parameter {p.name!r} value {v!r} outside its range / choices")
+    return space
+
+
+def _open_study(
+    study_name: str, store: BaseStorage, objectives: Sequence[tuple[str, Direction]], objective_seeds: int
+) -> optuna.Study:
+    """Create or load the study; refuse a stored one with other directions or another objective seed count."""
+    study = optuna.create_study(
+        study_name=study_name,
+        storage=store,
+        directions=[d for _, d in objectives],
+        load_if_exists=True,
+    )
+    if [d.name.lower() for d in study.directions] != [d for _, d in objectives]:
+        raise ValueError(f"search {study_name!r}: the stored study has directions {study.directions}")
+    stored_seeds = int((study.user_attrs.get("objective_seeds") or {}).get("n", 1))
+    if study.get_trials(deepcopy=False) and stored_seeds != objective_seeds:
+        raise ValueError(
+            f"search {study_name!r}: the stored study averages {stored_seeds} objective seed(s), not {objective_seeds}"
+        )
+    return study
+
+
+def _sampler_history(study: optuna.Study, sampler: str, settings: dict[str, Any]) -> tuple[list[dict], list[str]]:
+    """The study's ``sampler_history`` with ``settings`` appended when they differ from the stored ones, and the
+    note (printed) that says so."""
+    notes, start, old = [], len(study.get_trials(deepcopy=False)), study.user_attrs.get("sampler")
+    history = list(study.user_attrs.get("sampler_history") or []) if start else []
+    if start and not history:  # a study from before the settings were recorded
+        history = [{"from_trial": 0, **(old if isinstance(old, Mapping) else {"name": old or sampler})}]
+    change = _settings_change(old, settings) if start else None
+    if change is not None:
+        notes.append(f"search {study.study_name}: sampler settings differ from the stored study's ({change}); "
+                     f"trials from #{start} on use the new ones")  # fmt: skip
+        console.print(notes[-1], soft_wrap=True, highlight=False, markup=False)
+        history.append({"from_trial": start, **settings})
+    elif not history:
+        history = [{"from_trial": 0, **settings}]
+    return history, notes
+
+
+def _enqueue_first_trial(study: optuna.Study, first_trial: dict[str, Any]) -> None:
+    """Enqueue the paper setting unless a live trial holds it (again if its earlier attempt failed, e.g. killed)."""
+    key, live = _cell_key(first_trial), (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
+    if not any(_cell_key(t.system_attrs.get("fixed_params", t.params)) == key for t in study.get_trials(states=live)):
+        study.enqueue_trial(first_trial)
+
+
+def _run_workers(cfg: _WorkerConfig, workers: int, study: optuna.Study, reporter: _Reporter) -> None:
+    """Run the ask/tell loop here (one worker) or in ``workers`` spawned processes, reporting their trials."""
+    if workers == 1:
+        _worker(cfg, reporter)
+        return
+    ctx = mp.get_context("spawn")
+    procs = []
+    for i in range(workers):
+        wcfg = _WorkerConfig(**{**cfg.__dict__, "worker": i})
+        proc = ctx.Process(target=_spawn_worker, args=(wcfg,), name=f"search-{cfg.study_name}-{i}")
+        proc.start()
+        procs.append(proc)
+    try:
+        while any(p.is_alive() for p in procs):
+            reporter.poll(study)
+            time.sleep(0.2)
+    finally:
+        for p in procs:
+            p.join(timeout=None if p.exitcode is not None else 5)
+            if p.is_alive():
+                p.terminate()
+    reporter.poll(study)
+    bad = [p.exitcode for p in procs if p.exitcode]
+    if bad:
+        console.print(f"[yellow]search {cfg.study_name}: worker exit codes {bad}; rerun to top up[/]")
+
+
 def run_search(
     *,
     study_name: str,
@@ -821,57 +927,14 @@ def run_search(
     dicts, the trial's metrics are their means (``seeds_label`` says what varies, e.g. "3 video folds").
     Storage, grid claims, restarts and workers: see the module docstring.
     """
-    if not objectives or len(objectives) > 2:
-        raise ValueError("search: give one or two (metric, direction) objectives")
-    for name, direction in objectives:
-        if direction not in ("maximize", "minimize"):
-            raise ValueError(f"search objective {name!r}: direction must be maximize or minimize, got {direction!r}")
-    if sampler not in ("tpe", "grid", "nsga2"):
-        raise ValueError(f"search: unknown sampler {sampler!r} (tpe, grid or nsga2)")
-    if trials < 1 or workers < 1 or objective_seeds < 1:
-        raise ValueError("search: trials, workers and objective_seeds must be >= 1")
-    space = space if isinstance(space, SearchSpace) else SearchSpace(space)
-    names = {p.name for p in space}
-    if first_trial is not None:
-        missing, extra = names - set(first_trial), set(first_trial) - names
-        if missing or extra:
-            bad = sorted(missing or extra)[0]
-            raise ValueError(f"search first_trial: parameter {bad!r} {'missing' if missing else 'not in the space'}")
-        for p in space:
-            v = first_trial[p.name]
-            ok = v in (p.choices or ()) if p.kind == "categorical" else (p.low or 0) <= v <= (p.high or 0)
-            if not ok:
-                raise ValueError(f"search first_trial: parameter {p.name!r} value {v!r} outside its range / choices")
+    space = _check_request(space, objectives, sampler, trials, workers, objective_seeds, first_trial)
     n_cells = len(space.grid_cells()) if sampler == "grid" else None  # raises naming a parameter without grid
     settings = sampler_settings(sampler, seed=seed, n_params=len(space), n_cells=n_cells, options=sampler_options)
     url = storage or default_storage(run_dir, study_name)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     store = open_storage(url, heartbeat_interval=heartbeat_interval, grace_period=grace_period)
-    study = optuna.create_study(
-        study_name=study_name,
-        storage=store,
-        directions=[d for _, d in objectives],
-        load_if_exists=True,
-    )
-    if [d.name.lower() for d in study.directions] != [d for _, d in objectives]:
-        raise ValueError(f"search {study_name!r}: the stored study has directions {study.directions}")
-    stored_seeds = int((study.user_attrs.get("objective_seeds") or {}).get("n", 1))
-    if study.get_trials(deepcopy=False) and stored_seeds != objective_seeds:
-        raise ValueError(
-            f"search {study_name!r}: the stored study averages {stored_seeds} objective seed(s), not {objective_seeds}"
-        )
-    notes, start, old = [], len(study.get_trials(deepcopy=False)), study.user_attrs.get("sampler")
-    history = list(study.user_attrs.get("sampler_history") or []) if start else []
-    if start and not history:  # a study from before the settings were recorded
-        history = [{"from_trial": 0, **(old if isinstance(old, Mapping) else {"name": old or sampler})}]
-    change = _settings_change(old, settings) if start else None
-    if change is not None:
-        notes.append(f"search {study_name}: sampler settings differ from the stored study's ({change}); "
-                     f"trials from #{start} on use the new ones")  # fmt: skip
-        console.print(notes[-1], soft_wrap=True, highlight=False, markup=False)
-        history.append({"from_trial": start, **settings})
-    elif not history:
-        history = [{"from_trial": 0, **settings}]
+    study = _open_study(study_name, store, objectives, objective_seeds)
+    history, notes = _sampler_history(study, sampler, settings)
     study.set_user_attr("objectives", [list(o) for o in objectives])
     study.set_user_attr("sampler", settings)
     study.set_user_attr("sampler_history", history)
@@ -881,12 +944,8 @@ def run_search(
     if first_trial is not None:
         study.set_user_attr("first_trial", first_trial)
     stale = fail_stale_trials(study, store, grace_period)
-    if first_trial is not None:  # again if its earlier attempt failed (e.g. killed)
-        key, live = _cell_key(first_trial), (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
-        if not any(
-            _cell_key(t.system_attrs.get("fixed_params", t.params)) == key for t in study.get_trials(states=live)
-        ):
-            study.enqueue_trial(first_trial)
+    if first_trial is not None:
+        _enqueue_first_trial(study, first_trial)
     if stale:
         console.print(f"  search {study_name}: trials {stale} were left RUNNING by a dead process; marked FAIL")
 
@@ -898,30 +957,7 @@ def run_search(
     total = min(trials, len(space.grid_cells())) if sampler == "grid" else trials
     tracker = Tracker(f"search {study_name}", total=max(total, done), completed=min(done, total))
     with tracker if console.is_terminal else contextlib.nullcontext():
-        reporter = _Reporter(cfg, tracker, on_trial)
-        if workers == 1:
-            _worker(cfg, reporter)
-        else:
-            ctx = mp.get_context("spawn")
-            procs = []
-            for i in range(workers):
-                wcfg = _WorkerConfig(**{**cfg.__dict__, "worker": i})
-                proc = ctx.Process(target=_spawn_worker, args=(wcfg,), name=f"search-{study_name}-{i}")
-                proc.start()
-                procs.append(proc)
-            try:
-                while any(p.is_alive() for p in procs):
-                    reporter.poll(study)
-                    time.sleep(0.2)
-            finally:
-                for p in procs:
-                    p.join(timeout=None if p.exitcode is not None else 5)
-                    if p.is_alive():
-                        p.terminate()
-            reporter.poll(study)
-            bad = [p.exitcode for p in procs if p.exitcode]
-            if bad:
-                console.print(f"[yellow]search {study_name}: worker exit codes {bad}; rerun to top up[/]")
+        _run_workers(cfg, workers, study, _Reporter(cfg, tracker, on_trial))
     result = SearchResult.from_study(study, url)
     result.notes = notes
     return result

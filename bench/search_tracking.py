@@ -112,6 +112,99 @@ def study_name(table_id: str, cfg: RunConfig, sampler: str, multi: bool, folds: 
     return f"{table_id.replace('/', '-')}-{cfg.profile}-{sampler}{tail}-{digest}"
 
 
+@dataclasses.dataclass
+class _TrialRecords:
+    """``on_trial`` of the search: stores each COMPLETE trial as row ``trial number`` of table ``<table>#search``."""
+
+    store: Any
+    table_id: str
+    study: str
+    profile: str
+    cell: Any
+    dev: Any
+    config_json: str
+    seeds_label: str
+    command: str = dataclasses.field(default_factory=command_line)
+
+    def __call__(self, rec: Any) -> None:
+        # deferred: start-up (sqlalchemy)
+        from crowdbench.bench.matrix import config_hash
+        from crowdbench.bench.store import Record
+
+        if rec.state != "COMPLETE":
+            return
+        cfg, trial_cfg = self.cell.config, trial_config(self.config_json, rec.params)
+        self.store.put(
+            Record(
+                table_id=f"{self.table_id}#search",
+                row_index=rec.number,
+                row_label=f"{self.study} trial {rec.number}",
+                seed=cfg.seed,
+                profile=self.profile,
+                level=self.cell.level,
+                config_hash=config_hash(trial_cfg),
+                config=trial_cfg.model_dump(mode="json"),
+                stage_keys={},
+                stages_run=["track", "evaluate"],
+                metrics={k: float(v) for k, v in rec.metrics.items()},
+                provenance={
+                    **provenance(self.dev, rec.seconds or 0.0, self.command, self.cell.level),
+                    "study": self.study,
+                    **({"objective_folds": {"what": self.seeds_label, "values": rec.folds}} if rec.folds else {}),
+                    "numerics": numerics(cfg.runtime, self.dev),
+                    "deviations": [d.to_dict() for d in self.cell.deviations],
+                },
+            )
+        )
+
+
+def _prepare_row(spec: Any, profile: str, overrides: dict[str, Any], device: str, cache: StageCache) -> tuple:
+    """Expand the search row of ``spec`` and run its cell once (detector, ReID, embeddings, trial 0's own stages);
+    return ``(row index, cell, device)``."""
+    # deferred: start-up (optuna, sqlalchemy)
+    from crowdbench.bench.matrix import expand
+
+    row = int(spec.search.get("row", 1)) - 1
+    over = dict(overrides)
+    if device != "auto":
+        over["device"] = device
+    cell = expand(spec, profile=profile, overrides=over, rows=[row])[0]
+    check_data(cell.config.data)
+    dev = resolve_device(cell.config.device)
+    apply_runtime(cell.config.runtime, dev)  # the same numerics as a table run of this row
+    console.print(f"[bold]{spec.id}[/] search: preparing row {row + 1} '{cell.row_label}' (cached stages)")
+    run_tracking_cell(cell.config, cache, dev)
+    return row, cell, dev
+
+
+def _paper_setting(space: Any, cfg: RunConfig) -> dict[str, Any]:
+    """Trial 0: each searched dotted key's value in the row's own config."""
+    dump = cfg.model_dump(mode="json")
+    first = {}
+    for p in space:
+        node: Any = dump
+        for part in p.name.split("."):
+            node = node[part]
+        first[p.name] = node
+    return first
+
+
+def _report(result: Any, spec: Any, row: int, cell: Any, profile: str, run_dir: Path, seconds: float) -> None:
+    """Write the search page (paper values of the row for reference) and print the summary lines."""
+    # deferred: start-up (optuna)
+    from crowdbench.bench.search import summary_lines
+    from crowdbench.reports.search import render_search_page
+
+    scale = {m.key: m.scale for m in spec.metrics}
+    paper = {k: v / scale.get(k, 1.0) for k, v in spec.rows[row].paper.items() if v is not None}
+    title = f"{spec.id} search ({profile}; {cell.row_label}) — {cell.level} level"
+    page = render_search_page(result, run_dir / "reports" / "search", title=title, paper=paper)
+    for line in summary_lines(result):
+        console.print(f"  {line}", soft_wrap=True, highlight=False, markup=False)
+    done = len(result.complete)
+    console.print(f"{done} complete trials in study {result.study_name} ({seconds:.1f} s); page: {page}")
+
+
 def search_tracking(
     table_id: str,
     *,
@@ -133,39 +226,19 @@ def search_tracking(
     ``sampler_options``: :func:`crowdbench.bench.search.sampler_settings`; ``objective_seeds``: folds averaged by
     the objective (module docstring)."""
     # deferred: start-up (optuna, sqlalchemy)
-    from crowdbench.bench.matrix import config_hash, expand
-    from crowdbench.bench.search import SearchSpace, run_search, summary_lines
+    from crowdbench.bench.search import SearchSpace, run_search
     from crowdbench.bench.specs import SpecError, load_spec
-    from crowdbench.bench.store import Record, ResultStore, store_url
-    from crowdbench.reports.search import render_search_page
+    from crowdbench.bench.store import ResultStore, store_url
 
     spec = load_spec(table_id)
     if spec.task != "tracking" or not spec.search:
         raise SpecError(f"{table_id} has no tracking search (a `search:` block); hie-tracking/table4 has one")
-    block = spec.search
-    row = int(block.get("row", 1)) - 1
-    over = dict(overrides or {})
-    if device != "auto":
-        over["device"] = device
-    cell = expand(spec, profile=profile, overrides=over, rows=[row])[0]
-    cfg = cell.config
-    check_data(cfg.data)
     run_dir = Path(run_dir).resolve()
     cache = StageCache(run_dir / "cache")
-    dev = resolve_device(cfg.device)
-    apply_runtime(cfg.runtime, dev)  # the same numerics as a table run of this row
-    console.print(f"[bold]{table_id}[/] search: preparing row {row + 1} '{cell.row_label}' (cached stages)")
-    run_tracking_cell(cfg, cache, dev)  # detector, ReID, embeddings (and trial 0's own stages)
-
-    space = SearchSpace.from_dict(block["space"])
-    objectives = [tuple(o) for o in block["multi_objective" if multi_objective else "objectives"]]
-    dump = cfg.model_dump(mode="json")
-    first = {}
-    for p in space:
-        node: Any = dump
-        for part in p.name.split("."):
-            node = node[part]
-        first[p.name] = node
+    row, cell, dev = _prepare_row(spec, profile, overrides or {}, device, cache)
+    cfg = cell.config
+    space = SearchSpace.from_dict(spec.search["space"])
+    objectives = [tuple(o) for o in spec.search["multi_objective" if multi_objective else "objectives"]]
     config_json = cfg.model_dump_json()
     if objective_seeds < 1:
         raise ValueError("--objective-seeds must be >= 1")
@@ -175,35 +248,6 @@ def search_tracking(
         console.print(f"  objective: mean over {seeds_label} of the search split")
     name = study_name(spec.id, cfg, sampler, multi_objective, objective_seeds)
     store = ResultStore(store_url(run_dir, db_url))
-    command = command_line()
-
-    def on_trial(rec: Any) -> None:
-        if rec.state != "COMPLETE":
-            return
-        trial_cfg = trial_config(config_json, rec.params)
-        store.put(
-            Record(
-                table_id=f"{spec.id}#search",
-                row_index=rec.number,
-                row_label=f"{name} trial {rec.number}",
-                seed=cfg.seed,
-                profile=profile,
-                level=cell.level,
-                config_hash=config_hash(trial_cfg),
-                config=trial_cfg.model_dump(mode="json"),
-                stage_keys={},
-                stages_run=["track", "evaluate"],
-                metrics={k: float(v) for k, v in rec.metrics.items()},
-                provenance={
-                    **provenance(dev, rec.seconds or 0.0, command, cell.level),
-                    "study": name,
-                    **({"objective_folds": {"what": seeds_label, "values": rec.folds}} if rec.folds else {}),
-                    "numerics": numerics(cfg.runtime, dev),
-                    "deviations": [d.to_dict() for d in cell.deviations],
-                },
-            )
-        )
-
     start = time.perf_counter()
     result = run_search(
         study_name=name,
@@ -215,20 +259,13 @@ def search_tracking(
         storage=storage,
         run_dir=run_dir,
         sampler=sampler,  # type: ignore[arg-type]
-        first_trial=first,
+        first_trial=_paper_setting(space, cfg),
         seed=seed,
         sampler_options=sampler_options,
         objective_seeds=objective_seeds,
         seeds_label=seeds_label,
-        on_trial=on_trial,
+        on_trial=_TrialRecords(store, spec.id, name, profile, cell, dev, config_json, seeds_label),
     )
     store.dispose()
-    scale = {m.key: m.scale for m in spec.metrics}
-    paper = {k: v / scale.get(k, 1.0) for k, v in spec.rows[row].paper.items() if v is not None}
-    title = f"{spec.id} search ({profile}; {cell.row_label}) — {cell.level} level"
-    page = render_search_page(result, run_dir / "reports" / "search", title=title, paper=paper)
-    done = len(result.complete)
-    for line in summary_lines(result):
-        console.print(f"  {line}", soft_wrap=True, highlight=False, markup=False)
-    console.print(f"{done} complete trials in study {name} ({time.perf_counter() - start:.1f} s); page: {page}")
+    _report(result, spec, row, cell, profile, run_dir, time.perf_counter() - start)
     return result

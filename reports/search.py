@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import re
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -150,6 +151,21 @@ def _png(fig: Any) -> str:
     return png_base64(fig)
 
 
+def _mark_paper_setting(ax: Any, r: SearchResult, xy: Callable[[TrialRecord], tuple[Any, Any]]) -> None:
+    """Trial 0 (the paper setting) as a star at ``xy(trial)``, when it completed."""
+    t = r.first_trial
+    if t is not None and t.state == "COMPLETE":
+        x, y = xy(t)
+        ax.plot([x], [y], "*", ms=13, color="#f0a020", label="trial 0 (paper setting)")
+
+
+def _titled_png(fig: Any, ax: Any, **labels: str) -> str:
+    """The figure with its title and axis labels (``labels``) and a legend, as a base64 PNG."""
+    ax.set(**labels)
+    ax.legend(fontsize=8)
+    return _png(fig)
+
+
 def history_png(r: SearchResult) -> str | None:
     """Objective per complete trial and the running best (trial 0 starred); None without a complete trial."""
     done = r.complete
@@ -166,12 +182,8 @@ def history_png(r: SearchResult) -> str | None:
     fig, ax = plt.subplots(figsize=(7.5, 3.6))
     ax.plot(xs, ys, "o", ms=4, color="#3b75af", label=name)
     ax.step(xs, best, where="post", color="#d62728", label=f"best so far ({direction})")
-    if r.first_trial is not None and r.first_trial.state == "COMPLETE":
-        ax.plot([r.first_trial.number], [r.first_trial.metrics.get(name)], "*", ms=13, color="#f0a020",
-                label="trial 0 (paper setting)")  # fmt: skip
-    ax.set(title=f"optimisation history: {r.study_name}", xlabel="trial", ylabel=name)
-    ax.legend(fontsize=8)
-    return _png(fig)
+    _mark_paper_setting(ax, r, lambda t: (t.number, t.metrics.get(name)))
+    return _titled_png(fig, ax, title=f"optimisation history: {r.study_name}", xlabel="trial", ylabel=name)
 
 
 def pareto_png(r: SearchResult) -> str | None:
@@ -187,12 +199,8 @@ def pareto_png(r: SearchResult) -> str | None:
     front = sorted(r.best, key=lambda t: t.metrics.get(a, 0))
     ax.plot([t.metrics.get(a) for t in front], [t.metrics.get(b) for t in front], "o-", ms=5, color="#d62728",
             label="Pareto front")  # fmt: skip
-    if r.first_trial is not None and r.first_trial.state == "COMPLETE":
-        ax.plot([r.first_trial.metrics.get(a)], [r.first_trial.metrics.get(b)], "*", ms=13, color="#f0a020",
-                label="trial 0 (paper setting)")  # fmt: skip
-    ax.set(title=f"Pareto front: {r.study_name}", xlabel=f"{a} ({da})", ylabel=f"{b} ({db})")
-    ax.legend(fontsize=8)
-    return _png(fig)
+    _mark_paper_setting(ax, r, lambda t: (t.metrics.get(a), t.metrics.get(b)))
+    return _titled_png(fig, ax, title=f"Pareto front: {r.study_name}", xlabel=f"{a} ({da})", ylabel=f"{b} ({db})")
 
 
 def importances(study: optuna.Study | None, r: SearchResult) -> tuple[dict[str, float] | None, str | None]:

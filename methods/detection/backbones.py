@@ -34,7 +34,8 @@ from torchvision.models import resnet
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 from crowdbench.bench.config import RunConfig
-from crowdbench.bench.registry import Hook, Plugin, Stage, register
+from crowdbench.bench.registry import Hook, Plugin, Stage
+from crowdbench.methods.declarative import variant
 
 _TINY_PLANES = (8, 16, 32, 64)
 
@@ -100,6 +101,8 @@ class _BackboneOptions(BaseModel):
 
 
 class _BackbonePlugin(Plugin):
+    """The detector trunk ``full`` (torchvision / timm); smoke: option ``smoke``, else its ``tiny_<full>`` stand-in."""
+
     hook: ClassVar[Hook] = "model"
     stage: ClassVar[Stage] = "train"
     Config = _BackboneOptions
@@ -111,36 +114,11 @@ class _BackbonePlugin(Plugin):
         run.model.backbone = smoke if run.profile == "smoke" else self.full
 
 
-@register("backbone.resnet50")
-class ResNet50(_BackbonePlugin):
-    """ResNet-50 (He et al., CVPR 2016), torchvision; hie-pose Table 1 baseline."""
-
-    full = "resnet50"
-
-
-@register("backbone.resnet101")
-class ResNet101(_BackbonePlugin):
-    """ResNet-101 (He et al., CVPR 2016), torchvision."""
-
-    full = "resnet101"
-
-
-@register("backbone.resnet152")
-class ResNet152(_BackbonePlugin):
-    """ResNet-152 (He et al., CVPR 2016), torchvision; hie-pose Table 1 rows 2, 3, 7."""
-
-    full = "resnet152"
-
-
-@register("backbone.resnext101")
-class ResNeXt101(_BackbonePlugin):
-    """ResNeXt-101 32x8d (Xie et al., CVPR 2017), torchvision; hie-pose Table 1 rows 5-6."""
-
-    full = "resnext101"
-
-
-@register("backbone.senet154")
-class SENet154(_BackbonePlugin):
-    """SENet-154 (Hu et al., CVPR 2018: SE ResNeXt 64x4d, deep stem), timm; hie-pose Table 1 row 4."""
-
-    full = "senet154"
+_BACKBONES = {  # plugin backbone.<trunk>: its docstring
+    "resnet50": "ResNet-50 (He et al., CVPR 2016), torchvision; hie-pose Table 1 baseline.",
+    "resnet101": "ResNet-101 (He et al., CVPR 2016), torchvision.",
+    "resnet152": "ResNet-152 (He et al., CVPR 2016), torchvision; hie-pose Table 1 rows 2, 3, 7.",
+    "resnext101": "ResNeXt-101 32x8d (Xie et al., CVPR 2017), torchvision; hie-pose Table 1 rows 5-6.",
+    "senet154": "SENet-154 (Hu et al., CVPR 2018: SE ResNeXt 64x4d, deep stem), timm; hie-pose Table 1 row 4.",
+}
+BACKBONE_PLUGINS = [variant(f"backbone.{trunk}", _BackbonePlugin, doc, full=trunk) for trunk, doc in _BACKBONES.items()]

@@ -16,7 +16,7 @@ raises ``ValueError("cascade_rcnn with crowddet k>1 is not supported: ...")``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -26,7 +26,8 @@ from torchvision.models.detection._utils import BoxCoder
 from torchvision.models.detection.roi_heads import RoIHeads
 from torchvision.ops import clip_boxes_to_image, remove_small_boxes
 
-from crowdbench.bench.registry import Hook, Plugin, Stage, register
+from crowdbench.bench.registry import Hook, Stage, register
+from crowdbench.methods.declarative import Option, SettingPlugin
 from crowdbench.methods.detection.crowddet import PERSON, MultiInstancePredictor, assign_slots, emd_loss
 
 if TYPE_CHECKING:
@@ -174,13 +175,17 @@ class CascadeRoIHeads(RoIHeads):
 
 
 @register("detector.cascade_rcnn")
-class CascadeRCNNPlugin(Plugin):
+class CascadeRCNNPlugin(SettingPlugin):
     """Cascade R-CNN (Cai & Vasconcelos, CVPR 2018; paper 000, hie-pose Table 1 rows 6-7): T R-CNN stages trained at
     increasing IoU thresholds, each on the previous stage's boxes. Sets ``model.cascade`` and its stage options."""
 
     hook: ClassVar[Hook] = "model"
     stage: ClassVar[Stage] = "train"
-    edits: ClassVar[tuple[str, ...]] = ("model.cascade", "model.cascade_ious", "model.cascade_weights")
+    sets: ClassVar[dict[str, Any]] = {
+        "model.cascade": True,
+        "model.cascade_ious": Option("ious"),
+        "model.cascade_weights": Option("weights"),
+    }
 
     class Config(BaseModel):
         model_config = ConfigDict(extra="forbid")
@@ -191,6 +196,4 @@ class CascadeRCNNPlugin(Plugin):
         ious, weights = self.config.ious, self.config.weights  # type: ignore[attr-defined]
         if len(ious) != len(weights) or not 1 <= len(ious) <= len(STAGE_REG_WEIGHTS):
             raise ValueError(f"detector.cascade_rcnn: {len(ious)} ious and {len(weights)} weights; need 1-3 of each")
-        run.model.cascade = True
-        run.model.cascade_ious = ious
-        run.model.cascade_weights = weights
+        super().apply(run)

@@ -28,10 +28,10 @@ from torchvision.models.detection.roi_heads import RoIHeads
 from torchvision.models.detection.transform import GeneralizedRCNNTransform, resize_boxes
 from torchvision.ops import box_iou, clip_boxes_to_image, nms, remove_small_boxes
 
-from crowdbench.bench.registry import Hook, Plugin, Stage, register
+from crowdbench.bench.registry import Hook, Stage, register
+from crowdbench.methods.declarative import Option, SettingPlugin
 
 if TYPE_CHECKING:
-    from crowdbench.bench.config import RunConfig
     from crowdbench.datasets.model import Frame
 
 PERSON = 1  # person-only detection: class 0 = background, 1 = person
@@ -448,7 +448,7 @@ def apply_nms(
 
 
 @register("crowddet.emd_loss")
-class EMDLossPlugin(Plugin):
+class EMDLossPlugin(SettingPlugin):
     """K predictions per proposal trained with the EMD loss, L(b) = min_pi sum_k [L_cls + L_reg] (Chu et al. 2020;
     "MIP" + "EMD" columns of CrowdDet's ablation; "+ emd loss" row of paper 000, hie-pose Table 3).
 
@@ -457,19 +457,15 @@ class EMDLossPlugin(Plugin):
 
     hook: ClassVar[Hook] = "loss"
     stage: ClassVar[Stage] = "train"
-    edits: ClassVar[tuple[str, ...]] = ("model.k", "model.emd")
+    sets: ClassVar[dict[str, Any]] = {"model.k": Option("k"), "model.emd": True}
 
     class Config(BaseModel):
         model_config = ConfigDict(extra="forbid")
         k: int = Field(2, ge=1, le=3, description="predictions per proposal (paper default 2)")
 
-    def apply(self, run: RunConfig) -> None:
-        run.model.k = self.config.k  # type: ignore[attr-defined]
-        run.model.emd = True
-
 
 @register("crowddet.refine_module")
-class RefineModulePlugin(Plugin):
+class RefineModulePlugin(SettingPlugin):
     """Refinement module (Chu et al. 2020; "RM" column of CrowdDet's ablation; "+ refine module" row of paper 000,
     hie-pose Table 3): each prediction is fed back with the proposal feature to a second predictor.
 
@@ -478,25 +474,18 @@ class RefineModulePlugin(Plugin):
 
     hook: ClassVar[Hook] = "model"
     stage: ClassVar[Stage] = "train"
-    edits: ClassVar[tuple[str, ...]] = ("model.refine",)
-
-    def apply(self, run: RunConfig) -> None:
-        run.model.refine = True
+    sets: ClassVar[dict[str, Any]] = {"model.refine": True}
 
 
 @register("crowddet.set_nms")
-class SetNMSPlugin(Plugin):
+class SetNMSPlugin(SettingPlugin):
     """Set NMS (Chu et al. 2020; "Set NMS" column of CrowdDet's ablation; "+ set NMS" row of paper 000, hie-pose
     Table 3): boxes from the same proposal never suppress each other. Sets ``postprocess.nms``/``nms_iou``."""
 
     hook: ClassVar[Hook] = "postprocess"
     stage: ClassVar[Stage] = "postprocess"
-    edits: ClassVar[tuple[str, ...]] = ("postprocess.nms", "postprocess.nms_iou")
+    sets: ClassVar[dict[str, Any]] = {"postprocess.nms": "set", "postprocess.nms_iou": Option("iou")}
 
     class Config(BaseModel):
         model_config = ConfigDict(extra="forbid")
         iou: float = Field(0.5, gt=0.0, le=1.0, description="NMS IoU threshold (reference test default 0.5)")
-
-    def apply(self, run: RunConfig) -> None:
-        run.postprocess.nms = "set"
-        run.postprocess.nms_iou = self.config.iou  # type: ignore[attr-defined]

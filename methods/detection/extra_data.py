@@ -13,7 +13,9 @@ from typing import TYPE_CHECKING, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from crowdbench.bench.registry import Hook, Plugin, Stage, register
+from crowdbench.bench.registry import Hook, Plugin, Stage
+from crowdbench.methods.declarative import variant
+from crowdbench.methods.weights import appended_weight
 
 if TYPE_CHECKING:
     from crowdbench.bench.config import RunConfig
@@ -25,6 +27,8 @@ class _ExtraOptions(BaseModel):
 
 
 class _ExtraData(Plugin):
+    """Adds the train split of ``dataset`` to the training frames once, weighted by option ``weight``."""
+
     dataset: ClassVar[str]
     hook: ClassVar[Hook] = "data"
     stage: ClassVar[Stage] = "train"
@@ -35,36 +39,20 @@ class _ExtraData(Plugin):
         d = run.data
         if self.dataset in d.extra_train:
             return
-        weights = list(d.extra_weights or (1.0,) * len(d.extra_train))
-        weight = self.config.weight  # type: ignore[attr-defined]
-        d.extra_weights = (*weights, weight) if d.extra_weights or weight != 1.0 else ()
+        d.extra_weights = appended_weight(d.extra_weights, len(d.extra_train), self.config.weight)  # type: ignore[attr-defined]
         d.extra_train = (*d.extra_train, self.dataset)
 
 
-@register("extra_data.crowdhuman")
-class CrowdHuman(_ExtraData):
-    """CrowdHuman train split (15k images, 339k boxes; paper 000 Table 2, "HIE + CrowdHuman")."""
-
-    dataset = "crowdhuman"
-
-
-@register("extra_data.coco_person")
-class COCOPerson(_ExtraData):
-    """COCO person images (64k images, 262k boxes; paper 000 Table 2, "HIE + COCO person"); full reads the COCO
-    person-keypoints train annotations (every image with a person)."""
-
-    dataset = "coco"
-
-
-@register("extra_data.cityperson")
-class CityPerson(_ExtraData):
-    """CityPersons (2.9k images, 19k boxes; paper 000 Table 2, "HIE + CityPerson"); smoke only (no reader)."""
-
-    dataset = "cityperson"
-
-
-@register("extra_data.self_collected")
-class SelfCollected(_ExtraData):
-    """Paper 000's self-collected data (2k images, 30k boxes; Table 2); not public: smoke runs a synthetic stand-in."""
-
-    dataset = "self_collected"
+CrowdHuman = variant("extra_data.crowdhuman", _ExtraData, dataset="crowdhuman", doc=(
+    'CrowdHuman train split (15k images, 339k boxes; paper 000 Table 2, "HIE + CrowdHuman").'
+))  # fmt: skip
+COCOPerson = variant("extra_data.coco_person", _ExtraData, dataset="coco", doc=(
+    'COCO person images (64k images, 262k boxes; paper 000 Table 2, "HIE + COCO person"); full reads the COCO\n'
+    "    person-keypoints train annotations (every image with a person)."
+))  # fmt: skip
+CityPerson = variant("extra_data.cityperson", _ExtraData, dataset="cityperson", doc=(
+    'CityPersons (2.9k images, 19k boxes; paper 000 Table 2, "HIE + CityPerson"); smoke only (no reader).'
+))  # fmt: skip
+SelfCollected = variant("extra_data.self_collected", _ExtraData, dataset="self_collected", doc=(
+    "Paper 000's self-collected data (2k images, 30k boxes; Table 2); not public: smoke runs a synthetic stand-in."
+))  # fmt: skip

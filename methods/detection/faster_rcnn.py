@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
@@ -26,6 +26,7 @@ from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 from crowdbench.bench.checkpoints import fit_state_dict, load_weights, read_state_dict
 from crowdbench.bench.config import DetectorConfig, RunConfig
 from crowdbench.bench.registry import Hook, Plugin, Stage, register
+from crowdbench.methods.declarative import SettingPlugin
 from crowdbench.methods.detection.backbones import build_trunk, stage_channels
 from crowdbench.methods.detection.cascade import CascadeRoIHeads
 from crowdbench.methods.detection.crowddet import (
@@ -120,6 +121,71 @@ def build_c4(cfg: DetectorConfig) -> tuple[C4Backbone, C4BoxHead]:
     return C4Backbone(body), C4BoxHead(body.layer4, stage_channels(body)[3])
 
 
+def _fpn_parts(cfg: DetectorConfig) -> tuple[nn.Module, AnchorGenerator, MultiScaleRoIAlign, int, list[nn.Module]]:
+    """FPN neck: backbone, one anchor size per level P2..P6, 7 x 7 RoIs from P2-P5 into two FCs (one head per
+    Cascade stage); returns ``(backbone, anchors, pooler, head features, box heads)``."""
+    if len(cfg.anchor_sizes) != 5:
+        raise ValueError(f"anchor_sizes needs one size per FPN level P2..P6 (5), got {cfg.anchor_sizes}")
+    backbone = build_backbone(cfg)
+    anchors = AnchorGenerator(
+        sizes=tuple((s,) for s in cfg.anchor_sizes), aspect_ratios=(tuple(cfg.aspect_ratios),) * 5
+    )
+    pooler = MultiScaleRoIAlign(featmap_names=["0", "1", "2", "3"], output_size=7, sampling_ratio=2)
+
+    def box_head() -> nn.Module:
+        head = TwoMLPHead(cfg.fpn_channels * 7 * 7, cfg.representation_size)
+        init_fc_kaiming(head.fc6)
+        init_fc_kaiming(head.fc7)
+        return head
+
+    heads = [box_head() for _ in range(len(cfg.cascade_ious) if cfg.cascade else 1)]
+    return backbone, anchors, pooler, cfg.representation_size, heads
+
+
+def _c4_parts(cfg: DetectorConfig) -> tuple[nn.Module, AnchorGenerator, MultiScaleRoIAlign, int, list[nn.Module]]:
+    """C4: every anchor size on the one stride-16 map, 14 x 14 RoIs into layer4 (one copy per Cascade stage); returns
+    ``(backbone, anchors, pooler, head features, box heads)``."""
+    backbone, c4_head = build_c4(cfg)
+    anchors = AnchorGenerator(sizes=(tuple(cfg.anchor_sizes),), aspect_ratios=(tuple(cfg.aspect_ratios),))
+    # sampling_ratio 0 = adaptive, ceil(RoI size / 14) points per bin: Detectron2's C4 default
+    # (POOLER_SAMPLING_RATIO 0). On a stride-16 map most RoIs then take 1 point per bin instead of 2 x 2, which
+    # makes the CPU RoIAlign backward (single-threaded in torchvision) ~4x cheaper.
+    pooler = MultiScaleRoIAlign(featmap_names=["0"], output_size=14, sampling_ratio=0)
+    # Cascade stages each get their own copy of layer4 (same initial, e.g. ImageNet, weights).
+    heads = [c4_head] + [copy.deepcopy(c4_head) for _ in range(len(cfg.cascade_ious) - 1 if cfg.cascade else 0)]
+    return backbone, anchors, pooler, c4_head.out_channels, heads
+
+
+def _roi_heads(
+    cfg: DetectorConfig, pooler: MultiScaleRoIAlign, heads: list[nn.Module], predictors: list[nn.Module]
+) -> nn.Module:
+    """Cascade R-CNN stages (``cfg.cascade``) or the CrowdDet multi-instance R-CNN head."""
+    if cfg.cascade:
+        return CascadeRoIHeads(
+            pooler,
+            heads,
+            predictors,
+            ious=cfg.cascade_ious,
+            stage_weights=cfg.cascade_weights,
+            batch_size_per_image=cfg.box_batch_size_per_image,
+            positive_fraction=cfg.box_positive_fraction,
+            score_thresh=0.01,
+            detections_per_img=cfg.detections_per_img,
+        )
+    return MultiInstanceRoIHeads(
+        pooler,
+        heads[0],
+        predictors[0],
+        batch_size_per_image=cfg.box_batch_size_per_image,
+        positive_fraction=cfg.box_positive_fraction,
+        fg_iou_thresh=0.5,
+        bbox_reg_weights=(10.0, 10.0, 5.0, 5.0),
+        score_thresh=0.01,
+        detections_per_img=cfg.detections_per_img,
+        emd=cfg.emd,
+    )
+
+
 def build_detector(cfg: DetectorConfig) -> FasterRCNN:
     """Faster R-CNN from ``cfg``: FPN or C4 (``cfg.fpn``), plain or Cascade R-CNN heads (``cfg.cascade``), with the
     CrowdDet multi-instance predictor (``cfg.k`` predictions per proposal).
@@ -131,32 +197,7 @@ def build_detector(cfg: DetectorConfig) -> FasterRCNN:
     ``groups``); set ``model.roi_heads.score_thresh`` from the infer config (default 0.01) and run
     :func:`crowddet.apply_nms` after.
     """
-    ratios = tuple(cfg.aspect_ratios)
-    if cfg.fpn:
-        if len(cfg.anchor_sizes) != 5:
-            raise ValueError(f"anchor_sizes needs one size per FPN level P2..P6 (5), got {cfg.anchor_sizes}")
-        backbone: nn.Module = build_backbone(cfg)
-        anchors = AnchorGenerator(sizes=tuple((s,) for s in cfg.anchor_sizes), aspect_ratios=(ratios,) * 5)
-        pooler = MultiScaleRoIAlign(featmap_names=["0", "1", "2", "3"], output_size=7, sampling_ratio=2)
-        features = cfg.representation_size
-
-        def box_head() -> nn.Module:
-            head = TwoMLPHead(cfg.fpn_channels * 7 * 7, cfg.representation_size)
-            init_fc_kaiming(head.fc6)
-            init_fc_kaiming(head.fc7)
-            return head
-
-        heads = [box_head() for _ in range(len(cfg.cascade_ious) if cfg.cascade else 1)]
-    else:
-        backbone, c4_head = build_c4(cfg)
-        anchors = AnchorGenerator(sizes=(tuple(cfg.anchor_sizes),), aspect_ratios=(ratios,))
-        # sampling_ratio 0 = adaptive, ceil(RoI size / 14) points per bin: Detectron2's C4 default
-        # (POOLER_SAMPLING_RATIO 0). On a stride-16 map most RoIs then take 1 point per bin instead of 2 x 2, which
-        # makes the CPU RoIAlign backward (single-threaded in torchvision) ~4x cheaper.
-        pooler = MultiScaleRoIAlign(featmap_names=["0"], output_size=14, sampling_ratio=0)
-        features = c4_head.out_channels
-        # Cascade stages each get their own copy of layer4 (same initial, e.g. ImageNet, weights).
-        heads = [c4_head] + [copy.deepcopy(c4_head) for _ in range(len(cfg.cascade_ious) - 1 if cfg.cascade else 0)]
+    backbone, anchors, pooler, features, heads = _fpn_parts(cfg) if cfg.fpn else _c4_parts(cfg)
     if cfg.cascade and (cfg.k > 1 or cfg.refine):
         raise ValueError(
             f"cascade_rcnn with crowddet k>1 is not supported: got k={cfg.k}, refine={cfg.refine} (one prediction "
@@ -179,31 +220,7 @@ def build_detector(cfg: DetectorConfig) -> FasterRCNN:
         box_head=heads[0],
         box_predictor=predictors[0],
     )
-    if cfg.cascade:
-        model.roi_heads = CascadeRoIHeads(
-            pooler,
-            heads,
-            predictors,
-            ious=cfg.cascade_ious,
-            stage_weights=cfg.cascade_weights,
-            batch_size_per_image=cfg.box_batch_size_per_image,
-            positive_fraction=cfg.box_positive_fraction,
-            score_thresh=0.01,
-            detections_per_img=cfg.detections_per_img,
-        )
-    else:
-        model.roi_heads = MultiInstanceRoIHeads(
-            pooler,
-            heads[0],
-            predictors[0],
-            batch_size_per_image=cfg.box_batch_size_per_image,
-            positive_fraction=cfg.box_positive_fraction,
-            fg_iou_thresh=0.5,
-            bbox_reg_weights=(10.0, 10.0, 5.0, 5.0),
-            score_thresh=0.01,
-            detections_per_img=cfg.detections_per_img,
-            emd=cfg.emd,
-        )
+    model.roi_heads = _roi_heads(cfg, pooler, heads, predictors)
     model.transform = IgnoreAwareTransform(cfg.min_size, cfg.max_size, IMAGENET_MEAN, IMAGENET_STD)
     return model
 
@@ -214,16 +231,13 @@ def build_detector(cfg: DetectorConfig) -> FasterRCNN:
 
 
 @register("detector.fpn")
-class FPNPlugin(Plugin):
+class FPNPlugin(SettingPlugin):
     """Feature Pyramid Network (Lin et al., CVPR 2017): RoIs pooled from P2-P5, anchors one size per level.
     Sets ``model.fpn = true`` (the default; the plugin names the switch hie-pose Table 1 toggles)."""
 
     hook: ClassVar[Hook] = "model"
     stage: ClassVar[Stage] = "train"
-    edits: ClassVar[tuple[str, ...]] = ("model.fpn",)
-
-    def apply(self, run: RunConfig) -> None:
-        run.model.fpn = True
+    sets: ClassVar[dict[str, Any]] = {"model.fpn": True}
 
 
 class _C4Options(BaseModel):

@@ -12,62 +12,36 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from crowdbench.bench.config import PoseTestConfig, RunConfig
 from crowdbench.bench.registry import Hook, Plugin, Stage, get_plugin, register
+from crowdbench.methods.declarative import Option, SettingPlugin, variant
+from crowdbench.methods.weights import appended_weight
 
 
 class _Options(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-def _hrnet(run: RunConfig, width: int, smoke_width: int) -> None:
-    run.pose.model.arch = "hrnet"
-    run.pose.model.hrnet_width = smoke_width if run.profile == "smoke" else width
-
-
-def _simplebaseline(run: RunConfig, depth: int, options: BaseModel, fpn: bool = False) -> None:
-    m = run.pose.model
-    m.arch = "simplebaseline"
-    m.backbone = f"resnet{options.smoke_depth if run.profile == 'smoke' else depth}"  # type: ignore[attr-defined]
-    m.deconv_layers = options.deconv_layers  # type: ignore[attr-defined]
-    m.fpn = fpn
-
-
-_HRNET_EDITS: tuple[str, ...] = ("pose.model.arch", "pose.model.hrnet_width")
-_SIMPLEBASELINE_EDITS: tuple[str, ...] = (
-    "pose.model.arch",
-    "pose.model.backbone",
-    "pose.model.deconv_layers",
-    "pose.model.fpn",
-)
-
-
 class _HRNetOptions(_Options):
     smoke_width: int = Field(18, description="HRNet width under smoke: 18 = timm's HRNet-W18-small, 8 = tiny")
 
 
-@register("pose_model.hrnet_w32")
-class HRNetW32(Plugin):
-    """HRNet-W32 (Sun et al., CVPR 2019) top-down pose network: stage-4 high-resolution branch, 1x1 conv to K."""
+class _HRNet(Plugin):
+    """HRNet of width ``width`` (``smoke_width`` under the smoke profile)."""
 
     hook: ClassVar[Hook] = "model"
     stage: ClassVar[Stage] = "train"
     Config = _HRNetOptions
-    edits = _HRNET_EDITS
+    edits: ClassVar[tuple[str, ...]] = ("pose.model.arch", "pose.model.hrnet_width")
+    width: ClassVar[int]
 
     def apply(self, run: RunConfig) -> None:
-        _hrnet(run, 32, self.config.smoke_width)  # type: ignore[attr-defined]
+        run.pose.model.arch = "hrnet"
+        run.pose.model.hrnet_width = self.config.smoke_width if run.profile == "smoke" else self.width  # type: ignore[attr-defined]
 
 
-@register("pose_model.hrnet_w48")
-class HRNetW48(Plugin):
-    """HRNet-W48 (Sun et al., CVPR 2019)."""
-
-    hook: ClassVar[Hook] = "model"
-    stage: ClassVar[Stage] = "train"
-    Config = _HRNetOptions
-    edits = _HRNET_EDITS
-
-    def apply(self, run: RunConfig) -> None:
-        _hrnet(run, 48, self.config.smoke_width)  # type: ignore[attr-defined]
+HRNetW32 = variant("pose_model.hrnet_w32", _HRNet, width=32, doc=(
+    "HRNet-W32 (Sun et al., CVPR 2019) top-down pose network: stage-4 high-resolution branch, 1x1 conv to K."
+))  # fmt: skip
+HRNetW48 = variant("pose_model.hrnet_w48", _HRNet, width=48, doc="HRNet-W48 (Sun et al., CVPR 2019).")
 
 
 class _ResNetOptions(_Options):
@@ -75,74 +49,57 @@ class _ResNetOptions(_Options):
     deconv_layers: int = Field(3, ge=1, le=3, description="deconvolutions: heatmap stride 32 / 2^n (paper 003 Table 1)")
 
 
-@register("pose_model.simplebaseline_r50")
-class SimpleBaselineR50(Plugin):
-    """SimpleBaseline (Xiao et al., ECCV 2018): ResNet-50 + three 4x4 deconvolutions + 1x1 conv."""
-
-    hook: ClassVar[Hook] = "model"
-    stage: ClassVar[Stage] = "train"
-    Config = _ResNetOptions
-    edits = _SIMPLEBASELINE_EDITS
-
-    def apply(self, run: RunConfig) -> None:
-        _simplebaseline(run, 50, self.config)
-
-
 class _DeepResNetOptions(_ResNetOptions):
     smoke_depth: Literal[18, 34, 50] = Field(34, description="ResNet depth under the smoke profile")
 
 
-@register("pose_model.simplebaseline_r101")
-class SimpleBaselineR101(Plugin):
-    """SimpleBaseline with ResNet-101 (smoke: ResNet-34, so it stays deeper than the R-50 row's ResNet-18)."""
+class _SimpleBaseline(Plugin):
+    """SimpleBaseline on a ResNet of depth ``depth`` (``smoke_depth`` under the smoke profile), with an FPN when
+    ``fpn``."""
 
     hook: ClassVar[Hook] = "model"
     stage: ClassVar[Stage] = "train"
     Config = _DeepResNetOptions
-    edits = _SIMPLEBASELINE_EDITS
+    edits: ClassVar[tuple[str, ...]] = (
+        "pose.model.arch",
+        "pose.model.backbone",
+        "pose.model.deconv_layers",
+        "pose.model.fpn",
+    )
+    depth: ClassVar[int]
+    fpn: ClassVar[bool] = False
 
     def apply(self, run: RunConfig) -> None:
-        _simplebaseline(run, 101, self.config)
+        m, c = run.pose.model, self.config
+        m.arch = "simplebaseline"
+        m.backbone = f"resnet{c.smoke_depth if run.profile == 'smoke' else self.depth}"  # type: ignore[attr-defined]
+        m.deconv_layers = c.deconv_layers  # type: ignore[attr-defined]
+        m.fpn = self.fpn
 
 
-@register("pose_model.simplebaseline_r152")
-class SimpleBaselineR152(Plugin):
-    """SimpleBaseline with ResNet-152 (smoke: ResNet-34 unless ``smoke_depth`` says otherwise)."""
-
-    hook: ClassVar[Hook] = "model"
-    stage: ClassVar[Stage] = "train"
-    Config = _DeepResNetOptions
-    edits = _SIMPLEBASELINE_EDITS
-
-    def apply(self, run: RunConfig) -> None:
-        _simplebaseline(run, 152, self.config)
-
-
-@register("pose_model.simplenet_r152_fpn")
-class SimpleNetR152FPN(Plugin):
-    """SimpleNet of the HIE papers (paper 000 section 3.1): SimpleBaseline with a ResNet-152 backbone plus an FPN whose
-    finest level feeds the deconvolution head (smoke: ResNet-34)."""
-
-    hook: ClassVar[Hook] = "model"
-    stage: ClassVar[Stage] = "train"
-    Config = _DeepResNetOptions
-    edits = _SIMPLEBASELINE_EDITS
-
-    def apply(self, run: RunConfig) -> None:
-        _simplebaseline(run, 152, self.config, fpn=True)
+SimpleBaselineR50 = variant("pose_model.simplebaseline_r50", _SimpleBaseline, depth=50, Config=_ResNetOptions, doc=(
+    "SimpleBaseline (Xiao et al., ECCV 2018): ResNet-50 + three 4x4 deconvolutions + 1x1 conv."
+))  # fmt: skip
+SimpleBaselineR101 = variant("pose_model.simplebaseline_r101", _SimpleBaseline, depth=101, doc=(
+    "SimpleBaseline with ResNet-101 (smoke: ResNet-34, so it stays deeper than the R-50 row's ResNet-18)."
+))  # fmt: skip
+SimpleBaselineR152 = variant("pose_model.simplebaseline_r152", _SimpleBaseline, depth=152, doc=(
+    "SimpleBaseline with ResNet-152 (smoke: ResNet-34 unless ``smoke_depth`` says otherwise)."
+))  # fmt: skip
+SimpleNetR152FPN = variant("pose_model.simplenet_r152_fpn", _SimpleBaseline, depth=152, fpn=True, doc=(
+    "SimpleNet of the HIE papers (paper 000 section 3.1): SimpleBaseline with a ResNet-152 backbone plus an FPN "
+    "whose\nfinest level feeds the deconvolution head (smoke: ResNet-34)."
+))  # fmt: skip
 
 
 @register("udp")
-class UDP(Plugin):
+class UDP(SettingPlugin):
     """Unbiased data processing (Huang et al., CVPR 2020; methods.md section 3): unit-length crop transform,
     sub-pixel Gaussian targets, no flip shift. Off = the MSRA pipeline."""
 
     hook: ClassVar[Hook] = "augmentation"
     stage: ClassVar[Stage] = "train"
-    edits: ClassVar[tuple[str, ...]] = ("pose.train.udp",)
-
-    def apply(self, run: RunConfig) -> None:
-        run.pose.train.udp = True
+    sets: ClassVar[dict[str, Any]] = {"pose.train.udp": True}
 
 
 class _OAOptions(_Options):
@@ -150,15 +107,11 @@ class _OAOptions(_Options):
 
 
 def _occlusion(kind: str):
-    class OA(Plugin):
+    class OA(SettingPlugin):
         hook: ClassVar[Hook] = "augmentation"
         stage: ClassVar[Stage] = "train"
         Config = _OAOptions
-        edits: ClassVar[tuple[str, ...]] = ("pose.train.occlusion", "pose.train.occlusion_prob")
-
-        def apply(self, run: RunConfig) -> None:
-            run.pose.train.occlusion = kind  # type: ignore[assignment]
-            run.pose.train.occlusion_prob = self.config.prob  # type: ignore[attr-defined]
+        sets: ClassVar[dict[str, Any]] = {"pose.train.occlusion": kind, "pose.train.occlusion_prob": Option("prob")}
 
     return OA
 
@@ -181,13 +134,10 @@ HideAndSeekOA.library_only = (
 
 
 def _schedule(name: str):
-    class Schedule(Plugin):
+    class Schedule(SettingPlugin):
         hook: ClassVar[Hook] = "schedule"
         stage: ClassVar[Stage] = "train"
-        edits: ClassVar[tuple[str, ...]] = ("pose.train.schedule",)
-
-        def apply(self, run: RunConfig) -> None:
-            run.pose.train.schedule = name  # type: ignore[assignment]
+        sets: ClassVar[dict[str, Any]] = {"pose.train.schedule": name}
 
     return Schedule
 
@@ -221,16 +171,13 @@ Input512x384 = register("pose_input.512x384")(_input(512, 384))
 
 
 @register("pose_postproc.flip")
-class FlipTest(Plugin):
+class FlipTest(SettingPlugin):
     """Flip test (methods.md section 8): average the heatmaps of the crop and of its mirror image (flipped back,
     left/right channels swapped; one-pixel shift only without UDP)."""
 
     hook: ClassVar[Hook] = "postprocess"
     stage: ClassVar[Stage] = "infer"
-    edits: ClassVar[tuple[str, ...]] = ("pose.test.flip_test",)
-
-    def apply(self, run: RunConfig) -> None:
-        run.pose.test.flip_test = True
+    sets: ClassVar[dict[str, Any]] = {"pose.test.flip_test": True}
 
 
 class _MultiscaleOptions(_Options):
@@ -238,23 +185,22 @@ class _MultiscaleOptions(_Options):
 
 
 @register("pose_postproc.multiscale")
-class MultiscaleTest(Plugin):
+class MultiscaleTest(SettingPlugin):
     """Multi-scale test (paper 000 Table 5; methods.md section 8, reading A): the same crop at several input
     resolutions, each with the flip test, heatmaps resized to one size and averaged."""
 
     hook: ClassVar[Hook] = "postprocess"
     stage: ClassVar[Stage] = "infer"
     Config = _MultiscaleOptions
-    edits: ClassVar[tuple[str, ...]] = ("pose.test.multiscale", "pose.test.multiscale_mode", "pose.test.flip_test")
+    sets: ClassVar[dict[str, Any]] = {
+        "pose.test.multiscale": Option("scales", tuple),
+        "pose.test.multiscale_mode": "input",
+        "pose.test.flip_test": True,
+    }
     library_only: ClassVar[str] = (
         "reading A of methods.md section 8, the alternative to the reading B hie-pose/table5 runs "
         "(pose_postproc.multiscale_flip); the same config as {pose_postproc.multiscale_flip: {mode: input}}"
     )
-
-    def apply(self, run: RunConfig) -> None:
-        run.pose.test.multiscale = tuple(self.config.scales)  # type: ignore[attr-defined]
-        run.pose.test.multiscale_mode = "input"
-        run.pose.test.flip_test = True
 
 
 class _MultiscaleFlipOptions(_Options):
@@ -265,7 +211,7 @@ class _MultiscaleFlipOptions(_Options):
 
 
 @register("pose_postproc.multiscale_flip")
-class MultiscaleFlipTest(Plugin):
+class MultiscaleFlipTest(SettingPlugin):
     """Multi-scale evaluation of paper 000 (HIE pose, section 4.3; Table 5): the detection box rescaled by 0.7, 1.0
     and 1.3 about its centre, each cropped to the same input size and flipped, all heatmaps averaged before the
     peak search (methods.md section 8, reading B: each heatmap warped into the s = 1 crop's frame)."""
@@ -273,12 +219,11 @@ class MultiscaleFlipTest(Plugin):
     hook: ClassVar[Hook] = "postprocess"
     stage: ClassVar[Stage] = "infer"
     Config = _MultiscaleFlipOptions
-    edits: ClassVar[tuple[str, ...]] = ("pose.test.multiscale", "pose.test.multiscale_mode", "pose.test.flip_test")
-
-    def apply(self, run: RunConfig) -> None:
-        run.pose.test.multiscale = tuple(self.config.scales)  # type: ignore[attr-defined]
-        run.pose.test.multiscale_mode = self.config.mode  # type: ignore[attr-defined]
-        run.pose.test.flip_test = True
+    sets: ClassVar[dict[str, Any]] = {
+        "pose.test.multiscale": Option("scales", tuple),
+        "pose.test.multiscale_mode": Option("mode"),
+        "pose.test.flip_test": True,
+    }
 
 
 class _OKSOptions(_Options):
@@ -286,21 +231,18 @@ class _OKSOptions(_Options):
 
 
 @register("pose_postproc.oks_nms")
-class OKSNMS(Plugin):
+class OKSNMS(SettingPlugin):
     """OKS-NMS after pose (HRNet / mmpose; methods.md section 8): greedy by pose score, OKS > thr suppressed."""
 
     hook: ClassVar[Hook] = "postprocess"
     stage: ClassVar[Stage] = "postprocess"
     Config = _OKSOptions
-    edits: ClassVar[tuple[str, ...]] = ("pose.test.oks_nms",)
+    sets: ClassVar[dict[str, Any]] = {"pose.test.oks_nms": Option("thr")}
     library_only: ClassVar[str] = (
         "HRNet's COCO protocol on detector boxes (methods.md section 8); the table rows test on ground-truth boxes, "
         "where it does nothing (results/recipes/pose.yaml: pose.test.oks_nms); occlusion-aug/table1 with a "
         "detection file (its notes) is where it belongs"
     )
-
-    def apply(self, run: RunConfig) -> None:
-        run.pose.test.oks_nms = self.config.thr  # type: ignore[attr-defined]
 
 
 class _SoftOKSOptions(_Options):
@@ -310,27 +252,21 @@ class _SoftOKSOptions(_Options):
 
 
 @register("pose_postproc.soft_oks_nms")
-class SoftOKSNMS(Plugin):
+class SoftOKSNMS(SettingPlugin):
     """Soft-OKS-NMS (mmpose; methods.md section 8): overlapping poses are rescored, s * exp(-OKS^2 / thr) or
     s * (1 - OKS) above thr, instead of removed; the top ``max_dets`` per image are kept."""
 
     hook: ClassVar[Hook] = "postprocess"
     stage: ClassVar[Stage] = "postprocess"
     Config = _SoftOKSOptions
-    edits: ClassVar[tuple[str, ...]] = (
-        "pose.test.soft_oks_nms",
-        "pose.test.soft_oks_method",
-        "pose.test.soft_oks_max_dets",
-    )
+    sets: ClassVar[dict[str, Any]] = {
+        "pose.test.soft_oks_nms": Option("thr"),
+        "pose.test.soft_oks_method": Option("method"),
+        "pose.test.soft_oks_max_dets": Option("max_dets"),
+    }
     library_only: ClassVar[str] = (
         "mmpose's alternative to OKS-NMS (methods.md section 8); no paper table uses soft-OKS-NMS"
     )
-
-    def apply(self, run: RunConfig) -> None:
-        c = self.config
-        run.pose.test.soft_oks_nms = c.thr  # type: ignore[attr-defined]
-        run.pose.test.soft_oks_method = c.method  # type: ignore[attr-defined]
-        run.pose.test.soft_oks_max_dets = c.max_dets  # type: ignore[attr-defined]
 
 
 class _OffsetOptions(_Options):
@@ -339,22 +275,19 @@ class _OffsetOptions(_Options):
 
 
 @register("offset_guided.offset")
-class OffsetFusion(Plugin):
+class OffsetFusion(SettingPlugin):
     """Offset-guided fusion (paper 003 sections 3.1.2-3.1.3): a 2K-channel offset branch beside the K heatmaps,
     disk targets of radius R, Smooth-L1 on both; decoding = argmax of the Gaussian-smoothed disk map + offset x R."""
 
     hook: ClassVar[Hook] = "model"
     stage: ClassVar[Stage] = "train"
     Config = _OffsetOptions
-    edits: ClassVar[tuple[str, ...]] = (
-        *("pose.model.offsets", "pose.train.target", "pose.train.disk_radius", "pose.train.disk_radius_min"),
-    )
-
-    def apply(self, run: RunConfig) -> None:
-        run.pose.model.offsets = True
-        run.pose.train.target = "disk_offset"
-        run.pose.train.disk_radius = self.config.radius  # type: ignore[attr-defined]
-        run.pose.train.disk_radius_min = self.config.min_radius  # type: ignore[attr-defined]
+    sets: ClassVar[dict[str, Any]] = {
+        "pose.model.offsets": True,
+        "pose.train.target": "disk_offset",
+        "pose.train.disk_radius": Option("radius"),
+        "pose.train.disk_radius_min": Option("min_radius"),
+    }
 
 
 class _GBGOptions(_Options):
@@ -367,7 +300,7 @@ class _GBGOptions(_Options):
 
 
 @register("offset_guided.gbg")
-class GreedyBoxGeneration(Plugin):
+class GreedyBoxGeneration(SettingPlugin):
     """Greedy Box Generation (paper 003 section 3.1.1): the detector's boxes without NMS, minimum size, score > 0.8
     as expected ground truth, drop boxes with IoU < 0.5 to every one, groups at IoU >= 0.7 keep their top 4; then
     pose NMS with box IoU 0.6 and OKS 0.75 (combination rule unstated: ``rule``, default both must exceed)."""
@@ -375,17 +308,12 @@ class GreedyBoxGeneration(Plugin):
     hook: ClassVar[Hook] = "postprocess"
     stage: ClassVar[Stage] = "infer"
     Config = _GBGOptions
-    edits: ClassVar[tuple[str, ...]] = (
-        *("pose.test.boxes", "pose.test.gbg", "pose.test.gbg_min_size", "pose.test.gbg_egt_thr"),
-        *("pose.test.gbg_drop_iou", "pose.test.gbg_group_iou", "pose.test.gbg_top_n", "pose.test.pose_nms"),
-    )
-
-    def apply(self, run: RunConfig) -> None:
-        c, t = self.config, run.pose.test
-        t.boxes, t.gbg = "detector", True
-        t.gbg_min_size, t.gbg_egt_thr, t.gbg_drop_iou = c.min_size, c.egt_thr, c.drop_iou  # type: ignore[attr-defined]
-        t.gbg_group_iou, t.gbg_top_n = c.group_iou, c.top_n  # type: ignore[attr-defined]
-        t.pose_nms = c.rule  # type: ignore[attr-defined]
+    sets: ClassVar[dict[str, Any]] = {
+        "pose.test.boxes": "detector",
+        "pose.test.gbg": True,
+        **{f"pose.test.gbg_{name}": Option(name) for name in ("min_size", "egt_thr", "drop_iou", "group_iou", "top_n")},
+        "pose.test.pose_nms": Option("rule"),
+    }
 
 
 class _FusionOptions(_Options):
@@ -413,9 +341,8 @@ class ModelFusion(Plugin):
             raise ValueError(f"pose_postproc.model_fusion: {c.model!r} is not a pose model plugin")  # type: ignore[attr-defined]
         plugin.apply(other)
         t = run.pose.test
-        weights = current_weights(t)
+        t.ensemble_weights = appended_weight(t.ensemble_weights, 1 + len(t.ensemble), c.weight)  # type: ignore[attr-defined]
         t.ensemble.append(other.pose.model)
-        t.ensemble_weights = (*weights, c.weight) if t.ensemble_weights or c.weight != 1.0 else ()  # type: ignore[attr-defined]
 
 
 def current_weights(test: PoseTestConfig) -> list[float]:

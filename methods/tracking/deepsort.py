@@ -169,21 +169,40 @@ class DeepSort:
         ``boxes`` ``(N, 4)`` ``(x1, y1, x2, y2)`` pixels, ``scores`` ``(N,)``, ``features`` ``(N, D)`` L2-normalised
         or None. ``det_index`` indexes the input arrays (-1: track not matched this frame).
         """
+        keep, det_boxes, det_feats = self._detections(boxes, scores, features)
+        det_xyah = _xyxy_to_xyah(det_boxes)
+        means, covs = self._predict()
+        tsu = np.array([t.time_since_update for t in self.tracks], dtype=np.int64)
+        unmatched_dets = np.arange(len(keep))
+        if det_feats is not None:
+            matches, unmatched_dets, iou_tracks = self._cascade(means, covs, tsu, det_xyah, det_feats, unmatched_dets)
+        else:
+            matches, iou_tracks = [], np.arange(len(self.tracks))
+        m, unmatched_dets = self._iou_matching(means, tsu, iou_tracks, det_boxes, unmatched_dets)
+        self._update(means, covs, matches + m, unmatched_dets, keep, det_xyah, det_feats)
+        self.tracks = [t for t in self.tracks if t.state != TrackState.DELETED]
+        self._update_gallery()
+        return self._output()
+
+    def _detections(
+        self, boxes: np.ndarray, scores: np.ndarray, features: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Detection preprocessing (step 1): indices kept by the score, height and NMS filters, their boxes and
+        their L2-normalised features (None without appearance)."""
         p = self.params
         boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
         scores = np.asarray(scores, dtype=np.float64).reshape(-1)
         keep = np.flatnonzero((scores >= p.min_confidence) & (boxes[:, 3] - boxes[:, 1] >= p.min_height))
         keep = keep[nms(boxes[keep], scores[keep], p.nms_max_overlap)]
-        det_boxes = boxes[keep]
-        det_xyah = _xyxy_to_xyah(det_boxes)
-        det_feats = None
-        if features is not None:
-            f = np.asarray(features)
-            f = f.reshape(len(boxes), -1)[keep] if len(boxes) else np.zeros((0, f.shape[-1] if f.ndim == 2 else 1))
-            norm = np.linalg.norm(f, axis=1, keepdims=True)
-            det_feats = f / np.where(norm > 0, norm, 1.0)
+        if features is None:
+            return keep, boxes[keep], None
+        f = np.asarray(features)
+        f = f.reshape(len(boxes), -1)[keep] if len(boxes) else np.zeros((0, f.shape[-1] if f.ndim == 2 else 1))
+        norm = np.linalg.norm(f, axis=1, keepdims=True)
+        return keep, boxes[keep], f / np.where(norm > 0, norm, 1.0)
 
-        # 1. predict
+    def _predict(self) -> tuple[np.ndarray, np.ndarray]:
+        """Kalman predict of every track (step 2, batched); ages the tracks and clears their ``det_index``."""
         tracks = self.tracks
         if tracks:
             means, covs = kalman.predict(np.stack([t.mean for t in tracks]), np.stack([t.cov for t in tracks]))
@@ -194,48 +213,76 @@ class DeepSort:
             t.age += 1
             t.time_since_update += 1
             t.det_index = -1
+        return means, covs
 
-        n_tracks = len(tracks)
-        tsu = np.array([t.time_since_update for t in tracks], dtype=np.int64)
-        confirmed = np.array([t.state == TrackState.CONFIRMED for t in tracks], dtype=bool)
-        unmatched_dets = np.arange(len(keep))
+    def _cascade(
+        self,
+        means: np.ndarray,
+        covs: np.ndarray,
+        tsu: np.ndarray,
+        det_xyah: np.ndarray,
+        det_feats: np.ndarray,
+        unmatched_dets: np.ndarray,
+    ) -> tuple[list[tuple[int, int]], np.ndarray, np.ndarray]:
+        """Matching cascade (step 3: appearance cost, Mahalanobis gate, one Hungarian matching per level); returns
+        the matches, the unmatched detections and the tracks left for the IoU matching (unconfirmed tracks and
+        cascade leftovers that missed no frame)."""
+        p, n_tracks = self.params, len(self.tracks)
+        confirmed = np.array([t.state == TrackState.CONFIRMED for t in self.tracks], dtype=bool)
+        conf_idx = np.flatnonzero(confirmed)
         matches: list[tuple[int, int]] = []
-
-        # 2. matching cascade (appearance, Mahalanobis gate)
-        if det_feats is not None:
-            conf_idx = np.flatnonzero(confirmed)
-            if len(conf_idx) and len(unmatched_dets):
-                cost = self._appearance_cost(conf_idx, det_feats)
-                gate = kalman.gating_distance_batch(means[conf_idx], covs[conf_idx], det_xyah)
-                cost[gate > kalman.CHI2_95[4]] = INFTY_COST
-                row_of = np.full(n_tracks, -1)
-                row_of[conf_idx] = np.arange(len(conf_idx))
-                for level in range(p.max_age):
-                    if not len(unmatched_dets):
-                        break
-                    level_tracks = conf_idx[tsu[conf_idx] == level + 1]
-                    if not len(level_tracks):
-                        continue
-                    sub = cost[np.ix_(row_of[level_tracks], unmatched_dets)]
-                    m, _, unmatched_dets = _min_cost_matching(sub, p.max_cosine_distance, level_tracks, unmatched_dets)
-                    matches += m
-            matched_a = np.zeros(n_tracks, dtype=bool)
-            matched_a[[i for i, _ in matches]] = True
-            leftover = np.flatnonzero(confirmed & ~matched_a & (tsu == 1))  # cascade leftovers that missed no frame
-            iou_tracks = np.concatenate([np.flatnonzero(~confirmed), leftover])
-        else:
-            iou_tracks = np.arange(n_tracks)
-
-        # 3. IoU matching
-        if len(iou_tracks) and len(unmatched_dets):
-            track_boxes = _xyah_to_xyxy(means[iou_tracks, :4])
-            cost = 1.0 - iou_matrix(track_boxes, det_boxes[unmatched_dets])
-            cost[tsu[iou_tracks] > 1] = INFTY_COST
-            m, _, unmatched_dets = _min_cost_matching(cost, p.max_iou_distance, iou_tracks, unmatched_dets)
-            matches += m
-
-        # 4. update matched, mark missed, start new tracks
+        if len(conf_idx) and len(unmatched_dets):
+            cost = self._appearance_cost(conf_idx, det_feats)
+            gate = kalman.gating_distance_batch(means[conf_idx], covs[conf_idx], det_xyah)
+            cost[gate > kalman.CHI2_95[4]] = INFTY_COST
+            row_of = np.full(n_tracks, -1)
+            row_of[conf_idx] = np.arange(len(conf_idx))
+            for level in range(p.max_age):
+                if not len(unmatched_dets):
+                    break
+                level_tracks = conf_idx[tsu[conf_idx] == level + 1]
+                if not len(level_tracks):
+                    continue
+                sub = cost[np.ix_(row_of[level_tracks], unmatched_dets)]
+                m, _, unmatched_dets = _min_cost_matching(sub, p.max_cosine_distance, level_tracks, unmatched_dets)
+                matches += m
         matched = np.zeros(n_tracks, dtype=bool)
+        matched[[i for i, _ in matches]] = True
+        leftover = np.flatnonzero(confirmed & ~matched & (tsu == 1))
+        return matches, unmatched_dets, np.concatenate([np.flatnonzero(~confirmed), leftover])
+
+    def _iou_matching(
+        self,
+        means: np.ndarray,
+        tsu: np.ndarray,
+        iou_tracks: np.ndarray,
+        det_boxes: np.ndarray,
+        unmatched_dets: np.ndarray,
+    ) -> tuple[list[tuple[int, int]], np.ndarray]:
+        """IoU matching (step 4): cost ``1 - IoU``, 1e5 for tracks that missed a frame; matches and unmatched
+        detections."""
+        if not (len(iou_tracks) and len(unmatched_dets)):
+            return [], unmatched_dets
+        track_boxes = _xyah_to_xyxy(means[iou_tracks, :4])
+        cost = 1.0 - iou_matrix(track_boxes, det_boxes[unmatched_dets])
+        cost[tsu[iou_tracks] > 1] = INFTY_COST
+        m, _, unmatched_dets = _min_cost_matching(cost, self.params.max_iou_distance, iou_tracks, unmatched_dets)
+        return m, unmatched_dets
+
+    def _update(
+        self,
+        means: np.ndarray,
+        covs: np.ndarray,
+        matches: list[tuple[int, int]],
+        unmatched_dets: np.ndarray,
+        keep: np.ndarray,
+        det_xyah: np.ndarray,
+        det_feats: np.ndarray | None,
+    ) -> None:
+        """Step 5: Kalman update of matched tracks, missed tracks marked deleted (tentative, or confirmed past
+        ``max_age``), a new tentative track per unmatched detection."""
+        p, tracks = self.params, self.tracks
+        matched = np.zeros(len(tracks), dtype=bool)
         if matches:
             ti = np.array([i for i, _ in matches])
             di = np.array([j for _, j in matches])
@@ -261,10 +308,12 @@ class DeepSort:
             tracks.append(Track(mean, cov, self._next_id, pending=pending, det_index=int(keep[j])))
             self._next_id += 1
 
-        # 5. remove deleted, gallery update
-        self.tracks = tracks = [t for t in tracks if t.state != TrackState.DELETED]
+    def _update_gallery(self) -> None:
+        """Step 6: pending features of confirmed tracks join their gallery (last ``nn_budget`` kept); galleries of
+        ids that are not confirmed and alive are dropped."""
+        budget = self.params.nn_budget
         gallery: dict[int, np.ndarray] = {}
-        for t in tracks:
+        for t in self.tracks:
             if t.state != TrackState.CONFIRMED:
                 continue
             g = self.gallery.get(t.track_id)
@@ -273,11 +322,12 @@ class DeepSort:
                 g = new if g is None else np.concatenate([g, new])
                 t.pending = []
             if g is not None:
-                gallery[t.track_id] = g if p.nn_budget is None else g[-p.nn_budget :]
+                gallery[t.track_id] = g if budget is None else g[-budget:]
         self.gallery = gallery
 
-        # 6. output
-        out = [t for t in tracks if t.state == TrackState.CONFIRMED and t.time_since_update <= 1]
+    def _output(self) -> np.ndarray:
+        """Step 7: confirmed tracks updated this frame or last, box = Kalman state."""
+        out = [t for t in self.tracks if t.state == TrackState.CONFIRMED and t.time_since_update <= 1]
         if not out:
             return np.zeros((0, 6))
         xyxy = _xyah_to_xyxy(np.stack([t.mean[:4] for t in out]))

@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from crowdbench.bench.config import RunConfig
 from crowdbench.bench.registry import Hook, Plugin, Stage, register
+from crowdbench.methods.declarative import Option, SettingPlugin
 
 
 class _Options(BaseModel):
@@ -47,28 +48,22 @@ class DeepSort(Plugin):
 
 
 @register("deepsort.reid")
-class OwnReID(Plugin):
+class OwnReID(SettingPlugin):
     """The team's own ReID network (paper 004 section 3.2, Table 5 '+ Own ReID'): trained on the identities of the
     training split (smoke: a small CNN on the synthetic crowds; full: ResNet-50), 128-D cosine embeddings."""
 
     hook: ClassVar[Hook] = "model"
     stage: ClassVar[Stage] = "train"
-    edits: ClassVar[tuple[str, ...]] = ("tracking.reid.enabled",)
-
-    def apply(self, run: RunConfig) -> None:
-        run.tracking.reid.enabled = True
+    sets: ClassVar[dict[str, Any]] = {"tracking.reid.enabled": True}
 
 
 @register("deepsort.reid_flip")
-class ReIDFlip(Plugin):
+class ReIDFlip(SettingPlugin):
     """Features of the crop and of its horizontal mirror summed, then L2-normalised (paper 004 Table 5 row 3)."""
 
     hook: ClassVar[Hook] = "postprocess"
     stage: ClassVar[Stage] = "infer"
-    edits: ClassVar[tuple[str, ...]] = ("tracking.reid.flip",)
-
-    def apply(self, run: RunConfig) -> None:
-        run.tracking.reid.flip = True
+    sets: ClassVar[dict[str, Any]] = {"tracking.reid.flip": True}
 
 
 class _ScaleOptions(_Options):
@@ -76,17 +71,18 @@ class _ScaleOptions(_Options):
 
 
 @register("deepsort.reid_multiscale")
-class ReIDMultiscale(Plugin):
+class ReIDMultiscale(SettingPlugin):
     """Features of the box rescaled about its centre by each scale, summed and L2-normalised (paper 004 Table 5
     row 4; methods.md section 7 reading: test-time scales of one model, not several models trained per scale)."""
 
     hook: ClassVar[Hook] = "postprocess"
     stage: ClassVar[Stage] = "infer"
-    edits: ClassVar[tuple[str, ...]] = ("tracking.reid.scales",)
+    sets: ClassVar[dict[str, Any]] = {"tracking.reid.scales": Option("scales", tuple)}
     Config = _ScaleOptions
 
-    def apply(self, run: RunConfig) -> None:
-        run.tracking.reid.scales = tuple(self.config.scales)  # type: ignore[attr-defined]
+
+_FLOW: dict[str, Option] = {"tracking.flow": Option("flow"), "tracking.flow_scale": Option("scale")}
+"""The optical flow (method, resolution) of the flow-smoothing plugins: options ``flow`` and ``scale``."""
 
 
 class _BoxSmoothingOptions(_Options):
@@ -96,19 +92,14 @@ class _BoxSmoothingOptions(_Options):
 
 
 @register("box_flow_smoothing")
-class BoxFlowSmoothing(Plugin):
+class BoxFlowSmoothing(SettingPlugin):
     """Optical-flow box smoothing (paper 004 section 2.1): each tracked box blended with the same track's previous
     box moved by the flow between the frames (DIS optical flow; the paper's flow network is not available)."""
 
     hook: ClassVar[Hook] = "postprocess"
     stage: ClassVar[Stage] = "postprocess"
-    edits: ClassVar[tuple[str, ...]] = ("tracking.box_smoothing", "tracking.flow", "tracking.flow_scale")
+    sets: ClassVar[dict[str, Any]] = {"tracking.box_smoothing": Option("weight"), **_FLOW}
     Config = _BoxSmoothingOptions
-
-    def apply(self, run: RunConfig) -> None:
-        c = self.config
-        run.tracking.box_smoothing = c.weight  # type: ignore[attr-defined]
-        run.tracking.flow, run.tracking.flow_scale = c.flow, c.scale  # type: ignore[attr-defined]
 
 
 class _FlowSmoothingOptions(_Options):
@@ -120,26 +111,20 @@ class _FlowSmoothingOptions(_Options):
 
 
 @register("flow_smoothing")
-class FlowSmoothing(Plugin):
+class FlowSmoothing(SettingPlugin):
     """Optical-flow pose smoothing (paper 000 section 3.2 eq. 1; paper 004 section 4.2): every tracked pose
     averaged with the same id's poses of the previous and next frames moved into it by optical flow, weights
     ``a, a, 1 - 2a`` (DIS flow; the papers' flow network is not available)."""
 
     hook: ClassVar[Hook] = "postprocess"
     stage: ClassVar[Stage] = "postprocess"
-    edits: ClassVar[tuple[str, ...]] = (
-        "pose_tracking.smoothing",
-        "pose_tracking.smoothing_thr",
-        "pose_tracking.smoothing_missing",
-        "tracking.flow",
-        "tracking.flow_scale",
-    )
+    sets: ClassVar[dict[str, Any]] = {
+        "pose_tracking.smoothing": Option("alpha"),
+        "pose_tracking.smoothing_thr": Option("threshold"),
+        "pose_tracking.smoothing_missing": Option("missing"),
+        **_FLOW,
+    }
     Config = _FlowSmoothingOptions
-
-    def apply(self, run: RunConfig) -> None:
-        c, pt = self.config, run.pose_tracking
-        pt.smoothing, pt.smoothing_thr, pt.smoothing_missing = c.alpha, c.threshold, c.missing  # type: ignore[attr-defined]
-        run.tracking.flow, run.tracking.flow_scale = c.flow, c.scale  # type: ignore[attr-defined]
 
 
 class _IoUReIDOptions(_Options):
@@ -150,29 +135,23 @@ class _IoUReIDOptions(_Options):
 
 
 @register("pose_tracking.iou_reid")
-class IoUReIDTracking(Plugin):
+class IoUReIDTracking(SettingPlugin):
     """Pose tracking of paper 003 section 4.2: Detect-and-Track's frame-to-frame Hungarian matching on box IoU, plus
     the Euclidean distance of ReID features (the team's own ReID, ``deepsort.reid``'s network), cost
     ``((1 - IoU) + lambda d / 2) / (1 + lambda)`` (a project choice: the paper gives no formula)."""
 
     hook: ClassVar[Hook] = "tracker"
     stage: ClassVar[Stage] = "postprocess"
-    edits: ClassVar[tuple[str, ...]] = (
-        "pose_tracking.tracker",
-        "pose_tracking.appearance_weight",
-        "pose_tracking.max_cost",
-        "pose_tracking.max_age",
-        "pose_tracking.min_score",
-        "tracking.reid.enabled",
-    )
+    sets: ClassVar[dict[str, Any]] = {
+        "pose_tracking.tracker": "iou_reid",
+        **{f"pose_tracking.{name}": Option(name) for name in _IoUReIDOptions.model_fields},
+    }
+    edits: ClassVar[tuple[str, ...]] = (*sets, "tracking.reid.enabled")
     Config = _IoUReIDOptions
 
     def apply(self, run: RunConfig) -> None:
-        c, pt = self.config, run.pose_tracking
-        pt.tracker = "iou_reid"
-        pt.appearance_weight, pt.max_cost = c.appearance_weight, c.max_cost  # type: ignore[attr-defined]
-        pt.max_age, pt.min_score = c.max_age, c.min_score  # type: ignore[attr-defined]
-        run.tracking.reid.enabled = c.appearance_weight > 0  # type: ignore[attr-defined]
+        super().apply(run)
+        run.tracking.reid.enabled = self.config.appearance_weight > 0  # type: ignore[attr-defined]
 
 
 class _PropagationOptions(_Options):
@@ -184,7 +163,7 @@ class _PropagationOptions(_Options):
 
 
 @register("pose_tracking.optical_flow")
-class FlowPropagation(Plugin):
+class FlowPropagation(SettingPlugin):
     """MSRA's optical flow in pose tracking (paper 003 Table 5 'with optical flow' = FlowTrack, Xiao et al. 2018):
     the previous frame's tracked poses are moved into the frame by optical flow; the box around each, where no
     detection covers it, is added to the detections and gets a pose from the model; the IoU term matches the
@@ -192,20 +171,16 @@ class FlowPropagation(Plugin):
 
     hook: ClassVar[Hook] = "tracker"
     stage: ClassVar[Stage] = "postprocess"
-    edits: ClassVar[tuple[str, ...]] = (
-        "pose_tracking.propagation",
-        "pose_tracking.propagation_margin",
-        "pose_tracking.propagation_nms",
-        "pose_tracking.propagation_kp_thr",
-        "tracking.flow",
-        "tracking.flow_scale",
-    )
+    sets: ClassVar[dict[str, Any]] = {
+        "pose_tracking.propagation": True,
+        "pose_tracking.propagation_margin": Option("margin"),
+        "pose_tracking.propagation_nms": Option("nms"),
+        "pose_tracking.propagation_kp_thr": Option("kp_thr"),
+        **_FLOW,
+    }
     Config = _PropagationOptions
 
     def apply(self, run: RunConfig) -> None:
-        c, pt = self.config, run.pose_tracking
-        if pt.tracker != "iou_reid":
+        if run.pose_tracking.tracker != "iou_reid":
             raise ValueError("pose_tracking.optical_flow needs pose_tracking.iou_reid before it in the row's plugins")
-        pt.propagation = True
-        pt.propagation_margin, pt.propagation_nms, pt.propagation_kp_thr = c.margin, c.nms, c.kp_thr  # type: ignore[attr-defined]
-        run.tracking.flow, run.tracking.flow_scale = c.flow, c.scale  # type: ignore[attr-defined]
+        super().apply(run)

@@ -23,7 +23,7 @@ whose initial pose matches it best (SMPR's assigner, ``min_pos_iou = 0``), so no
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -125,6 +125,78 @@ class GlobalBatch:
         return self.world * num / self.sum_over_ranks(den.detach().clone()).clamp(min=1e-6)
 
 
+@dataclass
+class _BatchTargets:
+    """What the images of a batch contribute: classification targets and weights (0 = ignored by OKSFilter), the
+    final-positive count, and per loss term the ``(prediction, target, ...)`` rows of each image."""
+
+    cls_target: Tensor
+    cls_weight: Tensor
+    n_final: int = 0
+    init: list[tuple[Tensor, Tensor, Tensor, Tensor]] = field(default_factory=list)
+    ref: list[tuple[Tensor, Tensor, Tensor, Tensor]] = field(default_factory=list)
+    psm: list[tuple[Tensor, Tensor]] = field(default_factory=list)
+    ctr: list[tuple[Tensor, Tensor]] = field(default_factory=list)
+
+
+def _add_image(
+    acc: _BatchTargets,
+    b: int,
+    persons: People,
+    out: dict[str, Tensor | None],
+    model_cfg: RegressionModelConfig,
+    train: RegressionTrainConfig,
+    sigmas: Tensor,
+) -> None:
+    """Targets of image ``b``: FCOS positives learn the initial pose of their person (OKS-weighted); the final
+    positives (OKSFilter's, or all of them) the class, the refined pose, the pose score and centre-ness."""
+    points, strides, levels, initial = out["locations"], out["strides"], out["levels"], out["initial"]
+    assert points is not None and strides is not None and levels is not None and initial is not None
+    refined, psm, ctr = out["refined"], out["psm"], out["centerness"]
+    owner = assign(
+        points,
+        strides,
+        levels,
+        persons,
+        model_cfg.size_bounds,
+        center_sampling=train.center_sampling,
+        radius=train.center_radius,
+    )
+    pos = (owner >= 0).nonzero(as_tuple=True)[0]
+    if pos.numel() == 0:
+        return
+    s, p = strides[pos], points[pos]
+    kps, areas = persons.keypoints[owner[pos]], persons.areas[owner[pos]]
+    init_px = (p[:, None] + initial[b, pos].detach() * s[:, None, None]).detach()
+    init_oks = oks_pairs(init_px, kps, areas, sigmas)
+    target, mask = pose_targets(p, s, kps)
+    init_w = init_oks if train.reg_weighting == "oks" else torch.ones_like(init_oks)
+    acc.init.append((initial[b, pos], target, mask, init_w))
+    # final positives and the person each learns (OKSFilter: the best-matching one)
+    if train.oks_filter:
+        f = oks_filter(init_px, persons, sigmas, pos=train.oks_pos, neg=train.oks_neg, keep_best=train.oks_keep_best)
+        acc.cls_weight[b, pos[f.ignore]] = 0.0
+        final, person, final_oks = pos[f.keep], f.person[f.keep], f.oks[f.keep]
+        fs, fp = s[f.keep], p[f.keep]
+    else:
+        final, person, final_oks, fs, fp = pos, owner[pos], init_oks, s, p
+    acc.cls_target[b, final] = 1.0
+    acc.n_final += int(final.numel())
+    if final.numel() == 0:
+        return
+    fk, fa = persons.keypoints[person], persons.areas[person]
+    f_target, f_mask = pose_targets(fp, fs, fk)
+    weight = final_oks if train.reg_weighting == "oks" else torch.ones_like(final_oks)
+    if refined is not None:
+        acc.ref.append((refined[b, final], f_target, f_mask, weight))
+    if psm is not None:
+        chosen = refined if (refined is not None and train.psm_target == "refined") else initial
+        pose_px = fp[:, None] + chosen[b, final].detach() * fs[:, None, None]
+        acc.psm.append((psm[b, final], oks_pairs(pose_px, fk, fa, sigmas)))
+    if ctr is not None:
+        acc.ctr.append((ctr[b, final], centerness_targets(fp, persons.boxes[owner[final]])))
+
+
 def regression_losses(
     out: dict[str, Tensor | None],
     people: Sequence[People],
@@ -133,74 +205,26 @@ def regression_losses(
     sigmas: Tensor,
     batch: GlobalBatch | None = None,
 ) -> dict[str, Tensor]:
-    """The weighted loss terms of one batch (``out`` from ``PoseRegressionNet.forward``, one ``People`` per image);
-    ``batch`` makes the normalisers those of the global batch under DDP."""
+    """The weighted loss terms of one batch (eq. 9; ``out`` from ``PoseRegressionNet.forward``, one ``People`` per
+    image); ``batch`` makes the normalisers those of the global batch under DDP."""
     batch = batch or GlobalBatch()
-    points, strides, levels = out["locations"], out["strides"], out["levels"]
-    assert points is not None and strides is not None and levels is not None
     cls, initial = out["cls"], out["initial"]
     assert cls is not None and initial is not None
     refined, psm, ctr = out["refined"], out["psm"], out["centerness"]
-    cls_target = torch.zeros_like(cls)
-    cls_weight = torch.ones_like(cls)
-    init_terms, ref_terms, psm_terms, ctr_terms = [], [], [], []
-    n_final = 0
+    acc = _BatchTargets(torch.zeros_like(cls), torch.ones_like(cls))
     for b, persons in enumerate(people):
-        owner = assign(
-            points,
-            strides,
-            levels,
-            persons,
-            model_cfg.size_bounds,
-            center_sampling=train.center_sampling,
-            radius=train.center_radius,
-        )
-        pos = (owner >= 0).nonzero(as_tuple=True)[0]
-        if pos.numel() == 0:
-            continue
-        s, p = strides[pos], points[pos]
-        kps, areas = persons.keypoints[owner[pos]], persons.areas[owner[pos]]
-        init_px = (p[:, None] + initial[b, pos].detach() * s[:, None, None]).detach()
-        init_oks = oks_pairs(init_px, kps, areas, sigmas)
-        target, mask = pose_targets(p, s, kps)
-        init_w = init_oks if train.reg_weighting == "oks" else torch.ones_like(init_oks)
-        init_terms.append((initial[b, pos], target, mask, init_w))
-        # final positives and the person each learns (OKSFilter: the best-matching one)
-        if train.oks_filter:
-            f = oks_filter(
-                init_px, persons, sigmas, pos=train.oks_pos, neg=train.oks_neg, keep_best=train.oks_keep_best
-            )
-            cls_weight[b, pos[f.ignore]] = 0.0
-            final, person, final_oks = pos[f.keep], f.person[f.keep], f.oks[f.keep]
-            fs, fp = s[f.keep], p[f.keep]
-        else:
-            final, person, final_oks, fs, fp = pos, owner[pos], init_oks, s, p
-        cls_target[b, final] = 1.0
-        n_final += int(final.numel())
-        if final.numel() == 0:
-            continue
-        fk, fa = persons.keypoints[person], persons.areas[person]
-        f_target, f_mask = pose_targets(fp, fs, fk)
-        weight = final_oks if train.reg_weighting == "oks" else torch.ones_like(final_oks)
-        if refined is not None:
-            ref_terms.append((refined[b, final], f_target, f_mask, weight))
-        if psm is not None:
-            chosen = refined if (refined is not None and train.psm_target == "refined") else initial
-            pose_px = fp[:, None] + chosen[b, final].detach() * fs[:, None, None]
-            psm_terms.append((psm[b, final], oks_pairs(pose_px, fk, fa, sigmas)))
-        if ctr is not None:
-            ctr_terms.append((ctr[b, final], centerness_targets(fp, persons.boxes[owner[final]])))
+        _add_image(acc, b, persons, out, model_cfg, train, sigmas)
     n_img = len(people)
     losses: dict[str, Tensor] = {}
-    focal = sigmoid_focal_loss(cls, cls_target, alpha=0.25, gamma=2.0, reduction="none")
-    losses["cls"] = train.loss_cls * batch.ratio((focal * cls_weight).sum(), n_final + n_img)
-    losses["initial"] = train.loss_initial * _pose_term(init_terms, train, initial, batch)
+    focal = sigmoid_focal_loss(cls, acc.cls_target, alpha=0.25, gamma=2.0, reduction="none")
+    losses["cls"] = train.loss_cls * batch.ratio((focal * acc.cls_weight).sum(), acc.n_final + n_img)
+    losses["initial"] = train.loss_initial * _pose_term(acc.init, train, initial, batch)
     if refined is not None:
-        losses["refined"] = train.loss_refined * _pose_term(ref_terms, train, refined, batch)
+        losses["refined"] = train.loss_refined * _pose_term(acc.ref, train, refined, batch)
     if psm is not None:
-        losses["psm"] = train.loss_psm * _bce_term(psm_terms, psm, batch)
+        losses["psm"] = train.loss_psm * _bce_term(acc.psm, psm, batch)
     if ctr is not None:
-        losses["centerness"] = train.loss_centerness * _bce_term(ctr_terms, ctr, batch)
+        losses["centerness"] = train.loss_centerness * _bce_term(acc.ctr, ctr, batch)
     heatmap = out.get("heatmap")
     if heatmap is not None:
         h, w = heatmap.shape[-2:]
