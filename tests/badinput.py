@@ -7,6 +7,7 @@ exit code 0 and the ``--json`` output parsed. ``Variant``: one malformed input o
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -70,6 +71,14 @@ def delete_at(path: str | tuple) -> Callable[[Any], None]:
         del data[last]
 
     return go
+
+
+def edited(data: Any, *mutations: Callable[[Any], None]) -> Any:
+    """A deep copy of ``data`` with each mutation (:func:`set_at`, :func:`delete_at`) applied."""
+    data = copy.deepcopy(data)
+    for mutate in mutations:
+        mutate(data)
+    return data
 
 
 def files_under(root: Path) -> set[Path]:

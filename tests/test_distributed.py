@@ -11,17 +11,14 @@ import socket
 import pytest
 import torch
 import torch.multiprocessing as mp
+from tiny import REGRESSION_MODEL  # tests/ is on sys.path
 
 from crowdbench.bench.distributed import World, provenance, shard
 from crowdbench.bench.matrix import expand
 from crowdbench.bench.specs import load_spec
 
 TINY = {
-    "data.preset": "tiny",
-    "regression.model.fpn_channels": 32,
-    "regression.model.tower_convs": 1,
-    "regression.model.gn_groups": 8,
-    "regression.model.heatmap_channels": 16,
+    **REGRESSION_MODEL,
     "regression.model.frozen_bn": True,
     "regression.train.batch_size": 4,
     "regression.train.epochs": 0.25,  # 16 frames x 0.25 x 0.5 / 4: one step

@@ -7,19 +7,12 @@ import builtins
 import socket
 
 import pytest
+from tiny import DETECTION as TINY  # tests/ is on sys.path
 
 from crowdbench.bench.executor import ExecutorError, RayExecutor, SlurmExecutor, make_executor
 from crowdbench.bench.runner import run_table
 from crowdbench.bench.store import ResultStore, store_url
 
-TINY = {
-    "data.preset": "tiny",
-    "train.iterations": 4,
-    "train.batch_size": 2,
-    "train.warmup_iters": 2,
-    "train.checkpoint_every": 2,
-    "infer.batch_size": 4,
-}
 ROWS = [0, 1]  # two models: two groups, two tasks at once
 
 

@@ -6,10 +6,11 @@ from __future__ import annotations
 import json
 
 import pytest
+from tiny import native_root  # tests/ is on sys.path
 
 from crowdbench.bench.runner import run_table
 from crowdbench.bench.store import ResultStore, store_url
-from crowdbench.datasets.synthetic import SYNTHETIC_MARKER, generate, write_native
+from crowdbench.datasets.synthetic import SYNTHETIC_MARKER, generate
 
 SMALL_MODEL = {
     "model.backbone": "resnet18",
@@ -29,9 +30,7 @@ SMALL_MODEL = {
 
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("crowdhuman_layout")
-    write_native(generate("tiny", seed=3), root)
-    return root
+    return native_root(tmp_path_factory, "crowdhuman_layout", seed=3)
 
 
 def test_full_profile_reads_odgt_and_images(data_root, tmp_path):

@@ -139,7 +139,14 @@ def coco_samples() -> tuple[dict, list]:
     return gt, _coco_preds(gt)
 
 
-def _apply(v: Variant, gt: dict, preds: list) -> tuple[Any, Any]:
+def _files(tmp_path: Path, g: Any, p: Any) -> tuple[Path, Path]:
+    d = tmp_path / "in"
+    d.mkdir(exist_ok=True)
+    return _write(d / "gt.json", g), _write(d / "pred.json", p)
+
+
+def _variant_files(tmp_path: Path, v: Variant, gt: dict, preds: list) -> tuple[Path, Path, Path]:
+    """``_files`` of the samples with ``v`` applied (to copies), and the one of the two files ``v`` edits."""
     g, p = copy.deepcopy(gt), copy.deepcopy(preds)
     if v.target == "gt":
         out = v.mutate(g)
@@ -147,13 +154,8 @@ def _apply(v: Variant, gt: dict, preds: list) -> tuple[Any, Any]:
     else:
         out = v.mutate(p)
         p = out if isinstance(out, dict) else p
-    return g, p
-
-
-def _files(tmp_path: Path, g: Any, p: Any) -> tuple[Path, Path]:
-    d = tmp_path / "in"
-    d.mkdir(exist_ok=True)
-    return _write(d / "gt.json", g), _write(d / "pred.json", p)
+    gf, pf = _files(tmp_path, g, p)
+    return gf, pf, gf if v.target == "gt" else pf
 
 
 def test_coco_table_covers_every_category() -> None:
@@ -162,9 +164,7 @@ def test_coco_table_covers_every_category() -> None:
 
 @pytest.mark.parametrize("v", COCO_VARIANTS, ids=ids(COCO_VARIANTS))
 def test_coco_keypoints_eval_refuses(v: Variant, coco_samples, tmp_path, capsys, monkeypatch) -> None:
-    g, p = _apply(v, *coco_samples)
-    gf, pf = _files(tmp_path, g, p)
-    bad = gf if v.target == "gt" else pf
+    gf, pf, bad = _variant_files(tmp_path, v, *coco_samples)
     argv = ["eval", "coco-keypoints", "--gt", str(gf), "--pred", str(pf)]
     expect_bad(argv, tmp_path, capsys, monkeypatch, str(bad), *v.needles)
 
@@ -174,8 +174,7 @@ GT_VARIANTS = [v for v in COCO_VARIANTS if v.target == "gt" and v.extra.get("ins
 
 @pytest.mark.parametrize("v", GT_VARIANTS, ids=ids(GT_VARIANTS))
 def test_coco_inspect_refuses(v: Variant, coco_samples, tmp_path, capsys, monkeypatch) -> None:
-    g, p = _apply(v, *coco_samples)
-    gf, _ = _files(tmp_path, g, p)
+    gf, _, _ = _variant_files(tmp_path, v, *coco_samples)
     expect_bad(["data", "inspect", str(gf)], tmp_path, capsys, monkeypatch, str(gf))
 
 
@@ -201,8 +200,7 @@ LENIENT = [v for v in COCO_VARIANTS if v.lenient]
 
 @pytest.mark.parametrize("v", LENIENT, ids=ids(LENIENT))
 def test_coco_lenient_gives_pycocotools_number(v: Variant, coco_samples, tmp_path, capsys) -> None:
-    g, p = _apply(v, *coco_samples)
-    gf, pf = _files(tmp_path, g, p)
+    gf, pf, _ = _variant_files(tmp_path, v, *coco_samples)
     out = expect_number(["eval", "coco-keypoints", "--gt", str(gf), "--pred", str(pf), "--lenient"], capsys)
     ref = _pycocotools_stats(gf, pf, "keypoints")
     names = ("AP", "AP50", "AP75", "APM", "APL", "AR", "AR50", "AR75", "ARM", "ARL")
@@ -221,8 +219,7 @@ BOX_VARIANTS = [
 def test_coco_box(v: Variant, tmp_path, capsys, monkeypatch) -> None:
     gt = json.loads((DATA / "coco_keypoints" / "test_coco.json").read_text())
     dets = json.loads((DATA / "coco_keypoints" / "test_coco_det_AP_H_56.json").read_text())
-    g, p = _apply(v, gt, dets)
-    gf, pf = _files(tmp_path, g, p)
+    gf, pf, _ = _variant_files(tmp_path, v, gt, dets)
     argv = ["eval", "coco-box", "--gt", str(gf), "--pred", str(pf)]
     expect_bad(argv, tmp_path, capsys, monkeypatch, str(pf), *v.needles)
     if v.lenient:
@@ -277,13 +274,10 @@ def test_crowdpose_table_covers_every_category() -> None:
 
 @pytest.mark.parametrize("v", CROWDPOSE_VARIANTS, ids=ids(CROWDPOSE_VARIANTS))
 def test_crowdpose_eval_and_inspect_refuse(v: Variant, crowdpose_samples, tmp_path, capsys, monkeypatch) -> None:
-    gt, preds = crowdpose_samples
-    v = _on_sample(v, gt)
-    g, p = _apply(v, gt, preds)
-    gf, pf = _files(tmp_path, g, p)
-    bad = gf if v.target == "gt" else pf
     own = v.name.startswith(("crowdindex", "cp-")) or "values" not in "".join(v.needles)
     needles = v.needles if own else v.needles[:1]  # the COCO variants' counts are of 17 joints
+    gt, preds = crowdpose_samples
+    gf, pf, bad = _variant_files(tmp_path, _on_sample(v, gt), gt, preds)
     expect_bad(
         ["eval", "crowdpose", "--gt", str(gf), "--pred", str(pf)], tmp_path, capsys, monkeypatch, str(bad), *needles
     )
@@ -337,11 +331,8 @@ def test_hie_table_covers_every_category() -> None:
 
 @pytest.mark.parametrize("v", HIE_VARIANTS, ids=ids(HIE_VARIANTS))
 def test_hie_wap_eval_refuses(v: Variant, hie_samples, tmp_path, capsys, monkeypatch) -> None:
-    gt, preds = hie_samples
-    v = _on_sample(v, gt)
-    g, p = _apply(v, gt, preds)
-    gf, pf = _files(tmp_path, g, p)
-    bad = gf if v.target == "gt" else pf
     own = v.name.startswith(("video", "area", "ann-no-area", "cp-")) or "values" not in "".join(v.needles)
+    gt, preds = hie_samples
+    gf, pf, bad = _variant_files(tmp_path, _on_sample(v, gt), gt, preds)
     argv = ["eval", "hie-wap", "--gt", str(gf), "--pred", str(pf)]
     expect_bad(argv, tmp_path, capsys, monkeypatch, str(bad), *(v.needles if own else v.needles[:1]))

@@ -107,8 +107,13 @@ def _append_copy(i: int) -> Callable[[Any], None]:
     return lambda data: data.append(copy.deepcopy(data[i]))
 
 
-def _coco(items: list[dict[str, Any]]) -> Callable[[Any], str]:
-    return lambda data: json.dumps(items)
+def _coco(image_id: Any, bbox: tuple[int, ...] = (1, 2, 3, 4), **fields: Any) -> Callable[[Any], str]:
+    """Detections as one COCO-style result record (``image_id``, ``bbox``, then ``fields``) instead of CrowdDet's."""
+    return lambda data: json.dumps([{"image_id": image_id, "bbox": list(bbox), **fields}])
+
+
+def _update(record: int, **fields: Any) -> Callable[[Any], None]:
+    return lambda data: data[record].update(**fields)
 
 
 G = "gt.odgt"
@@ -117,6 +122,27 @@ H = "id_hw.json"
 NEG = "is negative"
 BEYOND = "1000000"
 FIN = "must be a finite number"
+
+
+def _field(file: str, boxes: str, record: int, box: int, key: str, value: Any, *more: str) -> tuple[Any, ...]:
+    """``mutate`` and ``needles`` of a variant setting ``key`` (``"fbox.2"``: item 2 of the list; ``"extra.ignore"``) of
+    box ``box`` of record ``record``: the error names the file's line, the box and the field."""
+    keys = [int(k) if k.isdigit() else k for k in key.split(".")]
+    field = ".".join(k for k in keys if isinstance(k, str))
+    return _set((record, boxes, box, *keys), value), (f"{file}:{record + 1}:", f"{boxes}[{box}]: '{field}'", *more)
+
+
+def _gt_field(record: int, box: int, key: str, value: Any, *more: str) -> tuple[Any, ...]:
+    """:func:`_field` of a ground-truth box (``gtboxes`` in gt.odgt)."""
+    return _field(G, "gtboxes", record, box, key, value, *more)
+
+
+def _dt_field(record: int, box: int, key: str, value: Any, *more: str) -> tuple[Any, ...]:
+    """:func:`_field` of a detection (``dtboxes`` in pred.json)."""
+    return _field(P, "dtboxes", record, box, key, value, *more)
+
+
+V = Variant
 
 # Recorded CrowdDet numbers (AP, mMR, JI) of the lenient variants; checked against CrowdDet's code when present.
 LENIENT_EXPECT: dict[str, dict[str, float]] = {
@@ -135,278 +161,112 @@ LENIENT_EXPECT: dict[str, dict[str, float]] = {
 
 VARIANTS: list[Variant] = [
     # ---- types
-    Variant("gt-id-bool", "types", _set((0, "ID"), True), (f"{G}:1:", "'ID'")),
-    Variant("gt-id-float", "types", _set((1, "ID"), 1.5), (f"{G}:2:", "'ID'")),
-    Variant("gt-id-beyond-int64", "types", _set((1, "ID"), 2**70), (f"{G}:2:", "'ID'", "int64")),
-    Variant("gtboxes-object", "types", _set((0, "gtboxes"), {"a": 1}), (f"{G}:1:", "'gtboxes' must be a list")),
-    Variant("gtbox-string", "types", _set((1, "gtboxes", 2), "box"), (f"{G}:2:", "gtboxes[2] must be a JSON object")),
-    Variant("tag-number", "types", _set((0, "gtboxes", 1, "tag"), 1), (f"{G}:1:", "gtboxes[1]: 'tag'")),
-    Variant(
-        "fbox-string-value", "types", _set((0, "gtboxes", 0, "fbox", 2), "80"), (f"{G}:1:", "gtboxes[0]: 'fbox'", FIN)
-    ),
-    Variant("fbox-true", "types", _set((1, "gtboxes", 1, "fbox", 0), True), (f"{G}:2:", "gtboxes[1]: 'fbox'", FIN)),
-    Variant("extra-list", "types", _set((0, "gtboxes", 3, "extra"), []), (f"{G}:1:", "gtboxes[3]: 'extra'")),
-    Variant(
-        "extra-ignore-true",
-        "types",
-        _set((0, "gtboxes", 4, "extra", "ignore"), True),
-        (f"{G}:1:", "gtboxes[4]: 'extra.ignore'"),
-    ),
-    Variant(
-        "head-attr-string", "types", _set((1, "gtboxes", 0, "head_attr"), "x"), (f"{G}:2:", "gtboxes[0]: 'head_attr'")
-    ),
-    Variant("record-width-string", "types", lambda d: d[0].update(width="1000", height=800), (f"{G}:1:", "'width'")),
-    Variant("record-not-object", "types", lambda d: d.insert(1, [1, 2]), (f"{G}:2:", "expected a JSON object")),
-    Variant(
-        "det-score-string",
-        "types",
-        _set((0, "dtboxes", 1, "score"), "0.9"),
-        (f"{P}:1:", "dtboxes[1]: 'score'", FIN),
-        "pred",
-    ),
-    Variant(
-        "det-box-true", "types", _set((1, "dtboxes", 0, "box", 3), True), (f"{P}:2:", "dtboxes[0]: 'box'", FIN), "pred"
-    ),
-    Variant("det-id-list", "types", _set((1, "ID"), [1]), (f"{P}:2:", "'ID'"), "pred"),
-    Variant("dtboxes-object", "types", _set((0, "dtboxes"), {}), (f"{P}:1:", "dtboxes must be a list"), "pred"),
-    Variant("id-hw-string", "types", _set((A, 0), "800"), (H, f"ID {A!r}", "height"), "id_hw"),
-    Variant(
-        "coco-image-id-bool",
-        "types",
-        _coco([{"image_id": True, "bbox": [1, 2, 3, 4], "score": 1}]),
-        (P, "record 0", "'image_id'"),
-        "pred",
-    ),
+    V("gt-id-bool", "types", _set((0, "ID"), True), (f"{G}:1:", "'ID'")),
+    V("gt-id-float", "types", _set((1, "ID"), 1.5), (f"{G}:2:", "'ID'")),
+    V("gt-id-beyond-int64", "types", _set((1, "ID"), 2**70), (f"{G}:2:", "'ID'", "int64")),
+    V("gtboxes-object", "types", _set((0, "gtboxes"), {"a": 1}), (f"{G}:1:", "'gtboxes' must be a list")),
+    V("gtbox-string", "types", _set((1, "gtboxes", 2), "box"), (f"{G}:2:", "gtboxes[2] must be a JSON object")),
+    V("tag-number", "types", *_gt_field(0, 1, "tag", 1)),
+    V("fbox-string-value", "types", *_gt_field(0, 0, "fbox.2", "80", FIN)),
+    V("fbox-true", "types", *_gt_field(1, 1, "fbox.0", True, FIN)),
+    V("extra-list", "types", *_gt_field(0, 3, "extra", [])),
+    V("extra-ignore-true", "types", *_gt_field(0, 4, "extra.ignore", True)),
+    V("head-attr-string", "types", *_gt_field(1, 0, "head_attr", "x")),
+    V("record-width-string", "types", _update(0, width="1000", height=800), (f"{G}:1:", "'width'")),
+    V("record-not-object", "types", lambda d: d.insert(1, [1, 2]), (f"{G}:2:", "expected a JSON object")),
+    V("det-score-string", "types", *_dt_field(0, 1, "score", "0.9", FIN), "pred"),
+    V("det-box-true", "types", *_dt_field(1, 0, "box.3", True, FIN), "pred"),
+    V("det-id-list", "types", _set((1, "ID"), [1]), (f"{P}:2:", "'ID'"), "pred"),
+    V("dtboxes-object", "types", _set((0, "dtboxes"), {}), (f"{P}:1:", "dtboxes must be a list"), "pred"),
+    V("id-hw-string", "types", _set((A, 0), "800"), (H, f"ID {A!r}", "height"), "id_hw"),
+    V("coco-image-id-bool", "types", _coco(True, score=1), (P, "record 0", "'image_id'"), "pred"),
     # ---- finiteness
-    Variant(
-        "fbox-nan", "finiteness", _set((0, "gtboxes", 2, "fbox", 1), math.nan), (f"{G}:1:", "gtboxes[2]: 'fbox'", FIN)
-    ),
-    Variant(
-        "fbox-inf", "finiteness", _set((1, "gtboxes", 0, "fbox", 3), math.inf), (f"{G}:2:", "gtboxes[0]: 'fbox'", FIN)
-    ),
-    Variant(
-        "hbox-minus-inf",
-        "finiteness",
-        _set((0, "gtboxes", 1, "hbox", 0), -math.inf),
-        (f"{G}:1:", "gtboxes[1]: 'hbox'", FIN),
-    ),
-    Variant(
+    V("fbox-nan", "finiteness", *_gt_field(0, 2, "fbox.1", math.nan, FIN)),
+    V("fbox-inf", "finiteness", *_gt_field(1, 0, "fbox.3", math.inf, FIN)),
+    V("hbox-minus-inf", "finiteness", *_gt_field(0, 1, "hbox.0", -math.inf, FIN)),
+    V(
         "vbox-1e400",
         "finiteness",
         lambda d: json.dumps(d[0]).replace("[102, 102,", "[1e400, 102,", 1),
         (f"{G}:1:", "gtboxes[0]: 'vbox'", FIN),
     ),
-    Variant(
-        "fbox-int-beyond-float",
-        "finiteness",
-        _set((1, "gtboxes", 2, "fbox", 2), 10**400),
-        (f"{G}:2:", "gtboxes[2]: 'fbox'", FIN),
-    ),
-    Variant(
-        "mask-fbox-nan",
-        "finiteness",
-        _set((0, "gtboxes", 4, "fbox", 0), math.nan),
-        (f"{G}:1:", "gtboxes[4]: 'fbox'", FIN),
-    ),
-    Variant(
-        "det-score-nan",
-        "finiteness",
-        _set((0, "dtboxes", 2, "score"), math.nan),
-        (f"{P}:1:", "dtboxes[2]: 'score'", FIN),
-        "pred",
-    ),
-    Variant(
-        "det-box-inf",
-        "finiteness",
-        _set((1, "dtboxes", 3, "box", 2), math.inf),
-        (f"{P}:2:", "dtboxes[3]: 'box'", FIN),
-        "pred",
-    ),
-    Variant(
-        "coco-score-inf",
-        "finiteness",
-        _coco([{"image_id": A, "bbox": [1, 2, 3, 4], "score": math.inf}]),
-        (P, f"image_id {A!r}", "'score'", FIN),
-        "pred",
-    ),
+    V("fbox-int-beyond-float", "finiteness", *_gt_field(1, 2, "fbox.2", 10**400, FIN)),
+    V("mask-fbox-nan", "finiteness", *_gt_field(0, 4, "fbox.0", math.nan, FIN)),
+    V("det-score-nan", "finiteness", *_dt_field(0, 2, "score", math.nan, FIN), "pred"),
+    V("det-box-inf", "finiteness", *_dt_field(1, 3, "box.2", math.inf, FIN), "pred"),
+    V("coco-score-inf", "finiteness", _coco(A, score=math.inf), (P, f"image_id {A!r}", "'score'", FIN), "pred"),
     # ---- ranges (the lenient ones: CrowdDet scores them)
-    Variant(
-        "fbox-negative-width",
-        "ranges",
-        _set((0, "gtboxes", 1, "fbox", 2), -5),
-        (f"{G}:1:", "gtboxes[1]: 'fbox'", "width -5", NEG),
-        lenient=True,
-    ),
-    Variant(
-        "fbox-negative-height",
-        "ranges",
-        _set((1, "gtboxes", 0, "fbox", 3), -250),
-        (f"{G}:2:", "gtboxes[0]: 'fbox'", "height -250", NEG),
-        lenient=True,
-    ),
-    Variant(
-        "mask-fbox-negative-width",
-        "ranges",
-        _set((0, "gtboxes", 4, "fbox", 2), -120),
-        (f"{G}:1:", "gtboxes[4]: 'fbox'", NEG),
-        lenient=True,
-    ),
-    Variant(
-        "fbox-x-beyond-bound",
-        "ranges",
-        _set((0, "gtboxes", 0, "fbox", 0), 5e6),
-        (f"{G}:1:", "gtboxes[0]: 'fbox'", "x", BEYOND),
-        lenient=True,
-    ),
-    Variant(
-        "fbox-width-beyond-bound",
-        "ranges",
-        _set((1, "gtboxes", 2, "fbox", 2), 2e6),
-        (f"{G}:2:", "gtboxes[2]: 'fbox'", "width", BEYOND),
-        lenient=True,
-    ),
-    Variant(
-        "vbox-negative-height",
-        "ranges",
-        _set((0, "gtboxes", 2, "vbox", 3), -1),
-        (f"{G}:1:", "gtboxes[2]: 'vbox'", NEG),
-        lenient=True,
-    ),
-    Variant(
-        "hbox-negative-width",
-        "ranges",
-        _set((1, "gtboxes", 1, "hbox", 2), -3.5),
-        (f"{G}:2:", "gtboxes[1]: 'hbox'", NEG),
-        lenient=True,
-    ),
-    Variant(
-        "extra-ignore-2",
-        "ranges",
-        _set((1, "gtboxes", 2, "extra", "ignore"), 2),
-        (f"{G}:2:", "gtboxes[2]: 'extra.ignore'", "0 or 1"),
-        lenient=True,
-    ),
-    Variant(
-        "head-attr-ignore-minus-1",
-        "ranges",
-        _set((0, "gtboxes", 0, "head_attr", "ignore"), -1),
-        (f"{G}:1:", "gtboxes[0]: 'head_attr.ignore'"),
-        lenient=True,
-    ),
-    Variant(
-        "det-box-negative-width",
-        "ranges",
-        _set((1, "dtboxes", 0, "box", 2), -98),
-        (f"{P}:2:", "dtboxes[0]: 'box'", NEG),
-        "pred",
-        lenient=True,
-    ),
-    Variant(
-        "det-box-height-beyond-bound",
-        "ranges",
-        _set((0, "dtboxes", 3, "box", 3), 3e6),
-        (f"{P}:1:", "dtboxes[3]: 'box'", "height", BEYOND),
-        "pred",
-        lenient=True,
-    ),
-    Variant(
-        "record-width-negative",
-        "ranges",
-        lambda d: d[1].update(width=-5, height=480),
-        (f"{G}:2:", "'width'", "non-negative"),
-    ),
-    Variant(
-        "record-height-absurd",
-        "ranges",
-        lambda d: d[0].update(width=1000, height=10**6),
-        (f"{G}:1:", "'height'", "100000"),
-    ),
-    Variant("det-width-negative", "ranges", _set((0, "width"), -1), (f"{P}:1:", "'width'"), "pred"),
-    Variant("id-hw-absurd", "ranges", _set((B, 0), 10**7), (H, f"ID {B!r}", "height", "100000"), "id_hw"),
-    Variant("id-hw-negative", "ranges", _set((A, 1), -3), (H, f"ID {A!r}", "width"), "id_hw"),
+    V("fbox-negative-width", "ranges", *_gt_field(0, 1, "fbox.2", -5, "width -5", NEG), lenient=True),
+    V("fbox-negative-height", "ranges", *_gt_field(1, 0, "fbox.3", -250, "height -250", NEG), lenient=True),
+    V("mask-fbox-negative-width", "ranges", *_gt_field(0, 4, "fbox.2", -120, NEG), lenient=True),
+    V("fbox-x-beyond-bound", "ranges", *_gt_field(0, 0, "fbox.0", 5e6, "x", BEYOND), lenient=True),
+    V("fbox-width-beyond-bound", "ranges", *_gt_field(1, 2, "fbox.2", 2e6, "width", BEYOND), lenient=True),
+    V("vbox-negative-height", "ranges", *_gt_field(0, 2, "vbox.3", -1, NEG), lenient=True),
+    V("hbox-negative-width", "ranges", *_gt_field(1, 1, "hbox.2", -3.5, NEG), lenient=True),
+    V("extra-ignore-2", "ranges", *_gt_field(1, 2, "extra.ignore", 2, "0 or 1"), lenient=True),
+    V("head-attr-ignore-minus-1", "ranges", *_gt_field(0, 0, "head_attr.ignore", -1), lenient=True),
+    V("det-box-negative-width", "ranges", *_dt_field(1, 0, "box.2", -98, NEG), "pred", lenient=True),
+    V("det-box-height-beyond-bound", "ranges", *_dt_field(0, 3, "box.3", 3e6, "height", BEYOND), "pred", lenient=True),
+    V("record-width-negative", "ranges", _update(1, width=-5, height=480), (f"{G}:2:", "'width'", "non-negative")),
+    V("record-height-absurd", "ranges", _update(0, width=1000, height=10**6), (f"{G}:1:", "'height'", "100000")),
+    V("det-width-negative", "ranges", _set((0, "width"), -1), (f"{P}:1:", "'width'"), "pred"),
+    V("id-hw-absurd", "ranges", _set((B, 0), 10**7), (H, f"ID {B!r}", "height", "100000"), "id_hw"),
+    V("id-hw-negative", "ranges", _set((A, 1), -3), (H, f"ID {A!r}", "width"), "id_hw"),
     # ---- shape
-    Variant(
-        "fbox-3-values",
-        "shape",
-        _set((0, "gtboxes", 0, "fbox"), [1, 2, 3]),
-        (f"{G}:1:", "gtboxes[0]: 'fbox'", "list of 4"),
-    ),
-    Variant(
+    V("fbox-3-values", "shape", *_gt_field(0, 0, "fbox", [1, 2, 3], "list of 4")),
+    V(
         "fbox-5-values",
         "shape",
         lambda d: d[1]["gtboxes"][1]["fbox"].append(7),
         (f"{G}:2:", "gtboxes[1]: 'fbox'", "list of 4"),
     ),
-    Variant(
-        "fbox-nested", "shape", _set((0, "gtboxes", 2, "fbox"), [[1, 2], [3, 4]]), (f"{G}:1:", "gtboxes[2]: 'fbox'")
-    ),
-    Variant(
-        "vbox-string",
-        "shape",
-        _set((1, "gtboxes", 0, "vbox"), "1,2,3,4"),
-        (f"{G}:2:", "gtboxes[0]: 'vbox'", "list of 4"),
-    ),
-    Variant(
-        "det-box-2-values",
-        "shape",
-        _set((1, "dtboxes", 1, "box"), [1, 2]),
-        (f"{P}:2:", "dtboxes[1]: 'box'", "list of 4"),
-        "pred",
-    ),
-    Variant("id-hw-one-value", "shape", _set((A,), [800]), (H, f"ID {A!r}", "[height, width]"), "id_hw"),
-    Variant(
+    V("fbox-nested", "shape", *_gt_field(0, 2, "fbox", [[1, 2], [3, 4]])),
+    V("vbox-string", "shape", *_gt_field(1, 0, "vbox", "1,2,3,4", "list of 4")),
+    V("det-box-2-values", "shape", *_dt_field(1, 1, "box", [1, 2], "list of 4"), "pred"),
+    V("id-hw-one-value", "shape", _set((A,), [800]), (H, f"ID {A!r}", "[height, width]"), "id_hw"),
+    V(
         "coco-bbox-3-values",
         "shape",
-        _coco([{"image_id": B, "bbox": [1, 2, 3], "score": 0.5}]),
+        _coco(B, (1, 2, 3), score=0.5),
         (P, f"image_id {B!r}", "'bbox'", "list of 4"),
         "pred",
     ),
     # ---- references
-    Variant("gt-duplicate-id", "references", _append_copy(0), (f"{G}:3:", "duplicate ID", "line 1")),
-    Variant(
+    V("gt-duplicate-id", "references", _append_copy(0), (f"{G}:3:", "duplicate ID", "line 1")),
+    V(
         "det-unknown-id",
         "references",
         _set((1, "ID"), "nowhere,123"),
         (f"{P}:2:", "'nowhere,123'", "not in the ground truth"),
         "pred",
     ),
-    Variant("det-duplicate-id", "references", _append_copy(1), (f"{P}:3:", "duplicate ID", "line 2"), "pred"),
-    Variant(
+    V("det-duplicate-id", "references", _append_copy(1), (f"{P}:3:", "duplicate ID", "line 2"), "pred"),
+    V(
         "coco-unknown-image-id",
         "references",
-        _coco([{"image_id": 7, "bbox": [1, 2, 3, 4], "score": 0.5}]),
+        _coco(7, score=0.5),
         (P, "record 0", "'7'", "not in the ground truth"),
         "pred",
     ),
     # ---- required
-    Variant("gt-no-id", "required", _delete((1, "ID")), (f"{G}:2:", "no 'ID'")),
-    Variant("gt-no-gtboxes", "required", _delete((0, "gtboxes")), (f"{G}:1:", "no 'gtboxes'")),
-    Variant("gtbox-no-fbox", "required", _delete((0, "gtboxes", 3, "fbox")), (f"{G}:1:", "gtboxes[3] has no 'fbox'")),
-    Variant("gtbox-no-tag", "required", _delete((1, "gtboxes", 1, "tag")), (f"{G}:2:", "gtboxes[1] has no 'tag'")),
-    Variant(
-        "width-without-height", "required", lambda d: d[1].update(width=640), (f"{G}:2:", "'width' but no 'height'")
-    ),
-    Variant("det-no-dtboxes", "required", _delete((0, "dtboxes")), (f"{P}:1:", "no 'dtboxes'"), "pred"),
-    Variant(
+    V("gt-no-id", "required", _delete((1, "ID")), (f"{G}:2:", "no 'ID'")),
+    V("gt-no-gtboxes", "required", _delete((0, "gtboxes")), (f"{G}:1:", "no 'gtboxes'")),
+    V("gtbox-no-fbox", "required", _delete((0, "gtboxes", 3, "fbox")), (f"{G}:1:", "gtboxes[3] has no 'fbox'")),
+    V("gtbox-no-tag", "required", _delete((1, "gtboxes", 1, "tag")), (f"{G}:2:", "gtboxes[1] has no 'tag'")),
+    V("width-without-height", "required", _update(1, width=640), (f"{G}:2:", "'width' but no 'height'")),
+    V("det-no-dtboxes", "required", _delete((0, "dtboxes")), (f"{P}:1:", "no 'dtboxes'"), "pred"),
+    V(
         "det-no-score",
         "required",
         _delete((1, "dtboxes", 2, "score")),
         (f"{P}:2:", "dtboxes[2] has no 'score'"),
         "pred",
     ),
-    Variant(
-        "det-no-box", "required", _delete((0, "dtboxes", 0, "box")), (f"{P}:1:", "dtboxes[0] has no 'box'"), "pred"
-    ),
-    Variant("det-empty-file", "required", _text(""), (P, "no detection records"), "pred"),
-    Variant("det-blank-lines-only", "required", _text("\n  \n"), (P, "no detection records"), "pred"),
-    Variant("det-empty-coco-list", "required", _text("[]"), (P, "no detection records"), "pred"),
-    Variant(
-        "coco-no-score",
-        "required",
-        _coco([{"image_id": A, "bbox": [1, 2, 3, 4]}]),
-        (P, "record 0", "no 'score'"),
-        "pred",
-    ),
+    V("det-no-box", "required", _delete((0, "dtboxes", 0, "box")), (f"{P}:1:", "dtboxes[0] has no 'box'"), "pred"),
+    V("det-empty-file", "required", _text(""), (P, "no detection records"), "pred"),
+    V("det-blank-lines-only", "required", _text("\n  \n"), (P, "no detection records"), "pred"),
+    V("det-empty-coco-list", "required", _text("[]"), (P, "no detection records"), "pred"),
+    V("coco-no-score", "required", _coco(A), (P, "record 0", "no 'score'"), "pred"),
 ]
 
 # ------------------------------------------------------------------------------------------------------ running

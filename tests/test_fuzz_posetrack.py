@@ -28,7 +28,31 @@ pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason="shared sample data ab
 FILE = "012834_mpii_test.json"
 
 
+def _retype_image_id(d: dict, value: Any) -> None:
+    d["images"][0]["id"] = value
+    for a in d["annotations"]:
+        a["image_id"] = value
+
+
+def _flip_head18(d: dict) -> None:
+    x, y, w, h = d["annotations"][0]["bbox_head"]
+    d["annotations"][0]["bbox_head"] = [x + w, y, -w, h]
+
+
+def _region18(d: dict, n: int) -> None:
+    d["images"][0]["ignore_regions_x"] = [[10, 20, 30][:n]]
+    d["images"][0]["ignore_regions_y"] = [[10, 40, 10][:n]]
+
+
 V = Variant
+
+
+def _lenient_as(name: str, category: str, path: str, value: Any, needles: tuple, clean: Any, **extra: Any) -> Variant:
+    """``path`` set to ``value``, which poseval scores as if it were ``clean``: ``--lenient`` must give the number of
+    the file with ``path`` set to ``clean``."""
+    return V(name, category, _set(path, value), needles, lenient=True, extra={**extra, "same_as": _set(path, clean)})
+
+
 A0, A1 = "annotations.0", "annotations.1"
 PT18 = [
     # types
@@ -50,22 +74,8 @@ PT18 = [
     V("keypoint-1e400", "finiteness", _set(f"{A0}.keypoints.0", 10**400), ("annotations[0]", "keypoints")),
     # ranges
     V("keypoint-1e9", "ranges", _set(f"{A0}.keypoints.0", 1e9), ("annotations[0]", "within")),
-    V(
-        "visibility-3",
-        "ranges",
-        _set(f"{A0}.keypoints.2", 3),
-        ("annotations[0]", "visibility 3"),
-        lenient=True,
-        extra={"inspect": False, "same_as": _set(f"{A0}.keypoints.2", 1)},
-    ),
-    V(
-        "head-negative",
-        "ranges",
-        lambda d: _flip_head18(d),
-        ("annotations[0]", "x2 < x1"),
-        lenient=True,
-        extra={"inspect": False},
-    ),
+    _lenient_as("visibility-3", "ranges", f"{A0}.keypoints.2", 3, ("annotations[0]", "visibility 3"), 1, inspect=False),
+    V("head-negative", "ranges", _flip_head18, ("annotations[0]", "x2 < x1"), lenient=True, extra={"inspect": False}),
     V("track-id-2e63", "ranges", _set(f"{A0}.track_id", 2**63), ("annotations[0]", "int64")),
     V("image-id-2e64", "ranges", lambda d: _retype_image_id(d, 2**64), ("images[0]", "int64")),
     # shape
@@ -91,35 +101,28 @@ PT18 = [
 ]
 
 
-def _retype_image_id(d: dict, value: Any) -> None:
-    d["images"][0]["id"] = value
-    for a in d["annotations"]:
-        a["image_id"] = value
-
-
-def _flip_head18(d: dict) -> None:
-    x, y, w, h = d["annotations"][0]["bbox_head"]
-    d["annotations"][0]["bbox_head"] = [x + w, y, -w, h]
-
-
-def _region18(d: dict, n: int) -> None:
-    d["images"][0]["ignore_regions_x"] = [[10, 20, 30][:n]]
-    d["images"][0]["ignore_regions_y"] = [[10, 40, 10][:n]]
-
-
 R0 = "annolist.0.annorect.0"
 P0 = f"{R0}.annopoints.0.point.0"
+
+
+def _flip_head17(d: dict) -> None:
+    r = d["annolist"][0]["annorect"][0]
+    r["x1"], r["x2"] = r["x2"], r["x1"]
+
+
+def _region17(d: dict, n: int) -> None:
+    d["annolist"][0]["ignore_regions"] = [{"point": [{"x": [10 * k], "y": [5 * k]} for k in range(n)]}]
+
+
+def _dup_joint(d: dict) -> None:
+    pts = d["annolist"][0]["annorect"][0]["annopoints"][0]["point"]
+    pts[1]["id"] = list(pts[0]["id"])
+
+
 PT17 = [
     # types
     V("track-id-string", "types", _set(f"{R0}.track_id", ["a"]), ("annorect[0]", "track_id")),
-    V(
-        "track-id-float",
-        "types",
-        _set(f"{R0}.track_id", [0.0]),
-        ("annorect[0]", "track_id"),
-        lenient=True,
-        extra={"same_as": _set(f"{R0}.track_id", [0])},
-    ),
+    _lenient_as("track-id-float", "types", f"{R0}.track_id", [0.0], ("annorect[0]", "track_id"), [0]),
     V("joint-id-string", "types", _set(f"{P0}.id", ["x"]), ("point[0]", "id")),
     V("x-string", "types", _set(f"{P0}.x", ["1"]), ("point[0]", "x")),
     V("x-bare", "types", _set(f"{P0}.x", 1.0), ("point[0]", "'x' must be a one-element list")),
@@ -138,26 +141,12 @@ PT17 = [
         _set(f"{P0}.id", [15]),
         ("point[0]", "joint id 15"),
         lenient=True,
-        extra={"same_as": _del(f"{P0}")},
+        extra={"same_as": _del(P0)},
     ),
     V("joint-id-negative", "ranges", _set(f"{P0}.id", [-1]), ("point[0]", "joint id -1")),
     V("x-1e9", "ranges", _set(f"{P0}.x", [1e9]), ("point[0]", "within")),
-    V(
-        "is-visible-3",
-        "ranges",
-        _set(f"{P0}.is_visible", [3]),
-        ("point[0]", "is_visible"),
-        lenient=True,
-        extra={"same_as": _set(f"{P0}.is_visible", [1])},
-    ),
-    V(
-        "head-swapped",
-        "ranges",
-        lambda d: _flip_head17(d),
-        ("annorect[0]", "x2 < x1"),
-        lenient=True,
-        extra={"inspect": False},
-    ),
+    _lenient_as("is-visible-3", "ranges", f"{P0}.is_visible", [3], ("point[0]", "is_visible"), [1]),
+    V("head-swapped", "ranges", _flip_head17, ("annorect[0]", "x2 < x1"), lenient=True, extra={"inspect": False}),
     V("imgnum-0", "ranges", _set("annolist.0.imgnum", [0]), ("annolist[0]", "imgnum")),
     V("imgnum-1e9", "ranges", _set("annolist.0.imgnum", [10**9]), ("annolist[0]", "imgnum")),
     V("track-id-2e64", "ranges", _set(f"{R0}.track_id", [2**64]), ("annorect[0]", "int64")),
@@ -166,7 +155,7 @@ PT17 = [
     V("region-2-points", "shape", lambda d: _region17(d, 2), ("ignore_regions[0]", "3 or more points")),
     V("point-not-object", "shape", _set(P0, [1, 2]), ("point[0]",)),
     # references
-    V("duplicate-joint", "references", lambda d: _dup_joint(d), ("point[1]", "listed twice")),
+    V("duplicate-joint", "references", _dup_joint, ("point[1]", "listed twice")),
     V("duplicate-track", "references", _set("annolist.0.annorect.1.track_id", [0]), ("annorect[1]", "already used")),
     V("duplicate-track-pred", "references", _set("annolist.0.annorect.1.track_id", [0]), ("already",), "pred"),
     # required
@@ -176,20 +165,6 @@ PT17 = [
     V("image-no-name", "required", _set("annolist.0.image", [{}]), ("annolist[0]", "'image'")),
     V("no-annolist", "required", lambda d: {"annolists": d["annolist"]}, ()),
 ]
-
-
-def _flip_head17(d: dict) -> None:
-    r = d["annolist"][0]["annorect"][0]
-    r["x1"], r["x2"] = r["x2"], r["x1"]
-
-
-def _region17(d: dict, n: int) -> None:
-    d["annolist"][0]["ignore_regions"] = [{"point": [{"x": [10 * k], "y": [5 * k]} for k in range(n)]}]
-
-
-def _dup_joint(d: dict) -> None:
-    pts = d["annolist"][0]["annorect"][0]["annopoints"][0]["point"]
-    pts[1]["id"] = list(pts[0]["id"])
 
 
 def _folders(tmp_path: Path, year: str) -> tuple[Path, Path]:

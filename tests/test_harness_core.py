@@ -10,23 +10,8 @@ from crowdbench.bench.cache import StageCache, stage_key
 from crowdbench.bench.config import RunConfig, set_dotted
 from crowdbench.bench.matrix import config_hash, expand, parse_set
 from crowdbench.bench.registry import PluginError, get_plugin
-from crowdbench.bench.specs import Row, TableSpec, load_spec
+from crowdbench.bench.specs import Row, load_spec
 from crowdbench.bench.store import Record, ResultStore, store_url
-
-
-def _spec(rows: list[Row]) -> TableSpec:
-    return TableSpec(
-        id="hie-pose/table3",
-        paper="hie-pose",
-        paper_file="000.txt",
-        table=3,
-        title="t",
-        task="detection",
-        dataset="d",
-        data={"source": "crowdhuman"},
-        metrics=[{"key": "AP", "label": "AP"}],
-        rows=rows,
-    )
 
 
 def test_interrupted_stage_leaves_nothing(tmp_path):
@@ -117,7 +102,8 @@ def test_command_line_overrides_win_and_unknown_keys_list_valid():
 
 
 def test_unknown_plugin_lists_known_names():
-    spec = _spec([Row(label="x", plugins=["crowddet.emd_los"], source="s")])
+    rows = [Row(label="x", plugins=["crowddet.emd_los"], source="s")]
+    spec = load_spec("hie-pose/table3").model_copy(update={"rows": rows})
     with pytest.raises(PluginError, match=r"unknown plugin .crowddet.emd_los.; known plugins: .*crowddet.emd_loss"):
         expand(spec)
     with pytest.raises(PluginError, match="options: k"):

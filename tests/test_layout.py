@@ -7,20 +7,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tiny import native_root  # tests/ is on sys.path
 
 from crowdbench.bench.cli import main
 from crowdbench.datasets.layout import LAYOUTS, DataError, check_dataset, layout_table, load_split, select_videos
 from crowdbench.datasets.model import Frame, Instance
-from crowdbench.datasets.synthetic import FORMATS, crowd_index, generate, write_native
+from crowdbench.datasets.synthetic import FORMATS, crowd_index, generate
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def synth_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("all_formats")
-    write_native(generate("tiny", seed=1), root)
-    return root
+    return native_root(tmp_path_factory, "all_formats", seed=1)
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+from badinput import delete_at, edited, set_at  # tests/ is on sys.path
 
 from crowdbench.bench.metrics.hie_wap import add_command, evaluate_hie_wap, split_by_video
 from crowdbench.datasets.formats.errors import FormatError
@@ -89,14 +90,10 @@ def test_bbox_area_option_and_bad_input() -> None:
     with pytest.raises(FormatError, match=r"annotations\[0\] \(id \d+\): has no 'area'"):
         evaluate_hie_wap(g, preds)
     assert evaluate_hie_wap(g, preds, use_area=False).w_AP_avg == pytest.approx(0.75)
-    g2 = copy.deepcopy(gt)
-    del g2["images"][1]["video_id"]
     with pytest.raises(FormatError, match=r"images\[1\]: no 'video_id'"):
-        evaluate_hie_wap(g2, preds)
-    p = copy.deepcopy(preds)
-    p[1]["keypoints"] = p[1]["keypoints"][:39]
+        evaluate_hie_wap(edited(gt, delete_at("images.1.video_id")), preds)
     with pytest.raises(FormatError, match=r"results\[1\]: 'keypoints' has 39 values"):
-        evaluate_hie_wap(gt, p)
+        evaluate_hie_wap(gt, edited(preds, set_at("1.keypoints", preds[1]["keypoints"][:39])))
     with pytest.raises(ValueError, match="unknown weighting"):
         evaluate_hie_wap(gt, preds, weighting="crowdedness")  # type: ignore[arg-type]
 

@@ -4,9 +4,11 @@ reuses E1's model as its first phase), per-epoch history, occlusion only where t
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
+from interruption import train_killed_and_resumed  # tests/ is on sys.path
 
 from crowdbench.bench.matrix import expand
 from crowdbench.bench.runner import run_table
@@ -179,22 +181,11 @@ def test_pose_training_resumes_exactly_after_interruption(tmp_path, monkeypatch)
     cfg = expand(load_spec("occlusion-aug/table4"), overrides=TINY, rows=[1])[0].config  # E2: OA draws too
     cfg.pose.train.eval_every = 0
     frames = load_frames(cfg.data, "train", "coco17")
-    ref, out, scratch = tmp_path / "ref", tmp_path / "out", tmp_path / "scratch"
-    for d in (ref, out, scratch, tmp_path / "s0"):
-        d.mkdir()
-    pt.train_pose(cfg, frames, COCO_17, "cpu", ref, tmp_path / "s0")
-    real_save = pt.save_checkpoint
 
-    def save_then_die(*args, **kwargs):
-        real_save(*args, **kwargs)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(pt, "save_checkpoint", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
+    def train(out: Path, scratch: Path) -> None:
         pt.train_pose(cfg, frames, COCO_17, "cpu", out, scratch)
-    assert (scratch / "checkpoint.pt").is_file() and not (out / "model.pt").exists()
-    monkeypatch.setattr(pt, "save_checkpoint", real_save)
-    pt.train_pose(cfg, frames, COCO_17, "cpu", out, scratch)
+
+    ref, out = train_killed_and_resumed(pt, train, tmp_path, monkeypatch)
     a, b = torch.load(ref / "model.pt", weights_only=True), torch.load(out / "model.pt", weights_only=True)
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert json.loads((out / "history.json").read_text()) == json.loads((ref / "history.json").read_text())

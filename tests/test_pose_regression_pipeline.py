@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from tiny import REGRESSION_MODEL  # tests/ is on sys.path
 
 from crowdbench.bench.matrix import expand
 from crowdbench.bench.runner import run_table
@@ -14,11 +15,7 @@ from crowdbench.bench.specs import load_spec
 from crowdbench.bench.stages.pose_regression import check_regression, final_poses, stage_keys
 
 TINY = {
-    "data.preset": "tiny",
-    "regression.model.fpn_channels": 32,
-    "regression.model.tower_convs": 1,
-    "regression.model.gn_groups": 8,
-    "regression.model.heatmap_channels": 16,
+    **REGRESSION_MODEL,
     "regression.train.epochs": 1,
     "regression.train.batch_size": 4,
     "regression.test.timing_images": 2,

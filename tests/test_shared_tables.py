@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 import pytest
+from tiny import native_root  # tests/ is on sys.path
 
 from crowdbench.bench.matrix import expand
 from crowdbench.bench.specs import load_spec
 from crowdbench.bench.stages.data import check_data
 from crowdbench.bench.stages.detection import stage_keys
 from crowdbench.datasets.layout import DataError
-from crowdbench.datasets.synthetic import generate, write_native
 
 
 @pytest.fixture(scope="module")
 def hie_root(tmp_path_factory):
     """Full-profile keys hash the files the splits read: a tiny HIE-layout data root."""
-    root = tmp_path_factory.mktemp("hie_layout")
-    write_native(generate("tiny", seed=0), root)
-    return root
+    return native_root(tmp_path_factory, "hie_layout", seed=0)
 
 
 @pytest.mark.parametrize("profile", ["smoke", "full"])

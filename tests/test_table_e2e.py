@@ -3,21 +3,15 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from interruption import train_killed_and_resumed  # tests/ is on sys.path
+from tiny import DETECTION as TINY  # tests/ is on sys.path
 
 from crowdbench.bench.runner import run_table
-
-TINY = {
-    "data.preset": "tiny",
-    "train.iterations": 4,
-    "train.batch_size": 2,
-    "train.warmup_iters": 2,
-    "train.checkpoint_every": 2,
-    "infer.batch_size": 4,
-}
 
 
 @pytest.fixture(scope="module")
@@ -68,23 +62,11 @@ def test_training_resumes_exactly_after_interruption(tmp_path, monkeypatch):
 
     cfg = expand(load_spec("hie-pose/table3"), overrides=TINY, rows=[1])[0].config
     frames = load_frames(cfg.data, "train")
-    ref_dir, out_dir, scratch = tmp_path / "ref", tmp_path / "out", tmp_path / "scratch"
-    for d in (ref_dir, out_dir, scratch, tmp_path / "s0"):
-        d.mkdir()
-    dt.train_detector(cfg, frames, "cpu", ref_dir, tmp_path / "s0")
 
-    real_save = dt.save_checkpoint
+    def train(out: Path, scratch: Path) -> None:
+        dt.train_detector(cfg, frames, "cpu", out, scratch)
 
-    def save_then_die(*args, **kwargs):
-        real_save(*args, **kwargs)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(dt, "save_checkpoint", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        dt.train_detector(cfg, frames, "cpu", out_dir, scratch)
-    assert (scratch / "checkpoint.pt").is_file() and not (out_dir / "model.pt").exists()
-    monkeypatch.setattr(dt, "save_checkpoint", real_save)
-    dt.train_detector(cfg, frames, "cpu", out_dir, scratch)
+    ref_dir, out_dir = train_killed_and_resumed(dt, train, tmp_path, monkeypatch)
     ref = torch.load(ref_dir / "model.pt", weights_only=True)
     got = torch.load(out_dir / "model.pt", weights_only=True)
     assert all(torch.equal(ref[k], got[k]) for k in ref)
