@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 
+from crowdbench.bench import training
 from crowdbench.bench.matrix import expand
 from crowdbench.bench.runner import run_table
 from crowdbench.bench.specs import load_spec
@@ -183,17 +184,17 @@ def test_pose_training_resumes_exactly_after_interruption(tmp_path, monkeypatch)
     for d in (ref, out, scratch, tmp_path / "s0"):
         d.mkdir()
     pt.train_pose(cfg, frames, COCO_17, "cpu", ref, tmp_path / "s0")
-    real_save = pt.save_checkpoint
+    real_save = training.save_checkpoint
 
     def save_then_die(*args, **kwargs):
         real_save(*args, **kwargs)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(pt, "save_checkpoint", save_then_die)
+    monkeypatch.setattr(training, "save_checkpoint", save_then_die)
     with pytest.raises(KeyboardInterrupt):
         pt.train_pose(cfg, frames, COCO_17, "cpu", out, scratch)
     assert (scratch / "checkpoint.pt").is_file() and not (out / "model.pt").exists()
-    monkeypatch.setattr(pt, "save_checkpoint", real_save)
+    monkeypatch.setattr(training, "save_checkpoint", real_save)
     pt.train_pose(cfg, frames, COCO_17, "cpu", out, scratch)
     a, b = torch.load(ref / "model.pt", weights_only=True), torch.load(out / "model.pt", weights_only=True)
     assert all(torch.equal(a[k], b[k]) for k in a)

@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 import torch
 
+from crowdbench.bench import training
+from crowdbench.bench.errors import NonFiniteLossError
 from crowdbench.bench.runner import run_table
 
 TINY = {
@@ -73,17 +75,17 @@ def test_training_resumes_exactly_after_interruption(tmp_path, monkeypatch):
         d.mkdir()
     dt.train_detector(cfg, frames, "cpu", ref_dir, tmp_path / "s0")
 
-    real_save = dt.save_checkpoint
+    real_save = training.save_checkpoint
 
     def save_then_die(*args, **kwargs):
         real_save(*args, **kwargs)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(dt, "save_checkpoint", save_then_die)
+    monkeypatch.setattr(training, "save_checkpoint", save_then_die)
     with pytest.raises(KeyboardInterrupt):
         dt.train_detector(cfg, frames, "cpu", out_dir, scratch)
     assert (scratch / "checkpoint.pt").is_file() and not (out_dir / "model.pt").exists()
-    monkeypatch.setattr(dt, "save_checkpoint", real_save)
+    monkeypatch.setattr(training, "save_checkpoint", real_save)
     dt.train_detector(cfg, frames, "cpu", out_dir, scratch)
     ref = torch.load(ref_dir / "model.pt", weights_only=True)
     got = torch.load(out_dir / "model.pt", weights_only=True)
@@ -119,7 +121,7 @@ def test_nan_loss_stops_with_one_line_error_and_keeps_checkpoint(tmp_path, monke
     out, scratch = tmp_path / "out", tmp_path / "scratch"
     out.mkdir()
     scratch.mkdir()
-    with pytest.raises(dt.NonFiniteLossError, match=r"non-finite loss at iteration 2 \(.*loss_emd=nan"):
+    with pytest.raises(NonFiniteLossError, match=r"non-finite loss at iteration 2 \(.*loss_emd=nan"):
         dt.train_detector(cfg, load_frames(cfg.data, "train"), "cpu", out, scratch)
     assert (scratch / "checkpoint.pt").is_file()  # iterations 0-1 are kept (checkpoint_every=2)
     assert not (out / "model.pt").exists()
