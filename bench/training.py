@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from itertools import repeat
 from pathlib import Path
 from typing import Any, Literal
 
@@ -144,11 +145,11 @@ class Trainer:
         gives one batch per ``i`` (``None`` each without it); a checkpoint is written after every
         ``checkpoint_every``-th ``i`` but the last. The progress bar counts ``steps_per_unit`` per ``i``."""
         start, log = self.resume(unit)
-        items: Iterator = iter(batches(start)) if batches is not None else iter(lambda: None, 0)
+        items = batches(start) if batches is not None else repeat(None)
         self.model.train()
         with Tracker(bar, stop * steps_per_unit, start * steps_per_unit) as tracker:
-            for i in range(start, stop):
-                log.append(run(i, next(items), tracker))
+            for i, batch in zip(range(start, stop), items, strict=batches is not None):
+                log.append(run(i, batch, tracker))
                 if (i + 1) % checkpoint_every == 0 and i + 1 < stop and self.world.is_main:
                     save_checkpoint(
                         self.checkpoint, self.model, self.opt, self.scaler, **{unit: i + 1, LOG_KEY[unit]: log}
