@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 import torch
 
+from crowdbench.bench import training
+from crowdbench.bench.config import ReIDConfig
 from crowdbench.bench.errors import NonFiniteLossError
 from crowdbench.datasets.model import Frame, Instance
 from crowdbench.datasets.synthetic import generate
@@ -18,7 +20,7 @@ from crowdbench.methods.tracking.reid import (
     crop_boxes,
     embed,
     identity_crops,
-    load_reid,
+    load_reid_model,
     reid_ap,
     to_tensor,
     train_reid,
@@ -137,7 +139,7 @@ def test_training_learns_identities_on_unseen_frames(tmp_path):
     info = train_reid(
         train, input_hw=HW, iterations=300, batch_size=(8, 4), lr=2e-3, seed=0, out_dir=tmp_path / "m", scratch=tmp_path
     )
-    after = score(load_reid(tmp_path / "m"))
+    after = score(load_reid_model(ReIDConfig(arch="small", dim=128, input_hw=HW), tmp_path / "m" / "model.pt", "cpu"))
     assert info["num_ids"] == 34 and json.loads((tmp_path / "m" / "train.json").read_text())["iterations"] == 300
     assert after["queries"] == before["queries"] > 100
     assert after["rank1"] > before["rank1"] + 0.12 and after["rank1"] > 0.45
@@ -150,18 +152,18 @@ def test_training_is_deterministic_and_resumes_exactly_after_interruption(tiny_t
         (tmp_path / name).mkdir()
     train_reid(tiny_train, out_dir=tmp_path / "a", scratch=tmp_path / "s_a", **kw)
     train_reid(tiny_train, out_dir=tmp_path / "b", scratch=tmp_path / "s_b", **kw)
-    real_save, saved = reid.save_checkpoint, []
+    real_save, saved = training.save_checkpoint, []
 
     def save_then_die(*args, **kwargs):
         real_save(*args, **kwargs)
         saved.append(kwargs["iteration"])
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(reid, "save_checkpoint", save_then_die)
+    monkeypatch.setattr(training, "save_checkpoint", save_then_die)
     with pytest.raises(KeyboardInterrupt):
         train_reid(tiny_train, out_dir=tmp_path / "c", scratch=tmp_path / "s_c", **kw)
     assert saved == [5] and (tmp_path / "s_c" / "checkpoint.pt").is_file() and not (tmp_path / "c").exists()
-    monkeypatch.setattr(reid, "save_checkpoint", real_save)
+    monkeypatch.setattr(training, "save_checkpoint", real_save)
     train_reid(tiny_train, out_dir=tmp_path / "c", scratch=tmp_path / "s_c", **kw)
     a, b, c = (torch.load(tmp_path / n / "model.pt", weights_only=True) for n in "abc")
     assert all(torch.equal(a[k], b[k]) for k in a)

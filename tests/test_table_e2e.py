@@ -11,6 +11,8 @@ import torch
 from interruption import train_killed_and_resumed  # tests/ is on sys.path
 from tiny import DETECTION as TINY  # tests/ is on sys.path
 
+from crowdbench.bench import training
+from crowdbench.bench.errors import NonFiniteLossError
 from crowdbench.bench.runner import run_table
 
 
@@ -66,7 +68,7 @@ def test_training_resumes_exactly_after_interruption(tmp_path, monkeypatch):
     def train(out: Path, scratch: Path) -> None:
         dt.train_detector(cfg, frames, "cpu", out, scratch)
 
-    ref_dir, out_dir = train_killed_and_resumed(dt, train, tmp_path, monkeypatch)
+    ref_dir, out_dir = train_killed_and_resumed(training, train, tmp_path, monkeypatch)
     ref = torch.load(ref_dir / "model.pt", weights_only=True)
     got = torch.load(out_dir / "model.pt", weights_only=True)
     assert all(torch.equal(ref[k], got[k]) for k in ref)
@@ -101,7 +103,7 @@ def test_nan_loss_stops_with_one_line_error_and_keeps_checkpoint(tmp_path, monke
     out, scratch = tmp_path / "out", tmp_path / "scratch"
     out.mkdir()
     scratch.mkdir()
-    with pytest.raises(dt.NonFiniteLossError, match=r"non-finite loss at iteration 2 \(.*loss_emd=nan"):
+    with pytest.raises(NonFiniteLossError, match=r"non-finite loss at iteration 2 \(.*loss_emd=nan"):
         dt.train_detector(cfg, load_frames(cfg.data, "train"), "cpu", out, scratch)
     assert (scratch / "checkpoint.pt").is_file()  # iterations 0-1 are kept (checkpoint_every=2)
     assert not (out / "model.pt").exists()

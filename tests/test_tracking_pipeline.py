@@ -126,17 +126,14 @@ def test_table_rows_configure_what_they_name():
 def test_reid_weights_of_another_shape_are_a_one_line_error_naming_the_file(tmp_path):
     import torch
 
-    from crowdbench.bench.stages.tracking import load_reid_model
-    from crowdbench.methods.tracking.reid import build_reid
+    from crowdbench.methods.tracking.reid import build_reid, load_reid_model
 
     cfg = _cfg(row=1)
     cfg.tracking.reid.arch, cfg.tracking.reid.dim = "small", 128
-    cache = StageCache(tmp_path / "cache")
-    folder = cache.path("reid", "k")
-    folder.mkdir(parents=True)
-    torch.save(build_reid("small", dim=64).state_dict(), folder / "model.pt")  # a 64-D net where 128-D is configured
+    path = tmp_path / "model.pt"
+    torch.save(build_reid("small", dim=64).state_dict(), path)  # a 64-D net where 128-D is configured
     with pytest.raises(ValueError, match=r"model\.pt does not fit small ReID of dim 128: ") as err:
-        load_reid_model(cfg, cache, "k", "cpu")
+        load_reid_model(cfg.tracking.reid, path, "cpu")
     assert "\n" not in str(err.value)
-    torch.save(build_reid("small", dim=128, num_ids=5).state_dict(), folder / "model.pt")  # + training classifier
-    assert load_reid_model(cfg, cache, "k", "cpu").dim == 128
+    torch.save(build_reid("small", dim=128, num_ids=5).state_dict(), path)  # + training classifier
+    assert load_reid_model(cfg.tracking.reid, path, "cpu").dim == 128

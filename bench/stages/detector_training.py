@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,10 +12,9 @@ import torch
 
 from crowdbench.bench.config import RunConfig
 from crowdbench.bench.device import loader_workers
-from crowdbench.bench.distributed import mean_over_ranks, shard, world, wrap
-from crowdbench.bench.errors import NonFiniteLossError
+from crowdbench.bench.distributed import shard, world
 from crowdbench.bench.log import Tracker
-from crowdbench.bench.training import resume_iterations, save_checkpoint
+from crowdbench.bench.training import Trainer
 from crowdbench.datasets.formats.crowdhuman import record_id
 from crowdbench.datasets.model import Frame
 from crowdbench.methods.detection.crowddet import targets_from_frame
@@ -94,64 +92,47 @@ def train_detector(
     """Train from scratch (or the backbone weights in ``cfg.model.weights``); resumes from ``scratch``.
 
     ``cfg.model.kd`` switches Tf-KD on (``methods/detection/kd.py``); ``teacher`` is the self-KD teacher's model."""
+    t = cfg.train
     w = world()  # several ranks under torchrun: each takes its shard of the global batch, rank 0 writes
     torch.manual_seed(cfg.seed)
     model = build_detector(cfg.model).to(device)
     attach_kd(model, cfg.model, teacher, device)
-    net = wrap(model, device, w)
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.SGD(params, lr=cfg.train.lr, momentum=cfg.train.momentum, weight_decay=cfg.train.weight_decay)
-    use_amp = cfg.train.amp and device.startswith("cuda")
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-    ckpt_path = scratch / "checkpoint.pt"
-    start, losses = resume_iterations(ckpt_path, model, opt, scaler, device)
-    n_iter, batch = cfg.train.iterations, cfg.train.batch_size
-    if len(frames) < batch:
-        raise ValueError(f"{len(frames)} training frames is fewer than one batch of {batch}")
+    opt = torch.optim.SGD(params, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
+    trainer = Trainer(model, opt, device, scratch, amp=t.amp, grad_clip=t.grad_clip, world=w)
+    if len(frames) < t.batch_size:
+        raise ValueError(f"{len(frames)} training frames is fewer than one batch of {t.batch_size}")
     samples = TrainSamples(frames, [targets_from_frame(f, "cpu") for f in frames])
-    loader = torch.utils.data.DataLoader(
-        samples,
-        batch_sampler=list(iteration_batches(len(frames), cfg.seed, start, n_iter, batch, cfg.train.hflip)),
-        num_workers=loader_workers(cfg.train.num_workers),
-        collate_fn=_as_list,
-        pin_memory=device.startswith("cuda"),
-        generator=torch.Generator().manual_seed(cfg.seed),  # never draw from the global RNG: resumes stay exact
-    )
-    model.train()
-    with Tracker("train", n_iter, start) as bar:
-        for it, pairs in zip(range(start, n_iter), loader, strict=True):
-            for group in opt.param_groups:
-                group["lr"] = cfg.train.lr * lr_factor(it, cfg)
-            pairs = shard(pairs, w)
-            images = [image.to(device, non_blocking=True) for image, _ in pairs]
-            tgts = [{k: v.to(device, non_blocking=True) for k, v in target.items()} for _, target in pairs]
-            with torch.autocast("cuda", enabled=use_amp):
-                loss_dict = net(images, tgts)
-            loss = sum(loss_dict.values())
-            values = {k: mean_over_ranks(v, w) for k, v in loss_dict.items()}  # the global batch's values
-            if not math.isfinite(mean_over_ranks(loss, w)):  # every rank sees the same value and stops together
-                raise NonFiniteLossError(
-                    f"non-finite loss at iteration {it} ({', '.join(f'{k}={v:.4g}' for k, v in values.items())}); "
-                    f"last checkpoint kept at {ckpt_path}"
-                )
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if cfg.train.grad_clip:
-                scaler.unscale_(opt)
-                torch.nn.utils.clip_grad_norm_(params, cfg.train.grad_clip)
-            scaler.step(opt)
-            scaler.update()
-            total = sum(values.values())
-            losses.append({"it": it, "loss": total, **values})
-            bar.advance(1, f"loss {total:.3f}")
-            if (it + 1) % cfg.train.checkpoint_every == 0 and it + 1 < n_iter and w.is_main:
-                save_checkpoint(ckpt_path, model, opt, scaler, iteration=it + 1, losses=losses)
+
+    def loader(start: int) -> torch.utils.data.DataLoader:
+        return torch.utils.data.DataLoader(
+            samples,
+            batch_sampler=list(iteration_batches(len(frames), cfg.seed, start, t.iterations, t.batch_size, t.hflip)),
+            num_workers=loader_workers(t.num_workers),
+            collate_fn=_as_list,
+            pin_memory=device.startswith("cuda"),
+            generator=torch.Generator().manual_seed(cfg.seed),  # never draw from the global RNG: resumes stay exact
+        )
+
+    def step(it: int, pairs: list, bar: Tracker) -> dict[str, float]:
+        trainer.set_lr(t.lr * lr_factor(it, cfg))
+        pairs = shard(pairs, w)
+        images = [image.to(device, non_blocking=True) for image, _ in pairs]
+        tgts = [{k: v.to(device, non_blocking=True) for k, v in target.items()} for _, target in pairs]
+        with trainer.autocast():
+            terms = trainer.net(images, tgts)
+        loss = trainer.step(terms, f"iteration {it}")
+        total = sum(loss.terms.values())
+        bar.advance(1, f"loss {total:.3f}")
+        return {"it": it, "loss": total, **loss.terms}
+
+    losses = trainer.fit(t.iterations, step, batches=loader, checkpoint_every=t.checkpoint_every)
     if not w.is_main:
         return {}
     torch.save(model.state_dict(), out / "model.pt")
     (out / "losses.json").write_text(json.dumps(losses))
     tail = losses[-min(20, len(losses)) :]
-    return {"final_loss": float(np.mean([x["loss"] for x in tail])), "iterations": n_iter}
+    return {"final_loss": float(np.mean([x["loss"] for x in tail])), "iterations": t.iterations}
 
 
 @torch.inference_mode()

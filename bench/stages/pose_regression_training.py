@@ -27,11 +27,10 @@ import torch.nn.functional as F
 from crowdbench.bench.checkpoints import load_weights
 from crowdbench.bench.config import RegressionConfig, RunConfig
 from crowdbench.bench.device import loader_workers
-from crowdbench.bench.distributed import mean_over_ranks, shard, world, wrap
-from crowdbench.bench.errors import NonFiniteLossError
+from crowdbench.bench.distributed import shard, world
 from crowdbench.bench.log import Tracker
 from crowdbench.bench.stages.detector_training import iteration_batches
-from crowdbench.bench.training import resume_iterations, save_checkpoint
+from crowdbench.bench.training import Trainer
 from crowdbench.datasets.formats.coco import AREA_FACTOR
 from crowdbench.datasets.model import Frame, KeypointSchema
 from crowdbench.methods.pose.regression.decode import decode_poses
@@ -152,69 +151,46 @@ def train_regression(
     cfg: RunConfig, frames: list[Frame], schema: KeypointSchema, device: str, out: Path, scratch: Path
 ) -> dict[str, Any]:
     """Train the network of ``cfg.regression`` on ``frames``; resumes from ``scratch/checkpoint.pt``."""
-    r = cfg.regression
-    t = r.train
+    r, t = cfg.regression, cfg.regression.train
     w = world()  # several ranks under torchrun: each takes its shard of the global batch, rank 0 writes
     torch.manual_seed(cfg.seed)
     model = build_regression_model(r.model, schema.num_keypoints).to(device)
-    net = wrap(model, device, w)
     batch_norms = GlobalBatch(_sum_over_ranks if w.size > 1 else None, w.size)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.SGD(params, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
-    use_amp = t.amp and device.startswith("cuda")
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    trainer = Trainer(model, opt, device, scratch, amp=t.amp, grad_clip=t.grad_clip, world=w)
     sigmas = torch.tensor(schema.sigmas, dtype=torch.float32, device=device)
     n_iter = iterations_of(cfg, len(frames))
     if len(frames) < t.batch_size:
         raise ValueError(f"{len(frames)} training frames is fewer than one batch of {t.batch_size}")
-    ckpt = scratch / "checkpoint.pt"
-    start, losses = resume_iterations(ckpt, model, opt, scaler, device)
-    batches = [
-        shard([(i, f, (cfg.seed, it, pos)) for pos, (i, f) in enumerate(pairs)], w)
-        for it, pairs in zip(
-            range(start, n_iter),
-            iteration_batches(len(frames), cfg.seed, start, n_iter, t.batch_size, t.hflip),
-            strict=True,
+
+    def loader(start: int) -> torch.utils.data.DataLoader:
+        pairs = iteration_batches(len(frames), cfg.seed, start, n_iter, t.batch_size, t.hflip)
+        return torch.utils.data.DataLoader(
+            RegressionSamples(frames, schema, r),
+            batch_sampler=[
+                shard([(i, f, (cfg.seed, it, pos)) for pos, (i, f) in enumerate(batch)], w)
+                for it, batch in zip(range(start, n_iter), pairs, strict=True)
+            ],
+            num_workers=loader_workers(t.num_workers),
+            collate_fn=_collate,
+            pin_memory=device.startswith("cuda"),
+            generator=torch.Generator().manual_seed(cfg.seed),
         )
-    ]
-    loader = torch.utils.data.DataLoader(
-        RegressionSamples(frames, schema, r),
-        batch_sampler=batches,
-        num_workers=loader_workers(t.num_workers),
-        collate_fn=_collate,
-        pin_memory=device.startswith("cuda"),
-        generator=torch.Generator().manual_seed(cfg.seed),
-    )
-    model.train()
-    with Tracker("train", n_iter, start) as bar:
-        for it, batch in zip(range(start, n_iter), loader, strict=True):
-            for group in opt.param_groups:
-                group["lr"] = t.lr * lr_factor(it, n_iter, cfg)
-            images = pad_batch([im for im, _, _ in batch]).to(device, non_blocking=True)
-            people = [People(k.to(device), a.to(device)) for _, k, a in batch]
-            with torch.autocast("cuda", enabled=use_amp):
-                output = net(images)
-            output = {k: (v.float() if v is not None and v.is_floating_point() else v) for k, v in output.items()}
-            terms = regression_losses(output, people, r.model, t, sigmas, batch_norms)
-            loss = sum(terms.values())
-            values = {k: mean_over_ranks(v, w) for k, v in terms.items()}  # the global batch's values
-            if not math.isfinite(sum(values.values())):  # every rank sees the same value and stops together
-                raise NonFiniteLossError(
-                    f"non-finite loss at iteration {it} ({', '.join(f'{k}={v:.4g}' for k, v in values.items())}); "
-                    f"last checkpoint kept at {ckpt}"
-                )
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if t.grad_clip:
-                scaler.unscale_(opt)
-                torch.nn.utils.clip_grad_norm_(params, t.grad_clip)
-            scaler.step(opt)
-            scaler.update()
-            total = sum(values.values())
-            losses.append({"it": it, "loss": total, **values})
-            bar.advance(1, f"loss {total:.3f}")
-            if (it + 1) % t.checkpoint_every == 0 and it + 1 < n_iter and w.is_main:
-                save_checkpoint(ckpt, model, opt, scaler, iteration=it + 1, losses=losses)
+
+    def step(it: int, batch: list, bar: Tracker) -> dict[str, float]:
+        trainer.set_lr(t.lr * lr_factor(it, n_iter, cfg))
+        images = pad_batch([im for im, _, _ in batch]).to(device, non_blocking=True)
+        people = [People(k.to(device), a.to(device)) for _, k, a in batch]
+        with trainer.autocast():
+            output = trainer.net(images)
+        output = {k: (v.float() if v is not None and v.is_floating_point() else v) for k, v in output.items()}
+        loss = trainer.step(regression_losses(output, people, r.model, t, sigmas, batch_norms), f"iteration {it}")
+        total = sum(loss.terms.values())
+        bar.advance(1, f"loss {total:.3f}")
+        return {"it": it, "loss": total, **loss.terms}
+
+    losses = trainer.fit(n_iter, step, batches=loader, checkpoint_every=t.checkpoint_every)
     if not w.is_main:
         return {}
     torch.save(model.state_dict(), out / "model.pt")

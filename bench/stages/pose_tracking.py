@@ -364,7 +364,10 @@ def run_pose_tracking_cell(cfg: RunConfig, cache_: StageCache, device: str) -> C
             stages.append(tracking.reid_train_stage(cfg, cache_, keys["reid"], device))
 
             def embed_stage(out: Path, _scratch: Path) -> None:
-                model = tracking.load_reid_model(cfg, cache_, keys["reid"], device)
+                # deferred: start-up (torch, cv2)
+                from crowdbench.methods.tracking.reid import load_reid_model
+
+                model = load_reid_model(cfg.tracking.reid, cache_.path("reid", keys["reid"]) / "model.pt", device)
                 boxes = [p.boxes for p in detected]
                 tracking.save_features(out, tracking.embed_boxes(cfg, model, frames, boxes, device))
 
@@ -373,12 +376,14 @@ def run_pose_tracking_cell(cfg: RunConfig, cache_: StageCache, device: str) -> C
         def poses_stage(out: Path, _scratch: Path) -> None:
             # deferred: start-up (torch)
             from crowdbench.bench.stages.pose_training import Person, predict_poses
+            from crowdbench.methods.tracking.reid import load_reid_model
 
             features = tracking.load_features(cache_, keys["embed"], len(frames)) if _uses_reid(cfg) else None
             estimate = embed = None
             if pt.propagation:
                 model, ensemble = pose.load_models(cfg, cache_, device)
-                reid_model = None if features is None else tracking.load_reid_model(cfg, cache_, keys["reid"], device)
+                reid_path = cache_.path("reid", keys["reid"]) / "model.pt"
+                reid_model = None if features is None else load_reid_model(cfg.tracking.reid, reid_path, device)
 
                 def estimate(i: int, boxes: np.ndarray, scores: np.ndarray) -> FramePoses:
                     persons = [Person(i, -1, b, float(s)) for b, s in zip(boxes, scores, strict=True)]

@@ -13,8 +13,6 @@ Randomness is a pure function of ``(seed, epoch, position)``, so the same seed g
 from __future__ import annotations
 
 import json
-import math
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -27,10 +25,10 @@ import torch.nn.functional as F
 
 from crowdbench.bench.config import PoseConfig, PoseTestConfig, PoseTrainConfig, RunConfig
 from crowdbench.bench.device import loader_workers
-from crowdbench.bench.errors import NonFiniteLossError
-from crowdbench.bench.log import Tracker, console
-from crowdbench.bench.training import load_checkpoint, save_checkpoint
+from crowdbench.bench.log import Tracker
+from crowdbench.bench.training import Trainer
 from crowdbench.datasets.formats.coco import CocoFrames, read_coco_results
+from crowdbench.datasets.images import ImageCache
 from crowdbench.datasets.model import Frame, KeypointSchema
 from crowdbench.methods.pose.occlusion import cutout, hide_and_seek, keypoint_aware_occlusion
 from crowdbench.methods.pose.postprocess import average_heatmaps, pose_score, warp_box_scale
@@ -73,24 +71,6 @@ def upper_body_ids(schema: KeypointSchema) -> list[int]:
     return [j for j, n in enumerate(schema.keypoints) if any(part in n for part in _UPPER_NAMES)]
 
 
-class ImageCache:
-    """Decoded frames, least recently used first out (synthetic frames render on demand; real ones are JPEGs)."""
-
-    def __init__(self, frames: list[Frame], capacity: int = 512) -> None:
-        self.frames, self.capacity = frames, capacity
-        self._images: OrderedDict[int, np.ndarray] = OrderedDict()
-
-    def __call__(self, index: int) -> np.ndarray:
-        if index in self._images:
-            self._images.move_to_end(index)
-            return self._images[index]
-        image = self.frames[index].load_image()
-        self._images[index] = image
-        if len(self._images) > self.capacity:
-            self._images.popitem(last=False)
-        return image
-
-
 def normalize(crop: np.ndarray) -> torch.Tensor:
     """``H x W x 3`` uint8 RGB -> ``3 x H x W`` float, ImageNet mean/std."""
     x = (crop.astype(np.float32) / 255.0 - _MEAN) / _STD
@@ -111,17 +91,8 @@ class TrainCrops(torch.utils.data.Dataset):
 
     def __getitem__(self, key: tuple[int, int, bool]) -> dict[str, torch.Tensor]:
         # deferred: start-up (cv2)
+        from crowdbench.methods.pose import transforms as tf
         from crowdbench.methods.pose.codecs import encode_disk_offsets, encode_gaussian
-        from crowdbench.methods.pose.transforms import (
-            apply_affine,
-            box_to_center_scale,
-            crop_matrix,
-            flip_image,
-            flip_joints,
-            half_body,
-            random_scale_rotation,
-            warp_crop,
-        )
 
         index, epoch, occlude = key
         t, m = self.cfg.train, self.cfg.model
@@ -130,23 +101,23 @@ class TrainCrops(torch.utils.data.Dataset):
         frame = self.frames[person.frame]
         joints = frame.instances[person.instance].keypoints.copy()
         in_w, in_h = m.input_size
-        center, size = box_to_center_scale(person.box, in_w / in_h, t.box_padding)
+        center, size = tf.box_to_center_scale(person.box, in_w / in_h, t.box_padding)
         if t.half_body_prob > 0:
-            hb = half_body(
+            hb = tf.half_body(
                 joints, self.upper, rng, in_w / in_h, min_joints=t.half_body_min_joints, prob=t.half_body_prob
             )
             if hb is not None:
                 center, size = hb
-        scale, rot = random_scale_rotation(rng, t.scale_factor, t.rot_factor, t.rot_prob)
+        scale, rot = tf.random_scale_rotation(rng, t.scale_factor, t.rot_factor, t.rot_prob)
         image = self.images(person.frame)
         if rng.random() < t.flip_prob:
-            image = flip_image(image)
-            joints = flip_joints(joints, frame.width or image.shape[1], self.schema.flip_pairs, udp=t.udp)
+            image = tf.flip_image(image)
+            joints = tf.flip_joints(joints, frame.width or image.shape[1], self.schema.flip_pairs, udp=t.udp)
             center = np.array([(frame.width or image.shape[1]) - 1 - center[0], center[1]])
-        matrix = crop_matrix(center, np.asarray(size) * scale, rot, (in_w, in_h), udp=t.udp)
-        crop = warp_crop(image, matrix, (in_w, in_h))
+        matrix = tf.crop_matrix(center, np.asarray(size) * scale, rot, (in_w, in_h), udp=t.udp)
+        crop = tf.warp_crop(image, matrix, (in_w, in_h))
         kp = joints.copy()
-        kp[:, :2] = apply_affine(joints[:, :2], matrix)
+        kp[:, :2] = tf.apply_affine(joints[:, :2], matrix)
         inside = (kp[:, 0] >= 0) & (kp[:, 0] <= in_w - 1) & (kp[:, 1] >= 0) & (kp[:, 1] <= in_h - 1)
         kp[~inside, 2] = 0
         if occlude and rng.random() < t.occlusion_prob:
@@ -216,6 +187,21 @@ def _epoch_order(n: int, seed: int, epoch: int, per_epoch: int | None) -> np.nda
     return order[: per_epoch or n]
 
 
+def _epoch_loader(
+    data: TrainCrops, epoch: int, occlude: bool, n_batches: int, device: str
+) -> torch.utils.data.DataLoader:
+    """The ``n_batches`` batches of crops of one epoch (persons in :func:`_epoch_order`)."""
+    t = data.cfg.train
+    order = _epoch_order(len(data.persons), data.seed, epoch, t.samples_per_epoch)
+    keys = [(int(i), epoch, occlude) for i in order[: n_batches * t.batch_size]]
+    return torch.utils.data.DataLoader(
+        data,
+        batch_sampler=[keys[b : b + t.batch_size] for b in range(0, len(keys), t.batch_size)],
+        num_workers=loader_workers(t.num_workers),
+        pin_memory=device.startswith("cuda"),
+    )
+
+
 def train_pose(
     cfg: RunConfig,
     frames: list[Frame],
@@ -230,77 +216,44 @@ def train_pose(
     """Train ``cfg.pose`` on ``frames``; resumes from ``scratch/checkpoint.pt``. ``init`` starts from a model and
     ``prior`` is its history (schedule S3's second phase: epochs continue after it); ``validate(model) -> AP`` is
     called every ``eval_every`` epochs."""
-    p = cfg.pose
-    schedule = SCHEDULES[p.train.schedule].scaled(p.train.epoch_scale)
+    t = cfg.pose.train
+    schedule = SCHEDULES[t.schedule].scaled(t.epoch_scale)
     torch.manual_seed(cfg.seed)
-    model = build_model(p, schema.num_keypoints).to(device)
+    model = build_model(cfg.pose, schema.num_keypoints).to(device)
     if init is not None:
         # deferred: start-up ()
         from crowdbench.methods.pose.models import load_pose_weights
 
         load_pose_weights(model, init)
-    opt = torch.optim.Adam(model.parameters(), lr=p.train.lr)
-    use_amp = p.train.amp and device.startswith("cuda")
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-    start, history = 0, []
-    ckpt = scratch / "checkpoint.pt"
-    if ckpt.is_file():
-        state = load_checkpoint(ckpt, model, opt, scaler, device)
-        start, history = state["epoch"], state["history"]
-        console.print(f"  resuming training at epoch {start} from {ckpt}")
-    persons = people(frames, p.train.min_keypoints)
-    if len(persons) < p.train.batch_size:
-        raise ValueError(f"{len(persons)} training people is fewer than one batch of {p.train.batch_size}")
-    data = TrainCrops(frames, persons, schema, p, cfg.seed)
+    trainer = Trainer(model, torch.optim.Adam(model.parameters(), lr=t.lr), device, scratch, amp=t.amp)
+    persons = people(frames, t.min_keypoints)
+    if len(persons) < t.batch_size:
+        raise ValueError(f"{len(persons)} training people is fewer than one batch of {t.batch_size}")
+    data = TrainCrops(frames, persons, schema, cfg.pose, cfg.seed)
     data.stride = model.stride
-    n_batches = len(_epoch_order(len(persons), cfg.seed, 0, p.train.samples_per_epoch)) // p.train.batch_size
-    with Tracker("train", schedule.epochs * n_batches, start * n_batches) as bar:
-        for epoch in range(start, schedule.epochs):
-            if restarts_at(schedule, epoch):
-                opt = torch.optim.Adam(model.parameters(), lr=p.train.lr)  # second phase: fresh optimizer state
-            lr = lr_at(schedule, epoch, p.train.lr)
-            for group in opt.param_groups:
-                group["lr"] = lr
-            occlude = p.train.occlusion != "none" and oa_active(schedule, epoch)
-            order = _epoch_order(len(persons), cfg.seed, epoch, p.train.samples_per_epoch)
-            keys = [(int(i), epoch, occlude) for i in order[: n_batches * p.train.batch_size]]
-            loader = torch.utils.data.DataLoader(
-                data,
-                batch_sampler=[keys[b : b + p.train.batch_size] for b in range(0, len(keys), p.train.batch_size)],
-                num_workers=loader_workers(p.train.num_workers),
-                pin_memory=device.startswith("cuda"),
-            )
-            model.train()
-            losses = []
-            for batch in loader:
-                batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-                with torch.autocast("cuda", enabled=use_amp):
-                    outputs = model(batch["image"])
-                parts = pose_loss(outputs, batch, p.train.target)
-                loss = sum(parts.values())
-                value = float(loss.detach())
-                if not math.isfinite(value):
-                    raise NonFiniteLossError(
-                        f"non-finite loss at epoch {epoch} ({value}); last checkpoint kept at {ckpt}"
-                    )
-                opt.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(opt)
-                scaler.update()
-                losses.append(value)
-                bar.advance(1, f"epoch {epoch + 1}/{schedule.epochs} loss {value:.2e}")
-            entry: dict[str, Any] = {
-                "epoch": len(prior or []) + epoch + 1,
-                "lr": lr,
-                "loss": float(np.mean(losses)),
-                "occlusion": occlude,
-            }
-            every = p.train.eval_every
-            if validate is not None and every and ((epoch + 1) % every == 0 or epoch + 1 == schedule.epochs):
-                entry["val_AP"] = validate(model)
-            history.append(entry)
-            if epoch + 1 < schedule.epochs:
-                save_checkpoint(ckpt, model, opt, scaler, epoch=epoch + 1, history=history)
+    n_batches = len(_epoch_order(len(persons), cfg.seed, 0, t.samples_per_epoch)) // t.batch_size
+
+    def epoch_of(epoch: int, _: None, bar: Tracker) -> dict[str, Any]:
+        if restarts_at(schedule, epoch):
+            trainer.opt = torch.optim.Adam(model.parameters(), lr=t.lr)  # second phase: fresh optimizer state
+        lr = lr_at(schedule, epoch, t.lr)
+        trainer.set_lr(lr)
+        occlude = t.occlusion != "none" and oa_active(schedule, epoch)
+        loader = _epoch_loader(data, epoch, occlude, n_batches, device)
+        model.train()
+        losses = []
+        for batch in loader:
+            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+            with trainer.autocast():
+                outputs = model(batch["image"])
+            losses.append(trainer.step(pose_loss(outputs, batch, t.target), f"epoch {epoch}").total)
+            bar.advance(1, f"epoch {epoch + 1}/{schedule.epochs} loss {losses[-1]:.2e}")
+        entry = {"epoch": len(prior or []) + epoch + 1, "lr": lr, "loss": float(np.mean(losses)), "occlusion": occlude}
+        if validate is not None and t.eval_every and ((epoch + 1) % t.eval_every == 0 or epoch + 1 == schedule.epochs):
+            entry["val_AP"] = validate(model)
+        return entry
+
+    history = trainer.fit(schedule.epochs, epoch_of, unit="epoch", steps_per_unit=n_batches)
     torch.save(model.state_dict(), out / "model.pt")
     (out / "history.json").write_text(json.dumps([*(prior or []), *history]))
     return {"epochs": schedule.epochs, "people": len(persons), "final_loss": history[-1]["loss"] if history else None}

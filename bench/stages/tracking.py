@@ -16,7 +16,6 @@ from typing import Any
 import numpy as np
 
 from crowdbench.bench.cache import StageCache, stage_key
-from crowdbench.bench.checkpoints import CheckpointError
 from crowdbench.bench.config import RunConfig
 from crowdbench.bench.device import cell_numerics
 from crowdbench.bench.digest import keyed_dump
@@ -256,7 +255,10 @@ def run_tracking_cell(cfg: RunConfig, cache_: StageCache, device: str) -> CellOu
         stages.append(reid_train_stage(cfg, cache_, keys["reid"], device))
 
     def embed_stage(out: Path, _scratch: Path) -> None:
-        model = load_reid_model(cfg, cache_, keys["reid"], device)
+        # deferred: start-up (torch, cv2)
+        from crowdbench.methods.tracking.reid import load_reid_model
+
+        model = load_reid_model(t.reid, cache_.path("reid", keys["reid"]) / "model.pt", device)
         save_features(out, embed_boxes(cfg, model, frames, [b["boxes"] for b in boxes], device))
 
     if t.reid.enabled:
@@ -322,25 +324,6 @@ def reid_train_stage(cfg: RunConfig, cache_: StageCache, key: str, device: str) 
         (out / "train.json").write_text(json.dumps(info, default=str))
 
     return run_stage(cache_, "reid", key, meta, train)
-
-
-def load_reid_model(cfg: RunConfig, cache_: StageCache, key: str, device: str) -> Any:
-    """The trained ReID network of stage ``key`` on ``device``. Only the training-only ID classifier
-    (``classifier``, ``kappa``) may be absent from or extra in the state dict: a file missing any embedding weight
-    (e.g. ``tracking.reid.weights`` of another architecture) is a one-line error naming it."""
-    # deferred: start-up (torch, cv2)
-    from crowdbench.methods.tracking.reid import build_reid, load_reid_weights
-
-    r = cfg.tracking.reid
-    model = build_reid(r.arch, dim=r.dim, input_hw=r.input_hw)
-    path = cache_.path("reid", key) / "model.pt"
-    try:
-        load_reid_weights(model, path)
-    except CheckpointError as err:
-        if r.weights is None:
-            raise
-        raise CheckpointError(r.weights, err.problem, "tracking.reid.weights") from None  # the file it copied
-    return model.to(device)
 
 
 def embed_boxes(

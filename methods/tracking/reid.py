@@ -26,10 +26,8 @@ from __future__ import annotations
 
 import json
 import math
-from collections import OrderedDict
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import cv2
 import numpy as np
@@ -37,11 +35,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from crowdbench.bench.checkpoints import fit_state_dict, read_state_dict
-from crowdbench.bench.errors import NonFiniteLossError
-from crowdbench.bench.log import Tracker, console
-from crowdbench.bench.training import load_checkpoint, save_checkpoint
+from crowdbench.bench.checkpoints import CheckpointError, fit_state_dict, read_state_dict
+from crowdbench.bench.log import Tracker
+from crowdbench.bench.training import Trainer
+from crowdbench.datasets.images import ImageCache
 from crowdbench.datasets.model import Frame
+
+if TYPE_CHECKING:
+    from crowdbench.bench.config import ReIDConfig
 
 _MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 _STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
@@ -159,12 +160,19 @@ def reid_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits, labels)
 
 
-def load_reid(run_dir: Path, device: str = "cpu") -> ReIDNet:
-    """The embedding net :func:`train_reid` wrote to ``run_dir`` (``model.pt`` + ``train.json``), in eval mode."""
-    meta = json.loads((Path(run_dir) / "train.json").read_text())
-    model = build_reid(meta["arch"], meta["dim"], meta["num_ids"], input_hw=tuple(meta["input_hw"]))
-    load_reid_weights(model, Path(run_dir) / "model.pt")
-    return model.to(device).eval()
+def load_reid_model(r: ReIDConfig, path: Path, device: str) -> ReIDNet:
+    """The trained ReID network of ``r`` (``tracking.reid``) at ``path`` on ``device``, without its ID classifier.
+    Only the training-only classifier (``classifier``, ``kappa``) may be absent from or extra in the state dict: a
+    file missing any embedding weight (e.g. ``tracking.reid.weights`` of another architecture) is a one-line error
+    naming it."""
+    model = build_reid(r.arch, dim=r.dim, input_hw=r.input_hw)
+    try:
+        load_reid_weights(model, path)
+    except CheckpointError as err:
+        if r.weights is None:
+            raise
+        raise CheckpointError(r.weights, err.problem, "tracking.reid.weights") from None  # the file it copied
+    return model.to(device)
 
 
 # --------------------------------------------------------------------------------------------------- crops
@@ -203,24 +211,6 @@ def to_tensor(crops: np.ndarray) -> torch.Tensor:
     """``N x h x w x 3`` uint8 RGB -> ``N x 3 x h x w`` float, ImageNet mean/std."""
     x = (crops.astype(np.float32) / 255.0 - _MEAN) / _STD
     return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
-
-
-class _Images:
-    """Decoded frames, least recently used first out."""
-
-    def __init__(self, frames: Sequence[Frame], capacity: int = 256) -> None:
-        self.frames, self.capacity = frames, capacity
-        self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
-
-    def __call__(self, index: int) -> np.ndarray:
-        if index in self._cache:
-            self._cache.move_to_end(index)
-            return self._cache[index]
-        image = self.frames[index].load_image()
-        self._cache[index] = image
-        if len(self._cache) > self.capacity:
-            self._cache.popitem(last=False)
-        return image
 
 
 def identity_crops(
@@ -267,6 +257,31 @@ def _batch_indices(labels: np.ndarray, p: int, k: int, rng: np.random.Generator)
     return np.concatenate(out)
 
 
+def _training_crops(
+    images: ImageCache,
+    samples: list[tuple[int, np.ndarray]],
+    labels: np.ndarray,
+    batch_size: tuple[int, int],
+    input_hw: tuple[int, int],
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
+    """One batch: sample positions (:func:`_batch_indices`) and their crops, each box shifted up to ±5 % and scaled
+    ±10 %, each crop flipped with p = 0.5 (all drawn from ``rng`` in this order)."""
+    idx = _batch_indices(labels, *batch_size, rng)
+    flips = rng.random(len(idx)) < 0.5
+    jitter = np.column_stack(
+        [rng.uniform(-0.05, 0.05, len(idx)), rng.uniform(-0.05, 0.05, len(idx)), rng.uniform(-0.1, 0.1, len(idx))]
+    )
+    crops = np.stack(
+        [
+            crop_boxes(images(samples[i][0]), samples[i][1], input_hw, jitter=jitter[j : j + 1])[0]
+            for j, i in enumerate(idx)
+        ]
+    )
+    crops[flips] = crops[flips, :, ::-1]
+    return idx, crops
+
+
 def train_reid(
     frames: list[Frame],
     *,
@@ -297,68 +312,33 @@ def train_reid(
     num_ids = int(labels.max()) + 1 if len(labels) else 0
     if num_ids < 2:
         raise ValueError(f"{num_ids} identities in the training frames: ReID training needs at least two")
-    p, k = batch_size
     torch.manual_seed(seed)
     model = build_reid(arch, dim, num_ids, weights, input_hw).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
-    scaler = torch.amp.GradScaler("cuda", enabled=False)
-    out_dir, scratch = Path(out_dir), Path(scratch)
-    ckpt = scratch / "checkpoint.pt"
-    start, losses = 0, []
-    if ckpt.is_file():
-        state = load_checkpoint(ckpt, model, opt, scaler, device)
-        start, losses = state["iteration"], state["losses"]
-        console.print(f"  resuming ReID training at iteration {start} from {ckpt}")
-    images = _Images(frames)
-    model.train()
-    with Tracker("reid", iterations, start) as bar:
-        for it in range(start, iterations):
-            rng = np.random.default_rng([seed, it])
-            idx = _batch_indices(labels, p, k, rng)
-            flips = rng.random(len(idx)) < 0.5
-            jitter = np.column_stack(
-                [
-                    rng.uniform(-0.05, 0.05, len(idx)),
-                    rng.uniform(-0.05, 0.05, len(idx)),
-                    rng.uniform(-0.1, 0.1, len(idx)),
-                ]
-            )
-            crops = np.stack(
-                [
-                    crop_boxes(images(samples[i][0]), samples[i][1], input_hw, jitter=jitter[j : j + 1])[0]
-                    for j, i in enumerate(idx)
-                ]
-            )
-            crops[flips] = crops[flips, :, ::-1]
-            x = to_tensor(crops).to(device)
-            y = torch.from_numpy(labels[idx]).to(device)
-            _, logits = model(x)
-            loss = reid_loss(logits, y)
-            value = float(loss.detach())
-            if not math.isfinite(value):
-                raise NonFiniteLossError(f"non-finite ReID loss at iteration {it} ({value}); last checkpoint: {ckpt}")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            losses.append(value)
-            bar.advance(1, f"loss {value:.3f}")
-            if (it + 1) % checkpoint_every == 0 and it + 1 < iterations:
-                save_checkpoint(ckpt, model, opt, scaler, iteration=it + 1, losses=losses)
+    trainer = Trainer(model, opt, device, Path(scratch), what="ReID training")
+    out_dir = Path(out_dir)
+    images = ImageCache(frames, capacity=256)
+
+    def step(it: int, _: None, bar: Tracker) -> float:
+        idx, crops = _training_crops(images, samples, labels, batch_size, input_hw, np.random.default_rng([seed, it]))
+        _, logits = model(to_tensor(crops).to(device))
+        loss = trainer.step({"reid": reid_loss(logits, torch.from_numpy(labels[idx]).to(device))}, f"iteration {it}")
+        bar.advance(1, f"loss {loss.total:.3f}")
+        return loss.total
+
+    losses = trainer.fit(iterations, step, checkpoint_every=checkpoint_every, bar="reid")
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), out_dir / "model.pt")
-    summary = {
-        "arch": arch,
-        "dim": dim,
-        "num_ids": num_ids,
-        "input_hw": list(input_hw),
-        "iterations": iterations,
-        "batch_size": [p, k],
+    final_loss = float(np.mean(losses[-10:])) if losses else None
+    summary = {"arch": arch, "dim": dim, "num_ids": num_ids, "input_hw": list(input_hw), "iterations": iterations}
+    summary |= {
+        "batch_size": list(batch_size),
         "lr": lr,
         "seed": seed,
         "samples": len(samples),
-        "final_loss": float(np.mean(losses[-10:])) if losses else None,
-        "losses": losses,
+        "final_loss": final_loss,
     }
+    summary["losses"] = losses
     (out_dir / "train.json").write_text(json.dumps(summary))
     return {key: v for key, v in summary.items() if key != "losses"}
 
