@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from rich.markup import escape
@@ -18,9 +17,9 @@ from crowdbench.bench.preflight import preflight
 from crowdbench.bench.provenance import command_line
 from crowdbench.bench.recipes import load_recipe
 from crowdbench.bench.specs import SpecError, TableSpec, load_spec
-from crowdbench.bench.stages import detection, pose, pose_regression, pose_tracking, tracking
 from crowdbench.bench.stages.data import check_data
 from crowdbench.bench.store import ResultStore, store_url
+from crowdbench.bench.tasks import stage_keys, task_of
 from crowdbench.reports.aggregate import TableView, aggregate
 from crowdbench.reports.render import terminal_table, write_reports
 
@@ -32,21 +31,6 @@ class TableRun:
     failed: list[str]
     ran: int
     cached: int
-
-
-def pipeline(task: str) -> ModuleType:
-    """The module of a task's pipeline: ``stage_keys(cfg)`` and ``metric_keys(cfg)``."""
-    if task == "detection":
-        return detection
-    if task == "pose":
-        return pose
-    if task == "pose_regression":
-        return pose_regression
-    if task == "tracking":
-        return tracking
-    if task == "pose_tracking":
-        return pose_tracking
-    raise NotImplementedError(f"task {task!r} has no pipeline yet")
 
 
 def warn_deviations(cells: list[Cell]) -> None:
@@ -132,12 +116,12 @@ def run_table(
     store = ResultStore(url)
     cache = StageCache(run_dir / "cache", cache_url)
     command = command_line()
-    tasks = pipeline(spec.task)
+    task = task_of(spec.task)
     runner = make_executor(executor, jobs, device, executor_options)  # a missing package fails before any work
     for cell in cells:
         check_data(cell.config.data)
         preflight(cell.config)
-        produced = tasks.metric_keys(cell.config)
+        produced = task.metric_keys(cell.config)
         missing = [m.key for m in spec.metrics if m.key not in produced]
         if missing:
             raise SpecError(
@@ -152,7 +136,7 @@ def run_table(
     start = time.perf_counter()
     todo, cached = [], 0
     for cell in cells:
-        keys = tasks.stage_keys(cell.config)
+        keys = stage_keys(cell.config)
         rec = store.get(cell.table_id, cell.row_index, cell.seed, profile, cell.config_hash)
         if rec is not None and rec.stage_keys == keys and cache.is_done("evaluate", keys["evaluate"]):
             console.print(f"  [green]cache hit[/]  {cell.name}: record from {rec.created}, no stage recomputed")
@@ -170,7 +154,7 @@ def run_table(
             "level": cell.level,
             "deviations": [d.to_dict() for d in cell.deviations],
         }
-        shared = next(keys[k] for k in ("train", "reid", "detector", "evaluate") if k in keys)  # heaviest stage
+        shared = next(keys[k] for k in task.shared if k in keys)
         todo.append(CellJob(cell, shared, payload))
     failed: list[str] = []
 

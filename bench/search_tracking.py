@@ -34,15 +34,8 @@ from crowdbench.bench.device import apply_runtime, numerics, resolve_device
 from crowdbench.bench.log import console
 from crowdbench.bench.provenance import command_line, provenance
 from crowdbench.bench.stages.data import check_data, load_frames
-from crowdbench.bench.stages.tracking import (
-    evaluate_tracks,
-    load_features,
-    run_tracking_cell,
-    stage_keys,
-    track_frames,
-    tracked_boxes,
-    videos_of,
-)
+from crowdbench.bench.stages.tracking import evaluate_tracks, load_features, track_frames, tracked_boxes, videos_of
+from crowdbench.bench.tasks import context, run_cell
 
 
 @lru_cache(maxsize=2)
@@ -51,8 +44,9 @@ def _replay_inputs(config_json: str, cache_root: str) -> tuple[list, list, list 
     cfg = RunConfig.model_validate_json(config_json)
     cache = StageCache(Path(cache_root))
     frames = load_frames(cfg.data, cfg.data.val_split)
-    boxes = tracked_boxes(cfg, cache, frames)
-    features = load_features(cache, stage_keys(cfg)["embed"], len(frames)) if cfg.tracking.reid.enabled else None
+    ctx = context(cfg, cache, "cpu")  # reads finished outputs only
+    boxes = tracked_boxes(ctx, frames)
+    features = load_features(ctx.path("embed"), len(frames)) if cfg.tracking.reid.enabled else None
     return frames, boxes, features
 
 
@@ -155,7 +149,7 @@ def search_tracking(
     dev = resolve_device(cfg.device)
     apply_runtime(cfg.runtime, dev)  # the same numerics as a table run of this row
     console.print(f"[bold]{table_id}[/] search: preparing row {row + 1} '{cell.row_label}' (cached stages)")
-    run_tracking_cell(cfg, cache, dev)  # detector, ReID, embeddings (and trial 0's own stages)
+    run_cell(cfg, cache, dev)  # detector, ReID, embeddings (and trial 0's own stages)
 
     space = SearchSpace.from_dict(block["space"])
     objectives = [tuple(o) for o in block["multi_objective" if multi_objective else "objectives"]]

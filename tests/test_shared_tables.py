@@ -7,7 +7,7 @@ import pytest
 from crowdbench.bench.matrix import expand
 from crowdbench.bench.specs import load_spec
 from crowdbench.bench.stages.data import check_data
-from crowdbench.bench.stages.detection import stage_keys
+from crowdbench.bench.tasks import stage_keys
 from crowdbench.datasets.layout import DataError
 from crowdbench.datasets.synthetic import generate, write_native
 
