@@ -46,10 +46,11 @@ TRAIN_MODULES = (
 INFER_MODULES = ("crowdbench.methods.pose.postprocess", *TRAIN_MODULES)
 POSTPROCESS_MODULES = ("crowdbench.methods.pose.postprocess", THIS)
 """The pose NMS code lives in this module: its source keys the postprocess stage."""
+KEYPOINT_METRIC_MODULES = ("crowdbench.bench.metrics.coco_keypoints", "crowdbench.bench.metrics.crowdpose")
+"""OKS AP of COCO-style keypoints: what the pose and pose-regression evaluate stages share."""
 EVALUATE_MODULES = (
     THIS,
-    "crowdbench.bench.metrics.coco_keypoints",
-    "crowdbench.bench.metrics.crowdpose",
+    *KEYPOINT_METRIC_MODULES,
     "crowdbench.bench.metrics.hie_wap",
     "crowdbench.bench.metrics.pose_tracks",
     "crowdbench.bench.metrics.posetrack",
@@ -282,7 +283,7 @@ def _test_people(ctx: Context) -> list[Any]:
     if "people" not in ctx.memo:
         t, frames = ctx.cfg.pose.test, val_frames(ctx)
         if t.boxes == "detections":
-            assert t.detections is not None  # _check
+            assert t.detections is not None  # check_pose
             ctx.memo["people"] = detected_people(frames, Path(t.detections), t.det_score_thr)
         elif t.boxes == "detector":
             ctx.memo["people"] = _detector_people(ctx, frames)
@@ -424,7 +425,8 @@ def stages(cfg: RunConfig) -> list[Stage]:
     ]
 
 
-def _check(cfg: RunConfig) -> None:
+def check_pose(cfg: RunConfig) -> None:
+    """One-line errors for settings that cannot work together: ensemble members, a missing detections file."""
     # deferred: start-up (torch)
     from crowdbench.bench.stages.pose_training import check_ensemble
 
@@ -460,7 +462,7 @@ TASK = register(
         artefacts={"poses": Artefact("postprocess", "results.json", results_by_frame)},
         figure="poses",
         schema=schema_of,
-        check=_check,
+        check=check_pose,
         curves=training_curves,
     )
 )

@@ -28,6 +28,7 @@ from crowdbench.bench.stages.base import bootstrap_slice, save_bootstrap
 from crowdbench.bench.stages.data import DATA_MODULES, data_slice, load_frames
 from crowdbench.bench.stages.pipeline import Artefact, Context, DataParallel, Stage, Task, register
 from crowdbench.bench.stages.pose import (
+    KEYPOINT_METRIC_MODULES,
     METRIC_KEYS,
     evaluate_poses_bootstrap,
     results_by_frame,
@@ -48,12 +49,7 @@ TRAIN_MODULES = (
 )
 INFER_MODULES = ("crowdbench.methods.pose.regression.decode", *TRAIN_MODULES)
 POSTPROCESS_MODULES = ("crowdbench.methods.pose.regression.decode", THIS)
-EVALUATE_MODULES = (
-    THIS,
-    "crowdbench.bench.metrics.coco_keypoints",
-    "crowdbench.bench.metrics.crowdpose",
-    *DATA_MODULES,
-)
+EVALUATE_MODULES = (THIS, *KEYPOINT_METRIC_MODULES, *DATA_MODULES)
 POST_KEYS = ("scorer", "nms", "nms_iou", "soft_min_score", "max_dets")
 """Test options that act after inference: they key the postprocess stage only."""
 SCORER_BRANCH = {"psm": "psm", "centerness": "centerness"}

@@ -425,6 +425,7 @@ TASK = register(
         },
         figure="pose_tracks",
         schema=pose.schema_of,
+        check=pose.check_pose,
         curves=pose.training_curves,
     )
 )
