@@ -125,14 +125,14 @@ class Node:
     """A stage of one cell with its key; ``deps``: (prefix of an upstream input or None for an own one, node)."""
 
     stage: Stage
-    cell: Cell
+    cell: CellGraph
     key: str
     folder: str
     deps: list[tuple[str | None, Node]]
 
 
 @dataclass
-class Cell:
+class CellGraph:
     """One cell's resolved graph: its stages by name, in declaration order."""
 
     task: Task
@@ -145,9 +145,9 @@ class Cell:
         return {name: n.key for name, n in self.nodes.items() if n.stage.recorded}
 
 
-def resolve(task: Task, cfg: RunConfig) -> Cell:
+def resolve(task: Task, cfg: RunConfig) -> CellGraph:
     """Every stage of the ``task`` cell ``cfg`` with its key (cheap: hashes configs and source files)."""
-    cell = Cell(task, cfg)
+    cell = CellGraph(task, cfg)
     for stage in task.stages(cfg):
         deps: list[tuple[str | None, Node]] = []
         for x in stage.inputs:
@@ -171,7 +171,7 @@ def stage_keys(cfg: RunConfig) -> dict[str, str]:
     return resolve(task_of(cfg.task), cfg).keys
 
 
-def schedule(cell: Cell) -> list[tuple[str, Node]]:
+def schedule(cell: CellGraph) -> list[tuple[str, Node]]:
     """Every stage to run for ``cell``, upstream ones first, once each: ``(record name, node)``."""
     order: list[tuple[str, Node]] = []
     seen: set[tuple[str, str]] = set()
