@@ -3,7 +3,7 @@ gloo on CPU.
 
 ``torchrun --nproc_per_node N -m crowdbench.bench.worker CELL.json`` starts N ranks of the worker. Rank 0 runs the cell
 as usual (cache, stages, record); the other ranks only join the training of the cell's model
-(:func:`crowdbench.bench.stages.detection.follow_training`) and write nothing. The configured batch is the *global*
+(:func:`crowdbench.bench.stages.pipeline.follow_training`) and write nothing. The configured batch is the *global*
 batch: each rank takes ``batch / world`` of its images, DDP averages the gradients, so one step equals the
 single-process step on the same global batch and the learning rate stays as configured. The effective batch, the
 per-rank batch, the learning rate and the BatchNorm mode are written into the cell's provenance

@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from rich.markup import escape
@@ -18,9 +17,9 @@ from crowdbench.bench.preflight import preflight
 from crowdbench.bench.provenance import command_line
 from crowdbench.bench.recipes import load_recipe
 from crowdbench.bench.specs import SpecError, TableSpec, load_spec
-from crowdbench.bench.stages import detection, pose, pose_regression, pose_tracking, tracking
 from crowdbench.bench.stages.data import check_data
 from crowdbench.bench.store import ResultStore, store_url
+from crowdbench.bench.tasks import Task, stage_keys, task_of
 from crowdbench.reports.aggregate import TableView, aggregate
 from crowdbench.reports.render import terminal_table, write_reports
 
@@ -32,21 +31,6 @@ class TableRun:
     failed: list[str]
     ran: int
     cached: int
-
-
-def pipeline(task: str) -> ModuleType:
-    """The module of a task's pipeline: ``stage_keys(cfg)`` and ``metric_keys(cfg)``."""
-    if task == "detection":
-        return detection
-    if task == "pose":
-        return pose
-    if task == "pose_regression":
-        return pose_regression
-    if task == "tracking":
-        return tracking
-    if task == "pose_tracking":
-        return pose_tracking
-    raise NotImplementedError(f"task {task!r} has no pipeline yet")
 
 
 def warn_deviations(cells: list[Cell]) -> None:
@@ -99,6 +83,61 @@ def print_recipe(spec: TableSpec, cells: list[Cell], profile: str) -> None:
             out.print(f"{cell.name}: level {cell.level}; config {cell.config_hash}")
 
 
+def check_cells(spec: TableSpec, cells: list[Cell]) -> None:
+    """Before any work: each cell's data and path settings exist and its evaluate stage gives the table's columns."""
+    task = task_of(spec.task)
+    for cell in cells:
+        check_data(cell.config.data)
+        preflight(cell.config)
+        produced = task.metric_keys(cell.config)
+        missing = [m.key for m in spec.metrics if m.key not in produced]
+        if missing:
+            raise SpecError(
+                f"{spec.id}: metric columns {missing} are not produced by evaluate.metric="
+                f"{cell.config.evaluate.metric!r} (it gives {', '.join(produced)})"
+            )
+
+
+def pending_cells(
+    cells: list[Cell], profile: str, store: ResultStore, cache: StageCache, task: Task, run: dict[str, Any]
+) -> tuple[list[CellJob], int]:
+    """The jobs of the cells not finished yet and how many are: a cell whose record has the same stage keys and
+    whose ``evaluate`` output exists is a cache hit. ``run``: the cell file's command, store and cache settings."""
+    todo, cached = [], 0
+    for cell in cells:
+        keys = stage_keys(cell.config)
+        rec = store.get(cell.table_id, cell.row_index, cell.seed, profile, cell.config_hash)
+        if rec is not None and rec.stage_keys == keys and cache.is_done("evaluate", keys["evaluate"]):
+            console.print(f"  [green]cache hit[/]  {cell.name}: record from {rec.created}, no stage recomputed")
+            cached += 1
+            continue
+        payload = {
+            "table_id": cell.table_id,
+            "row_index": cell.row_index,
+            "row_label": cell.row_label,
+            "config": cell.config.model_dump(mode="json"),
+            **run,
+            "level": cell.level,
+            "deviations": [d.to_dict() for d in cell.deviations],
+        }
+        shared = next(keys[k] for k in task.shared if k in keys)  # the heaviest stage: cells sharing it run in turn
+        todo.append(CellJob(cell, shared, payload))
+    return todo, cached
+
+
+def report_table(
+    spec: TableSpec, cells: list[Cell], store: ResultStore, profile: str, command: str, failed: list[str], run_dir: Path
+) -> tuple[TableView, dict[str, Path]]:
+    """Aggregate the table's records (the cells' config variants) and write its reports; closes the store."""
+    hashes = {c.config_hash for c in cells}
+    records = [r for r in store.query(spec.id, profile=profile) if r.config_hash in hashes]
+    failed_rows = {c.row_index for c in cells if c.name in failed}
+    view = aggregate(spec, records, profile, command, failed_rows)
+    reports = write_reports(view, run_dir / "reports" if profile == "smoke" else run_dir / "reports" / profile)
+    store.dispose()
+    return view, reports
+
+
 def run_table(
     table_id: str,
     *,
@@ -132,46 +171,17 @@ def run_table(
     store = ResultStore(url)
     cache = StageCache(run_dir / "cache", cache_url)
     command = command_line()
-    tasks = pipeline(spec.task)
+    task = task_of(spec.task)
+    payload = {"command": command, "store_url": url, "cache_root": str(cache.root), "cache_url": cache_url}
     runner = make_executor(executor, jobs, device, executor_options)  # a missing package fails before any work
-    for cell in cells:
-        check_data(cell.config.data)
-        preflight(cell.config)
-        produced = tasks.metric_keys(cell.config)
-        missing = [m.key for m in spec.metrics if m.key not in produced]
-        if missing:
-            raise SpecError(
-                f"{spec.id}: metric columns {missing} are not produced by evaluate.metric="
-                f"{cell.config.evaluate.metric!r} (it gives {', '.join(produced)})"
-            )
+    check_cells(spec, cells)
     warn_deviations(cells)
     console.print(
         f"[bold]{spec.id}[/]: {spec.title} — profile [bold]{profile}[/], {len(cells)} cells "
         f"({len(spec.runnable_rows)} runnable of {len(spec.rows)} rows × {len(seeds or [0])} seeds), run dir {run_dir}"
     )
     start = time.perf_counter()
-    todo, cached = [], 0
-    for cell in cells:
-        keys = tasks.stage_keys(cell.config)
-        rec = store.get(cell.table_id, cell.row_index, cell.seed, profile, cell.config_hash)
-        if rec is not None and rec.stage_keys == keys and cache.is_done("evaluate", keys["evaluate"]):
-            console.print(f"  [green]cache hit[/]  {cell.name}: record from {rec.created}, no stage recomputed")
-            cached += 1
-            continue
-        payload = {
-            "table_id": cell.table_id,
-            "row_index": cell.row_index,
-            "row_label": cell.row_label,
-            "config": cell.config.model_dump(mode="json"),
-            "command": command,
-            "store_url": url,
-            "cache_root": str(cache.root),
-            "cache_url": cache_url,
-            "level": cell.level,
-            "deviations": [d.to_dict() for d in cell.deviations],
-        }
-        shared = next(keys[k] for k in ("train", "reid", "detector", "evaluate") if k in keys)  # heaviest stage
-        todo.append(CellJob(cell, shared, payload))
+    todo, cached = pending_cells(cells, profile, store, cache, task, payload)
     failed: list[str] = []
 
     def on_done(status: CellStatus) -> None:
@@ -181,12 +191,7 @@ def run_table(
 
     if todo:
         runner.run(todo, on_done)
-    hashes = {c.config_hash for c in cells}
-    records = [r for r in store.query(spec.id, profile=profile) if r.config_hash in hashes]
-    failed_rows = {c.row_index for c in cells if c.name in failed}
-    view = aggregate(spec, records, profile, command, failed_rows)
-    reports = write_reports(view, run_dir / "reports" if profile == "smoke" else run_dir / "reports" / profile)
-    store.dispose()
+    view, reports = report_table(spec, cells, store, profile, command, failed, run_dir)
     out.print(terminal_table(view))
     console.print(
         f"{len(todo) - len(failed)} cells run, {cached} from cache, {len(failed)} failed in "

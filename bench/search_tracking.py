@@ -34,15 +34,8 @@ from crowdbench.bench.device import apply_runtime, numerics, resolve_device
 from crowdbench.bench.log import console
 from crowdbench.bench.provenance import command_line, provenance
 from crowdbench.bench.stages.data import check_data, load_frames
-from crowdbench.bench.stages.tracking import (
-    evaluate_tracks,
-    load_features,
-    run_tracking_cell,
-    stage_keys,
-    track_frames,
-    tracked_boxes,
-    videos_of,
-)
+from crowdbench.bench.stages.tracking import evaluate_tracks, load_features, track_frames, tracked_boxes, videos_of
+from crowdbench.bench.tasks import context, run_cell
 
 
 @lru_cache(maxsize=2)
@@ -51,8 +44,9 @@ def _replay_inputs(config_json: str, cache_root: str) -> tuple[list, list, list 
     cfg = RunConfig.model_validate_json(config_json)
     cache = StageCache(Path(cache_root))
     frames = load_frames(cfg.data, cfg.data.val_split)
-    boxes = tracked_boxes(cfg, cache, frames)
-    features = load_features(cache, stage_keys(cfg)["embed"], len(frames)) if cfg.tracking.reid.enabled else None
+    ctx = context(cfg, cache, "cpu")  # reads finished outputs only
+    boxes = tracked_boxes(ctx, frames)
+    features = load_features(ctx.path("embed"), len(frames)) if cfg.tracking.reid.enabled else None
     return frames, boxes, features
 
 
@@ -173,7 +167,7 @@ def _prepare_row(spec: Any, profile: str, overrides: dict[str, Any], device: str
     dev = resolve_device(cell.config.device)
     apply_runtime(cell.config.runtime, dev)  # the same numerics as a table run of this row
     console.print(f"[bold]{spec.id}[/] search: preparing row {row + 1} '{cell.row_label}' (cached stages)")
-    run_tracking_cell(cell.config, cache, dev)
+    run_cell(cell.config, cache, dev)  # detector, ReID, embeddings (and trial 0's own stages)
     return row, cell, dev
 
 

@@ -11,7 +11,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.markup import escape
 
@@ -25,18 +25,19 @@ from crowdbench.bench.matrix import config_hash
 from crowdbench.bench.provenance import provenance
 from crowdbench.bench.store import Record, ResultStore
 
-DATA_PARALLEL = ("detection", "pose_regression")
-"""Tasks whose training runs data-parallel under torchrun; ``bench/stages/<task>.py`` has their ``follow_training``."""
+if TYPE_CHECKING:
+    from crowdbench.bench.tasks import Task
 
 
-def _distributed(cfg: RunConfig, w: Any, device: str) -> dict[str, Any] | None:
+def _distributed(task: Task, cfg: RunConfig, w: Any, device: str) -> dict[str, Any] | None:
+    """What data-parallel training changed, for the record (None for one process)."""
     # deferred: start-up (torch)
     from crowdbench.bench.distributed import provenance as distributed_provenance
 
-    if cfg.task == "pose_regression":
-        t = cfg.regression.train
-        return distributed_provenance(w, t.batch_size, t.lr, device, not cfg.regression.model.frozen_bn)
-    return distributed_provenance(w, cfg.train.batch_size, cfg.train.lr, device, cfg.model.weights is None)
+    if task.data_parallel is None:
+        return None
+    batch, lr, trainable_bn = task.data_parallel.settings(cfg)
+    return distributed_provenance(w, batch, lr, device, trainable_bn)
 
 
 def run_cell_file(path: Path) -> Record | None:
@@ -47,43 +48,19 @@ def run_cell_file(path: Path) -> Record | None:
     from crowdbench.bench.distributed import init_distributed
 
     w, device = init_distributed(resolve_device(cfg.device))
-    if w.size > 1 and cfg.task not in DATA_PARALLEL:
-        raise ValueError(f"torchrun: {', '.join(DATA_PARALLEL)} cells train data-parallel, not {cfg.task!r} cells")
-    if not w.is_main:  # the other ranks join rank 0's training and write nothing
-        import importlib
+    # deferred: start-up (torch, numpy: every stage module)
+    from crowdbench.bench.tasks import TASKS, follow_training, run_cell, task_of
 
-        module = importlib.import_module(f"crowdbench.bench.stages.{cfg.task}")
-        module.follow_training(cfg, StageCache(Path(job["cache_root"]), job.get("cache_url")), device)
-        return None
+    task = task_of(cfg.task)
+    if w.size > 1 and task.data_parallel is None:
+        parallel = ", ".join(t.name for t in TASKS.values() if t.data_parallel is not None)
+        raise ValueError(f"torchrun: {parallel} cells train data-parallel, not {cfg.task!r} cells")
     cache = StageCache(Path(job["cache_root"]), job.get("cache_url"))
+    if not w.is_main:  # the other ranks join rank 0's training and write nothing
+        follow_training(cfg, cache, device)
+        return None
     start = time.perf_counter()
-    if cfg.task == "detection":
-        # deferred: start-up (numpy)
-        from crowdbench.bench.stages.detection import run_detection_cell
-
-        outcome = run_detection_cell(cfg, cache, device)
-    elif cfg.task == "pose":
-        # deferred: start-up (numpy)
-        from crowdbench.bench.stages.pose import run_pose_cell
-
-        outcome = run_pose_cell(cfg, cache, device)
-    elif cfg.task == "pose_regression":
-        # deferred: start-up (numpy)
-        from crowdbench.bench.stages.pose_regression import run_pose_regression_cell
-
-        outcome = run_pose_regression_cell(cfg, cache, device)
-    elif cfg.task == "tracking":
-        # deferred: start-up (numpy)
-        from crowdbench.bench.stages.tracking import run_tracking_cell
-
-        outcome = run_tracking_cell(cfg, cache, device)
-    elif cfg.task == "pose_tracking":
-        # deferred: start-up (numpy)
-        from crowdbench.bench.stages.pose_tracking import run_pose_tracking_cell
-
-        outcome = run_pose_tracking_cell(cfg, cache, device)
-    else:  # pragma: no cover - other tasks arrive with later issues
-        raise NotImplementedError(f"task {cfg.task!r} has no pipeline yet")
+    outcome = run_cell(cfg, cache, device)
     record = Record(
         table_id=job["table_id"],
         row_index=job["row_index"],
@@ -98,7 +75,7 @@ def run_cell_file(path: Path) -> Record | None:
         metrics=outcome.metrics,
         provenance={
             **provenance(device, time.perf_counter() - start, job["command"], job.get("level", cfg.level)),
-            "distributed": _distributed(cfg, w, device),
+            "distributed": _distributed(task, cfg, w, device),
             "numerics": numerics(cfg.runtime, device),
             "deviations": job.get("deviations", []),
         },

@@ -9,21 +9,17 @@ output gives no figure.
 from __future__ import annotations
 
 import base64
-import json
-from functools import cache
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 
-from crowdbench.bench.config import DataConfig, RunConfig
-from crowdbench.bench.stages.data import load_frames
-from crowdbench.bench.stages.pose import schema_of
-from crowdbench.bench.stages.pose_tracking import load_poses
-from crowdbench.bench.stages.tracking import load_tracks
+from crowdbench.bench.config import RunConfig
 from crowdbench.bench.store import Record
-from crowdbench.datasets.keypoints import COCO_17
+from crowdbench.bench.tasks import load_artefact, task_of, validation_frames
 from crowdbench.datasets.model import Frame, KeypointSchema
 
 SCALE = 3
@@ -35,11 +31,6 @@ def _palette(i: int) -> tuple[int, int, int]:
     hue = (i * 47) % 180
     bgr = cv2.cvtColor(np.uint8([[[hue, 200, 230]]]), cv2.COLOR_HSV2RGB)[0, 0]
     return int(bgr[0]), int(bgr[1]), int(bgr[2])
-
-
-@cache
-def _frames(data_json: str, split: str, schema: str) -> list[Frame]:
-    return load_frames(DataConfig.model_validate_json(data_json), split, schema)
 
 
 def _canvas(frame: Frame) -> np.ndarray:
@@ -85,16 +76,86 @@ def frame_figure(record: Record, cache_root: Path) -> dict[str, Any] | None:
         return None
 
 
-def _schema(cfg: RunConfig) -> KeypointSchema:
-    return schema_of(cfg)
+@dataclass
+class Shown:
+    """What a drawer reads: the cell, its validation frames, the frame shown, its artefacts and the canvas."""
+
+    cfg: RunConfig
+    keys: dict[str, str]
+    root: Path
+    frames: list[Frame]
+    index: int
+    img: np.ndarray
+
+    def artefact(self, name: str) -> Any:
+        """Artefact ``name`` of the cell for the frame shown."""
+        return load_artefact(self.cfg, self.keys, name, self.root, self.frames)[self.index]
+
+    @property
+    def people(self) -> int:
+        return sum(not i.ignore for i in self.frames[self.index].instances)
+
+
+def _detections(shown: Shown) -> tuple[np.ndarray, str]:
+    """The best-scored detection boxes, as many as there are people."""
+    per, img, n_gt = shown.artefact("detections"), shown.img, shown.people
+    best = np.argsort(-per["scores"], kind="stable")[:n_gt]
+    for i in best:
+        _box(img, per["boxes"][i], PRED)
+    low = float(per["scores"][best].min()) if len(best) else 0.0
+    return img, f"green: the {n_gt} people; orange: the {len(best)} best-scored detections (scores >= {low:.2f})"
+
+
+def _poses(shown: Shown) -> tuple[np.ndarray, str]:
+    """The best-scored pose skeletons, as many as there are people."""
+    mine = sorted(shown.artefact("poses"), key=lambda r: -r["score"])
+    schema, n_gt = task_of(shown.cfg.task).schema(shown.cfg), shown.people
+    for r in mine[:n_gt]:
+        _skeleton(shown.img, np.asarray(r["keypoints"]).reshape(-1, 3), schema, PRED, 0.0)
+    return shown.img, f"green: ground-truth boxes; orange: the {min(len(mine), n_gt)} best-scored poses"
+
+
+def _tracks(shown: Shown) -> tuple[np.ndarray, str]:
+    """Tracked boxes coloured and labelled by track id."""
+    tracks = shown.artefact("tracks")
+    for x1, y1, x2, y2, tid, _det in tracks:
+        _box(shown.img, np.array([x1, y1, x2, y2]), _palette(int(tid)), f"#{int(tid)}")
+    return shown.img, f"green: ground truth; coloured: {len(tracks)} tracked boxes with their track ids"
+
+
+def _pose_tracks(shown: Shown) -> tuple[np.ndarray, str]:
+    """Pose tracks coloured by id, before / after optical-flow smoothing side by side."""
+    cfg = shown.cfg
+    panels = [("tracked poses", shown.artefact("poses"))]
+    if "smooth" in shown.keys:
+        panels.append(("after flow smoothing", shown.artefact("smoothed")))
+    images = []
+    for title, poses in panels:
+        canvas = shown.img.copy()
+        for kps, tid in zip(poses.keypoints, poses.ids, strict=True):
+            _skeleton(canvas, kps, task_of(cfg.task).schema(cfg), _palette(int(tid)), cfg.pose_tracking.kp_thr)
+        cv2.putText(canvas, title, (6, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
+        images.append(canvas)
+    caption = "poses coloured by track id, joints above the submission threshold" + (
+        "; left before, right after optical-flow smoothing" if len(panels) == 2 else ""
+    )
+    return np.concatenate(images, axis=1), caption
+
+
+DRAWERS: dict[str, Callable[[Shown], tuple[np.ndarray, str]]] = {
+    "detections": _detections,
+    "poses": _poses,
+    "tracks": _tracks,
+    "pose_tracks": _pose_tracks,
+}
+"""The drawing of each kind of task figure (``Task.figure``)."""
 
 
 def draw_cell(cfg: RunConfig, keys: dict[str, str], root: Path) -> dict[str, Any] | None:
     """The figure of one cell from its stage outputs under ``root`` (raises if they are missing)."""
-    task = cfg.task
-    schema = _schema(cfg) if task in ("pose", "pose_regression", "pose_tracking") else COCO_17
-    frames = _frames(cfg.data.model_dump_json(), cfg.data.val_split, schema.name)
-    if not frames:
+    draw = DRAWERS.get(task_of(cfg.task).figure)
+    frames = validation_frames(cfg)
+    if draw is None or not frames:
         return None
     f = _pick(frames)
     frame = frames[f]
@@ -102,51 +163,5 @@ def draw_cell(cfg: RunConfig, keys: dict[str, str], root: Path) -> dict[str, Any
     for inst in frame.instances:
         if not inst.ignore:
             _box(img, inst.box, GT)
-    if task == "detection":
-        # deferred: start-up (torch)
-        from crowdbench.bench.stages.detector_training import load_per_frame
-
-        _, per = load_per_frame(root / "postprocess" / keys["postprocess"] / "detections.npz")
-        n_gt = sum(not i.ignore for i in frame.instances)
-        best = np.argsort(-per[f]["scores"], kind="stable")[:n_gt]
-        for i in best:
-            _box(img, per[f]["boxes"][i], PRED)
-        low = float(per[f]["scores"][best].min()) if len(best) else 0.0
-        caption = f"green: the {n_gt} people; orange: the {len(best)} best-scored detections (scores >= {low:.2f})"
-    elif task in ("pose", "pose_regression"):
-        # deferred: start-up (torch)
-        from crowdbench.bench.stages.pose_training import image_ids
-
-        results = json.loads((root / "postprocess" / keys["postprocess"] / "results.json").read_text())
-        mine = sorted((r for r in results if r["image_id"] == image_ids(frames)[f]), key=lambda r: -r["score"])
-        n_gt = sum(not i.ignore for i in frame.instances)
-        for r in mine[:n_gt]:
-            _skeleton(img, np.asarray(r["keypoints"]).reshape(-1, 3), schema, PRED, 0.0)
-        caption = f"green: ground-truth boxes; orange: the {min(len(mine), n_gt)} best-scored poses"
-    elif task == "tracking":
-        tracks = load_tracks(root / "track" / keys["track"] / "tracks.npz", len(frames))[f]
-        for x1, y1, x2, y2, tid, _det in tracks:
-            _box(img, np.array([x1, y1, x2, y2]), _palette(int(tid)), f"#{int(tid)}")
-        caption = f"green: ground truth; coloured: {len(tracks)} tracked boxes with their track ids"
-    elif task == "pose_tracking":
-        raw = load_poses(root / "poses" / keys["poses"] / "poses.npz", len(frames))[f]
-        thr = cfg.pose_tracking.kp_thr
-        panels = [("tracked poses", raw)]
-        if "smooth" in keys:
-            panels.append(
-                ("after flow smoothing", load_poses(root / "smooth" / keys["smooth"] / "poses.npz", len(frames))[f])
-            )
-        images = []
-        for title, poses in panels:
-            canvas = img.copy()
-            for kps, tid in zip(poses.keypoints, poses.ids, strict=True):
-                _skeleton(canvas, kps, schema, _palette(int(tid)), thr)
-            cv2.putText(canvas, title, (6, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
-            images.append(canvas)
-        img = np.concatenate(images, axis=1)
-        caption = "poses coloured by track id, joints above the submission threshold" + (
-            "; left before, right after optical-flow smoothing" if len(panels) == 2 else ""
-        )
-    else:
-        return None
+    img, caption = draw(Shown(cfg, keys, root, frames, f, img))
     return {"png": _png(img), "caption": f"{frame.frame_id} (×{SCALE}): {caption}"}

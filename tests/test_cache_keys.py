@@ -20,13 +20,12 @@ from crowdbench.bench.cache import clear_code_cache, import_closure, module_impo
 from crowdbench.bench.config import RunConfig
 from crowdbench.bench.profiles import base_config
 from crowdbench.bench.registry import PLUGIN_MODULES, get_plugin
-from crowdbench.bench.stages import detection, pose, pose_regression, pose_tracking, tracking
+from crowdbench.bench.stages import detection
+from crowdbench.bench.tasks import stage_keys
 from crowdbench.datasets.layout import load_split, split_inputs
 
 SHARED = Path("/work/shared/data")
 OLD = 1_600_000_000  # an mtime well in the past (files this old are memoised)
-PIPELINES = {"detection": detection, "pose": pose, "pose_regression": pose_regression, "tracking": tracking}
-PIPELINES["pose_tracking"] = pose_tracking
 
 
 @pytest.fixture(autouse=True)
@@ -165,24 +164,23 @@ def _set(cfg: RunConfig, dotted: str, value: object) -> None:
 
 @pytest.mark.parametrize(("task", "setting", "stage"), CASES)
 def test_a_file_overwritten_at_the_same_path_changes_the_key(tmp_path, task, setting, stage):
-    module = PIPELINES[task]
     cfg = base_config("smoke", task)
     f = _write(tmp_path / "a" / "file.bin", b"version 1")
     _set(cfg, setting, f)
-    keys = module.stage_keys(cfg)
+    keys = stage_keys(cfg)
     _write(f, b"version 2", OLD + 10)  # same size, same path
-    changed = module.stage_keys(cfg)
+    changed = stage_keys(cfg)
     assert changed[stage] != keys[stage] and changed["evaluate"] != keys["evaluate"]
     _write(f, b"version 1", OLD + 20)  # the old content again (touched): the old keys
-    assert module.stage_keys(cfg) == keys
+    assert stage_keys(cfg) == keys
     moved = tmp_path / "b" / "moved.bin"
     moved.parent.mkdir()
     shutil.move(f, moved)  # moving the file keeps the keys
     _set(cfg, setting, moved)
-    assert module.stage_keys(cfg) == keys
+    assert stage_keys(cfg) == keys
     _set(cfg, setting, tmp_path / "gone.bin")
     with pytest.raises(FileNotFoundError, match=rf"^{setting}={tmp_path}/gone.bin: no such file$"):
-        module.stage_keys(cfg)
+        stage_keys(cfg)
 
 
 def test_fusion_member_and_ensemble_weights_key_by_content(tmp_path):
@@ -190,13 +188,13 @@ def test_fusion_member_and_ensemble_weights_key_by_content(tmp_path):
     det = base_config("smoke", "detection")
     get_plugin("detector.model_fusion", {"set": {"model.backbone": "resnet34"}}).apply(det)
     _set(det, "postprocess.fusion.0.model.weights", f)
-    det_keys = detection.stage_keys(det)
+    det_keys = stage_keys(det)
     p = base_config("smoke", "pose")
     get_plugin("pose_postproc.model_fusion").apply(p)
     _set(p, "pose.test.ensemble.0.weights", f)
-    pose_keys = pose.stage_keys(p)
+    pose_keys = stage_keys(p)
     _write(f, b"two", OLD + 1)
-    det_new, pose_new = detection.stage_keys(det), pose.stage_keys(p)
+    det_new, pose_new = stage_keys(det), stage_keys(p)
     assert det_new["nms"] == det_keys["nms"] and det_new["postprocess"] != det_keys["postprocess"]
     assert pose_new["train"] == pose_keys["train"]
     assert pose_new["ensemble0"] != pose_keys["ensemble0"] and pose_new["infer"] != pose_keys["infer"]
@@ -235,28 +233,28 @@ def test_split_inputs_list_what_load_split_reads(coco_root):
 
 def test_changed_annotations_or_images_change_the_keys_of_the_stages_reading_them(coco_root, tmp_path):
     cfg = _coco_cfg(coco_root)
-    keys = detection.stage_keys(cfg)
+    keys = stage_keys(cfg)
     ann = coco_root / "coco/annotations/person_keypoints_val2017.json"
     data = json.loads(ann.read_text())
     data["annotations"][0]["bbox"][0] += 1.0
     _write(ann, json.dumps(data).encode(), OLD + 1)  # the val annotations changed
-    changed = detection.stage_keys(cfg)
+    changed = stage_keys(cfg)
     assert changed["train"] == keys["train"]
     assert changed["infer"] != keys["infer"] and changed["evaluate"] != keys["evaluate"]
 
     os.utime(ann, (OLD + 2, OLD + 2))  # touched, same content: same keys
     digest.clear_memo()
-    assert detection.stage_keys(cfg) == changed
+    assert stage_keys(cfg) == changed
 
     shutil.copy(SHARED / "coco_keypoints/000000000785.jpg", coco_root / "coco/train2017/extra.jpg")  # an image more
     digest.clear_memo()
-    more = detection.stage_keys(cfg)
+    more = stage_keys(cfg)
     assert more["train"] != changed["train"] and more["infer"] != changed["infer"]
 
     moved = tmp_path / "elsewhere"
     shutil.move(coco_root, moved)  # the same files elsewhere: the same keys
     digest.clear_memo()
-    assert detection.stage_keys(_coco_cfg(moved)) == more
+    assert stage_keys(_coco_cfg(moved)) == more
 
 
 def test_synthetic_data_stays_keyed_by_preset_and_seed():
@@ -311,18 +309,18 @@ def test_detection_train_closure_has_the_modules_it_uses_but_not_in_its_entry_li
 
 def test_editing_a_module_only_in_the_closure_changes_the_keys(monkeypatch):
     cfg = base_config("smoke", "detection")
-    keys = detection.stage_keys(cfg)
+    keys = stage_keys(cfg)
     real = cache_mod.module_source
     for name in ("crowdbench.bench.distributed", "crowdbench.datasets.model"):
         assert name not in detection.TRAIN_MODULES
         edit = {name: real(name) + "\n# an edit"}
         monkeypatch.setattr(cache_mod, "module_source", lambda n, edit=edit: edit.get(n) or real(n))
         clear_code_cache()
-        edited = detection.stage_keys(cfg)
+        edited = stage_keys(cfg)
         assert edited["train"] != keys["train"] and edited["evaluate"] != keys["evaluate"]
     monkeypatch.setattr(cache_mod, "module_source", real)
     clear_code_cache()
-    assert detection.stage_keys(cfg) == keys
+    assert stage_keys(cfg) == keys
 
 
 SPECS = {
@@ -346,11 +344,12 @@ from crowdbench.bench.config import RunConfig
 task, config, run_dir, uses = sys.argv[1], Path(sys.argv[2]), sys.argv[3], sys.argv[4].split(",")
 cfg = RunConfig.model_validate_json(config.read_text())
 module = importlib.import_module(f"crowdbench.bench.stages.{task}")
-keys = module.stage_keys(cfg)
-module.metric_keys(cfg)
+from crowdbench.bench.stages.pipeline import run_cell, stage_keys
+keys = stage_keys(cfg)
+module.TASK.metric_keys(cfg)
 if run_dir:
     from crowdbench.bench.cache import StageCache
-    outcome = getattr(module, f"run_{task}_cell")(cfg, StageCache(Path(run_dir)), "cpu")
+    outcome = run_cell(cfg, StageCache(Path(run_dir)), "cpu")
     assert outcome.stage_keys == keys and outcome.metrics
 loaded = {m for m in sys.modules if m == "crowdbench" or m.startswith("crowdbench.")}
 from crowdbench.bench.cache import import_closure
@@ -362,14 +361,16 @@ for name in uses:
             hashed.update(import_closure(value))
 print(json.dumps({"loaded": sorted(loaded), "unhashed": sorted(loaded - hashed)}))
 """
-TINY_DETECTION = {
-    "data.preset": "tiny",
-    "data.max_val_images": 2,
-    "train.iterations": 2,
-    "train.batch_size": 2,
-    "train.warmup_iters": 1,
-    "train.checkpoint_every": 2,
-    "infer.batch_size": 2,
+RUN_TINY = {  # the cells run for real, with the settings that make them tiny
+    "detection": {
+        "data.preset": "tiny",
+        "data.max_val_images": 2,
+        "train.iterations": 2,
+        "train.batch_size": 2,
+        "train.warmup_iters": 1,
+        "train.checkpoint_every": 2,
+        "infer.batch_size": 2,
+    }
 }
 
 
@@ -384,8 +385,8 @@ def test_every_module_a_pipeline_imports_is_in_its_stages_code_hash(task, tmp_pa
 
     cfg = expand(load_spec(SPECS[task]))[0].config
     run_dir = ""
-    if task == "detection":
-        for key, value in TINY_DETECTION.items():
+    if task in RUN_TINY:
+        for key, value in RUN_TINY[task].items():
             set_dotted(cfg, key, value)
         cfg.device, run_dir = "cpu", str(tmp_path / "run")
     (tmp_path / "cfg.json").write_text(cfg.model_dump_json())

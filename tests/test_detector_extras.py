@@ -100,7 +100,7 @@ def test_kd_plugin_and_self_teacher_cell():
     teacher = teacher_config(self_cfg)
     assert teacher is not None and teacher.model == base_config("smoke", "detection").model
 
-    from crowdbench.bench.stages.detection import stage_keys
+    from crowdbench.bench.tasks import stage_keys
 
     base_keys = stage_keys(base_config("smoke", "detection"))
     assert stage_keys(teacher)["train"] == base_keys["train"]  # the teacher is the baseline row's model
@@ -152,7 +152,7 @@ def test_fusion_overlapping_boxes_and_single_model_boxes():
 
 
 def test_fusion_plugin_keys_reuse_both_models():
-    from crowdbench.bench.stages.detection import stage_keys
+    from crowdbench.bench.tasks import stage_keys
 
     base = base_config("smoke", "detection")
     fused = base_config("smoke", "detection")

@@ -82,7 +82,7 @@ def test_expand_applies_plugins_and_is_deterministic():
 
 
 def test_stage_keys_shared_between_refine_and_set_nms_rows():
-    from crowdbench.bench.stages.detection import stage_keys
+    from crowdbench.bench.tasks import stage_keys
 
     cfg = {c.row_index: c.config for c in expand(load_spec("hie-pose/table3"), profile="smoke")}
     refine, set_nms = stage_keys(cfg[2]), stage_keys(cfg[3])

@@ -63,7 +63,7 @@ def test_contract_holds() -> None:
         ),
         (
             "reports/aggregate.py",
-            "from crowdbench.bench.stages.pose import run_pose_cell",
+            "from crowdbench.bench.stages.pose import TASK",
             "crowdbench.reports is not allowed to import crowdbench.bench.stages",
         ),
     ],

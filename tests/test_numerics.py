@@ -10,8 +10,8 @@ import torch
 from crowdbench.bench import device as device_mod
 from crowdbench.bench.device import apply_runtime, loader_workers, numerics
 from crowdbench.bench.matrix import expand
-from crowdbench.bench.runner import pipeline
 from crowdbench.bench.specs import load_spec
+from crowdbench.bench.tasks import stage_keys
 
 TRAIN_STAGE = {
     "hie-pose/table3": "train",
@@ -24,16 +24,17 @@ TRAIN_STAGE = {
 @pytest.mark.parametrize("table", TRAIN_STAGE)
 def test_thread_count_and_device_key_the_training(table, monkeypatch):
     spec = load_spec(table)
-    keys = pipeline(spec.task).stage_keys
     stage = TRAIN_STAGE[table]
-    base = keys(expand(spec, rows=[spec.runnable_rows[-1][0]])[0].config)[stage]
-    threads = keys(expand(spec, rows=[spec.runnable_rows[-1][0]], overrides={"runtime.threads": 1})[0].config)[stage]
+    base = stage_keys(expand(spec, rows=[spec.runnable_rows[-1][0]])[0].config)[stage]
+    threads = stage_keys(expand(spec, rows=[spec.runnable_rows[-1][0]], overrides={"runtime.threads": 1})[0].config)[
+        stage
+    ]
     assert threads != base
     monkeypatch.setattr(device_mod, "resolve_device", lambda requested="auto": "cuda")
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda index=0: "NVIDIA H200")
-    h200 = keys(expand(spec, rows=[spec.runnable_rows[-1][0]])[0].config)[stage]
+    h200 = stage_keys(expand(spec, rows=[spec.runnable_rows[-1][0]])[0].config)[stage]
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda index=0: "NVIDIA A100-SXM4-80GB")
-    a100 = keys(expand(spec, rows=[spec.runnable_rows[-1][0]])[0].config)[stage]
+    a100 = stage_keys(expand(spec, rows=[spec.runnable_rows[-1][0]])[0].config)[stage]
     assert len({base, threads, h200, a100}) == 4
 
 

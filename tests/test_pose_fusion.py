@@ -11,8 +11,9 @@ from crowdbench.bench.matrix import expand
 from crowdbench.bench.profiles import base_config
 from crowdbench.bench.registry import get_plugin
 from crowdbench.bench.specs import load_spec
-from crowdbench.bench.stages.pose import load_frames, member_config, stage_keys
+from crowdbench.bench.stages.pose import load_frames, member_config
 from crowdbench.bench.stages.pose_training import build_model, people, predict_poses
+from crowdbench.bench.tasks import stage_keys
 from crowdbench.datasets.keypoints import COCO_17
 
 TINY = {"data.preset": "tiny", "pose.model.hrnet_width": 8, "pose.test.batch_size": 64}

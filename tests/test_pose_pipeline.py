@@ -14,8 +14,9 @@ from crowdbench.bench import training
 from crowdbench.bench.matrix import expand
 from crowdbench.bench.runner import run_table
 from crowdbench.bench.specs import load_spec
-from crowdbench.bench.stages.pose import load_frames, stage_keys
+from crowdbench.bench.stages.pose import load_frames
 from crowdbench.bench.stages.pose_training import TrainCrops, people
+from crowdbench.bench.tasks import run_cell, stage_keys
 from crowdbench.methods.pose.schedules import SCHEDULES
 
 TINY = {
@@ -107,7 +108,6 @@ def test_detector_boxes_and_gbg_share_the_pose_model(tmp_path):
     """offset-guided Table 1 row c takes its boxes from the detection pipeline (run inside the pose cell, through
     the same cache); switching GBG on (row g's test-time part) reuses both the pose model and the detector."""
     from crowdbench.bench.cache import StageCache
-    from crowdbench.bench.stages.pose import run_pose_cell
     from crowdbench.bench.store import ResultStore, store_url
 
     over = {
@@ -123,7 +123,7 @@ def test_detector_boxes_and_gbg_share_the_pose_model(tmp_path):
     cfg = expand(load_spec("offset-guided/table1"), overrides=over, rows=[2])[0].config
     nms_keys = stage_keys(cfg)
     cfg.pose.test.gbg, cfg.pose.test.pose_nms = True, "and"
-    gbg = run_pose_cell(cfg, StageCache(tmp_path / "cache"), "cpu")
+    gbg = run_cell(cfg, StageCache(tmp_path / "cache"), "cpu")
     assert gbg.stage_keys["train"] == nms_keys["train"] and gbg.stage_keys["detector"] != nms_keys["detector"]
     assert gbg.stages_run == ["infer", "postprocess", "evaluate"]  # no pose or detector training
     n_nms = len(json.loads((tmp_path / "cache" / "infer" / nms_keys["infer"] / "results.json").read_text()))
@@ -157,12 +157,11 @@ def test_hie_pose_table5_rows_1_2_share_a_model_and_report_wap(tmp_path):
 
 def test_soft_oks_nms_reruns_only_postprocess_and_never_raises_a_score(table4):
     from crowdbench.bench.cache import StageCache
-    from crowdbench.bench.stages.pose import run_pose_cell
 
     run_dir, _ = table4
     cfg = expand(load_spec("occlusion-aug/table4"), overrides=TINY, rows=[0])[0].config
     cfg.pose.test.soft_oks_nms = 0.3
-    outcome = run_pose_cell(cfg, StageCache(run_dir / "cache"), "cpu")
+    outcome = run_cell(cfg, StageCache(run_dir / "cache"), "cpu")
     assert outcome.stages_run == ["postprocess", "evaluate"]
     cache = run_dir / "cache"
     before = json.loads((cache / "infer" / outcome.stage_keys["infer"] / "results.json").read_text())

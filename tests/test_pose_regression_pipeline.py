@@ -12,7 +12,8 @@ from tiny import REGRESSION_MODEL  # tests/ is on sys.path
 from crowdbench.bench.matrix import expand
 from crowdbench.bench.runner import run_table
 from crowdbench.bench.specs import load_spec
-from crowdbench.bench.stages.pose_regression import check_regression, final_poses, stage_keys
+from crowdbench.bench.stages.pose_regression import check_regression, final_poses
+from crowdbench.bench.tasks import stage_keys
 
 TINY = {
     **REGRESSION_MODEL,

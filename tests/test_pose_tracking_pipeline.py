@@ -12,7 +12,8 @@ from crowdbench.bench.metrics.pose_tracks import FramePoses, evaluate_pose_track
 from crowdbench.bench.registry import get_plugin
 from crowdbench.bench.specs import load_spec
 from crowdbench.bench.stages.data import load_frames
-from crowdbench.bench.stages.pose_tracking import load_poses, run_pose_tracking_cell, stage_keys
+from crowdbench.bench.stages.pose_tracking import load_poses
+from crowdbench.bench.tasks import run_cell, stage_keys
 from crowdbench.datasets.keypoints import POSETRACK_17
 
 # tiny videos, ground-truth boxes, a pose model trained for one short epoch, a ReID trained for 30 steps
@@ -63,7 +64,7 @@ def test_deepsort_pipeline_poses_carry_track_ids_and_smoothing_reruns_smooth_onl
     cache = StageCache(tmp_path / "cache")
     cfg = _cfg("hie-tracking/table7", 0)
     assert cfg.task == "pose_tracking" and cfg.pose_tracking.tracker == "deepsort" and cfg.pose_tracking.smoothing
-    first = run_pose_tracking_cell(cfg, cache, "cpu")
+    first = run_cell(cfg, cache, "cpu")
     assert {"boxes.track", "train", "ensemble0.train", "poses", "smooth", "evaluate"} <= set(first.stages_run)
     assert 0.0 < first.metrics["AP"] <= 1.0 and -1.0 <= first.metrics["MOTA"] <= 1.0
     frames = load_frames(cfg.data, "val", "posetrack17")
@@ -81,11 +82,11 @@ def test_deepsort_pipeline_poses_carry_track_ids_and_smoothing_reruns_smooth_onl
 
     other = cfg.model_copy(deep=True)
     other.pose_tracking.smoothing = 0.0  # alpha 0: eq. 1 is the identity
-    again = run_pose_tracking_cell(other, cache, "cpu")
+    again = run_cell(other, cache, "cpu")
     assert again.stages_run == ["smooth", "evaluate"]
     plain = cfg.model_copy(deep=True)
     plain.pose_tracking.smoothing = None
-    assert run_pose_tracking_cell(plain, cache, "cpu").metrics == again.metrics
+    assert run_cell(plain, cache, "cpu").metrics == again.metrics
 
 
 def test_iou_reid_pipeline_and_flow_propagation(tmp_path):
@@ -94,7 +95,7 @@ def test_iou_reid_pipeline_and_flow_propagation(tmp_path):
     base = _cfg("offset-guided/table5", 4, **weak)
     pt = base.pose_tracking
     assert pt.tracker == "iou_reid" and base.tracking.reid.enabled and not pt.propagation
-    first = run_pose_tracking_cell(base, cache, "cpu")
+    first = run_cell(base, cache, "cpu")
     assert {"pose.train", "pose.postprocess", "reid", "embed", "poses", "evaluate"} <= set(first.stages_run)
     frames = load_frames(base.data, "val", "posetrack17")
     poses = load_poses(cache.path("poses", stage_keys(base)["poses"]) / "poses.npz", len(frames))
@@ -105,7 +106,7 @@ def test_iou_reid_pipeline_and_flow_propagation(tmp_path):
     assert flow.pose_tracking.propagation
     k0, k1 = stage_keys(base), stage_keys(flow)
     assert k0["embed"] == k1["embed"] and k0["poses"] != k1["poses"]
-    second = run_pose_tracking_cell(flow, cache, "cpu")
+    second = run_cell(flow, cache, "cpu")
     assert second.stages_run == ["poses", "evaluate"]
     assert 0.0 <= second.metrics["AP"] <= 1.0
 

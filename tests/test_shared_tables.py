@@ -8,7 +8,7 @@ from tiny import native_root  # tests/ is on sys.path
 from crowdbench.bench.matrix import expand
 from crowdbench.bench.specs import load_spec
 from crowdbench.bench.stages.data import check_data
-from crowdbench.bench.stages.detection import stage_keys
+from crowdbench.bench.tasks import stage_keys
 from crowdbench.datasets.layout import DataError
 
 

@@ -9,7 +9,8 @@ from crowdbench.bench.cache import StageCache
 from crowdbench.bench.matrix import expand
 from crowdbench.bench.specs import load_spec
 from crowdbench.bench.stages.data import load_frames
-from crowdbench.bench.stages.tracking import evaluate_tracks, run_tracking_cell, stage_keys, videos_of
+from crowdbench.bench.stages.tracking import evaluate_tracks, videos_of
+from crowdbench.bench.tasks import run_cell, stage_keys
 
 GT_TINY = {"tracking.boxes": "gt", "data.preset": "tiny"}
 
@@ -57,14 +58,14 @@ def test_a_track_on_an_ignore_region_is_not_a_false_positive():
 def test_tracker_parameters_rerun_only_track_and_evaluate(tmp_path):
     cache = StageCache(tmp_path / "cache")
     cfg = _cfg()
-    first = run_tracking_cell(cfg, cache, "cpu")
+    first = run_cell(cfg, cache, "cpu")
     assert first.stages_run == ["embed", "track", "evaluate"]  # no ReID in the baseline row
     assert -1.0 <= first.metrics["MOTA"] <= 1.0 and first.metrics["FN"] > 0  # n_init: the first frames are missed
-    again = run_tracking_cell(cfg, cache, "cpu")
+    again = run_cell(cfg, cache, "cpu")
     assert again.stages_run == [] and again.metrics == first.metrics
     other = cfg.model_copy(deep=True)
     other.tracking.deepsort.n_init = 1
-    changed = run_tracking_cell(other, cache, "cpu")
+    changed = run_cell(other, cache, "cpu")
     assert changed.stages_run == ["track", "evaluate"]
     assert changed.metrics["FN"] < first.metrics["FN"]  # tracks are output from their second frame on
     # the evaluate stage keeps its frame-block bootstrap: replicates for the record, paired across rows
@@ -79,7 +80,7 @@ def test_tracker_parameters_rerun_only_track_and_evaluate(tmp_path):
     assert boot["units_hash"] == changed.bootstrap["units_hash"]  # same test set: effects pair
     fewer = cfg.model_copy(deep=True)
     fewer.evaluate.bootstrap = 100
-    assert run_tracking_cell(fewer, cache, "cpu").stages_run == ["evaluate"]  # the resamples key the evaluate stage
+    assert run_cell(fewer, cache, "cpu").stages_run == ["evaluate"]  # the resamples key the evaluate stage
 
 
 def test_box_smoothing_changes_the_tracked_boxes_and_keys_track_only(tmp_path):
@@ -91,8 +92,8 @@ def test_box_smoothing_changes_the_tracked_boxes_and_keys_track_only(tmp_path):
     k1, k2 = stage_keys(cfg), stage_keys(smooth)
     assert k1["embed"] == k2["embed"] and k1["track"] != k2["track"]
     cache = StageCache(tmp_path / "cache")
-    a = run_tracking_cell(cfg, cache, "cpu")
-    b = run_tracking_cell(smooth, cache, "cpu")
+    a = run_cell(cfg, cache, "cpu")
+    b = run_cell(smooth, cache, "cpu")
     assert b.stages_run == ["track", "evaluate"]
     from crowdbench.bench.stages.tracking import load_tracks
 
@@ -126,14 +127,18 @@ def test_table_rows_configure_what_they_name():
 def test_reid_weights_of_another_shape_are_a_one_line_error_naming_the_file(tmp_path):
     import torch
 
-    from crowdbench.methods.tracking.reid import build_reid, load_reid_model
+    from crowdbench.bench.stages.tracking import trained_reid
+    from crowdbench.bench.tasks import context
+    from crowdbench.methods.tracking.reid import build_reid
 
     cfg = _cfg(row=1)
     cfg.tracking.reid.arch, cfg.tracking.reid.dim = "small", 128
-    path = tmp_path / "model.pt"
-    torch.save(build_reid("small", dim=64).state_dict(), path)  # a 64-D net where 128-D is configured
+    ctx = context(cfg, StageCache(tmp_path / "cache"), "cpu")
+    folder = ctx.path("reid")
+    folder.mkdir(parents=True)
+    torch.save(build_reid("small", dim=64).state_dict(), folder / "model.pt")  # a 64-D net where 128-D is configured
     with pytest.raises(ValueError, match=r"model\.pt does not fit small ReID of dim 128: ") as err:
-        load_reid_model(cfg.tracking.reid, path, "cpu")
+        trained_reid(ctx)
     assert "\n" not in str(err.value)
-    torch.save(build_reid("small", dim=128, num_ids=5).state_dict(), path)  # + training classifier
-    assert load_reid_model(cfg.tracking.reid, path, "cpu").dim == 128
+    torch.save(build_reid("small", dim=128, num_ids=5).state_dict(), folder / "model.pt")  # + training classifier
+    assert trained_reid(ctx).dim == 128

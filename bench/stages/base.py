@@ -39,11 +39,6 @@ class CellOutcome:
         return [s.name for s in self.stages if s.ran]
 
 
-def prefixed(prefix: str, stages: list[StageResult]) -> list[StageResult]:
-    """Stages of another cell run on this cell's behalf (a detector, an ensemble member), named ``prefix.stage``."""
-    return [StageResult(f"{prefix}.{s.name}", s.key, s.path, s.ran, s.seconds) for s in stages]
-
-
 def run_stage(
     cache: StageCache, name: str, key: str, meta: dict[str, Any], compute: Callable[[Path, Path], None]
 ) -> StageResult:

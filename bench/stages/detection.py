@@ -7,21 +7,19 @@ the ``train`` and ``infer`` keys and so reuses that row's model and raw predicti
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from crowdbench.bench.cache import StageCache, stage_key
 from crowdbench.bench.config import RunConfig, set_dotted
 from crowdbench.bench.device import cell_numerics
 from crowdbench.bench.digest import keyed_dump
 from crowdbench.bench.metrics.bootstrap import Renamed
 from crowdbench.bench.metrics.coco_keypoints import evaluate_coco_box
-from crowdbench.bench.stages.base import CellOutcome, StageResult, load_bootstrap, prefixed, run_stage, save_bootstrap
+from crowdbench.bench.stages.base import save_bootstrap
 from crowdbench.bench.stages.data import DATA_MODULES, data_slice, load_frames
+from crowdbench.bench.stages.pipeline import Artefact, Context, DataParallel, Stage, Task, Upstream, register
 from crowdbench.datasets.formats.coco import to_coco_keypoints
 from crowdbench.datasets.formats.crowdhuman import DetectionRecord, write_detections
 from crowdbench.datasets.keypoints import COCO_17
@@ -116,49 +114,6 @@ def detector_cell(cfg: RunConfig, detector_set: dict[str, Any]) -> RunConfig:
     return det
 
 
-def stage_keys(cfg: RunConfig) -> dict[str, str]:
-    """Cache keys of the four stages of ``cfg`` (cheap: hashes configs and source files, runs nothing)."""
-    # deferred: start-up (torch)
-    from crowdbench.methods.detection.kd import teacher_config
-
-    dump = cfg.model_dump(mode="json")
-    dump["model"] = keyed_dump(cfg.model, "model")  # weights, kd_teacher: by content
-    teacher = teacher_config(cfg)  # Tf-KD self: the baseline cell's trained model is an input of this training
-    train = stage_key(
-        "train",
-        {
-            "data": data_slice(cfg.data, cfg.data.train_split),
-            "model": dump["model"],
-            "train": dump["train"],
-            "seed": cfg.seed,
-            "numerics": cell_numerics(cfg),
-        },
-        [stage_keys(teacher)["train"]] if teacher is not None else [],
-        TRAIN_MODULES,
-    )
-    infer = stage_key(
-        "infer", {"data": data_slice(cfg.data, cfg.data.val_split), "infer": dump["infer"]}, [train], TRAIN_MODULES
-    )
-    own_post = {k: v for k, v in dump["postprocess"].items() if not k.startswith("fusion")}
-    post = stage_key("postprocess", own_post, [infer], POSTPROCESS_MODULES)
-    keys = {"train": train, "infer": infer, "postprocess": post}
-    fused = post
-    if cfg.postprocess.fusion:  # model fusion: WBF of this cell's and each member's post-processed boxes
-        members = [stage_keys(member_config(cfg, m))["postprocess"] for m in cfg.postprocess.fusion]
-        fusion = {
-            "weights": [1.0, *(m.weight for m in cfg.postprocess.fusion)],
-            "iou": cfg.postprocess.fusion_iou,
-            "skip": cfg.postprocess.fusion_skip,
-        }
-        # the fused boxes are this cell's "postprocess" output (what pose and tracking read); "nms" its own boxes
-        keys["nms"] = post
-        fused = keys["postprocess"] = stage_key("postprocess", {"fusion": fusion}, [post, *members], FUSION_MODULES)
-    keys["evaluate"] = stage_key(
-        "evaluate", {"data": data_slice(cfg.data, cfg.data.val_split), **dump["evaluate"]}, [fused], EVALUATE_MODULES
-    )
-    return keys
-
-
 def _records(frames: list[dict[str, Any]], dets: list[dict[str, Any]]) -> list[DetectionRecord]:
     return [
         DetectionRecord(f["id"], d["boxes"], d["scores"], f["width"], f["height"])
@@ -166,130 +121,156 @@ def _records(frames: list[dict[str, Any]], dets: list[dict[str, Any]]) -> list[D
     ]
 
 
-def _train_fn(cfg: RunConfig, device: str, teacher: Path | None = None) -> Callable[[Path, Path], None]:
-    """The ``train`` stage of ``cfg`` (``teacher``: the Tf-KD self teacher's trained model)."""
-
-    def train(out: Path, scratch: Path) -> None:
-        # deferred: start-up (torch)
-        from crowdbench.bench.stages.detector_training import train_detector
-
-        info = train_detector(cfg, load_frames(cfg.data, cfg.data.train_split), device, out, scratch, teacher=teacher)
-        (out / "train.json").write_text(json.dumps(info))
-
-    return train
-
-
-def follow_training(cfg: RunConfig, cache: StageCache, device: str) -> None:
-    """A non-zero rank of a ``torchrun`` launch (``bench/distributed.py``): join the training of every ``train`` stage
-    rank 0 is about to compute (the Tf-KD self teacher's, then the cell's own), in the same order, writing nothing.
-    Checkpoints are read from rank 0's scratch folder, so a resumed run resumes on every rank."""
-    import tempfile
-
+def _train(ctx: Context, out: Path, scratch: Path) -> None:
+    """Train the detector (its one input, when present: the Tf-KD self teacher's ``train`` output)."""
     # deferred: start-up (torch)
     from crowdbench.bench.stages.detector_training import train_detector
-    from crowdbench.methods.detection.kd import teacher_config
 
-    teacher_cfg = teacher_config(cfg)
-    plan: list[tuple[RunConfig, Path | None]] = []
-    if teacher_cfg is not None:
-        plan.append((teacher_cfg, None))
-    tkey = stage_keys(teacher_cfg)["train"] if teacher_cfg is not None else None
-    plan.append((cfg, cache.path("train", tkey) / "model.pt" if tkey else None))
-    for run, teacher in plan:
-        key = stage_keys(run)["train"]
-        if cache.is_done("train", key):
-            continue
-        with tempfile.TemporaryDirectory(prefix="crowdbench-follower-") as tmp:
-            frames = load_frames(run.data, run.data.train_split)
-            train_detector(run, frames, device, Path(tmp), cache.scratch("train", key), teacher=teacher)
+    cfg = ctx.cfg
+    teacher = ctx.inputs[0] / "model.pt" if ctx.inputs else None
+    info = train_detector(cfg, load_frames(cfg.data, cfg.data.train_split), ctx.device, out, scratch, teacher=teacher)
+    (out / "train.json").write_text(json.dumps(info))
 
 
-def run_detection_cell(cfg: RunConfig, cache: StageCache, device: str) -> CellOutcome:
-    """Run (or fetch from the cache) every stage of one detection cell (with a Tf-KD self teacher's training and
-    the fused detectors' cells when the config has them)."""
+def _val(ctx: Context) -> list[Frame]:
+    if "val" not in ctx.memo:
+        ctx.memo["val"] = load_frames(ctx.cfg.data, ctx.cfg.data.val_split)
+    return ctx.memo["val"]
+
+
+def _infer(ctx: Context, out: Path, _scratch: Path) -> None:
     # deferred: start-up (torch)
-    from crowdbench.bench.stages.detector_training import infer_raw, load_per_frame, save_per_frame
+    from crowdbench.bench.stages.detector_training import infer_raw
+
+    info = infer_raw(ctx.cfg, ctx.path("train") / "model.pt", _val(ctx), ctx.device, out)
+    (out / "infer.json").write_text(json.dumps(info))
+
+
+def _save_detections(out: Path, frames: list[dict[str, Any]], dets: list[dict[str, Any]]) -> None:
+    # deferred: start-up (torch)
+    from crowdbench.bench.stages.detector_training import save_per_frame
+
+    save_per_frame(out / "detections.npz", dets)
+    (out / "frames.json").write_text(json.dumps(frames))
+    write_detections(_records(frames, dets), out / "detections.json")
+
+
+def _nms(ctx: Context, out: Path, _scratch: Path) -> None:
+    # deferred: start-up (torch)
+    from crowdbench.bench.stages.detector_training import load_per_frame
     from crowdbench.methods.detection.crowddet import apply_nms
+
+    frames, raw = load_per_frame(ctx.path("infer") / "raw.npz")
+    p = ctx.cfg.postprocess
+    dets = [{k: v.numpy() for k, v in apply_nms(r, p.nms, p.nms_iou, p.score_thresh, p.max_dets).items()} for r in raw]
+    _save_detections(out, frames, dets)
+
+
+def _fuse(ctx: Context, out: Path, _scratch: Path) -> None:
+    """Weighted box fusion of this cell's NMS boxes (first input) and each member's (the other inputs)."""
+    # deferred: start-up (torch)
+    from crowdbench.bench.stages.detector_training import load_per_frame
+
+    own, *members = ctx.inputs
+    frames, dets = load_per_frame(own / "detections.npz")
+    others = [load_per_frame(p / "detections.npz")[1] for p in members]
+    p = ctx.cfg.postprocess
+    weights = [1.0, *(m.weight for m in p.fusion)]
+    fused = []
+    for i, mine in enumerate(dets):
+        sets = [mine, *(o[i] for o in others)]
+        boxes, scores = weighted_box_fusion(
+            [d["boxes"] for d in sets], [d["scores"] for d in sets], weights, p.fusion_iou, p.fusion_skip
+        )
+        fused.append({"boxes": boxes, "scores": scores, "groups": np.arange(len(scores), dtype=np.int64)})
+    _save_detections(out, frames, fused)
+
+
+def _evaluate(ctx: Context, out: Path, _scratch: Path) -> None:
+    # deferred: start-up (torch)
+    from crowdbench.bench.stages.detector_training import load_per_frame
+
+    cfg = ctx.cfg
+    frames, dets = load_per_frame(ctx.path("postprocess") / "detections.npz")
+    curves: dict[str, Any] = {}
+    holder: list[Any] = []
+    result = evaluate_detections(cfg.evaluate.metric, _val(ctx), _records(frames, dets), curves, holder)
+    names = {k: k for k in METRIC_KEYS[cfg.evaluate.metric]}
+    save_bootstrap(out, Renamed(holder[0], names), cfg.evaluate.bootstrap, cfg.evaluate.bootstrap_seed)
+    (out / "metrics.json").write_text(json.dumps(result))
+    (out / "curves.json").write_text(json.dumps(curves))
+
+
+def stages(cfg: RunConfig) -> list[Stage]:
+    """``train`` (after the Tf-KD self teacher's, when ``kd = self``) -> ``infer`` -> ``postprocess`` (NMS; with
+    model fusion this NMS is keyed ``nms`` and ``postprocess`` is the WBF of it and each member cell's) ->
+    ``evaluate``."""
+    # deferred: start-up (torch)
     from crowdbench.methods.detection.kd import teacher_config
 
-    keys = stage_keys(cfg)
-    meta = {"config": cfg.model_dump(mode="json"), "device": device}
-    val_frames: list[Frame] | None = None
-
-    def val() -> list[Frame]:
-        nonlocal val_frames
-        if val_frames is None:
-            val_frames = load_frames(cfg.data, cfg.data.val_split)
-        return val_frames
-
-    stages: list[StageResult] = []
-    teacher_cfg = teacher_config(cfg)
-    teacher_path = None
-    if teacher_cfg is not None:  # Tf-KD self: train (or fetch) the baseline cell's model first
-        tkey = stage_keys(teacher_cfg)["train"]
-        tmeta = {"config": teacher_cfg.model_dump(mode="json"), "device": device}
-        stages += prefixed("kd_teacher", [run_stage(cache, "train", tkey, tmeta, _train_fn(teacher_cfg, device))])
-        teacher_path = cache.path("train", tkey) / "model.pt"
-
-    def infer(out: Path, _scratch: Path) -> None:
-        info = infer_raw(cfg, cache.path("train", keys["train"]) / "model.pt", val(), device, out)
-        (out / "infer.json").write_text(json.dumps(info))
-
-    def postprocess(out: Path, _scratch: Path) -> None:
-        frames, raw = load_per_frame(cache.path("infer", keys["infer"]) / "raw.npz")
-        p = cfg.postprocess
-        dets = [
-            {k: v.numpy() for k, v in apply_nms(r, p.nms, p.nms_iou, p.score_thresh, p.max_dets).items()} for r in raw
-        ]
-        save_per_frame(out / "detections.npz", dets)
-        (out / "frames.json").write_text(json.dumps(frames))
-        write_detections(_records(frames, dets), out / "detections.json")
-
-    def fuse(out: Path, _scratch: Path) -> None:
-        paths = [cache.path("postprocess", keys["nms"]), *member_posts]
-        frames, dets = load_per_frame(paths[0] / "detections.npz")
-        others = [load_per_frame(p / "detections.npz")[1] for p in paths[1:]]
-        weights = [1.0, *(m.weight for m in cfg.postprocess.fusion)]
-        fused = []
-        for i, own in enumerate(dets):
-            sets = [own, *(o[i] for o in others)]
-            boxes, scores = weighted_box_fusion(
-                [d["boxes"] for d in sets],
-                [d["scores"] for d in sets],
-                weights,
-                cfg.postprocess.fusion_iou,
-                cfg.postprocess.fusion_skip,
-            )
-            fused.append({"boxes": boxes, "scores": scores, "groups": np.arange(len(scores), dtype=np.int64)})
-        save_per_frame(out / "detections.npz", fused)
-        (out / "frames.json").write_text(json.dumps(frames))
-        write_detections(_records(frames, fused), out / "detections.json")
-
-    def evaluate(out: Path, _scratch: Path) -> None:
-        post = cache.path("postprocess", keys["postprocess"])
-        frames, dets = load_per_frame(post / "detections.npz")
-        curves: dict[str, Any] = {}
-        holder: list[Any] = []
-        result = evaluate_detections(cfg.evaluate.metric, val(), _records(frames, dets), curves, holder)
-        names = {k: k for k in METRIC_KEYS[cfg.evaluate.metric]}
-        save_bootstrap(out, Renamed(holder[0], names), cfg.evaluate.bootstrap, cfg.evaluate.bootstrap_seed)
-        (out / "metrics.json").write_text(json.dumps(result))
-        (out / "curves.json").write_text(json.dumps(curves))
-
-    stages += [
-        run_stage(cache, "train", keys["train"], meta, _train_fn(cfg, device, teacher_path)),
-        run_stage(cache, "infer", keys["infer"], meta, infer),
-        run_stage(cache, "postprocess", keys.get("nms", keys["postprocess"]), meta, postprocess),
+    dump = cfg.model_dump(mode="json")
+    dump["model"] = keyed_dump(cfg.model, "model")  # weights, kd_teacher: by content
+    teacher = teacher_config(cfg)  # Tf-KD self: the baseline cell's trained model is an input of this training
+    train = {
+        "data": data_slice(cfg.data, cfg.data.train_split),
+        "model": dump["model"],
+        "train": dump["train"],
+        "seed": cfg.seed,
+        "numerics": cell_numerics(cfg),
+    }
+    val = data_slice(cfg.data, cfg.data.val_split)
+    p = cfg.postprocess
+    nms = "nms" if p.fusion else "postprocess"
+    graph = [
+        Stage(
+            "train",
+            train,
+            TRAIN_MODULES,
+            _train,
+            (Upstream("detection", teacher, "train", "kd_teacher"),) if teacher is not None else (),
+            data_parallel=True,
+        ),
+        Stage("infer", {"data": val, "infer": dump["infer"]}, TRAIN_MODULES, _infer, ("train",)),
+        Stage(
+            nms,
+            {k: v for k, v in dump["postprocess"].items() if not k.startswith("fusion")},
+            POSTPROCESS_MODULES,
+            _nms,
+            ("infer",),
+            folder="postprocess",
+        ),
     ]
-    member_posts: list[Path] = []
-    for i, member in enumerate(cfg.postprocess.fusion, start=1):  # each fused detector runs as its own cell
-        sub = member_config(cfg, member)
-        stages += prefixed(f"fusion{i}", run_detection_cell(sub, cache, device).stages)
-        member_posts.append(cache.path("postprocess", stage_keys(sub)["postprocess"]))
-    if "nms" in keys:  # WBF of the NMS outputs, cached as this cell's postprocess output
-        stages.append(replace(run_stage(cache, "postprocess", keys["postprocess"], meta, fuse), name="fusion"))
-    stages.append(run_stage(cache, "evaluate", keys["evaluate"], meta, evaluate))
-    done = cache.path("evaluate", keys["evaluate"])
-    metrics = json.loads((done / "metrics.json").read_text())
-    curves = json.loads((done / "curves.json").read_text()) if (done / "curves.json").exists() else {}
-    return CellOutcome(metrics, keys, stages, curves, load_bootstrap(done))
+    if p.fusion:  # model fusion: each member is a detection cell of its own
+        members = [
+            Upstream("detection", member_config(cfg, m), "postprocess", f"fusion{i}") for i, m in enumerate(p.fusion, 1)
+        ]
+        fusion = {"weights": [1.0, *(m.weight for m in p.fusion)], "iou": p.fusion_iou, "skip": p.fusion_skip}
+        graph.append(Stage("postprocess", {"fusion": fusion}, FUSION_MODULES, _fuse, ("nms", *members), label="fusion"))
+    evaluate = {"data": val, **dump["evaluate"]}
+    graph.append(Stage("evaluate", evaluate, EVALUATE_MODULES, _evaluate, ("postprocess",)))
+    return graph
+
+
+def _curves(ctx: Context) -> dict[str, list[dict[str, Any]]]:
+    path = ctx.path("evaluate") / "curves.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _per_frame_detections(path: Path, _frames: list[Frame]) -> list[dict[str, np.ndarray]]:
+    # deferred: start-up (torch)
+    from crowdbench.bench.stages.detector_training import load_per_frame
+
+    return load_per_frame(path)[1]
+
+
+TASK = register(
+    Task(
+        "detection",
+        stages,
+        metric_keys,
+        artefacts={"detections": Artefact("postprocess", "detections.npz", _per_frame_detections)},
+        figure="detections",
+        curves=_curves,
+        data_parallel=DataParallel(lambda c: (c.train.batch_size, c.train.lr, c.model.weights is None)),
+    )
+)

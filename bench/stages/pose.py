@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 
-from crowdbench.bench.cache import StageCache, stage_key
 from crowdbench.bench.config import PoseTestConfig, RunConfig
 from crowdbench.bench.device import cell_numerics
 from crowdbench.bench.digest import keyed_dump
@@ -24,18 +23,10 @@ from crowdbench.bench.metrics.coco_keypoints import evaluate_coco_keypoints, eva
 from crowdbench.bench.metrics.crowdpose import evaluate_crowdpose
 from crowdbench.bench.metrics.hie_wap import HieWapResampler, evaluate_hie_wap
 from crowdbench.bench.metrics.pose_tracks import FramePoses, evaluate_pose_tracks, indices_by_frame
-from crowdbench.bench.stages.base import (
-    CellOutcome,
-    StageResult,
-    bootstrap_slice,
-    load_bootstrap,
-    prefixed,
-    run_stage,
-    save_bootstrap,
-)
+from crowdbench.bench.stages.base import bootstrap_slice, save_bootstrap
 from crowdbench.bench.stages.data import DATA_MODULES, data_slice, load_frames
-from crowdbench.bench.stages.detection import detector_cell, run_detection_cell
-from crowdbench.bench.stages.detection import stage_keys as detection_keys
+from crowdbench.bench.stages.detection import detector_cell
+from crowdbench.bench.stages.pipeline import Artefact, Context, Stage, Task, Upstream, link, register
 from crowdbench.datasets.formats.coco import to_coco_keypoints
 from crowdbench.datasets.keypoints import get_schema
 from crowdbench.datasets.model import Frame, KeypointSchema
@@ -55,10 +46,11 @@ TRAIN_MODULES = (
 INFER_MODULES = ("crowdbench.methods.pose.postprocess", *TRAIN_MODULES)
 POSTPROCESS_MODULES = ("crowdbench.methods.pose.postprocess", THIS)
 """The pose NMS code lives in this module: its source keys the postprocess stage."""
+KEYPOINT_METRIC_MODULES = ("crowdbench.bench.metrics.coco_keypoints", "crowdbench.bench.metrics.crowdpose")
+"""OKS AP of COCO-style keypoints: what the pose and pose-regression evaluate stages share."""
 EVALUATE_MODULES = (
     THIS,
-    "crowdbench.bench.metrics.coco_keypoints",
-    "crowdbench.bench.metrics.crowdpose",
+    *KEYPOINT_METRIC_MODULES,
     "crowdbench.bench.metrics.hie_wap",
     "crowdbench.bench.metrics.pose_tracks",
     "crowdbench.bench.metrics.posetrack",
@@ -126,85 +118,6 @@ def detector_config(cfg: RunConfig) -> RunConfig:
     return detector_cell(cfg, cfg.pose.test.detector_set)
 
 
-def detector_people(cfg: RunConfig, cache_: StageCache, device: str, n_frames: int) -> tuple[list, list[StageResult]]:
-    """Person boxes from the detection pipeline: its NMS output, or with GBG (paper 003 section 3.1.1) its raw
-    pre-NMS boxes grouped around the confident ones. Runs (or reuses) the detection stages."""
-    # deferred: start-up (torch)
-    from crowdbench.bench.stages.detector_training import load_per_frame
-    from crowdbench.bench.stages.pose_training import Person
-
-    det = detector_config(cfg)
-    outcome = run_detection_cell(det, cache_, device)
-    stages = prefixed("detector", outcome.stages)
-    t = cfg.pose.test
-    if t.gbg:
-        _, per_frame = load_per_frame(cache_.path("infer", outcome.stage_keys["infer"]) / "raw.npz")
-    else:
-        _, per_frame = load_per_frame(cache_.path("postprocess", outcome.stage_keys["postprocess"]) / "detections.npz")
-    if len(per_frame) != n_frames:
-        raise ValueError(f"detector gave boxes for {len(per_frame)} frames, the pose split has {n_frames}")
-    found = []
-    for f, d in enumerate(per_frame):
-        boxes, scores = d["boxes"].astype(np.float64), d["scores"].astype(np.float64)
-        keep = scores > t.det_score_thr
-        boxes, scores = boxes[keep], scores[keep]
-        if t.gbg and len(boxes):
-            kept = gbg_boxes(
-                boxes,
-                scores,
-                min_size=t.gbg_min_size,
-                egt_thr=t.gbg_egt_thr,
-                drop_iou=t.gbg_drop_iou,
-                group_iou=t.gbg_group_iou,
-                top_n=t.gbg_top_n,
-            )
-            boxes, scores = boxes[kept], scores[kept]
-        found += [
-            Person(f, -1, b, float(sc)) for b, sc in zip(boxes, scores, strict=True) if b[2] > b[0] and b[3] > b[1]
-        ]
-    return found, stages
-
-
-def stage_keys(cfg: RunConfig) -> dict[str, str]:
-    dump = keyed_dump(cfg.pose, "pose")  # weights, detections, ensemble weights: by content
-    schema = schema_of(cfg).name
-    val = data_slice(cfg.data, cfg.data.val_split, schema)
-    train_slice = {
-        "data": data_slice(cfg.data, cfg.data.train_split, schema),
-        "val": val if cfg.pose.train.eval_every else None,
-        "model": dump["model"],
-        "train": dump["train"],
-        "seed": cfg.seed,
-        "numerics": cell_numerics(cfg),
-    }
-    first = _pretrain_config(cfg)
-    inputs = [stage_keys(first)["train"]] if first is not None else []
-    keys: dict[str, str] = {}
-    if first is not None:
-        keys["pretrain"] = inputs[0]
-    keys["train"] = stage_key("train", train_slice, inputs, TRAIN_MODULES)
-    test = {k: v for k, v in dump["test"].items() if k not in POST_KEYS}  # pose NMS options: postprocess only
-    boxes_from: list[str] = []
-    if cfg.pose.test.boxes == "detector":
-        dkeys = detection_keys(detector_config(cfg))
-        keys["detector"] = dkeys["infer"] if cfg.pose.test.gbg else dkeys["postprocess"]
-        boxes_from = [keys["detector"]]
-    members = [stage_keys(member_config(cfg, i))["train"] for i in range(len(cfg.pose.test.ensemble))]
-    keys.update({f"ensemble{i}": k for i, k in enumerate(members)})
-    keys["infer"] = stage_key(
-        "infer", {"data": val, "test": test}, [keys["train"], *members, *boxes_from], INFER_MODULES
-    )
-    post = {k: dump["test"][k] for k in POST_KEYS}
-    keys["postprocess"] = stage_key("postprocess", post, [keys["infer"]], POSTPROCESS_MODULES)
-    keys["evaluate"] = stage_key(
-        "evaluate",
-        {"data": val, "metric": cfg.evaluate.metric, "bootstrap": bootstrap_slice(cfg)},
-        [keys["postprocess"]],
-        EVALUATE_MODULES,
-    )
-    return keys
-
-
 def evaluate_poses_bootstrap(
     metric: str, frames: list[Frame], schema: KeypointSchema, results: list[dict]
 ) -> tuple[dict[str, float], Any]:
@@ -259,7 +172,7 @@ def evaluate_poses(
     return {k: float(out[k]) for k in METRIC_KEYS[metric]}
 
 
-def _validator(run: RunConfig, val_frames: list[Frame], schema: KeypointSchema, device: str):
+def _validator(run: RunConfig, frames: list[Frame], schema: KeypointSchema, device: str):
     """The per-epoch validation of a training run: a fixed protocol (ground-truth boxes, flip test, one scale), so
     that test-time options of a row never change its train key and rows differing only at test time share the
     model."""
@@ -268,69 +181,15 @@ def _validator(run: RunConfig, val_frames: list[Frame], schema: KeypointSchema, 
 
     protocol = run.pose.model_copy(deep=True)
     protocol.test = PoseTestConfig(flip_test=True, multiscale=(1.0,), batch_size=run.pose.test.batch_size)
-    val_people = people(val_frames, 0)
+    val_people = people(frames, 0)
 
     def validate(model) -> float:
-        poses = predict_poses(model, protocol, val_frames, val_people, schema, device, progress=False)
-        results = coco_results(val_frames, val_people, poses, protocol.test.kp_score_thr)
-        metrics = evaluate_poses(run.evaluate.metric, val_frames, schema, results)
+        poses = predict_poses(model, protocol, frames, val_people, schema, device, progress=False)
+        results = coco_results(frames, val_people, poses, protocol.test.kp_score_thr)
+        metrics = evaluate_poses(run.evaluate.metric, frames, schema, results)
         return metrics[METRIC_KEYS[run.evaluate.metric][0]]  # AP, or w-AP for hie_wap
 
     return validate
-
-
-def train_models(cfg: RunConfig, cache_: StageCache, device: str, val_frames: list[Frame]) -> list[StageResult]:
-    """Run (or fetch) the ``train`` stages of the cell's pose model and of each ensemble member (S3: two phases)."""
-    # deferred: start-up (torch)
-    from crowdbench.bench.stages.pose_training import train_pose
-
-    schema = schema_of(cfg)
-    meta = {"config": cfg.model_dump(mode="json"), "device": device}
-
-    def train_stage(run: RunConfig, key: str, init: Path | None = None, prior: list | None = None) -> StageResult:
-        def train(out: Path, scratch: Path) -> None:
-            frames = load_frames(run.data, run.data.train_split, schema.name)
-            validate = _validator(run, val_frames, schema, device)
-            info = train_pose(run, frames, schema, device, out, scratch, validate, init=init, prior=prior)
-            (out / "train.json").write_text(json.dumps(info))
-
-        return run_stage(cache_, "train", key, {**meta, "config": run.model_dump(mode="json")}, train)
-
-    def train_model(run: RunConfig) -> list[StageResult]:
-        run_keys = stage_keys(run)
-        first = _pretrain_config(run)
-        if first is None:
-            return [train_stage(run, run_keys["train"])]
-        # S3: phase 1 = the S1 model without occlusion; phase 2 = S1 restarted from it, occlusion from epoch 0
-        done = [train_stage(first, run_keys["pretrain"])]
-        phase1 = cache_.path("train", run_keys["pretrain"])
-        second = run.model_copy(deep=True)
-        second.pose.train.schedule = "s1"
-        prior = json.loads((phase1 / "history.json").read_text())
-        return [*done, train_stage(second, run_keys["train"], phase1 / "model.pt", prior)]
-
-    stages = train_model(cfg)
-    for i in range(len(cfg.pose.test.ensemble)):  # heatmap-fusion members (paper 000 sections 3.1, 4.3)
-        stages += prefixed(f"ensemble{i}", train_model(member_config(cfg, i)))
-    return stages
-
-
-def load_models(cfg: RunConfig, cache_: StageCache, device: str) -> tuple[Any, list[Any]]:
-    """The trained pose model of the cell and its ensemble members, on ``device``."""
-    import torch
-
-    # deferred: start-up (torch)
-    from crowdbench.bench.stages.pose_training import build_model
-    from crowdbench.methods.pose.models import load_pose_weights
-
-    schema = schema_of(cfg)
-
-    def load(run: RunConfig) -> torch.nn.Module:
-        model = build_model(run.pose, schema.num_keypoints)
-        load_pose_weights(model, cache_.path("train", stage_keys(run)["train"]) / "model.pt")
-        return model.to(device)
-
-    return load(cfg), [load(member_config(cfg, i)) for i in range(len(cfg.pose.test.ensemble))]
 
 
 def posetrack_ap(frames: list[Frame], schema: KeypointSchema, results: list[dict]) -> float:
@@ -354,94 +213,256 @@ def posetrack_ap(frames: list[Frame], schema: KeypointSchema, results: list[dict
     return evaluate_pose_tracks(frames, poses, schema, tracking=False)["AP"]
 
 
-def run_pose_cell(cfg: RunConfig, cache_: StageCache, device: str) -> CellOutcome:
-    """Run (or fetch from the cache) every stage of one pose cell.
+# ---------------------------------------------------------------------------------------------------- the stages
 
-    Besides ``results.json`` the postprocess stage writes ``people.json``: the frame, box and box score of each kept
-    result (what pose tracking matches frame to frame)."""
+
+def val_frames(ctx: Context) -> list[Frame]:
+    """The cell's validation frames in its keypoint schema (loaded once per cell)."""
+    if "val" not in ctx.memo:
+        ctx.memo["val"] = load_frames(ctx.cfg.data, ctx.cfg.data.val_split, schema_of(ctx.cfg).name)
+    return ctx.memo["val"]
+
+
+def _train(ctx: Context, out: Path, scratch: Path) -> None:
+    """Train the pose model; S3's second phase (its one input: phase 1) restarts S1 from phase 1's model with
+    occlusion from epoch 0."""
     # deferred: start-up (torch)
-    from crowdbench.bench.stages.pose_training import (
-        check_ensemble,
-        coco_results,
-        detected_people,
-        people,
-        predict_poses,
-    )
+    from crowdbench.bench.stages.pose_training import train_pose
+
+    run, init, prior = ctx.cfg, None, None
+    if ctx.inputs:
+        phase1 = ctx.inputs[0]
+        run = run.model_copy(deep=True)
+        run.pose.train.schedule = "s1"
+        init, prior = phase1 / "model.pt", json.loads((phase1 / "history.json").read_text())
+    schema = schema_of(run)
+    frames = load_frames(run.data, run.data.train_split, schema.name)
+    validate = _validator(run, val_frames(ctx), schema, ctx.device)
+    info = train_pose(run, frames, schema, ctx.device, out, scratch, validate, init=init, prior=prior)
+    (out / "train.json").write_text(json.dumps(info))
+
+
+def _detector_people(ctx: Context, frames: list[Frame]) -> list[Any]:
+    """Person boxes from the detector cell: its NMS output, or with GBG (paper 003 section 3.1.1) its raw pre-NMS
+    boxes grouped around the confident ones."""
+    # deferred: start-up (torch)
+    from crowdbench.bench.stages.detector_training import load_per_frame
+    from crowdbench.bench.stages.pose_training import Person
+
+    t = ctx.cfg.pose.test
+    _, per_frame = load_per_frame(ctx.path("detector") / ("raw.npz" if t.gbg else "detections.npz"))
+    if len(per_frame) != len(frames):
+        raise ValueError(f"detector gave boxes for {len(per_frame)} frames, the pose split has {len(frames)}")
+    found = []
+    for f, d in enumerate(per_frame):
+        boxes, scores = d["boxes"].astype(np.float64), d["scores"].astype(np.float64)
+        keep = scores > t.det_score_thr
+        boxes, scores = boxes[keep], scores[keep]
+        if t.gbg and len(boxes):
+            kept = gbg_boxes(
+                boxes,
+                scores,
+                min_size=t.gbg_min_size,
+                egt_thr=t.gbg_egt_thr,
+                drop_iou=t.gbg_drop_iou,
+                group_iou=t.gbg_group_iou,
+                top_n=t.gbg_top_n,
+            )
+            boxes, scores = boxes[kept], scores[kept]
+        found += [
+            Person(f, -1, b, float(sc)) for b, sc in zip(boxes, scores, strict=True) if b[2] > b[0] and b[3] > b[1]
+        ]
+    return found
+
+
+def _test_people(ctx: Context) -> list[Any]:
+    """The person boxes poses are estimated in: ground truth, a COCO results file or the detector cell's."""
+    # deferred: start-up (torch)
+    from crowdbench.bench.stages.pose_training import detected_people, people
+
+    if "people" not in ctx.memo:
+        t, frames = ctx.cfg.pose.test, val_frames(ctx)
+        if t.boxes == "detections":
+            assert t.detections is not None  # check_pose
+            ctx.memo["people"] = detected_people(frames, Path(t.detections), t.det_score_thr)
+        elif t.boxes == "detector":
+            ctx.memo["people"] = _detector_people(ctx, frames)
+        else:
+            ctx.memo["people"] = people(frames, 0)
+    return ctx.memo["people"]
+
+
+def load_models(ctx: Context) -> tuple[Any, list[Any]]:
+    """The trained pose model of the cell (its ``train`` stage) and its ensemble members, on the device."""
+    # deferred: start-up (torch)
+    from crowdbench.bench.stages.pose_training import build_model
+    from crowdbench.methods.pose.models import load_pose_weights
+
+    cfg, k = ctx.cfg, schema_of(ctx.cfg).num_keypoints
+
+    def load(pose: Any, stage: str) -> Any:
+        model = build_model(pose, k)
+        load_pose_weights(model, ctx.path(stage) / "model.pt")
+        return model.to(ctx.device)
+
+    members = [load(member_config(cfg, i).pose, f"ensemble{i}") for i in range(len(cfg.pose.test.ensemble))]
+    return load(cfg.pose, "train"), members
+
+
+def _infer(ctx: Context, out: Path, _scratch: Path) -> None:
+    # deferred: start-up (torch)
+    from crowdbench.bench.stages.pose_training import coco_results, predict_poses
+
+    cfg, frames, test_people = ctx.cfg, val_frames(ctx), _test_people(ctx)
+    model, ensemble = load_models(ctx)
+    poses = predict_poses(model, cfg.pose, frames, test_people, schema_of(cfg), ctx.device, ensemble=ensemble)
+    np.savez_compressed(out / "poses.npz", poses=poses.astype(np.float32))
+    (out / "results.json").write_text(json.dumps(coco_results(frames, test_people, poses, cfg.pose.test.kp_score_thr)))
+
+
+def _per_image(
+    results: list[dict], boxes: np.ndarray, keep: list[int]
+) -> Iterator[tuple[list[int], np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """``(result indices, boxes, poses, scores, box areas)`` of each image among ``keep``."""
+    by_image: dict[int, list[int]] = {}
+    for i in keep:
+        by_image.setdefault(results[i]["image_id"], []).append(i)
+    for idx in by_image.values():
+        b = boxes[idx]
+        poses = np.array([results[i]["keypoints"] for i in idx]).reshape(len(idx), -1, 3)
+        scores = np.array([results[i]["score"] for i in idx])
+        yield idx, b, poses, scores, (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+
+
+def _postprocess(ctx: Context, out: Path, _scratch: Path) -> None:
+    """Pose NMS, OKS-NMS and soft-OKS-NMS as configured. Besides ``results.json`` it writes ``people.json``: the
+    frame, box and box score of each kept result (what pose tracking matches frame to frame)."""
+    results = json.loads((ctx.path("infer") / "results.json").read_text())
+    test_people = _test_people(ctx)
+    boxes = np.array([p.box for p in test_people]).reshape(-1, 4)
+    t, sigmas = ctx.cfg.pose.test, np.asarray(schema_of(ctx.cfg).sigmas)
+    keep = list(range(len(results)))
+    if t.pose_nms != "none":  # paper 003: box IoU 0.6 and OKS 0.75 after pose (rule: methods.md section 5)
+        rule = {"iou_thr": t.pose_nms_iou, "oks_thr": t.pose_nms_oks, "rule": t.pose_nms}
+        keep = sorted(
+            idx[k]
+            for idx, b, p, sc, a in _per_image(results, boxes, keep)
+            for k in pose_nms(b, p, sc, a, sigmas, **rule)
+        )
+    if t.oks_nms is not None:  # HRNet / mmpose OKS-NMS (methods.md section 8)
+        keep = sorted(
+            idx[k]
+            for idx, _, p, sc, a in _per_image(results, boxes, keep)
+            for k in oks_nms(p, sc, a, sigmas, t.oks_nms)
+        )
+    if t.soft_oks_nms is not None:  # mmpose soft-OKS-NMS: rescore overlapping poses, keep max_dets per image
+        kept_all = []
+        for idx, _, p, sc, a in _per_image(results, boxes, keep):
+            kept, new_scores = soft_oks_nms(
+                p, sc, a, sigmas, t.soft_oks_nms, method=t.soft_oks_method, max_dets=t.soft_oks_max_dets
+            )
+            for k, score in zip(kept, new_scores, strict=True):
+                results[idx[int(k)]] = {**results[idx[int(k)]], "score": float(score)}
+                kept_all.append(idx[int(k)])
+        keep = sorted(kept_all)
+    (out / "results.json").write_text(json.dumps([results[i] for i in keep]))
+    kept_people = [test_people[i] for i in keep]
+    rows = [{"frame": q.frame, "box": [float(v) for v in q.box], "score": float(q.score)} for q in kept_people]
+    (out / "people.json").write_text(json.dumps(rows))
+
+
+def _evaluate(ctx: Context, out: Path, _scratch: Path) -> None:
+    cfg = ctx.cfg
+    results = json.loads((ctx.path("postprocess") / "results.json").read_text())
+    metrics, resampler = evaluate_poses_bootstrap(cfg.evaluate.metric, val_frames(ctx), schema_of(cfg), results)
+    save_bootstrap(out, resampler, cfg.evaluate.bootstrap, cfg.evaluate.bootstrap_seed)
+    (out / "metrics.json").write_text(json.dumps(metrics))
+
+
+def model_stages(cfg: RunConfig) -> list[Stage]:
+    """The trained models a pose cell's inference reads: S3's first phase (``pretrain``, the same cell under S1
+    without occlusion), the cell's ``train`` and each heatmap-fusion member's (paper 000 sections 3.1, 4.3)."""
+    dump = keyed_dump(cfg.pose, "pose")  # weights, detections, ensemble weights: by content
+    schema = schema_of(cfg).name
+    train = {
+        "data": data_slice(cfg.data, cfg.data.train_split, schema),
+        "val": data_slice(cfg.data, cfg.data.val_split, schema) if cfg.pose.train.eval_every else None,
+        "model": dump["model"],
+        "train": dump["train"],
+        "seed": cfg.seed,
+        "numerics": cell_numerics(cfg),
+    }
+    first = _pretrain_config(cfg)
+    graph = [link("pretrain", Upstream("pose", first, "train"))] if first is not None else []
+    graph.append(Stage("train", train, TRAIN_MODULES, _train, ("pretrain",) if first is not None else ()))
+    for i in range(len(cfg.pose.test.ensemble)):
+        graph.append(link(f"ensemble{i}", Upstream("pose", member_config(cfg, i), "train", f"ensemble{i}")))
+    return graph
+
+
+def stages(cfg: RunConfig) -> list[Stage]:
+    """[``detector``] -> [``pretrain``] -> ``train`` [-> ``ensemble<i>``] -> ``infer`` -> ``postprocess`` ->
+    ``evaluate``."""
+    t = cfg.pose.test
+    graph = []
+    if t.boxes == "detector":  # the detector cell's boxes (GBG groups its raw ones)
+        det = Upstream("detection", detector_config(cfg), "infer" if t.gbg else "postprocess", "detector")
+        graph.append(link("detector", det))
+    models = model_stages(cfg)
+    graph += models
+    test_dump = keyed_dump(cfg.pose, "pose")["test"]  # detections, ensemble weights: by content
+    val = data_slice(cfg.data, cfg.data.val_split, schema_of(cfg).name)
+    test = {k: v for k, v in test_dump.items() if k not in POST_KEYS}  # pose NMS options: postprocess only
+    boxes = ("detector",) if t.boxes == "detector" else ()
+    inputs = ("train", *(s.name for s in models if s.name.startswith("ensemble")), *boxes)
+    post = {k: test_dump[k] for k in POST_KEYS}
+    evaluate = {"data": val, "metric": cfg.evaluate.metric, "bootstrap": bootstrap_slice(cfg)}
+    return [
+        *graph,
+        Stage("infer", {"data": val, "test": test}, INFER_MODULES, _infer, inputs),
+        Stage("postprocess", post, POSTPROCESS_MODULES, _postprocess, ("infer",)),
+        Stage("evaluate", evaluate, EVALUATE_MODULES, _evaluate, ("postprocess",)),
+    ]
+
+
+def check_pose(cfg: RunConfig) -> None:
+    """One-line errors for settings that cannot work together: ensemble members, a missing detections file."""
+    # deferred: start-up (torch)
+    from crowdbench.bench.stages.pose_training import check_ensemble
 
     check_ensemble(cfg.pose)
-    keys = stage_keys(cfg)
-    schema = schema_of(cfg)
-    meta = {"config": cfg.model_dump(mode="json"), "device": device}
-    val_frames: list[Frame] = load_frames(cfg.data, cfg.data.val_split, schema.name)
-    stages: list[StageResult] = []
-    test_people = people(val_frames, 0)  # ground-truth boxes unless detections
-    if cfg.pose.test.boxes == "detections":
-        if cfg.pose.test.detections is None:
-            raise ValueError("pose.test.boxes=detections needs --set pose.test.detections=FILE (COCO results JSON)")
-        test_people = detected_people(val_frames, Path(cfg.pose.test.detections), cfg.pose.test.det_score_thr)
-    elif cfg.pose.test.boxes == "detector":
-        test_people, det_stages = detector_people(cfg, cache_, device, len(val_frames))
-        stages += det_stages
+    if cfg.pose.test.boxes == "detections" and cfg.pose.test.detections is None:
+        raise ValueError("pose.test.boxes=detections needs --set pose.test.detections=FILE (COCO results JSON)")
 
-    stages += train_models(cfg, cache_, device, val_frames)
 
-    def infer(out: Path, _scratch: Path) -> None:
-        model, ensemble = load_models(cfg, cache_, device)
-        poses = predict_poses(model, cfg.pose, val_frames, test_people, schema, device, ensemble=ensemble)
-        np.savez_compressed(out / "poses.npz", poses=poses.astype(np.float32))
-        (out / "results.json").write_text(
-            json.dumps(coco_results(val_frames, test_people, poses, cfg.pose.test.kp_score_thr))
-        )
+def training_curves(ctx: Context) -> dict[str, list[dict[str, Any]]]:
+    """The per-epoch training history of the cell's ``train`` stage (the report's training curves)."""
+    return {"train": json.loads((ctx.path("train") / "history.json").read_text())}
 
-    def postprocess(out: Path, _scratch: Path) -> None:
-        results = json.loads((cache_.path("infer", keys["infer"]) / "results.json").read_text())
-        boxes = np.array([p.box for p in test_people]).reshape(-1, 4)
-        t, sigmas = cfg.pose.test, np.asarray(schema.sigmas)
 
-        def per_image(keep: list[int]) -> Iterator[tuple[list[int], np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
-            """``(result indices, boxes, poses, scores, box areas)`` of each image among ``keep``."""
-            by_image: dict[int, list[int]] = {}
-            for i in keep:
-                by_image.setdefault(results[i]["image_id"], []).append(i)
-            for idx in by_image.values():
-                b = boxes[idx]
-                poses = np.array([results[i]["keypoints"] for i in idx]).reshape(len(idx), -1, 3)
-                scores = np.array([results[i]["score"] for i in idx])
-                yield idx, b, poses, scores, (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+def results_by_frame(path: Path, frames: list[Frame]) -> list[list[dict]]:
+    """A COCO keypoint results file per validation frame."""
+    # deferred: start-up (torch)
+    from crowdbench.bench.stages.pose_training import image_ids
 
-        keep = list(range(len(results)))
-        if t.pose_nms != "none":  # paper 003: box IoU 0.6 and OKS 0.75 after pose (rule: methods.md section 5)
-            rule = {"iou_thr": t.pose_nms_iou, "oks_thr": t.pose_nms_oks, "rule": t.pose_nms}
-            keep = sorted(idx[k] for idx, b, p, sc, a in per_image(keep) for k in pose_nms(b, p, sc, a, sigmas, **rule))
-        if t.oks_nms is not None:  # HRNet / mmpose OKS-NMS (methods.md section 8)
-            keep = sorted(idx[k] for idx, _, p, sc, a in per_image(keep) for k in oks_nms(p, sc, a, sigmas, t.oks_nms))
-        if t.soft_oks_nms is not None:  # mmpose soft-OKS-NMS: rescore overlapping poses, keep max_dets per image
-            kept_all = []
-            for idx, _, p, sc, a in per_image(keep):
-                kept, new_scores = soft_oks_nms(
-                    p, sc, a, sigmas, t.soft_oks_nms, method=t.soft_oks_method, max_dets=t.soft_oks_max_dets
-                )
-                for k, score in zip(kept, new_scores, strict=True):
-                    results[idx[int(k)]] = {**results[idx[int(k)]], "score": float(score)}
-                    kept_all.append(idx[int(k)])
-            keep = sorted(kept_all)
-        (out / "results.json").write_text(json.dumps([results[i] for i in keep]))
-        kept = [test_people[i] for i in keep]
-        people_rows = [{"frame": q.frame, "box": [float(v) for v in q.box], "score": float(q.score)} for q in kept]
-        (out / "people.json").write_text(json.dumps(people_rows))
+    results = json.loads(path.read_text())
+    index = {image_id: f for f, image_id in enumerate(image_ids(frames))}
+    out: list[list[dict]] = [[] for _ in frames]
+    for r in results:
+        if r["image_id"] in index:
+            out[index[r["image_id"]]].append(r)
+    return out
 
-    def evaluate(out: Path, _scratch: Path) -> None:
-        results = json.loads((cache_.path("postprocess", keys["postprocess"]) / "results.json").read_text())
-        metrics, resampler = evaluate_poses_bootstrap(cfg.evaluate.metric, val_frames, schema, results)
-        save_bootstrap(out, resampler, cfg.evaluate.bootstrap, cfg.evaluate.bootstrap_seed)
-        (out / "metrics.json").write_text(json.dumps(metrics))
 
-    stages += [
-        run_stage(cache_, "infer", keys["infer"], meta, infer),
-        run_stage(cache_, "postprocess", keys["postprocess"], meta, postprocess),
-        run_stage(cache_, "evaluate", keys["evaluate"], meta, evaluate),
-    ]
-    done = cache_.path("evaluate", keys["evaluate"])
-    metrics = json.loads((done / "metrics.json").read_text())
-    history = json.loads((cache_.path("train", keys["train"]) / "history.json").read_text())
-    return CellOutcome(metrics, keys, stages, {"train": history}, load_bootstrap(done))
+TASK = register(
+    Task(
+        "pose",
+        stages,
+        metric_keys,
+        artefacts={"poses": Artefact("postprocess", "results.json", results_by_frame)},
+        figure="poses",
+        schema=schema_of,
+        check=check_pose,
+        curves=training_curves,
+    )
+)

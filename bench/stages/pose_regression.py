@@ -20,22 +20,22 @@ from pathlib import Path
 
 import numpy as np
 
-from crowdbench.bench.cache import StageCache, stage_key
 from crowdbench.bench.config import RunConfig
 from crowdbench.bench.device import cell_numerics
 from crowdbench.bench.digest import keyed_dump
 from crowdbench.bench.provenance import device_description
-from crowdbench.bench.stages.base import (
-    CellOutcome,
-    StageResult,
-    bootstrap_slice,
-    load_bootstrap,
-    run_stage,
-    save_bootstrap,
-)
+from crowdbench.bench.stages.base import bootstrap_slice, save_bootstrap
 from crowdbench.bench.stages.data import DATA_MODULES, data_slice, load_frames
-from crowdbench.bench.stages.pose import METRIC_KEYS, evaluate_poses_bootstrap, schema_of
-from crowdbench.datasets.model import Frame
+from crowdbench.bench.stages.pipeline import Artefact, Context, DataParallel, Stage, Task, register
+from crowdbench.bench.stages.pose import (
+    KEYPOINT_METRIC_MODULES,
+    METRIC_KEYS,
+    evaluate_poses_bootstrap,
+    results_by_frame,
+    schema_of,
+    training_curves,
+    val_frames,
+)
 
 THIS = "crowdbench.bench.stages.pose_regression"
 TRAIN_MODULES = (
@@ -49,12 +49,7 @@ TRAIN_MODULES = (
 )
 INFER_MODULES = ("crowdbench.methods.pose.regression.decode", *TRAIN_MODULES)
 POSTPROCESS_MODULES = ("crowdbench.methods.pose.regression.decode", THIS)
-EVALUATE_MODULES = (
-    THIS,
-    "crowdbench.bench.metrics.coco_keypoints",
-    "crowdbench.bench.metrics.crowdpose",
-    *DATA_MODULES,
-)
+EVALUATE_MODULES = (THIS, *KEYPOINT_METRIC_MODULES, *DATA_MODULES)
 POST_KEYS = ("scorer", "nms", "nms_iou", "soft_min_score", "max_dets")
 """Test options that act after inference: they key the postprocess stage only."""
 SCORER_BRANCH = {"psm": "psm", "centerness": "centerness"}
@@ -81,38 +76,6 @@ def metric_keys(cfg: RunConfig) -> tuple[str, ...]:
     return (*METRIC_KEYS[cfg.evaluate.metric], "time_s")
 
 
-def stage_keys(cfg: RunConfig) -> dict[str, str]:
-    dump = keyed_dump(cfg.regression, "regression")  # model.weights: by content
-    schema = schema_of(cfg).name
-    val = data_slice(cfg.data, cfg.data.val_split, schema)
-    keys = {
-        "train": stage_key(
-            "train",
-            {
-                "data": data_slice(cfg.data, cfg.data.train_split, schema),
-                "model": dump["model"],
-                "train": dump["train"],
-                "seed": cfg.seed,
-                "numerics": cell_numerics(cfg),
-            },
-            [],
-            TRAIN_MODULES,
-        )
-    }
-    test = {k: v for k, v in dump["test"].items() if k not in POST_KEYS}
-    test["resize"] = [cfg.regression.train.min_size, cfg.regression.train.max_size]
-    keys["infer"] = stage_key("infer", {"data": val, "test": test}, [keys["train"]], INFER_MODULES)
-    post = {k: dump["test"][k] for k in POST_KEYS}
-    keys["postprocess"] = stage_key("postprocess", post, [keys["infer"]], POSTPROCESS_MODULES)
-    keys["evaluate"] = stage_key(
-        "evaluate",
-        {"data": val, "metric": cfg.evaluate.metric, "bootstrap": bootstrap_slice(cfg)},
-        [keys["postprocess"]],
-        EVALUATE_MODULES,
-    )
-    return keys
-
-
 def final_poses(cfg: RunConfig, found: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Poses kept in one image and their scores: ``cls x scorer``, then soft-NMS / NMS on the pseudo boxes."""
     # deferred: start-up (torch)
@@ -133,92 +96,100 @@ def final_poses(cfg: RunConfig, found: dict[str, np.ndarray]) -> tuple[np.ndarra
     return found["poses"][keep], kept
 
 
-def follow_training(cfg: RunConfig, cache_: StageCache, device: str) -> None:
-    """A non-zero rank of a ``torchrun`` launch (``bench/distributed.py``): join rank 0's training of the cell's model
-    (nothing written; checkpoints read from rank 0's scratch folder)."""
-    import tempfile
-
+def _train(ctx: Context, out: Path, scratch: Path) -> None:
     # deferred: start-up (torch, cv2)
     from crowdbench.bench.stages.pose_regression_training import train_regression
 
-    key = stage_keys(cfg)["train"]
-    if cache_.is_done("train", key):
-        return
-    schema = schema_of(cfg)
+    cfg, schema = ctx.cfg, schema_of(ctx.cfg)
     frames = load_frames(cfg.data, cfg.data.train_split, schema.name)
-    with tempfile.TemporaryDirectory(prefix="crowdbench-follower-") as tmp:
-        train_regression(cfg, frames, schema, device, Path(tmp), cache_.scratch("train", key))
+    info = train_regression(cfg, frames, schema, ctx.device, out, scratch)
+    (out / "train.json").write_text(json.dumps(info))
 
 
-def run_pose_regression_cell(cfg: RunConfig, cache_: StageCache, device: str) -> CellOutcome:
-    """Run (or fetch from the cache) every stage of one pose-regression cell."""
+def _infer(ctx: Context, out: Path, _scratch: Path) -> None:
     # deferred: start-up (torch, cv2)
-    from crowdbench.bench.stages.detector_training import load_per_frame, save_per_frame
-    from crowdbench.bench.stages.pose_regression_training import (
-        infer_regression,
-        load_regression_model,
-        train_regression,
-    )
+    from crowdbench.bench.stages.detector_training import save_per_frame
+    from crowdbench.bench.stages.pose_regression_training import infer_regression, load_regression_model
+
+    cfg = ctx.cfg
+    model = load_regression_model(cfg, ctx.path("train") / "model.pt", schema_of(cfg).num_keypoints, ctx.device)
+    per_frame, timing = infer_regression(cfg, model, val_frames(ctx), ctx.device)
+    save_per_frame(out / "candidates.npz", per_frame)
+    (out / "timing.json").write_text(json.dumps({**timing, "device": device_description(ctx.device)}))
+
+
+def _postprocess(ctx: Context, out: Path, _scratch: Path) -> None:
+    # deferred: start-up (torch)
+    from crowdbench.bench.stages.detector_training import load_per_frame
     from crowdbench.bench.stages.pose_training import image_ids
 
-    check_regression(cfg)
-    keys = stage_keys(cfg)
-    schema = schema_of(cfg)
-    meta = {"config": cfg.model_dump(mode="json"), "device": device}
-    val_frames: list[Frame] = load_frames(cfg.data, cfg.data.val_split, schema.name)
+    _, per_frame = load_per_frame(ctx.path("infer") / "candidates.npz")
+    ids = image_ids(val_frames(ctx))
+    results, seconds = [], 0.0
+    for f, found in enumerate(per_frame):
+        begin = time.perf_counter()
+        poses, scores = final_poses(ctx.cfg, found)
+        seconds += time.perf_counter() - begin
+        for pose, score in zip(poses, scores, strict=True):
+            flat = np.concatenate([pose, np.ones((len(pose), 1))], axis=1).reshape(-1)
+            keypoints = [round(float(v), 3) for v in flat]
+            results.append({"image_id": ids[f], "category_id": 1, "keypoints": keypoints, "score": float(score)})
+    (out / "results.json").write_text(json.dumps(results))
+    (out / "timing.json").write_text(json.dumps({"nms_seconds_per_image": seconds / max(1, len(per_frame))}))
 
-    def train(out: Path, scratch: Path) -> None:
-        frames = load_frames(cfg.data, cfg.data.train_split, schema.name)
-        info = train_regression(cfg, frames, schema, device, out, scratch)
-        (out / "train.json").write_text(json.dumps(info))
 
-    def infer(out: Path, _scratch: Path) -> None:
-        model_path = cache_.path("train", keys["train"]) / "model.pt"
-        model = load_regression_model(cfg, model_path, schema.num_keypoints, device)
-        per_frame, timing = infer_regression(cfg, model, val_frames, device)
-        save_per_frame(out / "candidates.npz", per_frame)
-        (out / "timing.json").write_text(json.dumps({**timing, "device": device_description(device)}))
+def _evaluate(ctx: Context, out: Path, _scratch: Path) -> None:
+    """COCO keypoint (or CrowdPose) AP of the kept poses, and ``time_s``: network + candidate selection + NMS."""
+    cfg, post = ctx.cfg, ctx.path("postprocess")
+    results = json.loads((post / "results.json").read_text())
+    metrics, resampler = evaluate_poses_bootstrap(cfg.evaluate.metric, val_frames(ctx), schema_of(cfg), results)
+    save_bootstrap(out, resampler, cfg.evaluate.bootstrap, cfg.evaluate.bootstrap_seed)
+    forward = json.loads((ctx.path("infer") / "timing.json").read_text())
+    nms = json.loads((post / "timing.json").read_text())
+    if forward["seconds_per_image"] is not None:
+        metrics["time_s"] = forward["seconds_per_image"] + nms["nms_seconds_per_image"]
+    (out / "metrics.json").write_text(json.dumps(metrics))
 
-    def postprocess(out: Path, _scratch: Path) -> None:
-        _, per_frame = load_per_frame(cache_.path("infer", keys["infer"]) / "candidates.npz")
-        ids = image_ids(val_frames)
-        results, seconds = [], 0.0
-        for f, found in enumerate(per_frame):
-            begin = time.perf_counter()
-            poses, scores = final_poses(cfg, found)
-            seconds += time.perf_counter() - begin
-            for pose, score in zip(poses, scores, strict=True):
-                flat = np.concatenate([pose, np.ones((len(pose), 1))], axis=1).reshape(-1)
-                results.append(
-                    {
-                        "image_id": ids[f],
-                        "category_id": 1,
-                        "keypoints": [round(float(v), 3) for v in flat],
-                        "score": float(score),
-                    }
-                )
-        (out / "results.json").write_text(json.dumps(results))
-        (out / "timing.json").write_text(json.dumps({"nms_seconds_per_image": seconds / max(1, len(per_frame))}))
 
-    def evaluate(out: Path, _scratch: Path) -> None:
-        post = cache_.path("postprocess", keys["postprocess"])
-        results = json.loads((post / "results.json").read_text())
-        metrics, resampler = evaluate_poses_bootstrap(cfg.evaluate.metric, val_frames, schema, results)
-        save_bootstrap(out, resampler, cfg.evaluate.bootstrap, cfg.evaluate.bootstrap_seed)
-        forward = json.loads((cache_.path("infer", keys["infer"]) / "timing.json").read_text())
-        nms = json.loads((post / "timing.json").read_text())
-        if forward["seconds_per_image"] is not None:
-            metrics["time_s"] = forward["seconds_per_image"] + nms["nms_seconds_per_image"]
-        (out / "metrics.json").write_text(json.dumps(metrics))
-
-    stages: list[StageResult] = [
-        run_stage(cache_, "train", keys["train"], meta, train),
-        run_stage(cache_, "infer", keys["infer"], meta, infer),
-        run_stage(cache_, "postprocess", keys["postprocess"], meta, postprocess),
-        run_stage(cache_, "evaluate", keys["evaluate"], meta, evaluate),
+def stages(cfg: RunConfig) -> list[Stage]:
+    """``train -> infer -> postprocess -> evaluate``."""
+    dump = keyed_dump(cfg.regression, "regression")  # model.weights: by content
+    schema = schema_of(cfg).name
+    val = data_slice(cfg.data, cfg.data.val_split, schema)
+    train = {
+        "data": data_slice(cfg.data, cfg.data.train_split, schema),
+        "model": dump["model"],
+        "train": dump["train"],
+        "seed": cfg.seed,
+        "numerics": cell_numerics(cfg),
+    }
+    test = {k: v for k, v in dump["test"].items() if k not in POST_KEYS}
+    test["resize"] = [cfg.regression.train.min_size, cfg.regression.train.max_size]
+    post = {k: dump["test"][k] for k in POST_KEYS}
+    evaluate = {"data": val, "metric": cfg.evaluate.metric, "bootstrap": bootstrap_slice(cfg)}
+    return [
+        Stage("train", train, TRAIN_MODULES, _train, data_parallel=True),
+        Stage("infer", {"data": val, "test": test}, INFER_MODULES, _infer, ("train",)),
+        Stage("postprocess", post, POSTPROCESS_MODULES, _postprocess, ("infer",)),
+        Stage("evaluate", evaluate, EVALUATE_MODULES, _evaluate, ("postprocess",)),
     ]
-    done = cache_.path("evaluate", keys["evaluate"])
-    metrics = json.loads((done / "metrics.json").read_text())
-    history = json.loads((cache_.path("train", keys["train"]) / "history.json").read_text())
-    kept = {k: metrics[k] for k in metric_keys(cfg) if k in metrics}
-    return CellOutcome(kept, keys, stages, {"train": history}, load_bootstrap(done))
+
+
+def _data_parallel(cfg: RunConfig) -> tuple[int, float, bool]:
+    t = cfg.regression.train
+    return t.batch_size, t.lr, not cfg.regression.model.frozen_bn
+
+
+TASK = register(
+    Task(
+        "pose_regression",
+        stages,
+        metric_keys,
+        artefacts={"poses": Artefact("postprocess", "results.json", results_by_frame)},
+        figure="poses",
+        schema=schema_of,
+        check=check_regression,
+        curves=training_curves,
+        data_parallel=DataParallel(_data_parallel),
+    )
+)

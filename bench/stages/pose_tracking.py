@@ -25,7 +25,6 @@ from typing import Any
 
 import numpy as np
 
-from crowdbench.bench.cache import StageCache, stage_key
 from crowdbench.bench.config import RunConfig
 from crowdbench.bench.digest import keyed_dump
 from crowdbench.bench.metrics.bootstrap import Renamed
@@ -36,16 +35,9 @@ from crowdbench.bench.metrics.pose_tracks import (
     indices_by_frame,
 )
 from crowdbench.bench.stages import pose, tracking
-from crowdbench.bench.stages.base import (
-    CellOutcome,
-    StageResult,
-    bootstrap_slice,
-    load_bootstrap,
-    prefixed,
-    run_stage,
-    save_bootstrap,
-)
-from crowdbench.bench.stages.data import DATA_MODULES, data_slice, load_frames
+from crowdbench.bench.stages.base import bootstrap_slice, save_bootstrap
+from crowdbench.bench.stages.data import DATA_MODULES, data_slice
+from crowdbench.bench.stages.pipeline import Artefact, Context, Stage, Task, Upstream, link, register, resolve
 from crowdbench.datasets.model import Frame
 from crowdbench.methods.pose.postprocess import pose_score
 
@@ -102,58 +94,6 @@ def poseval_options(cfg: RunConfig) -> dict[str, bool]:
     }
 
 
-def stage_keys(cfg: RunConfig) -> dict[str, str]:
-    pt = cfg.pose_tracking
-    schema = pose.schema_of(cfg).name
-    val = data_slice(cfg.data, cfg.data.val_split, schema)
-    pkeys = pose.stage_keys(cfg)
-    models = [pkeys["train"], *(v for k, v in pkeys.items() if k.startswith("ensemble"))]
-    keys = {k: v for k, v in pkeys.items() if k in ("pretrain", "train") or k.startswith("ensemble")}
-    test = {k: v for k, v in keyed_dump(cfg.pose.test, "pose.test").items() if k not in pose.POST_KEYS}
-    if pt.tracker == "deepsort":
-        tkeys = tracking.stage_keys(cfg)
-        keys.update({k: v for k, v in tkeys.items() if k != "evaluate"})
-        test = {k: v for k, v in test.items() if k not in BOX_CHOICE_KEYS and not k.startswith("gbg")}
-        keys["poses"] = stage_key(
-            "poses", {"data": val, "tracker": "deepsort", "test": test}, [keys["track"], *models], POSES_MODULES
-        )
-    else:
-        keys.update({k: pkeys[k] for k in ("infer", "postprocess")})
-        if "detector" in pkeys:
-            keys["detector"] = pkeys["detector"]
-        inputs = [keys["postprocess"]]
-        if _uses_reid(cfg):
-            keys["reid"] = tracking.stage_keys(cfg)["reid"]
-            r = cfg.tracking.reid
-            embed = {"flip": r.flip, "scales": list(r.scales), "data": val}
-            keys["embed"] = stage_key("embed", embed, [keys["postprocess"], keys["reid"]], tracking.REID_MODULES)
-            inputs += [keys["embed"], keys["reid"]]
-        options = pt.model_dump(mode="json")
-        tracker = {k: options[k] for k in ("appearance_weight", "max_cost", "max_age", "min_score", "propagation")}
-        if pt.propagation:  # propagated poses are re-estimated by the model: its test options and the flow matter
-            tracker.update({k: options[k] for k in options if k.startswith("propagation_")})
-            tracker.update(test=test, flow=[cfg.tracking.flow, cfg.tracking.flow_scale])
-            inputs += models
-        keys["poses"] = stage_key("poses", {"data": val, "tracker": "iou_reid", **tracker}, inputs, POSES_MODULES)
-    last = keys["poses"]
-    if pt.smoothing is not None:
-        smooth = {
-            "alpha": pt.smoothing,
-            "thr": pt.smoothing_thr,
-            "missing": pt.smoothing_missing,
-            "flow": [cfg.tracking.flow, cfg.tracking.flow_scale],
-        }
-        keys["smooth"] = last = stage_key("smooth", smooth, [last], SMOOTH_MODULES)
-    scoring = (
-        {"metric": "posetrack", "kp_thr": pt.kp_thr, **poseval_options(cfg)}
-        if cfg.evaluate.metric == "posetrack"
-        else {"metric": "hie_wap"}
-    )
-    scoring["bootstrap"] = bootstrap_slice(cfg)
-    keys["evaluate"] = stage_key("evaluate", {"data": val, **scoring}, [last], EVALUATE_MODULES)
-    return keys
-
-
 # ------------------------------------------------------------------------------------------------- pose files
 
 
@@ -180,18 +120,17 @@ def load_poses(path: Path, n: int) -> list[FramePoses]:
 # --------------------------------------------------------------------------------------------- DeepSORT boxes
 
 
-def poses_on_tracks(
-    cfg: RunConfig, cache_: StageCache, keys: dict[str, str], frames: list[Frame], device: str
-) -> list[FramePoses]:
+def poses_on_tracks(ctx: Context, frames: list[Frame]) -> list[FramePoses]:
     """Paper 004 section 4.3 (b): a pose in every DeepSORT box, carrying its id. Person score = the matched
     detection's score (a box the tracker predicted without a detection keeps its track's last one) x the mean of
     the joint scores above ``pose.test.kp_score_thr`` (``pose_score``)."""
     # deferred: start-up (torch)
     from crowdbench.bench.stages.pose_training import Person, predict_poses
 
+    cfg = ctx.cfg
     schema = pose.schema_of(cfg)
-    tracks = tracking.load_tracks(cache_.path("track", keys["track"]) / "tracks.npz", len(frames))
-    detections = tracking.tracked_boxes(cfg, cache_, frames)
+    tracks = tracking.load_tracks(ctx.path("track") / "tracks.npz", len(frames))
+    detections = tracking.tracked_boxes(ctx, frames)
     persons: list[Person] = []
     ids: list[int] = []
     for video in tracking.videos_of(frames):
@@ -203,8 +142,8 @@ def poses_on_tracks(
                 last[tid] = score
                 persons.append(Person(i, -1, row[:4].copy(), score))
                 ids.append(tid)
-    model, ensemble = pose.load_models(cfg, cache_, device)
-    kps = predict_poses(model, cfg.pose, frames, persons, schema, device, ensemble=ensemble)
+    model, ensemble = pose.load_models(ctx)
+    kps = predict_poses(model, cfg.pose, frames, persons, schema, ctx.device, ensemble=ensemble)
     k = schema.num_keypoints
     out = []
     for idx in indices_by_frame([p.frame for p in persons], len(frames)):
@@ -219,9 +158,9 @@ def poses_on_tracks(
 # ------------------------------------------------------------------------------------- IoU + ReID (+ flow)
 
 
-def pose_cell_poses(cache_: StageCache, keys: dict[str, str], frames: list[Frame], k: int) -> list[FramePoses]:
-    """The pose cell's kept poses (after pose NMS) per frame, with their boxes and scores, ids -1."""
-    post = cache_.path("postprocess", keys["postprocess"])
+def pose_cell_poses(post: Path, frames: list[Frame], k: int) -> list[FramePoses]:
+    """The pose cell's kept poses (after pose NMS, its ``postprocess`` output ``post``) per frame, with their boxes
+    and scores, ids -1."""
     results = json.loads((post / "results.json").read_text())
     people = json.loads((post / "people.json").read_text())
     return [
@@ -339,91 +278,154 @@ def smooth_frames(cfg: RunConfig, frames: list[Frame], poses: list[FramePoses], 
 # ---------------------------------------------------------------------------------------------------- the cell
 
 
-def run_pose_tracking_cell(cfg: RunConfig, cache_: StageCache, device: str) -> CellOutcome:
-    """Run (or fetch from the cache) every stage of one pose-tracking cell."""
+# ---------------------------------------------------------------------------------------------------- the stages
 
-    pt = cfg.pose_tracking
-    keys = stage_keys(cfg)
-    schema = pose.schema_of(cfg)
-    meta = {"config": cfg.model_dump(mode="json"), "device": device}
-    frames = load_frames(cfg.data, cfg.data.val_split, schema.name)
-    stages: list[StageResult] = []
-    flow_root = cache_.root / "flow"
 
-    if pt.tracker == "deepsort":
-        stages += prefixed("boxes", tracking.run_tracking_cell(cfg, cache_, device).stages)
-        stages += pose.train_models(cfg, cache_, device, frames)
+def _detected(ctx: Context) -> list[FramePoses]:
+    return pose_cell_poses(ctx.path("postprocess"), pose.val_frames(ctx), pose.schema_of(ctx.cfg).num_keypoints)
 
-        def poses_stage(out: Path, _scratch: Path) -> None:
-            save_poses(out / "poses.npz", poses_on_tracks(cfg, cache_, keys, frames, device))
 
+def _embed(ctx: Context, out: Path, _scratch: Path) -> None:
+    """ReID features of the pose cell's kept boxes."""
+    boxes = [p.boxes for p in _detected(ctx)]
+    model = tracking.trained_reid(ctx)
+    tracking.save_features(out, tracking.embed_boxes(ctx.cfg, model, pose.val_frames(ctx), boxes, ctx.device))
+
+
+def _poses_on_tracks(ctx: Context, out: Path, _scratch: Path) -> None:
+    save_poses(out / "poses.npz", poses_on_tracks(ctx, pose.val_frames(ctx)))
+
+
+def _propagation(ctx: Context, frames: list[Frame], reid: bool) -> tuple[Any, Any]:
+    """FlowTrack's ``estimate(frame, boxes, scores)`` (the pose model(s)) and ``embed(frame, boxes)`` (the ReID
+    network, None without ReID) for propagated boxes."""
+    # deferred: start-up (torch)
+    from crowdbench.bench.stages.pose_training import Person, predict_poses
+
+    cfg, schema = ctx.cfg, pose.schema_of(ctx.cfg)
+    model, ensemble = pose.load_models(ctx)
+    reid_model = tracking.trained_reid(ctx) if reid else None
+
+    def estimate(i: int, boxes: np.ndarray, scores: np.ndarray) -> FramePoses:
+        persons = [Person(i, -1, b, float(s)) for b, s in zip(boxes, scores, strict=True)]
+        kp = predict_poses(model, cfg.pose, frames, persons, schema, ctx.device, progress=False, ensemble=ensemble)
+        kp = kp.astype(np.float64).reshape(len(persons), -1, 3)
+        score = np.atleast_1d(pose_score(scores, kp[..., 2], cfg.pose.test.kp_score_thr))
+        return FramePoses(kp, score, np.full(len(persons), -1, dtype=np.int64), boxes.reshape(-1, 4))
+
+    def embed(i: int, boxes: np.ndarray) -> np.ndarray:
+        return tracking.embed_boxes(cfg, reid_model, [frames[i]], [boxes], ctx.device)[0]
+
+    return estimate, embed
+
+
+def _poses_iou_reid(ctx: Context, out: Path, _scratch: Path) -> None:
+    cfg, frames = ctx.cfg, pose.val_frames(ctx)
+    reid = _uses_reid(cfg)
+    features = tracking.load_features(ctx.path("embed"), len(frames)) if reid else None
+    estimate, embed = _propagation(ctx, frames, reid) if cfg.pose_tracking.propagation else (None, None)
+    tracked = track_iou_reid(cfg, frames, _detected(ctx), features, ctx.cache.root / "flow", estimate, embed)
+    save_poses(out / "poses.npz", tracked)
+
+
+def _smooth(ctx: Context, out: Path, _scratch: Path) -> None:
+    frames = pose.val_frames(ctx)
+    poses = load_poses(ctx.path("poses") / "poses.npz", len(frames))
+    save_poses(out / "poses.npz", smooth_frames(ctx.cfg, frames, poses, ctx.cache.root / "flow"))
+
+
+def _evaluate(ctx: Context, out: Path, _scratch: Path) -> None:
+    cfg, frames, schema = ctx.cfg, pose.val_frames(ctx), pose.schema_of(ctx.cfg)
+    last = "smooth" if cfg.pose_tracking.smoothing is not None else "poses"
+    tracked = load_poses(ctx.path(last) / "poses.npz", len(frames))
+    if cfg.evaluate.metric == "hie_wap":
+        metrics, resampler = pose.evaluate_poses_bootstrap("hie_wap", frames, schema, coco_results(frames, tracked))
     else:
-        stages += prefixed("pose", pose.run_pose_cell(cfg, cache_, device).stages)
-        detected = pose_cell_poses(cache_, keys, frames, schema.num_keypoints)
-        if _uses_reid(cfg):
-            stages.append(tracking.reid_train_stage(cfg, cache_, keys["reid"], device))
+        metrics, resampler = evaluate_pose_tracks_bootstrap(
+            frames, tracked, schema, kp_thr=cfg.pose_tracking.kp_thr, out_dir=out, **poseval_options(cfg)
+        )
+        resampler = Renamed(resampler, {k: k for k in metrics})
+    save_bootstrap(out, resampler, cfg.evaluate.bootstrap, cfg.evaluate.bootstrap_seed)
+    (out / "metrics.json").write_text(json.dumps(metrics))
 
-            def embed_stage(out: Path, _scratch: Path) -> None:
-                # deferred: start-up (torch, cv2)
-                from crowdbench.methods.tracking.reid import load_reid_model
 
-                model = load_reid_model(cfg.tracking.reid, cache_.path("reid", keys["reid"]) / "model.pt", device)
-                boxes = [p.boxes for p in detected]
-                tracking.save_features(out, tracking.embed_boxes(cfg, model, frames, boxes, device))
+def _tracker_stages(cfg: RunConfig, val: dict[str, Any], test: dict[str, Any], models: list[str]) -> list[Stage]:
+    """IoU + ReID: the pose cell's kept poses, [``reid`` -> ``embed`` of their boxes] -> ``poses``."""
+    pt = cfg.pose_tracking
+    inputs = ["postprocess"]
+    graph = []
+    if _uses_reid(cfg):
+        r = cfg.tracking.reid
+        embed = {"flip": r.flip, "scales": list(r.scales), "data": val}
+        graph += [
+            link("reid", Upstream("tracking", cfg, "reid")),
+            Stage("embed", embed, tracking.REID_MODULES, _embed, ("postprocess", "reid")),
+        ]
+        inputs += ["embed", "reid"]
+    options = pt.model_dump(mode="json")
+    tracker = {k: options[k] for k in ("appearance_weight", "max_cost", "max_age", "min_score", "propagation")}
+    if pt.propagation:  # propagated poses are re-estimated by the model: its test options and the flow matter
+        tracker.update({k: options[k] for k in options if k.startswith("propagation_")})
+        tracker.update(test=test, flow=[cfg.tracking.flow, cfg.tracking.flow_scale])
+        inputs += models
+    poses = {"data": val, "tracker": "iou_reid", **tracker}
+    return [*graph, Stage("poses", poses, POSES_MODULES, _poses_iou_reid, tuple(inputs))]
 
-            stages.append(run_stage(cache_, "embed", keys["embed"], meta, embed_stage))
 
-        def poses_stage(out: Path, _scratch: Path) -> None:
-            # deferred: start-up (torch)
-            from crowdbench.bench.stages.pose_training import Person, predict_poses
-            from crowdbench.methods.tracking.reid import load_reid_model
-
-            features = tracking.load_features(cache_, keys["embed"], len(frames)) if _uses_reid(cfg) else None
-            estimate = embed = None
-            if pt.propagation:
-                model, ensemble = pose.load_models(cfg, cache_, device)
-                reid_path = cache_.path("reid", keys["reid"]) / "model.pt"
-                reid_model = None if features is None else load_reid_model(cfg.tracking.reid, reid_path, device)
-
-                def estimate(i: int, boxes: np.ndarray, scores: np.ndarray) -> FramePoses:
-                    persons = [Person(i, -1, b, float(s)) for b, s in zip(boxes, scores, strict=True)]
-                    kp = predict_poses(
-                        model, cfg.pose, frames, persons, schema, device, progress=False, ensemble=ensemble
-                    ).astype(np.float64)
-                    kp = kp.reshape(len(persons), -1, 3)
-                    score = np.atleast_1d(pose_score(scores, kp[..., 2], cfg.pose.test.kp_score_thr))
-                    return FramePoses(kp, score, np.full(len(persons), -1, dtype=np.int64), boxes.reshape(-1, 4))
-
-                def embed(i: int, boxes: np.ndarray) -> np.ndarray:
-                    return tracking.embed_boxes(cfg, reid_model, [frames[i]], [boxes], device)[0]
-
-            save_poses(out / "poses.npz", track_iou_reid(cfg, frames, detected, features, flow_root, estimate, embed))
-
-    stages.append(run_stage(cache_, "poses", keys["poses"], meta, poses_stage))
-    last = cache_.path("poses", keys["poses"]) / "poses.npz"
-
+def stages(cfg: RunConfig) -> list[Stage]:
+    """DeepSORT: the box-tracking cell's stages (recorded ``boxes.*``) and the pose models -> ``poses``; IoU + ReID:
+    the pose cell's stages (``pose.*``) -> [``reid`` -> ``embed``] -> ``poses``; then [``smooth``] -> ``evaluate``."""
+    pt = cfg.pose_tracking
+    val = data_slice(cfg.data, cfg.data.val_split, pose.schema_of(cfg).name)
+    pose_keys = resolve(pose.TASK, cfg).keys
+    models = ["train", *(k for k in pose_keys if k.startswith("ensemble"))]
+    test = {k: v for k, v in keyed_dump(cfg.pose.test, "pose.test").items() if k not in pose.POST_KEYS}
+    if pt.tracker == "deepsort":
+        boxes = [k for k in resolve(tracking.TASK, cfg).keys if k != "evaluate"]
+        graph = [link(k, Upstream("tracking", cfg, k, "boxes")) for k in boxes]
+        graph += [link(k, Upstream("pose", cfg, k)) for k in pose_keys if k == "pretrain" or k in models]
+        test = {k: v for k, v in test.items() if k not in BOX_CHOICE_KEYS and not k.startswith("gbg")}
+        poses = {"data": val, "tracker": "deepsort", "test": test}
+        graph.append(Stage("poses", poses, POSES_MODULES, _poses_on_tracks, ("track", *models)))
+    else:
+        graph = [link(k, Upstream("pose", cfg, k, "pose")) for k in pose_keys if k != "evaluate"]
+        graph += _tracker_stages(cfg, val, test, models)
+    last = "poses"
     if pt.smoothing is not None:
+        smooth = {
+            "alpha": pt.smoothing,
+            "thr": pt.smoothing_thr,
+            "missing": pt.smoothing_missing,
+            "flow": [cfg.tracking.flow, cfg.tracking.flow_scale],
+        }
+        graph.append(Stage("smooth", smooth, SMOOTH_MODULES, _smooth, ("poses",)))
+        last = "smooth"
+    scoring = (
+        {"metric": "posetrack", "kp_thr": pt.kp_thr, **poseval_options(cfg)}
+        if cfg.evaluate.metric == "posetrack"
+        else {"metric": "hie_wap"}
+    )
+    scoring["bootstrap"] = bootstrap_slice(cfg)
+    graph.append(Stage("evaluate", {"data": val, **scoring}, EVALUATE_MODULES, _evaluate, (last,)))
+    return graph
 
-        def smooth_stage(out: Path, _scratch: Path) -> None:
-            save_poses(out / "poses.npz", smooth_frames(cfg, frames, load_poses(last, len(frames)), flow_root))
 
-        stages.append(run_stage(cache_, "smooth", keys["smooth"], meta, smooth_stage))
-        last = cache_.path("smooth", keys["smooth"]) / "poses.npz"
+def _load_poses(path: Path, frames: list[Frame]) -> list[FramePoses]:
+    return load_poses(path, len(frames))
 
-    def evaluate(out: Path, _scratch: Path) -> None:
-        tracked = load_poses(last, len(frames))
-        if cfg.evaluate.metric == "hie_wap":
-            metrics, resampler = pose.evaluate_poses_bootstrap("hie_wap", frames, schema, coco_results(frames, tracked))
-        else:
-            metrics, resampler = evaluate_pose_tracks_bootstrap(
-                frames, tracked, schema, kp_thr=pt.kp_thr, out_dir=out, **poseval_options(cfg)
-            )
-            resampler = Renamed(resampler, {k: k for k in metrics})
-        save_bootstrap(out, resampler, cfg.evaluate.bootstrap, cfg.evaluate.bootstrap_seed)
-        (out / "metrics.json").write_text(json.dumps(metrics))
 
-    stages.append(run_stage(cache_, "evaluate", keys["evaluate"], meta, evaluate))
-    done = cache_.path("evaluate", keys["evaluate"])
-    metrics = json.loads((done / "metrics.json").read_text())
-    history = json.loads((cache_.path("train", keys["train"]) / "history.json").read_text())
-    return CellOutcome(metrics, keys, stages, {"train": history}, load_bootstrap(done))
+TASK = register(
+    Task(
+        "pose_tracking",
+        stages,
+        metric_keys,
+        artefacts={
+            "poses": Artefact("poses", "poses.npz", _load_poses),
+            "smoothed": Artefact("smooth", "poses.npz", _load_poses),
+        },
+        figure="pose_tracks",
+        schema=pose.schema_of,
+        check=pose.check_pose,
+        curves=pose.training_curves,
+    )
+)

@@ -10,27 +10,19 @@ tracker on cached boxes and embeddings (milliseconds per frame).
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from crowdbench.bench.cache import StageCache, stage_key
 from crowdbench.bench.config import RunConfig
 from crowdbench.bench.device import cell_numerics
 from crowdbench.bench.digest import keyed_dump
-from crowdbench.bench.stages.base import (
-    CellOutcome,
-    StageResult,
-    bootstrap_slice,
-    load_bootstrap,
-    prefixed,
-    run_stage,
-    save_bootstrap,
-)
+from crowdbench.bench.stages.base import bootstrap_slice, save_bootstrap
 from crowdbench.bench.stages.data import DATA_MODULES, data_slice, load_frames
-from crowdbench.bench.stages.detection import detector_cell, run_detection_cell
-from crowdbench.bench.stages.detection import stage_keys as detection_keys
+from crowdbench.bench.stages.detection import detector_cell
+from crowdbench.bench.stages.pipeline import Artefact, Context, Stage, Task, Upstream, link, register
 from crowdbench.datasets.model import Frame
 from crowdbench.methods.pose.postprocess import box_iou
 
@@ -57,57 +49,14 @@ def detector_config(cfg: RunConfig) -> RunConfig:
     return detector_cell(cfg, cfg.tracking.detector_set)
 
 
-def _reid_train_config(cfg: RunConfig) -> dict[str, Any]:
-    dump = keyed_dump(cfg.tracking.reid, "tracking.reid")  # weights, backbone_weights: by content
-    return {k: v for k, v in dump.items() if k not in ("flip", "scales")}
-
-
-def stage_keys(cfg: RunConfig) -> dict[str, str]:
-    t = cfg.tracking
-    val = data_slice(cfg.data, cfg.data.val_split)
-    keys: dict[str, str] = {}
-    if t.boxes == "detector":
-        keys["detector"] = detection_keys(detector_config(cfg))["postprocess"]
-        boxes = [keys["detector"]]
-    else:
-        boxes = [stage_key("boxes", {"data": val, "boxes": "gt"}, [], BOXES_MODULES)]
-    reid: list[str] = []
-    if t.reid.enabled:
-        keys["reid"] = stage_key(
-            "reid",
-            {
-                "data": data_slice(cfg.data, cfg.data.train_split),
-                "reid": _reid_train_config(cfg),
-                "seed": cfg.seed,
-                "numerics": cell_numerics(cfg),
-            },
-            [],
-            REID_MODULES,
-        )
-        reid = [keys["reid"]]
-    test = {"flip": t.reid.flip, "scales": list(t.reid.scales), "enabled": t.reid.enabled, "data": val}
-    keys["embed"] = stage_key("embed", test, boxes + reid, REID_MODULES if t.reid.enabled else BOXES_MODULES)
-    track = {
-        "deepsort": t.deepsort.model_dump(mode="json"),
-        "box_smoothing": t.box_smoothing,
-        "flow": [t.flow, t.flow_scale] if t.box_smoothing is not None else None,
-    }
-    keys["track"] = stage_key("track", track, [keys["embed"]], TRACK_MODULES + FLOW_MODULES)
-    boot = bootstrap_slice(cfg)
-    keys["evaluate"] = stage_key(
-        "evaluate", {"data": val, "metric": "mot", "bootstrap": boot}, [keys["track"]], EVALUATE_MODULES
-    )
-    return keys
-
-
-def tracked_boxes(cfg: RunConfig, cache_: StageCache, frames: list[Frame]) -> list[dict[str, np.ndarray]]:
-    """Per frame ``{"boxes", "scores"}`` to track: the (already run) detector cell's NMS output, or the
-    ground-truth boxes with score 1."""
-    if cfg.tracking.boxes == "detector":
+def tracked_boxes(ctx: Context, frames: list[Frame]) -> list[dict[str, np.ndarray]]:
+    """Per frame ``{"boxes", "scores"}`` to track: the detector cell's NMS output (the cell's ``detector``), or
+    the ground-truth boxes with score 1."""
+    if ctx.cfg.tracking.boxes == "detector":
         # deferred: start-up (torch)
         from crowdbench.bench.stages.detector_training import load_per_frame
 
-        _, boxes = load_per_frame(cache_.path("postprocess", stage_keys(cfg)["detector"]) / "detections.npz")
+        _, boxes = load_per_frame(ctx.path("detector") / "detections.npz")
         if len(boxes) != len(frames):
             raise ValueError(f"detector gave boxes for {len(boxes)} frames, the tracking split has {len(frames)}")
         return boxes
@@ -240,90 +189,13 @@ def load_tracks(path: Path, n: int) -> list[np.ndarray]:
         return [z[f"f{i}"].astype(np.float64) for i in range(n)]
 
 
-def run_tracking_cell(cfg: RunConfig, cache_: StageCache, device: str) -> CellOutcome:
-    """Run (or fetch from the cache) every stage of one tracking cell."""
-    keys = stage_keys(cfg)
-    t = cfg.tracking
-    meta = {"config": cfg.model_dump(mode="json"), "device": device}
-    frames = load_frames(cfg.data, cfg.data.val_split)
-    stages: list[StageResult] = []
-    if t.boxes == "detector":
-        stages += prefixed("detector", run_detection_cell(detector_config(cfg), cache_, device).stages)
-    boxes = tracked_boxes(cfg, cache_, frames)
+def trained_reid(ctx: Context) -> Any:
+    """The ReID network the cell's ``reid`` stage trained, on the cell's device
+    (:func:`crowdbench.methods.tracking.reid.load_reid_model`)."""
+    # deferred: start-up (torch, cv2)
+    from crowdbench.methods.tracking.reid import load_reid_model
 
-    if t.reid.enabled:
-        stages.append(reid_train_stage(cfg, cache_, keys["reid"], device))
-
-    def embed_stage(out: Path, _scratch: Path) -> None:
-        # deferred: start-up (torch, cv2)
-        from crowdbench.methods.tracking.reid import load_reid_model
-
-        model = load_reid_model(t.reid, cache_.path("reid", keys["reid"]) / "model.pt", device)
-        save_features(out, embed_boxes(cfg, model, frames, [b["boxes"] for b in boxes], device))
-
-    if t.reid.enabled:
-        stages.append(run_stage(cache_, "embed", keys["embed"], meta, embed_stage))
-    else:
-        stages.append(run_stage(cache_, "embed", keys["embed"], meta, lambda out, _s: None))
-
-    def track(out: Path, scratch: Path) -> None:
-        features = load_features(cache_, keys["embed"], len(frames)) if t.reid.enabled else None
-        tracks = track_frames(frames, boxes, features, cfg)
-        if t.box_smoothing is not None:
-            tracks = smooth_tracks(frames, tracks, cfg, cache_.root / "flow")
-        save_tracks(out / "tracks.npz", frames, tracks)
-
-    def evaluate(out: Path, _scratch: Path) -> None:
-        tracks = load_tracks(cache_.path("track", keys["track"]) / "tracks.npz", len(frames))
-        e = cfg.evaluate
-        if e.bootstrap:
-            metrics, resampler = evaluate_tracks(frames, tracks, block_frames=e.block_frames)
-            save_bootstrap(out, resampler, e.bootstrap, e.bootstrap_seed)
-        else:
-            metrics = evaluate_tracks(frames, tracks)
-        (out / "metrics.json").write_text(json.dumps(metrics))
-
-    stages += [
-        run_stage(cache_, "track", keys["track"], meta, track),
-        run_stage(cache_, "evaluate", keys["evaluate"], meta, evaluate),
-    ]
-    done = cache_.path("evaluate", keys["evaluate"])
-    return CellOutcome(json.loads((done / "metrics.json").read_text()), keys, stages, bootstrap=load_bootstrap(done))
-
-
-def reid_train_stage(cfg: RunConfig, cache_: StageCache, key: str, device: str) -> StageResult:
-    """Run (or fetch) the ``reid`` stage: the ReID network trained on the identities of ``data.train_split`` (or
-    copied from ``tracking.reid.weights``)."""
-    r = cfg.tracking.reid
-    meta = {"config": cfg.model_dump(mode="json"), "device": device}
-
-    def train(out: Path, scratch: Path) -> None:
-        # deferred: start-up (torch, cv2)
-        from crowdbench.methods.tracking.reid import train_reid
-
-        if r.weights is not None:
-            import shutil
-
-            shutil.copyfile(r.weights, out / "model.pt")
-            (out / "train.json").write_text(json.dumps({"weights": str(r.weights)}))
-            return
-        info = train_reid(
-            load_frames(cfg.data, cfg.data.train_split),
-            arch=r.arch,
-            dim=r.dim,
-            input_hw=r.input_hw,
-            iterations=r.iterations,
-            batch_size=(r.ids_per_batch, r.crops_per_id),
-            lr=r.lr,
-            seed=cfg.seed,
-            device=device,
-            out_dir=out,
-            scratch=scratch,
-            weights=r.backbone_weights,
-        )
-        (out / "train.json").write_text(json.dumps(info, default=str))
-
-    return run_stage(cache_, "reid", key, meta, train)
+    return load_reid_model(ctx.cfg.tracking.reid, ctx.path("reid") / "model.pt", ctx.device)
 
 
 def embed_boxes(
@@ -341,6 +213,121 @@ def save_features(out: Path, features: list[np.ndarray]) -> None:
     np.savez_compressed(out / "features.npz", **{f"f{i}": f.astype(np.float32) for i, f in enumerate(features)})
 
 
-def load_features(cache_: StageCache, key: str, n: int) -> list[np.ndarray]:
-    with np.load(cache_.path("embed", key) / "features.npz") as z:
+def load_features(embed: Path, n: int) -> list[np.ndarray]:
+    """The features an ``embed`` stage (output folder ``embed``) wrote for ``n`` frames."""
+    with np.load(embed / "features.npz") as z:
         return [z[f"f{i}"] for i in range(n)]
+
+
+# ---------------------------------------------------------------------------------------------------- the stages
+
+
+def _val(ctx: Context) -> list[Frame]:
+    if "val" not in ctx.memo:
+        ctx.memo["val"] = load_frames(ctx.cfg.data, ctx.cfg.data.val_split)
+    return ctx.memo["val"]
+
+
+def train_reid_stage(ctx: Context, out: Path, scratch: Path) -> None:
+    """The ReID network trained on the identities of ``data.train_split`` (or copied from ``tracking.reid.weights``)."""
+    # deferred: start-up (torch, cv2)
+    from crowdbench.methods.tracking.reid import train_reid
+
+    cfg, r = ctx.cfg, ctx.cfg.tracking.reid
+    if r.weights is not None:
+        shutil.copyfile(r.weights, out / "model.pt")
+        (out / "train.json").write_text(json.dumps({"weights": str(r.weights)}))
+        return
+    info = train_reid(
+        load_frames(cfg.data, cfg.data.train_split),
+        arch=r.arch,
+        dim=r.dim,
+        input_hw=r.input_hw,
+        iterations=r.iterations,
+        batch_size=(r.ids_per_batch, r.crops_per_id),
+        lr=r.lr,
+        seed=cfg.seed,
+        device=ctx.device,
+        out_dir=out,
+        scratch=scratch,
+        weights=r.backbone_weights,
+    )
+    (out / "train.json").write_text(json.dumps(info, default=str))
+
+
+def _embed(ctx: Context, out: Path, _scratch: Path) -> None:
+    """ReID features of the tracked boxes (nothing without ReID)."""
+    if ctx.cfg.tracking.reid.enabled:
+        frames = _val(ctx)
+        boxes = [b["boxes"] for b in tracked_boxes(ctx, frames)]
+        save_features(out, embed_boxes(ctx.cfg, trained_reid(ctx), frames, boxes, ctx.device))
+
+
+def _track(ctx: Context, out: Path, _scratch: Path) -> None:
+    cfg, frames = ctx.cfg, _val(ctx)
+    features = load_features(ctx.path("embed"), len(frames)) if cfg.tracking.reid.enabled else None
+    tracks = track_frames(frames, tracked_boxes(ctx, frames), features, cfg)
+    if cfg.tracking.box_smoothing is not None:
+        tracks = smooth_tracks(frames, tracks, cfg, ctx.cache.root / "flow")
+    save_tracks(out / "tracks.npz", frames, tracks)
+
+
+def _evaluate(ctx: Context, out: Path, _scratch: Path) -> None:
+    frames, e = _val(ctx), ctx.cfg.evaluate
+    tracks = load_tracks(ctx.path("track") / "tracks.npz", len(frames))
+    if e.bootstrap:
+        metrics, resampler = evaluate_tracks(frames, tracks, block_frames=e.block_frames)
+        save_bootstrap(out, resampler, e.bootstrap, e.bootstrap_seed)
+    else:
+        metrics = evaluate_tracks(frames, tracks)
+    (out / "metrics.json").write_text(json.dumps(metrics))
+
+
+def reid_stage(cfg: RunConfig) -> Stage:
+    """The ``reid`` stage: keyed by the ReID training slice only (test-time flip and scales re-run ``embed``)."""
+    reid = {k: v for k, v in keyed_dump(cfg.tracking.reid, "tracking.reid").items() if k not in ("flip", "scales")}
+    train = {
+        "data": data_slice(cfg.data, cfg.data.train_split),
+        "reid": reid,  # weights, backbone_weights: by content
+        "seed": cfg.seed,
+        "numerics": cell_numerics(cfg),
+    }
+    return Stage("reid", train, REID_MODULES, train_reid_stage)
+
+
+def stages(cfg: RunConfig) -> list[Stage]:
+    """``detector`` (or ground-truth boxes) -> [``reid``] -> ``embed`` -> ``track`` -> ``evaluate``."""
+    t = cfg.tracking
+    val = data_slice(cfg.data, cfg.data.val_split)
+    if t.boxes == "detector":
+        boxes = link("detector", Upstream("detection", detector_config(cfg), "postprocess", "detector"))
+    else:
+        boxes = Stage("boxes", {"data": val, "boxes": "gt"}, BOXES_MODULES, recorded=False)
+    graph = [boxes, reid_stage(cfg)] if t.reid.enabled else [boxes]
+    embed = {"flip": t.reid.flip, "scales": list(t.reid.scales), "enabled": t.reid.enabled, "data": val}
+    embed_inputs = (boxes.name, "reid") if t.reid.enabled else (boxes.name,)
+    embed_modules = REID_MODULES if t.reid.enabled else BOXES_MODULES
+    track = {
+        "deepsort": t.deepsort.model_dump(mode="json"),
+        "box_smoothing": t.box_smoothing,
+        "flow": [t.flow, t.flow_scale] if t.box_smoothing is not None else None,
+    }
+    evaluate = {"data": val, "metric": "mot", "bootstrap": bootstrap_slice(cfg)}
+    return [
+        *graph,
+        Stage("embed", embed, embed_modules, _embed, embed_inputs),
+        Stage("track", track, TRACK_MODULES + FLOW_MODULES, _track, ("embed",)),
+        Stage("evaluate", evaluate, EVALUATE_MODULES, _evaluate, ("track",)),
+    ]
+
+
+TASK = register(
+    Task(
+        "tracking",
+        stages,
+        metric_keys,
+        artefacts={"tracks": Artefact("track", "tracks.npz", lambda path, frames: load_tracks(path, len(frames)))},
+        figure="tracks",
+        shared=("reid", "detector", "evaluate"),
+    )
+)
