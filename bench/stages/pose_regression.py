@@ -24,6 +24,7 @@ from crowdbench.bench.cache import StageCache, stage_key
 from crowdbench.bench.config import RunConfig
 from crowdbench.bench.device import cell_numerics
 from crowdbench.bench.digest import keyed_dump
+from crowdbench.bench.metrics.registry import metric_for
 from crowdbench.bench.provenance import device_description
 from crowdbench.bench.stages.base import (
     CellOutcome,
@@ -34,7 +35,7 @@ from crowdbench.bench.stages.base import (
     save_bootstrap,
 )
 from crowdbench.bench.stages.data import DATA_MODULES, data_slice, load_frames
-from crowdbench.bench.stages.pose import METRIC_KEYS, evaluate_poses_bootstrap, schema_of
+from crowdbench.bench.stages.pose import schema_of
 from crowdbench.datasets.model import Frame
 
 THIS = "crowdbench.bench.stages.pose_regression"
@@ -51,8 +52,7 @@ INFER_MODULES = ("crowdbench.methods.pose.regression.decode", *TRAIN_MODULES)
 POSTPROCESS_MODULES = ("crowdbench.methods.pose.regression.decode", THIS)
 EVALUATE_MODULES = (
     THIS,
-    "crowdbench.bench.metrics.coco_keypoints",
-    "crowdbench.bench.metrics.crowdpose",
+    "crowdbench.bench.metrics.registry",
     *DATA_MODULES,
 )
 POST_KEYS = ("scorer", "nms", "nms_iou", "soft_min_score", "max_dets")
@@ -69,16 +69,13 @@ def check_regression(cfg: RunConfig) -> None:
             f"regression.test.scorer={r.test.scorer} needs the trained {branch} branch "
             f"(plugin pose_regression.{branch} or --set regression.model.{branch}=true)"
         )
-    if cfg.evaluate.metric not in ("coco_keypoints", "crowdpose"):
-        raise ValueError(
-            f"pose_regression cells evaluate with coco_keypoints or crowdpose, not {cfg.evaluate.metric!r}"
-        )
+    metric_for("pose_regression", cfg.evaluate.metric)
 
 
 def metric_keys(cfg: RunConfig) -> tuple[str, ...]:
     """The metrics a cell produces (checked before any work, with the settings of :func:`check_regression`)."""
     check_regression(cfg)
-    return (*METRIC_KEYS[cfg.evaluate.metric], "time_s")
+    return (*metric_for("pose_regression", cfg.evaluate.metric).keys, "time_s")
 
 
 def stage_keys(cfg: RunConfig) -> dict[str, str]:
@@ -203,8 +200,12 @@ def run_pose_regression_cell(cfg: RunConfig, cache_: StageCache, device: str) ->
     def evaluate(out: Path, _scratch: Path) -> None:
         post = cache_.path("postprocess", keys["postprocess"])
         results = json.loads((post / "results.json").read_text())
-        metrics, resampler = evaluate_poses_bootstrap(cfg.evaluate.metric, val_frames, schema, results)
-        save_bootstrap(out, resampler, cfg.evaluate.bootstrap, cfg.evaluate.bootstrap_seed)
+        e = cfg.evaluate
+        scored = metric_for("pose_regression", e.metric).evaluate(
+            val_frames, results, schema=schema, bootstrap=e.bootstrap > 0
+        )
+        save_bootstrap(out, scored.resampler, e.bootstrap, e.bootstrap_seed)
+        metrics = scored.values
         forward = json.loads((cache_.path("infer", keys["infer"]) / "timing.json").read_text())
         nms = json.loads((post / "timing.json").read_text())
         if forward["seconds_per_image"] is not None:
