@@ -9,6 +9,7 @@ import pytest
 from crowdbench.bench.cache import StageCache
 from crowdbench.bench.matrix import expand
 from crowdbench.bench.metrics.pose_tracks import FramePoses, evaluate_pose_tracks
+from crowdbench.bench.metrics.registry import metric_for
 from crowdbench.bench.registry import get_plugin
 from crowdbench.bench.specs import load_spec
 from crowdbench.bench.stages.data import load_frames
@@ -167,11 +168,12 @@ def test_hie_wap_scores_the_tracked_poses_and_keys_only_evaluate():
         people = [i for i in f.instances if not i.ignore]
         kp = np.array([i.keypoints for i in people], dtype=np.float64).reshape(len(people), -1, 3)
         gt.append(FramePoses(kp, np.ones(len(people)), np.arange(len(people)), np.zeros((len(people), 4))))
-    perfect = pose.evaluate_poses("hie_wap", frames, pose.schema_of(cfg), coco_results(frames, gt))
+    hie_wap = metric_for("pose_tracking", "hie_wap")
+    perfect = hie_wap.evaluate(frames, coco_results(frames, gt), schema=pose.schema_of(cfg)).values
     assert perfect["wAP"] == pytest.approx(1.0)
     for p in gt:
         p.keypoints[..., :2] += 6.0
-    assert pose.evaluate_poses("hie_wap", frames, pose.schema_of(cfg), coco_results(frames, gt))["wAP"] < 0.9
+    assert hie_wap.evaluate(frames, coco_results(frames, gt), schema=pose.schema_of(cfg)).values["wAP"] < 0.9
     t7 = stage_keys(_cfg("hie-tracking/table7", 0))
     t6 = stage_keys(cfg)
     assert t6["track"] == t7["track"] and t6["reid"] == t7["reid"]  # the box-tracking cell is shared

@@ -120,14 +120,15 @@ def test_evaluate_metric_is_pluggable_and_columns_are_checked(tmp_path):
 
 def test_coco_box_evaluation_of_detection_records():
     from crowdbench.bench.config import DataConfig
-    from crowdbench.bench.stages.detection import evaluate_detections, load_frames
+    from crowdbench.bench.metrics.registry import metric_for
+    from crowdbench.bench.stages.detection import load_frames
     from crowdbench.datasets.formats.crowdhuman import DetectionRecord, record_id
 
     frames = load_frames(DataConfig(preset="tiny"), "val")
     # detectors clip to the image, as the COCO ground truth (bbox) is clipped
     clipped = [np.clip(f.boxes(include_ignored=False), 0, [f.width, f.height, f.width, f.height]) for f in frames]
     perfect = [DetectionRecord(record_id(f), b, [1.0] * len(b)) for f, b in zip(frames, clipped, strict=True)]
-    box = evaluate_detections("coco_box", frames, perfect)
+    box = metric_for("detection", "coco_box").evaluate(frames, perfect).values
     assert box["AP"] == pytest.approx(1.0) and set(box) >= {"AP50", "ARL"}
-    ch = evaluate_detections("crowdhuman", frames, perfect)
+    ch = metric_for("detection", "crowdhuman").evaluate(frames, perfect).values
     assert ch["mMR"] == 0.0 and ch["JI"] == pytest.approx(1.0, abs=1e-5)

@@ -1,16 +1,12 @@
-"""``crowdbench eval <metric>`` subcommands."""
+"""``crowdbench eval <metric>`` subcommands (one per registered metric) and the helpers they share."""
 
 from __future__ import annotations
 
 import argparse
 import importlib
 import math
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from crowdbench.bench.errors import fail, need_file
-from crowdbench.bench.jsonout import dumps as strict_dumps
-from crowdbench.bench.metrics import bootstrap
 from crowdbench.bench.metrics.bootstrap import (
     DEFAULT_LEVEL,
     DEFAULT_SEED,
@@ -18,102 +14,24 @@ from crowdbench.bench.metrics.bootstrap import (
     percentile_interval,
     replicate_weights,
 )
-from crowdbench.datasets.formats.crowdhuman import read_detections, read_id_hw, read_odgt, record_id
-from crowdbench.datasets.formats.errors import FormatError
+from crowdbench.bench.metrics.registry import METRICS
 
 if TYPE_CHECKING:
     from crowdbench.bench.metrics.bootstrap import Resampler
 
-__all__ = ["add_eval_commands", "cmd_eval_crowdhuman"]
-
-
-# Metric modules that register their own ``crowdbench eval <metric>`` command through ``add_command``.
-METRIC_MODULES = (
-    "crowdbench.bench.metrics.coco_keypoints",
-    "crowdbench.bench.metrics.crowdpose",
-    "crowdbench.bench.metrics.hie_wap",
-    "crowdbench.bench.metrics.posetrack",
-    "crowdbench.bench.metrics.mot",
-)
+__all__ = ["add_eval_commands"]
 
 
 def add_eval_commands(eval_subparsers: argparse._SubParsersAction) -> None:
-    """Register every metric subcommand on the ``crowdbench eval`` subparsers."""
-    p = eval_subparsers.add_parser(
-        "crowdhuman",
-        help="CrowdHuman AP / mMR / JI (CrowdDet protocol, full-body boxes)",
-        description="CrowdHuman full-body AP, mMR and JI exactly as CrowdDet's evaluation code computes them.",
-    )
-    p.add_argument("--gt", type=Path, required=True, metavar="FILE.odgt", help="ground truth, CrowdHuman .odgt")
-    p.add_argument(
-        "--pred",
-        type=Path,
-        required=True,
-        metavar="FILE.json",
-        help="detections: CrowdDet JSON lines (ID, height, width, dtboxes) or a COCO results list",
-    )
-    p.add_argument("--id-hw", type=Path, metavar="FILE", help="image sizes {ID: [height, width]} (mmdet format)")
-    p.add_argument("--json", action="store_true", help="print the full result as JSON")
-    p.add_argument(
-        "--lenient",
-        action="store_true",
-        help="score what CrowdDet's evaluation code accepts instead of refusing it: boxes (GT fbox/vbox/hbox, "
-        "detection box) with negative width or height (CrowdDet: they intersect nothing, so such a GT box is a miss, "
-        "such a detection a false positive, such an ignore region absorbs nothing) or beyond 1e6 px (used as given), "
-        "and extra.ignore / head_attr.ignore values other than 0/1 (non-zero = ignore). Without it those are errors. "
-        "NaN/inf, wrong types, missing keys, duplicate or unknown IDs and an empty detections file stay errors",
-    )
-    bootstrap.add_bootstrap_arguments(p)  # CrowdHuman's image bootstrap, not this module's per-metric options
-    p.set_defaults(func=cmd_eval_crowdhuman)
-    for name in METRIC_MODULES:
-        importlib.import_module(name).add_command(eval_subparsers)
+    """Register the ``crowdbench eval`` subcommand of every registered metric (``bench/metrics/registry.py``): each
+    metric's module reads its files with the readers of ``datasets/formats/`` and calls the metric's evaluator."""
+    for module in dict.fromkeys(m.command for m in METRICS):
+        importlib.import_module(module).add_command(eval_subparsers)
 
 
-def _pct(v: float) -> str:
+def pct(v: float) -> str:
+    """A fraction as ``0.1234  (12.34 %)``, ``n/a`` for NaN."""
     return "n/a" if math.isnan(v) else f"{v:.4f}  ({100 * v:.2f} %)"
-
-
-def cmd_eval_crowdhuman(args: argparse.Namespace) -> int:
-    # deferred: start-up (scipy)
-    from crowdbench.bench.metrics.crowdhuman import evaluate_crowdhuman
-
-    try:
-        bootstrap.check_bootstrap_arguments(args)
-        for path in (args.gt, args.pred, args.id_hw):
-            if path is not None:
-                need_file(path)
-        id_hw = read_id_hw(args.id_hw) if args.id_hw is not None else None
-        gt = read_odgt(args.gt, id_hw=id_hw, lenient=args.lenient)
-        dets = read_detections(args.pred, lenient=args.lenient, gt_ids={record_id(f) for f in gt})
-        if args.bootstrap:
-            result, resampler = evaluate_crowdhuman(gt, dets, return_resampler=True, lenient=args.lenient)
-        else:
-            result = evaluate_crowdhuman(gt, dets, lenient=args.lenient)
-    except (FormatError, OSError, ValueError, RecursionError, MemoryError) as exc:
-        return fail(exc)
-    if args.bootstrap:
-        point = {"AP": result.AP, "mMR": result.mMR, "JI": result.JI}
-        summary = bootstrap.bootstrap_summary(point, resampler, args.bootstrap, args.bootstrap_seed, args.level)
-        if args.json:
-            print(strict_dumps(result.to_dict() | summary, _crowdhuman_reasons(result)))
-        else:
-            bootstrap.print_intervals(
-                f"CrowdHuman ({args.gt.name} vs {args.pred.name}): {result.num_images} images (mMR: lower is better)",
-                summary,
-                ("AP", "mMR", "JI"),
-            )
-        return 0
-    if args.json:
-        print(strict_dumps(result.to_dict(), _crowdhuman_reasons(result)))
-        return 0
-    print(
-        f"CrowdHuman ({args.gt.name} vs {args.pred.name}): {result.num_images} images, {result.num_gt} GT "
-        f"(+{result.num_ignore} ignore), {result.num_det} detections"
-    )
-    print(f"  {'AP':<4} {_pct(result.AP)}")
-    print(f"  {'mMR':<4} {_pct(result.mMR)}   (lower is better)")
-    print(f"  {'JI':<4} {_pct(result.JI)}")
-    return 0
 
 
 def add_bootstrap_arguments(p: argparse.ArgumentParser, *, block_frames: bool = False) -> None:
@@ -165,12 +83,3 @@ def print_intervals(summary: dict, scale: float = 1.0) -> None:
         if k != "bootstrap":
             mark = "  (centred)" if k in b.get("centred", ()) else ""
             print(f"    {k:<10} {scale * v['value']:.4f}  [{scale * v['low']:.4f}, {scale * v['high']:.4f}]{mark}")
-
-
-def _crowdhuman_reasons(result: object) -> dict[str, str]:
-    """Why CrowdHuman's AP / mMR / JI can be undefined (the JSON says so beside the ``null``)."""
-    if getattr(result, "num_det", 1) == 0:
-        return dict.fromkeys(("AP", "mMR", "JI"), "no detections")
-    if getattr(result, "num_gt", 1) == 0:
-        return dict.fromkeys(("AP", "mMR", "JI"), "no ground-truth boxes")
-    return {}

@@ -51,17 +51,18 @@ import contextlib
 import dataclasses
 import io
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
 from crowdbench.bench.errors import fail, need_file
 from crowdbench.bench.jsonout import dumps as strict_dumps
+from crowdbench.bench.metrics.eval_args import add_eval_parser
 from crowdbench.datasets.formats.coco_checks import CocoGt, CocoResults, check_coco_gt, check_coco_results, renumbered
-from crowdbench.datasets.formats.errors import FormatError, read_json, read_json_bytes
+from crowdbench.datasets.formats.errors import FormatError, read_json_bytes
 
 __all__ = [
     "BOX_STAT_NAMES",
@@ -74,7 +75,6 @@ __all__ = [
     "evaluate_coco_box",
     "evaluate_coco_keypoints",
     "evaluate_coco_vis_invis",
-    "load_json",
     "pycocotools_sigmas",
     "split_vis_invis",
 ]
@@ -89,8 +89,21 @@ PredSource = Sequence[Mapping[str, Any]] | str | Path
 # ------------------------------------------------------------------------------------------------ results
 
 
+class StatsResult:
+    """``stats`` (the values in the reference tool's order, ``STAT_NAMES``) and ``to_dict`` of a result dataclass."""
+
+    STAT_NAMES: ClassVar[tuple[str, ...]] = ()
+
+    @property
+    def stats(self) -> tuple[float, ...]:
+        return tuple(getattr(self, n) for n in self.STAT_NAMES)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
 @dataclass(frozen=True)
-class CocoKeypointResult:
+class CocoKeypointResult(StatsResult):
     """pycocotools ``stats`` for ``iouType="keypoints"`` as fractions; -1 where a bucket has no GT."""
 
     AP: float
@@ -108,17 +121,11 @@ class CocoKeypointResult:
     num_ignored_gt: int = 0
     num_predictions: int = 0
 
-    @property
-    def stats(self) -> tuple[float, ...]:
-        """The 10 values in pycocotools order."""
-        return tuple(getattr(self, n) for n in KEYPOINT_STAT_NAMES)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+    STAT_NAMES: ClassVar = KEYPOINT_STAT_NAMES
 
 
 @dataclass(frozen=True)
-class CocoBoxResult:
+class CocoBoxResult(StatsResult):
     """pycocotools ``stats`` for ``iouType="bbox"`` (maxDets 1/10/100, areas small/medium/large)."""
 
     AP: float
@@ -138,13 +145,7 @@ class CocoBoxResult:
     num_ignored_gt: int = 0
     num_predictions: int = 0
 
-    @property
-    def stats(self) -> tuple[float, ...]:
-        """The 12 values in pycocotools order."""
-        return tuple(getattr(self, n) for n in BOX_STAT_NAMES)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+    STAT_NAMES: ClassVar = BOX_STAT_NAMES
 
 
 @dataclass(frozen=True)
@@ -168,11 +169,6 @@ class CocoVisInvisResult:
 
 
 # ------------------------------------------------------------------------------------------------ loading / checks
-
-
-def load_json(path: str | Path) -> Any:
-    """Read a JSON file; unreadable, truncated or invalid JSON is a one-line :class:`FormatError` naming the file."""
-    return read_json(Path(path))
 
 
 def _read(obj: Any, default: str) -> tuple[Any, str, bool]:
@@ -980,9 +976,9 @@ def _batched_mean(s: np.ndarray) -> np.ndarray:
 
 def _fmt(v: float) -> str:
     # deferred: import cycle (bench.metrics.cli imports this module)
-    from crowdbench.bench.metrics.cli import _pct
+    from crowdbench.bench.metrics.cli import pct
 
-    return "n/a (no GT)" if v == -1 else _pct(v)
+    return "n/a (no GT)" if v == -1 else pct(v)
 
 
 def print_stats(title: str, result: Any, names: Sequence[str]) -> None:
@@ -1004,6 +1000,32 @@ def print_bootstrap(args: argparse.Namespace, res: Any, resampler: Any, names: S
         print(strict_dumps(res.to_dict() | summary))
     else:
         print_intervals(f"{title}: {len(resampler.units)} images", summary, names)
+
+
+def score_and_print(
+    args: argparse.Namespace,
+    evaluate: Callable[..., Any],
+    kw: Mapping[str, Any],
+    names: Sequence[str],
+    title: str,
+    ignored: str,
+    predictions: str,
+    extra: Callable[[Any], str] | None = None,
+) -> None:
+    """A COCO-protocol eval command's output: with ``--bootstrap`` the intervals, with ``--json`` the result, else
+    ``title``, the counts (``ignored``, ``predictions``: what the GT's ignored and the predictions are called, then
+    ``extra(result)``) and the stats of ``evaluate(args.gt, args.pred, **kw)``."""
+    if args.bootstrap:
+        res, rs = evaluate(args.gt, args.pred, return_resampler=True, **kw)
+        print_bootstrap(args, res, rs, names, title)
+        return
+    res = evaluate(args.gt, args.pred, **kw)
+    if args.json:
+        print(strict_dumps(res.to_dict()))
+        return
+    counts = f"{res.num_images} images, {res.num_gt} GT ({res.num_ignored_gt} {ignored}), "
+    more = extra(res) if extra is not None else ""
+    print_stats(f"{title}: {counts}{res.num_predictions} {predictions}{more}", res, names)
 
 
 def run_command(fn: Any, args: argparse.Namespace) -> int:
@@ -1035,22 +1057,8 @@ def _cmd_keypoints(args: argparse.Namespace) -> int:
             print(f"  {'AP-vis':<8} {_fmt(res.AP_vis)}")
             print(f"  {'AP-invis':<8} {_fmt(res.AP_invis)}")
             return
-        if args.bootstrap:
-            if args.vis_invis:
-                raise ValueError("--bootstrap does not apply to --vis-invis")
-            res, rs = evaluate_coco_keypoints(args.gt, args.pred, return_resampler=True, **kw)
-            print_bootstrap(args, res, rs, KEYPOINT_STAT_NAMES, f"COCO keypoints ({args.gt.name} vs {args.pred.name})")
-            return
-        res = evaluate_coco_keypoints(args.gt, args.pred, **kw)
-        if args.json:
-            print(strict_dumps(res.to_dict()))
-            return
-        print_stats(
-            f"COCO keypoints ({args.gt.name} vs {args.pred.name}): {res.num_images} images, {res.num_gt} GT "
-            f"({res.num_ignored_gt} ignored), {res.num_predictions} predictions",
-            res,
-            KEYPOINT_STAT_NAMES,
-        )
+        title = f"COCO keypoints ({args.gt.name} vs {args.pred.name})"
+        score_and_print(args, evaluate_coco_keypoints, kw, KEYPOINT_STAT_NAMES, title, "ignored", "predictions")
 
     return run_command(go, args)
 
@@ -1059,29 +1067,25 @@ def _cmd_box(args: argparse.Namespace) -> int:
     def go() -> None:
         kw = {"renumber_zero_id": args.renumber_zero_id, "allow_duplicate_ids": args.allow_duplicate_ids}
         kw["lenient"] = args.lenient
-        if args.bootstrap:
-            res, rs = evaluate_coco_box(args.gt, args.pred, return_resampler=True, **kw)
-            print_bootstrap(args, res, rs, BOX_STAT_NAMES, f"COCO box ({args.gt.name} vs {args.pred.name})")
-            return
-        res = evaluate_coco_box(args.gt, args.pred, **kw)
-        if args.json:
-            print(strict_dumps(res.to_dict()))
-            return
-        print_stats(
-            f"COCO box ({args.gt.name} vs {args.pred.name}): {res.num_images} images, {res.num_gt} GT "
-            f"({res.num_ignored_gt} crowd), {res.num_predictions} detections",
-            res,
-            BOX_STAT_NAMES,
-        )
+        title = f"COCO box ({args.gt.name} vs {args.pred.name})"
+        score_and_print(args, evaluate_coco_box, kw, BOX_STAT_NAMES, title, "crowd", "detections")
 
     return run_command(go, args)
 
 
-def add_io_arguments(p: argparse.ArgumentParser) -> None:
-    """``--gt``, ``--pred``, ``--json`` (shared by the pose metric commands)."""
-    p.add_argument("--gt", type=Path, required=True, metavar="FILE.json", help="ground truth, COCO JSON")
-    p.add_argument("--pred", type=Path, required=True, metavar="FILE.json", help="predictions, COCO results list")
+def add_coco_parser(
+    eval_subparsers: argparse._SubParsersAction,
+    name: str,
+    *,
+    help: str,
+    description: str,
+) -> argparse.ArgumentParser:
+    """``crowdbench eval <name>`` with ``--gt`` (COCO JSON), ``--pred`` (COCO results) and ``--json`` (the COCO-format
+    metric commands)."""
+    gt, pred = ("FILE.json", "ground truth, COCO JSON"), ("FILE.json", "predictions, COCO results list")
+    p = add_eval_parser(eval_subparsers, name, help=help, description=description, gt=gt, pred=pred)
     p.add_argument("--json", action="store_true", help="print the full result as JSON")
+    return p
 
 
 def add_id_options(p: argparse.ArgumentParser) -> None:
@@ -1111,12 +1115,12 @@ def add_command(eval_subparsers: argparse._SubParsersAction) -> None:
     # deferred: import cycle (bench.metrics.bootstrap imports this module)
     from crowdbench.bench.metrics.bootstrap import add_bootstrap_arguments
 
-    p = eval_subparsers.add_parser(
+    p = add_coco_parser(
+        eval_subparsers,
         "coco-keypoints",
         help="COCO keypoint AP/AR (OKS, pycocotools protocol); optionally AP-vis / AP-invis",
         description="COCO keypoint AP/AR bit-identical to pycocotools (faster-coco-eval backend).",
     )
-    add_io_arguments(p)
     add_id_options(p)
     p.add_argument(
         "--vis-invis",
@@ -1125,12 +1129,12 @@ def add_command(eval_subparsers: argparse._SubParsersAction) -> None:
     )
     add_bootstrap_arguments(p)
     p.set_defaults(func=_cmd_keypoints)
-    p = eval_subparsers.add_parser(
+    p = add_coco_parser(
+        eval_subparsers,
         "coco-box",
         help="COCO box AP/AR (pycocotools protocol), e.g. person detection",
         description="COCO bbox AP/AR bit-identical to pycocotools (faster-coco-eval backend).",
     )
-    add_io_arguments(p)
     add_id_options(p)
     add_bootstrap_arguments(p)
     p.set_defaults(func=_cmd_box)

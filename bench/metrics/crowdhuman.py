@@ -35,6 +35,7 @@ can change ``k`` or the ignore discounting. With real-valued IoUs exact ties are
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -47,7 +48,20 @@ from scipy.optimize import linear_sum_assignment
 from scipy.sparse import csr_array
 from scipy.sparse.csgraph import connected_components
 
-from crowdbench.datasets.formats.crowdhuman import DetectionRecord, check_boxes, record_id
+from crowdbench.bench.errors import fail, need_file
+from crowdbench.bench.jsonout import dumps as strict_dumps
+from crowdbench.bench.metrics import bootstrap as _boot
+from crowdbench.bench.metrics.cli import pct
+from crowdbench.bench.metrics.eval_args import add_eval_parser
+from crowdbench.datasets.formats.crowdhuman import (
+    DetectionRecord,
+    check_boxes,
+    read_detections,
+    read_id_hw,
+    read_odgt,
+    record_id,
+)
+from crowdbench.datasets.formats.errors import FormatError
 from crowdbench.datasets.model import Frame
 
 __all__ = [
@@ -748,3 +762,78 @@ def evaluate_crowdhuman(
     images = images_from_frames(gt_frames, detections, unknown_ids=unknown_ids)
     check_images(images, lenient=lenient)
     return evaluate_images(images, ji=ji, return_resampler=return_resampler)
+
+
+# ------------------------------------------------------------------------------------------------ command line
+def add_command(eval_subparsers: argparse._SubParsersAction) -> None:
+    """``crowdbench eval crowdhuman``: reads the files (``datasets/formats/crowdhuman.py``) and scores them."""
+    p = add_eval_parser(
+        eval_subparsers,
+        "crowdhuman",
+        help="CrowdHuman AP / mMR / JI (CrowdDet protocol, full-body boxes)",
+        description="CrowdHuman full-body AP, mMR and JI exactly as CrowdDet's evaluation code computes them.",
+        gt=("FILE.odgt", "ground truth, CrowdHuman .odgt"),
+        pred=("FILE.json", "detections: CrowdDet JSON lines (ID, height, width, dtboxes) or a COCO results list"),
+    )
+    p.add_argument("--id-hw", type=Path, metavar="FILE", help="image sizes {ID: [height, width]} (mmdet format)")
+    p.add_argument("--json", action="store_true", help="print the full result as JSON")
+    p.add_argument(
+        "--lenient",
+        action="store_true",
+        help="score what CrowdDet's evaluation code accepts instead of refusing it: boxes (GT fbox/vbox/hbox, "
+        "detection box) with negative width or height (CrowdDet: they intersect nothing, so such a GT box is a miss, "
+        "such a detection a false positive, such an ignore region absorbs nothing) or beyond 1e6 px (used as given), "
+        "and extra.ignore / head_attr.ignore values other than 0/1 (non-zero = ignore). Without it those are errors. "
+        "NaN/inf, wrong types, missing keys, duplicate or unknown IDs and an empty detections file stay errors",
+    )
+    _boot.add_bootstrap_arguments(p)  # CrowdHuman's image bootstrap, not this module's per-metric options
+    p.set_defaults(func=cmd_eval_crowdhuman)
+
+
+def cmd_eval_crowdhuman(args: argparse.Namespace) -> int:
+    try:
+        _boot.check_bootstrap_arguments(args)
+        for path in (args.gt, args.pred, args.id_hw):
+            if path is not None:
+                need_file(path)
+        id_hw = read_id_hw(args.id_hw) if args.id_hw is not None else None
+        gt = read_odgt(args.gt, id_hw=id_hw, lenient=args.lenient)
+        dets = read_detections(args.pred, lenient=args.lenient, gt_ids={record_id(f) for f in gt})
+        if args.bootstrap:
+            result, resampler = evaluate_crowdhuman(gt, dets, return_resampler=True, lenient=args.lenient)
+        else:
+            result = evaluate_crowdhuman(gt, dets, lenient=args.lenient)
+    except (FormatError, OSError, ValueError, RecursionError, MemoryError) as exc:
+        return fail(exc)
+    if args.bootstrap:
+        point = {"AP": result.AP, "mMR": result.mMR, "JI": result.JI}
+        summary = _boot.bootstrap_summary(point, resampler, args.bootstrap, args.bootstrap_seed, args.level)
+        if args.json:
+            print(strict_dumps(result.to_dict() | summary, _crowdhuman_reasons(result)))
+        else:
+            _boot.print_intervals(
+                f"CrowdHuman ({args.gt.name} vs {args.pred.name}): {result.num_images} images (mMR: lower is better)",
+                summary,
+                ("AP", "mMR", "JI"),
+            )
+        return 0
+    if args.json:
+        print(strict_dumps(result.to_dict(), _crowdhuman_reasons(result)))
+        return 0
+    print(
+        f"CrowdHuman ({args.gt.name} vs {args.pred.name}): {result.num_images} images, {result.num_gt} GT "
+        f"(+{result.num_ignore} ignore), {result.num_det} detections"
+    )
+    print(f"  {'AP':<4} {pct(result.AP)}")
+    print(f"  {'mMR':<4} {pct(result.mMR)}   (lower is better)")
+    print(f"  {'JI':<4} {pct(result.JI)}")
+    return 0
+
+
+def _crowdhuman_reasons(result: object) -> dict[str, str]:
+    """Why CrowdHuman's AP / mMR / JI can be undefined (the JSON says so beside the ``null``)."""
+    if getattr(result, "num_det", 1) == 0:
+        return dict.fromkeys(("AP", "mMR", "JI"), "no detections")
+    if getattr(result, "num_gt", 1) == 0:
+        return dict.fromkeys(("AP", "mMR", "JI"), "no ground-truth boxes")
+    return {}

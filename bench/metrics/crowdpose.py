@@ -22,27 +22,26 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 
-from crowdbench.bench.jsonout import dumps as strict_dumps
 from crowdbench.bench.metrics.bootstrap import add_bootstrap_arguments
 from crowdbench.bench.metrics.coco_keypoints import (
     CocoImageResampler,
     GtSource,
     PredSource,
+    StatsResult,
     _copy_gt,
     _copy_preds,
     _counts,
+    add_coco_parser,
     add_id_options,
-    add_io_arguments,
-    print_bootstrap,
-    print_stats,
     pycocotools_sigmas,
     run_cocoeval,
     run_command,
+    score_and_print,
     validated,
 )
 from crowdbench.datasets.formats.coco_checks import renumbered
@@ -54,7 +53,7 @@ CROWDPOSE_STAT_NAMES = ("AP", "AP50", "AP75", "AR", "AR50", "AR75", "AP_easy", "
 
 
 @dataclass(frozen=True)
-class CrowdPoseResult:
+class CrowdPoseResult(StatsResult):
     """Official CrowdPose stats as fractions (easy/medium/hard rounded to 4 decimals as the API does; -1 = empty)."""
 
     AP: float
@@ -72,13 +71,7 @@ class CrowdPoseResult:
     num_predictions: int = 0
     num_dropped_predictions: int = 0
 
-    @property
-    def stats(self) -> tuple[float, ...]:
-        """The 9 values in xtcocotools / faster-coco-eval order."""
-        return tuple(getattr(self, n) for n in CROWDPOSE_STAT_NAMES)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+    STAT_NAMES: ClassVar = CROWDPOSE_STAT_NAMES  # xtcocotools / faster-coco-eval order
 
 
 def drop_zero_score(preds: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
@@ -144,33 +137,25 @@ def _cmd(args: argparse.Namespace) -> int:
             "allow_duplicate_ids": args.allow_duplicate_ids,
             "lenient": args.lenient,
         }
-        if args.bootstrap:
-            res, rs = evaluate_crowdpose(args.gt, args.pred, return_resampler=True, **kw)
-            print_bootstrap(args, res, rs, CROWDPOSE_STAT_NAMES, f"CrowdPose ({args.gt.name} vs {args.pred.name})")
-            return
-        res = evaluate_crowdpose(args.gt, args.pred, **kw)
-        if args.json:
-            print(strict_dumps(res.to_dict()))
-            return
-        print_stats(
-            f"CrowdPose ({args.gt.name} vs {args.pred.name}): {res.num_images} images, {res.num_gt} GT "
-            f"({res.num_ignored_gt} ignored), {res.num_predictions} predictions"
-            + (f" ({res.num_dropped_predictions} dropped)" if args.drop_zero_score_predictions else ""),
-            res,
-            CROWDPOSE_STAT_NAMES,
-        )
+        title = f"CrowdPose ({args.gt.name} vs {args.pred.name})"
+        dropped = args.drop_zero_score_predictions
+
+        def extra(res: CrowdPoseResult) -> str:
+            return f" ({res.num_dropped_predictions} dropped)" if dropped else ""
+
+        score_and_print(args, evaluate_crowdpose, kw, CROWDPOSE_STAT_NAMES, title, "ignored", "predictions", extra)
 
     return run_command(go, args)
 
 
 def add_command(eval_subparsers: argparse._SubParsersAction) -> None:
     """Register ``crowdbench eval crowdpose``."""
-    p = eval_subparsers.add_parser(
+    p = add_coco_parser(
+        eval_subparsers,
         "crowdpose",
         help="CrowdPose AP/AR + easy/medium/hard (official CrowdPose API protocol)",
         description="CrowdPose keypoint AP as the official crowdposetools evaluator computes it.",
     )
-    add_io_arguments(p)
     p.add_argument(
         "--drop-zero-score-predictions",
         action="store_true",

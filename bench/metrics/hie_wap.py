@@ -42,7 +42,7 @@ from crowdbench.bench.metrics.coco_keypoints import (
     _copy_gt,
     _copy_preds,
     _fmt,
-    add_io_arguments,
+    add_coco_parser,
     add_lenient_argument,
     pycocotools_sigmas,
     run_cocoeval,
@@ -221,12 +221,12 @@ def _cmd(args: argparse.Namespace) -> int:
 
 def add_command(eval_subparsers: argparse._SubParsersAction) -> None:
     """Register ``crowdbench eval hie-wap``."""
-    p = eval_subparsers.add_parser(
+    p = add_coco_parser(
+        eval_subparsers,
         "hie-wap",
         help="HIE2020 pose w-AP (per-video COCO OKS AP, named weighting; official weighting unpublished)",
         description="HIE w_AP@avg/@50/@75 from per-video OKS AP; GT images need 'video_id'.",
     )
-    add_io_arguments(p)
     p.add_argument("--weighting", choices=WEIGHTINGS, default="people", help="how videos are weighted (default people)")
     p.add_argument("--bbox-area", action="store_true", help="OKS scale 0.53*w*h of the GT box instead of 'area'")
     add_lenient_argument(p)

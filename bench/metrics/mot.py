@@ -74,14 +74,15 @@ from crowdbench.bench.errors import fail
 from crowdbench.bench.jsonout import dumps as strict_dumps
 from crowdbench.bench.metrics.bootstrap import batched_values, load_npz, save_npz
 from crowdbench.bench.metrics.cli import (
-    _pct,
     add_bootstrap_arguments,
     bootstrap_summary,
     check_bootstrap_arguments,
+    pct,
     print_intervals,
 )
+from crowdbench.bench.metrics.eval_args import add_eval_parser
 from crowdbench.datasets.formats.errors import FormatError
-from crowdbench.datasets.formats.mot import MOT_CLASSES, MotTable, check_mot_pair, read_mot, read_seqinfo
+from crowdbench.datasets.formats.mot import MOT_CLASSES, MotTable, check_mot_pair, mot_sequence_files, read_mot
 
 __all__ = [
     "HOTA_ALPHAS",
@@ -421,6 +422,91 @@ def _prepare(seq: MotSequence) -> _Prepared:
     return _Prepared(seq, gfr, gid.reshape(-1), pfr, pid.reshape(-1), len(ug), len(up), pairs)
 
 
+def _prev_active_rows(p: _Prepared) -> np.ndarray:
+    """For each GT detection, the row of the same GT id in the previous active frame (frames having both GT and
+    predictions, TrackEval skips the others without resetting its state); -1 where there is none."""
+    active = np.zeros(p.seq.num_frames + 2, bool)
+    active[np.intersect1d(p.gfr, p.pfr)] = True
+    act_rank = np.cumsum(active)  # index of each active frame
+    rows_act = np.flatnonzero(active[p.gfr])
+    o = rows_act[np.lexsort((p.gfr[rows_act], p.gid[rows_act]))]
+    prev_row = np.full(len(p.gfr), -1, np.int64)
+    same = p.gid[o][1:] == p.gid[o][:-1]
+    ok = same & (act_rank[p.gfr[o][1:]] - act_rank[p.gfr[o][:-1]] == 1)
+    prev_row[o[1:][ok]] = o[:-1][ok]
+    return prev_row
+
+
+def _clear_matches(p: _Prepared, eg: np.ndarray, ep: np.ndarray, ev: np.ndarray, prev_row: np.ndarray) -> np.ndarray:
+    """The matched prediction of each GT detection (-1: none) over candidate pairs ``eg``, ``ep`` of IoU ``ev``:
+    single-pair components directly, the others by Hungarian in frame order on ``IoU + 1000 * continuation``."""
+    ng, npd = len(p.gfr), len(p.pfr)
+    match = np.full(ng, -1, np.int64)
+    comp = _components(eg, ep, ng, npd)
+    if not len(comp):
+        return match
+    csize = np.bincount(comp)
+    single = csize[comp] == 1
+    match[eg[single]] = ep[single]
+    multi = np.flatnonzero(~single)
+    if not len(multi):
+        return match
+    mo = multi[np.lexsort((multi, comp[multi]))]
+    cs = comp[mo]
+    starts = np.flatnonzero(np.r_[True, cs[1:] != cs[:-1]])
+    ends = np.r_[starts[1:], len(mo)]
+    for s in starts[np.argsort(p.gfr[eg[mo[starts]]], kind="stable")]:  # components in frame order
+        e = mo[s : ends[np.searchsorted(starts, s)]]
+        rows, ri = np.unique(eg[e], return_inverse=True)
+        cols, ci = np.unique(ep[e], return_inverse=True)
+        prev = prev_row[eg[e]]
+        prev_pred = np.where(prev >= 0, match[prev], -1)
+        prev_pid = np.where(prev_pred >= 0, p.pid[prev_pred], -1)
+        mat = np.zeros((len(rows), len(cols)))
+        mat[ri, ci] = ev[e] + 1000.0 * (p.pid[ep[e]] == prev_pid)
+        r, c = linear_sum_assignment(mat, maximize=True)
+        good = mat[r, c] > EPS
+        match[rows[r[good]]] = cols[c[good]]
+    return match
+
+
+def _track_counts(p: _Prepared, m: MOTMetrics, match: np.ndarray, prev_row: np.ndarray) -> np.ndarray:
+    """IDSW (last-ever match differs), Frag (tracked now, not in the previous active frame) and MT / PT / ML into
+    ``m``; returns the GT rows whose match switched id."""
+    matched = match >= 0
+    mi = np.flatnonzero(matched)
+    mo = mi[np.lexsort((p.gfr[mi], p.gid[mi]))]
+    mpid = p.pid[match[mo]]
+    switched = mo[1:][(p.gid[mo][1:] == p.gid[mo][:-1]) & (mpid[1:] != mpid[:-1])]
+    m.IDSW = len(switched)
+    prev_tracked = np.zeros(len(match), bool)
+    has_prev = prev_row >= 0
+    prev_tracked[has_prev] = matched[prev_row[has_prev]]
+    starts_count = np.bincount(p.gid[matched & ~prev_tracked], minlength=p.n_gid)
+    m.Frag = int(np.sum(starts_count[starts_count > 0] - 1))
+    cnt = np.bincount(p.gid, minlength=p.n_gid)
+    mcnt = np.bincount(p.gid[matched], minlength=p.n_gid)
+    ratio = mcnt[cnt > 0] / cnt[cnt > 0]
+    m.MT = int(np.sum(ratio > 0.8))
+    m.PT = int(np.sum(ratio >= 0.2)) - m.MT
+    m.ML = p.n_gid - m.MT - m.PT
+    return switched
+
+
+def _identity_tp(p: _Prepared, idp: np.ndarray) -> int:
+    """IDTP: the best one-to-one assignment of GT to predicted ids by their counts of pairs ``idp`` (IoU >= t)."""
+    key = p.gid[p.pairs.gt[idp]] * p.n_pid + p.pid[p.pairs.pred[idp]]
+    uk, kc = np.unique(key, return_counts=True)
+    if not len(uk):
+        return 0
+    ug, gi = np.unique(uk // p.n_pid, return_inverse=True)
+    ut, ti = np.unique(uk % p.n_pid, return_inverse=True)
+    mat = np.zeros((len(ug), len(ut)))
+    mat[gi, ti] = kc
+    r, c = linear_sum_assignment(mat, maximize=True)
+    return int(mat[r, c].sum())
+
+
 def _clear_identity(p: _Prepared, threshold: float, keep: dict | None = None) -> MOTMetrics:
     """TrackEval ``CLEAR.eval_sequence`` + ``Identity.eval_sequence`` semantics (``keep``: filled with the matches,
     for :class:`MotResampler`)."""
@@ -433,92 +519,26 @@ def _clear_identity(p: _Prepared, threshold: float, keep: dict | None = None) ->
         return m
     m.num_frames = p.seq.num_frames
     pr = p.pairs
-    # ---- CLEAR matching
     cand = pr.iou >= threshold - EPS
     eg, ep, ev = pr.gt[cand], pr.pred[cand], pr.iou[cand]
-    active = np.zeros(p.seq.num_frames + 2, bool)
-    active[np.intersect1d(p.gfr, p.pfr)] = True
-    act_rank = np.cumsum(active)  # index of each active frame
-    # previous-active-frame row of the same GT id
-    rows_act = np.flatnonzero(active[p.gfr])
-    o = rows_act[np.lexsort((p.gfr[rows_act], p.gid[rows_act]))]
-    prev_row = np.full(ng, -1, np.int64)
-    same = p.gid[o][1:] == p.gid[o][:-1]
-    ok = same & (act_rank[p.gfr[o][1:]] - act_rank[p.gfr[o][:-1]] == 1)
-    prev_row[o[1:][ok]] = o[:-1][ok]
-    match = np.full(ng, -1, np.int64)  # matched pred det per GT det
-    comp = _components(eg, ep, ng, npd)
-    if len(comp):
-        csize = np.bincount(comp)
-        single = csize[comp] == 1
-        match[eg[single]] = ep[single]
-        multi = np.flatnonzero(~single)
-        if len(multi):
-            mo = multi[np.lexsort((multi, comp[multi]))]
-            cs = comp[mo]
-            starts = np.flatnonzero(np.r_[True, cs[1:] != cs[:-1]])
-            ends = np.r_[starts[1:], len(mo)]
-            # components in frame order
-            for s in starts[np.argsort(p.gfr[eg[mo[starts]]], kind="stable")]:
-                e = mo[s : ends[np.searchsorted(starts, s)]]
-                rows, ri = np.unique(eg[e], return_inverse=True)
-                cols, ci = np.unique(ep[e], return_inverse=True)
-                prev = prev_row[eg[e]]
-                prev_pred = np.where(prev >= 0, match[prev], -1)
-                prev_pid = np.where(prev_pred >= 0, p.pid[prev_pred], -1)
-                w = ev[e] + 1000.0 * (p.pid[ep[e]] == prev_pid)
-                mat = np.zeros((len(rows), len(cols)))
-                mat[ri, ci] = w
-                r, c = linear_sum_assignment(mat, maximize=True)
-                good = mat[r, c] > EPS
-                match[rows[r[good]]] = cols[c[good]]
+    prev_row = _prev_active_rows(p)
+    match = _clear_matches(p, eg, ep, ev, prev_row)
     matched = match >= 0
     tp = int(matched.sum())
     m.TP, m.FN, m.FP = tp, ng - tp, npd - tp
-    # MOTP in TrackEval's summation order (GT row order inside a frame)
-    if tp:
-        key_all = eg * npd + ep
+    iou_m = np.zeros(0)
+    if tp:  # MOTP in TrackEval's summation order (GT row order inside a frame)
         key_m = np.flatnonzero(matched) * npd + match[matched]
-        pos = np.searchsorted(key_all, key_m)  # eg sorted frame-major, gt-major, pred ascending
-        iou_m = ev[pos]
+        iou_m = ev[np.searchsorted(eg * npd + ep, key_m)]  # eg sorted frame-major, gt-major, pred ascending
         m.MOTP_sum = _seq_sum_by_frame(iou_m, p.gfr[matched])
-    # IDSW: last-ever match differs
-    mi = np.flatnonzero(matched)
-    mo2 = mi[np.lexsort((p.gfr[mi], p.gid[mi]))]
-    mpid = p.pid[match[mo2]]
-    same_g = p.gid[mo2][1:] == p.gid[mo2][:-1]
-    m.IDSW = int(np.sum(same_g & (mpid[1:] != mpid[:-1])))
-    # Frag: tracked now, not tracked in the previous active frame
-    prev_tracked = np.zeros(ng, bool)
-    has_prev = prev_row >= 0
-    prev_tracked[has_prev] = matched[prev_row[has_prev]]
-    starts_count = np.bincount(p.gid[matched & ~prev_tracked], minlength=p.n_gid)
-    m.Frag = int(np.sum(starts_count[starts_count > 0] - 1))
-    # MT / PT / ML
-    cnt = np.bincount(p.gid, minlength=p.n_gid)
-    mcnt = np.bincount(p.gid[matched], minlength=p.n_gid)
-    ratio = mcnt[cnt > 0] / cnt[cnt > 0]
-    m.MT = int(np.sum(ratio > 0.8))
-    m.PT = int(np.sum(ratio >= 0.2)) - m.MT
-    m.ML = p.n_gid - m.MT - m.PT
-    # ---- Identity
+    switched = _track_counts(p, m, match, prev_row)
     idp = pr.iou >= threshold
-    key = p.gid[pr.gt[idp]] * p.n_pid + p.pid[pr.pred[idp]]
-    uk, kc = np.unique(key, return_counts=True)
-    idtp = 0
-    if len(uk):
-        gi, ti = uk // p.n_pid, uk % p.n_pid
-        ug, gi2 = np.unique(gi, return_inverse=True)
-        ut, ti2 = np.unique(ti, return_inverse=True)
-        mat = np.zeros((len(ug), len(ut)))
-        mat[gi2, ti2] = kc
-        r, c = linear_sum_assignment(mat, maximize=True)
-        idtp = int(mat[r, c].sum())
-    m.IDTP, m.IDFN, m.IDFP = idtp, ng - idtp, npd - idtp
+    m.IDTP = _identity_tp(p, idp)
+    m.IDFN, m.IDFP = ng - m.IDTP, npd - m.IDTP
     m.finalize_clear()
     if keep is not None:
-        keep.update(matched=np.flatnonzero(matched), iou_m=iou_m if tp else np.zeros(0))
-        keep.update(switch_rows=mo2[1:][same_g & (mpid[1:] != mpid[:-1])], id_gt=pr.gt[idp], id_pred=pr.pred[idp])
+        keep.update(matched=np.flatnonzero(matched), iou_m=iou_m)
+        keep.update(switch_rows=switched, id_gt=pr.gt[idp], id_pred=pr.pred[idp])
     return m
 
 
@@ -1013,40 +1033,6 @@ def preprocess_sequence(
     )
 
 
-def _seq_length(seq_dir: Path) -> int | None:
-    """``seqLength`` of ``seq_dir/seqinfo.ini`` (read and checked by the format's reader), ``None`` without one."""
-    ini = seq_dir / "seqinfo.ini"
-    if not ini.is_file():
-        return None
-    return int(read_seqinfo(ini, required=("seqLength",))["seqLength"])
-
-
-def _discover(gt: Path, pred: Path) -> list[tuple[str, Path, Path, int | None]]:
-    """(name, gt file, pred file, seqLength) per sequence; see :func:`load_mot_sequences`."""
-    if gt.is_file():
-        if not pred.is_file():
-            raise FileNotFoundError(f"{pred}: no such file (a GT file needs a prediction file)")
-        seq_dir = gt.parent.parent if gt.parent.name == "gt" else gt.parent
-        return [(seq_dir.name, gt, pred, _seq_length(seq_dir))]
-    if not gt.is_dir():
-        raise FileNotFoundError(f"{gt}: no such file or directory")
-    if not pred.is_dir():
-        raise FileNotFoundError(f"{pred}: not a directory (a GT directory needs a prediction directory)")
-    out = []
-    for d in sorted(x for x in gt.iterdir() if x.is_dir()):
-        g = next((f for f in (d / "gt" / "gt.txt", d / "gt.txt") if f.is_file()), None)
-        if g is None:
-            continue
-        cands = (pred / f"{d.name}.txt", pred / "data" / f"{d.name}.txt", pred / d.name / "test.txt")
-        p = next((f for f in cands if f.is_file()), None)
-        if p is None:
-            raise FileNotFoundError(f"{pred}: no result file for sequence {d.name} (tried {d.name}.txt)")
-        out.append((d.name, g, p, _seq_length(d)))
-    if not out:
-        raise FileNotFoundError(f"{gt}: no sequences (<seq>/gt/gt.txt or <seq>/gt.txt)")
-    return out
-
-
 def load_mot_sequences(
     gt: str | Path, pred: str | Path, *, benchmark: str = "MOT17", lenient: bool = False
 ) -> list[MotSequence]:
@@ -1062,7 +1048,7 @@ def load_mot_sequences(
     if benchmark not in BENCHMARKS:
         raise ValueError(f"benchmark must be one of {BENCHMARKS}, got {benchmark!r}")
     seqs = []
-    for name, g, p, n in _discover(Path(gt), Path(pred)):
+    for name, g, p, n in mot_sequence_files(Path(gt), Path(pred)):
         opts = {"benchmark": benchmark, "seq_length": n, "lenient": lenient}
         gt_t, pred_t = read_mot(g, role="gt", **opts), read_mot(p, role="results", **opts)
         seqs.append(preprocess_sequence(name, gt_t, pred_t, benchmark=benchmark, num_frames=n, lenient=lenient))
@@ -1133,14 +1119,13 @@ def run_trackeval(
 # ---------------------------------------------------------------------------------------------------------------- CLI
 def add_command(eval_subparsers: argparse._SubParsersAction) -> None:
     """Register ``crowdbench eval mot`` on the ``crowdbench eval`` subparsers."""
-    p = eval_subparsers.add_parser(
+    p = add_eval_parser(
+        eval_subparsers,
         "mot",
         help="MOTChallenge CLEAR MOT, IDF1 and HOTA (TrackEval semantics)",
         description="MOTChallenge tracking metrics as TrackEval computes them (or py-motmetrics conventions).",
-    )
-    p.add_argument("--gt", type=Path, required=True, metavar="GT_DIR_OR_FILE", help="gt.txt or dir of <seq>/gt/gt.txt")
-    p.add_argument(
-        "--pred", type=Path, required=True, metavar="PRED_DIR_OR_FILE", help="result file or dir of <seq>.txt"
+        gt=("GT_DIR_OR_FILE", "gt.txt or dir of <seq>/gt/gt.txt"),
+        pred=("PRED_DIR_OR_FILE", "result file or dir of <seq>.txt"),
     )
     p.add_argument("--benchmark", choices=BENCHMARKS, default="MOT17", help="preprocessing (MOT15: none)")
     p.add_argument("--semantics", choices=("trackeval", "motmetrics"), default="trackeval")
@@ -1190,7 +1175,7 @@ def cmd_eval_mot(args: argparse.Namespace) -> int:
     for k in ("MOTA", "IDF1", "HOTA", "DetA", "AssA", "LocA", "MOTP"):
         v = getattr(c, k)
         if v is not None:
-            print(f"  {k:<5} {_pct(v)}")
+            print(f"  {k:<5} {pct(v)}")
     print(f"  MOTP distance (1 - IoU, py-motmetrics) {c.MOTP_distance:.4f}")
     print(f"  TP {c.TP}  FP {c.FP}  FN {c.FN}  IDSW {c.IDSW}  Frag {c.Frag}  MT {c.MT}  PT {c.PT}  ML {c.ML}")
     if summary:

@@ -109,7 +109,13 @@ def _pose_tracks(
     motp_all_events: bool = True,
     bootstrap: bool = False,
 ) -> tuple[dict[str, float], PoseTrackResampler | None]:
-    """:func:`evaluate_pose_tracks`, with the resampler when ``bootstrap``."""
+    """poseval AP (and with ``tracking`` MOTA / MOTP / precision / recall) of ``poses`` against ``frames``, with the
+    resampler when ``bootstrap``.
+
+    Predictions are written to ``out_dir/predictions/<video>.json`` when ``out_dir`` is given (ground truth to a
+    temporary folder). Raises ``ValueError`` when tracking cannot be scored (poseval drops the last frame of every
+    video, so a video needs two evaluated frames; every person needs an id). The three poseval quirks are the
+    options of :func:`~crowdbench.bench.metrics.posetrack.evaluate_posetrack_tracking`."""
     # deferred: start-up (scipy)
     from crowdbench.bench.metrics.posetrack import evaluate_posetrack, evaluate_posetrack_bootstrap
     from crowdbench.datasets.formats.posetrack import write_posetrack
@@ -139,26 +145,11 @@ def _pose_tracks(
 
 
 def evaluate_pose_tracks(
-    frames: Sequence[Frame],
-    poses: Sequence[FramePoses],
-    schema: KeypointSchema,
-    *,
-    tracking: bool = True,
-    kp_thr: float = 0.0,
-    out_dir: Path | None = None,
-    skip_last_frame: bool = True,
-    empty_frame_dummy: bool = True,
-    motp_all_events: bool = True,
+    frames: Sequence[Frame], poses: Sequence[FramePoses], schema: KeypointSchema, **options: Any
 ) -> dict[str, float]:
-    """poseval AP (and with ``tracking`` MOTA / MOTP / precision / recall) of ``poses`` against ``frames``.
-
-    Predictions are written to ``out_dir/predictions/<video>.json`` when ``out_dir`` is given (ground truth to a
-    temporary folder). Raises ``ValueError`` when tracking cannot be scored (poseval drops the last frame of every
-    video, so a video needs two evaluated frames; every person needs an id). The three poseval quirks are the
-    options of :func:`~crowdbench.bench.metrics.posetrack.evaluate_posetrack_tracking`."""
-    kw = {"tracking": tracking, "kp_thr": kp_thr, "out_dir": out_dir, "skip_last_frame": skip_last_frame}
-    kw.update(empty_frame_dummy=empty_frame_dummy, motp_all_events=motp_all_events)
-    return _pose_tracks(frames, poses, schema, **kw)[0]
+    """poseval AP (and with ``tracking`` MOTA / MOTP / precision / recall) of ``poses`` against ``frames``; the
+    ``options`` of :func:`_pose_tracks`."""
+    return _pose_tracks(frames, poses, schema, **options)[0]
 
 
 def evaluate_pose_tracks_bootstrap(

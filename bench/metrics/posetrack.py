@@ -34,13 +34,13 @@ import os
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from crowdbench.bench.jsonout import dumps as strict_dumps
+from crowdbench.bench.metrics.eval_args import add_eval_parser
 from crowdbench.datasets.formats.errors import FormatError
 from crowdbench.datasets.formats.poseval import (  # the readers and their checks (issue 20)
     JOINT_NAMES,
@@ -799,13 +799,14 @@ def _mot_or_error(
 
 def add_command(eval_subparsers: argparse._SubParsersAction) -> None:
     """Register ``crowdbench eval posetrack`` on the ``crowdbench eval`` subparsers."""
-    p = eval_subparsers.add_parser(
+    p = add_eval_parser(
+        eval_subparsers,
         "posetrack",
         help="PoseTrack 2017/2018 per-joint AP (PCKh@0.5) and MOTA (poseval protocol)",
         description="PoseTrack per-joint AP and MOTA exactly as leonid-pishchulin/poseval computes them.",
+        gt=("DIR", "folder of per-video GT JSON files"),
+        pred=("DIR", "folder of per-video prediction JSON"),
     )
-    p.add_argument("--gt", type=Path, required=True, metavar="DIR", help="folder of per-video GT JSON files")
-    p.add_argument("--pred", type=Path, required=True, metavar="DIR", help="folder of per-video prediction JSON")
     p.add_argument("--format", choices=("2017", "2018"), default=None, help="file format (default: detect)")
     p.add_argument("--json", action="store_true", help="print the full result as JSON")
     p.add_argument(

@@ -15,14 +15,11 @@ import numpy as np
 from crowdbench.bench.config import RunConfig, set_dotted
 from crowdbench.bench.device import cell_numerics
 from crowdbench.bench.digest import keyed_dump
-from crowdbench.bench.metrics.bootstrap import Renamed
-from crowdbench.bench.metrics.coco_keypoints import evaluate_coco_box
+from crowdbench.bench.metrics.registry import metric_for
 from crowdbench.bench.stages.base import save_bootstrap
 from crowdbench.bench.stages.data import DATA_MODULES, data_slice, load_frames
 from crowdbench.bench.stages.pipeline import Artefact, Context, DataParallel, Stage, Task, Upstream, register
-from crowdbench.datasets.formats.coco import to_coco_keypoints
 from crowdbench.datasets.formats.crowdhuman import DetectionRecord, write_detections
-from crowdbench.datasets.keypoints import COCO_17
 from crowdbench.datasets.model import Frame
 from crowdbench.methods.detection.fusion import member_config, weighted_box_fusion
 
@@ -41,60 +38,17 @@ POSTPROCESS_MODULES = (THIS, "crowdbench.methods.detection.crowddet")
 FUSION_MODULES = (THIS, "crowdbench.methods.detection.fusion")
 EVALUATE_MODULES = (
     THIS,
+    "crowdbench.bench.metrics.registry",
     "crowdbench.bench.metrics.crowdhuman",
-    "crowdbench.bench.metrics.coco_keypoints",
-    "crowdbench.datasets.formats.coco",
     *DATA_MODULES,
 )
 """Entry points of the stages' code hashes: a key hashes the source of their whole import closure
 (:func:`crowdbench.bench.cache.import_closure`); this module itself holds the stage functions and their slices."""
-METRIC_KEYS = {
-    "crowdhuman": ("AP", "mMR", "JI"),
-    "coco_box": ("AP", "AP50", "AP75", "APS", "APM", "APL", "AR1", "AR10", "AR100", "ARS", "ARM", "ARL"),
-}
 
 
 def metric_keys(cfg: RunConfig) -> tuple[str, ...]:
     """The metric values the evaluate stage of ``cfg`` produces (a table's columns must be among them)."""
-    return METRIC_KEYS[cfg.evaluate.metric]
-
-
-def evaluate_detections(
-    metric: str,
-    gt: list[Frame],
-    dets: list[DetectionRecord],
-    curves: dict[str, Any] | None = None,
-    resampler: list[Any] | None = None,
-) -> dict[str, float]:
-    """Score detections against ground-truth frames with the configured metric; ``curves`` (a dict to fill) receives
-    the CrowdHuman precision-recall and miss-rate-FPPI curves as lists of points."""
-    if metric == "crowdhuman":
-        # deferred: start-up (scipy)
-        from crowdbench.bench.metrics.crowdhuman import evaluate_crowdhuman
-
-        if resampler is not None:  # the per-image statistics of the bootstrap (bench/metrics/bootstrap.py)
-            res, rs = evaluate_crowdhuman(gt, dets, return_resampler=True)
-            resampler.append(rs)
-            result = res.to_dict()
-        else:
-            result = evaluate_crowdhuman(gt, dets).to_dict()
-        if curves is not None and result["curve"]:
-            c = result["curve"]
-            curves["pr"] = [{"recall": r, "precision": p} for r, p in zip(c["recall"], c["precision"], strict=True)]
-            curves["mr_fppi"] = [{"fppi": f, "miss": m} for f, m in zip(c["fppi"], c["miss"], strict=True)]
-    else:
-        coco = [
-            {"image_id": i, "category_id": 1, "bbox": [x1, y1, x2 - x1, y2 - y1], "score": float(s)}
-            for i, d in enumerate(dets, start=1)
-            for (x1, y1, x2, y2), s in zip(d.boxes.tolist(), d.scores.tolist(), strict=True)
-        ]
-        if resampler is not None:
-            res, rs = evaluate_coco_box(to_coco_keypoints(gt, COCO_17), coco, return_resampler=True)
-            resampler.append(rs)
-            result = res.to_dict()
-        else:
-            result = evaluate_coco_box(to_coco_keypoints(gt, COCO_17), coco).to_dict()
-    return {k: float(result[k]) for k in METRIC_KEYS[metric]}
+    return metric_for("detection", cfg.evaluate.metric).keys
 
 
 def detector_cell(cfg: RunConfig, detector_set: dict[str, Any]) -> RunConfig:
@@ -192,13 +146,11 @@ def _evaluate(ctx: Context, out: Path, _scratch: Path) -> None:
 
     cfg = ctx.cfg
     frames, dets = load_per_frame(ctx.path("postprocess") / "detections.npz")
-    curves: dict[str, Any] = {}
-    holder: list[Any] = []
-    result = evaluate_detections(cfg.evaluate.metric, _val(ctx), _records(frames, dets), curves, holder)
-    names = {k: k for k in METRIC_KEYS[cfg.evaluate.metric]}
-    save_bootstrap(out, Renamed(holder[0], names), cfg.evaluate.bootstrap, cfg.evaluate.bootstrap_seed)
-    (out / "metrics.json").write_text(json.dumps(result))
-    (out / "curves.json").write_text(json.dumps(curves))
+    e = cfg.evaluate
+    scored = metric_for("detection", e.metric).evaluate(_val(ctx), _records(frames, dets), bootstrap=e.bootstrap > 0)
+    save_bootstrap(out, scored.resampler, e.bootstrap, e.bootstrap_seed)
+    (out / "metrics.json").write_text(json.dumps(scored.values))
+    (out / "curves.json").write_text(json.dumps(scored.curves))
 
 
 def stages(cfg: RunConfig) -> list[Stage]:

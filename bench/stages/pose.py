@@ -18,16 +18,11 @@ import numpy as np
 from crowdbench.bench.config import PoseTestConfig, RunConfig
 from crowdbench.bench.device import cell_numerics
 from crowdbench.bench.digest import keyed_dump
-from crowdbench.bench.metrics.bootstrap import Renamed
-from crowdbench.bench.metrics.coco_keypoints import evaluate_coco_keypoints, evaluate_coco_vis_invis
-from crowdbench.bench.metrics.crowdpose import evaluate_crowdpose
-from crowdbench.bench.metrics.hie_wap import HieWapResampler, evaluate_hie_wap
-from crowdbench.bench.metrics.pose_tracks import FramePoses, evaluate_pose_tracks, indices_by_frame
+from crowdbench.bench.metrics.registry import metric_for
 from crowdbench.bench.stages.base import bootstrap_slice, save_bootstrap
 from crowdbench.bench.stages.data import DATA_MODULES, data_slice, load_frames
 from crowdbench.bench.stages.detection import detector_cell
 from crowdbench.bench.stages.pipeline import Artefact, Context, Stage, Task, Upstream, link, register
-from crowdbench.datasets.formats.coco import to_coco_keypoints
 from crowdbench.datasets.keypoints import get_schema
 from crowdbench.datasets.model import Frame, KeypointSchema
 from crowdbench.methods.pose.postprocess import gbg_boxes, oks_nms, pose_nms, soft_oks_nms
@@ -46,31 +41,12 @@ TRAIN_MODULES = (
 INFER_MODULES = ("crowdbench.methods.pose.postprocess", *TRAIN_MODULES)
 POSTPROCESS_MODULES = ("crowdbench.methods.pose.postprocess", THIS)
 """The pose NMS code lives in this module: its source keys the postprocess stage."""
-KEYPOINT_METRIC_MODULES = ("crowdbench.bench.metrics.coco_keypoints", "crowdbench.bench.metrics.crowdpose")
-"""OKS AP of COCO-style keypoints: what the pose and pose-regression evaluate stages share."""
-EVALUATE_MODULES = (
-    THIS,
-    *KEYPOINT_METRIC_MODULES,
-    "crowdbench.bench.metrics.hie_wap",
-    "crowdbench.bench.metrics.pose_tracks",
-    "crowdbench.bench.metrics.posetrack",
-    *DATA_MODULES,
-)
-METRIC_KEYS = {
-    "coco_keypoints": ("AP", "AP50", "AP75", "APM", "APL", "AR", "AR50", "AR75", "ARM", "ARL", "AP_vis", "AP_invis"),
-    "crowdpose": ("AP", "AP50", "AP75", "AR", "AR50", "AR75", "AP_easy", "AP_medium", "AP_hard"),
-    "hie_wap": ("wAP", "wAP50", "wAP75"),  # w_AP@avg, @50, @75 (bench/metrics/hie_wap.py, weighting "people")
-    "posetrack": ("AP",),  # poseval's total AP at PCKh 0.5 (bench/metrics/pose_tracks.py), frame by frame
-}
-HIE_WAP_WEIGHTING = "people"
-"""The w-AP weighting of pose cells: ``hie_wap``'s default (annotated person-frames per video; the official one is
-unpublished)."""
+EVALUATE_MODULES = (THIS, "crowdbench.bench.metrics.registry", *DATA_MODULES)
+"""The metrics' code enters the evaluate key through the registry's import closure."""
 
 
 def metric_keys(cfg: RunConfig) -> tuple[str, ...]:
-    if cfg.evaluate.metric not in METRIC_KEYS:
-        raise ValueError(f"pose cells evaluate with {', '.join(METRIC_KEYS)}, not {cfg.evaluate.metric!r}")
-    return METRIC_KEYS[cfg.evaluate.metric]
+    return metric_for("pose", cfg.evaluate.metric).keys
 
 
 def schema_of(cfg: RunConfig) -> KeypointSchema:
@@ -118,60 +94,6 @@ def detector_config(cfg: RunConfig) -> RunConfig:
     return detector_cell(cfg, cfg.pose.test.detector_set)
 
 
-def evaluate_poses_bootstrap(
-    metric: str, frames: list[Frame], schema: KeypointSchema, results: list[dict]
-) -> tuple[dict[str, float], Any]:
-    """:func:`evaluate_poses` and the evaluation's bootstrap resampler under the metrics' keys (None where the metric
-    has none yet): videos for ``hie_wap``, images for COCO / CrowdPose OKS AP."""
-    holder: list[Any] = []
-    metrics = evaluate_poses(metric, frames, schema, results, _resampler=holder)
-    names = {"w_AP@avg": "wAP", "w_AP@50": "wAP50", "w_AP@75": "wAP75"} if metric == "hie_wap" else None
-    if not holder or holder[0] is None:
-        return metrics, None
-    rs = holder[0]
-    return metrics, Renamed(rs, names or {k: k for k in METRIC_KEYS[metric]})
-
-
-def evaluate_poses(
-    metric: str, frames: list[Frame], schema: KeypointSchema, results: list[dict], _resampler: list | None = None
-) -> dict[str, float]:
-    """COCO keypoint AP/AR (+ AP-vis / AP-invis), CrowdPose AP or HIE w-AP of COCO-format results against ``frames``.
-
-    ``hie_wap``: ground-truth images carry their video as ``vid_id`` (``to_coco_keypoints``), the per-video OKS AP
-    uses ``schema.sigmas`` (HIE-14: a project choice, no official values) and videos are weighted by
-    :data:`HIE_WAP_WEIGHTING`; keys ``wAP``, ``wAP50``, ``wAP75`` (fractions; -1 without any annotated person)."""
-    gt = to_coco_keypoints(frames, schema)
-    if metric == "crowdpose":
-        # deferred: start-up (cv2)
-        from crowdbench.datasets.synthetic import crowd_index
-
-        for image, frame in zip(gt["images"], frames, strict=True):
-            image.setdefault("crowdIndex", round(crowd_index(frame), 4))
-        if _resampler is not None:
-            res, rs = evaluate_crowdpose(gt, results, return_resampler=True)
-            _resampler.append(rs)
-            out = res.to_dict()
-        else:
-            out = evaluate_crowdpose(gt, results).to_dict()
-    elif metric == "posetrack":
-        return {"AP": posetrack_ap(frames, schema, results)}
-    elif metric == "hie_wap":
-        res = evaluate_hie_wap(gt, results, weighting=HIE_WAP_WEIGHTING, sigmas=schema.sigmas)
-        out = {"wAP": res.w_AP_avg, "wAP50": res.w_AP_50, "wAP75": res.w_AP_75}
-        if _resampler is not None:
-            _resampler.append(HieWapResampler.from_result(res))
-    else:
-        sigmas = None if schema.name == "coco17" else schema.sigmas
-        if _resampler is not None:
-            res, rs = evaluate_coco_keypoints(gt, results, sigmas=sigmas, return_resampler=True)
-            _resampler.append(rs)
-            out = res.to_dict()
-        else:
-            out = evaluate_coco_keypoints(gt, results, sigmas=sigmas).to_dict()
-        out.update(evaluate_coco_vis_invis(gt, results, sigmas=sigmas).to_dict())
-    return {k: float(out[k]) for k in METRIC_KEYS[metric]}
-
-
 def _validator(run: RunConfig, frames: list[Frame], schema: KeypointSchema, device: str):
     """The per-epoch validation of a training run: a fixed protocol (ground-truth boxes, flip test, one scale), so
     that test-time options of a row never change its train key and rows differing only at test time share the
@@ -186,31 +108,10 @@ def _validator(run: RunConfig, frames: list[Frame], schema: KeypointSchema, devi
     def validate(model) -> float:
         poses = predict_poses(model, protocol, frames, val_people, schema, device, progress=False)
         results = coco_results(frames, val_people, poses, protocol.test.kp_score_thr)
-        metrics = evaluate_poses(run.evaluate.metric, frames, schema, results)
-        return metrics[METRIC_KEYS[run.evaluate.metric][0]]  # AP, or w-AP for hie_wap
+        metric = metric_for("pose", run.evaluate.metric)
+        return metric.evaluate(frames, results, schema=schema).values[metric.keys[0]]  # AP, or w-AP for hie_wap
 
     return validate
-
-
-def posetrack_ap(frames: list[Frame], schema: KeypointSchema, results: list[dict]) -> float:
-    """poseval's total AP (PCKh 0.5, a fraction) of COCO-format results, frame by frame (no track ids needed)."""
-    # deferred: start-up (torch)
-    from crowdbench.bench.stages.pose_training import image_ids
-
-    frame_of = {image_id: f for f, image_id in enumerate(image_ids(frames))}
-    by_frame = indices_by_frame([frame_of[r["image_id"]] for r in results], len(frames))
-    rows = [[results[n] for n in idx] for idx in by_frame]
-    k = schema.num_keypoints
-    poses = [
-        FramePoses(
-            np.array([r["keypoints"] for r in rs], dtype=np.float64).reshape(-1, k, 3),
-            np.array([r["score"] for r in rs], dtype=np.float64),
-            np.arange(len(rs), dtype=np.int64),  # poseval wants ids unique per frame, even for AP
-            np.zeros((len(rs), 4)),
-        )
-        for rs in rows
-    ]
-    return evaluate_pose_tracks(frames, poses, schema, tracking=False)["AP"]
 
 
 # ---------------------------------------------------------------------------------------------------- the stages
@@ -374,9 +275,12 @@ def _postprocess(ctx: Context, out: Path, _scratch: Path) -> None:
 def _evaluate(ctx: Context, out: Path, _scratch: Path) -> None:
     cfg = ctx.cfg
     results = json.loads((ctx.path("postprocess") / "results.json").read_text())
-    metrics, resampler = evaluate_poses_bootstrap(cfg.evaluate.metric, val_frames(ctx), schema_of(cfg), results)
-    save_bootstrap(out, resampler, cfg.evaluate.bootstrap, cfg.evaluate.bootstrap_seed)
-    (out / "metrics.json").write_text(json.dumps(metrics))
+    e = cfg.evaluate
+    scored = metric_for("pose", e.metric).evaluate(
+        val_frames(ctx), results, schema=schema_of(cfg), bootstrap=e.bootstrap > 0
+    )
+    save_bootstrap(out, scored.resampler, e.bootstrap, e.bootstrap_seed)
+    (out / "metrics.json").write_text(json.dumps(scored.values))
 
 
 def model_stages(cfg: RunConfig) -> list[Stage]:

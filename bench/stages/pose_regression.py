@@ -23,14 +23,12 @@ import numpy as np
 from crowdbench.bench.config import RunConfig
 from crowdbench.bench.device import cell_numerics
 from crowdbench.bench.digest import keyed_dump
+from crowdbench.bench.metrics.registry import metric_for
 from crowdbench.bench.provenance import device_description
 from crowdbench.bench.stages.base import bootstrap_slice, save_bootstrap
 from crowdbench.bench.stages.data import DATA_MODULES, data_slice, load_frames
 from crowdbench.bench.stages.pipeline import Artefact, Context, DataParallel, Stage, Task, register
 from crowdbench.bench.stages.pose import (
-    KEYPOINT_METRIC_MODULES,
-    METRIC_KEYS,
-    evaluate_poses_bootstrap,
     results_by_frame,
     schema_of,
     training_curves,
@@ -49,7 +47,7 @@ TRAIN_MODULES = (
 )
 INFER_MODULES = ("crowdbench.methods.pose.regression.decode", *TRAIN_MODULES)
 POSTPROCESS_MODULES = ("crowdbench.methods.pose.regression.decode", THIS)
-EVALUATE_MODULES = (THIS, *KEYPOINT_METRIC_MODULES, *DATA_MODULES)
+EVALUATE_MODULES = (THIS, "crowdbench.bench.metrics.registry", *DATA_MODULES)
 POST_KEYS = ("scorer", "nms", "nms_iou", "soft_min_score", "max_dets")
 """Test options that act after inference: they key the postprocess stage only."""
 SCORER_BRANCH = {"psm": "psm", "centerness": "centerness"}
@@ -64,16 +62,13 @@ def check_regression(cfg: RunConfig) -> None:
             f"regression.test.scorer={r.test.scorer} needs the trained {branch} branch "
             f"(plugin pose_regression.{branch} or --set regression.model.{branch}=true)"
         )
-    if cfg.evaluate.metric not in ("coco_keypoints", "crowdpose"):
-        raise ValueError(
-            f"pose_regression cells evaluate with coco_keypoints or crowdpose, not {cfg.evaluate.metric!r}"
-        )
+    metric_for("pose_regression", cfg.evaluate.metric)  # one that scores this task's poses
 
 
 def metric_keys(cfg: RunConfig) -> tuple[str, ...]:
     """The metrics a cell produces (checked before any work, with the settings of :func:`check_regression`)."""
     check_regression(cfg)
-    return (*METRIC_KEYS[cfg.evaluate.metric], "time_s")
+    return (*metric_for("pose_regression", cfg.evaluate.metric).keys, "time_s")
 
 
 def final_poses(cfg: RunConfig, found: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -142,8 +137,12 @@ def _evaluate(ctx: Context, out: Path, _scratch: Path) -> None:
     """COCO keypoint (or CrowdPose) AP of the kept poses, and ``time_s``: network + candidate selection + NMS."""
     cfg, post = ctx.cfg, ctx.path("postprocess")
     results = json.loads((post / "results.json").read_text())
-    metrics, resampler = evaluate_poses_bootstrap(cfg.evaluate.metric, val_frames(ctx), schema_of(cfg), results)
-    save_bootstrap(out, resampler, cfg.evaluate.bootstrap, cfg.evaluate.bootstrap_seed)
+    e = cfg.evaluate
+    scored = metric_for("pose_regression", e.metric).evaluate(
+        val_frames(ctx), results, schema=schema_of(cfg), bootstrap=e.bootstrap > 0
+    )
+    save_bootstrap(out, scored.resampler, e.bootstrap, e.bootstrap_seed)
+    metrics = scored.values
     forward = json.loads((ctx.path("infer") / "timing.json").read_text())
     nms = json.loads((post / "timing.json").read_text())
     if forward["seconds_per_image"] is not None:

@@ -27,13 +27,8 @@ import numpy as np
 
 from crowdbench.bench.config import RunConfig
 from crowdbench.bench.digest import keyed_dump
-from crowdbench.bench.metrics.bootstrap import Renamed
-from crowdbench.bench.metrics.pose_tracks import (
-    METRIC_KEYS,
-    FramePoses,
-    evaluate_pose_tracks_bootstrap,
-    indices_by_frame,
-)
+from crowdbench.bench.metrics.pose_tracks import FramePoses, indices_by_frame
+from crowdbench.bench.metrics.registry import metric_for
 from crowdbench.bench.stages import pose, tracking
 from crowdbench.bench.stages.base import bootstrap_slice, save_bootstrap
 from crowdbench.bench.stages.data import DATA_MODULES, data_slice
@@ -46,8 +41,7 @@ POSES_MODULES = (THIS, "crowdbench.methods.tracking.pose_tracker", *tracking.FLO
 SMOOTH_MODULES = (THIS, *tracking.FLOW_MODULES)
 EVALUATE_MODULES = (
     THIS,
-    "crowdbench.bench.metrics.pose_tracks",
-    "crowdbench.bench.metrics.posetrack",
+    "crowdbench.bench.metrics.registry",
     "crowdbench.datasets.formats.posetrack",
     *DATA_MODULES,
 )
@@ -55,15 +49,10 @@ BOX_CHOICE_KEYS = ("boxes", "detections", "det_score_thr", "detector_set")
 """Pose test options that pick the boxes to estimate poses in: with DeepSORT the tracked boxes are used instead."""
 
 
-TRACK_METRICS = ("posetrack", "hie_wap")
-"""``posetrack``: poseval's AP / MOTA / MOTP of the tracked poses; ``hie_wap``: HIE w-AP of the same (tracked,
-smoothed) poses, ids unused (hie-tracking Table 6)."""
-
-
 def metric_keys(cfg: RunConfig) -> tuple[str, ...]:
-    if cfg.evaluate.metric not in TRACK_METRICS:
-        raise ValueError(f"pose-tracking cells evaluate with {' or '.join(TRACK_METRICS)}, not {cfg.evaluate.metric!r}")
-    return METRIC_KEYS if cfg.evaluate.metric == "posetrack" else pose.METRIC_KEYS[cfg.evaluate.metric]
+    """``posetrack``: poseval's AP / MOTA / MOTP of the tracked poses; ``hie_wap``: HIE w-AP of the same (tracked,
+    smoothed) poses, ids unused (hie-tracking Table 6)."""
+    return metric_for("pose_tracking", cfg.evaluate.metric).keys
 
 
 def coco_results(frames: list[Frame], poses: list[FramePoses]) -> list[dict]:
@@ -338,15 +327,15 @@ def _evaluate(ctx: Context, out: Path, _scratch: Path) -> None:
     cfg, frames, schema = ctx.cfg, pose.val_frames(ctx), pose.schema_of(ctx.cfg)
     last = "smooth" if cfg.pose_tracking.smoothing is not None else "poses"
     tracked = load_poses(ctx.path(last) / "poses.npz", len(frames))
-    if cfg.evaluate.metric == "hie_wap":
-        metrics, resampler = pose.evaluate_poses_bootstrap("hie_wap", frames, schema, coco_results(frames, tracked))
+    e = cfg.evaluate
+    metric = metric_for("pose_tracking", e.metric)
+    if metric.scores == "poses":  # hie_wap: the tracked poses as COCO results, ids unused
+        scored = metric.evaluate(frames, coco_results(frames, tracked), schema=schema, bootstrap=e.bootstrap > 0)
     else:
-        metrics, resampler = evaluate_pose_tracks_bootstrap(
-            frames, tracked, schema, kp_thr=cfg.pose_tracking.kp_thr, out_dir=out, **poseval_options(cfg)
-        )
-        resampler = Renamed(resampler, {k: k for k in metrics})
-    save_bootstrap(out, resampler, cfg.evaluate.bootstrap, cfg.evaluate.bootstrap_seed)
-    (out / "metrics.json").write_text(json.dumps(metrics))
+        options = {"kp_thr": cfg.pose_tracking.kp_thr, "out_dir": out, **poseval_options(cfg)}
+        scored = metric.evaluate(frames, tracked, schema=schema, bootstrap=e.bootstrap > 0, **options)
+    save_bootstrap(out, scored.resampler, e.bootstrap, e.bootstrap_seed)
+    (out / "metrics.json").write_text(json.dumps(scored.values))
 
 
 def _tracker_stages(cfg: RunConfig, val: dict[str, Any], test: dict[str, Any], models: list[str]) -> list[Stage]:

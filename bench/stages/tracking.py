@@ -19,6 +19,7 @@ import numpy as np
 from crowdbench.bench.config import RunConfig
 from crowdbench.bench.device import cell_numerics
 from crowdbench.bench.digest import keyed_dump
+from crowdbench.bench.metrics.registry import metric_for, videos_of
 from crowdbench.bench.stages.base import bootstrap_slice, save_bootstrap
 from crowdbench.bench.stages.data import DATA_MODULES, data_slice, load_frames
 from crowdbench.bench.stages.detection import detector_cell
@@ -31,16 +32,13 @@ BOXES_MODULES = (THIS, *DATA_MODULES)
 REID_MODULES = (THIS, "crowdbench.methods.tracking.reid", *DATA_MODULES)
 TRACK_MODULES = (THIS, "crowdbench.methods.tracking.deepsort", "crowdbench.methods.tracking.kalman")
 FLOW_MODULES = ("crowdbench.methods.tracking.flow",)
-EVALUATE_MODULES = (THIS, "crowdbench.bench.metrics.mot", *DATA_MODULES)
+EVALUATE_MODULES = (THIS, "crowdbench.bench.metrics.registry", *DATA_MODULES)
 """Entry points of the stages' code hashes: a key hashes the source of their whole import closure
 (:func:`crowdbench.bench.cache.import_closure`)."""
-METRIC_KEYS = ("MOTA", "MOTP", "FP", "FN", "IDSw", "IDF1", "HOTA", "MT", "ML", "Frag")
 
 
 def metric_keys(cfg: RunConfig) -> tuple[str, ...]:
-    if cfg.evaluate.metric != "mot":
-        raise ValueError(f"tracking cells evaluate with 'mot', not {cfg.evaluate.metric!r}")
-    return METRIC_KEYS
+    return metric_for("tracking", cfg.evaluate.metric).keys
 
 
 def detector_config(cfg: RunConfig) -> RunConfig:
@@ -66,14 +64,6 @@ def tracked_boxes(ctx: Context, frames: list[Frame]) -> list[dict[str, np.ndarra
         gt = np.array([i.box for i in people], dtype=np.float32).reshape(-1, 4)
         out.append({"boxes": gt, "scores": np.ones(len(gt), dtype=np.float32)})
     return out
-
-
-def videos_of(frames: list[Frame]) -> list[list[int]]:
-    """Indices into ``frames`` of each video, in order of first appearance, each ordered by frame index."""
-    by_video: dict[str, list[int]] = {}
-    for i, frame in enumerate(frames):
-        by_video.setdefault(frame.video, []).append(i)
-    return [sorted(idx, key=lambda i: frames[i].index) for idx in by_video.values()]
 
 
 def track_frames(
@@ -122,61 +112,32 @@ def smooth_tracks(frames: list[Frame], tracks: list[np.ndarray], cfg: RunConfig,
 def evaluate_tracks(
     frames: list[Frame], tracks: list[np.ndarray], *, block_frames: int | None = None
 ) -> dict[str, float] | tuple[dict[str, float], Any]:
-    """CLEAR MOT + identity + HOTA (TrackEval semantics, ``bench/metrics/mot.py``) of each video, combined.
+    """The ``mot`` metric (``bench/metrics/registry.py``: CLEAR MOT + identity + HOTA, TrackEval semantics) of each
+    video, combined.
 
     Ignore instances and ignore regions (crowds, people too small to label) act as MOT17's distractors: a
     prediction matched to one (Hungarian on IoU >= 0.5) is removed before scoring; they are not ground truth.
     With ``block_frames``: also the bootstrap resampler over blocks of that many frames of each video (the
     metrics are the same)."""
+    # deferred: start-up (scipy)
     from scipy.optimize import linear_sum_assignment
 
-    # deferred: start-up (scipy)
-    from crowdbench.bench.metrics.mot import evaluate_mot, evaluate_mot_bootstrap, sequence_from_frames
-
-    sequences = []
-    for video in videos_of(frames):
-        gt, pred = [], []
-        for i in video:
-            people = [p for p in frames[i].instances if not p.ignore]
-            ignored = np.concatenate(
-                [
-                    np.array([p.box for p in frames[i].instances if p.ignore], dtype=np.float64).reshape(-1, 4),
-                    np.asarray(frames[i].ignore_regions, dtype=np.float64).reshape(-1, 4),
-                ]
-            )
-            rows = tracks[i]
-            if len(ignored) and len(rows):
-                iou = box_iou(rows[:, :4], ignored)
-                r, c = linear_sum_assignment(-iou)
-                drop = r[iou[r, c] >= 0.5 - 1e-10]
-                rows = np.delete(rows, drop, axis=0)
-            gt.append((np.array([p.track_id for p in people]), _xywh(np.array([p.box for p in people]))))
-            pred.append((rows[:, 4].astype(np.int64), _xywh(rows[:, :4])))
-        sequences.append(sequence_from_frames(frames[video[0]].video, gt, pred, len(video)))
-    resampler = None
-    if block_frames is None:
-        m = evaluate_mot(sequences).combined
-    else:
-        result, resampler = evaluate_mot_bootstrap(sequences, block_frames=block_frames)
-        m = result.combined
-    metrics = {
-        "MOTA": m.MOTA,
-        "MOTP": m.MOTP,
-        "FP": float(m.FP),
-        "FN": float(m.FN),
-        "IDSw": float(m.IDSW),
-        "IDF1": m.IDF1,
-        "HOTA": float(m.HOTA) if m.HOTA is not None else -1.0,
-        "MT": float(m.MT),
-        "ML": float(m.ML),
-        "Frag": float(m.Frag),
-    }
-    return metrics if resampler is None else (metrics, resampler)
-
-
-def _xywh(boxes: np.ndarray) -> np.ndarray:
-    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    return np.concatenate([b[:, :2], b[:, 2:] - b[:, :2]], axis=1)
+    kept = []
+    for frame, rows in zip(frames, tracks, strict=True):
+        ignored = np.concatenate(
+            [
+                np.array([p.box for p in frame.instances if p.ignore], dtype=np.float64).reshape(-1, 4),
+                np.asarray(frame.ignore_regions, dtype=np.float64).reshape(-1, 4),
+            ]
+        )
+        if len(ignored) and len(rows):
+            iou = box_iou(rows[:, :4], ignored)
+            r, c = linear_sum_assignment(-iou)
+            rows = np.delete(rows, r[iou[r, c] >= 0.5 - 1e-10], axis=0)
+        kept.append(rows)
+    bootstrap = block_frames is not None
+    scored = metric_for("tracking", "mot").evaluate(frames, kept, bootstrap=bootstrap, block_frames=block_frames)
+    return (scored.values, scored.resampler) if bootstrap else scored.values
 
 
 def save_tracks(path: Path, frames: list[Frame], tracks: list[np.ndarray]) -> None:

@@ -41,6 +41,7 @@ __all__ = [
     "box_visibility",
     "check_mot_pair",
     "mot_lines",
+    "mot_sequence_files",
     "mot_to_frames",
     "read_mot",
     "read_mot_frames",
@@ -676,3 +677,39 @@ def read_mot_frames(path: str | Path, *, gt: bool = True) -> list[Frame]:
         table = read_mot(ann, role="gt" if gt else "det", seq_length=int(info["seqLength"]))
         frames.extend(mot_to_frames(table, info, gt=gt, seq_dir=seq))
     return frames
+
+
+def _seq_length(seq_dir: Path) -> int | None:
+    """``seqLength`` of ``seq_dir/seqinfo.ini`` (read and checked by the format's reader), ``None`` without one."""
+    ini = seq_dir / "seqinfo.ini"
+    if not ini.is_file():
+        return None
+    return int(read_seqinfo(ini, required=("seqLength",))["seqLength"])
+
+
+def mot_sequence_files(gt: Path, pred: Path) -> list[tuple[str, Path, Path, int | None]]:
+    """(name, gt file, pred file, seqLength) per sequence of a MOTChallenge tree: ``gt`` a ``gt.txt`` (then ``pred`` is
+    one result file) or a folder of ``<seq>/gt/gt.txt`` (or ``<seq>/gt.txt``), ``pred`` then holding ``<seq>.txt``
+    (or ``data/<seq>.txt``, or ``<seq>/test.txt``); ``seqLength`` from ``<seq>/seqinfo.ini`` where there is one."""
+    if gt.is_file():
+        if not pred.is_file():
+            raise FileNotFoundError(f"{pred}: no such file (a GT file needs a prediction file)")
+        seq_dir = gt.parent.parent if gt.parent.name == "gt" else gt.parent
+        return [(seq_dir.name, gt, pred, _seq_length(seq_dir))]
+    if not gt.is_dir():
+        raise FileNotFoundError(f"{gt}: no such file or directory")
+    if not pred.is_dir():
+        raise FileNotFoundError(f"{pred}: not a directory (a GT directory needs a prediction directory)")
+    out = []
+    for d in sorted(x for x in gt.iterdir() if x.is_dir()):
+        g = next((f for f in (d / "gt" / "gt.txt", d / "gt.txt") if f.is_file()), None)
+        if g is None:
+            continue
+        cands = (pred / f"{d.name}.txt", pred / "data" / f"{d.name}.txt", pred / d.name / "test.txt")
+        p = next((f for f in cands if f.is_file()), None)
+        if p is None:
+            raise FileNotFoundError(f"{pred}: no result file for sequence {d.name} (tried {d.name}.txt)")
+        out.append((d.name, g, p, _seq_length(d)))
+    if not out:
+        raise FileNotFoundError(f"{gt}: no sequences (<seq>/gt/gt.txt or <seq>/gt.txt)")
+    return out
