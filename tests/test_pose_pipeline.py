@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 from interruption import train_killed_and_resumed  # tests/ is on sys.path
 
-from crowdbench.bench import training
 from crowdbench.bench.matrix import expand
 from crowdbench.bench.runner import run_table
 from crowdbench.bench.specs import load_spec
@@ -185,7 +184,7 @@ def test_pose_training_resumes_exactly_after_interruption(tmp_path, monkeypatch)
     def train(out: Path, scratch: Path) -> None:
         pt.train_pose(cfg, frames, COCO_17, "cpu", out, scratch)
 
-    ref, out = train_killed_and_resumed(training, train, tmp_path, monkeypatch)
+    ref, out, _ = train_killed_and_resumed(train, tmp_path, monkeypatch)
     a, b = torch.load(ref / "model.pt", weights_only=True), torch.load(out / "model.pt", weights_only=True)
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert json.loads((out / "history.json").read_text()) == json.loads((ref / "history.json").read_text())

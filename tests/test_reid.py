@@ -4,12 +4,13 @@ test-time augmentation, identity labels, training that learns the synthetic iden
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from interruption import train_killed_and_resumed  # tests/ is on sys.path
 
-from crowdbench.bench import training
 from crowdbench.bench.config import ReIDConfig
 from crowdbench.bench.errors import NonFiniteLossError
 from crowdbench.datasets.model import Frame, Instance
@@ -148,27 +149,18 @@ def test_training_learns_identities_on_unseen_frames(tmp_path):
 
 def test_training_is_deterministic_and_resumes_exactly_after_interruption(tiny_train, tmp_path, monkeypatch):
     kw = {"input_hw": HW, "dim": 16, "iterations": 12, "batch_size": (4, 2), "seed": 3, "checkpoint_every": 5}
-    for name in ("s_a", "s_b", "s_c"):
-        (tmp_path / name).mkdir()
-    train_reid(tiny_train, out_dir=tmp_path / "a", scratch=tmp_path / "s_a", **kw)
-    train_reid(tiny_train, out_dir=tmp_path / "b", scratch=tmp_path / "s_b", **kw)
-    real_save, saved = training.save_checkpoint, []
 
-    def save_then_die(*args, **kwargs):
-        real_save(*args, **kwargs)
-        saved.append(kwargs["iteration"])
-        raise KeyboardInterrupt
+    def train(out: Path, scratch: Path) -> None:
+        train_reid(tiny_train, out_dir=out, scratch=scratch, **kw)
 
-    monkeypatch.setattr(training, "save_checkpoint", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        train_reid(tiny_train, out_dir=tmp_path / "c", scratch=tmp_path / "s_c", **kw)
-    assert saved == [5] and (tmp_path / "s_c" / "checkpoint.pt").is_file() and not (tmp_path / "c").exists()
-    monkeypatch.setattr(training, "save_checkpoint", real_save)
-    train_reid(tiny_train, out_dir=tmp_path / "c", scratch=tmp_path / "s_c", **kw)
-    a, b, c = (torch.load(tmp_path / n / "model.pt", weights_only=True) for n in "abc")
+    (tmp_path / "s_b").mkdir()
+    train(tmp_path / "b", tmp_path / "s_b")
+    ref, out, killed = train_killed_and_resumed(train, tmp_path, monkeypatch)
+    assert killed["iteration"] == 5
+    a, b, c = (torch.load(d / "model.pt", weights_only=True) for d in (ref, tmp_path / "b", out))
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert all(torch.equal(a[k], c[k]) for k in a)
-    losses = [json.loads((tmp_path / n / "train.json").read_text())["losses"] for n in "ac"]
+    losses = [json.loads((d / "train.json").read_text())["losses"] for d in (ref, out)]
     assert losses[0] == losses[1] and len(losses[0]) == 12
 
 

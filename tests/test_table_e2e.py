@@ -11,7 +11,6 @@ import torch
 from interruption import train_killed_and_resumed  # tests/ is on sys.path
 from tiny import DETECTION as TINY  # tests/ is on sys.path
 
-from crowdbench.bench import training
 from crowdbench.bench.errors import NonFiniteLossError
 from crowdbench.bench.runner import run_table
 
@@ -68,7 +67,7 @@ def test_training_resumes_exactly_after_interruption(tmp_path, monkeypatch):
     def train(out: Path, scratch: Path) -> None:
         dt.train_detector(cfg, frames, "cpu", out, scratch)
 
-    ref_dir, out_dir = train_killed_and_resumed(training, train, tmp_path, monkeypatch)
+    ref_dir, out_dir, _ = train_killed_and_resumed(train, tmp_path, monkeypatch)
     ref = torch.load(ref_dir / "model.pt", weights_only=True)
     got = torch.load(out_dir / "model.pt", weights_only=True)
     assert all(torch.equal(ref[k], got[k]) for k in ref)
