@@ -86,17 +86,11 @@ def _train(ctx: Context, out: Path, scratch: Path) -> None:
     (out / "train.json").write_text(json.dumps(info))
 
 
-def _val(ctx: Context) -> list[Frame]:
-    if "val" not in ctx.memo:
-        ctx.memo["val"] = load_frames(ctx.cfg.data, ctx.cfg.data.val_split)
-    return ctx.memo["val"]
-
-
 def _infer(ctx: Context, out: Path, _scratch: Path) -> None:
     # deferred: start-up (torch)
     from crowdbench.bench.stages.detector_training import infer_raw
 
-    info = infer_raw(ctx.cfg, ctx.path("train") / "model.pt", _val(ctx), ctx.device, out)
+    info = infer_raw(ctx.cfg, ctx.path("train") / "model.pt", ctx.val_frames(), ctx.device, out)
     (out / "infer.json").write_text(json.dumps(info))
 
 
@@ -147,7 +141,9 @@ def _evaluate(ctx: Context, out: Path, _scratch: Path) -> None:
     cfg = ctx.cfg
     frames, dets = load_per_frame(ctx.path("postprocess") / "detections.npz")
     e = cfg.evaluate
-    scored = metric_for("detection", e.metric).evaluate(_val(ctx), _records(frames, dets), bootstrap=e.bootstrap > 0)
+    scored = metric_for("detection", e.metric).evaluate(
+        ctx.val_frames(), _records(frames, dets), bootstrap=e.bootstrap > 0
+    )
     save_bootstrap(out, scored.resampler, e.bootstrap, e.bootstrap_seed)
     (out / "metrics.json").write_text(json.dumps(scored.values))
     (out / "curves.json").write_text(json.dumps(scored.curves))

@@ -23,8 +23,9 @@ from typing import Any
 from crowdbench.bench.cache import StageCache, stage_key
 from crowdbench.bench.config import RunConfig
 from crowdbench.bench.stages.base import CellOutcome, StageResult, load_bootstrap, run_stage
+from crowdbench.bench.stages.data import load_frames
 from crowdbench.datasets.keypoints import COCO_17
-from crowdbench.datasets.model import KeypointSchema
+from crowdbench.datasets.model import Frame, KeypointSchema
 
 
 @dataclass(frozen=True)
@@ -213,6 +214,13 @@ class Context:
     def inputs(self) -> list[Path]:
         """The output folders of the stage's inputs, in declared order."""
         return [self.cache.path(d.folder, d.key) for _, d in self.node.deps]
+
+    def val_frames(self) -> list[Frame]:
+        """The cell's validation frames in its task's keypoint schema (loaded once per cell)."""
+        if "val" not in self.memo:
+            cfg = self.cfg
+            self.memo["val"] = load_frames(cfg.data, cfg.data.val_split, self.node.cell.task.schema(cfg).name)
+        return self.memo["val"]
 
     def path(self, name: str) -> Path:
         """The output folder of the cell's stage ``name`` (a link: the upstream stage's)."""

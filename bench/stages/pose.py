@@ -117,13 +117,6 @@ def _validator(run: RunConfig, frames: list[Frame], schema: KeypointSchema, devi
 # ---------------------------------------------------------------------------------------------------- the stages
 
 
-def val_frames(ctx: Context) -> list[Frame]:
-    """The cell's validation frames in its keypoint schema (loaded once per cell)."""
-    if "val" not in ctx.memo:
-        ctx.memo["val"] = load_frames(ctx.cfg.data, ctx.cfg.data.val_split, schema_of(ctx.cfg).name)
-    return ctx.memo["val"]
-
-
 def _train(ctx: Context, out: Path, scratch: Path) -> None:
     """Train the pose model; S3's second phase (its one input: phase 1) restarts S1 from phase 1's model with
     occlusion from epoch 0."""
@@ -138,7 +131,7 @@ def _train(ctx: Context, out: Path, scratch: Path) -> None:
         init, prior = phase1 / "model.pt", json.loads((phase1 / "history.json").read_text())
     schema = schema_of(run)
     frames = load_frames(run.data, run.data.train_split, schema.name)
-    validate = _validator(run, val_frames(ctx), schema, ctx.device)
+    validate = _validator(run, ctx.val_frames(), schema, ctx.device)
     info = train_pose(run, frames, schema, ctx.device, out, scratch, validate, init=init, prior=prior)
     (out / "train.json").write_text(json.dumps(info))
 
@@ -182,7 +175,7 @@ def _test_people(ctx: Context) -> list[Any]:
     from crowdbench.bench.stages.pose_training import detected_people, people
 
     if "people" not in ctx.memo:
-        t, frames = ctx.cfg.pose.test, val_frames(ctx)
+        t, frames = ctx.cfg.pose.test, ctx.val_frames()
         if t.boxes == "detections":
             assert t.detections is not None  # check_pose
             ctx.memo["people"] = detected_people(frames, Path(t.detections), t.det_score_thr)
@@ -214,7 +207,7 @@ def _infer(ctx: Context, out: Path, _scratch: Path) -> None:
     # deferred: start-up (torch)
     from crowdbench.bench.stages.pose_training import coco_results, predict_poses
 
-    cfg, frames, test_people = ctx.cfg, val_frames(ctx), _test_people(ctx)
+    cfg, frames, test_people = ctx.cfg, ctx.val_frames(), _test_people(ctx)
     model, ensemble = load_models(ctx)
     poses = predict_poses(model, cfg.pose, frames, test_people, schema_of(cfg), ctx.device, ensemble=ensemble)
     np.savez_compressed(out / "poses.npz", poses=poses.astype(np.float32))
@@ -277,7 +270,7 @@ def _evaluate(ctx: Context, out: Path, _scratch: Path) -> None:
     results = json.loads((ctx.path("postprocess") / "results.json").read_text())
     e = cfg.evaluate
     scored = metric_for("pose", e.metric).evaluate(
-        val_frames(ctx), results, schema=schema_of(cfg), bootstrap=e.bootstrap > 0
+        ctx.val_frames(), results, schema=schema_of(cfg), bootstrap=e.bootstrap > 0
     )
     save_bootstrap(out, scored.resampler, e.bootstrap, e.bootstrap_seed)
     (out / "metrics.json").write_text(json.dumps(scored.values))

@@ -32,7 +32,6 @@ from crowdbench.bench.stages.pose import (
     results_by_frame,
     schema_of,
     training_curves,
-    val_frames,
 )
 
 THIS = "crowdbench.bench.stages.pose_regression"
@@ -108,7 +107,7 @@ def _infer(ctx: Context, out: Path, _scratch: Path) -> None:
 
     cfg = ctx.cfg
     model = load_regression_model(cfg, ctx.path("train") / "model.pt", schema_of(cfg).num_keypoints, ctx.device)
-    per_frame, timing = infer_regression(cfg, model, val_frames(ctx), ctx.device)
+    per_frame, timing = infer_regression(cfg, model, ctx.val_frames(), ctx.device)
     save_per_frame(out / "candidates.npz", per_frame)
     (out / "timing.json").write_text(json.dumps({**timing, "device": device_description(ctx.device)}))
 
@@ -119,7 +118,7 @@ def _postprocess(ctx: Context, out: Path, _scratch: Path) -> None:
     from crowdbench.bench.stages.pose_training import image_ids
 
     _, per_frame = load_per_frame(ctx.path("infer") / "candidates.npz")
-    ids = image_ids(val_frames(ctx))
+    ids = image_ids(ctx.val_frames())
     results, seconds = [], 0.0
     for f, found in enumerate(per_frame):
         begin = time.perf_counter()
@@ -139,7 +138,7 @@ def _evaluate(ctx: Context, out: Path, _scratch: Path) -> None:
     results = json.loads((post / "results.json").read_text())
     e = cfg.evaluate
     scored = metric_for("pose_regression", e.metric).evaluate(
-        val_frames(ctx), results, schema=schema_of(cfg), bootstrap=e.bootstrap > 0
+        ctx.val_frames(), results, schema=schema_of(cfg), bootstrap=e.bootstrap > 0
     )
     save_bootstrap(out, scored.resampler, e.bootstrap, e.bootstrap_seed)
     metrics = scored.values

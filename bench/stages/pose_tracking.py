@@ -271,18 +271,18 @@ def smooth_frames(cfg: RunConfig, frames: list[Frame], poses: list[FramePoses], 
 
 
 def _detected(ctx: Context) -> list[FramePoses]:
-    return pose_cell_poses(ctx.path("postprocess"), pose.val_frames(ctx), pose.schema_of(ctx.cfg).num_keypoints)
+    return pose_cell_poses(ctx.path("postprocess"), ctx.val_frames(), pose.schema_of(ctx.cfg).num_keypoints)
 
 
 def _embed(ctx: Context, out: Path, _scratch: Path) -> None:
     """ReID features of the pose cell's kept boxes."""
     boxes = [p.boxes for p in _detected(ctx)]
     model = tracking.trained_reid(ctx)
-    tracking.save_features(out, tracking.embed_boxes(ctx.cfg, model, pose.val_frames(ctx), boxes, ctx.device))
+    tracking.save_features(out, tracking.embed_boxes(ctx.cfg, model, ctx.val_frames(), boxes, ctx.device))
 
 
 def _poses_on_tracks(ctx: Context, out: Path, _scratch: Path) -> None:
-    save_poses(out / "poses.npz", poses_on_tracks(ctx, pose.val_frames(ctx)))
+    save_poses(out / "poses.npz", poses_on_tracks(ctx, ctx.val_frames()))
 
 
 def _propagation(ctx: Context, frames: list[Frame], reid: bool) -> tuple[Any, Any]:
@@ -309,7 +309,7 @@ def _propagation(ctx: Context, frames: list[Frame], reid: bool) -> tuple[Any, An
 
 
 def _poses_iou_reid(ctx: Context, out: Path, _scratch: Path) -> None:
-    cfg, frames = ctx.cfg, pose.val_frames(ctx)
+    cfg, frames = ctx.cfg, ctx.val_frames()
     reid = _uses_reid(cfg)
     features = tracking.load_features(ctx.path("embed"), len(frames)) if reid else None
     estimate, embed = _propagation(ctx, frames, reid) if cfg.pose_tracking.propagation else (None, None)
@@ -318,13 +318,13 @@ def _poses_iou_reid(ctx: Context, out: Path, _scratch: Path) -> None:
 
 
 def _smooth(ctx: Context, out: Path, _scratch: Path) -> None:
-    frames = pose.val_frames(ctx)
+    frames = ctx.val_frames()
     poses = load_poses(ctx.path("poses") / "poses.npz", len(frames))
     save_poses(out / "poses.npz", smooth_frames(ctx.cfg, frames, poses, ctx.cache.root / "flow"))
 
 
 def _evaluate(ctx: Context, out: Path, _scratch: Path) -> None:
-    cfg, frames, schema = ctx.cfg, pose.val_frames(ctx), pose.schema_of(ctx.cfg)
+    cfg, frames, schema = ctx.cfg, ctx.val_frames(), pose.schema_of(ctx.cfg)
     last = "smooth" if cfg.pose_tracking.smoothing is not None else "poses"
     tracked = load_poses(ctx.path(last) / "poses.npz", len(frames))
     e = cfg.evaluate

@@ -183,12 +183,6 @@ def load_features(embed: Path, n: int) -> list[np.ndarray]:
 # ---------------------------------------------------------------------------------------------------- the stages
 
 
-def _val(ctx: Context) -> list[Frame]:
-    if "val" not in ctx.memo:
-        ctx.memo["val"] = load_frames(ctx.cfg.data, ctx.cfg.data.val_split)
-    return ctx.memo["val"]
-
-
 def train_reid_stage(ctx: Context, out: Path, scratch: Path) -> None:
     """The ReID network trained on the identities of ``data.train_split`` (or copied from ``tracking.reid.weights``)."""
     # deferred: start-up (torch, cv2)
@@ -219,13 +213,13 @@ def train_reid_stage(ctx: Context, out: Path, scratch: Path) -> None:
 def _embed(ctx: Context, out: Path, _scratch: Path) -> None:
     """ReID features of the tracked boxes (nothing without ReID)."""
     if ctx.cfg.tracking.reid.enabled:
-        frames = _val(ctx)
+        frames = ctx.val_frames()
         boxes = [b["boxes"] for b in tracked_boxes(ctx, frames)]
         save_features(out, embed_boxes(ctx.cfg, trained_reid(ctx), frames, boxes, ctx.device))
 
 
 def _track(ctx: Context, out: Path, _scratch: Path) -> None:
-    cfg, frames = ctx.cfg, _val(ctx)
+    cfg, frames = ctx.cfg, ctx.val_frames()
     features = load_features(ctx.path("embed"), len(frames)) if cfg.tracking.reid.enabled else None
     tracks = track_frames(frames, tracked_boxes(ctx, frames), features, cfg)
     if cfg.tracking.box_smoothing is not None:
@@ -234,7 +228,7 @@ def _track(ctx: Context, out: Path, _scratch: Path) -> None:
 
 
 def _evaluate(ctx: Context, out: Path, _scratch: Path) -> None:
-    frames, e = _val(ctx), ctx.cfg.evaluate
+    frames, e = ctx.val_frames(), ctx.cfg.evaluate
     tracks = load_tracks(ctx.path("track") / "tracks.npz", len(frames))
     if e.bootstrap:
         metrics, resampler = evaluate_tracks(frames, tracks, block_frames=e.block_frames)
