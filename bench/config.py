@@ -23,6 +23,11 @@ class DataConfig(_Strict):
 
     source: str = Field("synthetic", description="'synthetic' or a dataset key of datasets/layout.py LAYOUTS")
     preset: str = Field("small", description="synthetic preset: tiny | small | medium | hie")
+    scenario: str = Field(
+        "plain",
+        description="synthetic scenario (datasets/synthetic.py SCENARIOS): the mechanisms the data contains; the "
+        "smoke profile takes the table spec's smoke_scenario",
+    )
     seed: int = Field(
         0,
         description="seed of the synthetic data; it does not follow the training seed, so every seed (and row) is "

@@ -15,17 +15,18 @@ from crowdbench.bench.jsonout import dumps as strict_dumps
 from crowdbench.datasets.formats.errors import FormatError
 from crowdbench.datasets.inspect import UnknownFormatError, inspect_path, print_report
 from crowdbench.datasets.layout import DataError, check_dataset, check_images
-from crowdbench.datasets.synthetic import FORMATS, PRESETS, generate, write_native
+from crowdbench.datasets.synthetic import FORMATS, PRESETS, SCENARIOS, generate, write_native
 
 
 def _synth_command(args: argparse.Namespace) -> int:
-    dataset = generate(args.preset, seed=args.seed)
+    dataset = generate(args.preset, seed=args.seed, scenario=args.scenario)
     paths = write_native(dataset, args.out, ext=args.ext, formats=args.format or None)
     table = Table(title=f"{dataset.name} (seed {args.seed}) -> {args.out}")
     table.add_column("statistic")
     for split in ("all", *dataset.splits):
         table.add_column(split, justify="right")
-    keys = [k for k in dataset.summary if "/" not in k and k not in ("preset", "seed", "schema", "width", "height")]
+    settings = ("preset", "seed", "schema", "scenario", "width", "height")
+    keys = [k for k in dataset.summary if "/" not in k and k not in settings]
     for key in keys:
         row = [str(dataset.summary[key])] + [str(dataset.summary.get(f"{s}/{key}", "")) for s in dataset.splits]
         table.add_row(key, *row)
@@ -42,6 +43,9 @@ def add_data_commands(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("synth", help="generate the synthetic crowd videos and write every native format")
     p.add_argument("--preset", default="small", choices=sorted(PRESETS), help="dataset size (default: small)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument(
+        "--scenario", default="plain", choices=sorted(SCENARIOS), help="mechanisms in the scenes (default: plain)"
+    )
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--ext", default=".jpg", choices=(".jpg", ".png"), help="image format (default: .jpg)")
     p.add_argument(

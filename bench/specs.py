@@ -81,6 +81,12 @@ class TableSpec(BaseModel):
     task: Literal["detection", "pose", "pose_regression", "tracking", "pose_tracking"]
     dataset: str = Field(description="the paper's dataset and split")
     smoke_dataset: str = Field("synthetic/small", description="what the smoke profile runs on instead")
+    smoke_scenario: str = Field(
+        "plain",
+        description="the synthetic scenario (datasets/synthetic.py SCENARIOS) every row runs on under smoke, chosen "
+        "once from the rows' mechanisms (never per row, never from a result)",
+    )
+    smoke_why: str = Field("", description="which mechanism of the rows the scenario creates (paper, section)")
     data: dict[str, Any] = Field(
         description="the full profile's data.* settings: `source` (a datasets/layout.py key), splits, holdout videos"
     )
@@ -111,6 +117,8 @@ class TableSpec(BaseModel):
         assert match is not None
         if match["key"] != self.paper or int(match["num"]) != self.table:
             raise ValueError(f"id {self.id!r} does not match paper {self.paper!r} / table {self.table}")
+        if self.smoke_scenario != "plain" and not self.smoke_why.strip():
+            raise ValueError(f"smoke_scenario {self.smoke_scenario!r} needs smoke_why: the rows' mechanism it creates")
         keys = {m.key for m in self.metrics}
         if len(keys) != len(self.metrics):
             raise ValueError("duplicate metric keys")

@@ -44,8 +44,10 @@ from crowdbench.datasets.model import Dataset, Frame, Instance
 __all__ = [
     "FORMATS",
     "PRESETS",
+    "SCENARIOS",
     "SCHEMA_ROWS",
     "Preset",
+    "Scenario",
     "SyntheticImage",
     "crowd_index",
     "generate",
@@ -105,6 +107,80 @@ FORMATS = ("coco", "crowdpose", "crowdhuman", "mot", "hie", "posetrack17", "pose
 """Native formats :func:`write_native` can write (images are always written)."""
 
 
+@dataclass(frozen=True)
+class Scenario:
+    """The mechanisms a smoke dataset contains beyond the plain scene (issue 22). Each knob creates one situation a
+    technique claims to handle; a table's scenario is chosen from its rows' mechanisms, once, and stated in its spec.
+    Every knob off (``plain``) draws exactly the plain scene: the knobs draw from their own random streams."""
+
+    name: str
+    purpose: str  # the mechanism it creates and the techniques (paper, section) it serves
+    pair_iou: tuple[float, float] | None = None  # members of a group stand so their full boxes overlap at this IoU
+    group_sizes: tuple[float, float, float] = _GROUP_SIZES  # probability of a group of 1, 2, 3 people
+    crossing: float = 0.0  # share of walking groups that another group crosses head-on at mid-video
+    reentry: int = 0  # wide pillars on walkers' paths: a long full occlusion, then the same identity re-enters
+    camera_pan: float = 0.0  # horizontal camera speed, image widths per frame
+    camera_zoom: float = 0.0  # zoom change over the whole video (0.2: from 0.9x to 1.1x)
+    camera_shake: float = 0.0  # per-frame camera jitter, standard deviation in image widths (i.i.d. per frame)
+    motion_blur: float = 0.0  # exposure as a fraction of the frame interval: blur along the camera's motion
+    self_occlusion: float = 0.0  # share of people seen in profile: far limbs behind the body, labelled v=1 when hidden
+    visible_boxes: bool = False  # person boxes tight around the visible pixels (COCO's boxes), not the full body
+
+    @property
+    def camera(self) -> bool:
+        return bool(self.camera_pan or self.camera_zoom or self.camera_shake)
+
+
+SCENARIOS: dict[str, Scenario] = {
+    s.name: s
+    for s in (
+        Scenario("plain", "static camera, groups walking side by side in lockstep, static occluders"),
+        Scenario(
+            "crowded_pairs",
+            "heavily overlapping pairs: groups of two or three whose full boxes overlap at IoU 0.5-0.9, the pairs "
+            "NMS suppresses (CrowdDet, Chu et al. CVPR 2020, section 1 and 3.3: EMD loss and set NMS; paper 000 "
+            "Table 3) and the crowd of candidate poses OKSFilter and PSM choose among (paper 002, section 3.3-3.4)",
+            pair_iou=(0.5, 0.9),
+            group_sizes=(0.2, 0.5, 0.3),
+        ),
+        Scenario(
+            "moving_crowd",
+            "a hand-held camera (pan, zoom, shake, motion blur) filming groups whose paths cross head-on and walkers "
+            "who disappear behind wide pillars and re-enter: frame-to-frame jitter for flow smoothing (paper 004 "
+            "section 4.3, paper 003 section 3.4) and identity switches for ReID (paper 004 section 4.3, DeepSORT)",
+            crossing=0.6,
+            reentry=1,
+            camera_pan=0.004,
+            camera_zoom=0.15,
+            camera_shake=0.01,
+            motion_blur=0.5,
+        ),
+        Scenario(
+            "occluded_joints",
+            "labelled self-occlusion (people in profile whose far limbs hide behind their body) on top of occluders "
+            "and overlapping people: the occluded joints whose constraint cues OA teaches (paper 001, sections 3-4)",
+            self_occlusion=0.5,
+            pair_iou=(0.5, 0.9),
+        ),
+        Scenario(
+            "cut_boxes",
+            "person boxes tight around the visible pixels, as COCO's boxes are, so a detector's box cuts off the "
+            "occluded body parts whose joints GBG's larger candidate boxes recover (paper 003, section 3.2)",
+            visible_boxes=True,
+            pair_iou=(0.5, 0.9),
+        ),
+    )
+}
+"""Named smoke scenarios; a spec's ``smoke_scenario`` picks one for all of its rows."""
+
+
+def _scenario(name: str) -> Scenario:
+    try:
+        return SCENARIOS[name]
+    except KeyError:
+        raise ValueError(f"unknown synthetic scenario {name!r}; scenarios: {', '.join(SCENARIOS)}") from None
+
+
 def _preset(name: str) -> Preset:
     try:
         return PRESETS[name]
@@ -131,6 +207,7 @@ class _Person:
     raised_arm: int  # 0 none, +1 left arm up, -1 right arm up
     turn: float  # head turn, fraction of the face width
     colors: np.ndarray  # 6 x 3 uint8 RGB: skin, top, bottom, hair, shoes, sleeve/forearm
+    profile: bool = False  # seen from the side: the far arm and leg are drawn behind the body (Scenario.self_occlusion)
 
 
 @dataclass(frozen=True)
@@ -143,8 +220,9 @@ class _Occluder:
 class _Video:
     """Everything needed to draw and annotate one video; randomness is drawn once, here."""
 
-    def __init__(self, preset: Preset, seed: int, split: str, index: int) -> None:
+    def __init__(self, preset: Preset, seed: int, split: str, index: int, scenario: Scenario | None = None) -> None:
         self.preset = preset
+        self.scenario = scenario or SCENARIOS["plain"]
         self.seed = seed
         self.split = split
         self.index = index
@@ -165,6 +243,8 @@ class _Video:
         for _ in range(int(rng.integers(preset.tiny_people[0], preset.tiny_people[1] + 1))):
             people.append(self._make_tiny(rng))
         self.people = people
+        self._add_mechanisms()
+        self.camera = _Camera.of(self)
 
     # ---- scene construction
 
@@ -221,25 +301,37 @@ class _Video:
         lo = self.horizon + 1.8 * self.preset.min_height / (self.k * 0.88)
         return lo, 1.04 * self.height
 
-    def _make_group(self, rng: np.random.Generator, first_id: int) -> list[_Person]:
-        size = int(rng.choice([1, 2, 3], p=_GROUP_SIZES))
+    def _make_group(
+        self, rng: np.random.Generator, first_id: int, at: tuple[float, float, float, float] | None = None
+    ) -> list[_Person]:
+        """One to three people walking side by side; ``at``: the leader's foot x, y and velocity (else drawn)."""
+        size = int(rng.choice([1, 2, 3], p=self.scenario.group_sizes))
         lo, hi = self._foot_range()
-        y = float(rng.uniform(lo + 0.1 * (hi - lo), hi))
-        x = float(rng.uniform(0.1, 0.9) * self.width)
-        h = self.k * (y - self.horizon)
         half = (self.n_frames - 1) / 2
-        if rng.random() < 0.15:
-            vx = vy = 0.0
+        if at is not None:
+            x, y, vx, vy = at
+            h = self.k * (y - self.horizon)
         else:
-            vx = float(rng.choice([-1, 1]) * rng.uniform(0.03, 0.065) * h)
-            # keep the feet inside [lo, hi + slack] for the whole video so sizes stay plausible
-            vmax = min(0.15 * abs(vx), (y - lo) / max(half, 1), (hi * 1.06 - y) / max(half, 1))
-            vy = float(rng.uniform(-vmax, vmax))
+            y = float(rng.uniform(lo + 0.1 * (hi - lo), hi))
+            x = float(rng.uniform(0.1, 0.9) * self.width)
+            h = self.k * (y - self.horizon)
+            if rng.random() < 0.15:
+                vx = vy = 0.0
+            else:
+                vx = float(rng.choice([-1, 1]) * rng.uniform(0.03, 0.065) * h)
+                # keep the feet inside [lo, hi + slack] for the whole video so sizes stay plausible
+                vmax = min(0.15 * abs(vx), (y - lo) / max(half, 1), (hi * 1.06 - y) / max(half, 1))
+                vy = float(rng.uniform(-vmax, vmax))
         members = [self._person(rng, first_id, x, y, vx, vy)]
         side = float(rng.choice([-1, 1]))
         for j in range(1, size):
-            dy = float(rng.uniform(0.04, 0.16) * h) * (1 if j % 2 else -1)
-            dx = float(rng.uniform(0.04, 0.3) * h) * (1 if j < 2 else -1) * side
+            if self.scenario.pair_iou is not None:
+                dx, dy = _pair_offset(rng, h, self.scenario.pair_iou)
+            else:
+                dy = float(rng.uniform(0.04, 0.16) * h)
+                dx = float(rng.uniform(0.04, 0.3) * h)
+            dy *= 1 if j % 2 else -1
+            dx *= (1 if j < 2 else -1) * side
             yj = float(np.clip(y + dy, lo, hi))
             members.append(self._person(rng, first_id + j, x + dx, yj, vx, vy))
         return members
@@ -251,6 +343,49 @@ class _Video:
         vx = float(rng.choice([-1, 1]) * rng.uniform(0.02, 0.05) * target)
         return self._person(rng, -1, x, y, vx, 0.0)
 
+    # ---- scenario mechanisms (each from its own random stream, so the plain scene is unchanged)
+
+    def _add_mechanisms(self) -> None:
+        sc = self.scenario
+        if sc.crossing:
+            self._add_crossings(np.random.default_rng([*self._entropy, 3]), sc.crossing)
+        if sc.reentry:
+            self._add_reentry_pillars(np.random.default_rng([*self._entropy, 4]), sc.reentry)
+        if sc.self_occlusion:
+            rng = np.random.default_rng([*self._entropy, 5])
+            self.people = [
+                replace(p, profile=bool(p.track_id > 0 and rng.random() < sc.self_occlusion)) for p in self.people
+            ]
+
+    def _add_crossings(self, rng: np.random.Generator, share: float) -> None:
+        """For a ``share`` of the walking groups, a group walking the other way at nearly the same depth, through
+        the same point at mid-video: their boxes cross, the nearer group hides the farther one for a few frames."""
+        leaders = [p for p in self.people if p.track_id > 0 and p.vx != 0]
+        leaders = [p for i, p in enumerate(leaders) if i == 0 or p.track_id != leaders[i - 1].track_id]
+        lo, hi = self._foot_range()
+        for leader in leaders:
+            if rng.random() >= share:
+                continue
+            h = self.k * (leader.y_mid - self.horizon)
+            y = float(np.clip(leader.y_mid + rng.choice([-1, 1]) * rng.uniform(0.03, 0.1) * h, lo, hi))
+            x = leader.x_mid + float(rng.uniform(-0.1, 0.1) * h)
+            vx = -leader.vx * float(rng.uniform(0.8, 1.2))
+            first = max(p.track_id for p in self.people) + 1
+            self.people.extend(self._make_group(rng, first, at=(x, y, vx, 0.0)))
+
+    def _add_reentry_pillars(self, rng: np.random.Generator, count: int) -> None:
+        """``count`` wide pillars, each on a walker's path: it hides the walker fully for 4-8 frames, then the same
+        identity re-enters on the other side (a long occlusion for the tracker's re-identification)."""
+        walkers = [p for p in self.people if p.track_id > 0 and p.vx != 0]
+        for _ in range(count if walkers else 0):
+            p = walkers[int(rng.integers(len(walkers)))]
+            t0 = float(rng.uniform(0.35, 0.65) * (self.n_frames - 1))
+            fx, _, h = self.foot(p, round(t0))
+            width = 0.45 * h * p.aspect + abs(p.vx) * float(rng.uniform(4, 8))
+            grey = int(rng.integers(70, 190))
+            x1 = round(fx - width / 2)
+            self.occluders.append(_Occluder((x1, 0, x1 + max(round(width), 1), self.height), (grey,) * 3, "pillar"))
+
     # ---- per-frame geometry
 
     def foot(self, p: _Person, t: int) -> tuple[float, float, float]:
@@ -260,15 +395,88 @@ class _Video:
         return fx, fy, p.height_factor * self.k * max(fy - self.horizon, 1.0)
 
     def background(self) -> np.ndarray:
-        """The static scene (``H x W x 3`` uint8 RGB), computed once per video."""
+        """The static scene (``H x W x 3`` uint8 RGB), computed once per video; with a moving camera the world
+        canvas every frame is cut from (its pixel (0, 0) is world :attr:`origin`)."""
         if self._background is None:
-            self._background = _draw_background(self, np.random.default_rng([*self._entropy, 1]))
+            self._background = _draw_background(self, np.random.default_rng([*self._entropy, 1]), self.origin)
         return self._background
+
+    @property
+    def origin(self) -> tuple[int, int]:
+        if self.camera is None:
+            return (0, 0)
+        lo, _ = self.camera.seen(self.width, self.height)
+        return math.floor(lo[0]) - 2, math.floor(lo[1]) - 2
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         state["_background"] = None
         return state
+
+
+_BOX_ASPECT = 0.53  # mean width / height of the full boxes of generate("small", 0) (train), measured
+
+
+def _pair_offset(rng: np.random.Generator, h: float, iou: tuple[float, float]) -> tuple[float, float]:
+    """Foot offsets ``(dx, dy)`` (pixels, unsigned) of a second group member whose full box overlaps the leader's at
+    an IoU drawn from ``iou``: ``dy`` (a slightly different depth) shrinks the vertical overlap by ``r = 1 - dy/H``,
+    and for two ``W x H`` boxes ``IoU = (W - dx) r / (2 W - (W - dx) r)``, solved for ``dx``."""
+    u = float(rng.uniform(*iou))
+    dy = float(rng.uniform(0.02, 0.06) * h)
+    r = 1.0 - dy / (1.04 * h)  # full box height: the body plus its margins
+    width = _BOX_ASPECT * h
+    return max(width * (1.0 - 2.0 * u / (r * (1.0 + u))), 0.0), dy
+
+
+@dataclass(frozen=True)
+class _Camera:
+    """A moving camera (``Scenario.camera_*``): frame ``t`` shows ``image = scale[t] * (world - centre[t]) + c0``,
+    ``c0`` the image centre; the plain scene is the world seen by a static camera (``scale 1``, ``centre c0``)."""
+
+    centre: np.ndarray  # n x 2, the world point at the image centre
+    scale: np.ndarray  # n
+    c0: np.ndarray  # image centre
+
+    @classmethod
+    def of(cls, video: _Video) -> _Camera | None:
+        sc = video.scenario
+        if not sc.camera:
+            return None
+        n, w, h = video.n_frames, video.width, video.height
+        rng = np.random.default_rng([*video._entropy, 6])
+        t = np.arange(n) - (n - 1) / 2
+        pan = float(rng.choice([-1, 1])) * sc.camera_pan * w
+        shake = rng.normal(0.0, sc.camera_shake * w, size=(n, 2))
+        c0 = np.array([w / 2, h / 2])
+        centre = c0 + np.stack([pan * t, np.zeros(n)], axis=1) + shake
+        scale = 1.0 + float(rng.choice([-1, 1])) * sc.camera_zoom * t / max(n - 1, 1)
+        return cls(centre, scale, c0)
+
+    def apply(self, t: int, points: np.ndarray) -> np.ndarray:
+        """World points (``N x 2``) in the image of frame ``t``."""
+        return self.scale[t] * (points - self.centre[t]) + self.c0
+
+    def prims(self, t: int, prims: list[Prim]) -> list[Prim]:
+        s = self.scale[t]
+        out: list[Prim] = []
+        for kind, g, c in prims:
+            if kind == "poly":
+                out.append((kind, self.apply(t, g), c))
+            else:
+                out.append((kind, np.array([*self.apply(t, g[None, :2])[0], g[2] * s]), c))
+        return out
+
+    def seen(self, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
+        """Lowest and highest world point any frame shows."""
+        half = np.array([width, height]) / 2 / self.scale[:, None]
+        return (self.centre - half).min(axis=0), (self.centre + half).max(axis=0)
+
+    def shift(self, t: int) -> np.ndarray:
+        """How far the image content moves from the previous frame to ``t`` (the next one for ``t = 0``)."""
+        a, b = (t - 1, t) if t > 0 else (0, 1)
+        if b >= len(self.scale):
+            return np.zeros(2)
+        return -self.scale[a] * (self.centre[b] - self.centre[a])
 
 
 # ------------------------------------------------------------------------------------------------ geometry
@@ -352,7 +560,7 @@ def _arms(st: _Stance, p: _Person, shoulders: tuple[np.ndarray, np.ndarray]) -> 
 
 
 def _skeleton(st: _Stance, p: _Person, bob: float, turn: float) -> _Skeleton:
-    a = p.aspect
+    a = p.aspect * (0.3 if p.profile else 1.0)  # seen from the side, shoulders and hips nearly line up
     shoulders = st.at(0.115 * a, 0.81 + bob), st.at(-0.115 * a, 0.81 + bob)
     hips = st.at(0.07 * a, 0.52 + bob), st.at(-0.07 * a, 0.52 + bob)
     head = st.at(turn * 0.3, 0.925 + bob)
@@ -380,39 +588,71 @@ def _body_points(st: _Stance, sk: _Skeleton, bob: float, turn: float) -> np.ndar
     return np.stack([*face, *limbs, *head])
 
 
-def _body_prims(st: _Stance, p: _Person, sk: _Skeleton) -> list[Prim]:
-    """Drawing primitives far to near within the body: legs and shoes, torso, neck, arms, hair, face."""
-    h, a, d = st.h, p.aspect, p.facing
-    prims: list[Prim] = []
+def _leg_prims(st: _Stance, p: _Person, leg: _Chain) -> list[Prim]:
+    h, a = st.h, p.aspect
+    hip, knee, ankle = leg
     bottom_lower = _SKIN if p.colors[_BOTTOM].sum() > 300 else _BOTTOM  # light "trousers" read as shorts
-    for hip, knee, ankle in sk.legs:
-        prims.append(_limb(hip, knee, 0.034 * h * a, _BOTTOM))
-        prims.append(_circle(knee, 0.03 * h * a, _BOTTOM))
-        prims.append(_limb(knee, ankle, 0.027 * h * a, bottom_lower))
-        prims.append(_limb(ankle, ankle + h * np.array([0.055 * d, 0.025]), 0.016 * h, _SHOES))
+    return [
+        _limb(hip, knee, 0.034 * h * a, _BOTTOM),
+        _circle(knee, 0.03 * h * a, _BOTTOM),
+        _limb(knee, ankle, 0.027 * h * a, bottom_lower),
+        _limb(ankle, ankle + h * np.array([0.055 * p.facing, 0.025]), 0.016 * h, _SHOES),
+    ]
+
+
+def _arm_prims(st: _Stance, p: _Person, arm: _Chain) -> list[Prim]:
+    h, a = st.h, p.aspect
+    sho, elbow, wrist = arm
+    return [
+        _circle(sho, 0.03 * h * a, _TOP),
+        _limb(sho, elbow, 0.024 * h * a, _TOP),
+        _circle(elbow, 0.021 * h * a, _SLEEVE),
+        _limb(elbow, wrist, 0.02 * h * a, _SLEEVE),
+        _circle(wrist, 0.022 * h, _SKIN),
+    ]
+
+
+def _far_side(p: _Person) -> int:
+    """The side (0 left, 1 right) turned away from the camera by a person in profile: walking towards +x, the
+    right side faces the camera."""
+    return 0 if p.facing > 0 else 1
+
+
+def _body_prims(st: _Stance, p: _Person, sk: _Skeleton) -> tuple[list[Prim], int]:
+    """Drawing primitives far to near within the body, and how many of them, first, are the far limbs of a person
+    in profile (0 otherwise): legs and shoes, torso, neck, arms, hair, face; in profile the far arm and leg come
+    first, behind everything else."""
+    h, a = st.h, p.aspect
+    far = _far_side(p) if p.profile else None
+    prims: list[Prim] = []
+    if far is not None:
+        prims += _arm_prims(st, p, sk.arms[far]) + _leg_prims(st, p, sk.legs[far])
+    n_far = len(prims)
+    for side, leg in enumerate(sk.legs):
+        if side != far:
+            prims += _leg_prims(st, p, leg)
     l_sho, r_sho, l_hip, r_hip = sk.arms[0][0], sk.arms[1][0], sk.legs[0][0], sk.legs[1][0]
     hips_w, sho_w = np.array([0.03 * h * a, 0.0]), np.array([0.03 * h * a, 0.0])
     up = np.array([0.0, -0.015 * h])
     prims.append(("poly", np.stack([l_sho + sho_w + up, r_sho - sho_w + up, r_hip - hips_w, l_hip + hips_w]), _TOP))
     prims.append(_limb(sk.neck, sk.neck + np.array([0.0, -0.07 * h]), 0.025 * h * a, _SKIN))
-    for sho, elbow, wrist in sk.arms:
-        prims.append(_circle(sho, 0.03 * h * a, _TOP))
-        prims.append(_limb(sho, elbow, 0.024 * h * a, _TOP))
-        prims.append(_circle(elbow, 0.021 * h * a, _SLEEVE))
-        prims.append(_limb(elbow, wrist, 0.02 * h * a, _SLEEVE))
-        prims.append(_circle(wrist, 0.022 * h, _SKIN))
+    for side, arm in enumerate(sk.arms):
+        if side != far:
+            prims += _arm_prims(st, p, arm)
     prims.append(_circle(sk.head + np.array([0.0, -0.014 * h]), 0.071 * h, _HAIR))
     prims.append(_circle(sk.head, 0.066 * h, _SKIN))
-    return prims
+    return prims, n_far
 
 
-def _body(video: _Video, p: _Person, t: int) -> tuple[np.ndarray, list[Prim]]:
-    """Body points (:func:`_body_points`) and the drawing primitives of person ``p`` at frame ``t``."""
+def _body(video: _Video, p: _Person, t: int) -> tuple[np.ndarray, list[Prim], int]:
+    """Body points (:func:`_body_points`), the drawing primitives of person ``p`` at frame ``t`` (world
+    coordinates) and how many of them are far limbs (:func:`_body_prims`)."""
     st = _Stance(*video.foot(p, t), p.phase + 2 * math.pi * p.freq * t)
     bob = 0.008 * abs(math.cos(st.phase)) if p.swing else 0.0
-    turn = 0.02 * p.turn + 0.01 * p.facing
+    turn = 0.045 * p.facing if p.profile else 0.02 * p.turn + 0.01 * p.facing
     sk = _skeleton(st, p, bob, turn)
-    return _body_points(st, sk, bob, turn), _body_prims(st, p, sk)
+    prims, n_far = _body_prims(st, p, sk)
+    return _body_points(st, sk, bob, turn), prims, n_far
 
 
 def _extent(prims: Sequence[Prim]) -> np.ndarray:
@@ -448,26 +688,45 @@ class _Placed:
     prims: list[Prim]
     box: np.ndarray  # full box with margin, unclipped
     foot_y: float
+    scale: float = 1.0  # the camera's zoom at this frame (pixels per world pixel)
+    n_far: int = 0  # the first prims are the far limbs of a person in profile (_body_prims)
 
 
 def _place(video: _Video, t: int) -> list[_Placed]:
     """People touching the image at frame ``t``, in drawing order (far to near, then by track id)."""
     out = []
+    cam, scale = video.camera, 1.0
     for p in video.people:
-        kpts, prims = _body(video, p, t)
+        kpts, prims, n_far = _body(video, p, t)
+        if cam is not None:
+            kpts, prims, scale = cam.apply(t, kpts), cam.prims(t, prims), float(cam.scale[t])
         ext = _extent(prims)
         _, fy, h = video.foot(p, t)
-        margin = max(1.0, 0.02 * h)
+        margin = max(1.0, 0.02 * h * scale)
         box = ext + np.array([-margin, -margin, margin, margin])
         if box[2] <= 0 or box[0] >= video.width or box[3] <= 0 or box[1] >= video.height:
             continue
-        out.append(_Placed(p, kpts, prims, box, fy))
+        out.append(_Placed(p, kpts, prims, box, fy, scale, n_far))
     out.sort(key=lambda q: (q.foot_y, q.person.track_id))
     return out[:_MAX_PEOPLE_PER_FRAME]
 
 
-def _draw_occluders(canvas: np.ndarray, video: _Video, label: int | None = None) -> None:
+def _frame_occluders(video: _Video, t: int) -> list[_Occluder]:
+    """The occluders as frame ``t`` shows them (moved by the camera; pillars always span the image height)."""
+    cam = video.camera
+    if cam is None:
+        return video.occluders
+    out = []
     for occ in video.occluders:
+        (x1, y1), (x2, y2) = np.round(cam.apply(t, np.array(occ.box, dtype=np.float64).reshape(2, 2))).astype(int)
+        if occ.kind == "pillar":
+            y1, y2 = 0, video.height
+        out.append(replace(occ, box=(int(x1), int(y1), int(x2), int(y2))))
+    return out
+
+
+def _draw_occluders(canvas: np.ndarray, video: _Video, t: int, label: int | None = None) -> None:
+    for occ in _frame_occluders(video, t):
         x1, y1, x2, y2 = occ.box
         cv2.rectangle(canvas, (x1, y1), (x2 - 1, y2 - 1), label if label is not None else occ.color, -1)
         if label is not None:
@@ -487,8 +746,13 @@ def _draw_occluders(canvas: np.ndarray, video: _Video, label: int | None = None)
 # ------------------------------------------------------------------------------------------------- images
 
 
-def _draw_background(video: _Video, rng: np.random.Generator) -> np.ndarray:
+def _draw_background(video: _Video, rng: np.random.Generator, origin: tuple[int, int] = (0, 0)) -> np.ndarray:
+    """The static scene; with a moving camera, a larger world canvas whose pixel (0, 0) is world ``origin``."""
     w, h, hz = video.width, video.height, round(video.horizon)
+    if video.camera is not None:
+        _, hi = video.camera.seen(w, h)
+        w, h = math.ceil(hi[0]) + 2 - origin[0], math.ceil(hi[1]) + 2 - origin[1]
+        hz = round(video.horizon) - origin[1]
     wall, floor, clutter_a, clutter_b = (c.astype(np.float32) for c in video.palette)
     img = np.empty((h, w, 3), np.float32)
     img[:hz] = wall
@@ -530,19 +794,50 @@ def _draw_background(video: _Video, rng: np.random.Generator) -> np.ndarray:
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
+def _view(video: _Video, t: int) -> np.ndarray:
+    """The background as frame ``t`` shows it: the static scene, or the camera's view of the world canvas."""
+    cam = video.camera
+    if cam is None:
+        return video.background().copy()
+    s, (cx, cy), (ox, oy) = float(cam.scale[t]), cam.centre[t], video.origin
+    # image = s * (canvas + origin - centre) + c0, in OpenCV's pixel-centre coordinates (continuous - 0.5)
+    tx = s * (ox - cx) + cam.c0[0] + 0.5 * s - 0.5
+    ty = s * (oy - cy) + cam.c0[1] + 0.5 * s - 0.5
+    matrix = np.array([[s, 0.0, tx], [0.0, s, ty]])
+    size = (video.width, video.height)
+    return cv2.warpAffine(video.background(), matrix, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+
+
+def _motion_blur(img: np.ndarray, video: _Video, t: int) -> np.ndarray:
+    """Blur along the camera's motion over ``Scenario.motion_blur`` of the frame interval (a line kernel)."""
+    exposure = video.scenario.motion_blur
+    if not exposure or video.camera is None:
+        return img
+    d = video.camera.shift(t) * exposure
+    length = float(np.hypot(*d))
+    if length < 1.0:  # under a pixel: nothing to smear
+        return img
+    n = math.ceil(length)
+    kernel = np.zeros((2 * n + 1, 2 * n + 1), np.float32)
+    for a in np.linspace(-0.5, 0.5, 2 * n + 1):
+        kernel[round(n + a * d[1]), round(n + a * d[0])] += 1.0
+    return cv2.filter2D(img, -1, kernel / kernel.sum(), borderType=cv2.BORDER_REFLECT)
+
+
 def render_frame(video: _Video, t: int) -> np.ndarray:
     """Render frame ``t`` of ``video`` as ``H x W x 3`` uint8 RGB (deterministic)."""
-    img = video.background().copy()
+    img = _view(video, t)
     for q in _place(video, t):
         colors = q.person.colors
         _draw(img, q.prims, lambda c, colors=colors: tuple(int(v) for v in colors[c]), cv2.LINE_AA)
-        h = video.foot(q.person, t)[2]
+        h = video.foot(q.person, t)[2] * q.scale
         if h >= 40:  # eyes on larger people
             for eye in _fixed(q.kpts[1:3]):
                 cv2.circle(
                     img, (int(eye[0]), int(eye[1])), int(0.009 * h * _SCALE), (20, 20, 20), -1, cv2.LINE_AA, _SHIFT
                 )
-    _draw_occluders(img, video)
+    _draw_occluders(img, video, t)
+    img = _motion_blur(img, video, t)
     img = cv2.GaussianBlur(img, (3, 3), 0.6)
     rng = np.random.default_rng([*video._entropy, 2, t])
     noisy = img.astype(np.float32) * float(rng.uniform(0.95, 1.05)) + rng.normal(0.0, 4.0, size=img.shape)
@@ -564,7 +859,8 @@ def occluder_boxes(frame: Frame) -> np.ndarray:
     """``M x 4`` boxes (x1, y1, x2, y2) of the static occluders of a generated frame."""
     if not isinstance(frame.image, SyntheticImage):
         raise TypeError(f"frame {frame.frame_id} is not a generated synthetic frame")
-    return np.array([o.box for o in frame.image.video.occluders], dtype=np.float64).reshape(-1, 4)
+    occluders = _frame_occluders(frame.image.video, frame.image.index)
+    return np.array([o.box for o in occluders], dtype=np.float64).reshape(-1, 4)
 
 
 # ------------------------------------------------------------------------------------------- annotations
@@ -582,13 +878,33 @@ SCHEMA_ROWS: dict[str, tuple[int | None, ...]] = {
 the label map; ``None`` is a joint the dataset never labels (the PoseTrack18 ear slots), written ``(0, 0, 0)``."""
 
 
+_FAR_ROWS = ((1, 3, 5, 7, 9, 11, 13, 15), (2, 4, 6, 8, 10, 12, 14, 16))
+"""Body-point rows of the left and right side (COCO-17 order: eye, ear, shoulder, elbow, wrist, hip, knee, ankle)."""
+
+
+def _self_hidden(q: _Placed, shape: tuple[int, int]) -> set[int]:
+    """Body rows of a person in profile hidden by their own body: the far eye and ear always (the head is between
+    them and the camera), the far limb joints where the nearer body parts (drawn after them) cover the point."""
+    if not q.n_far:
+        return set()
+    near = np.zeros(shape, np.uint8)
+    _draw(near, q.prims[q.n_far :], lambda _c: (1,), cv2.LINE_8)
+    rows = _FAR_ROWS[_far_side(q.person)]
+    hidden = set(rows[:2])
+    for row in rows[2:]:
+        x, y = q.kpts[row]
+        if 0 <= x < shape[1] and 0 <= y < shape[0] and near[int(y), int(x)]:
+            hidden.add(row)
+    return hidden
+
+
 def _annotate(video: _Video, t: int, body_rows: tuple[int | None, ...] = SCHEMA_ROWS[COCO_17.name]) -> Frame:
     w, h = video.width, video.height
     placed = _place(video, t)
     label = np.zeros((h, w), np.uint8)
     for j, q in enumerate(placed):
         _draw(label, q.prims, lambda _c, j=j: (j + 1,), cv2.LINE_8)
-    _draw_occluders(label, video, _OCCLUDER_LABEL)
+    _draw_occluders(label, video, t, _OCCLUDER_LABEL)
     instances: list[Instance] = []
     ignore: list[np.ndarray] = []
     for j, q in enumerate(placed):
@@ -606,15 +922,19 @@ def _annotate(video: _Video, t: int, body_rows: tuple[int | None, ...] = SCHEMA_
         rows, cols = np.flatnonzero(mine.any(axis=1)), np.flatnonzero(mine.any(axis=0))
         vbox = np.array([x0 + cols[0], y0 + rows[0], x0 + cols[-1] + 1, y0 + rows[-1] + 1], dtype=np.float64)
         kpts = np.zeros((len(body_rows), 3))
+        hidden = _self_hidden(q, label.shape)
         for k, row in enumerate(body_rows):
             if row is None:
                 continue
             x, y = q.kpts[row]
             if 0 <= x < w and 0 <= y < h:
                 seen = label[int(y), int(x)]
-                covered = seen == _OCCLUDER_LABEL or (seen != 0 and seen != j + 1)
+                covered = seen == _OCCLUDER_LABEL or (seen != 0 and seen != j + 1) or row in hidden
                 kpts[k] = (x, y, 1.0 if covered else 2.0)
         head = q.kpts[_HEAD_BOX].reshape(4)
+        if video.scenario.visible_boxes:  # COCO-style: the box of the visible pixels, with the same margin
+            margin = max(1.0, 0.02 * (box[3] - box[1]))
+            box = vbox + np.array([-margin, -margin, margin, margin])
         instances.append(Instance(box=box, visible_box=vbox, keypoints=kpts, track_id=q.person.track_id, head_box=head))
     return Frame(
         video=video.name,
@@ -663,14 +983,16 @@ def summarize(frames: Sequence[Frame]) -> dict[str, float | int]:
     }
 
 
-def generate(preset: str = "small", seed: int = 0, schema: str = COCO_17.name) -> Dataset:
+def generate(preset: str = "small", seed: int = 0, schema: str = COCO_17.name, scenario: str = "plain") -> Dataset:
     """Generate the synthetic crowd-video dataset ``preset`` (splits ``train`` and ``val``).
 
     ``schema`` (``coco17``, ``crowdpose14``, ``hie14``, ``posetrack17``) picks the keypoints annotated
-    (:data:`SCHEMA_ROWS`); boxes, tracks and images do not depend on it. Annotations are computed now; images are
-    rendered when ``Frame.load_image()`` is called.
+    (:data:`SCHEMA_ROWS`); boxes, tracks and images do not depend on it. ``scenario`` (:data:`SCENARIOS`) adds the
+    mechanisms a table's techniques need. Annotations are computed now; images are rendered when
+    ``Frame.load_image()`` is called.
     """
     spec = _preset(preset)
+    mechanisms = _scenario(scenario)
     if seed < 0:
         raise ValueError(f"seed must be >= 0, got {seed}")
     if schema not in SCHEMA_ROWS:
@@ -680,20 +1002,22 @@ def generate(preset: str = "small", seed: int = 0, schema: str = COCO_17.name) -
     for split in SPLITS:
         frames: list[Frame] = []
         for v in range(spec.videos[split]):
-            video = _Video(spec, seed, split, v)
+            video = _Video(spec, seed, split, v, mechanisms)
             frames.extend(_annotate(video, t, rows) for t in range(video.n_frames))
         splits[split] = frames
     summary: dict[str, float | int | str] = {
         "preset": preset,
         "seed": seed,
         "schema": schema,
+        "scenario": scenario,
         "width": spec.width,
         "height": spec.height,
     }
     summary.update(summarize([f for frames in splits.values() for f in frames]))
     for split, frames in splits.items():
         summary.update({f"{split}/{k}": v for k, v in summarize(frames).items()})
-    return Dataset(name=f"synthetic-{preset}", schema=get_schema(schema), splits=splits, summary=summary)
+    name = f"synthetic-{preset}" if scenario == "plain" else f"synthetic-{preset}-{scenario}"
+    return Dataset(name=name, schema=get_schema(schema), splits=splits, summary=summary)
 
 
 # -------------------------------------------------------------------------------------------------- files
@@ -746,7 +1070,8 @@ class _NativeOut:
         summary = self.dataset.summary
         if summary.get("preset") not in PRESETS or "seed" not in summary:
             raise ValueError(f"{self.dataset.name}: not a generated dataset, cannot annotate it in {schema}")
-        other = _regenerated(str(summary["preset"]), int(summary["seed"]), schema).frames(split)
+        scenario = str(summary.get("scenario", "plain"))
+        other = _regenerated(str(summary["preset"]), int(summary["seed"]), schema, scenario).frames(split)
         return [
             replace(
                 f, instances=[replace(i, keypoints=o.keypoints) for i, o in zip(f.instances, g.instances, strict=True)]
@@ -854,8 +1179,8 @@ def write_native(
 
 
 @functools.lru_cache(maxsize=4)
-def _regenerated(preset: str, seed: int, schema: str) -> Dataset:
-    return generate(preset, seed, schema)
+def _regenerated(preset: str, seed: int, schema: str, scenario: str) -> Dataset:
+    return generate(preset, seed, schema, scenario)
 
 
 def crowd_index(frame: Frame) -> float:

@@ -31,10 +31,12 @@ def check_data(data: DataConfig) -> None:
     """Fail before any work when the configured data cannot be there (one line: what to put where)."""
     if data.source == "synthetic":
         # deferred: start-up (cv2)
-        from crowdbench.datasets.synthetic import PRESETS
+        from crowdbench.datasets.synthetic import PRESETS, SCENARIOS
 
         if data.preset not in PRESETS:
             raise DataError(f"unknown synthetic preset {data.preset!r}; presets: {', '.join(PRESETS)}")
+        if data.scenario not in SCENARIOS:
+            raise DataError(f"unknown synthetic scenario {data.scenario!r}; scenarios: {', '.join(SCENARIOS)}")
         _check_weights(data)
         return
     splits = [data.train_split] if data.holdout_videos else [data.train_split, data.val_split]
@@ -75,11 +77,11 @@ def weighted_frames(frames: list[Frame], weight: float, seed: int) -> list[Frame
 
 
 @cache
-def _synthetic(preset: str, seed: int, schema: str) -> Dataset:
+def _synthetic(preset: str, seed: int, schema: str, scenario: str = "plain") -> Dataset:
     # deferred: start-up (cv2)
     from crowdbench.datasets.synthetic import generate
 
-    return generate(preset, seed=seed, schema=schema)
+    return generate(preset, seed=seed, schema=schema, scenario=scenario)
 
 
 def load_frames(data: DataConfig, split: str, schema: str = COCO_17.name) -> list[Frame]:
@@ -92,7 +94,7 @@ def load_frames(data: DataConfig, split: str, schema: str = COCO_17.name) -> lis
     is_val = split == data.val_split
     source_split = data.train_split if data.holdout_videos else split
     if data.source == "synthetic":
-        frames = _synthetic(data.preset, data.seed, schema).frames(source_split)
+        frames = _synthetic(data.preset, data.seed, schema, data.scenario).frames(source_split)
     else:
         frames = load_split(data.root, data.source, source_split)
     if data.holdout_videos:
@@ -137,8 +139,8 @@ def data_content(data: DataConfig, split: str) -> dict[str, Any]:
 
 def data_slice(data: DataConfig, split: str, schema: str | None = None) -> dict[str, Any]:
     """The part of ``data`` that decides the frames of ``split`` (a stage key's data slice); ``schema`` is the
-    keypoint schema of pipelines that read keypoints. Synthetic data is keyed by preset and seed; real data by the
-    content of the files the split reads (:func:`data_content`), not by where they are."""
+    keypoint schema of pipelines that read keypoints. Synthetic data is keyed by preset, scenario and seed; real data
+    by the content of the files the split reads (:func:`data_content`), not by where they are."""
     real = data.source != "synthetic"
     out: dict[str, Any] = {
         "source": data.source,
@@ -152,6 +154,8 @@ def data_slice(data: DataConfig, split: str, schema: str | None = None) -> dict[
         out["content"] = data_content(data, split)
     if schema is not None:
         out["schema"] = schema
+    if not real and data.scenario != "plain":  # only present when used, so existing cache keys stay valid
+        out["scenario"] = data.scenario
     if data.holdout_videos:  # only present when used, so existing cache keys stay valid
         out["holdout_videos"] = list(data.holdout_videos)
     if data.extra_train and split == data.train_split:
