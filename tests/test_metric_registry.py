@@ -12,12 +12,13 @@ import numpy as np
 import pytest
 
 from crowdbench.bench.config import EvaluateConfig
-from crowdbench.bench.metrics.bootstrap import replicate_weights
+from crowdbench.bench.metrics.bootstrap import Merged, Renamed, replicate_weights
 from crowdbench.bench.metrics.pose_tracks import FramePoses
 from crowdbench.bench.metrics.registry import METRICS, Metric, metric_for
 from crowdbench.datasets.formats.crowdhuman import DetectionRecord, record_id
 from crowdbench.datasets.keypoints import get_schema
 from crowdbench.datasets.model import Frame, Instance, KeypointSchema
+from crowdbench.datasets.synthetic import generate
 
 SCHEMA = {"crowdpose": "crowdpose14", "hie_wap": "hie14", "posetrack": "posetrack17"}
 TASKS = ("detection", "pose", "pose_regression", "tracking", "pose_tracking")
@@ -109,3 +110,35 @@ def test_every_configurable_metric_is_registered_and_a_task_refuses_the_others()
     with pytest.raises(ValueError) as bad:
         metric_for("pose", "mot")
     assert str(bad.value) == "pose cells evaluate with coco_keypoints, crowdpose, hie_wap or posetrack, not 'mot'"
+
+
+def test_coco_keypoint_replicates_cover_ap_vis_and_invis_on_the_same_images():
+    """AP-vis / AP-invis (paper 001) carry bootstrap replicates too: the vis / invis subsets keep every image, so
+    one weight matrix resamples all three; all-ones weights give back each point value exactly."""
+    metric = metric_for("pose", "coco_keypoints")
+    schema = get_schema("coco17")
+    frames = generate("tiny", seed=0, scenario="occluded_joints").frames("val")
+    rng = np.random.default_rng(0)
+    results = [
+        {"image_id": n, "category_id": 1, "score": 1.0,
+         "keypoints": np.c_[i.keypoints[:, :2] + rng.normal(0, 2.0, (17, 2)), np.ones(17)].ravel().tolist()}
+        for n, f in enumerate(frames, start=1) for i in f.instances
+    ]  # fmt: skip
+    scored = metric.evaluate(frames, results, schema=schema, bootstrap=True)
+    assert 0 < scored.values["AP_invis"] < 1 and 0 < scored.values["AP_vis"] < 1
+    rs = scored.resampler
+    ones = rs.values(np.ones((1, len(rs.units)), dtype=np.int32))
+    assert set(ones) == set(metric.keys)
+    for key in ("AP", "AP_vis", "AP_invis"):
+        assert ones[key][0] == pytest.approx(scored.values[key], abs=1e-12)
+    spread = rs.values(replicate_weights(len(rs.units), 50, 0))
+    assert np.ptp(spread["AP_invis"]) > 0  # resampling images moves AP-invis
+    with pytest.raises(ValueError, match="same units"):
+        Merged(rs, Renamed(_OtherUnits(), {}))
+
+
+class _OtherUnits:
+    unit, units = "image", ["x"]
+
+    def values(self, weights: np.ndarray) -> dict[str, np.ndarray]:
+        return {}

@@ -212,6 +212,26 @@ class Renamed:
             self.inner.save(path)
 
 
+class Merged:
+    """Several resamplers over the same units (one evaluation set) as one, with all of their metric keys: e.g. COCO
+    AP with AP-vis / AP-invis, whose subsets keep every image, so one weight matrix gives all their replicates."""
+
+    def __init__(self, *parts: Resampler) -> None:
+        units = list(parts[0].units)
+        if any(list(p.units) != units or p.unit != parts[0].unit for p in parts[1:]):
+            raise ValueError("merged resamplers must resample the same units in the same order")
+        self.parts, self.unit, self.units = parts, parts[0].unit, parts[0].units
+        self.centre = tuple(k for p in parts for k in getattr(p, "centre", ()))
+        self.undefined = getattr(parts[0], "undefined", None)
+
+    def values(self, weights: np.ndarray) -> dict[str, np.ndarray]:
+        return {k: v for p in self.parts for k, v in p.values(weights).items()}
+
+    def save(self, path: str | Path) -> None:
+        if hasattr(self.parts[0], "save"):
+            self.parts[0].save(path)
+
+
 def bootstrap_summary(
     point: Mapping[str, float],
     resampler: Resampler,

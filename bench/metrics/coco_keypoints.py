@@ -709,17 +709,23 @@ def evaluate_coco_vis_invis(
     renumber_zero_id: bool = False,
     allow_duplicate_ids: bool = False,
     lenient: bool = False,
-) -> CocoVisInvisResult:
-    """AP-vis and AP-invis of paper 001 (Table 1): COCO keypoint AP on the val-vis / val-invis GT subsets."""
+    return_resampler: bool = False,
+) -> Any:
+    """AP-vis and AP-invis of paper 001 (Table 1): COCO keypoint AP on the val-vis / val-invis GT subsets.
+    ``return_resampler=True``: ``(result, (vis resampler, invis resampler))``, over the same images."""
     k = 17 if sigmas is None else len(sigmas)
     g, p = validated(
         gt, preds, kind="keypoints", num_keypoints=k, lenient=lenient, allow_duplicate_ids=allow_duplicate_ids
     )
     vis, invis = split_vis_invis(g.data, split)
     kw = {"sigmas": sigmas, "renumber_zero_id": renumber_zero_id, "allow_duplicate_ids": allow_duplicate_ids}
+    kw["return_resampler"] = return_resampler
     rv = evaluate_coco_keypoints(dataclasses.replace(g, data=vis), p, **kw)
     ri = evaluate_coco_keypoints(dataclasses.replace(g, data=invis), p, **kw)
-    return CocoVisInvisResult(AP_vis=rv.AP, AP_invis=ri.AP, split=split, vis=rv, invis=ri)
+    if not return_resampler:
+        return CocoVisInvisResult(AP_vis=rv.AP, AP_invis=ri.AP, split=split, vis=rv, invis=ri)
+    (rv, rs_v), (ri, rs_i) = rv, ri
+    return CocoVisInvisResult(AP_vis=rv.AP, AP_invis=ri.AP, split=split, vis=rv, invis=ri), (rs_v, rs_i)
 
 
 # ------------------------------------------------------------------------------------------------ bootstrap

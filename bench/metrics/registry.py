@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from crowdbench.bench.metrics.bootstrap import Renamed
+from crowdbench.bench.metrics.bootstrap import Merged, Renamed
 from crowdbench.bench.metrics.coco_keypoints import (
     BOX_STAT_NAMES,
     KEYPOINT_STAT_NAMES,
@@ -116,9 +116,16 @@ def _coco_keypoints(
     gt = to_coco_keypoints(frames, schema)
     sigmas = None if schema.name == "coco17" else schema.sigmas
     res = evaluate_coco_keypoints(gt, results, sigmas=sigmas, return_resampler=bootstrap)
-    res, rs = res if bootstrap else (res, None)
-    out = res.to_dict() | evaluate_coco_vis_invis(gt, results, sigmas=sigmas).to_dict()
-    return Evaluation(_values(out, COCO_KEYPOINT_KEYS), _renamed(rs, COCO_KEYPOINT_KEYS))
+    split = evaluate_coco_vis_invis(gt, results, sigmas=sigmas, return_resampler=bootstrap)
+    if not bootstrap:
+        return Evaluation(_values(res.to_dict() | split.to_dict(), COCO_KEYPOINT_KEYS), None)
+    (res, rs), (split, (rs_vis, rs_invis)) = res, split
+    merged = Merged(
+        Renamed(rs, {k: k for k in KEYPOINT_STAT_NAMES}),
+        Renamed(rs_vis, {"AP": "AP_vis"}),
+        Renamed(rs_invis, {"AP": "AP_invis"}),
+    )
+    return Evaluation(_values(res.to_dict() | split.to_dict(), COCO_KEYPOINT_KEYS), merged)
 
 
 def _crowdpose(
