@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from crowdbench.bench.metrics.bootstrap import pairable, percentile_interval, replicates, verdict
+from crowdbench.bench.metrics.bootstrap import pairable, percentile_interval, replicates, seed_draws, verdict
 from crowdbench.bench.specs import TableSpec
 from crowdbench.bench.store import Record
 
@@ -166,14 +166,18 @@ def effect_rows(view: TableView) -> list[list[str]]:
 
 
 def _pooled(recs: list[Record]) -> tuple[dict[str, Any] | None, dict[str, np.ndarray]]:
-    """A row's bootstrap replicates pooled over its seeds (the mean over seeds, replicate by replicate: the same
-    images resampled in every seed's predictions); None when a seed has none or they do not pair."""
+    """A row's bootstrap replicates pooled over its seeds: each replicate resamples the same images in every seed's
+    predictions and also draws a multiset of the seeds (:func:`seed_draws`, the same draws in every row with as many
+    seeds), and averages over the drawn seeds, so intervals and effects carry training noise as well as test-set
+    noise. None when a seed has no replicates or they do not pair."""
     boots = [r.bootstrap for r in recs]
     if not boots or not all(boots) or not all(pairable(boots[0], b) for b in boots):
         return None, {}
     per_seed = [replicates(b) for b in boots]
     keys = set.intersection(*(set(v) for v in per_seed))
-    return boots[0], {k: np.mean([v[k] for v in per_seed], axis=0) for k in keys}
+    draws = seed_draws(len(per_seed), len(next(iter(per_seed[0].values()), [])), int(boots[0].get("seed", 0)))
+    pooled = {k: np.einsum("rs,sr->r", draws, np.stack([v[k] for v in per_seed])) / len(per_seed) for k in keys}
+    return boots[0], pooled
 
 
 def _add_intervals_and_effects(spec: TableSpec, rows: list[RowView], by_row: dict[int, list[Record]]) -> None:

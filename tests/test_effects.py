@@ -84,8 +84,8 @@ def test_planted_effects_agree_or_oppose_with_the_right_sign(store):
     s, _ = store
     view, _ = table_view(s, load_spec("hie-pose/table3"), "smoke", "cmd")
     ap, mmr = view.rows[2].effects["AP"], view.rows[2].effects["mMR"]
-    assert ap.paper > 0 and ap.low > 20 and ap.verdict == "agrees"  # +30 AP points planted; paper +0.23
-    assert mmr.paper < 0 and mmr.low > 20 and mmr.verdict == "opposes"  # mMR up 30 points; the paper's went down
+    assert ap.paper > 0 and ap.low > 15 and ap.verdict == "agrees"  # +30 AP points planted; paper +0.23 (seeds vary)
+    assert mmr.paper < 0 and mmr.low > 15 and mmr.verdict == "opposes"  # mMR up 30 points; the paper's went down
     assert view.rows[2].cells["AP"].low < view.rows[2].cells["AP"].mean < view.rows[2].cells["AP"].high
     assert verdict_summary(view) == "1 of 4 effects agree, 1 opposes, 2 within noise"  # JI: no paper value
     assert len(effect_rows(view)) == 8  # rows 2-3 x 3 metrics, and row 4 (not run) where the paper has an effect
@@ -112,3 +112,23 @@ def test_results_frame_and_export(store, tmp_path):
         assert main(["export", "--format", fmt, "--run-dir", str(run_dir), "--out", str(out)]) == 0
         back = pd.read_parquet(out) if fmt == "parquet" else pd.read_csv(out)
         assert len(back) == len(frame) and list(back.columns) == list(frame.columns)
+
+
+def test_effect_intervals_carry_training_noise_across_seeds(tmp_path):
+    """Two seeds whose effects disagree (+10 and -2 AP points, tiny test-set noise): image resampling alone would
+    call +4 with a narrow interval; drawing the seeds in each replicate (hierarchical bootstrap) spans both seeds'
+    effects, so the verdict is within noise. With one seed only test-set noise remains."""
+    store = ResultStore(store_url(tmp_path))
+    people = np.full(N_IMAGES, 1000.0)
+    for seed, (a, b) in enumerate([(0.50, 0.60), (0.50, 0.48)]):
+        _put(store, 0, seed, RatioResampler({"AP": a * people, "mMR": a * people, "JI": a * people}, people))
+        _put(store, 1, seed, RatioResampler({"AP": b * people, "mMR": b * people, "JI": b * people}, people))
+    view, _ = table_view(store, load_spec("hie-pose/table3"), "smoke", "cmd")
+    e = view.rows[1].effects["AP"]
+    assert e.mean == pytest.approx(4.0)
+    assert e.low == pytest.approx(-2.0) and e.high == pytest.approx(10.0) and e.verdict == "within noise"
+    one = ResultStore(store_url(tmp_path / "one"))
+    _put(one, 0, 0, RatioResampler({"AP": 0.5 * people, "mMR": 0.5 * people, "JI": 0.5 * people}, people))
+    _put(one, 1, 0, RatioResampler({"AP": 0.6 * people, "mMR": 0.6 * people, "JI": 0.6 * people}, people))
+    single, _ = table_view(one, load_spec("hie-pose/table3"), "smoke", "cmd")
+    assert single.rows[1].effects["AP"].low == pytest.approx(10.0) and single.rows[1].effects["AP"].verdict == "agrees"

@@ -156,6 +156,16 @@ def replicates(record: Mapping[str, Any]) -> dict[str, np.ndarray]:
     return {k: np.frombuffer(base64.b64decode(v), dtype="<f8") for k, v in record.get("replicates", {}).items()}
 
 
+def seed_draws(n_seeds: int, resamples: int, seed: int = DEFAULT_SEED) -> np.ndarray:
+    """``resamples x n_seeds`` multinomial counts: the training seeds each replicate draws (a hierarchical bootstrap,
+    shared/reference/uncertainty.md "Seeds"); all ones for one seed. Deterministic in ``(seed, n_seeds)``, so two rows
+    with the same number of seeds draw the same seeds in every replicate (effects stay paired seed for seed)."""
+    if n_seeds == 1:
+        return np.ones((resamples, 1), dtype=np.int32)
+    rng = np.random.default_rng([seed, n_seeds, 1])
+    return rng.multinomial(n_seeds, np.full(n_seeds, 1.0 / n_seeds), size=resamples).astype(np.int32)
+
+
 def pairable(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
     """Two bootstrap records share their replicates' weights (same test set, resamples and seed)."""
     keys = ("units_hash", "resamples", "seed")
