@@ -59,7 +59,7 @@ def test_fusion_with_a_different_model_changes_the_poses():
     other_cfg = cfg.model_copy(deep=True)
     get_plugin("pose_postproc.model_fusion").apply(other_cfg)
     member = other_cfg.pose.test.ensemble[0]
-    assert member.arch == "simplebaseline" and member.fpn and member.backbone == "resnet34"  # smoke SimpleNet
+    assert member.arch == "simplebaseline" and member.fpn and member.backbone == "resnet48"  # smoke SimpleNet
     torch.manual_seed(1)
     second = build_model(member_config(other_cfg, 0).pose, 17)
     alone = predict_poses(model, cfg.pose, frames, persons, COCO_17, "cpu", progress=False)

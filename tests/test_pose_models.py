@@ -119,7 +119,7 @@ def test_backbone_weights_load_from_local_file(tmp_path) -> None:
         (dict(arch="vitpose"), "simplebaseline"),
         (dict(arch="simplebaseline", backbone="resnet7"), "resnet152"),
         (dict(arch="simplebaseline", deconv_layers=4), r"\[1, 2, 3\]"),
-        pytest.param(dict(arch="hrnet", hrnet_width=40), r"\[8, 18, 32, 48\]", marks=needs_timm),
+        pytest.param(dict(arch="hrnet", hrnet_width=40), r"\[8, 18, 27, 32, 48\]", marks=needs_timm),
     ],
 )
 def test_unknown_choices_list_valid_values(kwargs: dict, match: str) -> None:

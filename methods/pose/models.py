@@ -42,7 +42,21 @@ from torchvision.ops import FeaturePyramidNetwork
 from crowdbench.bench.checkpoints import fit_state_dict, load_weights, read_state_dict
 
 ARCHS = ("simplebaseline", "hrnet")
-RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
+STANDIN_RESNETS: dict[str, tuple[int, int, int, int]] = {"resnet48": (3, 8, 9, 3)}
+"""BasicBlock ResNets torchvision lacks, named by ResNet's own layer count (2 per block + stem conv + fc): ``resnet48``
+is the smoke stand-in of ResNet-152. ResNet-34's blocks [3, 4, 6, 3] stand in for ResNet-101's [3, 4, 23, 3]; going
+to ResNet-152's [3, 8, 36, 3] doubles stage 2 and multiplies stage 3 by 36/23, so ResNet-34's stages become
+[3, 8, 9, 3] (6 x 36/23 = 9.4, rounded down). Chosen from the paper nets' block ratios, not from any result."""
+RESNETS = ("resnet18", "resnet34", *STANDIN_RESNETS, "resnet50", "resnet101", "resnet152")
+
+
+def build_resnet(name: str) -> nn.Module:
+    """torchvision ResNet ``name`` or a :data:`STANDIN_RESNETS` BasicBlock ResNet (random init, nothing downloaded)."""
+    if name in STANDIN_RESNETS:
+        return torchvision.models.resnet.ResNet(torchvision.models.resnet.BasicBlock, list(STANDIN_RESNETS[name]))
+    return getattr(torchvision.models, name)(weights=None)
+
+
 DECONV_LAYERS = (1, 2, 3)
 
 
@@ -68,16 +82,39 @@ def _tiny_hrnet_cfg(w: int) -> dict[str, Any]:
     )
 
 
-def _hrnet_cfg(width: int) -> dict[str, Any]:
-    """``hrnet_width`` -> timm config: 18 ``hrnet_w18_small``, 32 ``hrnet_w32``, 48 ``hrnet_w48``, 8 tiny."""
+SMALL_HRNET_WIDTHS = (18, 27)
+"""Widths built as timm's ``hrnet_w18_small`` layout scaled by ``width / 18``: 18 is that net itself (branches 16, 32,
+64, 128), 27 its 1.5x widening (branches 24, 48, 96, 192), the smoke stand-in of HRNet-W48 (48 / 32 = 1.5)."""
+HRNET_WIDTHS = (8, *SMALL_HRNET_WIDTHS, 32, 48)
+
+
+def _small_hrnet_cfg(width: int) -> dict[str, Any]:
+    """timm's ``hrnet_w18_small`` (one module per stage, two blocks per branch) with every channel count scaled by
+    ``width / 18``; ``width=18`` gives timm's config exactly."""
     from timm.models.hrnet import cfg_cls
 
-    named = {18: "hrnet_w18_small", 32: "hrnet_w32", 48: "hrnet_w48"}
+    base = cfg_cls["hrnet_w18_small"]
+    scaled = {k: v for k, v in base.items() if not k.startswith("stage")}
+    for key in ("stage1", "stage2", "stage3", "stage4"):
+        channels = tuple(c * width // 18 for c in base[key]["num_channels"])
+        scaled[key] = {**base[key], "num_channels": channels}
+    return scaled
+
+
+def _hrnet_cfg(width: int) -> dict[str, Any]:
+    """``hrnet_width`` -> timm config: 32 ``hrnet_w32``, 48 ``hrnet_w48``, 18 ``hrnet_w18_small``, 27 that small
+    layout 1.5x wider (:func:`_small_hrnet_cfg`), 8 tiny."""
+    from timm.models.hrnet import cfg_cls
+
     if width == 8:
         return _tiny_hrnet_cfg(8)
-    if width not in named:
-        raise ValueError(f"unknown hrnet_width {width!r}; valid: {sorted([*named, 8])} (8 = tiny CPU smoke size)")
-    return cfg_cls[named[width]]
+    if width in SMALL_HRNET_WIDTHS:
+        return _small_hrnet_cfg(width)
+    if width not in HRNET_WIDTHS:
+        raise ValueError(
+            f"unknown hrnet_width {width!r}; valid: {list(HRNET_WIDTHS)} (8 = tiny, 18/27 = small CPU sizes)"
+        )
+    return cfg_cls[f"hrnet_w{width}"]
 
 
 def load_backbone_weights(module: nn.Module, path: str | Path, arch: str, setting: str = "pose.model.weights") -> None:
@@ -99,7 +136,7 @@ class ResNetBody(nn.Module):
 
     def __init__(self, name: str) -> None:
         super().__init__()
-        resnet = getattr(torchvision.models, name)(weights=None)
+        resnet = build_resnet(name)
         for key in ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4"):
             setattr(self, key, getattr(resnet, key))
         blocks = [getattr(resnet, f"layer{i}")[-1] for i in range(1, 5)]
@@ -255,7 +292,9 @@ def build_pose_model(
             load_backbone_weights(
                 features.body,
                 weights,
-                {18: "hrnet_w18_small", 8: "hrnet_tiny"}.get(hrnet_width, f"hrnet_w{hrnet_width}"),
+                {18: "hrnet_w18_small", 27: "hrnet_w27_small", 8: "hrnet_tiny"}.get(
+                    hrnet_width, f"hrnet_w{hrnet_width}"
+                ),
             )
     else:
         raise ValueError(f"unknown arch {arch!r}; valid: {list(ARCHS)}")

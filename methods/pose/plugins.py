@@ -24,6 +24,10 @@ class _HRNetOptions(_Options):
     smoke_width: int = Field(18, description="HRNet width under smoke: 18 = timm's HRNet-W18-small, 8 = tiny")
 
 
+class _WideHRNetOptions(_HRNetOptions):
+    smoke_width: int = Field(27, description="HRNet width under smoke: 27 = HRNet-W18-small x 1.5 (W48 / W32)")
+
+
 class _HRNet(Plugin):
     """HRNet of width ``width`` (``smoke_width`` under the smoke profile)."""
 
@@ -41,16 +45,23 @@ class _HRNet(Plugin):
 HRNetW32 = variant("pose_model.hrnet_w32", _HRNet, width=32, doc=(
     "HRNet-W32 (Sun et al., CVPR 2019) top-down pose network: stage-4 high-resolution branch, 1x1 conv to K."
 ))  # fmt: skip
-HRNetW48 = variant("pose_model.hrnet_w48", _HRNet, width=48, doc="HRNet-W48 (Sun et al., CVPR 2019).")
+HRNetW48 = variant("pose_model.hrnet_w48", _HRNet, width=48, Config=_WideHRNetOptions, doc=(
+    "HRNet-W48 (Sun et al., CVPR 2019); smoke: HRNet-W18-small 1.5x wider (branches 24-192), the paper's 48/32 ratio\n"
+    "over the W32 row's stand-in, so wider stays wider (not tuned to a result)."
+))  # fmt: skip
 
 
 class _ResNetOptions(_Options):
-    smoke_depth: Literal[18, 34, 50] = Field(18, description="ResNet depth under the smoke profile")
+    smoke_depth: Literal[18, 34, 48, 50] = Field(18, description="ResNet depth under the smoke profile")
     deconv_layers: int = Field(3, ge=1, le=3, description="deconvolutions: heatmap stride 32 / 2^n (paper 003 Table 1)")
 
 
 class _DeepResNetOptions(_ResNetOptions):
-    smoke_depth: Literal[18, 34, 50] = Field(34, description="ResNet depth under the smoke profile")
+    smoke_depth: Literal[18, 34, 48, 50] = Field(34, description="ResNet depth under the smoke profile")
+
+
+class _DeepestResNetOptions(_ResNetOptions):
+    smoke_depth: Literal[18, 34, 48, 50] = Field(48, description="ResNet depth under the smoke profile")
 
 
 class _SimpleBaseline(Plugin):
@@ -84,12 +95,13 @@ SimpleBaselineR101 = variant("pose_model.simplebaseline_r101", _SimpleBaseline, 
     "SimpleBaseline with ResNet-101 (smoke: ResNet-34, so it stays deeper than the R-50 row's ResNet-18)."
 ))  # fmt: skip
 SimpleBaselineR152 = variant("pose_model.simplebaseline_r152", _SimpleBaseline, depth=152, doc=(
-    "SimpleBaseline with ResNet-152 (smoke: ResNet-34 unless ``smoke_depth`` says otherwise)."
-))  # fmt: skip
+    "SimpleBaseline with ResNet-152 (smoke: BasicBlock ResNet-48 [3, 8, 9, 3], ResNet-34 with ResNet-152/101's stage\n"
+    "ratios, ``methods.pose.models.STANDIN_RESNETS``; deeper than the R-101 row's ResNet-34)."
+), Config=_DeepestResNetOptions)  # fmt: skip
 SimpleNetR152FPN = variant("pose_model.simplenet_r152_fpn", _SimpleBaseline, depth=152, fpn=True, doc=(
     "SimpleNet of the HIE papers (paper 000 section 3.1): SimpleBaseline with a ResNet-152 backbone plus an FPN "
-    "whose\nfinest level feeds the deconvolution head (smoke: ResNet-34)."
-))  # fmt: skip
+    "whose\nfinest level feeds the deconvolution head (smoke: ResNet-48, the ResNet-152 stand-in)."
+), Config=_DeepestResNetOptions)  # fmt: skip
 
 
 @register("udp")
