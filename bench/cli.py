@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -237,6 +238,11 @@ def _add_export_and_list_commands(sub: argparse._SubParsersAction) -> None:
 
     lister = sub.add_parser("list", help="list tables, plugins or profiles")
     lister.add_argument("what", choices=("tables", "plugins", "profiles"))
+    lister.add_argument(
+        "--run-dir", type=Path, default=Path("runs"), help="tables: the scoreboard of this run dir's store (runs/)"
+    )
+    lister.add_argument("--profile", default="smoke", help="tables: the scoreboard's profile (default: smoke)")
+    lister.add_argument("--json", action="store_true", help="tables: print the scoreboard as JSON")
     lister.set_defaults(func=cmd_list)
 
 
@@ -332,17 +338,51 @@ def cmd_search(args: argparse.Namespace) -> int:
     return 0 if result.complete else 1
 
 
+def _list_tables(args: argparse.Namespace) -> None:
+    """Every table, with its smoke scenario and, when the run dir has a store, the scoreboard (agree, within noise,
+    oppose, not measurable in smoke; seeds, minutes) and the totals."""
+    # deferred: start-up (pydantic, yaml, sqlalchemy)
+    from crowdbench.bench.specs import available_tables, load_spec
+    from crowdbench.bench.store import ResultStore, store_url
+    from crowdbench.reports.scoreboard import TableScore, as_json, scoreboard, totals
+
+    has_store = (Path(args.run_dir) / "results.sqlite").exists()
+    if has_store:
+        store = ResultStore(store_url(Path(args.run_dir)))
+        scores = scoreboard(store, profile=args.profile)
+        store.dispose()
+    else:
+        specs = [load_spec(t) for t in available_tables()]
+        scores = [TableScore(s.id, s.smoke_scenario, bool(s.runnable_rows)) for s in specs]
+    if args.json:
+        print(json.dumps(as_json(scores), indent=1))
+        return
+    out.print(f"{'table':<23} {'rows':>5}  {'scenario':<15} {'agree':>5} {'noise':>5} {'oppose':>6} {'n/m':>4} "
+              f"{'seeds':>5} {'min':>5}  title", soft_wrap=True)  # fmt: skip
+    for s in scores:
+        spec = load_spec(s.table)
+        title = spec.title.split(". ")[0].rstrip(".")
+        title = title if len(title) <= 60 else title[:59] + "…"
+        rows = f"{len(spec.runnable_rows)}/{len(spec.rows)}"
+        board = f"{'not run' if s.runnable else 'no runnable row':>36}"
+        if s.run:
+            board = f"{s.agrees:>5} {s.within_noise:>5} {s.opposes:>6} {s.not_measurable:>4} {len(s.seeds):>5}"
+            board += f" {s.minutes:>5.1f}"
+        out.print(f"{s.table:<23} {rows:>5}  {s.scenario:<15} {board}  {title}", soft_wrap=True)
+    if has_store:
+        t = totals(scores)
+        out.print(
+            f"{args.profile} scoreboard ({args.run_dir}): {t['tables_run']} of {t['tables_runnable']} runnable tables "
+            f"run; effects {t['agrees']} agree, {t['within_noise']} within noise, {t['opposes']} oppose; "
+            f"{t['not_measurable']} not measurable in smoke (not counted); {t['minutes']} min of compute. Only each "
+            "row's default settings count.",
+            soft_wrap=True,
+        )
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     if args.what == "tables":
-        # deferred: start-up (pydantic, yaml)
-        from crowdbench.bench.specs import available_tables, load_spec
-
-        for table_id in available_tables():
-            spec = load_spec(table_id)
-            runnable = len(spec.runnable_rows)
-            title = spec.title.split(". ")[0].rstrip(".")
-            title = title if len(title) <= 90 else title[:89] + "…"
-            out.print(f"{table_id:<26} {runnable:>2}/{len(spec.rows):<2} rows runnable  {title}", soft_wrap=True)
+        _list_tables(args)
     elif args.what == "plugins":
         # deferred: start-up (pydantic)
         from crowdbench.bench.registry import get_plugin, plugin_names

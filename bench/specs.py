@@ -59,6 +59,12 @@ class Row(BaseModel):
     )
     paper: dict[str, float | None] = Field(default_factory=dict, description="metric key -> paper value or null")
     source: str = Field(description="where the paper values come from, e.g. 'Table 3, row 2'")
+    smoke_unmeasurable: str | None = Field(
+        None,
+        min_length=10,
+        description="why this row's effect cannot be measured at CPU scale (e.g. an ImageNet-scale backbone, a "
+        "test-server row): under smoke its effects are 'not measurable in smoke' and never counted",
+    )
     pending: str | None = Field(None, description="what is missing before this row can run")
     compare_to: int | str | None = Field(
         "above",

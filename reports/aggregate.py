@@ -38,7 +38,8 @@ class EffectView:
     mean: float | None = None  # reproduced mean[B] - mean[A]
     low: float | None = None  # paired bootstrap interval (same images, same replicates, seeds pooled)
     high: float | None = None
-    verdict: str = "not run"  # bench/metrics/bootstrap.py VERDICTS, or "not run" / "no interval"
+    verdict: str = "not run"  # bench/metrics/bootstrap.py VERDICTS, or "not run" / "no interval" / NOT_MEASURABLE
+    reason: str | None = None  # why the effect is not measurable in smoke (the row's smoke_unmeasurable)
 
 
 @dataclass
@@ -160,8 +161,9 @@ def effect_rows(view: TableView) -> list[list[str]]:
             if e is None or (e.paper is None and e.mean is None):
                 continue
             paper = "–" if e.paper is None else f"{e.paper:+.{m.decimals}f}"
+            said = f"{e.verdict}: {e.reason}" if e.reason else e.verdict
             out.append([f"{row.index + 1}. {row.label}", str(e.against + 1), m.label, paper,
-                        format_effect(e, m.decimals), e.verdict])  # fmt: skip
+                        format_effect(e, m.decimals), said])  # fmt: skip
     return out
 
 
@@ -206,28 +208,39 @@ def _add_intervals_and_effects(spec: TableSpec, rows: list[RowView], by_row: dic
                     effect.verdict = verdict(effect.paper, effect.low, effect.high)
                 else:
                     effect.verdict = "no interval"
+            if reason := spec.rows[row.index].smoke_unmeasurable if "smoke" in row.levels else None:
+                effect.verdict, effect.reason = NOT_MEASURABLE, reason
             row.effects[m.key] = effect
 
 
+NOT_MEASURABLE = "not measurable in smoke"
+"""The verdict of a row whose spec gives ``smoke_unmeasurable`` (with that reason), under the smoke level: not
+counted among agree / within noise / oppose."""
+COUNTED = ("agrees", "within noise", "opposes")
+
+
 def verdict_counts(view: TableView) -> dict[str, int]:
-    """How many effects of the table got each verdict (effects with a paper value and a reproduced interval)."""
+    """How many effects of the table got each verdict: the counted ones (a paper value and a reproduced interval)
+    and those :data:`NOT_MEASURABLE` that have a paper value."""
     counts: dict[str, int] = {}
     for row in view.rows:
         for e in row.effects.values():
-            if e.verdict in ("agrees", "opposes", "within noise"):
+            if e.verdict in COUNTED or (e.verdict == NOT_MEASURABLE and e.paper is not None):
                 counts[e.verdict] = counts.get(e.verdict, 0) + 1
     return counts
 
 
 def verdict_summary(view: TableView) -> str:
-    """``3 of 4 effects agree, 1 within noise`` (or why there is none)."""
+    """``3 of 4 effects agree, 1 within noise`` (or why there is none); effects not measurable in smoke are named
+    apart and not counted."""
     counts = verdict_counts(view)
-    total = sum(counts.values())
+    total = sum(counts.get(k, 0) for k in COUNTED)
+    apart = f"{counts[NOT_MEASURABLE]} {NOT_MEASURABLE}, not counted" if counts.get(NOT_MEASURABLE) else ""
     if not total:
-        return "no effect with a paper value and a reproduced interval yet"
+        return "; ".join(["no effect with a paper value and a reproduced interval yet", *([apart] if apart else [])])
     parts = [f"{counts.get('agrees', 0)} of {total} effects agree"]
     parts += [f"{counts[k]} {k}" for k in ("opposes", "within noise") if counts.get(k)]
-    return ", ".join(parts)
+    return ", ".join(parts) + (f"; {apart}" if apart else "")
 
 
 def format_interval(low: float | None, high: float | None, decimals: int) -> str:

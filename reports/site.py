@@ -44,6 +44,7 @@ from crowdbench.reports.aggregate import (
 from crowdbench.reports.exports import latex, markdown_block
 from crowdbench.reports.figures import png_base64, pyplot
 from crowdbench.reports.render import EFFECT_NOTE, csv_text, curves_png, figure_png, level_note, ours_header, show_delta
+from crowdbench.reports.scoreboard import scoreboard, totals
 
 PROFILE_ORDER = ("smoke", "full")
 
@@ -266,10 +267,13 @@ def build_site(
     for e in entries:
         papers.setdefault(e.spec.paper, []).append(e)
     index = out / "index.html"
+    board = scoreboard(store, list(ids)) if profile in (None, "smoke") else []
     atomic_write_text(
         index,
         env.get_template("site_index.html.j2").render(
             papers=papers,
+            board=board,
+            board_totals=totals(board),
             searches=searches,
             profile=profile or "all in the store",
             seconds=time.perf_counter() - start,
