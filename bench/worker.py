@@ -78,6 +78,7 @@ def run_cell_file(path: Path) -> Record | None:
             "distributed": _distributed(task, cfg, w, device),
             "numerics": numerics(cfg.runtime, device),
             "deviations": job.get("deviations", []),
+            "params": outcome.params,
         },
         curves=outcome.curves,
         bootstrap=outcome.bootstrap,

@@ -56,6 +56,7 @@ class RowView:
     curves: list[dict[str, list[dict[str, Any]]]] = field(default_factory=list)  # per seed, from training
     deviations: list[str] = field(default_factory=list)  # full-modified: the settings that differ from the recipe
     effects: dict[str, EffectView] = field(default_factory=dict)  # metric key -> effect against compare_to
+    params: dict[str, int] = field(default_factory=dict)  # model -> parameters trained (the record's provenance)
 
 
 @dataclass
@@ -114,6 +115,7 @@ def aggregate(
                 stages_run=[r.stages_run for r in recs],
                 curves=[r.curves for r in recs if r.curves],
                 deviations=sorted({d["text"] for r in recs for d in r.provenance.get("deviations") or []}),
+                params=next((r.provenance["params"] for r in recs if r.provenance.get("params")), {}),
             )
         )
     _add_intervals_and_effects(spec, rows, by_row)
@@ -241,6 +243,16 @@ def verdict_summary(view: TableView) -> str:
     parts = [f"{counts.get('agrees', 0)} of {total} effects agree"]
     parts += [f"{counts[k]} {k}" for k in ("opposes", "within noise") if counts.get(k)]
     return ", ".join(parts) + (f"; {apart}" if apart else "")
+
+
+def params_text(view: TableView) -> str:
+    """``Parameters trained: 1. label: train 1.28 M; ...`` (the smoke stand-ins' sizes); empty without counts."""
+    parts = [
+        f"{row.index + 1}. {row.label}: " + ", ".join(f"{k} {v / 1e6:.2f} M" for k, v in row.params.items())
+        for row in view.rows
+        if row.params
+    ]
+    return "Parameters trained: " + "; ".join(parts) + "." if parts else ""
 
 
 def format_interval(low: float | None, high: float | None, decimals: int) -> str:

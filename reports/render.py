@@ -21,6 +21,7 @@ from crowdbench.reports.aggregate import (
     format_cell,
     format_delta,
     format_value,
+    params_text,
     verdict_summary,
 )
 from crowdbench.reports.figures import png_base64, pyplot
@@ -158,6 +159,8 @@ def markdown(view: TableView) -> str:
         lines += ["| " + " | ".join(EFFECT_HEADER) + " |", "|" + "|".join("---" for _ in EFFECT_HEADER) + "|"]
         lines += ["| " + " | ".join(c.replace("|", "\\|") for c in line) + " |" for line in effects]
         lines += ["", f"> {EFFECT_NOTE}"]
+    if params := params_text(view):
+        lines += ["", params]
     lines += ["", "Paper values: " + "; ".join(f"{r.label}: {r.source}" for r in view.rows), ""]
     lines += [_provenance_text(view), ""]
     return "\n".join(lines)
@@ -285,6 +288,7 @@ def html(view: TableView) -> str:
         effect_header=EFFECT_HEADER,
         effects=effect_rows(view),
         verdicts=verdict_summary(view),
+        params=params_text(view),
         effect_note=EFFECT_NOTE,
         level_note=level_note(view),
         provenance=_provenance_text(view),

@@ -39,6 +39,7 @@ from crowdbench.reports.aggregate import (
     format_cell,
     format_delta,
     format_value,
+    params_text,
     verdict_summary,
 )
 from crowdbench.reports.exports import latex, markdown_block
@@ -301,6 +302,7 @@ def _write_table_page(
         effect_header=EFFECT_HEADER,
         effects=effect_rows(view),
         verdicts=verdict_summary(view),
+        params=params_text(view),
         effect_note=EFFECT_NOTE,
     )
     base = out / rel

@@ -35,6 +35,9 @@ def test_table3_runs_all_rows_and_reuses_model_for_set_nms(first_run):
     assert rows[3].stages_run == [["postprocess", "evaluate"]]
     assert rows[4].stages_run == [["train", "infer", "postprocess", "evaluate"]]  # + KD regularization trains
     assert rows[0].cells["AP"].paper == 81.36
+    # the trained model's size is recorded (the smoke stand-in's parameters, shown in the report)
+    n = rows[0].params["train"]
+    assert 10_000 < n < 50_000_000 and rows[3].params == rows[2].params  # set NMS reuses row 3's model
 
 
 def test_second_run_recomputes_nothing(first_run):
@@ -48,6 +51,7 @@ def test_reports_are_written_and_labelled_smoke(first_run):
     _, result = first_run
     md = result.reports["md"].read_text()
     assert "SMOKE" in md and "NOT a reproduction" in md and "81.36" in md
+    assert "Parameters trained: 1. ResNet50 + Faster RCNN + extra data: train " in md
     html = result.reports["html"].read_text()
     assert "data:image/png;base64," in html and "SMOKE" in html
     assert 'src="http' not in html and 'href="http' not in html and "<link" not in html  # self-contained

@@ -33,6 +33,7 @@ class CellOutcome:
     stages: list[StageResult] = field(default_factory=list)
     curves: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     bootstrap: dict[str, Any] = field(default_factory=dict)  # bench/metrics/bootstrap.py: bootstrap_record
+    params: dict[str, int] = field(default_factory=dict)  # stage ("train", "reid") -> parameters of its model
 
     @property
     def stages_run(self) -> list[str]:

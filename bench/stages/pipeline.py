@@ -252,7 +252,23 @@ def run_cell(cfg: RunConfig, cache: StageCache, device: str) -> CellOutcome:
     done = ctx.path("evaluate")
     metrics = json.loads((done / "metrics.json").read_text())
     curves = task.curves(ctx) if task.curves is not None else {}
-    return CellOutcome(metrics, cell.keys, stages, curves, load_bootstrap(done))
+    return CellOutcome(metrics, cell.keys, stages, curves, load_bootstrap(done), trained_parameters(ctx))
+
+
+def trained_parameters(ctx: Context) -> dict[str, int]:
+    """The parameter count of each model the cell trained (its ``train`` and ``reid`` stages' ``model.pt``; running
+    statistics left out): under smoke, the size of the stand-in a row ran, shown in the report (issue 22)."""
+    # deferred: start-up (torch)
+    import torch
+
+    out = {}
+    for name in ("train", "reid"):
+        path = ctx.path(name) / "model.pt" if name in ctx.node.cell.nodes else None
+        if path is not None and path.exists():
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            stats = ("running_mean", "running_var", "num_batches_tracked")
+            out[name] = int(sum(v.numel() for k, v in state.items() if v.is_floating_point() and not k.endswith(stats)))
+    return out
 
 
 def follow_training(cfg: RunConfig, cache: StageCache, device: str) -> None:
