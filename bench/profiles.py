@@ -41,7 +41,8 @@ _SMOKE_DETECTION: dict[str, Any] = {
 }
 
 # Smoke pose: small networks (plugins pick the smoke size of their model, methods/pose/plugins.py: HRNet-W18-small
-# for HRNet-W32/W48, ResNet-18 SimpleBaseline for ResNet-50/152) on 48 x 64 crops
+# for HRNet-W32 and the same 1.5x wider for W48, ResNet-18 / 34 / "48" SimpleBaselines for ResNet-50 / 101 / 152,
+# so wider stays wider and deeper stays deeper) on 48 x 64 crops
 # of the synthetic crowds' ground-truth boxes; every schedule's epochs x 0.05 (S1: 210 -> 10), 1,024 crops per
 # epoch, so E1-E5 keep their shape and train in minutes on 2 CPU cores.
 _SMOKE_POSE: dict[str, Any] = {
