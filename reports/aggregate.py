@@ -242,7 +242,10 @@ def verdict_summary(view: TableView) -> str:
         return "; ".join(["no effect with a paper value and a reproduced interval yet", *([apart] if apart else [])])
     parts = [f"{counts.get('agrees', 0)} of {total} effects agree"]
     parts += [f"{counts[k]} {k}" for k in ("opposes", "within noise") if counts.get(k)]
-    return ", ".join(parts) + (f"; {apart}" if apart else "")
+    one_seed = max((c.n for row in view.rows for c in row.cells.values()), default=0) <= 1
+    notes = [apart] if apart else []
+    notes += ["one seed: the intervals hold test-set noise only, not training noise (--seeds 3)"] if one_seed else []
+    return "; ".join([", ".join(parts), *notes])
 
 
 def params_text(view: TableView) -> str:

@@ -67,9 +67,16 @@ def test_scoreboard_counts_default_settings_only(tmp_path):
     assert score.agrees == 2 and score.within_noise == 2 and score.opposes == 2
     assert score.verdicts["row 2/AP"] == "agrees" and score.verdicts["row 2/mMR"] == "opposes"
     assert score.median_ci_width is not None and score.median_ci_width > 0
+    view, _ = table_view(store, load_spec("hie-pose/table3"), "smoke", "cmd")
+    assert verdict_summary(view).endswith(
+        "; one seed: the intervals hold test-set noise only, not training noise (--seeds 3)"
+    )
     board = scoreboard(store, ["hie-pose/table3", "hie-pose/table1"])
     totals = as_json(board)["totals"]
     assert totals["tables_run"] == 1 and totals["agrees"] == 2 and totals["minutes"] == pytest.approx(7.5)
+    _put(store, "hie-pose/table3", 0, 0.5, seed=1)
+    view, _ = table_view(store, load_spec("hie-pose/table3"), "smoke", "cmd")
+    assert "one seed" not in verdict_summary(view)
 
 
 def test_list_tables_prints_the_scoreboard_and_json(tmp_path, capsys):
