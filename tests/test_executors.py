@@ -9,6 +9,7 @@ import socket
 import pytest
 from tiny import DETECTION as TINY  # tests/ is on sys.path
 
+from crowdbench.bench.device import cpu_isa
 from crowdbench.bench.executor import ExecutorError, RayExecutor, SlurmExecutor, make_executor
 from crowdbench.bench.runner import run_table
 from crowdbench.bench.store import ResultStore, store_url
@@ -38,7 +39,8 @@ def test_ray_local_cluster_gives_the_local_executors_metrics(local, tmp_path):
     assert metrics(result) == local
     store = ResultStore(store_url(tmp_path))
     numerics = [r.provenance["numerics"] for r in store.query("hie-pose/table3")]
-    assert numerics == [{"device": "cpu", "threads": 2, "deterministic": True}] * 2  # pinned, not Ray's 1 CPU
+    want = {"device": "cpu", "isa": cpu_isa(), "threads": 2, "deterministic": True}
+    assert numerics == [want] * 2  # pinned, not Ray's 1 CPU; the workers' kernel level is this machine's
 
 
 def test_submitit_local_executor_gives_the_local_executors_metrics(local, tmp_path):

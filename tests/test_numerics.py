@@ -1,6 +1,6 @@
 """What decides a cell's floating-point results beyond its config is pinned (``runtime``) or keyed (``numerics``):
-the CPU thread count and the device / GPU model enter the train stages' keys, so a shared cache never serves one
-numerics' result for another's."""
+the CPU kernel level, the CPU thread count and the device / GPU model enter the train stages' keys, so a shared cache
+never serves one numerics' result for another's."""
 
 from __future__ import annotations
 
@@ -30,12 +30,14 @@ def test_thread_count_and_device_key_the_training(table, monkeypatch):
         stage
     ]
     assert threads != base
+    monkeypatch.setattr(device_mod, "cpu_isa", lambda: "AVX2 avx2 fma")
+    avx2 = stage_keys(expand(spec, rows=[spec.runnable_rows[-1][0]])[0].config)[stage]
     monkeypatch.setattr(device_mod, "resolve_device", lambda requested="auto": "cuda")
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda index=0: "NVIDIA H200")
     h200 = stage_keys(expand(spec, rows=[spec.runnable_rows[-1][0]])[0].config)[stage]
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda index=0: "NVIDIA A100-SXM4-80GB")
     a100 = stage_keys(expand(spec, rows=[spec.runnable_rows[-1][0]])[0].config)[stage]
-    assert len({base, threads, h200, a100}) == 4
+    assert len({base, threads, avx2, h200, a100}) == 5
 
 
 def test_gpu_numerics_ignore_cpu_threads(monkeypatch):
@@ -62,3 +64,15 @@ def test_apply_runtime_pins_the_threads_whatever_the_environment(monkeypatch):
 def test_loader_workers_are_capped_at_the_cpus(monkeypatch):
     monkeypatch.setattr(device_mod.os, "sched_getaffinity", lambda pid: {0, 1})
     assert loader_workers(4) == 2 and loader_workers(1) == 1 and loader_workers(0) == 0
+
+
+def test_cpu_isa_names_the_kernel_level_and_its_overrides(monkeypatch):
+    device_mod.cpu_isa.cache_clear()
+    here = device_mod.cpu_isa()
+    assert here.split()[0] == torch.backends.cpu.get_cpu_capability()
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    device_mod.cpu_isa.cache_clear()
+    try:
+        assert device_mod.cpu_isa() == here + " ONEDNN_MAX_CPU_ISA=AVX2"
+    finally:
+        device_mod.cpu_isa.cache_clear()
