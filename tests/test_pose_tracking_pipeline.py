@@ -14,6 +14,7 @@ from crowdbench.bench.registry import get_plugin
 from crowdbench.bench.specs import load_spec
 from crowdbench.bench.stages.data import load_frames
 from crowdbench.bench.stages.pose_tracking import load_poses
+from crowdbench.bench.stages.tracking import load_tracks
 from crowdbench.bench.tasks import run_cell, stage_keys
 from crowdbench.datasets.keypoints import POSETRACK_17
 
@@ -72,8 +73,11 @@ def test_deepsort_pipeline_poses_carry_track_ids_and_smoothing_reruns_smooth_onl
     keys = stage_keys(cfg)
     raw = load_poses(cache.path("poses", keys["poses"]) / "poses.npz", len(frames))
     smoothed = load_poses(cache.path("smooth", keys["smooth"]) / "poses.npz", len(frames))
-    for f, p in zip(frames, raw, strict=True):  # ground-truth boxes tracked: confirmed tracks keep the person's id
-        assert set(p.ids.tolist()) <= {i.track_id for i in f.instances}
+    tracks = load_tracks(cache.path("track", keys["track"]) / "tracks.npz", len(frames))
+    assert sum(len(t) for t in tracks) > 0
+    for t, p in zip(tracks, raw, strict=True):  # a pose in every DeepSORT box, carrying that track's id
+        assert p.ids.tolist() == t[:, 4].astype(int).tolist()
+        np.testing.assert_allclose(p.boxes, t[:, :4])
     moved = np.concatenate([np.abs(s.keypoints - r.keypoints).ravel() for s, r in zip(smoothed, raw, strict=True)])
     assert moved.max() > 0.0  # eq. 1 moved joints
     from crowdbench.reports.qualitative import draw_cell
