@@ -69,9 +69,15 @@ class Row(BaseModel):
     compare_to: int | str | None = Field(
         "above",
         description="the row this row's effect is measured against (paper effect = paper[this] - paper[that]; "
-        "reproduced effect = paired bootstrap on the same images and seeds): 'above' (default), a 1-based row "
-        "number, a row label, or null for no effect",
+        "reproduced effect = paired bootstrap on the same images and seeds): 'above' (default; no effect when this "
+        "row or the row above is another method's published result), a 1-based row number, a row label, or null "
+        "for no effect",
     )
+
+    @property
+    def published_only(self) -> bool:
+        """Another method's published result: nothing crowdbench switches on (pending, no plugins, no overrides)."""
+        return self.pending is not None and not self.plugins and not self.overrides
 
 
 class TableSpec(BaseModel):
@@ -155,8 +161,9 @@ class TableSpec(BaseModel):
         ref = self.rows[index].compare_to
         if ref is None or (ref == "above" and index == 0):
             return None
-        if ref == "above":
-            return index - 1
+        if ref == "above":  # two methods' published numbers are a comparison, not an ablation
+            above = self.rows[index - 1]
+            return None if self.rows[index].published_only or above.published_only else index - 1
         if isinstance(ref, int):
             return ref - 1
         return next(i for i, r in enumerate(self.rows) if r.label == ref)

@@ -89,7 +89,7 @@ def row_changes(spec: TableSpec) -> list[str]:
     out = []
     for i, row in enumerate(spec.rows):
         plugins, overrides = parts(i)
-        if row.pending and not plugins and not overrides:
+        if row.published_only:
             out.append("another method's published result (nothing to switch)")
             continue
         if i == 0 or (not spec.rows[i - 1].plugins and spec.rows[i - 1].pending):
