@@ -4,13 +4,14 @@ bootstrap replicates come from a hand-made per-image resampler (a ratio of sums,
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from crowdbench.bench.cli import main
-from crowdbench.bench.matrix import config_hash, expand
+from crowdbench.bench.matrix import Cell, config_hash, expand
 from crowdbench.bench.metrics.bootstrap import bootstrap_record, verdict
 from crowdbench.bench.specs import load_spec
 from crowdbench.bench.store import Record, ResultStore, store_url
@@ -44,19 +45,21 @@ def _resampler(rate: dict[str, float], seed: int) -> RatioResampler:
     return RatioResampler({k: rng.binomial(people.astype(int), p).astype(np.float64) for k, p in rate.items()}, people)
 
 
-def _put(store: ResultStore, row: int, seed: int, res: RatioResampler) -> None:
-    spec = load_spec("hie-pose/table3")
-    cell = expand(spec, rows=[row], seeds=[seed])[0]
+def record_of(cell: Cell, res: RatioResampler, provenance: dict[str, Any], **bootstrap: Any) -> Record:
+    """The smoke record a worker would store for ``cell`` whose evaluation is ``res`` (point = all images once)."""
     point = res.values(np.ones((1, N_IMAGES)))
-    store.put(
-        Record(
-            table_id=spec.id, row_index=row, row_label=cell.row_label, seed=seed, profile="smoke", level="smoke",
-            config_hash=config_hash(cell.config), config=cell.config.model_dump(mode="json"), stage_keys={},
-            stages_run=[], metrics={k: float(v[0]) for k, v in point.items()},
-            provenance={"device": "cpu (test)", "commit": "abc", "numerics": {"device": "cpu", "threads": 2}},
-            bootstrap=bootstrap_record(res, resamples=500, seed=0),
-        )
+    return Record(
+        table_id=cell.table_id, row_index=cell.row_index, row_label=cell.row_label, seed=cell.seed, profile="smoke",
+        level="smoke", config_hash=config_hash(cell.config), config=cell.config.model_dump(mode="json"),
+        stage_keys={}, stages_run=[], metrics={k: float(v[0]) for k, v in point.items()}, provenance=provenance,
+        bootstrap=bootstrap_record(res, **bootstrap),
     )  # fmt: skip
+
+
+def _put(store: ResultStore, row: int, seed: int, res: RatioResampler) -> None:
+    cell = expand(load_spec("hie-pose/table3"), rows=[row], seeds=[seed])[0]
+    provenance = {"device": "cpu (test)", "commit": "abc", "numerics": {"device": "cpu", "threads": 2}}
+    store.put(record_of(cell, res, provenance, resamples=500, seed=0))
 
 
 @pytest.fixture

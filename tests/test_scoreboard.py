@@ -6,13 +6,12 @@ import json
 
 import numpy as np
 import pytest
-from test_effects import N_IMAGES, RatioResampler  # tests/ is on sys.path
+from test_effects import N_IMAGES, RatioResampler, record_of  # tests/ is on sys.path
 
 from crowdbench.bench.cli import main
-from crowdbench.bench.matrix import config_hash, expand, parse_set
-from crowdbench.bench.metrics.bootstrap import bootstrap_record
+from crowdbench.bench.matrix import expand, parse_set
 from crowdbench.bench.specs import available_tables, load_spec
-from crowdbench.bench.store import Record, ResultStore, store_url
+from crowdbench.bench.store import ResultStore, store_url
 from crowdbench.reports.aggregate import NOT_MEASURABLE, verdict_counts, verdict_summary
 from crowdbench.reports.scoreboard import as_json, scoreboard, table_score
 from crowdbench.reports.site import build_site, table_view
@@ -23,15 +22,7 @@ def _put(store: ResultStore, table: str, row: int, rate: float, seed: int = 0, o
     (cell,) = expand(spec, rows=[row], seeds=[seed], overrides=parse_set([overrides] if overrides else []))
     people = np.random.default_rng(seed).integers(1, 20, N_IMAGES).astype(np.float64)
     res = RatioResampler({m.key: np.round(rate * people) for m in spec.metrics}, people)
-    point = res.values(np.ones((1, N_IMAGES)))
-    store.put(
-        Record(
-            table_id=spec.id, row_index=row, row_label=cell.row_label, seed=seed, profile="smoke", level="smoke",
-            config_hash=config_hash(cell.config), config=cell.config.model_dump(mode="json"), stage_keys={},
-            stages_run=[], metrics={k: float(v[0]) for k, v in point.items()},
-            provenance={"device": "cpu (test)", "wall_s": 90.0}, bootstrap=bootstrap_record(res, resamples=200),
-        )
-    )  # fmt: skip
+    store.put(record_of(cell, res, {"device": "cpu (test)", "wall_s": 90.0}, resamples=200))
 
 
 def test_every_unmeasurable_reason_is_a_sentence_and_no_row_of_a_technique_is_hidden():
