@@ -344,6 +344,7 @@ def _list_tables(args: argparse.Namespace) -> None:
     # deferred: start-up (pydantic, yaml, sqlalchemy)
     from crowdbench.bench.specs import available_tables, load_spec
     from crowdbench.bench.store import ResultStore, store_url
+    from crowdbench.reports.aggregate import MIN_SEEDS
     from crowdbench.reports.scoreboard import TableScore, as_json, scoreboard, totals
 
     has_store = (Path(args.run_dir) / "results.sqlite").exists()
@@ -358,15 +359,16 @@ def _list_tables(args: argparse.Namespace) -> None:
         print(json.dumps(as_json(scores), indent=1))
         return
     out.print(f"{'table':<23} {'rows':>5}  {'scenario':<15} {'agree':>5} {'noise':>5} {'oppose':>6} {'n/m':>4} "
-              f"{'seeds':>5} {'min':>5}  title", soft_wrap=True)  # fmt: skip
+              f"{'n/s':>4} {'seeds':>5} {'min':>5}  title", soft_wrap=True)  # fmt: skip
     for s in scores:
         spec = load_spec(s.table)
         title = spec.title.split(". ")[0].rstrip(".")
         title = title if len(title) <= 60 else title[:59] + "…"
         rows = f"{len(spec.runnable_rows)}/{len(spec.rows)}"
-        board = f"{'not run' if s.runnable else 'no runnable row':>36}"
+        board = f"{'not run' if s.runnable else 'no runnable row':>41}"
         if s.run:
-            board = f"{s.agrees:>5} {s.within_noise:>5} {s.opposes:>6} {s.not_measurable:>4} {len(s.seeds):>5}"
+            board = f"{s.agrees:>5} {s.within_noise:>5} {s.opposes:>6} {s.not_measurable:>4} {s.needs_seeds:>4}"
+            board += f" {len(s.seeds):>5}"
             board += f" {s.minutes:>5.1f}"
         out.print(f"{s.table:<23} {rows:>5}  {s.scenario:<15} {board}  {title}", soft_wrap=True)
     if has_store:
@@ -374,8 +376,9 @@ def _list_tables(args: argparse.Namespace) -> None:
         out.print(
             f"{args.profile} scoreboard ({args.run_dir}): {t['tables_run']} of {t['tables_runnable']} runnable tables "
             f"run; effects {t['agrees']} agree, {t['within_noise']} within noise, {t['opposes']} oppose; "
-            f"{t['not_measurable']} not measurable in smoke (not counted); {t['minutes']} min of compute. Only each "
-            "row's default settings count.",
+            f"not counted: {t['not_measurable']} not measurable in smoke (n/m), {t['needs_seeds']} need seeds (n/s: "
+            f"the rows train different models, run with fewer than {MIN_SEEDS} seeds); {t['minutes']} min of compute. "
+            "Only each row's default settings count.",
             soft_wrap=True,
         )
 

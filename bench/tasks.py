@@ -13,7 +13,17 @@ from typing import Any
 from crowdbench.bench.config import DataConfig, RunConfig
 from crowdbench.bench.stages import detection, pose, pose_regression, pose_tracking, tracking
 from crowdbench.bench.stages.data import load_frames
-from crowdbench.bench.stages.pipeline import TASKS, Task, context, follow_training, run_cell, stage_keys, task_of
+from crowdbench.bench.stages.pipeline import (
+    TASKS,
+    Task,
+    context,
+    follow_training,
+    resolve,
+    run_cell,
+    schedule,
+    stage_keys,
+    task_of,
+)
 from crowdbench.datasets.model import Frame
 
 __all__ = [
@@ -26,11 +36,25 @@ __all__ = [
     "run_cell",
     "stage_keys",
     "task_of",
+    "trained_models",
     "validation_frames",
 ]
 
 DECLARED = (detection, pose, pose_regression, tracking, pose_tracking)
 """The stage modules, each registering its task on import."""
+
+
+TRAINING_FOLDERS = ("pretrain", "train", "reid")
+"""Cache folders of the stages that train a model (detector, pose network, its pre-training, ReID network)."""
+
+
+def trained_models(cfg: RunConfig) -> dict[str, str]:
+    """Every model a cell trains or reads, upstream cells' included: ``{"detector.train": key, "train": key, ...}``
+    (schedule name -> stage key). Two cells with equal maps evaluate the same trained weights, so their paired
+    effect holds no training noise; with unequal maps it does, and one seed cannot show it (issue 22)."""
+    return {
+        name: node.key for name, node in schedule(resolve(task_of(cfg.task), cfg)) if node.folder in TRAINING_FOLDERS
+    }
 
 
 @cache

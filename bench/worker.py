@@ -49,7 +49,7 @@ def run_cell_file(path: Path) -> Record | None:
 
     w, device = init_distributed(resolve_device(cfg.device))
     # deferred: start-up (torch, numpy: every stage module)
-    from crowdbench.bench.tasks import TASKS, follow_training, run_cell, task_of
+    from crowdbench.bench.tasks import TASKS, follow_training, run_cell, task_of, trained_models
 
     task = task_of(cfg.task)
     if w.size > 1 and task.data_parallel is None:
@@ -79,6 +79,7 @@ def run_cell_file(path: Path) -> Record | None:
             "numerics": numerics(cfg.runtime, device),
             "deviations": job.get("deviations", []),
             "params": outcome.params,
+            "trained": trained_models(cfg),
         },
         curves=outcome.curves,
         bootstrap=outcome.bootstrap,

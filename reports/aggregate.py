@@ -210,40 +210,85 @@ def _add_intervals_and_effects(spec: TableSpec, rows: list[RowView], by_row: dic
                     effect.verdict = verdict(effect.paper, effect.low, effect.high)
                 else:
                     effect.verdict = "no interval"
+            if effect.verdict in COUNTED and (why := _needs_seeds(by_row[row.index], by_row[against], against)):
+                effect.verdict, effect.reason = NEEDS_SEEDS, why
             if reason := spec.rows[row.index].smoke_unmeasurable if "smoke" in row.levels else None:
                 effect.verdict, effect.reason = NOT_MEASURABLE, reason
             row.effects[m.key] = effect
 
 
+MIN_SEEDS = 3
+"""Seeds per row an effect between two separately trained models needs before it gets a verdict (issue 22)."""
+
+
+def _trained(rec: Record, exact: bool) -> dict[str, str]:
+    """The models a record's cell trained or read: its provenance's ``trained`` (every model, upstream ones included)
+    when ``exact``, else its own keys of the training stages (records stored before ``trained`` existed)."""
+    if exact:
+        return dict(rec.provenance["trained"])
+    return {k: v for k, v in rec.stage_keys.items() if k in ("pretrain", "train", "reid") or k.startswith("ensemble")}
+
+
+def _needs_seeds(b: list[Record], a: list[Record], against: int) -> str | None:
+    """Why row B's effect against row A gets no verdict, or None. With fewer than :data:`MIN_SEEDS` seeds a paired
+    interval resamples the test set only; that is the whole noise of the effect when both rows evaluate the same
+    trained weights (another NMS, another scorer on one model), not when they train different models: hie-pose Table
+    3 row 1 trains to AP 47.8 ± 5.7 over seeds 0-2 at the smoke budget, far more than the paper's effects of
+    +0.1 to +0.4 AP, and one seed's interval would not hold that."""
+    seeds = min(len({r.seed for r in b}), len({r.seed for r in a}))
+    if seeds >= MIN_SEEDS:
+        return None
+    exact = all("trained" in r.provenance for r in (*a, *b))
+    by_seed = {r.seed: _trained(r, exact) for r in a}
+    differ = sorted(
+        {k for r in b if r.seed in by_seed for k in (_trained(r, exact).items() ^ by_seed[r.seed].items())}
+    )
+    if not differ:
+        return None
+    names = ", ".join(dict.fromkeys(k for k, _ in differ))
+    return (
+        f"trains other models than row {against + 1} ({names}); {seeds} seed{'s' if seeds > 1 else ''} cannot hold "
+        f"their training noise (--seeds {MIN_SEEDS})"
+    )
+
+
 NOT_MEASURABLE = "not measurable in smoke"
 """The verdict of a row whose spec gives ``smoke_unmeasurable`` (with that reason), under the smoke level: not
 counted among agree / within noise / oppose."""
+NEEDS_SEEDS = "needs seeds"
+"""The verdict of an effect between rows that train different models, measured over fewer than :data:`MIN_SEEDS`
+seeds: its interval holds no training noise, so it is shown but not counted among agree / within noise / oppose."""
+APART = (NOT_MEASURABLE, NEEDS_SEEDS)
 COUNTED = ("agrees", "within noise", "opposes")
 
 
 def verdict_counts(view: TableView) -> dict[str, int]:
     """How many effects of the table got each verdict: the counted ones (a paper value and a reproduced interval)
-    and those :data:`NOT_MEASURABLE` that have a paper value."""
+    and those set apart (:data:`APART`) that have a paper value."""
     counts: dict[str, int] = {}
     for row in view.rows:
         for e in row.effects.values():
-            if e.verdict in COUNTED or (e.verdict == NOT_MEASURABLE and e.paper is not None):
+            if e.verdict in COUNTED or (e.verdict in APART and e.paper is not None):
                 counts[e.verdict] = counts.get(e.verdict, 0) + 1
     return counts
 
 
 def verdict_summary(view: TableView) -> str:
-    """``3 of 4 effects agree, 1 within noise`` (or why there is none); effects not measurable in smoke are named
-    apart and not counted."""
+    """``3 of 4 effects agree, 1 within noise`` (or why there is none); effects not measurable in smoke and effects
+    that need seeds are named apart and not counted."""
     counts = verdict_counts(view)
     total = sum(counts.get(k, 0) for k in COUNTED)
-    apart = f"{counts[NOT_MEASURABLE]} {NOT_MEASURABLE}, not counted" if counts.get(NOT_MEASURABLE) else ""
+    apart = [f"{counts[NOT_MEASURABLE]} {NOT_MEASURABLE}, not counted"] if counts.get(NOT_MEASURABLE) else []
+    if n := counts.get(NEEDS_SEEDS):
+        apart.append(
+            f"{n} need{'s' if n == 1 else ''} seeds (the rows train different models; --seeds {MIN_SEEDS}), not counted"
+        )
     if not total:
-        return "; ".join(["no effect with a paper value and a reproduced interval yet", *([apart] if apart else [])])
+        return "; ".join(["no effect with a paper value and a reproduced interval yet", *apart])
     parts = [f"{counts.get('agrees', 0)} of {total} effects agree"]
     parts += [f"{counts[k]} {k}" for k in ("opposes", "within noise") if counts.get(k)]
     one_seed = max((c.n for row in view.rows for c in row.cells.values()), default=0) <= 1
-    notes = [apart] if apart else []
+    notes = [*apart]
     notes += ["one seed: the intervals hold test-set noise only, not training noise (--seeds 3)"] if one_seed else []
     return "; ".join([", ".join(parts), *notes])
 

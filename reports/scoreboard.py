@@ -2,7 +2,8 @@
 
 Only records of a row's default configuration count (the spec's rows under the profile, any seed): a run with
 ``--set`` overrides is a check, not the table. Per table: the counted verdicts (agrees, within noise, opposes), the
-effects not measurable in smoke (the row's ``smoke_unmeasurable``), the seeds, the compute minutes of the records
+effects not measurable in smoke (the row's ``smoke_unmeasurable``), the effects that need seeds (two separately
+trained models run with too few seeds to hold their training noise), the seeds, the compute minutes of the records
 (the workers' wall time, cache hits excluded) and the median width of the effect intervals.
 """
 
@@ -15,7 +16,7 @@ from typing import Any
 from crowdbench.bench.matrix import config_hash, expand
 from crowdbench.bench.specs import TableSpec, available_tables, load_spec
 from crowdbench.bench.store import Record, ResultStore
-from crowdbench.reports.aggregate import COUNTED, NOT_MEASURABLE, aggregate, verdict_counts
+from crowdbench.reports.aggregate import APART, COUNTED, NEEDS_SEEDS, NOT_MEASURABLE, aggregate, verdict_counts
 
 
 @dataclass
@@ -30,6 +31,7 @@ class TableScore:
     within_noise: int = 0
     opposes: int = 0
     not_measurable: int = 0
+    needs_seeds: int = 0  # effects between separately trained models run with fewer seeds than MIN_SEEDS
     seeds: list[int] = field(default_factory=list)
     minutes: float = 0.0
     median_ci_width: float | None = None  # effects with an interval, in each metric's paper unit
@@ -55,13 +57,14 @@ def table_score(store: ResultStore, spec: TableSpec, profile: str = "smoke") -> 
     widths = []
     for row in view.rows:
         for key, e in row.effects.items():
-            if e.verdict in (*COUNTED, NOT_MEASURABLE) and e.mean is not None:
+            if e.verdict in (*COUNTED, *APART) and e.mean is not None:
                 score.verdicts[f"row {row.index + 1}/{key}"] = e.verdict
             if e.low is not None and e.high is not None and e.verdict in COUNTED:
                 widths.append(e.high - e.low)
     score.run = True
     score.agrees, score.within_noise = counts.get("agrees", 0), counts.get("within noise", 0)
     score.opposes, score.not_measurable = counts.get("opposes", 0), counts.get(NOT_MEASURABLE, 0)
+    score.needs_seeds = counts.get(NEEDS_SEEDS, 0)
     score.seeds = sorted({r.seed for r in records})
     score.minutes = round(sum(float(r.provenance.get("wall_s", 0.0)) for r in records) / 60, 1)
     score.median_ci_width = round(statistics.median(widths), 2) if widths else None
@@ -82,6 +85,7 @@ def totals(scores: list[TableScore]) -> dict[str, Any]:
         "within_noise": sum(s.within_noise for s in run),
         "opposes": sum(s.opposes for s in run),
         "not_measurable": sum(s.not_measurable for s in run),
+        "needs_seeds": sum(s.needs_seeds for s in run),
         "minutes": round(sum(s.minutes for s in run), 1),
     }
 

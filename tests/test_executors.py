@@ -41,6 +41,8 @@ def test_ray_local_cluster_gives_the_local_executors_metrics(local, tmp_path):
     numerics = [r.provenance["numerics"] for r in store.query("hie-pose/table3")]
     want = {"device": "cpu", "isa": cpu_isa(), "threads": 2, "deterministic": True}
     assert numerics == [want] * 2  # pinned, not Ray's 1 CPU; the workers' kernel level is this machine's
+    trained = {r.row_index: r.provenance["trained"] for r in store.query("hie-pose/table3")}
+    assert set(trained[0]) == {"train"} and trained[0]["train"] != trained[1]["train"]  # EMD trains another detector
 
 
 def test_submitit_local_executor_gives_the_local_executors_metrics(local, tmp_path):

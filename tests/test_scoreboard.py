@@ -12,17 +12,67 @@ from crowdbench.bench.cli import main
 from crowdbench.bench.matrix import expand, parse_set
 from crowdbench.bench.specs import available_tables, load_spec
 from crowdbench.bench.store import ResultStore, store_url
-from crowdbench.reports.aggregate import NOT_MEASURABLE, verdict_counts, verdict_summary
+from crowdbench.reports.aggregate import NEEDS_SEEDS, NOT_MEASURABLE, verdict_counts, verdict_summary
 from crowdbench.reports.scoreboard import as_json, scoreboard, table_score
 from crowdbench.reports.site import build_site, table_view
 
 
-def _put(store: ResultStore, table: str, row: int, rate: float, seed: int = 0, overrides: str | None = None) -> None:
+def _put(
+    store: ResultStore,
+    table: str,
+    row: int,
+    rate: float,
+    seed: int = 0,
+    overrides: str | None = None,
+    trained: dict[str, str] | None = None,
+) -> None:
     spec = load_spec(table)
     (cell,) = expand(spec, rows=[row], seeds=[seed], overrides=parse_set([overrides] if overrides else []))
     people = np.random.default_rng(seed).integers(1, 20, N_IMAGES).astype(np.float64)
     res = RatioResampler({m.key: np.round(rate * people) for m in spec.metrics}, people)
-    store.put(record_of(cell, res, {"device": "cpu (test)", "wall_s": 90.0}, resamples=200))
+    provenance = {"device": "cpu (test)", "wall_s": 90.0, **({"trained": trained} if trained is not None else {})}
+    store.put(record_of(cell, res, provenance, resamples=200))
+
+
+def test_an_effect_between_separately_trained_models_needs_seeds(tmp_path):
+    """Rows 1 and 2 of hie-pose Table 3 train different detectors: with one or two seeds the planted +20 AP gets no
+    verdict (shown, with the reason); rows 3 and 4 share one detector, so their one-seed verdict counts; with three
+    seeds per row the first effect is counted too."""
+    store = ResultStore(store_url(tmp_path))
+    models = {0: {"train": "a"}, 1: {"train": "b"}, 2: {"train": "c"}, 3: {"train": "c"}}
+    for row, rate in enumerate((0.5, 0.7, 0.5, 0.7)):
+        _put(store, "hie-pose/table3", row, rate, trained=models[row])
+    view, _ = table_view(store, load_spec("hie-pose/table3"), "smoke", "cmd")
+    emd, set_nms = view.rows[1].effects["AP"], view.rows[3].effects["AP"]
+    assert emd.verdict == NEEDS_SEEDS and emd.low > 15 and "other models than row 1 (train)" in emd.reason
+    assert set_nms.verdict == "agrees" and set_nms.reason is None
+    assert verdict_counts(view)[NEEDS_SEEDS] == 4  # AP and mMR of row 2 vs 1 and of row 3 vs 2
+    assert "need seeds (the rows train different models; --seeds 3), not counted" in verdict_summary(view)
+    score = table_score(store, load_spec("hie-pose/table3"))
+    assert score.needs_seeds == verdict_counts(view)[NEEDS_SEEDS] and score.verdicts["row 2/AP"] == NEEDS_SEEDS
+    for seed in (1, 2):
+        for row, rate in enumerate((0.5, 0.7, 0.5, 0.7)):
+            _put(store, "hie-pose/table3", row, rate, seed=seed, trained=models[row])
+    view, _ = table_view(store, load_spec("hie-pose/table3"), "smoke", "cmd")
+    assert view.rows[1].effects["AP"].verdict == "agrees"
+
+
+def test_records_without_the_trained_map_compare_their_own_training_keys(tmp_path):
+    """Records stored before ``trained`` existed: their own keys of the training stages decide."""
+    from test_effects import record_of as bare
+
+    store = ResultStore(store_url(tmp_path))
+    spec = load_spec("hie-pose/table3")
+    for row, rate in ((0, 0.5), (1, 0.7)):
+        (cell,) = expand(spec, rows=[row], seeds=[0])
+        people = np.random.default_rng(0).integers(1, 20, N_IMAGES).astype(np.float64)
+        rec = bare(
+            cell, RatioResampler({m.key: np.round(rate * people) for m in spec.metrics}, people), {}, resamples=200
+        )
+        rec.stage_keys = {"train": f"t{row}", "infer": f"i{row}", "evaluate": f"e{row}"}
+        store.put(rec)
+    view, _ = table_view(store, spec, "smoke", "cmd")
+    assert view.rows[1].effects["AP"].verdict == NEEDS_SEEDS
 
 
 def test_every_unmeasurable_reason_is_a_sentence_and_no_row_of_a_technique_is_hidden():
