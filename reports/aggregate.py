@@ -240,9 +240,7 @@ def _needs_seeds(b: list[Record], a: list[Record], against: int) -> str | None:
         return None
     exact = all("trained" in r.provenance for r in (*a, *b))
     by_seed = {r.seed: _trained(r, exact) for r in a}
-    differ = sorted(
-        {k for r in b if r.seed in by_seed for k in (_trained(r, exact).items() ^ by_seed[r.seed].items())}
-    )
+    differ = sorted({k for r in b if r.seed in by_seed for k in (_trained(r, exact).items() ^ by_seed[r.seed].items())})
     if not differ:
         return None
     names = ", ".join(dict.fromkeys(k for k, _ in differ))
