@@ -282,7 +282,8 @@ def verdict_summary(view: TableView) -> str:
             f"{n} need{'s' if n == 1 else ''} seeds (the rows train different models; --seeds {MIN_SEEDS}), not counted"
         )
     if not total:
-        return "; ".join(["no effect with a paper value and a reproduced interval yet", *apart])
+        none = "no counted effect" if apart else "no effect with a paper value and a reproduced interval yet"
+        return "; ".join([none, *apart])
     parts = [f"{counts.get('agrees', 0)} of {total} effects agree"]
     parts += [f"{counts[k]} {k}" for k in ("opposes", "within noise") if counts.get(k)]
     one_seed = max((c.n for row in view.rows for c in row.cells.values()), default=0) <= 1

@@ -46,6 +46,8 @@ def test_an_effect_between_separately_trained_models_needs_seeds(tmp_path):
     emd, set_nms = view.rows[1].effects["AP"], view.rows[3].effects["AP"]
     assert emd.verdict == NEEDS_SEEDS and emd.low > 15 and "other models than row 1 (train)" in emd.reason
     assert set_nms.verdict == "agrees" and set_nms.reason is None
+    view.rows[3].effects.clear()  # only the effects that need seeds left
+    assert verdict_summary(view).startswith("no counted effect; 4 need seeds")
     assert verdict_counts(view)[NEEDS_SEEDS] == 4  # AP and mMR of row 2 vs 1 and of row 3 vs 2
     assert "need seeds (the rows train different models; --seeds 3), not counted" in verdict_summary(view)
     score = table_score(store, load_spec("hie-pose/table3"))
