@@ -35,6 +35,12 @@ records = sa.Table(
 )
 
 
+TRAINING_FOLDERS = ("pretrain", "train", "reid")
+"""Cache folders of the stages that train a model (detector, pose network, its pre-training, ReID network): a
+record's ``provenance["trained"]`` maps every such stage its cell ran or read to its key (``bench/tasks.py:
+trained_models``)."""
+
+
 @dataclass
 class Record:
     table_id: str

@@ -24,6 +24,7 @@ from crowdbench.bench.stages.pipeline import (
     stage_keys,
     task_of,
 )
+from crowdbench.bench.store import TRAINING_FOLDERS
 from crowdbench.datasets.model import Frame
 
 __all__ = [
@@ -42,10 +43,6 @@ __all__ = [
 
 DECLARED = (detection, pose, pose_regression, tracking, pose_tracking)
 """The stage modules, each registering its task on import."""
-
-
-TRAINING_FOLDERS = ("pretrain", "train", "reid")
-"""Cache folders of the stages that train a model (detector, pose network, its pre-training, ReID network)."""
 
 
 def trained_models(cfg: RunConfig) -> dict[str, str]:

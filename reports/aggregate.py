@@ -10,7 +10,7 @@ import numpy as np
 
 from crowdbench.bench.metrics.bootstrap import pairable, percentile_interval, replicates, seed_draws, verdict
 from crowdbench.bench.specs import TableSpec
-from crowdbench.bench.store import Record
+from crowdbench.bench.store import TRAINING_FOLDERS, Record
 
 
 @dataclass
@@ -226,7 +226,7 @@ def _trained(rec: Record, exact: bool) -> dict[str, str]:
     when ``exact``, else its own keys of the training stages (records stored before ``trained`` existed)."""
     if exact:
         return dict(rec.provenance["trained"])
-    return {k: v for k, v in rec.stage_keys.items() if k in ("pretrain", "train", "reid") or k.startswith("ensemble")}
+    return {k: v for k, v in rec.stage_keys.items() if k in TRAINING_FOLDERS or k.startswith("ensemble")}
 
 
 def _needs_seeds(b: list[Record], a: list[Record], against: int) -> str | None:
@@ -288,7 +288,8 @@ def verdict_summary(view: TableView) -> str:
     parts += [f"{counts[k]} {k}" for k in ("opposes", "within noise") if counts.get(k)]
     one_seed = max((c.n for row in view.rows for c in row.cells.values()), default=0) <= 1
     notes = [*apart]
-    notes += ["one seed: the intervals hold test-set noise only, not training noise (--seeds 3)"] if one_seed else []
+    if one_seed:
+        notes.append(f"one seed: the intervals hold test-set noise only, not training noise (--seeds {MIN_SEEDS})")
     return "; ".join([", ".join(parts), *notes])
 
 

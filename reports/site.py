@@ -32,6 +32,7 @@ from crowdbench.bench.store import Record, ResultStore
 from crowdbench.datasets.formats.atomic import atomic_write_text
 from crowdbench.reports.aggregate import (
     EFFECT_HEADER,
+    MIN_SEEDS,
     CellView,
     TableView,
     aggregate,
@@ -275,6 +276,7 @@ def build_site(
             papers=papers,
             board=board,
             board_totals=totals(board),
+            min_seeds=MIN_SEEDS,
             searches=searches,
             profile=profile or "all in the store",
             seconds=time.perf_counter() - start,

@@ -8,7 +8,8 @@ import pytest
 from crowdbench.bench.matrix import expand
 from crowdbench.bench.specs import available_tables, load_spec
 from crowdbench.bench.stages.pipeline import resolve, schedule
-from crowdbench.bench.tasks import TRAINING_FOLDERS, task_of, trained_models
+from crowdbench.bench.store import TRAINING_FOLDERS
+from crowdbench.bench.tasks import task_of, trained_models
 
 INFERENCE_FOLDERS = {"infer", "postprocess", "evaluate", "embed", "track", "poses", "smooth"}
 """Every other stage folder: it reads a model, it trains none."""
