@@ -72,7 +72,12 @@ def parse_rows(text: str) -> list[int]:
 def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("table", help="table id, e.g. hie-pose/table3 (see `crowdbench list tables`)")
     p.add_argument("--profile", default="smoke", choices=("smoke", "full"), help="smoke: synthetic, CPU minutes")
-    p.add_argument("--seeds", type=parse_seeds, default=[0], help="count (3 = seeds 0,1,2) or list; mean ± std")
+    p.add_argument(
+        "--seeds",
+        type=parse_seeds,
+        help="count (3 = seeds 0,1,2) or list; mean ± std (default: the table's smoke_seeds under smoke, `crowdbench "
+        "list tables`; 1 under full)",
+    )
     p.add_argument(
         "--set",
         dest="overrides",
@@ -354,22 +359,23 @@ def _list_tables(args: argparse.Namespace) -> None:
         store.dispose()
     else:
         specs = [load_spec(t) for t in available_tables()]
-        scores = [TableScore(s.id, s.smoke_scenario, bool(s.runnable_rows)) for s in specs]
+        scores = [TableScore.of(s) for s in specs]
     if args.json:
         print(json.dumps(as_json(scores), indent=1))
         return
     out.print(f"{'table':<23} {'rows':>5}  {'scenario':<15} {'agree':>5} {'noise':>5} {'oppose':>6} {'n/m':>4} "
-              f"{'n/s':>4} {'seeds':>5} {'min':>5}  title", soft_wrap=True)  # fmt: skip
+              f"{'n/s':>4} {'seeds':>5} {'min':>5} {'ci':>5}  title", soft_wrap=True)  # fmt: skip
     for s in scores:
         spec = load_spec(s.table)
         title = spec.title.split(". ")[0].rstrip(".")
-        title = title if len(title) <= 60 else title[:59] + "…"
+        title = title if len(title) <= 50 else title[:49] + "…"
         rows = f"{len(spec.runnable_rows)}/{len(spec.rows)}"
-        board = f"{'not run' if s.runnable else 'no runnable row':>41}"
+        board = f"{'not run' if s.runnable else 'no runnable row':>28} {f'-/{s.smoke_seeds}' if s.runnable else '':>5}"
+        board += " " * 12
         if s.run:
             board = f"{s.agrees:>5} {s.within_noise:>5} {s.opposes:>6} {s.not_measurable:>4} {s.needs_seeds:>4}"
-            board += f" {len(s.seeds):>5}"
-            board += f" {s.minutes:>5.1f}"
+            board += f" {f'{len(s.seeds)}/{s.smoke_seeds}':>5} {s.minutes:>5.1f}"
+            board += f" {'' if s.median_ci_width is None else f'{s.median_ci_width:.2f}':>5}"
         out.print(f"{s.table:<23} {rows:>5}  {s.scenario:<15} {board}  {title}", soft_wrap=True)
     if has_store:
         t = totals(scores)
@@ -378,7 +384,8 @@ def _list_tables(args: argparse.Namespace) -> None:
             f"run; effects {t['agrees']} agree, {t['within_noise']} within noise, {t['opposes']} oppose; "
             f"not counted: {t['not_measurable']} not measurable in smoke (n/m), {t['needs_seeds']} need seeds (n/s: "
             f"the rows train different models, run with fewer than {MIN_SEEDS} seeds); {t['minutes']} min of compute. "
-            "Only each row's default settings count.",
+            "Only each row's default settings count. seeds: run / the table's smoke budget; ci: median width of the "
+            "counted effects' 95% intervals (paper units).",
             soft_wrap=True,
         )
 

@@ -84,11 +84,13 @@ class RecipeError(ValueError):
 
 
 def recipes_root() -> Path:
-    """``results/recipes`` next to the table specs (``results/papers``)."""
-    # deferred: import cycle (bench.specs imports this module)
-    from crowdbench.bench.specs import specs_root
-
-    return specs_root().parent / "recipes"
+    """``results/recipes`` next to the table specs (``results/papers``): the checkout's copy or the wheel's package
+    data. Found without importing ``bench.specs``, so the table-spec schema stays outside every stage's import
+    closure (``bench/cache.py``): editing it does not invalidate cached stages."""
+    root = Path(__file__).resolve().parent.parent / "results" / "recipes"
+    if not root.is_dir():
+        raise RecipeError(f"no recipes: {root} does not exist (a broken install?)")
+    return root
 
 
 @cache

@@ -62,6 +62,8 @@ def print_recipe(spec: TableSpec, cells: list[Cell], profile: str) -> None:
             f"{spec.id} under [bold]{profile}[/]: synthetic data and CPU-sized models, not the paper's recipe "
             "(level smoke); the paper's recipe is what `--profile full` runs."
         )
+        budget = f": {spec.smoke_budget.strip()}" if spec.smoke_budget.strip() else ""
+        out.print(f"Smoke budget: {spec.smoke_seeds} seed{'s' if spec.smoke_seeds > 1 else ''} by default{budget}")
     else:
         recipe = load_recipe(spec.task)
         table = Table(title=f"{spec.id}: the paper's recipe ({recipe.title})", title_justify="left")
@@ -157,6 +159,7 @@ def run_table(
 ) -> TableRun | None:
     """Run (or with ``dry_run`` only show) one table; None for a dry run."""
     spec = load_spec(table_id)
+    seeds = seeds if seeds is not None else spec.default_seeds(profile)
     overrides = dict(overrides or {})
     if data_root is not None:
         overrides["data.root"] = str(data_root)
@@ -178,7 +181,7 @@ def run_table(
     warn_deviations(cells)
     console.print(
         f"[bold]{spec.id}[/]: {spec.title} — profile [bold]{profile}[/], {len(cells)} cells "
-        f"({len(spec.runnable_rows)} runnable of {len(spec.rows)} rows × {len(seeds or [0])} seeds), run dir {run_dir}"
+        f"({len(spec.runnable_rows)} runnable of {len(spec.rows)} rows × {len(seeds)} seeds), run dir {run_dir}"
     )
     start = time.perf_counter()
     todo, cached = pending_cells(cells, profile, store, cache, task, payload)

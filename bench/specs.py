@@ -99,6 +99,17 @@ class TableSpec(BaseModel):
         "once from the rows' mechanisms (never per row, never from a result)",
     )
     smoke_why: str = Field("", description="which mechanism of the rows the scenario creates (paper, section)")
+    smoke_seeds: int = Field(
+        1,
+        ge=1,
+        le=10,
+        description="seeds 0..N-1 that `crowdbench table` runs under smoke when --seeds is not given: the table's "
+        "budget, chosen once from measured minutes (3 where the rows train different models and 3 seeds fit the "
+        "20-minute smoke budget on 2 CPU cores, issue 22)",
+    )
+    smoke_budget: str = Field(
+        "", description="why smoke_seeds: the measured minutes per seed on 2 CPU cores and what the seeds resolve"
+    )
     data: dict[str, Any] = Field(
         description="the full profile's data.* settings: `source` (a datasets/layout.py key), splits, holdout videos"
     )
@@ -131,6 +142,8 @@ class TableSpec(BaseModel):
             raise ValueError(f"id {self.id!r} does not match paper {self.paper!r} / table {self.table}")
         if self.smoke_scenario != "plain" and not self.smoke_why.strip():
             raise ValueError(f"smoke_scenario {self.smoke_scenario!r} needs smoke_why: the rows' mechanism it creates")
+        if self.smoke_seeds != 1 and not self.smoke_budget.strip():
+            raise ValueError(f"smoke_seeds {self.smoke_seeds} needs smoke_budget: the measured minutes that justify it")
         keys = {m.key for m in self.metrics}
         if len(keys) != len(self.metrics):
             raise ValueError("duplicate metric keys")
@@ -167,6 +180,11 @@ class TableSpec(BaseModel):
         if isinstance(ref, int):
             return ref - 1
         return next(i for i, r in enumerate(self.rows) if r.label == ref)
+
+    def default_seeds(self, profile: str) -> list[int]:
+        """The seeds a run without --seeds gets: 0..smoke_seeds-1 under smoke, seed 0 under full (a GPU run's seed
+        count is the user's budget, not the table's)."""
+        return list(range(self.smoke_seeds)) if profile == "smoke" else [0]
 
     @property
     def runnable_rows(self) -> list[tuple[int, Row]]:

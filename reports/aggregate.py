@@ -294,13 +294,24 @@ def verdict_summary(view: TableView) -> str:
 
 
 def params_text(view: TableView) -> str:
-    """``Parameters trained: 1. label: train 1.28 M; ...`` (the smoke stand-ins' sizes); empty without counts."""
-    parts = [
-        f"{row.index + 1}. {row.label}: " + ", ".join(f"{k} {v / 1e6:.2f} M" for k, v in row.params.items())
-        for row in view.rows
-        if row.params
-    ]
-    return "Parameters trained: " + "; ".join(parts) + "." if parts else ""
+    """``Parameters trained: 1. label: train 1.28 M (full model 28.54 M); ...``: under smoke the stand-ins' sizes
+    beside the paper's networks they stand in for (``bench/model_size.py``); empty without counts."""
+    # deferred: start-up (torch, only when a row has counts)
+    from crowdbench.bench.model_size import full_model_parameters
+
+    def sizes(row: RowView) -> str:
+        full = full_model_parameters(view.spec.id, row.index) if view.profile == "smoke" else None
+        return ", ".join(
+            f"{k} {v / 1e6:.2f} M" + (f" (full model {full / 1e6:.2f} M)" if k == "train" and full else "")
+            for k, v in row.params.items()
+        )
+
+    parts = [f"{row.index + 1}. {row.label}: {sizes(row)}" for row in view.rows if row.params]
+    if not parts:
+        return ""
+    note = " Smoke trains stand-ins; the full model is the row's network under --profile full."
+    note = note if view.profile == "smoke" else ""
+    return "Parameters trained: " + "; ".join(parts) + "." + note
 
 
 def format_interval(low: float | None, high: float | None, decimals: int) -> str:

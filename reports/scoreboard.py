@@ -27,6 +27,7 @@ class TableScore:
     scenario: str
     runnable: bool
     run: bool = False
+    smoke_seeds: int = 1  # the table's default seed count under smoke (its spec's budget)
     agrees: int = 0
     within_noise: int = 0
     opposes: int = 0
@@ -36,6 +37,11 @@ class TableScore:
     minutes: float = 0.0
     median_ci_width: float | None = None  # effects with an interval, in each metric's paper unit
     verdicts: dict[str, str] = field(default_factory=dict)  # "row N/metric" -> verdict (the regression guard)
+
+    @classmethod
+    def of(cls, spec: TableSpec) -> TableScore:
+        """The unrun line of ``spec``."""
+        return cls(spec.id, spec.smoke_scenario, bool(spec.runnable_rows), smoke_seeds=spec.smoke_seeds)
 
 
 def default_records(spec: TableSpec, records: list[Record], profile: str) -> list[Record]:
@@ -48,7 +54,7 @@ def default_records(spec: TableSpec, records: list[Record], profile: str) -> lis
 
 
 def table_score(store: ResultStore, spec: TableSpec, profile: str = "smoke") -> TableScore:
-    score = TableScore(spec.id, spec.smoke_scenario, bool(spec.runnable_rows))
+    score = TableScore.of(spec)
     records = default_records(spec, store.query(spec.id, profile=profile), profile)
     if not records:
         return score

@@ -403,3 +403,15 @@ def test_every_module_a_pipeline_imports_is_in_its_stages_code_hash(task, tmp_pa
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert f"crowdbench.bench.stages.{task}" in result["loaded"]
     assert result["unhashed"] == []
+
+
+def test_the_table_spec_schema_is_outside_every_stage_closure():
+    """A spec reaches a stage key through its resolved config only: editing ``bench/specs.py`` (a new field, a
+    description) must not invalidate cached stages (``bench/recipes.py`` finds its folder without importing it)."""
+    import importlib
+
+    for name in ("data", "detection", "pose", "pose_regression", "pose_tracking", "tracking"):
+        stages = importlib.import_module(f"crowdbench.bench.stages.{name}")
+        for attr, value in vars(stages).items():
+            if attr.endswith("_MODULES") and isinstance(value, tuple):
+                assert "crowdbench.bench.specs" not in import_closure(value), (name, attr)

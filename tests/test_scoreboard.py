@@ -134,8 +134,24 @@ def test_list_tables_prints_the_scoreboard_and_json(tmp_path, capsys):
     data = json.loads(capsys.readouterr().out)
     (t3,) = [t for t in data["tables"] if t["table"] == "hie-pose/table3"]
     assert t3["agrees"] == 1 and t3["verdicts"]["row 2/AP"] == "agrees"
-    assert main(["list", "tables", "--run-dir", str(tmp_path / "empty")]) == 0  # no store: scenarios only
-    assert "agree" in capsys.readouterr().out
+    assert t3["smoke_seeds"] == 1 and t3["median_ci_width"] > 0
+    assert main(["list", "tables", "--run-dir", str(tmp_path / "empty")]) == 0  # no store: scenarios and budgets
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert "agree" in lines["table"] and " -/3 " in lines["hie-tracking/table5"]
+    assert " -/1 " in lines["hie-pose/table3"] and " -/" not in lines["hie-pose/table4"]  # no runnable row
+
+
+def test_a_run_without_seeds_gets_the_tables_smoke_budget(tmp_path, capsys):
+    args = ["table", "hie-tracking/table5", "--run-dir", str(tmp_path), "--dry-run"]
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "Smoke budget: 3 seeds by default" in text
+    cells = [line for line in text.splitlines() if " seed " in line and "level smoke" in line]
+    assert {line.split(" seed ")[1][0] for line in cells} == set("012") and len(cells) == 15
+    assert main([*args, "--seeds", "1"]) == 0
+    assert "seed 1:" not in capsys.readouterr().out
+    assert main(["table", "hie-pose/table3", "--run-dir", str(tmp_path), "--dry-run", "--rows", "1"]) == 0
+    assert "seed 1:" not in capsys.readouterr().out and not (tmp_path / "results.sqlite").exists()
 
 
 def test_site_index_shows_the_scoreboard(tmp_path):
@@ -145,3 +161,4 @@ def test_site_index_shows_the_scoreboard(tmp_path):
     index = build_site(store, tmp_path / "site", tables=["hie-pose/table3", "hie-pose/table1"])
     html = index.read_text()
     assert "Scoreboard" in html and "<strong>1 agree</strong>" in html and "not run" in html
+    assert "<td>1 / 1</td>" in html  # seeds run / the table's smoke budget

@@ -13,9 +13,10 @@ from functools import cache
 from pathlib import Path
 
 import pytest
+import yaml
 
 from crowdbench.bench import registry
-from crowdbench.bench.specs import SpecError, TableSpec, available_tables, load_spec
+from crowdbench.bench.specs import SpecError, TableSpec, available_tables, load_spec, specs_root
 
 PAPERS = Path(__file__).resolve().parents[2] / "shared" / "papers"
 
@@ -358,3 +359,23 @@ def test_unknown_table_lists_the_known_ones():
         load_spec("nope/table9")
     assert "hie-pose/table3" in str(info.value)
     assert "nope/table9" in str(info.value)
+
+
+def test_every_runnable_table_states_its_smoke_budget():
+    """Issue 22 item 3: each runnable table's seed count under smoke is chosen once, with the measured minutes."""
+    for table_id in RUNNABLE_TABLES:
+        spec = load_spec(table_id)
+        assert re.search(r"\d min", spec.smoke_budget) and "PLACEHOLDER" not in spec.smoke_budget, table_id
+        assert spec.default_seeds("smoke") == list(range(spec.smoke_seeds))
+        assert spec.default_seeds("full") == [0]
+    assert load_spec("hie-tracking/table5").smoke_seeds == 3  # 3 seeds fit 20 minutes; ReID trains its own model
+    assert load_spec("hie-pose/table3").smoke_seeds == 1  # 3 seeds take ~31 min: over the nox table3 limit
+
+
+def test_more_than_one_smoke_seed_needs_its_budget_stated():
+    data = yaml.safe_load((specs_root() / "hie-tracking" / "table5.yaml").read_text())
+    data.pop("smoke_budget")
+    with pytest.raises(ValueError, match="smoke_seeds 3 needs smoke_budget"):
+        TableSpec.model_validate(data)
+    data["smoke_seeds"] = 1
+    assert TableSpec.model_validate(data).default_seeds("smoke") == [0]

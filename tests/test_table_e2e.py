@@ -52,6 +52,8 @@ def test_reports_are_written_and_labelled_smoke(first_run):
     md = result.reports["md"].read_text()
     assert "SMOKE" in md and "NOT a reproduction" in md and "81.36" in md
     assert "Parameters trained: 1. ResNet50 + Faster RCNN + extra data: train " in md
+    # the stand-in beside the paper's network it stands in for (ResNet-50 FPN Faster R-CNN, built on meta)
+    assert "(full model 41.35 M)" in md and "Smoke trains stand-ins" in md
     html = result.reports["html"].read_text()
     assert "data:image/png;base64," in html and "SMOKE" in html
     assert 'src="http' not in html and 'href="http' not in html and "<link" not in html  # self-contained
