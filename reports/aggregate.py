@@ -300,7 +300,8 @@ def params_text(view: TableView) -> str:
     from crowdbench.bench.model_size import full_model_parameters
 
     def sizes(row: RowView) -> str:
-        full = full_model_parameters(view.spec.id, row.index) if view.profile == "smoke" else None
+        smoke_train = view.profile == "smoke" and "train" in row.params
+        full = full_model_parameters(view.spec.id, row.index) if smoke_train else None
         return ", ".join(
             f"{k} {v / 1e6:.2f} M" + (f" (full model {full / 1e6:.2f} M)" if k == "train" and full else "")
             for k, v in row.params.items()
