@@ -153,3 +153,14 @@ def load_weights(
         allow_missing=allow_missing,
         allow_unexpected=allow_unexpected,
     )
+
+
+RUNNING_STATS = ("running_mean", "running_var", "num_batches_tracked")
+"""BatchNorm buffers: in a state dict, but not trained."""
+
+
+def state_parameters(state: Mapping[str, Tensor]) -> int:
+    """Floating-point entries of a state dict without BatchNorm's running statistics: what a model trains (the
+    stand-in sizes in the records, ``bench/stages/pipeline.py``, and the full models beside them,
+    ``bench/model_size.py``)."""
+    return int(sum(v.numel() for k, v in state.items() if v.is_floating_point() and not k.endswith(RUNNING_STATS)))

@@ -62,7 +62,10 @@ def parse_seeds(text: str) -> list[int]:
     return list(range(count))
 
 
-def parse_rows(text: str) -> list[int]:
+def parse_rows(text: str) -> list[int] | str:
+    """``1,3`` -> ``[0, 2]``; ``all`` -> ``"all"`` (every runnable row, the smoke-unmeasurable ones included)."""
+    if text.strip().lower() == "all":
+        return "all"
     try:
         return [int(s) - 1 for s in text.split(",") if s.strip()]
     except ValueError:
@@ -121,7 +124,12 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     cluster.add_argument("--slurm-folder", dest="folder", help="submitit logs (default: <run-dir>/slurm)")
     cluster.add_argument("--slurm-cluster", dest="cluster", choices=("slurm", "local"), help="local: no SLURM")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
-    p.add_argument("--rows", type=parse_rows, help="only these 1-based rows, e.g. 1,2")
+    p.add_argument(
+        "--rows",
+        type=parse_rows,
+        help="only these 1-based rows, e.g. 1,2, or all (default: every runnable row; under smoke without the rows "
+        "whose effect is not measurable in smoke)",
+    )
     p.add_argument(
         "--dry-run",
         action="store_true",

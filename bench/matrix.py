@@ -108,8 +108,10 @@ def row_config(
     """The resolved config of one row (see :func:`expand`); ``recipe``: the paper's recipe of that row instead of
     what crowdbench runs (the spec's ``recipe:`` block wins over its ``data:`` block)."""
     cfg = base_config(profile, spec.task)
-    if profile == "smoke":  # the table's scenario: the mechanisms its rows claim to handle (issue 22)
+    if profile == "smoke":  # the table's scenario (the mechanisms its rows claim to handle) and budget (issue 22)
         cfg.data.scenario = spec.smoke_scenario
+        for key, value in spec.smoke_settings.items():
+            set_dotted(cfg, key, value)
     if profile == "full":  # the paper's dataset and split (spec `data`, `recipe`); smoke keeps the synthetic data
         data = {f"data.{key}": value for key, value in spec.data.items()}
         table = {key: s.value for key, s in spec.recipe.items()}

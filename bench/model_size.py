@@ -3,8 +3,8 @@
 Under ``smoke`` a row trains a stand-in (``bench/profiles.py``: HRNet-W18-small for HRNet-W32, ResNet-18 for a
 ResNet-50 detector, ...), and each record stores the stand-in's parameter count (``bench/stages/pipeline.py:
 trained_parameters``). This module builds the same row's ``full``-profile model on the ``meta`` device (no memory,
-no weights, nothing downloaded) and counts it the same way, so the report can show both sizes side by side and a
-reader can check that the stand-ins keep the full models' order.
+no weights, nothing downloaded) and counts it by the same rule (``bench/checkpoints.py: state_parameters``), so the
+report can show both sizes side by side and a reader can check that the stand-ins keep the full models' order.
 
 Only the cell's own ``train`` model is built (the one whose stand-in size the record holds): a ReID network's
 classifier depends on the identities of the full dataset, which a report does not read.
@@ -15,6 +15,7 @@ from __future__ import annotations
 from functools import cache
 from typing import TYPE_CHECKING
 
+from crowdbench.bench.checkpoints import state_parameters
 from crowdbench.bench.matrix import expand
 from crowdbench.bench.specs import load_spec
 
@@ -22,15 +23,6 @@ if TYPE_CHECKING:
     import torch
 
     from crowdbench.bench.config import RunConfig
-
-RUNNING_STATS = ("running_mean", "running_var", "num_batches_tracked")
-
-
-def state_parameters(state: dict[str, torch.Tensor]) -> int:
-    """Floating-point entries of a state dict without BatchNorm's running statistics: what a model trains. The rule
-    of ``bench/stages/pipeline.py: trained_parameters``, which keeps its own copy because importing this module
-    there would put the table specs into every stage's import closure (and a spec edit would rekey the cache)."""
-    return int(sum(v.numel() for k, v in state.items() if v.is_floating_point() and not k.endswith(RUNNING_STATS)))
 
 
 def train_model(cfg: RunConfig) -> torch.nn.Module | None:

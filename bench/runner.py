@@ -64,6 +64,9 @@ def print_recipe(spec: TableSpec, cells: list[Cell], profile: str) -> None:
         )
         budget = f": {spec.smoke_budget.strip()}" if spec.smoke_budget.strip() else ""
         out.print(f"Smoke budget: {spec.smoke_seeds} seed{'s' if spec.smoke_seeds > 1 else ''} by default{budget}")
+        if spec.smoke_settings:
+            settings = ", ".join(f"{key}={value}" for key, value in spec.smoke_settings.items())
+            out.print(f"Smoke settings of this table (on top of the smoke profile): {settings}")
     else:
         recipe = load_recipe(spec.task)
         table = Table(title=f"{spec.id}: the paper's recipe ({recipe.title})", title_justify="left")
@@ -151,21 +154,33 @@ def run_table(
     executor: str = "local",
     jobs: int | None = None,
     device: str = "auto",
-    rows: list[int] | None = None,
+    rows: list[int] | str | None = None,
     data_root: Path | None = None,
     executor_options: dict[str, Any] | None = None,
     cache_url: str | None = None,
     dry_run: bool = False,
 ) -> TableRun | None:
-    """Run (or with ``dry_run`` only show) one table; None for a dry run."""
+    """Run (or with ``dry_run`` only show) one table; None for a dry run. ``seeds`` and ``rows`` default to the
+    table's (:meth:`TableSpec.default_seeds`, :meth:`TableSpec.default_rows`); ``rows="all"``: every runnable row."""
     spec = load_spec(table_id)
     seeds = seeds if seeds is not None else spec.default_seeds(profile)
+    on_request = spec.rows_on_request(profile) if rows is None else []
+    if rows == "all":  # every runnable row, the smoke-unmeasurable ones included
+        rows = None
+    elif rows is None:
+        rows = spec.default_rows(profile)
     overrides = dict(overrides or {})
     if data_root is not None:
         overrides["data.root"] = str(data_root)
     if device != "auto":
         overrides["device"] = device
     cells = expand(spec, profile=profile, seeds=seeds, overrides=overrides, rows=rows)
+    if on_request:
+        labels = ", ".join(spec.rows[i].label for i in on_request)
+        console.print(
+            f"Rows not measurable in smoke run only on request (never counted): {labels}; "
+            f"--rows {','.join(str(i + 1) for i in on_request)} runs them."
+        )
     if dry_run:
         print_recipe(spec, cells, profile)
         return None

@@ -15,7 +15,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from crowdbench.bench.config import DataConfig
+from crowdbench.bench.config import DataConfig, RunConfig, set_dotted
 from crowdbench.bench.recipes import RecipeSetting
 
 PAPER_KEYS = ("hie-pose", "occlusion-aug", "pose-regression", "offset-guided", "hie-tracking")
@@ -108,7 +108,16 @@ class TableSpec(BaseModel):
         "20-minute smoke budget on 2 CPU cores, issue 22)",
     )
     smoke_budget: str = Field(
-        "", description="why smoke_seeds: the measured minutes per seed on 2 CPU cores and what the seeds resolve"
+        "",
+        description="why smoke_seeds and smoke_settings: the measured minutes per seed on 2 CPU cores and what the "
+        "seeds resolve",
+    )
+    smoke_settings: dict[str, Any] = Field(
+        default_factory=dict,
+        description="dotted config settings every row of this table runs with under smoke, on top of the smoke "
+        "profile (bench/profiles.py): the table's own budget (samples, iterations, sizes) where the profile's "
+        "does not fit 20 minutes on 2 CPU cores; one choice for the whole table, stated in smoke_budget, never per "
+        "row and never from a result",
     )
     data: dict[str, Any] = Field(
         description="the full profile's data.* settings: `source` (a datasets/layout.py key), splits, holdout videos"
@@ -144,6 +153,15 @@ class TableSpec(BaseModel):
             raise ValueError(f"smoke_scenario {self.smoke_scenario!r} needs smoke_why: the rows' mechanism it creates")
         if self.smoke_seeds != 1 and not self.smoke_budget.strip():
             raise ValueError(f"smoke_seeds {self.smoke_seeds} needs smoke_budget: the measured minutes that justify it")
+        if self.smoke_settings and not self.smoke_budget.strip():
+            raise ValueError("smoke_settings needs smoke_budget: the measured minutes that justify them")
+        for key, value in self.smoke_settings.items():
+            try:
+                set_dotted(RunConfig(task=self.task), key, value)
+            except KeyError as exc:  # set_dotted: an unknown key, with the valid ones
+                raise ValueError(f"smoke_settings {key}: {exc.args[0]}") from None
+            except ValueError as exc:  # a value its field rejects
+                raise ValueError(f"smoke_settings {key}: {str(exc).splitlines()[0]}") from None
         keys = {m.key for m in self.metrics}
         if len(keys) != len(self.metrics):
             raise ValueError("duplicate metric keys")
@@ -185,6 +203,29 @@ class TableSpec(BaseModel):
         """The seeds a run without --seeds gets: 0..smoke_seeds-1 under smoke, seed 0 under full (a GPU run's seed
         count is the user's budget, not the table's)."""
         return list(range(self.smoke_seeds)) if profile == "smoke" else [0]
+
+    def default_rows(self, profile: str) -> list[int] | None:
+        """The 0-based rows a run without --rows gets; None for every runnable row. Under smoke a row whose effect
+        is not measurable in smoke (``Row.smoke_unmeasurable``: its verdicts are never counted) runs only on request
+        (--rows), unless a measurable row is compared against it: such rows are ImageNet-scale backbones whose
+        stand-ins cost the most CPU minutes of their tables (issue 22: each table's default fits 20 minutes)."""
+        if profile != "smoke":
+            return None
+        keep: set[int] = set()
+        for index, row in self.runnable_rows:
+            if row.smoke_unmeasurable is None:
+                keep.add(index)
+                ref = self.compared_row(index)
+                if ref is not None:
+                    keep.add(ref)
+        runnable = [index for index, _ in self.runnable_rows]
+        chosen = [index for index in runnable if index in keep]
+        return None if len(chosen) == len(runnable) else chosen
+
+    def rows_on_request(self, profile: str) -> list[int]:
+        """The 0-based runnable rows that :meth:`default_rows` leaves out (run them with --rows)."""
+        chosen = self.default_rows(profile)
+        return [] if chosen is None else [i for i, _ in self.runnable_rows if i not in chosen]
 
     @property
     def runnable_rows(self) -> list[tuple[int, Row]]:

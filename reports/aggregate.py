@@ -49,7 +49,7 @@ class RowView:
     plugins: list[str]
     source: str
     pending: str | None
-    status: str  # "done" | "pending" | "not run" | "failed"
+    status: str  # "done" | "pending" | "not run" (with why, for a smoke row run only on request) | "failed"
     cells: dict[str, CellView]
     levels: list[str] = field(default_factory=list)
     stages_run: list[list[str]] = field(default_factory=list)
@@ -100,6 +100,8 @@ def aggregate(
             status = "done"
         elif failed and index in failed:
             status = "failed"
+        elif profile == "smoke" and row.smoke_unmeasurable and not row.pending:  # TableSpec.default_rows
+            status = f"not run: not measurable in smoke (--rows {index + 1})"
         else:
             status = "not run"
         rows.append(
@@ -118,7 +120,7 @@ def aggregate(
                 params=next((r.provenance["params"] for r in recs if r.provenance.get("params")), {}),
             )
         )
-    _add_intervals_and_effects(spec, rows, by_row)
+    _add_intervals_and_effects(spec, rows, by_row, profile)
     latest = max(records, key=lambda r: r.created).provenance if records else {}
     devices = sorted({str(r.provenance.get("device", "?")) for r in records})
     return TableView(spec, profile, rows, latest, command, devices)
@@ -184,9 +186,13 @@ def _pooled(recs: list[Record]) -> tuple[dict[str, Any] | None, dict[str, np.nda
     return boots[0], pooled
 
 
-def _add_intervals_and_effects(spec: TableSpec, rows: list[RowView], by_row: dict[int, list[Record]]) -> None:
+def _add_intervals_and_effects(
+    spec: TableSpec, rows: list[RowView], by_row: dict[int, list[Record]], profile: str
+) -> None:
     """Per row and metric: the interval of the seed-pooled value; per row with a ``compare_to`` row: the paper's
-    effect, the reproduced effect and its paired interval, and the verdict (``bench/metrics/bootstrap.py``)."""
+    effect, the reproduced effect and its paired interval, and the verdict (``bench/metrics/bootstrap.py``). A row
+    not measurable in smoke is marked so when it ran under smoke, or did not run in a smoke view (a default smoke
+    run leaves it out, ``TableSpec.default_rows``)."""
     pooled = {i: _pooled(sorted(recs, key=lambda r: r.seed)) for i, recs in by_row.items()}
     for row in rows:
         meta, reps = pooled.get(row.index, (None, {}))
@@ -212,7 +218,8 @@ def _add_intervals_and_effects(spec: TableSpec, rows: list[RowView], by_row: dic
                     effect.verdict = "no interval"
             if effect.verdict in COUNTED and (why := _needs_seeds(by_row[row.index], by_row[against], against)):
                 effect.verdict, effect.reason = NEEDS_SEEDS, why
-            if reason := spec.rows[row.index].smoke_unmeasurable if "smoke" in row.levels else None:
+            smoke = "smoke" in row.levels or (not row.levels and profile == "smoke")
+            if reason := spec.rows[row.index].smoke_unmeasurable if smoke else None:
                 effect.verdict, effect.reason = NOT_MEASURABLE, reason
             row.effects[m.key] = effect
 

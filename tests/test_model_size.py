@@ -10,8 +10,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from crowdbench.bench.checkpoints import state_parameters
 from crowdbench.bench.matrix import expand
-from crowdbench.bench.model_size import full_model_parameters, state_parameters, train_model
+from crowdbench.bench.model_size import full_model_parameters, train_model
 from crowdbench.bench.specs import available_tables, load_spec
 
 ROWS = [(t, i) for t in available_tables() for i, _ in load_spec(t).runnable_rows]

@@ -24,6 +24,7 @@ TINY = {
     "pose.train.epoch_scale": 0.01,  # S1: 210 -> 4 epochs (each phase at least one epoch), S3: 4 + 4
     "pose.train.samples_per_epoch": 64,
     "pose.train.batch_size": 16,
+    "pose.train.eval_every": 1,  # validation after every epoch (the smoke profile's 5 would validate only the last)
     "pose.test.batch_size": 64,
 }
 

@@ -12,7 +12,7 @@ from crowdbench.bench.cli import main
 from crowdbench.bench.matrix import expand, parse_set
 from crowdbench.bench.specs import available_tables, load_spec
 from crowdbench.bench.store import ResultStore, store_url
-from crowdbench.reports.aggregate import NEEDS_SEEDS, NOT_MEASURABLE, verdict_counts, verdict_summary
+from crowdbench.reports.aggregate import NEEDS_SEEDS, NOT_MEASURABLE, aggregate, verdict_counts, verdict_summary
 from crowdbench.reports.scoreboard import as_json, scoreboard, table_score
 from crowdbench.reports.site import build_site, table_view
 
@@ -96,8 +96,10 @@ def test_unmeasurable_row_gets_its_verdict_and_reason_and_is_not_counted(tmp_pat
     assert e.verdict == NOT_MEASURABLE and "ImageNet-scale capacity" in e.reason
     assert e.low is not None and e.low > 0  # the interval is still shown
     counts = verdict_counts(view)
-    assert counts == {NOT_MEASURABLE: 2}  # AP and mMR have paper values; JI has none
-    assert verdict_summary(view).endswith("; 2 not measurable in smoke, not counted")
+    # AP and mMR have paper values (JI has none), for row 2 and for rows 3-7, which a default smoke run leaves out
+    assert counts == {NOT_MEASURABLE: 12}
+    assert view.rows[2].effects["AP"].verdict == NOT_MEASURABLE and view.rows[2].status.startswith("not run: not")
+    assert verdict_summary(view).endswith("; 12 not measurable in smoke, not counted")
 
 
 def test_scoreboard_counts_default_settings_only(tmp_path):
@@ -152,6 +154,29 @@ def test_a_run_without_seeds_gets_the_tables_smoke_budget(tmp_path, capsys):
     assert "seed 1:" not in capsys.readouterr().out
     assert main(["table", "hie-pose/table3", "--run-dir", str(tmp_path), "--dry-run", "--rows", "1"]) == 0
     assert "seed 1:" not in capsys.readouterr().out and not (tmp_path / "results.sqlite").exists()
+
+
+def test_a_smoke_run_without_rows_leaves_the_unmeasurable_rows_to_a_request(tmp_path, capsys):
+    args = ["table", "offset-guided/table1", "--run-dir", str(tmp_path), "--dry-run"]
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    text = " ".join((captured.err + captured.out).split())  # rich folds long lines
+    assert "run only on request (never counted): k, l; --rows 11,12 runs them" in text
+    assert "row 10 'j'" in text and "row 11 'k'" not in text and "row 12 'l'" not in text
+    settings = "pose.train.samples_per_epoch=256, pose.train.eval_every=0"
+    assert f"Smoke settings of this table (on top of the smoke profile): {settings}" in text
+    assert main([*args, "--rows", "all"]) == 0
+    captured = capsys.readouterr()
+    assert "row 12 'l'" in captured.out and "run only on request (never counted)" not in captured.err + captured.out
+    assert main([*args, "--rows", "12"]) == 0
+    assert "row 12 'l'" in capsys.readouterr().out and not (tmp_path / "results.sqlite").exists()
+
+
+def test_reports_say_why_a_smoke_row_was_not_run():
+    spec = load_spec("offset-guided/table1")
+    rows = aggregate(spec, [], "smoke", "").rows
+    assert rows[10].status == "not run: not measurable in smoke (--rows 11)" and rows[9].status == "not run"
+    assert aggregate(spec, [], "full", "").rows[10].status == "not run"
 
 
 def test_site_index_shows_the_scoreboard(tmp_path):

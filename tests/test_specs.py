@@ -379,3 +379,52 @@ def test_more_than_one_smoke_seed_needs_its_budget_stated():
         TableSpec.model_validate(data)
     data["smoke_seeds"] = 1
     assert TableSpec.model_validate(data).default_seeds("smoke") == [0]
+
+
+def test_smoke_runs_rows_not_measurable_in_smoke_only_on_request():
+    """Issue 22 item 3: a default smoke run leaves out the rows whose effects are never counted under smoke (ImageNet-
+    scale backbones, the costliest stand-ins); `full` and explicit --rows run every runnable row."""
+    og = load_spec("offset-guided/table1")
+    assert og.default_rows("smoke") == list(range(10)) and og.rows_on_request("smoke") == [10, 11]  # k, l
+    assert og.default_rows("full") is None and og.rows_on_request("full") == []
+    assert load_spec("hie-pose/table1").default_rows("smoke") == [0]  # the C4 baseline; rows 2-7 are backbones
+    assert load_spec("hie-pose/table3").default_rows("smoke") is None  # nothing unmeasurable: every row
+    for table_id in RUNNABLE_TABLES:
+        spec = load_spec(table_id)
+        chosen = spec.default_rows("smoke")
+        for index in spec.rows_on_request("smoke"):
+            assert spec.rows[index].smoke_unmeasurable, (table_id, index)
+        for index in chosen if chosen is not None else []:  # a kept row is measurable or a measurable row's base
+            row = spec.rows[index]
+            based = any(spec.compared_row(i) == index for i in chosen if not spec.rows[i].smoke_unmeasurable)
+            assert row.smoke_unmeasurable is None or based, (table_id, index)
+
+
+def test_an_unmeasurable_row_runs_when_a_measurable_row_is_compared_with_it():
+    data = yaml.safe_load((specs_root() / "offset-guided" / "table1.yaml").read_text())
+    data["rows"][9]["smoke_unmeasurable"] = "a stand-in that cannot show this row's effect at CPU scale"  # row j
+    data["rows"][10].pop("smoke_unmeasurable")  # row k, compared with the row above (j), is now measurable
+    spec = TableSpec.model_validate(data)
+    assert spec.default_rows("smoke") == list(range(11)) and spec.rows_on_request("smoke") == [11]
+
+
+def test_smoke_settings_are_checked_and_need_their_budget():
+    data = yaml.safe_load((specs_root() / "offset-guided" / "table1.yaml").read_text())
+    assert TableSpec.model_validate(data).smoke_settings == {
+        "pose.train.samples_per_epoch": 256,
+        "pose.train.eval_every": 0,
+    }
+    with pytest.raises(ValueError, match=r"smoke_settings pose\.train\.samples_per_epok: unknown option"):
+        TableSpec.model_validate({**data, "smoke_settings": {"pose.train.samples_per_epok": 512}})
+    with pytest.raises(ValueError, match="smoke_settings needs smoke_budget"):
+        TableSpec.model_validate({**data, "smoke_budget": ""})
+
+
+def test_smoke_settings_apply_to_every_row_under_smoke_only():
+    from crowdbench.bench.matrix import expand
+
+    spec = load_spec("offset-guided/table1")
+    assert {c.config.pose.train.samples_per_epoch for c in expand(spec, profile="smoke")} == {256}
+    assert {c.config.pose.train.samples_per_epoch for c in expand(spec, profile="full")} == {None}
+    other = expand(load_spec("occlusion-aug/table1"), profile="smoke")
+    assert {c.config.pose.train.samples_per_epoch for c in other} == {1024}  # the smoke profile's

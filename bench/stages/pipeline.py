@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from crowdbench.bench.cache import StageCache, stage_key
+from crowdbench.bench.checkpoints import state_parameters
 from crowdbench.bench.config import RunConfig
 from crowdbench.bench.stages.base import CellOutcome, StageResult, load_bootstrap, run_stage
 from crowdbench.bench.stages.data import load_frames
@@ -265,9 +266,7 @@ def trained_parameters(ctx: Context) -> dict[str, int]:
     for name in ("train", "reid"):
         path = ctx.path(name) / "model.pt" if name in ctx.node.cell.nodes else None
         if path is not None and path.exists():
-            state = torch.load(path, map_location="cpu", weights_only=True)
-            stats = ("running_mean", "running_var", "num_batches_tracked")
-            out[name] = int(sum(v.numel() for k, v in state.items() if v.is_floating_point() and not k.endswith(stats)))
+            out[name] = state_parameters(torch.load(path, map_location="cpu", weights_only=True))
     return out
 
 
