@@ -67,8 +67,9 @@ def main() -> None:
             proposals, _ = model.rpn(images, model.backbone(images.tensors))
             found["proposals"].append(_recall(gt, proposals[0] * frame.height / images.image_sizes[0][0]))
             for name, batch_stats in (("top-2N (running stats)", False), ("top-2N (batch stats)", True)):
-                for norm in head_norms:
+                for norm in head_norms:  # momentum 0: batch statistics must not overwrite the running ones
                     norm.train(batch_stats)
+                    norm.momentum = 0.0
                 out = model([image_tensor(frame)])[0]
                 top = out["boxes"][out["scores"].argsort(descending=True)[: 2 * len(gt)]]
                 found[name].append(_recall(gt, top))
