@@ -11,9 +11,9 @@ import yaml
 from crowdbench.bench.cache import canonical_json
 from crowdbench.bench.config import RunConfig, set_dotted
 from crowdbench.bench.profiles import base_config
-from crowdbench.bench.recipes import Deviation, compare, fill_initialisation, load_recipe
+from crowdbench.bench.recipes import Deviation, compare, fill_initialisation, get_dotted, load_recipe
 from crowdbench.bench.registry import get_plugin, parse_plugin_ref
-from crowdbench.bench.specs import Row, TableSpec
+from crowdbench.bench.specs import Row, SpecError, TableSpec
 
 
 @dataclass
@@ -102,6 +102,18 @@ def expand(
     return cells
 
 
+def _check_overrides_held(spec: TableSpec, row: Row, held: dict[str, Any], cfg: RunConfig, plugin: str) -> None:
+    """A row's ``overrides`` are set before its plugins, so a plugin that sets the same key would silently replace
+    the spec's value (offset-guided Table 5 row 6 asked for ``pose_tracking.propagation_kp_thr: 0.15`` and ran 0.3,
+    the plugin's default). That is a spec error naming the plugin option to use instead."""
+    for key, value in held.items():
+        if get_dotted(cfg, key) != value:
+            raise SpecError(
+                f"{spec.id} row {row.label!r}: overrides {key}={value!r}, but plugin {plugin!r} sets it "
+                f"(to {get_dotted(cfg, key)!r}); give the value as that plugin's option instead"
+            )
+
+
 def row_config(
     spec: TableSpec, row: Row, profile: str, seed: int, overrides: dict[str, Any], *, recipe: bool = False
 ) -> RunConfig:
@@ -119,10 +131,12 @@ def row_config(
             set_dotted(cfg, key, value)
     for key, value in row.overrides.items():
         set_dotted(cfg, key, value)
+    held = {key: get_dotted(cfg, key) for key in row.overrides}
     for ref in row.plugins:
         name, options = parse_plugin_ref(ref)
         get_plugin(name, options).apply(cfg)
         cfg.plugins.append(name)
+        _check_overrides_held(spec, row, held, cfg, name)
     for key, value in overrides.items():  # the command line wins over rows and plugins
         set_dotted(cfg, key, value)
     if profile == "full" and not recipe:  # ImageNet weights the data root carries (<data-root>/weights/)

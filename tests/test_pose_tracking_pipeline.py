@@ -124,7 +124,7 @@ def test_flow_propagation_needs_the_iou_reid_tracker():
 
 
 def test_propagation_fills_a_missed_detection_with_the_same_id(tmp_path):
-    from crowdbench.bench.stages.pose_tracking import track_iou_reid
+    from crowdbench.bench.stages.pose_tracking import PropagationTally, track_iou_reid
 
     cfg = _cfg("offset-guided/table5", 5, **{"pose_tracking.min_score": 0.0})
     frames = load_frames(cfg.data, "val", "posetrack17")
@@ -147,8 +147,11 @@ def test_propagation_fills_a_missed_detection_with_the_same_id(tmp_path):
         kp[:, :, 2] = 0.9
         return FramePoses(kp, scores * 0.9, np.full(len(boxes), -1), boxes)
 
-    with_flow = track_iou_reid(cfg, frames, poses, None, tmp_path / "flow", estimate, None)
+    tally = PropagationTally()
+    with_flow = track_iou_reid(cfg, frames, poses, None, tmp_path / "flow", estimate, None, tally)
     assert calls and calls[0][0] == 1  # the pose model was asked for the propagated box in frame 1
+    assert tally.added == sum(n for _, n in calls) >= 1 and tally.moved >= tally.boxed >= tally.added
+    assert "WARNING" not in tally.report(cfg.pose_tracking.propagation_kp_thr, cfg.pose_tracking.min_score)
     first_id = int(with_flow[0].ids[person])
     assert first_id in with_flow[1].ids.tolist()  # the missed person keeps its id through frame 1
     assert first_id in with_flow[2].ids.tolist()
@@ -156,6 +159,54 @@ def test_propagation_fills_a_missed_detection_with_the_same_id(tmp_path):
     plain.pose_tracking.propagation = False
     without = track_iou_reid(plain, frames, poses, None, tmp_path / "flow")
     assert first_id not in without[1].ids.tolist() and first_id not in without[2].ids.tolist()  # max_age 1: lost
+
+
+def test_propagation_says_when_it_adds_nothing_and_carries_box_scores(tmp_path):
+    """offset-guided Table 5 in session 13: the offset model's joints score <= 0.25, the default propagation
+    threshold was 0.3, so flow propagation added no pose and its row equalled the row without it (+0.0 AP); then
+    its propagated poses were scored with the joint factor twice and all fell under min_score."""
+    from crowdbench.bench.stages.pose_tracking import PropagationTally, track_iou_reid
+
+    cfg = _cfg("offset-guided/table5", 5, **{"pose_tracking.min_score": 0.0})
+    frames = load_frames(cfg.data, "val", "posetrack17")
+    frames = [f for f in frames if f.video == frames[0].video][:3]
+    poses = _gt_poses(frames)
+    for p in poses:
+        p.keypoints[..., 2] = np.minimum(p.keypoints[..., 2], 0.25)
+    poses[1] = FramePoses(poses[1].keypoints[1:], poses[1].scores[1:], poses[1].ids[1:], poses[1].boxes[1:])
+    cfg.pose_tracking.propagation_kp_thr = 0.3
+    tally = PropagationTally()
+    track_iou_reid(
+        cfg, frames, poses, None, tmp_path / "flow", lambda *a: pytest.fail("nothing to estimate"), None, tally
+    )
+    assert tally.moved > 0 and tally.boxed == tally.added == 0 and tally.max_joint_score == pytest.approx(0.25)
+    assert "WARNING: the highest joint score was 0.250" in tally.report(0.3, 0.0)
+    cfg.pose_tracking.propagation_kp_thr = 0.15  # the table's setting: the missed person is propagated
+    calls = []
+
+    def estimate(i, boxes, scores):
+        calls.append((i, scores.tolist()))
+        kp = np.zeros((len(boxes), 17, 3))
+        kp[:, :, :2] = boxes[:, None, :2] + 1.0
+        kp[:, :, 2] = 0.2
+        return FramePoses(kp, scores * 0.2, np.full(len(boxes), -1), boxes)  # box score x mean joint score
+
+    # the detected poses score box x mean joint = 0.9 x 0.2; a propagated box carries its source's box score 0.9
+    for p in poses:
+        p.scores[:] = 0.9 * 0.2
+    box_scores = [np.full(len(p.scores), 0.9) for p in poses]
+    cfg.pose_tracking.min_score = 0.15
+    tally = PropagationTally()
+    tracked = track_iou_reid(cfg, frames, poses, None, tmp_path / "flow", estimate, None, tally, box_scores)
+    assert calls[0][0] == 1 and set(calls[0][1]) == {0.9}  # the box score, not the pose score 0.18
+    assert tally.added == tally.kept >= 1  # each scored 0.9 x 0.2 = 0.18 >= min_score 0.15: kept
+    assert len(tracked[1].scores) == len(poses[1].scores) + len(calls[0][1])
+    calls.clear()
+    tally = PropagationTally()  # without box scores the pose score 0.18 stands in: 0.18 x 0.2 < 0.15, dropped
+    tracked = track_iou_reid(cfg, frames, poses, None, tmp_path / "flow", estimate, None, tally)
+    assert calls[0][1] == pytest.approx([0.18] * len(calls[0][1])) and tally.added >= 1 and tally.kept == 0
+    assert "WARNING: every added pose scored under pose_tracking.min_score 0.15" in tally.report(0.15, 0.15)
+    assert len(tracked[1].scores) == len(poses[1].scores)
 
 
 def test_hie_wap_scores_the_tracked_poses_and_keys_only_evaluate():

@@ -428,3 +428,24 @@ def test_smoke_settings_apply_to_every_row_under_smoke_only():
     assert {c.config.pose.train.samples_per_epoch for c in expand(spec, profile="full")} == {None}
     other = expand(load_spec("occlusion-aug/table1"), profile="smoke")
     assert {c.config.pose.train.samples_per_epoch for c in other} == {1024}  # the smoke profile's
+
+
+def test_a_row_override_that_a_plugin_replaces_is_a_spec_error():
+    """Row overrides are set before the row's plugins: a plugin setting the same key silently replaced the spec's
+    value (offset-guided Table 5 row 6 asked for a propagation threshold of 0.15 and ran 0.3). Now it names the
+    plugin; the plugin's option gives the value."""
+    from crowdbench.bench.matrix import expand
+    from crowdbench.bench.specs import SpecError
+
+    data = yaml.safe_load((specs_root() / "offset-guided" / "table5.yaml").read_text())
+    row = data["rows"][5]
+    assert {"pose_tracking.optical_flow": {"kp_thr": 0.15}} in row["plugins"]
+    assert expand(TableSpec.model_validate(data), rows=[5])[0].config.pose_tracking.propagation_kp_thr == 0.15
+    row["plugins"][-1] = "pose_tracking.optical_flow"
+    row["overrides"]["pose_tracking.propagation_kp_thr"] = 0.15
+    with pytest.raises(
+        SpecError,
+        match=r"row 'Ours \(two stages with optical flow\) \(validation\)': overrides "
+        r"pose_tracking\.propagation_kp_thr=0\.15, but plugin 'pose_tracking\.optical_flow' sets it",
+    ):
+        expand(TableSpec.model_validate(data), rows=[5])

@@ -20,6 +20,7 @@ only; tracker options re-run ``poses`` on the cached pose model, boxes and featu
 from __future__ import annotations
 
 import json
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ import numpy as np
 
 from crowdbench.bench.config import RunConfig
 from crowdbench.bench.digest import keyed_dump
+from crowdbench.bench.log import console
 from crowdbench.bench.metrics.pose_tracks import FramePoses, indices_by_frame
 from crowdbench.bench.metrics.registry import metric_for
 from crowdbench.bench.stages import pose, tracking
@@ -176,6 +178,42 @@ def _cat(a: FramePoses, b: FramePoses) -> FramePoses:
     )
 
 
+@dataclass
+class PropagationTally:
+    """What FlowTrack propagation did over a run (``propagation.json`` beside the ``poses`` stage's output): poses
+    moved by the flow, those with a box (2+ joints above ``propagation_kp_thr``), those added to the detections,
+    those the tracker kept (scoring >= ``min_score``) and the highest joint score among the moved poses."""
+
+    moved: int = 0
+    boxed: int = 0
+    added: int = 0
+    kept: int = 0
+    max_joint_score: float = 0.0
+
+    def count(self, warped: np.ndarray, boxed: int, added: int) -> None:
+        self.moved += len(warped)
+        self.boxed += boxed
+        self.added += added
+        if len(warped):
+            self.max_joint_score = max(self.max_joint_score, float(np.max(warped[..., 2])))
+
+    def report(self, kp_thr: float, min_score: float) -> str:
+        """One line for the log; it says so when propagation adds nothing or the tracker drops all it adds (a plugin
+        that changes nothing must not pass unnoticed)."""
+        line = (
+            f"flow propagation: {self.moved} poses moved, {self.boxed} with 2+ joints > {kp_thr:g} "
+            f"(pose_tracking.propagation_kp_thr), {self.added} added, {self.kept} kept by the tracker"
+        )
+        if self.moved and not self.boxed:
+            line += (
+                f"; WARNING: the highest joint score was {self.max_joint_score:.3f}, so no propagated pose made a box "
+                "and propagation added nothing: lower pose_tracking.propagation_kp_thr"
+            )
+        elif self.added and not self.kept:
+            line += f"; WARNING: every added pose scored under pose_tracking.min_score {min_score:g}"
+        return line
+
+
 def track_iou_reid(
     cfg: RunConfig,
     frames: list[Frame],
@@ -184,12 +222,20 @@ def track_iou_reid(
     flow_root: Path,
     estimate: Any = None,
     embed: Any = None,
+    tally: PropagationTally | None = None,
+    box_scores: list[np.ndarray] | None = None,
 ) -> list[FramePoses]:
     """Paper 003 section 4.2 on every video: ids by IoU + ReID Hungarian matching with the previous frame's tracks;
     persons scoring below ``min_score`` are dropped. With ``propagation`` (FlowTrack): the previous frame's tracked
     poses moved by the flow give boxes (``pose_box``), those not overlapping a detection (``merge_propagated``) get a
-    pose from ``estimate(frame index, boxes, scores) -> FramePoses`` and features from ``embed(frame index, boxes)``,
-    and the IoU term compares the tracks' flow-moved boxes."""
+    pose from ``estimate(frame index, boxes, box scores) -> FramePoses`` and features from ``embed(frame index,
+    boxes)``, and the IoU term compares the tracks' flow-moved boxes. ``tally`` (when given) counts what propagation
+    did.
+
+    A propagated box carries the box score of the box its pose came from (``box_scores``: each detected pose's
+    detector score; the poses' own scores when not given), and ``estimate`` scores its new pose as any detection's,
+    box score x mean joint score. Passing the previous pose's score instead applied the joint factor twice, which
+    put every propagated pose of a low-scoring model (the offset model's joints score <= 0.26) under ``min_score``."""
     # deferred: start-up (scipy, cv2)
     from crowdbench.methods.tracking.flow import FlowCache, propagate_box
     from crowdbench.methods.tracking.pose_tracker import (
@@ -208,10 +254,12 @@ def track_iou_reid(
         tracker = IoUReIDTracker(params)
         video_frames = [frames[i] for i in video]
         prev: FramePoses | None = None
+        prev_box = np.zeros(0)
         for k, i in enumerate(video):
             cur = poses[i]
+            cur_box = np.asarray(cur.scores if box_scores is None else box_scores[i], dtype=np.float64)
             feats = None if features is None else features[i]
-            moved = None
+            moved, added = None, 0
             if pt.propagation and prev is not None and len(tracker.live_ids()):  # prev's ids are all live
                 flow = flows.get(video_frames, video_frames[k - 1].index, video_frames[k].index)
                 moved = np.array([propagate_box(b, flow) for b in tracker.live_boxes()]).reshape(-1, 4)
@@ -220,17 +268,24 @@ def track_iou_reid(
                 has = [n for n, b in enumerate(boxes) if b is not None]
                 if has:
                     prop_boxes = np.array([boxes[n] for n in has])
-                    add = merge_propagated(cur.boxes, cur.scores, prop_boxes, prev.scores[has], pt.propagation_nms)
-                    if len(add):
-                        extra = estimate(i, prop_boxes[add], prev.scores[has][add])
+                    add = merge_propagated(cur.boxes, cur.scores, prop_boxes, prev_box[has], pt.propagation_nms)
+                    added = len(add)
+                    if added:
+                        extra = estimate(i, prop_boxes[add], prev_box[has][add])
                         cur = _cat(cur, extra)
+                        cur_box = np.concatenate([cur_box, prev_box[has][add]])
                         if feats is not None:
                             feats = np.concatenate([feats, embed(i, prop_boxes[add])])
+                if tally is not None:
+                    tally.count(warped, len(has), added)
             ids = tracker.step(cur.boxes, cur.scores, feats, prev_boxes=moved)
             kept = ids >= 0
+            if tally is not None and added:
+                tally.kept += int(kept[len(kept) - added :].sum())
             cur = _take(cur, kept)
             cur.ids = ids[kept]
             out[i] = prev = cur
+            prev_box = cur_box[kept]
     return out
 
 
@@ -268,6 +323,16 @@ def smooth_frames(cfg: RunConfig, frames: list[Frame], poses: list[FramePoses], 
 
 
 # ---------------------------------------------------------------------------------------------------- the stages
+
+
+def _box_scores(post: Path, n: int) -> list[np.ndarray]:
+    """The detector score of each kept pose's box per frame (``people.json`` of the pose cell's ``postprocess``, in
+    :func:`pose_cell_poses` order)."""
+    people = json.loads((post / "people.json").read_text())
+    return [
+        np.array([people[k]["score"] for k in idx], dtype=np.float64)
+        for idx in indices_by_frame([p["frame"] for p in people], n)
+    ]
 
 
 def _detected(ctx: Context) -> list[FramePoses]:
@@ -312,9 +377,18 @@ def _poses_iou_reid(ctx: Context, out: Path, _scratch: Path) -> None:
     cfg, frames = ctx.cfg, ctx.val_frames()
     reid = _uses_reid(cfg)
     features = tracking.load_features(ctx.path("embed"), len(frames)) if reid else None
-    estimate, embed = _propagation(ctx, frames, reid) if cfg.pose_tracking.propagation else (None, None)
-    tracked = track_iou_reid(cfg, frames, _detected(ctx), features, ctx.cache.root / "flow", estimate, embed)
+    pt = cfg.pose_tracking
+    estimate, embed = _propagation(ctx, frames, reid) if pt.propagation else (None, None)
+    tally = PropagationTally() if pt.propagation else None
+    detected = _detected(ctx)
+    box_scores = _box_scores(ctx.path("postprocess"), len(frames)) if pt.propagation else None
+    tracked = track_iou_reid(
+        cfg, frames, detected, features, ctx.cache.root / "flow", estimate, embed, tally, box_scores
+    )
     save_poses(out / "poses.npz", tracked)
+    if tally is not None:
+        (out / "propagation.json").write_text(json.dumps(asdict(tally)))
+        console.print(f"  {tally.report(pt.propagation_kp_thr, pt.min_score)}")
 
 
 def _smooth(ctx: Context, out: Path, _scratch: Path) -> None:
