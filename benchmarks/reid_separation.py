@@ -36,6 +36,7 @@ import torch
 from crowdbench.bench.matrix import expand
 from crowdbench.bench.specs import load_spec
 from crowdbench.bench.stages.data import load_frames
+from crowdbench.datasets.formats.mot import box_visibility
 from crowdbench.methods.tracking.deepsort import iou_matrix
 from crowdbench.methods.tracking.reid import crop_boxes, embed, load_reid_model
 
@@ -55,22 +56,13 @@ def colour_features(frames, boxes: list[np.ndarray], input_hw: tuple[int, int]) 
     return out
 
 
-def _visible(inst) -> float:
-    """The share of the box's area its visible box covers (1 without a visible box)."""
-    if inst.visible_box is None:
-        return 1.0
-    (x1, y1, x2, y2), (v1, w1, v2, w2) = inst.box, inst.visible_box
-    area = max(x2 - x1, 0.0) * max(y2 - y1, 0.0)
-    return max(v2 - v1, 0.0) * max(w2 - w1, 0.0) / area if area > 0 else 0.0
-
-
 def _people(frame) -> dict[int, np.ndarray]:
     """Track id -> box (x1, y1, x2, y2) of the frame's annotated, non-ignored people."""
     return {int(i.track_id): np.asarray(i.box, dtype=np.float64) for i in frame.instances if not i.ignore}
 
 
 def _visibility(frame) -> dict[int, float]:
-    return {int(i.track_id): _visible(i) for i in frame.instances if not i.ignore}
+    return {int(i.track_id): box_visibility(i) for i in frame.instances if not i.ignore}
 
 
 def main() -> None:

@@ -152,17 +152,26 @@ def poses_on_tracks(ctx: Context, frames: list[Frame]) -> list[FramePoses]:
 def pose_cell_poses(post: Path, frames: list[Frame], k: int) -> list[FramePoses]:
     """The pose cell's kept poses (after pose NMS, its ``postprocess`` output ``post``) per frame, with their boxes
     and scores, ids -1."""
+    return pose_cell_people(post, len(frames), k)[0]
+
+
+def pose_cell_people(post: Path, n: int, k: int) -> tuple[list[FramePoses], list[np.ndarray]]:
+    """:func:`pose_cell_poses` for ``n`` frames, and per frame the detector score of each kept pose's box (FlowTrack
+    propagation carries it, :func:`track_iou_reid`)."""
     results = json.loads((post / "results.json").read_text())
     people = json.loads((post / "people.json").read_text())
-    return [
-        FramePoses(
-            np.array([results[n]["keypoints"] for n in idx], dtype=np.float64).reshape(-1, k, 3),
-            np.array([results[n]["score"] for n in idx], dtype=np.float64),
-            np.full(len(idx), -1, dtype=np.int64),
-            np.array([people[n]["box"] for n in idx], dtype=np.float64).reshape(-1, 4),
+    poses, box_scores = [], []
+    for idx in indices_by_frame([p["frame"] for p in people], n):
+        poses.append(
+            FramePoses(
+                np.array([results[m]["keypoints"] for m in idx], dtype=np.float64).reshape(-1, k, 3),
+                np.array([results[m]["score"] for m in idx], dtype=np.float64),
+                np.full(len(idx), -1, dtype=np.int64),
+                np.array([people[m]["box"] for m in idx], dtype=np.float64).reshape(-1, 4),
+            )
         )
-        for idx in indices_by_frame([p["frame"] for p in people], len(frames))
-    ]
+        box_scores.append(np.array([people[m]["score"] for m in idx], dtype=np.float64))
+    return poses, box_scores
 
 
 def _take(p: FramePoses, keep: np.ndarray) -> FramePoses:
@@ -325,16 +334,6 @@ def smooth_frames(cfg: RunConfig, frames: list[Frame], poses: list[FramePoses], 
 # ---------------------------------------------------------------------------------------------------- the stages
 
 
-def _box_scores(post: Path, n: int) -> list[np.ndarray]:
-    """The detector score of each kept pose's box per frame (``people.json`` of the pose cell's ``postprocess``, in
-    :func:`pose_cell_poses` order)."""
-    people = json.loads((post / "people.json").read_text())
-    return [
-        np.array([people[k]["score"] for k in idx], dtype=np.float64)
-        for idx in indices_by_frame([p["frame"] for p in people], n)
-    ]
-
-
 def _detected(ctx: Context) -> list[FramePoses]:
     return pose_cell_poses(ctx.path("postprocess"), ctx.val_frames(), pose.schema_of(ctx.cfg).num_keypoints)
 
@@ -378,10 +377,11 @@ def _poses_iou_reid(ctx: Context, out: Path, _scratch: Path) -> None:
     reid = _uses_reid(cfg)
     features = tracking.load_features(ctx.path("embed"), len(frames)) if reid else None
     pt = cfg.pose_tracking
-    estimate, embed = _propagation(ctx, frames, reid) if pt.propagation else (None, None)
-    tally = PropagationTally() if pt.propagation else None
-    detected = _detected(ctx)
-    box_scores = _box_scores(ctx.path("postprocess"), len(frames)) if pt.propagation else None
+    detected, box_scores = pose_cell_people(ctx.path("postprocess"), len(frames), pose.schema_of(cfg).num_keypoints)
+    estimate = embed = tally = None
+    if pt.propagation:
+        estimate, embed = _propagation(ctx, frames, reid)
+        tally = PropagationTally()
     tracked = track_iou_reid(
         cfg, frames, detected, features, ctx.cache.root / "flow", estimate, embed, tally, box_scores
     )
