@@ -46,6 +46,12 @@ class DataConfig(_Strict):
         (), description="per extra_train dataset: fraction of its frames used (>1 repeats them); empty = all 1"
     )
     max_val_images: int | None = None
+    val_videos: int | None = Field(
+        None,
+        ge=1,
+        description="synthetic data only: validation videos to generate (default: the preset's). The first ones are "
+        "the preset's videos; more videos narrow the bootstrap intervals (issue 22: a table's smoke_settings)",
+    )
 
     @field_validator("source")
     @classmethod
@@ -55,6 +61,15 @@ class DataConfig(_Strict):
 
         if value != "synthetic" and value not in LAYOUTS:
             raise ValueError(f"unknown data source {value!r}; known: synthetic, {', '.join(LAYOUTS)}")
+        return value
+
+    @field_validator("val_videos")
+    @classmethod
+    def _synthetic_only(cls, value: int | None, info: Any) -> int | None:
+        if value is not None and info.data.get("source", "synthetic") != "synthetic":
+            raise ValueError(
+                "data.val_videos sets how many synthetic validation videos to generate; real data has its own"
+            )
         return value
 
     @field_validator("extra_train")

@@ -26,6 +26,8 @@ import json
 import math
 import os
 import shutil
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -230,6 +232,7 @@ class _Video:
         self.width, self.height = preset.width, preset.height
         self.n_frames = preset.frames[split]
         self._entropy = [seed, SPLITS.index(split), index]
+        self.render_key = (repr(preset), self.scenario, seed, split, index)  # what decides every pixel
         self._background: np.ndarray | None = None
         rng = np.random.default_rng(self._entropy)
         w, h = self.width, self.height
@@ -844,6 +847,36 @@ def render_frame(video: _Video, t: int) -> np.ndarray:
     return np.clip(noisy, 0, 255).astype(np.uint8)
 
 
+class _RenderedFrames:
+    """Least-recently-used rendered frames of this process, up to ``budget`` bytes. Training reads each frame many
+    times (a detector's 300 iterations of 4 images read the 360 frames of ``small`` 3.3 times, and every row of a
+    table reads them again); a frame is rendered once. Rendering is deterministic, so a cached frame is the frame."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget, self.used = budget, 0
+        self.frames: OrderedDict[tuple, np.ndarray] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def get(self, video: _Video, t: int) -> np.ndarray:
+        key = (video.render_key, t)
+        with self.lock:
+            image = self.frames.get(key)
+            if image is not None:
+                self.frames.move_to_end(key)
+                return image.copy()  # the caller may write into it
+        image = render_frame(video, t)
+        with self.lock:
+            if key not in self.frames:
+                self.frames[key] = image
+                self.used += image.nbytes
+            while self.used > self.budget and self.frames:
+                self.used -= self.frames.popitem(last=False)[1].nbytes
+        return image.copy()
+
+
+_RENDERED = _RenderedFrames(budget=256 << 20)
+
+
 @dataclass(frozen=True)
 class SyntheticImage:
     """Zero-argument loader of one synthetic frame (the ``Frame.image`` of generated frames)."""
@@ -852,7 +885,7 @@ class SyntheticImage:
     index: int
 
     def __call__(self) -> np.ndarray:
-        return render_frame(self.video, self.index)
+        return _RENDERED.get(self.video, self.index)
 
 
 def occluder_boxes(frame: Frame) -> np.ndarray:
@@ -983,15 +1016,26 @@ def summarize(frames: Sequence[Frame]) -> dict[str, float | int]:
     }
 
 
-def generate(preset: str = "small", seed: int = 0, schema: str = COCO_17.name, scenario: str = "plain") -> Dataset:
+def generate(
+    preset: str = "small",
+    seed: int = 0,
+    schema: str = COCO_17.name,
+    scenario: str = "plain",
+    val_videos: int | None = None,
+) -> Dataset:
     """Generate the synthetic crowd-video dataset ``preset`` (splits ``train`` and ``val``).
 
     ``schema`` (``coco17``, ``crowdpose14``, ``hie14``, ``posetrack17``) picks the keypoints annotated
     (:data:`SCHEMA_ROWS`); boxes, tracks and images do not depend on it. ``scenario`` (:data:`SCENARIOS`) adds the
     mechanisms a table's techniques need. Annotations are computed now; images are rendered when
-    ``Frame.load_image()`` is called.
+    ``Frame.load_image()`` is called. ``val_videos`` generates that many validation videos instead of the
+    preset's; video ``i`` is the same whatever the count, so the preset's videos come first.
     """
     spec = _preset(preset)
+    if val_videos is not None:
+        if val_videos < 1:
+            raise ValueError(f"val_videos must be >= 1, got {val_videos}")
+        spec = replace(spec, videos={**spec.videos, "val": val_videos})
     mechanisms = _scenario(scenario)
     if seed < 0:
         raise ValueError(f"seed must be >= 0, got {seed}")
@@ -1013,6 +1057,8 @@ def generate(preset: str = "small", seed: int = 0, schema: str = COCO_17.name, s
         "width": spec.width,
         "height": spec.height,
     }
+    if val_videos is not None:
+        summary["val_videos"] = val_videos
     summary.update(summarize([f for frames in splits.values() for f in frames]))
     for split, frames in splits.items():
         summary.update({f"{split}/{k}": v for k, v in summarize(frames).items()})
@@ -1071,7 +1117,9 @@ class _NativeOut:
         if summary.get("preset") not in PRESETS or "seed" not in summary:
             raise ValueError(f"{self.dataset.name}: not a generated dataset, cannot annotate it in {schema}")
         scenario = str(summary.get("scenario", "plain"))
-        other = _regenerated(str(summary["preset"]), int(summary["seed"]), schema, scenario).frames(split)
+        val = summary.get("val_videos")
+        val_videos = None if val is None else int(val)
+        other = _regenerated(str(summary["preset"]), int(summary["seed"]), schema, scenario, val_videos).frames(split)
         return [
             replace(
                 f, instances=[replace(i, keypoints=o.keypoints) for i, o in zip(f.instances, g.instances, strict=True)]
@@ -1179,8 +1227,8 @@ def write_native(
 
 
 @functools.lru_cache(maxsize=4)
-def _regenerated(preset: str, seed: int, schema: str, scenario: str) -> Dataset:
-    return generate(preset, seed, schema, scenario)
+def _regenerated(preset: str, seed: int, schema: str, scenario: str, val_videos: int | None) -> Dataset:
+    return generate(preset, seed, schema, scenario, val_videos)
 
 
 def crowd_index(frame: Frame) -> float:

@@ -279,3 +279,20 @@ def test_synthetic_keypoints_convert(tiny: Dataset) -> None:
     head_top, neck = cp[12], cp[13]
     assert head_top[1] < inst.keypoints[1, 1] < neck[1]  # head top above the eyes, neck below
     assert inst.box[1] - 2 <= head_top[1]  # and close to the top of the full box
+
+
+def test_rendered_frames_are_cached_as_copies_and_evicted_by_size(tiny: Dataset) -> None:
+    """A frame read again comes from the process's render cache: the same pixels as a fresh render, a copy the caller
+    may write into, and the cache holds no more than its byte budget."""
+    from crowdbench.datasets.synthetic import _RenderedFrames, render_frame
+
+    frames = tiny.frames("train")[:3]
+    cache = _RenderedFrames(budget=2 * frames[0].load_image().nbytes)
+    video, t = frames[0].image.video, frames[0].image.index
+    first = cache.get(video, t)
+    first[:] = 0  # must not reach the cache
+    assert np.array_equal(cache.get(video, t), render_frame(video, t))
+    for f in frames:
+        cache.get(f.image.video, f.image.index)
+    assert len(cache.frames) == 2 and cache.used <= cache.budget
+    assert (video.render_key, t) not in cache.frames  # the least recently used went first

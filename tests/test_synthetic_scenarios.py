@@ -163,3 +163,23 @@ def test_specs_name_known_scenarios_and_cells_carry_them() -> None:
     assert full.config.data.scenario == "plain"  # real data has no scenario
     keyed = data_slice(DataConfig(scenario="crowded_pairs"), "val")
     assert keyed["scenario"] == "crowded_pairs" and "scenario" not in data_slice(DataConfig(), "val")
+
+
+def test_more_validation_videos_keep_the_presets_videos_first() -> None:
+    """``data.val_videos`` (a table's smoke_settings, issue 22 item 3) adds validation videos after the preset's:
+    the train split and the preset's validation videos are unchanged, so only the test set grows."""
+    base = generate("tiny", seed=0, scenario="moving_crowd")
+    more = generate("tiny", seed=0, scenario="moving_crowd", val_videos=3)
+    assert len({f.video for f in more.frames("val")}) == 3 > len({f.video for f in base.frames("val")})
+    for split in ("train", "val"):
+        for a, b in zip(base.frames(split), more.frames(split), strict=False):
+            assert a.frame_id == b.frame_id and np.array_equal(a.boxes(), b.boxes())
+    assert len(more.frames("train")) == len(base.frames("train"))
+    with pytest.raises(ValueError, match="val_videos must be >= 1"):
+        generate("tiny", val_videos=0)
+    keyed = DataConfig(val_videos=3)
+    assert data_slice(keyed, "val")["val_videos"] == 3
+    assert "val_videos" not in data_slice(keyed, "train")  # the trained models stay shared
+    assert "val_videos" not in data_slice(DataConfig(), "val")
+    with pytest.raises(ValueError, match="real data has its own"):
+        DataConfig(source="hie", val_videos=3)

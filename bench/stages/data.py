@@ -77,11 +77,11 @@ def weighted_frames(frames: list[Frame], weight: float, seed: int) -> list[Frame
 
 
 @cache
-def _synthetic(preset: str, seed: int, schema: str, scenario: str = "plain") -> Dataset:
+def _synthetic(preset: str, seed: int, schema: str, scenario: str = "plain", val_videos: int | None = None) -> Dataset:
     # deferred: start-up (cv2)
     from crowdbench.datasets.synthetic import generate
 
-    return generate(preset, seed=seed, schema=schema, scenario=scenario)
+    return generate(preset, seed=seed, schema=schema, scenario=scenario, val_videos=val_videos)
 
 
 def load_frames(data: DataConfig, split: str, schema: str = COCO_17.name) -> list[Frame]:
@@ -94,7 +94,7 @@ def load_frames(data: DataConfig, split: str, schema: str = COCO_17.name) -> lis
     is_val = split == data.val_split
     source_split = data.train_split if data.holdout_videos else split
     if data.source == "synthetic":
-        frames = _synthetic(data.preset, data.seed, schema, data.scenario).frames(source_split)
+        frames = _synthetic(data.preset, data.seed, schema, data.scenario, data.val_videos).frames(source_split)
     else:
         frames = load_split(data.root, data.source, source_split)
     if data.holdout_videos:
@@ -156,6 +156,8 @@ def data_slice(data: DataConfig, split: str, schema: str | None = None) -> dict[
         out["schema"] = schema
     if not real and data.scenario != "plain":  # only present when used, so existing cache keys stay valid
         out["scenario"] = data.scenario
+    if not real and data.val_videos is not None and split == data.val_split:  # only present when used
+        out["val_videos"] = data.val_videos
     if data.holdout_videos:  # only present when used, so existing cache keys stay valid
         out["holdout_videos"] = list(data.holdout_videos)
     if data.extra_train and split == data.train_split:
