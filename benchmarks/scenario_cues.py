@@ -1,22 +1,24 @@
 """Diagnostic: does a smoke scenario carry the cue a tracking table's ReID rows claim to use?
 
-Not a speed benchmark, and no trained model. For each scenario given, on the validation videos a tracking table
+Not a speed benchmark, and no detector. For each scenario given, on the validation videos a tracking table
 builds (its data config, ``bench.matrix.expand``; ``--data-seeds`` varies the synthetic data), DeepSORT at the
 table's row parameters tracks *oracle detections*: the ground-truth boxes of the people whose visible share of
-the box is at least ``--min-visible`` (a hidden person is not detected). It runs twice:
+the box is at least ``--min-visible`` (a hidden person is not detected). It tracks them with each appearance:
 
 - ``IoU only``: no appearance features (the table's baseline row);
-- ``ReID k`` (``--model``, repeatable): a trained ReID network's features of the same boxes;
 - ``colour``: the colour-histogram reference of ``reid_separation.py`` (hue-saturation of the crop's central half)
-  as the appearance feature, a training-free stand-in for a ReID network that has learnt clothing colour.
+  as the appearance feature, a training-free stand-in for a ReID network that has learnt clothing colour;
+- ``ReID k`` (``--model``, repeatable): a trained ReID network's features of the same boxes.
 
-If neither lowers the identity switches of oracle detections, the scenario does not contain the mechanism
+If no appearance raises the MOTA of oracle detections (fewer switches, or fewer people missed after an occlusion:
+DeepSORT's IoU stage never re-matches a track that missed a frame), the scenario does not contain the mechanism
 (identities kept through crossings and occlusions on appearance, paper 004 section 4.3; DeepSORT, Wojke et al. 2017,
 section 2.2), and no ReID can show it there. If they do, but the table's rows show no effect, the detector's boxes
 hide it. It also prints the scenario's crowding: people per frame and the share of people whose box overlaps
 another's (IoU > 0.1). Issue 22 used it on hie-tracking Table 5 (README results log, session 15).
 
-    python benchmarks/scenario_cues.py hie-tracking/table5 --scenarios moving_crowd crossing_walkers [--row 2]
+    python benchmarks/scenario_cues.py hie-tracking/table5 --scenarios moving_crowd [--data-seeds 0 1 2] \
+        [--model runs/cache/reid/<key>/model.pt ...]
 """
 
 from __future__ import annotations
