@@ -6,7 +6,8 @@ row's first ``--frames`` validation frames (built as ``crowdbench table`` builds
 - proposal recall: ground-truth boxes with an RPN proposal at IoU >= 0.5 (all post-NMS proposals);
 - head recall: ground-truth boxes with any box-head output at IoU >= 0.5 (every scored box, before NMS);
 - top-2N recall: the same within the 2N highest-scored outputs of a frame with N people, once with the box head's
-  BatchNorm on its running statistics (``eval``, what inference does) and once on the batch's statistics.
+  BatchNorm on its running statistics (``eval``, what inference does) and once on the batch's statistics (only the
+  first when the head has no BatchNorm: a C4 head trained from scratch uses GroupNorm, ``faster_rcnn.group_norm_head``).
 
 A detector with high proposal and head recall but low top-2N recall finds its people and ranks them badly: AP and
 log-average miss rate, which read the ranking, are then low although the boxes are there. Issue 22 used it on the
@@ -67,6 +68,8 @@ def main() -> None:
             proposals, _ = model.rpn(images, model.backbone(images.tensors))
             found["proposals"].append(_recall(gt, proposals[0] * frame.height / images.image_sizes[0][0]))
             for name, batch_stats in (("top-2N (running stats)", False), ("top-2N (batch stats)", True)):
+                if batch_stats and not head_norms:  # GroupNorm head (a C4 trained from scratch): nothing to switch
+                    continue
                 for norm in head_norms:  # momentum 0: batch statistics must not overwrite the running ones
                     norm.train(batch_stats)
                     norm.momentum = 0.0
@@ -76,7 +79,7 @@ def main() -> None:
                 if not batch_stats:
                     found["head"].append(_recall(gt, out["boxes"]))
     print(f"{args.table} row {args.row}, {len(found['head'])} frames, {len(head_norms)} BatchNorm layers in the head")
-    for name, values in found.items():
+    for name, values in [(name, values) for name, values in found.items() if values]:
         print(f"  {name:<24} recall {100 * np.mean(values):5.1f} %")
 
 

@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+import torchvision
 from torchvision.ops import box_iou
 
 from crowdbench.bench.config import DetectorConfig
@@ -94,6 +95,33 @@ def test_c4_has_one_stride_16_map_and_layer4_box_head():
     assert model.rpn.anchor_generator.num_anchors_per_location() == [len(cfg.anchor_sizes) * len(cfg.aspect_ratios)]
     assert model.roi_heads.box_roi_pool.output_size == (14, 14)
     assert all(math.isfinite(v) for v in train_step(cfg).values())
+
+
+def test_c4_box_head_from_scratch_uses_group_norm_and_pretrained_keeps_frozen_batchnorm(tmp_path):
+    """Issue 22 item 2: BatchNorm over RoIs learns training's sampled-RoI statistics, which do not hold for the
+    proposals scored at inference, so a from-scratch C4 head uses GroupNorm (faster_rcnn.group_norm_head); a
+    pretrained trunk keeps frozen BatchNorm, and the backbone (layer1-3) keeps the trunk's norm either way."""
+    cfg = smoke_model("backbone.resnet50", "detector.c4")
+    model = build_detector(cfg)
+    head_norms = [m for m in model.roi_heads.box_head.modules() if "Norm" in type(m).__name__]
+    assert head_norms and all(isinstance(m, torch.nn.GroupNorm) for m in head_norms)
+    assert {m.num_groups for m in head_norms} == {32}
+    trunk = build_trunk(cfg.backbone)  # BatchNorm's scale and shift start deterministic (timm zeroes a block's last)
+    bottleneck = trunk.layer4[0]
+    assert torch.equal(model.roi_heads.box_head.layer4[0].bn3.weight, bottleneck.bn3.weight)
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.backbone.modules())
+    # the output of a RoI no longer depends on the other RoIs of its batch
+    head = model.roi_heads.box_head.eval()
+    rois = torch.rand(5, head.layer4[0].conv1.in_channels, 14, 14)
+    head.train()
+    assert torch.allclose(head(rois)[:1], head(rois[:1]), atol=1e-5)
+    fpn = build_detector(smoke_model("backbone.resnet50"))
+    assert not any("Norm" in type(m).__name__ for m in fpn.roi_heads.box_head.modules())  # two FC layers
+    weights = tmp_path / "r50.pth"
+    torch.save(torchvision.models.resnet50().state_dict(), weights)
+    pretrained = build_detector(DetectorConfig(backbone="resnet50", fpn=False, weights=weights))
+    norms = {type(m).__name__ for m in pretrained.roi_heads.box_head.modules() if "Norm" in type(m).__name__}
+    assert norms == {"FrozenBatchNorm2d"}
 
 
 def test_fpn_plugin_is_the_default():
