@@ -131,7 +131,8 @@ def build_c4(cfg: DetectorConfig) -> tuple[C4Backbone, C4BoxHead]:
 
 def group_norm_head(head: nn.Module, groups: int = 32) -> None:
     """Replace every BatchNorm of a RoI box head, in place, by GroupNorm (``groups`` groups, fewer if the channels do
-    not divide; Wu & He, ECCV 2018, section 6.1, the from-scratch detectors of He et al., ICCV 2019, section 3).
+    not divide). Wu & He (Group Normalization, ECCV 2018) put GroupNorm in Mask R-CNN's heads and train detectors
+    from scratch with it, as do He et al. (Rethinking ImageNet Pre-training, ICCV 2019).
 
     BatchNorm in a box head normalizes over the RoIs of a batch. In training they are the sampled RoIs (a quarter
     positive); at inference, every proposal. Running statistics gathered on the first do not hold for the second: on
