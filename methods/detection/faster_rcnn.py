@@ -28,6 +28,7 @@ from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 from crowdbench.bench.checkpoints import fit_state_dict, load_weights, read_state_dict
 from crowdbench.bench.config import DetectorConfig, RunConfig
 from crowdbench.bench.registry import Hook, Plugin, Stage, register
+from crowdbench.methods.batchnorm import replace_batchnorm
 from crowdbench.methods.declarative import SettingPlugin
 from crowdbench.methods.detection.backbones import build_trunk, stage_channels
 from crowdbench.methods.detection.cascade import CascadeRoIHeads
@@ -141,15 +142,15 @@ def group_norm_head(head: nn.Module, groups: int = 32) -> None:
     inference agree. The FPN box head (two FC layers) has no normalization to replace. Each GroupNorm starts from its
     BatchNorm's scale and shift, so the trunk's initialisation (timm's zero-initialised last norm of a block) holds.
     """
-    for name, child in head.named_children():
-        if isinstance(child, nn.BatchNorm2d):
-            norm = nn.GroupNorm(math.gcd(groups, child.num_features), child.num_features)
-            with torch.no_grad():
-                norm.weight.copy_(child.weight)
-                norm.bias.copy_(child.bias)
-            setattr(head, name, norm)
-        else:
-            group_norm_head(child, groups)
+
+    def group_norm(batch_norm: nn.BatchNorm2d) -> nn.GroupNorm:
+        norm = nn.GroupNorm(math.gcd(groups, batch_norm.num_features), batch_norm.num_features)
+        with torch.no_grad():
+            norm.weight.copy_(batch_norm.weight)
+            norm.bias.copy_(batch_norm.bias)
+        return norm
+
+    replace_batchnorm(head, group_norm)
 
 
 def _fpn_parts(cfg: DetectorConfig) -> tuple[nn.Module, AnchorGenerator, MultiScaleRoIAlign, int, list[nn.Module]]:

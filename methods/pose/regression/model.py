@@ -36,6 +36,7 @@ from torchvision.ops import DeformConv2d, FeaturePyramidNetwork, FrozenBatchNorm
 from torchvision.ops.feature_pyramid_network import LastLevelP6P7
 
 from crowdbench.bench.config import RegressionModelConfig
+from crowdbench.methods.batchnorm import replace_batchnorm
 from crowdbench.methods.pose.models import (
     RESNETS,
     ResNetBody,
@@ -81,14 +82,14 @@ def load_trunk_weights(trunk: Trunk, path: str | Path, setting: str = "regressio
 
 def freeze_batchnorm(module: nn.Module) -> None:
     """Replace every ``BatchNorm2d`` below ``module`` by torchvision's ``FrozenBatchNorm2d`` with its values."""
-    for name, child in module.named_children():
-        if isinstance(child, nn.BatchNorm2d):
-            frozen = FrozenBatchNorm2d(child.num_features, eps=child.eps)
-            for key in ("weight", "bias", "running_mean", "running_var"):
-                getattr(frozen, key).copy_(getattr(child, key).detach())
-            setattr(module, name, frozen)
-        else:
-            freeze_batchnorm(child)
+    replace_batchnorm(module, _frozen)
+
+
+def _frozen(norm: nn.BatchNorm2d) -> FrozenBatchNorm2d:
+    frozen = FrozenBatchNorm2d(norm.num_features, eps=norm.eps)
+    for key in ("weight", "bias", "running_mean", "running_var"):
+        getattr(frozen, key).copy_(getattr(norm, key).detach())
+    return frozen
 
 
 def _tower(channels: int, n: int, groups: int) -> nn.Sequential:
